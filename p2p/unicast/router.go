@@ -39,7 +39,8 @@ const (
 type Handler func(from peer.ID, data []byte)
 
 // Router sends and receives framed messages on one protocol ID. It is safe
-// for concurrent use.
+// for concurrent use. It keeps a small entry for every peer it has sent to;
+// the stream and its write buffer are released when the stream ends.
 type Router struct {
 	host    host.Host
 	cfg     Config
