@@ -9,20 +9,21 @@ import (
 	"github.com/rainp2p/rainp2p/p2p/identity"
 )
 
-// run executes the CLI in-process with args and returns stdout.
-func run(t *testing.T, args ...string) (string, error) {
+// runKeygen executes a fresh keygen command in-process and returns stdout.
+func runKeygen(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	var out, errb bytes.Buffer
-	rootCmd.SetOut(&out)
-	rootCmd.SetErr(&errb)
-	rootCmd.SetArgs(args)
-	err := rootCmd.Execute()
+	var out bytes.Buffer
+	cmd := newKeygenCmd()
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	err := cmd.Execute()
 	return out.String(), err
 }
 
 func TestKeygenWritesALoadableKeyAndPrintsItsIdentity(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "node.key")
-	out, err := run(t, "keygen", "--out", path)
+	out, err := runKeygen(t, "--out", path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,10 +34,10 @@ func TestKeygenWritesALoadableKeyAndPrintsItsIdentity(t *testing.T) {
 	if !strings.Contains(out, "address: "+k.Address.String()) || !strings.Contains(out, "peer_id: "+k.PeerID.String()) {
 		t.Fatalf("output does not name the key's identity:\n%s", out)
 	}
-	if _, err := run(t, "keygen", "--out", path); err == nil || !strings.Contains(err.Error(), "already exists") {
+	if _, err := runKeygen(t, "--out", path); err == nil || !strings.Contains(err.Error(), "already exists") {
 		t.Fatalf("second keygen to the same file: %v", err)
 	}
-	if _, err := run(t, "keygen"); err == nil {
+	if _, err := runKeygen(t); err == nil {
 		t.Fatal("keygen without --out succeeded")
 	}
 }

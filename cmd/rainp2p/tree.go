@@ -33,7 +33,7 @@ type treeFlags struct {
 func newTreeCmd() *cobra.Command {
 	var f treeFlags
 	cmd := &cobra.Command{
-		Use:   "tree --size N [--origin I] [--mode cover|reference] [--json]",
+		Use:   "tree [--size N] [--origin I] [--mode cover|reference] [--json]",
 		Short: "Print the RainTree propagation plan for a validator set",
 		Long: `Print who sends to whom when validator I broadcasts to a set of N validators,
 with per-node network reads and writes and a summary. Ids are 1-based positions
@@ -45,12 +45,11 @@ mode "reference" is the published RainTree rule, holes included.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.IntVar(&f.size, "size", 0, "number of validators (required)")
+	fl.IntVar(&f.size, "size", 27, "number of validators")
 	fl.IntVar(&f.origin, "origin", 1, "1-based id of the originator")
 	fl.StringVar(&f.mode, "mode", string(raintree.ModeCover), "cover or reference")
 	fl.BoolVar(&f.json, "json", false, "print one JSON object instead of text")
 	fl.BoolVar(&f.full, "full", false, fmt.Sprintf("print the tree and node table even above %d validators", treePrintLimit))
-	_ = cmd.MarkFlagRequired("size") // only fails for an unknown flag name
 	return cmd
 }
 

@@ -120,6 +120,17 @@ func TestTreeTextSkipsTheTreeForLargeSets(t *testing.T) {
 	}
 }
 
+func TestTreeWithNoFlagsPlansTwentySevenInCoverMode(t *testing.T) {
+	out, err := runTreeCmd(t, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := decodeTreeJSON(t, out)
+	if got.Size != 27 || got.Mode != "cover" || got.Messages != 26 {
+		t.Fatalf("defaults: size %d mode %s messages %d", got.Size, got.Mode, got.Messages)
+	}
+}
+
 func TestTreeRejectsBadInput(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -128,7 +139,7 @@ func TestTreeRejectsBadInput(t *testing.T) {
 		wantMsg string
 	}{
 		{"size zero", []string{"--size", "0"}, errBadTreeFlag, "--size"},
-		{"missing size", nil, nil, "size"},
+		{"negative size", []string{"--size", "-3"}, errBadTreeFlag, "--size"},
 		{"origin zero", []string{"--size", "5", "--origin", "0"}, errBadTreeFlag, "--origin"},
 		{"origin past the set", []string{"--size", "5", "--origin", "6"}, errBadTreeFlag, "--origin"},
 		{"unknown mode", []string{"--size", "5", "--mode", "flood"}, raintree.ErrUnknownMode, "flood"},
