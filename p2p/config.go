@@ -1,0 +1,154 @@
+package p2p
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/libp2p/go-libp2p/core/host"
+
+	"github.com/rainp2p/rainp2p/p2p/background"
+	"github.com/rainp2p/rainp2p/p2p/dedup"
+	"github.com/rainp2p/rainp2p/p2p/identity"
+	"github.com/rainp2p/rainp2p/p2p/raintree"
+	"github.com/rainp2p/rainp2p/p2p/validators"
+	"github.com/rainp2p/rainp2p/p2p/wire"
+)
+
+// Defaults used by DefaultConfig.
+const (
+	DefaultNetworkID      = "rainp2p-localnet"
+	DefaultDeliveryBuffer = 1024
+)
+
+// DefaultListenAddrs listen on every interface, TCP and QUIC, on ports the
+// system picks.
+var DefaultListenAddrs = []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"}
+
+// Config configures a Module. Start from DefaultConfig, set Key and
+// Validators, and adjust what you need; New validates it.
+type Config struct {
+	// NetworkID separates networks: topic names and protocol IDs include it.
+	NetworkID string
+	// Key is this node's identity. Required.
+	Key *identity.Key
+	// ListenAddrs are the multiaddrs the host listens on (ignored with Host).
+	ListenAddrs []string
+	// Host, when set, is used instead of creating one (for example a mocknet
+	// host); the Module does not close it. Its identity must be Key's.
+	Host host.Host
+	// Validators supplies the validator set; the Module asks it for Height
+	// at start-up and the application pushes changes with UpdateValidators.
+	// Required.
+	Validators validators.Provider
+	// Height is the height whose validator set is loaded at start-up.
+	Height uint64
+	// MaxMessageSize bounds a serialized envelope, on every router.
+	// Default 4 MiB.
+	MaxMessageSize int
+	// DedupCapacity is how many recent nonces the deduper remembers.
+	// Default 65536.
+	DedupCapacity int
+	// DeliveryBuffer is the capacity of the Deliveries channel. When it is
+	// full, routers wait (back-pressure) rather than drop. Default 1024.
+	DeliveryBuffer int
+	// Routers selects which routers run. The default, RoutersBoth, is the
+	// design; the others exist to measure one router alone (rainp2p sim).
+	Routers RouterSet
+	// Silent is fault injection for tests and localnet: the node receives
+	// but never forwards on any router.
+	Silent bool
+	// RainTree configures the RainTree router (validators only).
+	RainTree raintree.Config
+	// Background configures the gossip router every node runs.
+	Background background.Config
+	// Logger receives the module's logs. nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a complete configuration apart from Key and
+// Validators.
+func DefaultConfig() Config {
+	return Config{
+		NetworkID:      DefaultNetworkID,
+		ListenAddrs:    append([]string(nil), DefaultListenAddrs...),
+		MaxMessageSize: wire.DefaultMaxMessageSize,
+		DedupCapacity:  dedup.DefaultCapacity,
+		DeliveryBuffer: DefaultDeliveryBuffer,
+		RainTree:       raintree.DefaultConfig(DefaultNetworkID),
+		Background:     background.DefaultConfig(DefaultNetworkID),
+	}
+}
+
+// RouterSet selects which routers a Module runs.
+type RouterSet int
+
+// The router sets.
+const (
+	RoutersBoth RouterSet = iota
+	RoutersRainTreeOnly
+	RoutersBackgroundOnly
+)
+
+// ErrInvalidConfig wraps every configuration error.
+var ErrInvalidConfig = errors.New("invalid p2p config")
+
+// Validate reports the first problem with c.
+func (c Config) Validate() error {
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
+	}
+	switch {
+	case c.NetworkID == "":
+		return fail("NetworkID is empty")
+	case c.Key == nil:
+		return fail("Key is required")
+	case c.Validators == nil:
+		return fail("Validators provider is required")
+	case c.Host == nil && len(c.ListenAddrs) == 0:
+		return fail("no ListenAddrs and no Host")
+	case c.Host != nil && c.Host.ID() != c.Key.PeerID:
+		return fail("Host identity %s is not Key's %s", c.Host.ID(), c.Key.PeerID)
+	case c.MaxMessageSize <= 0:
+		return fail("MaxMessageSize %d must be positive", c.MaxMessageSize)
+	case c.DedupCapacity <= 0:
+		return fail("DedupCapacity %d must be positive", c.DedupCapacity)
+	case c.Routers < RoutersBoth || c.Routers > RoutersBackgroundOnly:
+		return fail("unknown Routers value %d", c.Routers)
+	case c.DeliveryBuffer < 0:
+		return fail("DeliveryBuffer %d must not be negative", c.DeliveryBuffer)
+	}
+	return nil
+}
+
+// routerConfigs derives the routers' configurations from c: network ID,
+// message size and silence are set once, at the module level.
+func (c Config) routerConfigs() (raintree.Config, background.Config, error) {
+	rt, bg := c.RainTree, c.Background
+	rt.NetworkID, bg.NetworkID = c.NetworkID, c.NetworkID
+	rt.Unicast.ProtocolID = raintree.ProtocolID(c.NetworkID)
+	bg.Unicast.ProtocolID = background.UnicastProtocolID(c.NetworkID)
+	rt.Unicast.MaxMessageSize = c.MaxMessageSize + wire.FrameOverhead
+	bg.Unicast.MaxMessageSize = c.MaxMessageSize + wire.FrameOverhead
+	rt.MaxMessageSize, bg.MaxMessageSize = c.MaxMessageSize, c.MaxMessageSize
+	rt.Silent, bg.Silent = rt.Silent || c.Silent, bg.Silent || c.Silent
+	if rt.Logger == nil {
+		rt.Logger = c.Logger
+	}
+	if bg.Logger == nil {
+		bg.Logger = c.Logger
+	}
+	if rt.Unicast.Logger == nil {
+		rt.Unicast.Logger = c.Logger
+	}
+	if bg.Unicast.Logger == nil {
+		bg.Unicast.Logger = c.Logger
+	}
+	if err := rt.Validate(); err != nil {
+		return rt, bg, fmt.Errorf("%w: raintree: %w", ErrInvalidConfig, err)
+	}
+	if err := bg.Validate(); err != nil {
+		return rt, bg, fmt.Errorf("%w: background: %w", ErrInvalidConfig, err)
+	}
+	return rt, bg, nil
+}

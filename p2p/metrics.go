@@ -1,0 +1,144 @@
+package p2p
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rainp2p/rainp2p/p2p/background"
+	"github.com/rainp2p/rainp2p/p2p/raintree"
+	"github.com/rainp2p/rainp2p/p2p/unicast"
+)
+
+// Stats is a snapshot of every counter the module and its routers keep.
+type Stats struct {
+	// Delivered counts envelopes handed to the application, by router.
+	Delivered map[RouterName]uint64
+	// Duplicates counts envelopes suppressed by the deduper.
+	Duplicates uint64
+	// Invalid counts envelopes a router passed up that failed to decode.
+	Invalid uint64
+	// SendErrors counts Send and Broadcast calls a router refused.
+	SendErrors uint64
+	// RainTree is zero while this node is not a validator.
+	RainTree   raintree.Stats
+	Background background.Stats
+	// RainTreeUnicast is the RainTree router's transport (zero for a full
+	// node); the background one is in Background.Unicast.
+	RainTreeUnicast unicast.Stats
+}
+
+// Stats returns the current counters.
+func (m *Module) Stats() Stats {
+	m.mu.RLock()
+	rain, bg := m.rain, m.bg
+	m.mu.RUnlock()
+	s := Stats{
+		Delivered: map[RouterName]uint64{
+			RouterRainTree:   m.delivered[0].Load(),
+			RouterBackground: m.delivered[1].Load(),
+		},
+		Duplicates: m.dedup.Duplicates(),
+		Invalid:    m.invalid.Load(),
+		SendErrors: m.sendErrors.Load(),
+	}
+	if rain != nil {
+		s.RainTree = rain.Stats()
+		s.RainTreeUnicast = rain.UnicastStats()
+	}
+	if bg != nil {
+		s.Background = bg.Stats()
+	}
+	return s
+}
+
+// collector exports Module.Stats to Prometheus at scrape time.
+type collector struct{ m *Module }
+
+// NewCollector returns a Prometheus collector over m's counters: messages
+// sent, received, delivered and dropped per router and reason, duplicates
+// suppressed, RainTree retries, peers and unicast bytes.
+func NewCollector(m *Module) prometheus.Collector { return collector{m} }
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc("rainp2p_"+name, help, labels, nil)
+}
+
+var (
+	sentDesc      = desc("messages_sent_total", "Messages sent, by router and kind.", "router", "kind")
+	receivedDesc  = desc("messages_received_total", "Messages received from the network, by router and kind.", "router", "kind")
+	deliveredDesc = desc("messages_delivered_total", "Envelopes delivered to the application, by router.", "router")
+	droppedDesc   = desc("messages_dropped_total", "Messages dropped, by router and reason.", "router", "reason")
+	dupDesc       = desc("duplicates_suppressed_total", "Envelopes suppressed by the nonce deduper.")
+	retriesDesc   = desc("raintree_retries_total", "RainTree re-delegations after a missing ACK.")
+	ackTODesc     = desc("raintree_ack_timeouts_total", "RainTree frames not acknowledged in time.")
+	peersDesc     = desc("peers", "Connected peers per router.", "router")
+	bytesDesc     = desc("unicast_bytes_total", "Unicast transport bytes, by router and direction.", "router", "direction")
+	sendErrDesc   = desc("send_errors_total", "Send and Broadcast calls a router refused.")
+)
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{sentDesc, receivedDesc, deliveredDesc, droppedDesc, dupDesc, retriesDesc, ackTODesc, peersDesc, bytesDesc, sendErrDesc} {
+		ch <- d
+	}
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.m.Stats()
+	st := c.m.Status()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	rt, bg := string(RouterRainTree), string(RouterBackground)
+	r, b := s.RainTree, s.Background
+
+	counter(sentDesc, r.TreeSent, rt, "broadcast")
+	counter(sentDesc, r.RedundantSent, rt, "redundant")
+	counter(sentDesc, r.UnicastSent, rt, "unicast")
+	counter(sentDesc, r.AcksSent, rt, "ack")
+	counter(sentDesc, b.Published, bg, "broadcast")
+	counter(sentDesc, b.Unicast.FramesSent, bg, "unicast")
+	counter(receivedDesc, r.TreeReceived, rt, "broadcast")
+	counter(receivedDesc, r.RedundantReceived, rt, "redundant")
+	counter(receivedDesc, r.UnicastReceived, rt, "unicast")
+	counter(receivedDesc, r.AcksReceived, rt, "ack")
+	counter(receivedDesc, b.DeliveredGossip, bg, "broadcast")
+	counter(receivedDesc, b.DeliveredUnicast, bg, "unicast")
+	counter(deliveredDesc, s.Delivered[RouterRainTree], rt)
+	counter(deliveredDesc, s.Delivered[RouterBackground], bg)
+
+	drops := []struct {
+		router, reason string
+		v              uint64
+	}{
+		{rt, "malformed", r.Dropped.Malformed},
+		{rt, "too_large", r.Dropped.TooLarge},
+		{rt, "unknown_sender", r.Dropped.UnknownSender},
+		{rt, "unknown_set", r.Dropped.UnknownSet},
+		{rt, "gave_up", r.GaveUp},
+		{rt, "send_error", r.SendErrors},
+		{rt, "oversize_in", s.RainTreeUnicast.DroppedOversizeIn},
+		{bg, "malformed", b.GossipRejected.Malformed + b.UnicastRejected.Malformed},
+		{bg, "too_large", b.GossipRejected.TooLarge + b.UnicastRejected.TooLarge},
+		{bg, "empty", b.GossipRejected.Empty + b.UnicastRejected.Empty},
+		{bg, "invalid_envelope", b.GossipRejected.InvalidEnvelope + b.UnicastRejected.InvalidEnvelope},
+		{bg, "signature", b.GossipRejected.Signature},
+		{bg, "subscription_full", b.DroppedSubscriptionFull},
+		{bg, "validation_queue_full", b.DroppedValidation},
+		{bg, "outbound_queue_full", b.DroppedOutbound},
+		{bg, "oversize_in", b.Unicast.DroppedOversizeIn},
+		{"module", "invalid_envelope", s.Invalid},
+	}
+	for _, d := range drops {
+		counter(droppedDesc, d.v, d.router, d.reason)
+	}
+	counter(dupDesc, s.Duplicates)
+	counter(retriesDesc, r.Retries)
+	counter(ackTODesc, r.AckTimeouts)
+	counter(sendErrDesc, s.SendErrors)
+	for _, name := range []string{rt, bg} {
+		ch <- prometheus.MustNewConstMetric(peersDesc, prometheus.GaugeValue, float64(st.Peers[name]), name)
+	}
+	counter(bytesDesc, s.RainTreeUnicast.BytesSent, rt, "sent")
+	counter(bytesDesc, s.RainTreeUnicast.BytesReceived, rt, "received")
+	counter(bytesDesc, b.Unicast.BytesSent, bg, "sent")
+	counter(bytesDesc, b.Unicast.BytesReceived, bg, "received")
+}

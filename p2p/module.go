@@ -1,0 +1,605 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rainp2p/rainp2p/p2p/background"
+	"github.com/rainp2p/rainp2p/p2p/dedup"
+	"github.com/rainp2p/rainp2p/p2p/identity"
+	"github.com/rainp2p/rainp2p/p2p/raintree"
+	"github.com/rainp2p/rainp2p/p2p/validators"
+	"github.com/rainp2p/rainp2p/p2p/wire"
+)
+
+// Sentinel errors callers branch on.
+var (
+	ErrNotStarted     = errors.New("p2p module not started")
+	ErrClosed         = errors.New("p2p module closed")
+	ErrUnknownPeer    = errors.New("unknown peer address")
+	ErrAlreadyStarted = errors.New("p2p module already started")
+	ErrNoRouter       = errors.New("no router can carry this message")
+)
+
+// RouterName says which router brought a delivery.
+type RouterName string
+
+// The routers.
+const (
+	RouterRainTree   RouterName = "raintree"
+	RouterBackground RouterName = "background"
+)
+
+// Role is what a node is in the current validator set.
+type Role string
+
+// The roles.
+const (
+	RoleValidator Role = "validator"
+	RoleFullNode  Role = "fullnode"
+)
+
+// Delivery is one envelope handed to the application, with where it came
+// from.
+type Delivery struct {
+	Envelope   *wire.Envelope
+	Router     RouterName
+	Broadcast  bool // false for a unicast
+	From       identity.Address
+	PeerID     peer.ID
+	ReceivedAt time.Time
+}
+
+// Router is the seam both routers satisfy: the Module does not care which
+// one it holds.
+type Router interface {
+	Broadcast(ctx context.Context, envelope []byte) error
+	Send(ctx context.Context, to peer.ID, envelope []byte) error
+	Close() error
+}
+
+// Module is one node's P2P layer.
+type Module struct {
+	cfg      Config
+	log      *slog.Logger
+	dedup    *dedup.Deduper
+	out      chan Delivery
+	ownsHost bool
+
+	mu       sync.RWMutex
+	host     host.Host
+	set      *validators.Set
+	rain     *raintree.Router // nil unless this node is a validator
+	bg       *background.Router
+	started  bool
+	closed   bool
+	notifiee *network.NotifyBundle
+
+	// ctx ends when the Module closes; it unblocks deliveries waiting on a
+	// full channel. Set in New and never replaced, so it needs no lock.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	bookMu sync.Mutex // apart from mu: libp2p notifications take it
+	book   map[identity.Address]peer.ID
+
+	delivered  [2]atomic.Uint64 // by router: raintree, background
+	invalid    atomic.Uint64
+	sendErrors atomic.Uint64
+}
+
+// New validates cfg and returns a Module ready to Start.
+func New(cfg Config) (*Module, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if _, _, err := cfg.routerConfigs(); err != nil {
+		return nil, err
+	}
+	d, err := dedup.New(cfg.DedupCapacity)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Module{
+		ctx:    ctx,
+		cancel: cancel,
+		cfg:    cfg,
+		log:    log.With("node", cfg.Key.Address.String()[:8]),
+		dedup:  d,
+		out:    make(chan Delivery, cfg.DeliveryBuffer),
+		book:   map[identity.Address]peer.ID{},
+	}, nil
+}
+
+// Start creates the host (unless one was given), loads the validator set and
+// starts the routers. It does not wait for peers; see WaitReady.
+func (m *Module) Start(ctx context.Context) (err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	if m.started {
+		return ErrAlreadyStarted
+	}
+	set, err := m.cfg.Validators.ValidatorSet(ctx, m.cfg.Height)
+	if err != nil {
+		return fmt.Errorf("loading validator set at height %d: %w", m.cfg.Height, err)
+	}
+	m.host = m.cfg.Host
+	if m.host == nil {
+		h, err := libp2p.New(libp2p.Identity(m.cfg.Key.Private), libp2p.ListenAddrStrings(m.cfg.ListenAddrs...))
+		if err != nil {
+			return fmt.Errorf("creating libp2p host: %w", err)
+		}
+		m.host, m.ownsHost = h, true
+	}
+	defer func() {
+		if err != nil { // a failed start leaves nothing running; the Module is spent
+			_ = m.stopLocked()
+			m.closed = true
+		}
+	}()
+	m.notifiee = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) { m.learn(c.RemotePeer()) }}
+	m.host.Network().Notify(m.notifiee)
+
+	if m.cfg.Routers != RoutersRainTreeOnly {
+		_, bgCfg, err := m.cfg.routerConfigs()
+		if err != nil {
+			return err
+		}
+		if m.bg, err = background.New(m.host, bgCfg, m.onBackground); err != nil {
+			return fmt.Errorf("creating background router: %w", err)
+		}
+		if err := m.bg.Start(ctx); err != nil {
+			return fmt.Errorf("starting background router: %w", err)
+		}
+	}
+	if err := m.applySetLocked(set); err != nil {
+		return err
+	}
+	m.started = true
+	m.log.Info("p2p module started", "role", m.roleLocked(), "peer_id", m.host.ID(), "addrs", m.host.Addrs(), "validators", set.Len())
+	return nil
+}
+
+// UpdateValidators replaces the validator set: RainTree's view follows it
+// (broadcasts in flight keep the set they were planned with), validators
+// become bootstrap peers of the background router, and the node starts or
+// stops its RainTree router when its own role changes.
+func (m *Module) UpdateValidators(set *validators.Set) error {
+	if set == nil {
+		return fmt.Errorf("%w: nil validator set", validators.ErrInvalid)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	if !m.started {
+		return ErrNotStarted
+	}
+	return m.applySetLocked(set)
+}
+
+func (m *Module) applySetLocked(set *validators.Set) error {
+	m.set = set
+	var boot []peer.AddrInfo
+	m.bookMu.Lock()
+	for _, v := range set.Validators() {
+		m.book[v.Address] = v.PeerID
+	}
+	m.bookMu.Unlock()
+	for _, v := range set.Validators() {
+		if v.PeerID == m.host.ID() {
+			continue
+		}
+		if len(v.Multiaddrs) > 0 {
+			m.host.Peerstore().AddAddrs(v.PeerID, v.Multiaddrs, time.Hour)
+		}
+		boot = append(boot, v.AddrInfo())
+	}
+	if m.bg != nil {
+		m.bg.AddBootstrapPeers(boot)
+	}
+
+	isValidator := set.Contains(m.cfg.Key.Address) && m.cfg.Routers != RoutersBackgroundOnly
+	switch {
+	case isValidator && m.rain == nil:
+		rtCfg, _, err := m.cfg.routerConfigs()
+		if err != nil {
+			return err
+		}
+		r, err := raintree.NewRouter(m.host, m.cfg.Key.Address, set, rtCfg, m.onRainTree)
+		if err != nil {
+			return fmt.Errorf("starting raintree router: %w", err)
+		}
+		m.rain = r
+	case isValidator:
+		m.rain.SetValidators(set)
+	case m.rain != nil:
+		if err := m.rain.Close(); err != nil {
+			m.log.Warn("closing raintree router after leaving the validator set", "err", err)
+		}
+		m.rain = nil
+	}
+	return nil
+}
+
+// HandleEvent reacts to the application's events: a *validators.Set (or
+// ValidatorSetChanged) replaces the set, NewHeight loads the set for a
+// height from the provider.
+func (m *Module) HandleEvent(ctx context.Context, ev any) error {
+	switch e := ev.(type) {
+	case *validators.Set:
+		return m.UpdateValidators(e)
+	case ValidatorSetChanged:
+		return m.UpdateValidators(e.Set)
+	case NewHeight:
+		set, err := m.cfg.Validators.ValidatorSet(ctx, e.Height)
+		if err != nil {
+			return fmt.Errorf("loading validator set at height %d: %w", e.Height, err)
+		}
+		return m.UpdateValidators(set)
+	default:
+		return fmt.Errorf("unsupported event %T", ev)
+	}
+}
+
+// ValidatorSetChanged is the event an application sends when the set
+// changes (a validator added or removed).
+type ValidatorSetChanged struct{ Set *validators.Set }
+
+// NewHeight is the event an application sends when it reaches a height
+// whose validator set the provider knows.
+type NewHeight struct{ Height uint64 }
+
+// Deliveries is where received envelopes arrive, each exactly once. Read it
+// promptly: while it is full, routers wait.
+func (m *Module) Deliveries() <-chan Delivery { return m.out }
+
+// Done is closed when the Module closes.
+func (m *Module) Done() <-chan struct{} { return m.ctx.Done() }
+
+// Address is this node's address.
+func (m *Module) Address() identity.Address { return m.cfg.Key.Address }
+
+// Host is the libp2p host (nil before Start).
+func (m *Module) Host() host.Host {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.host
+}
+
+// Role reports whether this node is a validator in the current set.
+func (m *Module) Role() Role {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.roleLocked()
+}
+
+func (m *Module) roleLocked() Role {
+	if m.set.Contains(m.cfg.Key.Address) {
+		return RoleValidator
+	}
+	return RoleFullNode
+}
+
+// ValidatorSet is the set in force.
+func (m *Module) ValidatorSet() *validators.Set {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.set
+}
+
+// Broadcast wraps msg in a new envelope and broadcasts it. It returns the
+// envelope, so callers can follow its nonce.
+func (m *Module) Broadcast(ctx context.Context, msg proto.Message) (*wire.Envelope, error) {
+	env, err := wire.NewEnvelope(msg)
+	if err != nil {
+		return nil, err
+	}
+	return env, m.BroadcastEnvelope(ctx, env)
+}
+
+// BroadcastEnvelope broadcasts env: on RainTree and the background router
+// from a validator, on the background router only from a full node. It
+// succeeds if at least one router took the envelope; the other router's
+// failure is logged and counted.
+func (m *Module) BroadcastEnvelope(ctx context.Context, env *wire.Envelope) error {
+	data, err := wire.EncodeEnvelope(env, m.cfg.MaxMessageSize)
+	if err != nil {
+		return fmt.Errorf("broadcast: %w", err)
+	}
+	rain, bg, err := m.routers()
+	if err != nil {
+		return err
+	}
+	m.dedup.FirstTime(env.GetNonce()) // our own envelope must not come back to us
+	var errs []error
+	if rain != nil {
+		if err := rain.Broadcast(ctx, data); err != nil {
+			errs = append(errs, fmt.Errorf("raintree: %w", err))
+		}
+	}
+	routers := 0
+	if rain != nil {
+		routers++
+	}
+	if bg != nil {
+		routers++
+		if err := bg.Broadcast(ctx, data); err != nil {
+			errs = append(errs, fmt.Errorf("background: %w", err))
+		}
+	}
+	if routers == 0 {
+		return fmt.Errorf("broadcast: %w", ErrNoRouter)
+	}
+	if len(errs) > 0 {
+		m.sendErrors.Add(uint64(len(errs)))
+		if len(errs) == routers {
+			return fmt.Errorf("broadcast: %w", errors.Join(errs...))
+		}
+		m.log.Warn("broadcast reached only one router", "err", errors.Join(errs...))
+	}
+	return nil
+}
+
+// Send wraps msg in a new envelope and sends it to addr.
+func (m *Module) Send(ctx context.Context, addr identity.Address, msg proto.Message) (*wire.Envelope, error) {
+	env, err := wire.NewEnvelope(msg)
+	if err != nil {
+		return nil, err
+	}
+	return env, m.SendEnvelope(ctx, addr, env)
+}
+
+// SendEnvelope sends env to addr: over RainTree's unicast when both ends are
+// validators, over the background router's unicast otherwise.
+func (m *Module) SendEnvelope(ctx context.Context, addr identity.Address, env *wire.Envelope) error {
+	data, err := wire.EncodeEnvelope(env, m.cfg.MaxMessageSize)
+	if err != nil {
+		return fmt.Errorf("send to %s: %w", addr, err)
+	}
+	if addr == m.cfg.Key.Address {
+		return fmt.Errorf("send to %s: cannot send to self", addr)
+	}
+	rain, bg, err := m.routers()
+	if err != nil {
+		return err
+	}
+	id, ok := m.resolve(addr)
+	if !ok {
+		return fmt.Errorf("send to %s: %w", addr, ErrUnknownPeer)
+	}
+	var r Router
+	switch {
+	case rain != nil && m.ValidatorSet().Contains(addr):
+		r = rain
+	case bg != nil:
+		r = bg
+	default:
+		return fmt.Errorf("send to %s: %w", addr, ErrNoRouter)
+	}
+	if err := r.Send(ctx, id, data); err != nil {
+		m.sendErrors.Add(1)
+		return fmt.Errorf("send to %s: %w", addr, err)
+	}
+	return nil
+}
+
+// RouterFor names the router a unicast to addr would use.
+func (m *Module) RouterFor(addr identity.Address) RouterName {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.rain != nil && m.set.Contains(addr) {
+		return RouterRainTree
+	}
+	return RouterBackground
+}
+
+func (m *Module) routers() (*raintree.Router, *background.Router, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	switch {
+	case m.closed:
+		return nil, nil, ErrClosed
+	case !m.started:
+		return nil, nil, ErrNotStarted
+	}
+	return m.rain, m.bg, nil
+}
+
+// resolve finds the peer ID of an address: validators and connected peers
+// are in the book; otherwise the peerstore is searched.
+func (m *Module) resolve(addr identity.Address) (peer.ID, bool) {
+	m.bookMu.Lock()
+	id, ok := m.book[addr]
+	m.bookMu.Unlock()
+	h := m.Host()
+	if ok {
+		return id, true
+	}
+	for _, p := range h.Peerstore().Peers() {
+		if a, err := identity.AddressFromPeerID(p); err == nil && a == addr {
+			m.learn(p)
+			return p, true
+		}
+	}
+	return "", false
+}
+
+// learn records the address of a peer we are connected to.
+func (m *Module) learn(id peer.ID) {
+	addr, err := identity.AddressFromPeerID(id)
+	if err != nil {
+		return
+	}
+	m.bookMu.Lock()
+	m.book[addr] = id
+	m.bookMu.Unlock()
+}
+
+func (m *Module) onRainTree(from peer.ID, envelope []byte, broadcast bool) {
+	m.deliver(RouterRainTree, from, envelope, broadcast)
+}
+
+func (m *Module) onBackground(from peer.ID, envelope []byte, via background.Via) {
+	m.deliver(RouterBackground, from, envelope, via == background.ViaGossip)
+}
+
+// deliver decodes, deduplicates and hands an envelope to the application.
+// Routers have already checked and forwarded it.
+func (m *Module) deliver(r RouterName, from peer.ID, data []byte, broadcast bool) {
+	env, err := wire.DecodeEnvelope(data, m.cfg.MaxMessageSize)
+	if err != nil {
+		m.invalid.Add(1)
+		m.log.Debug("dropping invalid envelope", "router", r, "from", from, "err", err)
+		return
+	}
+	if !m.dedup.FirstTime(env.GetNonce()) {
+		return
+	}
+	addr, _ := identity.AddressFromPeerID(from)
+	d := Delivery{Envelope: env, Router: r, Broadcast: broadcast, From: addr, PeerID: from, ReceivedAt: time.Now()}
+	if r == RouterRainTree {
+		m.delivered[0].Add(1)
+	} else {
+		m.delivered[1].Add(1)
+	}
+	select {
+	case m.out <- d:
+	case <-m.ctx.Done():
+	}
+}
+
+// Close stops both routers and, if the Module created it, the host. It is
+// idempotent and waits for every goroutine the Module started.
+func (m *Module) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil
+	}
+	m.closed = true
+	return m.stopLocked()
+}
+
+func (m *Module) stopLocked() error {
+	var errs []error
+	m.cancel()
+	if m.rain != nil {
+		errs = append(errs, m.rain.Close())
+		m.rain = nil
+	}
+	if m.bg != nil {
+		errs = append(errs, m.bg.Close())
+		m.bg = nil
+	}
+	if m.host != nil && m.notifiee != nil {
+		m.host.Network().StopNotify(m.notifiee)
+	}
+	if m.ownsHost && m.host != nil {
+		errs = append(errs, m.host.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Status is a snapshot of the module for operators.
+type Status struct {
+	Address            string            `json:"address"`
+	PeerID             string            `json:"peer_id"`
+	Role               Role              `json:"role"`
+	NetworkID          string            `json:"network_id"`
+	ListenAddrs        []string          `json:"listen_addrs"`
+	Peers              map[string]int    `json:"peers"`
+	ValidatorSetHeight uint64            `json:"validator_set_height"`
+	ValidatorSetSize   int               `json:"validator_set_size"`
+	Delivered          map[string]uint64 `json:"delivered"`
+	Duplicates         uint64            `json:"duplicates_suppressed"`
+}
+
+// PeerInfo describes one connected peer.
+type PeerInfo struct {
+	PeerID    string   `json:"peer_id"`
+	Address   string   `json:"address"`
+	Validator bool     `json:"validator"`
+	Addrs     []string `json:"addrs"`
+}
+
+// Status returns a snapshot; before Start it has only the identity.
+func (m *Module) Status() Status {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	s := Status{
+		Address:   m.cfg.Key.Address.String(),
+		PeerID:    m.cfg.Key.PeerID.String(),
+		NetworkID: m.cfg.NetworkID,
+		Role:      m.roleLocked(),
+		Peers:     map[string]int{string(RouterRainTree): 0, string(RouterBackground): 0},
+		Delivered: map[string]uint64{
+			string(RouterRainTree):   m.delivered[0].Load(),
+			string(RouterBackground): m.delivered[1].Load(),
+		},
+		Duplicates:       m.dedup.Duplicates(),
+		ValidatorSetSize: m.set.Len(),
+	}
+	if m.set != nil {
+		s.ValidatorSetHeight = m.set.Height()
+	}
+	if m.host == nil || m.closed {
+		return s
+	}
+	for _, a := range m.host.Addrs() {
+		s.ListenAddrs = append(s.ListenAddrs, a.String())
+	}
+	if m.rain != nil {
+		for _, p := range m.host.Network().Peers() {
+			if _, ok := m.set.IndexOfPeer(p); ok {
+				s.Peers[string(RouterRainTree)]++
+			}
+		}
+	}
+	if m.bg != nil {
+		s.Peers[string(RouterBackground)] = len(m.bg.TopicPeers())
+	}
+	return s
+}
+
+// Peers lists the connected peers.
+func (m *Module) Peers() []PeerInfo {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.host == nil || m.closed {
+		return nil
+	}
+	var out []PeerInfo
+	for _, p := range m.host.Network().Peers() {
+		pi := PeerInfo{PeerID: p.String()}
+		if a, err := identity.AddressFromPeerID(p); err == nil {
+			pi.Address = a.String()
+		}
+		_, pi.Validator = m.set.IndexOfPeer(p)
+		for _, a := range m.host.Peerstore().Addrs(p) {
+			pi.Addrs = append(pi.Addrs, a.String())
+		}
+		out = append(out, pi)
+	}
+	return out
+}
