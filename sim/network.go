@@ -1,0 +1,584 @@
+package sim
+
+import (
+	"context"
+	crand "crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+	ma "github.com/multiformats/go-multiaddr"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/rainp2p/rainp2p/p2p"
+	"github.com/rainp2p/rainp2p/p2p/background"
+	"github.com/rainp2p/rainp2p/p2p/identity"
+	"github.com/rainp2p/rainp2p/p2p/raintree"
+	"github.com/rainp2p/rainp2p/p2p/validators"
+	"github.com/rainp2p/rainp2p/p2p/wire"
+)
+
+// Network-mode defaults and limits.
+const (
+	DefaultBroadcastTimeout = 5 * time.Second
+	DefaultGap              = 20 * time.Millisecond
+	DefaultReadyTimeout     = 20 * time.Second
+	// MaxNetworkNodes bounds validators plus full nodes: every node is a
+	// full libp2p host with its routers, in this process.
+	MaxNetworkNodes = 1000
+	// MaxPayloadSize bounds NetConfig.PayloadSize, well under the
+	// envelope limit.
+	MaxPayloadSize = 1 << 20
+	simNetworkID   = "rainp2p-sim"
+)
+
+// ErrLossUnsupported is returned for a non-zero NetConfig.Loss.
+var ErrLossUnsupported = errors.New("packet loss is not supported: mocknet links only model latency and bandwidth, " +
+	"and libp2p streams are reliable, so loss on a real link shows up as retransmission delay rather than lost messages; " +
+	"model a lossy network with --latency, or lost nodes with --down-validators/--silent-validators")
+
+// NetConfig configures RunNetwork.
+type NetConfig struct {
+	// Validators and FullNodes size the network; validators need at least 1.
+	Validators, FullNodes int
+	// DownValidators are in the set but never started. SilentValidators
+	// receive and deliver, and never forward on any router.
+	DownValidators, SilentValidators int
+	// Broadcasts per strategy, sent one after another, each from a random
+	// live node (a random live validator for RainTree alone).
+	Broadcasts int
+	// Strategies to compare; nil means NetworkStrategies.
+	Strategies []Strategy
+	// Seed drives faults, origins and topology (keys are always fresh).
+	Seed uint64
+	// PayloadSize is the content size of each broadcast in bytes.
+	PayloadSize int
+	// Latency is the one-way delay of every link.
+	Latency time.Duration
+	// Loss must be 0; see ErrLossUnsupported.
+	Loss float64
+	// Degree is how many random peers each node connects to before the
+	// routers start; 0 connects every pair. Routers dial more on demand
+	// (RainTree its targets, the gossip router the validators).
+	Degree int
+	// BroadcastTimeout is how long to wait for one broadcast to reach
+	// every target before sending the next. Default DefaultBroadcastTimeout.
+	BroadcastTimeout time.Duration
+	// Gap is the pause between broadcasts.
+	Gap time.Duration
+	// ReadyTimeout bounds the wait for gossip topic peers. Default
+	// DefaultReadyTimeout.
+	ReadyTimeout time.Duration
+}
+
+func (c NetConfig) validate() error {
+	if err := checkCounts(c.Validators, c.DownValidators, c.SilentValidators, c.Broadcasts); err != nil {
+		return err
+	}
+	switch {
+	case c.FullNodes < 0:
+		return fmt.Errorf("%w: full nodes must not be negative, got %d", ErrBadConfig, c.FullNodes)
+	case c.Validators+c.FullNodes > MaxNetworkNodes:
+		return fmt.Errorf("%w: network mode runs at most %d nodes in-process, got %d (use --plan for large sets)",
+			ErrBadConfig, MaxNetworkNodes, c.Validators+c.FullNodes)
+	case c.PayloadSize < 1 || c.PayloadSize > MaxPayloadSize:
+		return fmt.Errorf("%w: payload size must be in [1, %d], got %d", ErrBadConfig, MaxPayloadSize, c.PayloadSize)
+	case c.Latency < 0:
+		return fmt.Errorf("%w: latency must not be negative, got %v", ErrBadConfig, c.Latency)
+	case c.Loss < 0 || c.Loss >= 1 || c.Loss != c.Loss:
+		return fmt.Errorf("%w: loss must be in [0, 1), got %v", ErrBadConfig, c.Loss)
+	case c.Loss != 0:
+		return fmt.Errorf("%w: %w", ErrBadConfig, ErrLossUnsupported)
+	case c.Degree < 0:
+		return fmt.Errorf("%w: degree must not be negative, got %d", ErrBadConfig, c.Degree)
+	case c.BroadcastTimeout < 0 || c.Gap < 0 || c.ReadyTimeout < 0:
+		return fmt.Errorf("%w: timeouts and gap must not be negative", ErrBadConfig)
+	}
+	return nil
+}
+
+// simNode is one node of the simulated network; the same identities,
+// roles and faults serve every strategy.
+type simNode struct {
+	key       *identity.Key
+	addr      ma.Multiaddr
+	validator bool
+	down      bool
+	silent    bool
+}
+
+// scenario is everything strategies share.
+type scenario struct {
+	cfg       NetConfig
+	nodes     []simNode // validators first, in set order, then full nodes
+	set       *validators.Set
+	links     [][2]int // initial connections; nil means every pair
+	originAll []int    // per broadcast, any live node
+	originVal []int    // per broadcast, a live validator
+	payload   []byte
+}
+
+// RunNetwork runs every strategy on its own fresh in-process network built
+// from the same scenario, and measures it. Progress lines go to progress
+// when it is not nil.
+func RunNetwork(ctx context.Context, cfg NetConfig, progress io.Writer) (Result, error) {
+	if cfg.Strategies == nil {
+		cfg.Strategies = mustParseStrategies(NetworkStrategies)
+	}
+	if cfg.BroadcastTimeout == 0 {
+		cfg.BroadcastTimeout = DefaultBroadcastTimeout
+	}
+	if cfg.ReadyTimeout == 0 {
+		cfg.ReadyTimeout = DefaultReadyTimeout
+	}
+	if err := cfg.validate(); err != nil {
+		return Result{}, err
+	}
+	if progress == nil {
+		progress = io.Discard
+	}
+	sc, err := newScenario(cfg)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{
+		Mode:             ModeNetwork,
+		Validators:       cfg.Validators,
+		FullNodes:        cfg.FullNodes,
+		Broadcasts:       cfg.Broadcasts,
+		DownValidators:   cfg.DownValidators,
+		SilentValidators: cfg.SilentValidators,
+		Seed:             cfg.Seed,
+	}
+	for i, s := range cfg.Strategies {
+		label := fmt.Sprintf("strategy %d/%d %s", i+1, len(cfg.Strategies), s.Name())
+		fmt.Fprintf(progress, "sim: %s: starting network\n", label)
+		start := time.Now()
+		sr, err := sc.run(ctx, s, label, progress)
+		if err != nil {
+			return Result{}, fmt.Errorf("%s: %w", s.Name(), err)
+		}
+		fmt.Fprintf(progress, "sim: %s: done in %v, delivery %.2f%%\n", label, time.Since(start).Round(time.Millisecond), sr.DeliveryRatio*100)
+		res.Strategies = append(res.Strategies, sr)
+	}
+	return res, nil
+}
+
+func newScenario(cfg NetConfig) (*scenario, error) {
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0x5eed))
+	keys := make([]*identity.Key, cfg.Validators+cfg.FullNodes)
+	for i := range keys {
+		k, err := identity.GenerateKey()
+		if err != nil {
+			return nil, err
+		}
+		keys[i] = k
+	}
+	vals := make([]validators.Validator, cfg.Validators)
+	addrs := make(map[identity.Address]ma.Multiaddr, len(keys))
+	for i, k := range keys {
+		a, err := ma.NewMultiaddr(fmt.Sprintf("/ip4/10.%d.%d.%d/tcp/4001", i>>16&255, i>>8&255, i&255))
+		if err != nil {
+			return nil, fmt.Errorf("node address: %w", err)
+		}
+		addrs[k.Address] = a
+		if i < cfg.Validators {
+			vals[i] = validators.Validator{Address: k.Address, PublicKey: k.Private.GetPublic(), Multiaddrs: []ma.Multiaddr{a}}
+		}
+	}
+	set, err := validators.NewSet(1, vals)
+	if err != nil {
+		return nil, fmt.Errorf("building validator set: %w", err)
+	}
+	sc := &scenario{cfg: cfg, set: set, payload: make([]byte, cfg.PayloadSize)}
+	_, _ = crand.Read(sc.payload)
+	// Faults are drawn over set positions, so index i is validator i of the
+	// sorted ring, as in plan mode.
+	f := chooseFaults(rng, cfg.Validators, cfg.DownValidators, cfg.SilentValidators)
+	for i := range cfg.Validators {
+		v := set.At(i)
+		k := keys[slices.IndexFunc(keys[:cfg.Validators], func(k *identity.Key) bool { return k.Address == v.Address })]
+		sc.nodes = append(sc.nodes, simNode{key: k, addr: addrs[k.Address], validator: true, down: f.down[i], silent: f.silent[i]})
+	}
+	for _, k := range keys[cfg.Validators:] {
+		sc.nodes = append(sc.nodes, simNode{key: k, addr: addrs[k.Address]})
+	}
+	var liveAll []int
+	for i, n := range sc.nodes {
+		if !n.down {
+			liveAll = append(liveAll, i)
+		}
+	}
+	for range cfg.Broadcasts {
+		sc.originAll = append(sc.originAll, liveAll[rng.IntN(len(liveAll))])
+		sc.originVal = append(sc.originVal, f.live[rng.IntN(len(f.live))])
+	}
+	if n := len(sc.nodes); cfg.Degree > 0 && cfg.Degree < n-1 {
+		seen := map[[2]int]bool{}
+		for a := range n {
+			for _, j := range rng.Perm(n - 1)[:cfg.Degree] {
+				b := j
+				if b >= a {
+					b++
+				}
+				e := [2]int{min(a, b), max(a, b)}
+				if !seen[e] {
+					seen[e] = true
+					sc.links = append(sc.links, e)
+				}
+			}
+		}
+	}
+	return sc, nil
+}
+
+// inRun reports whether node i takes part in strategy s: down validators
+// never do, full nodes only when gossip runs.
+func (sc *scenario) inRun(s Strategy, i int) bool {
+	n := sc.nodes[i]
+	return !n.down && (n.validator || !s.RainTreeOnly())
+}
+
+// firstDeliveries holds, per node and broadcast, when the node first
+// delivered it (zero: never).
+type firstDeliveries struct {
+	mu        sync.Mutex
+	nonces    map[uint64]int
+	at        [][]time.Time
+	isTarget  []bool
+	remaining []atomic.Int64
+	done      []chan struct{}
+}
+
+func (fd *firstDeliveries) record(node int, d p2p.Delivery) {
+	fd.mu.Lock()
+	j, ok := fd.nonces[d.Envelope.GetNonce()]
+	first := ok && fd.at[node][j].IsZero()
+	if first {
+		fd.at[node][j] = d.ReceivedAt
+	}
+	fd.mu.Unlock()
+	if first && fd.isTarget[node] && fd.remaining[j].Add(-1) == 0 {
+		close(fd.done[j])
+	}
+}
+
+// run builds one strategy's network, runs the broadcasts and tears it all
+// down.
+func (sc *scenario) run(ctx context.Context, s Strategy, label string, progress io.Writer) (_ StrategyResult, err error) {
+	cfg := sc.cfg
+	mn := mocknet.New()
+	defer func() {
+		if cerr := mn.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("closing mocknet: %w", cerr)
+		}
+	}()
+	mn.SetLinkDefaults(mocknet.LinkOptions{Latency: cfg.Latency})
+	counter := &wireCounter{rainProtocol: raintree.ProtocolID(simNetworkID)}
+
+	modules := make([]*p2p.Module, len(sc.nodes))
+	defer func() {
+		for _, m := range modules {
+			if m != nil {
+				if cerr := m.Close(); cerr != nil && err == nil {
+					err = fmt.Errorf("closing module: %w", cerr)
+				}
+			}
+		}
+	}()
+	quiet := slog.New(slog.DiscardHandler)
+	for i, n := range sc.nodes {
+		if !sc.inRun(s, i) {
+			continue
+		}
+		h, err := mn.AddPeer(n.key.Private, n.addr)
+		if err != nil {
+			return StrategyResult{}, fmt.Errorf("adding mocknet peer: %w", err)
+		}
+		mc := p2p.DefaultConfig()
+		mc.NetworkID = simNetworkID
+		mc.RainTree = raintree.DefaultConfig(simNetworkID)
+		mc.Background = background.DefaultConfig(simNetworkID)
+		mc.Key = n.key
+		mc.Host = &countingHost{Host: h, c: counter}
+		mc.Validators = validators.StaticProvider{Set: sc.set}
+		mc.Silent = n.silent
+		mc.Logger = quiet
+		switch {
+		case s.RainTreeOnly():
+			mc.Routers = p2p.RoutersRainTreeOnly
+		case s.RainTree == "":
+			mc.Routers = p2p.RoutersBackgroundOnly
+		default:
+			mc.Routers = p2p.RoutersBoth
+		}
+		if s.RainTree != "" {
+			mc.RainTree.Mode = raintree.Mode(s.RainTree)
+			mc.RainTree.ACK = s.ACK
+		}
+		if s.Gossip != "" {
+			mc.Background.PubSub = background.PubSubKind(s.Gossip)
+			mc.Background.DHT = false // the mocknet topology is the discovery
+		}
+		m, err := p2p.New(mc)
+		if err != nil {
+			return StrategyResult{}, fmt.Errorf("configuring node %d: %w", i, err)
+		}
+		modules[i] = m
+	}
+	if err := mn.LinkAll(); err != nil {
+		return StrategyResult{}, fmt.Errorf("linking mocknet: %w", err)
+	}
+	for i, m := range modules {
+		if m != nil {
+			if err := m.Start(ctx); err != nil {
+				return StrategyResult{}, fmt.Errorf("starting node %d: %w", i, err)
+			}
+		}
+	}
+	if err := sc.connect(ctx, mn, modules); err != nil {
+		return StrategyResult{}, err
+	}
+
+	fd := &firstDeliveries{
+		nonces:    map[uint64]int{},
+		at:        make([][]time.Time, len(sc.nodes)),
+		isTarget:  make([]bool, len(sc.nodes)),
+		remaining: make([]atomic.Int64, cfg.Broadcasts),
+		done:      make([]chan struct{}, cfg.Broadcasts),
+	}
+	stop := make(chan struct{})
+	var collectors sync.WaitGroup
+	defer func() { close(stop); collectors.Wait() }()
+	for i, m := range modules {
+		fd.at[i] = make([]time.Time, cfg.Broadcasts)
+		if m == nil {
+			continue
+		}
+		fd.isTarget[i] = true
+		collectors.Go(func() {
+			for {
+				select {
+				case d := <-m.Deliveries():
+					fd.record(i, d)
+				case <-stop:
+					return
+				}
+			}
+		})
+	}
+
+	if s.Gossip != "" {
+		if err := sc.waitGossipReady(ctx, modules); err != nil {
+			return StrategyResult{}, err
+		}
+	}
+
+	origins := sc.originAll
+	if s.RainTreeOnly() {
+		origins = sc.originVal
+	}
+	targets := 0
+	for _, t := range fd.isTarget {
+		if t {
+			targets++
+		}
+	}
+	sent := make([]time.Time, cfg.Broadcasts)
+	before := counter.snapshot()
+	for j, o := range origins {
+		fd.done[j] = make(chan struct{})
+		fd.remaining[j].Store(int64(targets - 1)) // the origin is no target of its own broadcast
+		env, err := wire.NewEnvelope(wrapperspb.Bytes(sc.payload))
+		if err != nil {
+			return StrategyResult{}, err
+		}
+		fd.mu.Lock()
+		fd.nonces[env.GetNonce()] = j
+		fd.mu.Unlock()
+		if targets-1 == 0 {
+			close(fd.done[j])
+		}
+		sent[j] = time.Now()
+		if err := modules[o].BroadcastEnvelope(ctx, env); err != nil {
+			fmt.Fprintf(progress, "sim: %s: broadcast %d/%d from node %d failed: %v\n", label, j+1, cfg.Broadcasts, o, err)
+		}
+		timer := time.NewTimer(cfg.BroadcastTimeout)
+		select {
+		case <-fd.done[j]:
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return StrategyResult{}, ctx.Err()
+		}
+		timer.Stop()
+		fmt.Fprintf(progress, "sim: %s: broadcast %d/%d: %d/%d reached\n", label, j+1, cfg.Broadcasts,
+			targets-1-int(fd.remaining[j].Load()), targets-1)
+		if err := sleep(ctx, cfg.Gap); err != nil {
+			return StrategyResult{}, err
+		}
+	}
+	if err := sc.settle(ctx, counter); err != nil {
+		return StrategyResult{}, err
+	}
+	traffic := counter.snapshot().sub(before)
+	if n := counter.undecodable.Load(); n > 0 {
+		fmt.Fprintf(progress, "sim: %s: warning: %d frames could not be decoded; payload counts may be low\n", label, n)
+	}
+
+	fd.mu.Lock()
+	defer fd.mu.Unlock()
+	return sc.summarise(s, fd, origins, sent, traffic), nil
+}
+
+// connect makes the initial connections: every pair, or the scenario's
+// random links between nodes that run.
+func (sc *scenario) connect(ctx context.Context, mn mocknet.Mocknet, modules []*p2p.Module) error {
+	if sc.links == nil {
+		if err := mn.ConnectAllButSelf(); err != nil {
+			return fmt.Errorf("connecting mocknet: %w", err)
+		}
+		return nil
+	}
+	for _, e := range sc.links {
+		a, b := modules[e[0]], modules[e[1]]
+		if a == nil || b == nil {
+			continue
+		}
+		if _, err := mn.ConnectPeers(a.Host().ID(), b.Host().ID()); err != nil {
+			return fmt.Errorf("connecting nodes %d and %d: %w", e[0], e[1], err)
+		}
+	}
+	return ctx.Err()
+}
+
+// waitGossipReady waits until every running node sees min(D, its
+// connected peers) topic peers, then two heartbeats so gossipsub meshes
+// are grafted.
+func (sc *scenario) waitGossipReady(ctx context.Context, modules []*p2p.Module) error {
+	params := background.DefaultGossipParams()
+	ctx, cancel := context.WithTimeout(ctx, sc.cfg.ReadyTimeout)
+	defer cancel()
+	for i, m := range modules {
+		if m == nil {
+			continue
+		}
+		for {
+			want := min(params.D, len(m.Host().Network().Peers()))
+			have := m.Status().Peers[string(p2p.RouterBackground)]
+			if have >= want && want > 0 {
+				break
+			}
+			if err := sleep(ctx, 20*time.Millisecond); err != nil {
+				return fmt.Errorf("node %d: waiting for gossip topic peers (have %d, want %d): %w", i, have, want, err)
+			}
+		}
+	}
+	return sleep(ctx, 2*params.HeartbeatInterval)
+}
+
+// settle waits until no payload has been written for a few link
+// latencies, so late duplicates are counted.
+func (sc *scenario) settle(ctx context.Context, c *wireCounter) error {
+	quiet := max(4*sc.cfg.Latency, 100*time.Millisecond)
+	last, stable := c.snapshot(), time.Now()
+	deadline := time.Now().Add(sc.cfg.BroadcastTimeout)
+	for time.Since(stable) < quiet && time.Now().Before(deadline) {
+		if err := sleep(ctx, quiet/4); err != nil {
+			return err
+		}
+		if cur := c.snapshot(); cur.payloadMsgs != last.payloadMsgs {
+			last, stable = cur, time.Now()
+		}
+	}
+	return nil
+}
+
+func (sc *scenario) summarise(s Strategy, fd *firstDeliveries, origins []int, sent []time.Time, traffic wireSnapshot) StrategyResult {
+	var valTargets, valDelivered, fnTargets, fnDelivered, live int
+	var curve, coverage, valCoverage []time.Duration
+	for _, t := range fd.isTarget {
+		if t {
+			live++
+		}
+	}
+	for j, o := range origins {
+		var last, valLast time.Duration
+		reached, valReached := false, false
+		for i, t := range fd.isTarget {
+			if !t || i == o {
+				continue
+			}
+			validator := sc.nodes[i].validator
+			if validator {
+				valTargets++
+			} else {
+				fnTargets++
+			}
+			at := fd.at[i][j]
+			if at.IsZero() {
+				continue
+			}
+			d := max(at.Sub(sent[j]), 0)
+			curve = append(curve, d)
+			last, reached = max(last, d), true
+			if validator {
+				valDelivered++
+				valLast, valReached = max(valLast, d), true
+			} else {
+				fnDelivered++
+			}
+		}
+		if reached {
+			coverage = append(coverage, last)
+		}
+		if valReached {
+			valCoverage = append(valCoverage, valLast)
+		}
+	}
+	slices.Sort(curve)
+	b := float64(len(origins))
+	delivered := valDelivered + fnDelivered
+	dups := max(traffic.payloadMsgs-int64(delivered), 0)
+	r := StrategyResult{
+		Name:                        s.Name(),
+		DeliveryRatio:               1,
+		ValidatorDeliveryRatio:      ratio(valDelivered, valTargets),
+		PayloadMessagesPerBroadcast: round(float64(traffic.payloadMsgs)/b, 3),
+		PayloadBytesPerBroadcast:    ptr(round(float64(traffic.payloadBytes)/b, 1)),
+		WireBytesPerBroadcast:       ptr(round(float64(traffic.wireBytes)/b, 1)),
+		DuplicatesPerNode:           round(float64(dups)/b/float64(max(live, 1)), 4),
+		CoverageMS:                  quantilesMS(coverage),
+		ValidatorCoverageMS:         quantilesMS(valCoverage),
+		Curve:                       curve,
+		Targets:                     valTargets + fnTargets,
+	}
+	if !s.RainTreeOnly() {
+		r.FullNodeDeliveryRatio = ratio(fnDelivered, fnTargets)
+	}
+	if dr := ratio(delivered, valTargets+fnTargets); dr != nil {
+		r.DeliveryRatio = *dr
+	}
+	return r
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,173 @@
+package sim
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func planResult(t *testing.T, cfg PlanConfig) Result {
+	t.Helper()
+	res, err := RunPlan(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Strategies) != len(cfg.Strategies) && cfg.Strategies != nil {
+		t.Fatalf("%d strategy results for %d strategies", len(res.Strategies), len(cfg.Strategies))
+	}
+	return res
+}
+
+func byName(t *testing.T, res Result, name string) StrategyResult {
+	t.Helper()
+	for _, s := range res.Strategies {
+		if s.Name == name {
+			return s
+		}
+	}
+	t.Fatalf("no result for strategy %q", name)
+	return StrategyResult{}
+}
+
+func TestPlanHealthyCoverReachesEveryoneWithNMinusOneMessages(t *testing.T) {
+	for _, n := range []int{1, 2, 3, 8, 24, 27, 100, 1000} {
+		res := planResult(t, PlanConfig{Validators: n, Broadcasts: 10, Seed: 7, Strategies: mustParseStrategies([]string{"cover", "cover+ack"})})
+		for _, s := range res.Strategies {
+			if s.DeliveryRatio != 1 || s.PayloadMessagesPerBroadcast != float64(n-1) || s.DuplicatesPerNode != 0 {
+				t.Errorf("n=%d %s: ratio %v, %v messages, %v duplicates; want 1, %d, 0",
+					n, s.Name, s.DeliveryRatio, s.PayloadMessagesPerBroadcast, s.DuplicatesPerNode, n-1)
+			}
+		}
+	}
+}
+
+func TestPlanReferenceHasHoles(t *testing.T) {
+	for _, n := range []int{8, 24} {
+		s := byName(t, planResult(t, PlanConfig{Validators: n, Broadcasts: 20, Seed: 1}), "reference")
+		if s.DeliveryRatio >= 1 {
+			t.Errorf("n=%d: reference delivery ratio %v, want < 1", n, s.DeliveryRatio)
+		}
+	}
+}
+
+func TestPlanCoverWithACKCoversEveryLiveValidatorAroundDownOnes(t *testing.T) {
+	res := planResult(t, PlanConfig{Validators: 500, DownValidators: 100, Broadcasts: 30, Seed: 3})
+	if s := byName(t, res, "cover+ack"); s.DeliveryRatio != 1 {
+		t.Errorf("cover+ack with 20%% down: ratio %v, want 1", s.DeliveryRatio)
+	}
+	if s := byName(t, res, "cover"); s.DeliveryRatio >= 1 {
+		t.Errorf("cover without ACK with 20%% down: ratio %v, want < 1", s.DeliveryRatio)
+	}
+}
+
+func TestPlanSilentValidatorsAreReceiversButCutTheirSubtrees(t *testing.T) {
+	s := byName(t, planResult(t, PlanConfig{Validators: 300, SilentValidators: 60, Broadcasts: 20, Seed: 5}), "cover+ack")
+	if s.DeliveryRatio >= 1 || s.DeliveryRatio <= 0 {
+		t.Errorf("cover+ack with 20%% silent: ratio %v, want in (0, 1)", s.DeliveryRatio)
+	}
+}
+
+func TestPlanIsDeterministicForASeed(t *testing.T) {
+	cfg := PlanConfig{Validators: 2000, DownValidators: 200, SilentValidators: 100, Broadcasts: 16, Seed: 11}
+	a, b := planResult(t, cfg), planResult(t, PlanConfig{Validators: 2000, DownValidators: 200, SilentValidators: 100, Broadcasts: 16, Seed: 11, Workers: 1})
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	if !bytes.Equal(ja, jb) {
+		t.Errorf("same seed, different results:\n%s\n%s", ja, jb)
+	}
+}
+
+func TestPlanHundredThousandValidatorsIsQuick(t *testing.T) {
+	if testing.Short() {
+		t.Skip("scale test")
+	}
+	start := time.Now()
+	res := planResult(t, PlanConfig{Validators: 100_000, DownValidators: 1000, Broadcasts: 8, Seed: 1})
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("10^5 validators took %v", d)
+	}
+	if s := byName(t, res, "cover+ack"); s.DeliveryRatio != 1 || s.LastDeliveryHop.Max > 11 {
+		t.Errorf("cover+ack at 10^5: %+v", s)
+	}
+}
+
+func TestPlanJSONHasNullsForNetworkOnlyFields(t *testing.T) {
+	res := planResult(t, PlanConfig{Validators: 27, Broadcasts: 3, Strategies: mustParseStrategies([]string{"cover"})})
+	b, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Mode       string
+		Strategies []map[string]json.RawMessage
+	}
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	s := got.Strategies[0]
+	for _, k := range []string{"fullnode_delivery_ratio", "payload_bytes_per_broadcast", "coverage_ms", "validator_coverage_ms"} {
+		if string(s[k]) != "null" {
+			t.Errorf("%s = %s, want null", k, s[k])
+		}
+	}
+	for _, k := range []string{"name", "delivery_ratio", "validator_delivery_ratio", "payload_messages_per_broadcast", "duplicates_per_node", "last_delivery_hop"} {
+		if v, ok := s[k]; !ok || string(v) == "null" {
+			t.Errorf("%s = %s, want a value", k, v)
+		}
+	}
+}
+
+func TestPlanRejectsBadInput(t *testing.T) {
+	tests := map[string]PlanConfig{
+		"no validators":             {Validators: 0, Broadcasts: 1},
+		"negative down":             {Validators: 10, DownValidators: -1, Broadcasts: 1},
+		"down plus silent too many": {Validators: 10, DownValidators: 6, SilentValidators: 5, Broadcasts: 1},
+		"all down":                  {Validators: 10, DownValidators: 10, Broadcasts: 1},
+		"no broadcasts":             {Validators: 10},
+		"gossip strategy":           {Validators: 10, Broadcasts: 1, Strategies: mustParseStrategies([]string{"cover+gossipsub"})},
+		"too many validators":       {Validators: MaxPlanValidators + 1, Broadcasts: 1},
+	}
+	for name, cfg := range tests {
+		t.Run(name, func(t *testing.T) {
+			if _, err := RunPlan(context.Background(), cfg, nil); !errors.Is(err, ErrBadConfig) {
+				t.Errorf("error = %v, want ErrBadConfig", err)
+			}
+		})
+	}
+}
+
+func TestPlanStopsWhenCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := RunPlan(ctx, PlanConfig{Validators: 1000, Broadcasts: 100}, nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("error = %v, want context.Canceled", err)
+	}
+}
+
+func TestReportIsSelfContainedHTML(t *testing.T) {
+	res := planResult(t, PlanConfig{Validators: 30, Broadcasts: 4})
+	res.Mode = ModeNetwork // exercise the curves with synthetic data
+	for i := range res.Strategies {
+		res.Strategies[i].Curve = []time.Duration{time.Millisecond, 3 * time.Millisecond, 8 * time.Millisecond}
+		res.Strategies[i].Targets = 4
+	}
+	var buf bytes.Buffer
+	if err := WriteHTML(&buf, res); err != nil {
+		t.Fatal(err)
+	}
+	page := buf.String()
+	for _, want := range []string{"<svg", "<polyline", "cover+ack", "</html>"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	for _, banned := range []string{"<script", "http://", "https://", "<link"} {
+		if strings.Contains(strings.ReplaceAll(page, `xmlns="http://www.w3.org/2000/svg"`, ""), banned) {
+			t.Errorf("report contains %q; it must load nothing", banned)
+		}
+	}
+}

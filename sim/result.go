@@ -1,0 +1,172 @@
+package sim
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Result is what a run measured, one entry per strategy. Its JSON form is
+// the sim command's --json output; fields a mode cannot measure are null.
+type Result struct {
+	// Mode is "plan" or "network".
+	Mode             string           `json:"mode"`
+	Validators       int              `json:"validators"`
+	FullNodes        int              `json:"fullnodes"`
+	Broadcasts       int              `json:"broadcasts"`
+	DownValidators   int              `json:"down_validators"`
+	SilentValidators int              `json:"silent_validators"`
+	Seed             uint64           `json:"seed"`
+	Strategies       []StrategyResult `json:"strategies"`
+}
+
+// StrategyResult is one strategy's measurements. A target is a (live node,
+// broadcast) pair the strategy is meant to reach: every live validator for
+// RainTree alone, every live node otherwise, the origin excepted. Silent
+// nodes are targets; down nodes are not.
+type StrategyResult struct {
+	Name string `json:"name"`
+	// DeliveryRatio is delivered targets over targets.
+	DeliveryRatio float64 `json:"delivery_ratio"`
+	// ValidatorDeliveryRatio and FullNodeDeliveryRatio restrict targets to
+	// validators or full nodes; null when there are none to reach (full
+	// nodes are never targets of RainTree alone).
+	ValidatorDeliveryRatio *float64 `json:"validator_delivery_ratio"`
+	FullNodeDeliveryRatio  *float64 `json:"fullnode_delivery_ratio"`
+	// PayloadMessagesPerBroadcast counts copies of the payload sent, on
+	// every router, averaged over broadcasts.
+	PayloadMessagesPerBroadcast float64 `json:"payload_messages_per_broadcast"`
+	// PayloadBytesPerBroadcast is the encoded size of those copies (network
+	// mode only).
+	PayloadBytesPerBroadcast *float64 `json:"payload_bytes_per_broadcast"`
+	// WireBytesPerBroadcast is every byte the routers wrote, control
+	// traffic included, averaged over broadcasts (network mode only).
+	WireBytesPerBroadcast *float64 `json:"wire_bytes_per_broadcast"`
+	// DuplicatesPerNode is redundant payload copies received (beyond each
+	// node's first), per live node and broadcast.
+	DuplicatesPerNode float64 `json:"duplicates_per_node"`
+	// CoverageMS is, over broadcasts, the time from send to the last
+	// target's first delivery (to the last delivery when some target was
+	// never reached). ValidatorCoverageMS counts validator targets only.
+	// Network mode only.
+	CoverageMS          *Quantiles `json:"coverage_ms"`
+	ValidatorCoverageMS *Quantiles `json:"validator_coverage_ms"`
+	// LastDeliveryHop is the depth, in messages from the origin, of the
+	// last first delivery, over broadcasts. Plan mode only.
+	LastDeliveryHop *HopStats `json:"last_delivery_hop"`
+
+	// Curve holds the first-delivery delay of every delivered target,
+	// sorted; with Targets it draws the coverage-over-time curve.
+	Curve   []time.Duration `json:"-"`
+	Targets int             `json:"-"`
+}
+
+// Quantiles summarise per-broadcast times in milliseconds.
+type Quantiles struct {
+	P50 float64 `json:"p50"`
+	P99 float64 `json:"p99"`
+	Max float64 `json:"max"`
+}
+
+// HopStats summarise per-broadcast hop depths.
+type HopStats struct {
+	Mean float64 `json:"mean"`
+	Max  int     `json:"max"`
+}
+
+// quantilesMS returns nearest-rank quantiles of ds in milliseconds, or nil
+// for no samples.
+func quantilesMS(ds []time.Duration) *Quantiles {
+	if len(ds) == 0 {
+		return nil
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	rank := func(q float64) time.Duration {
+		i := int(math.Ceil(q*float64(len(s)))) - 1
+		return s[min(max(i, 0), len(s)-1)]
+	}
+	return &Quantiles{P50: ms(rank(0.50)), P99: ms(rank(0.99)), Max: ms(s[len(s)-1])}
+}
+
+func ms(d time.Duration) float64 { return round(float64(d)/float64(time.Millisecond), 3) }
+
+func round(x float64, digits int) float64 {
+	p := math.Pow(10, float64(digits))
+	return math.Round(x*p) / p
+}
+
+// ratio is num/den rounded, or nil when den is 0.
+func ratio(num, den int) *float64 {
+	if den == 0 {
+		return nil
+	}
+	r := round(float64(num)/float64(den), 6)
+	return &r
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// WriteTable prints r as an aligned text table.
+func (r Result) WriteTable(w io.Writer) error {
+	fmt.Fprintf(w, "%s mode: %d validators (%d down, %d silent), %d full nodes, %d broadcasts, seed %d\n\n",
+		r.Mode, r.Validators, r.DownValidators, r.SilentValidators, r.FullNodes, r.Broadcasts, r.Seed)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	head := []string{"strategy", "delivered", "validators", "fullnodes", "msgs/bcast", "dups/node"}
+	if r.Mode == ModePlan {
+		head = append(head, "hops mean", "hops max")
+	} else {
+		head = append(head, "payload B/bcast", "wire B/bcast", "cover p50 ms", "p99 ms", "max ms", "val p50 ms", "val max ms")
+	}
+	fmt.Fprintln(tw, strings.Join(head, "\t")+"\t")
+	for _, s := range r.Strategies {
+		row := []string{
+			s.Name, pct(&s.DeliveryRatio), pct(s.ValidatorDeliveryRatio), pct(s.FullNodeDeliveryRatio),
+			fmt.Sprintf("%.1f", s.PayloadMessagesPerBroadcast), fmt.Sprintf("%.2f", s.DuplicatesPerNode),
+		}
+		if r.Mode == ModePlan {
+			if h := s.LastDeliveryHop; h != nil {
+				row = append(row, fmt.Sprintf("%.2f", h.Mean), fmt.Sprint(h.Max))
+			} else {
+				row = append(row, "-", "-")
+			}
+		} else {
+			row = append(row, num(s.PayloadBytesPerBroadcast, 0), num(s.WireBytesPerBroadcast, 0))
+			row = append(row, quantileCells(s.CoverageMS, true)...)
+			row = append(row, quantileCells(s.ValidatorCoverageMS, false)...)
+		}
+		fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
+	}
+	return tw.Flush()
+}
+
+func pct(r *float64) string {
+	if r == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f%%", *r*100)
+}
+
+func num(v *float64, prec int) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.*f", prec, *v)
+}
+
+func quantileCells(q *Quantiles, withP99 bool) []string {
+	if q == nil {
+		if withP99 {
+			return []string{"-", "-", "-"}
+		}
+		return []string{"-", "-"}
+	}
+	if withP99 {
+		return []string{fmt.Sprintf("%.1f", q.P50), fmt.Sprintf("%.1f", q.P99), fmt.Sprintf("%.1f", q.Max)}
+	}
+	return []string{fmt.Sprintf("%.1f", q.P50), fmt.Sprintf("%.1f", q.Max)}
+}

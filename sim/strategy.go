@@ -1,0 +1,123 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ErrBadConfig wraps every invalid simulation input.
+var ErrBadConfig = errors.New("invalid simulation config")
+
+// Strategy is one way of broadcasting: a RainTree mode, a gossip router, or
+// both. Its name lists the parts joined by '+', e.g. "cover+gossipsub".
+type Strategy struct {
+	// RainTree is "reference", "cover" or "" (no RainTree).
+	RainTree string
+	// ACK makes cover-mode senders re-delegate around down recipients.
+	ACK bool
+	// Gossip is "gossipsub", "randomsub", "floodsub" or "" (no gossip).
+	Gossip string
+}
+
+// Name is the canonical name: mode, then "ack", then the gossip router.
+func (s Strategy) Name() string {
+	var parts []string
+	if s.RainTree != "" {
+		parts = append(parts, s.RainTree)
+	}
+	if s.ACK {
+		parts = append(parts, "ack")
+	}
+	if s.Gossip != "" {
+		parts = append(parts, s.Gossip)
+	}
+	return strings.Join(parts, "+")
+}
+
+// RainTreeOnly reports whether validators are the only nodes the strategy
+// is meant to reach.
+func (s Strategy) RainTreeOnly() bool { return s.Gossip == "" }
+
+// Strategy name parts.
+const (
+	partReference = "reference"
+	partCover     = "cover"
+	partACK       = "ack"
+	partGossipSub = "gossipsub"
+	partRandomSub = "randomsub"
+	partFloodSub  = "floodsub"
+)
+
+// NetworkStrategies are the strategies RunNetwork compares by default.
+var NetworkStrategies = []string{
+	"reference", "cover", "gossipsub", "randomsub", "floodsub",
+	"reference+gossipsub", "cover+gossipsub",
+}
+
+// PlanStrategies are the strategies RunPlan compares by default.
+var PlanStrategies = []string{"reference", "cover", "cover+ack"}
+
+// ParseStrategy parses a name such as "cover", "cover+ack+gossipsub" or
+// "floodsub". Parts may come in any order; at most one RainTree mode and one
+// gossip router, and "ack" only with "cover".
+func ParseStrategy(name string) (Strategy, error) {
+	var s Strategy
+	fail := func(format string, args ...any) (Strategy, error) {
+		return Strategy{}, fmt.Errorf("%w: strategy %q: %s", ErrBadConfig, name, fmt.Sprintf(format, args...))
+	}
+	for _, p := range strings.Split(strings.ToLower(strings.TrimSpace(name)), "+") {
+		switch p = strings.TrimSpace(p); p {
+		case partReference, partCover:
+			if s.RainTree != "" {
+				return fail("two RainTree modes")
+			}
+			s.RainTree = p
+		case partACK:
+			s.ACK = true
+		case partGossipSub, partRandomSub, partFloodSub:
+			if s.Gossip != "" {
+				return fail("two gossip routers")
+			}
+			s.Gossip = p
+		default:
+			return fail("unknown part %q (want reference, cover, ack, gossipsub, randomsub or floodsub)", p)
+		}
+	}
+	if s.ACK && s.RainTree != partCover {
+		return fail("ack needs cover mode (reference messages carry no span to re-delegate)")
+	}
+	return s, nil
+}
+
+// ParseStrategies parses a comma-separated list, rejecting duplicates.
+func ParseStrategies(list string) ([]Strategy, error) {
+	var out []Strategy
+	seen := map[string]bool{}
+	for _, name := range strings.Split(list, ",") {
+		if strings.TrimSpace(name) == "" {
+			continue
+		}
+		s, err := ParseStrategy(name)
+		if err != nil {
+			return nil, err
+		}
+		if seen[s.Name()] {
+			return nil, fmt.Errorf("%w: strategy %q listed twice", ErrBadConfig, s.Name())
+		}
+		seen[s.Name()] = true
+		out = append(out, s)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: no strategies", ErrBadConfig)
+	}
+	return out, nil
+}
+
+func mustParseStrategies(names []string) []Strategy {
+	s, err := ParseStrategies(strings.Join(names, ","))
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
