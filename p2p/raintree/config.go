@@ -1,0 +1,145 @@
+package raintree
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/rainp2p/rainp2p/p2p/unicast"
+	"github.com/rainp2p/rainp2p/p2p/wire"
+)
+
+// Defaults used by DefaultConfig.
+const (
+	DefaultACKTimeout    = 2 * time.Second
+	DefaultMaxRetries    = 3
+	DefaultRecentSets    = 4
+	DefaultSeenCacheSize = 8192
+	DefaultSendTimeout   = 10 * time.Second
+)
+
+// ProtocolID is the libp2p protocol the RainTree router speaks on a network.
+func ProtocolID(networkID string) protocol.ID {
+	return protocol.ID("/rainp2p/" + networkID + "/raintree/1.0.0")
+}
+
+// Config configures a Router. Start from DefaultConfig: Validate rejects
+// zero limits rather than silently substituting defaults.
+type Config struct {
+	// NetworkID names the network; it is part of the protocol ID.
+	NetworkID string
+	// Mode is the planning rule used for broadcasts this node originates.
+	// Receivers follow the mode written in each frame. Default ModeCover.
+	Mode Mode
+	// ACK makes receivers acknowledge every tree frame and senders
+	// re-delegate a target's span (see Redelegate) to the next validator
+	// when no ACK arrives within ACKTimeout or the send fails. Only cover
+	// frames carry a span, so reference targets are never re-delegated.
+	// Default true.
+	ACK bool
+	// ACKTimeout is how long a sender waits for an ACK, counted from when
+	// the transport took the frame (a dial does not eat into it).
+	// Default 2s.
+	ACKTimeout time.Duration
+	// MaxRetries bounds re-delegations per original target; 0 disables
+	// them (unlike Options.MaxRetries, where 0 means unbounded). Default 3.
+	MaxRetries int
+	// Redundancy makes the originator also send the payload at level 0 to
+	// every other validator; level-0 frames are neither acknowledged nor
+	// propagated. Default false.
+	Redundancy bool
+	// Silent injects a fault: the node receives, delivers and acknowledges
+	// but never forwards.
+	Silent bool
+	// MaxMessageSize bounds a serialized envelope in bytes. Default
+	// wire.DefaultMaxMessageSize.
+	MaxMessageSize int
+	// RecentSets is how many replaced validator sets are kept, by hash, so
+	// broadcasts planned on them still propagate. Default 4.
+	RecentSets int
+	// SeenCacheSize bounds the cover-mode memory of (message, span) pairs
+	// already propagated; the oldest are forgotten first. Default 8192.
+	SeenCacheSize int
+	// SendTimeout bounds one frame's send, dial included. Default 10s.
+	SendTimeout time.Duration
+	// Unicast configures the framed stream transport. Its ProtocolID must
+	// be ProtocolID(NetworkID) and its MaxMessageSize must leave room for
+	// MaxMessageSize plus wire.FrameOverhead.
+	Unicast unicast.Config
+	// Clock drives ACK timeouts. nil means real time.
+	Clock Clock
+	// Logger receives drop and retry events. nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a complete Config for networkID.
+func DefaultConfig(networkID string) Config {
+	u := unicast.DefaultConfig(ProtocolID(networkID))
+	u.MaxMessageSize = wire.DefaultMaxMessageSize + wire.FrameOverhead
+	return Config{
+		NetworkID:      networkID,
+		Mode:           ModeCover,
+		ACK:            true,
+		ACKTimeout:     DefaultACKTimeout,
+		MaxRetries:     DefaultMaxRetries,
+		MaxMessageSize: wire.DefaultMaxMessageSize,
+		RecentSets:     DefaultRecentSets,
+		SeenCacheSize:  DefaultSeenCacheSize,
+		SendTimeout:    DefaultSendTimeout,
+		Unicast:        u,
+	}
+}
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	switch {
+	case c.NetworkID == "":
+		return errors.New("raintree: NetworkID is empty")
+	case c.Mode != ModeCover && c.Mode != ModeReference:
+		return fmt.Errorf("raintree: %w: %q", ErrUnknownMode, c.Mode)
+	case c.ACK && c.ACKTimeout <= 0:
+		return fmt.Errorf("raintree: ACKTimeout %v must be positive", c.ACKTimeout)
+	case c.MaxRetries < 0:
+		return fmt.Errorf("raintree: MaxRetries %d must not be negative", c.MaxRetries)
+	case c.MaxMessageSize <= 0:
+		return fmt.Errorf("raintree: MaxMessageSize %d must be positive", c.MaxMessageSize)
+	case c.RecentSets < 0:
+		return fmt.Errorf("raintree: RecentSets %d must not be negative", c.RecentSets)
+	case c.SeenCacheSize <= 0:
+		return fmt.Errorf("raintree: SeenCacheSize %d must be positive", c.SeenCacheSize)
+	case c.SendTimeout <= 0:
+		return fmt.Errorf("raintree: SendTimeout %v must be positive", c.SendTimeout)
+	case c.Unicast.ProtocolID != ProtocolID(c.NetworkID):
+		return fmt.Errorf("raintree: Unicast.ProtocolID %q, want %q", c.Unicast.ProtocolID, ProtocolID(c.NetworkID))
+	case c.Unicast.MaxMessageSize < c.MaxMessageSize+wire.FrameOverhead:
+		return fmt.Errorf("raintree: Unicast.MaxMessageSize %d is below MaxMessageSize %d + wire.FrameOverhead",
+			c.Unicast.MaxMessageSize, c.MaxMessageSize)
+	}
+	if err := c.Unicast.Validate(); err != nil {
+		return fmt.Errorf("raintree: %w", err)
+	}
+	return nil
+}
+
+// Clock is the time source for ACK timeouts; tests inject a fake one.
+type Clock interface {
+	Now() time.Time
+	// AfterFunc calls f in its own goroutine after d.
+	AfterFunc(d time.Duration, f func()) Timer
+}
+
+// Timer is a pending AfterFunc call.
+type Timer interface {
+	// Stop prevents the call if it has not started, and reports whether it
+	// did so.
+	Stop() bool
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+func (realClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }

@@ -1,0 +1,727 @@
+package raintree
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rainp2p/rainp2p/p2p/identity"
+	"github.com/rainp2p/rainp2p/p2p/unicast"
+	"github.com/rainp2p/rainp2p/p2p/validators"
+	"github.com/rainp2p/rainp2p/p2p/wire"
+)
+
+// Sentinel errors callers branch on.
+var (
+	ErrNotValidator = errors.New("raintree: not a validator")
+	ErrClosed       = errors.New("raintree: router closed")
+)
+
+// Handler receives an envelope the router accepted: a serialized Envelope,
+// with broadcast false for a unicast. from is the validator that sent this
+// copy, not necessarily the originator. Broadcasts are delivered once per
+// copy received (reference mode and re-delegation can produce several), so
+// the caller deduplicates by nonce. It is called on the receiving stream's
+// goroutine after the frame was forwarded, and must not call Close.
+type Handler func(from peer.ID, envelope []byte, broadcast bool)
+
+// Stats is a snapshot of a Router's counters. Tree frames are the payload
+// frames the plan predicts (level 1 and up); redundant frames are the
+// originator's extra level-0 copies.
+type Stats struct {
+	TreeSent, TreeReceived           uint64
+	RedundantSent, RedundantReceived uint64
+	UnicastSent, UnicastReceived     uint64
+	AcksSent, AcksReceived           uint64
+	// AcksUnexpected counts ACKs nobody waited for: late or duplicated.
+	AcksUnexpected uint64
+	// AckTimeouts counts tree frames that were not acknowledged in time or
+	// could not be sent at all.
+	AckTimeouts uint64
+	// Retries counts re-delegations to the next validator of a span.
+	Retries uint64
+	// GaveUp counts unacknowledged targets that could not be re-delegated:
+	// retries exhausted, span exhausted, or a reference frame.
+	GaveUp uint64
+	// Duplicates counts cover frames for a (message, span) already
+	// propagated, delivered but not forwarded again.
+	Duplicates uint64
+	// UnknownSetDelivered counts broadcasts planned on a validator set this
+	// node does not know, delivered because the sender is a current
+	// validator, but not forwarded.
+	UnknownSetDelivered uint64
+	// SeenEvicted counts (message, span) pairs forgotten to bound memory.
+	SeenEvicted uint64
+	// SendErrors counts frames of any kind the transport refused.
+	SendErrors uint64
+	Dropped    DropStats
+}
+
+// DropStats counts inbound frames dropped, by reason.
+type DropStats struct {
+	// Malformed: undecodable frame or envelope, unknown kind or mode, or a
+	// span that does not start at this node.
+	Malformed uint64
+	// TooLarge: envelope above MaxMessageSize.
+	TooLarge uint64
+	// UnknownSender: the sender is not a validator of the frame's set.
+	UnknownSender uint64
+	// UnknownSet: planned on an unknown set by a non-validator.
+	UnknownSet uint64
+}
+
+type counters struct {
+	treeSent, treeReceived           atomic.Uint64
+	redundantSent, redundantReceived atomic.Uint64
+	unicastSent, unicastReceived     atomic.Uint64
+	acksSent, acksReceived           atomic.Uint64
+	acksUnexpected, ackTimeouts      atomic.Uint64
+	retries, gaveUp                  atomic.Uint64
+	duplicates, unknownSetDelivered  atomic.Uint64
+	seenEvicted, sendErrors          atomic.Uint64
+	malformed, tooLarge              atomic.Uint64
+	unknownSender, unknownSet        atomic.Uint64
+}
+
+// Router sends and receives RainTree frames over one unicast protocol. It
+// decides nothing itself: targets come from the plan's step functions. It
+// is safe for concurrent use.
+type Router struct {
+	host    host.Host
+	self    identity.Address
+	cfg     Config
+	handler Handler
+	log     *slog.Logger
+	clock   Clock
+	uni     *unicast.Router
+	ctx     context.Context // cancelled by Close; bounds every send
+	cancel  context.CancelFunc
+
+	mu       sync.Mutex
+	closed   bool
+	cur      *setView
+	recent   []*setView // replaced sets, newest first
+	seen     *seenCache
+	acks     *ackTracker[delegation]
+	timer    Timer
+	timerAt  time.Time
+	timerGen uint64
+	wg       sync.WaitGroup // sends, ACKs and timer callbacks
+
+	c counters
+}
+
+// setView is a validator set with this node's place in it (-1 if absent).
+type setView struct {
+	set  *validators.Set
+	hash string
+	self int
+}
+
+func newSetView(set *validators.Set, self identity.Address) *setView {
+	v := &setView{set: set, hash: string(set.Hash()), self: -1}
+	if i, ok := set.IndexOf(self); ok {
+		v.self = i
+	}
+	return v
+}
+
+// delegation is one tree frame to send, and what to re-delegate if its
+// ACK does not come.
+type delegation struct {
+	view     *setView
+	mode     Mode
+	target   Target
+	msgID    uint64
+	envelope []byte
+	retries  int
+}
+
+// NewRouter starts a router for the validator self, which must be in set
+// and own h's identity.
+func NewRouter(h host.Host, self identity.Address, set *validators.Set, cfg Config, handler Handler) (*Router, error) {
+	switch {
+	case h == nil:
+		return nil, errors.New("raintree: nil host")
+	case set == nil:
+		return nil, errors.New("raintree: nil validator set")
+	case handler == nil:
+		return nil, errors.New("raintree: nil handler")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	view := newSetView(set, self)
+	if view.self < 0 {
+		return nil, fmt.Errorf("%w: %s is not in the set at height %d", ErrNotValidator, self, set.Height())
+	}
+	if id := set.At(view.self).PeerID; id != h.ID() {
+		return nil, fmt.Errorf("raintree: validator %s has peer ID %s, but the host is %s", self, id, h.ID())
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	clock := cfg.Clock
+	if clock == nil {
+		clock = realClock{}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Router{
+		host:    h,
+		self:    self,
+		cfg:     cfg,
+		handler: handler,
+		log:     log.With("router", "raintree"),
+		clock:   clock,
+		ctx:     ctx,
+		cancel:  cancel,
+		cur:     view,
+		seen:    newSeenCache(cfg.SeenCacheSize),
+		acks:    newAckTracker[delegation](),
+	}
+	// Frames can arrive as soon as the stream handler is set; holding mu
+	// makes every use of r.uni (all behind mu or spawn) see the assignment.
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	uni, err := unicast.New(h, cfg.Unicast, r.onFrame)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("raintree: %w", err)
+	}
+	r.uni = uni
+	return r, nil
+}
+
+// SetValidators switches to set for new broadcasts. Replaced sets are kept,
+// up to RecentSets, so broadcasts planned on them keep propagating.
+func (r *Router) SetValidators(set *validators.Set) {
+	if set == nil {
+		return
+	}
+	v := newSetView(set, r.self)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if v.hash == r.cur.hash {
+		return
+	}
+	r.recent = slices.DeleteFunc(r.recent, func(o *setView) bool { return o.hash == v.hash })
+	r.recent = slices.Insert(r.recent, 0, r.cur)
+	r.recent = r.recent[:min(len(r.recent), r.cfg.RecentSets)]
+	r.cur = v
+}
+
+// Broadcast originates envelope (a serialized Envelope) on the current
+// validator set: it sends the originator's targets of the plan, each
+// concurrently, and returns once every first attempt finished or ctx is
+// done. Propagation, ACKs and re-delegation continue in the background until
+// Close. With ACK on, a failed first attempt is re-delegated rather than
+// reported; with ACK off it is returned.
+func (r *Router) Broadcast(ctx context.Context, envelope []byte) error {
+	env, err := wire.DecodeEnvelope(envelope, r.cfg.MaxMessageSize)
+	if err != nil {
+		return fmt.Errorf("raintree: broadcast: %w", err)
+	}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return ErrClosed
+	}
+	view := r.cur
+	n, mode, msgID := view.set.Len(), r.cfg.Mode, env.GetNonce()
+	if view.self >= 0 && mode == ModeCover {
+		// The ring is ours: a copy coming back must not be propagated.
+		r.markSeenLocked(msgID, Span{Start: view.self, Len: n})
+	}
+	r.mu.Unlock()
+	if view.self < 0 {
+		return fmt.Errorf("raintree: broadcast: %w: %s", ErrNotValidator, r.self)
+	}
+
+	sends := make([]delegation, 0, 2*Levels(n)+n)
+	for _, t := range OriginTargets(mode, n, view.self) {
+		sends = append(sends, delegation{view: view, mode: mode, target: t, msgID: msgID, envelope: envelope})
+	}
+	if r.cfg.Redundancy {
+		for i := range n {
+			if i != view.self {
+				sends = append(sends, delegation{view: view, mode: mode, target: Target{Index: i}, msgID: msgID, envelope: envelope})
+			}
+		}
+	}
+	results := make(chan error, len(sends))
+	started := 0
+	for _, d := range sends {
+		if !r.spawn(func() { results <- r.sendTree(d) }) {
+			return ErrClosed
+		}
+		started++
+	}
+	var errs []error
+	for range started {
+		select {
+		case err := <-results:
+			if err != nil {
+				errs = append(errs, err)
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("raintree: broadcast: %w", ctx.Err())
+		}
+	}
+	if len(errs) > 0 && !r.cfg.ACK {
+		return fmt.Errorf("raintree: broadcast: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// Send delivers envelope to the validator to as a unicast frame.
+func (r *Router) Send(ctx context.Context, to peer.ID, envelope []byte) error {
+	if _, err := wire.DecodeEnvelope(envelope, r.cfg.MaxMessageSize); err != nil {
+		return fmt.Errorf("raintree: sending to %s: %w", to, err)
+	}
+	r.mu.Lock()
+	closed, view := r.closed, r.cur
+	r.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	if _, ok := view.set.IndexOfPeer(to); !ok {
+		return fmt.Errorf("raintree: sending to %s: %w", to, ErrNotValidator)
+	}
+	if to == r.host.ID() {
+		return fmt.Errorf("raintree: sending to %s: cannot send to self", to)
+	}
+	frame, err := proto.Marshal(&wire.RainTreeMessage{
+		Kind:      wire.RainTreeKind_RAIN_TREE_KIND_UNICAST,
+		Data:      envelope,
+		SetHeight: view.set.Height(),
+		SetHash:   []byte(view.hash),
+	})
+	if err != nil {
+		return fmt.Errorf("raintree: encoding unicast: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.SendTimeout)
+	defer cancel()
+	stop := context.AfterFunc(r.ctx, cancel)
+	defer stop()
+	if err := r.uni.Send(ctx, to, frame); err != nil {
+		r.c.sendErrors.Add(1)
+		return fmt.Errorf("raintree: %w", err)
+	}
+	r.c.unicastSent.Add(1)
+	return nil
+}
+
+// Stats returns the current counters, each read individually.
+func (r *Router) Stats() Stats {
+	return Stats{
+		TreeSent:            r.c.treeSent.Load(),
+		TreeReceived:        r.c.treeReceived.Load(),
+		RedundantSent:       r.c.redundantSent.Load(),
+		RedundantReceived:   r.c.redundantReceived.Load(),
+		UnicastSent:         r.c.unicastSent.Load(),
+		UnicastReceived:     r.c.unicastReceived.Load(),
+		AcksSent:            r.c.acksSent.Load(),
+		AcksReceived:        r.c.acksReceived.Load(),
+		AcksUnexpected:      r.c.acksUnexpected.Load(),
+		AckTimeouts:         r.c.ackTimeouts.Load(),
+		Retries:             r.c.retries.Load(),
+		GaveUp:              r.c.gaveUp.Load(),
+		Duplicates:          r.c.duplicates.Load(),
+		UnknownSetDelivered: r.c.unknownSetDelivered.Load(),
+		SeenEvicted:         r.c.seenEvicted.Load(),
+		SendErrors:          r.c.sendErrors.Load(),
+		Dropped: DropStats{
+			Malformed:     r.c.malformed.Load(),
+			TooLarge:      r.c.tooLarge.Load(),
+			UnknownSender: r.c.unknownSender.Load(),
+			UnknownSet:    r.c.unknownSet.Load(),
+		},
+	}
+}
+
+// Close stops the ACK timer, cancels every send, waits for the router's
+// goroutines and closes the transport. It is idempotent and returns nil.
+func (r *Router) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	if r.timer != nil {
+		r.timer.Stop()
+		r.timer = nil
+	}
+	r.timerGen++
+	r.mu.Unlock()
+	r.cancel()
+	r.wg.Wait()
+	return r.uni.Close()
+}
+
+// spawn runs f on a goroutine Close waits for, unless the router is closed.
+func (r *Router) spawn(f func()) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// sendTree sends one broadcast frame. A tree frame (level >= 1) waits for
+// an ACK when ACK is on; if it cannot even be sent, it is re-delegated at
+// once instead of waiting for the timeout.
+func (r *Router) sendTree(d delegation) error {
+	to := d.view.set.At(d.target.Index).PeerID
+	m := &wire.RainTreeMessage{
+		Level:     uint32(d.target.Level),
+		Data:      d.envelope,
+		Kind:      wire.RainTreeKind_RAIN_TREE_KIND_BROADCAST,
+		SetHeight: d.view.set.Height(),
+		SetHash:   []byte(d.view.hash),
+		MsgId:     d.msgID,
+		Mode:      string(d.mode),
+	}
+	if d.mode == ModeCover {
+		m.SpanStart, m.SpanLen = uint32(d.target.Span.Start), uint32(d.target.Span.Len)
+	}
+	frame, err := proto.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encoding broadcast frame: %w", err)
+	}
+	tree := d.target.Level > 0
+	tracked, id := r.cfg.ACK && tree, uint64(0)
+	if tracked {
+		key := ackKey{peer: to, msgID: d.msgID, level: d.target.Level, span: frameSpan(m)}
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			return ErrClosed
+		}
+		// Registered before sending so that a quick ACK finds it; the
+		// ACK timeout proper starts once the transport took the frame,
+		// so dialing a fresh connection does not eat into it.
+		id = r.acks.Add(key, r.clock.Now().Add(r.cfg.SendTimeout+r.cfg.ACKTimeout), d)
+		r.armLocked()
+		r.mu.Unlock()
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.SendTimeout)
+	err = r.uni.Send(ctx, to, frame)
+	cancel()
+	if tracked && err == nil {
+		r.mu.Lock()
+		if r.acks.Extend(id, r.clock.Now().Add(r.cfg.ACKTimeout)) {
+			r.armLocked()
+		}
+		r.mu.Unlock()
+	}
+	if err != nil {
+		r.c.sendErrors.Add(1)
+		r.log.Debug("broadcast frame not sent", "to", to, "level", d.target.Level, "err", err)
+		if tracked && r.ctx.Err() == nil {
+			r.mu.Lock()
+			_, waiting := r.acks.Remove(id)
+			r.mu.Unlock()
+			if waiting {
+				r.c.ackTimeouts.Add(1)
+				r.redelegate(d)
+			}
+		}
+		return err
+	}
+	if tree {
+		r.c.treeSent.Add(1)
+	} else {
+		r.c.redundantSent.Add(1)
+	}
+	return nil
+}
+
+// redelegate hands an unacknowledged target's span to the next validator
+// in it, within MaxRetries.
+func (r *Router) redelegate(d delegation) {
+	n := d.view.set.Len()
+	next, ok := Redelegate(n, d.target)
+	if ok && next.Index == d.view.self {
+		next, ok = Redelegate(n, next) // never delegate to ourselves
+	}
+	if d.mode != ModeCover || !ok || d.retries >= r.cfg.MaxRetries {
+		r.c.gaveUp.Add(1)
+		r.log.Debug("giving up on unacknowledged target", "msg_id", d.msgID, "index", d.target.Index,
+			"span", d.target.Span, "retries", d.retries)
+		return
+	}
+	d.target, d.retries = next, d.retries+1
+	if r.spawn(func() { _ = r.sendTree(d) }) {
+		r.c.retries.Add(1)
+	}
+}
+
+// armLocked makes sure a timer fires at the earliest ACK deadline.
+func (r *Router) armLocked() {
+	next, ok := r.acks.Next()
+	if !ok || (r.timer != nil && !next.Before(r.timerAt)) {
+		return
+	}
+	if r.timer != nil {
+		r.timer.Stop()
+	}
+	r.timerGen++
+	gen := r.timerGen
+	r.timerAt = next
+	r.timer = r.clock.AfterFunc(max(next.Sub(r.clock.Now()), 0), func() { r.onTimer(gen) })
+}
+
+func (r *Router) onTimer(gen uint64) {
+	r.mu.Lock()
+	if r.closed || gen != r.timerGen {
+		r.mu.Unlock()
+		return // stopped or superseded
+	}
+	r.timer = nil
+	expired := r.acks.Expire(r.clock.Now())
+	r.armLocked()
+	r.mu.Unlock()
+	for _, d := range expired {
+		r.c.ackTimeouts.Add(1)
+		r.redelegate(d)
+	}
+}
+
+// onFrame handles one frame from the unicast transport.
+func (r *Router) onFrame(from peer.ID, data []byte) {
+	m := &wire.RainTreeMessage{}
+	if err := proto.Unmarshal(data, m); err != nil {
+		r.drop(&r.c.malformed, from, "undecodable frame", err)
+		return
+	}
+	switch m.GetKind() {
+	case wire.RainTreeKind_RAIN_TREE_KIND_BROADCAST:
+		r.onBroadcast(from, m)
+	case wire.RainTreeKind_RAIN_TREE_KIND_UNICAST:
+		r.onUnicast(from, m)
+	case wire.RainTreeKind_RAIN_TREE_KIND_ACK:
+		r.onAck(from, m)
+	default:
+		r.drop(&r.c.malformed, from, "unknown frame kind", nil)
+	}
+}
+
+func (r *Router) onBroadcast(from peer.ID, m *wire.RainTreeMessage) {
+	env, ok := r.checkEnvelope(from, m.GetData())
+	if !ok {
+		return
+	}
+	mode, err := ParseMode(m.GetMode())
+	if err != nil || env.GetNonce() != m.GetMsgId() {
+		r.drop(&r.c.malformed, from, "bad mode or message id", err)
+		return
+	}
+	level, span := int(m.GetLevel()), frameSpan(m)
+
+	r.mu.Lock()
+	view, cur := r.viewLocked(m.GetSetHash()), r.cur
+	r.mu.Unlock()
+	propagate := level > 0 && !r.cfg.Silent
+	switch {
+	case view == nil:
+		if _, ok := cur.set.IndexOfPeer(from); !ok {
+			r.drop(&r.c.unknownSet, from, "unknown validator set", nil)
+			return
+		}
+		r.c.unknownSetDelivered.Add(1)
+		propagate = false
+	case !isMember(view.set, from):
+		r.drop(&r.c.unknownSender, from, "sender is not a validator", nil)
+		return
+	case view.self < 0:
+		propagate = false // the set was planned without us
+	case mode == ModeCover && level > 0 && (span.Start != view.self || span.Len < 1 || span.Len > view.set.Len()):
+		r.drop(&r.c.malformed, from, "span does not start here", nil)
+		return
+	}
+	if level > 0 {
+		r.c.treeReceived.Add(1)
+		if r.cfg.ACK {
+			r.ack(from, m)
+		}
+	} else {
+		r.c.redundantReceived.Add(1)
+	}
+
+	var targets []Target
+	if propagate {
+		n := view.set.Len()
+		switch mode {
+		case ModeReference:
+			targets = ReferenceTargets(n, view.self, level)
+		case ModeCover:
+			r.mu.Lock()
+			first := r.markSeenLocked(m.GetMsgId(), span)
+			r.mu.Unlock()
+			if first {
+				targets = CoverTargets(n, span, level)
+			} else {
+				r.c.duplicates.Add(1)
+			}
+		}
+	}
+	for _, t := range targets {
+		d := delegation{view: view, mode: mode, target: t, msgID: m.GetMsgId(), envelope: m.GetData()}
+		r.spawn(func() { _ = r.sendTree(d) })
+	}
+	r.handler(from, m.GetData(), true)
+}
+
+func (r *Router) onUnicast(from peer.ID, m *wire.RainTreeMessage) {
+	if _, ok := r.checkEnvelope(from, m.GetData()); !ok {
+		return
+	}
+	r.mu.Lock()
+	known := isMember(r.cur.set, from) || slices.ContainsFunc(r.recent, func(v *setView) bool { return isMember(v.set, from) })
+	r.mu.Unlock()
+	if !known {
+		r.drop(&r.c.unknownSender, from, "unicast from a non-validator", nil)
+		return
+	}
+	r.c.unicastReceived.Add(1)
+	r.handler(from, m.GetData(), false)
+}
+
+func (r *Router) onAck(from peer.ID, m *wire.RainTreeMessage) {
+	key := ackKey{peer: from, msgID: m.GetMsgId(), level: int(m.GetLevel()), span: frameSpan(m)}
+	r.mu.Lock()
+	_, ok := r.acks.Ack(key)
+	r.mu.Unlock()
+	if ok {
+		r.c.acksReceived.Add(1)
+	} else {
+		r.c.acksUnexpected.Add(1)
+	}
+}
+
+// ack acknowledges a tree frame, echoing what identifies it to its sender.
+func (r *Router) ack(to peer.ID, m *wire.RainTreeMessage) {
+	frame, err := proto.Marshal(&wire.RainTreeMessage{
+		Kind:      wire.RainTreeKind_RAIN_TREE_KIND_ACK,
+		Level:     m.GetLevel(),
+		MsgId:     m.GetMsgId(),
+		SpanStart: m.GetSpanStart(),
+		SpanLen:   m.GetSpanLen(),
+	})
+	if err != nil {
+		r.log.Warn("encoding ACK", "err", err)
+		return
+	}
+	r.spawn(func() {
+		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.SendTimeout)
+		defer cancel()
+		if err := r.uni.Send(ctx, to, frame); err != nil {
+			r.c.sendErrors.Add(1)
+			r.log.Debug("ACK not sent", "to", to, "err", err)
+			return
+		}
+		r.c.acksSent.Add(1)
+	})
+}
+
+func (r *Router) checkEnvelope(from peer.ID, data []byte) (*wire.Envelope, bool) {
+	env, err := wire.DecodeEnvelope(data, r.cfg.MaxMessageSize)
+	switch {
+	case errors.Is(err, wire.ErrTooLarge):
+		r.drop(&r.c.tooLarge, from, "envelope too large", err)
+		return nil, false
+	case err != nil:
+		r.drop(&r.c.malformed, from, "bad envelope", err)
+		return nil, false
+	}
+	return env, true
+}
+
+func (r *Router) drop(c *atomic.Uint64, from peer.ID, why string, err error) {
+	c.Add(1)
+	r.log.Debug("dropping frame", "from", from, "reason", why, "err", err)
+}
+
+// viewLocked finds the current or a recent set by hash.
+func (r *Router) viewLocked(hash []byte) *setView {
+	if string(hash) == r.cur.hash {
+		return r.cur
+	}
+	for _, v := range r.recent {
+		if string(hash) == v.hash {
+			return v
+		}
+	}
+	return nil
+}
+
+func (r *Router) markSeenLocked(msgID uint64, span Span) bool {
+	first, evicted := r.seen.add(seenKey{msgID: msgID, span: span})
+	if evicted {
+		r.c.seenEvicted.Add(1)
+	}
+	return first
+}
+
+func isMember(s *validators.Set, id peer.ID) bool {
+	_, ok := s.IndexOfPeer(id)
+	return ok
+}
+
+// frameSpan is the span a frame carries; zero for reference frames.
+func frameSpan(m *wire.RainTreeMessage) Span {
+	return Span{Start: int(m.GetSpanStart()), Len: int(m.GetSpanLen())}
+}
+
+type seenKey struct {
+	msgID uint64
+	span  Span
+}
+
+// seenCache remembers the most recent (message, span) pairs, forgetting
+// the oldest beyond its capacity.
+type seenCache struct {
+	keys map[seenKey]struct{}
+	ring []seenKey
+	next int
+}
+
+func newSeenCache(capacity int) *seenCache {
+	return &seenCache{keys: make(map[seenKey]struct{}, capacity), ring: make([]seenKey, 0, capacity)}
+}
+
+// add reports whether k is new, and whether remembering it evicted another.
+func (c *seenCache) add(k seenKey) (first, evicted bool) {
+	if _, ok := c.keys[k]; ok {
+		return false, false
+	}
+	c.keys[k] = struct{}{}
+	if len(c.ring) < cap(c.ring) {
+		c.ring = append(c.ring, k)
+		return true, false
+	}
+	delete(c.keys, c.ring[c.next])
+	c.ring[c.next] = k
+	c.next = (c.next + 1) % len(c.ring)
+	return true, true
+}
+
+// UnicastStats returns the counters of the router's transport.
+func (r *Router) UnicastStats() unicast.Stats { return r.uni.Stats() }

@@ -1,0 +1,755 @@
+package raintree
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+	ma "github.com/multiformats/go-multiaddr"
+	"go.uber.org/goleak"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/rainp2p/rainp2p/p2p/identity"
+	"github.com/rainp2p/rainp2p/p2p/unicast"
+	"github.com/rainp2p/rainp2p/p2p/validators"
+	"github.com/rainp2p/rainp2p/p2p/wire"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+const testNetwork = "test"
+
+// node is one validator of a test cluster, at its sorted index.
+type node struct {
+	key    crypto.PrivKey
+	addr   identity.Address
+	host   host.Host
+	router *Router
+
+	mu        sync.Mutex
+	broadcast map[uint64]int // nonce -> copies delivered
+	unicast   map[uint64]int
+}
+
+func (n *node) handle(_ peer.ID, envelope []byte, broadcast bool) {
+	env, err := wire.DecodeEnvelope(envelope, 0)
+	if err != nil {
+		panic(fmt.Sprintf("router delivered a bad envelope: %v", err))
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if broadcast {
+		n.broadcast[env.GetNonce()]++
+	} else {
+		n.unicast[env.GetNonce()]++
+	}
+}
+
+func (n *node) got(nonce uint64, broadcast bool) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if broadcast {
+		return n.broadcast[nonce]
+	}
+	return n.unicast[nonce]
+}
+
+type cluster struct {
+	t     *testing.T
+	nodes []*node // by sorted index
+	set   *validators.Set
+	mn    mocknet.Mocknet // nil for real hosts
+}
+
+// newKeys returns n ed25519 keys sorted the way a validator set sorts them.
+func newKeys(t *testing.T, n int) []crypto.PrivKey {
+	t.Helper()
+	keys := make([]crypto.PrivKey, n)
+	for i := range keys {
+		k, _, err := crypto.GenerateEd25519Key(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[i] = k
+	}
+	slices.SortFunc(keys, func(a, b crypto.PrivKey) int {
+		x, y := mustAddr(t, a), mustAddr(t, b)
+		return slices.Compare(x[:], y[:])
+	})
+	return keys
+}
+
+func mustAddr(t *testing.T, k crypto.PrivKey) identity.Address {
+	t.Helper()
+	a, err := identity.AddressFromPublicKey(k.GetPublic())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func newSet(t *testing.T, height uint64, keys []crypto.PrivKey) *validators.Set {
+	t.Helper()
+	vs := make([]validators.Validator, len(keys))
+	for i, k := range keys {
+		vs[i] = validators.Validator{PublicKey: k.GetPublic()}
+	}
+	s, err := validators.NewSet(height, vs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func testConfig(mutate func(*Config)) Config {
+	cfg := DefaultConfig(testNetwork)
+	cfg.SendTimeout = 5 * time.Second
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	return cfg
+}
+
+// newMockCluster starts n validators on a fully connected mocknet.
+func newMockCluster(t *testing.T, n int, mutate func(*Config)) *cluster {
+	t.Helper()
+	mn := mocknet.New()
+	t.Cleanup(func() { _ = mn.Close() })
+	keys := newKeys(t, n)
+	c := &cluster{t: t, mn: mn, set: newSet(t, 1, keys)}
+	for i, k := range keys {
+		h, err := mn.AddPeer(k, ma.StringCast(fmt.Sprintf("/ip4/10.0.%d.%d/tcp/4242", i/250, i%250+1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.nodes = append(c.nodes, &node{key: k, addr: mustAddr(t, k), host: h})
+	}
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := mn.ConnectAllButSelf(); err != nil {
+		t.Fatal(err)
+	}
+	c.start(mutate)
+	return c
+}
+
+// newTCPCluster starts n validators as real libp2p hosts on loopback TCP.
+func newTCPCluster(t *testing.T, n int, mutate func(*Config)) *cluster {
+	t.Helper()
+	keys := newKeys(t, n)
+	c := &cluster{t: t, set: newSet(t, 1, keys)}
+	for _, k := range keys {
+		h, err := libp2p.New(
+			libp2p.Identity(k),
+			libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
+			libp2p.DisableRelay(),
+		)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = h.Close() })
+		c.nodes = append(c.nodes, &node{key: k, addr: mustAddr(t, k), host: h})
+	}
+	for _, a := range c.nodes {
+		for _, b := range c.nodes {
+			if a != b {
+				a.host.Peerstore().AddAddrs(b.host.ID(), b.host.Addrs(), peerstore.PermanentAddrTTL)
+			}
+		}
+	}
+	c.start(mutate)
+	return c
+}
+
+func (c *cluster) start(mutate func(*Config)) {
+	for _, nd := range c.nodes {
+		c.startNode(nd, c.set, testConfig(mutate))
+	}
+}
+
+func (c *cluster) startNode(nd *node, set *validators.Set, cfg Config) {
+	c.t.Helper()
+	nd.broadcast, nd.unicast = map[uint64]int{}, map[uint64]int{}
+	r, err := NewRouter(nd.host, nd.addr, set, cfg, nd.handle)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	nd.router = r
+	c.t.Cleanup(func() { _ = r.Close() })
+}
+
+func newEnvelope(t *testing.T, text string) ([]byte, uint64) {
+	t.Helper()
+	env, err := wire.NewEnvelope(wrapperspb.String(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := wire.EncodeEnvelope(env, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, env.GetNonce()
+}
+
+func (c *cluster) broadcast(origin int) uint64 {
+	c.t.Helper()
+	env, nonce := newEnvelope(c.t, fmt.Sprintf("from %d", origin))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.nodes[origin].router.Broadcast(ctx, env); err != nil {
+		c.t.Fatalf("Broadcast from %d: %v", origin, err)
+	}
+	return nonce
+}
+
+// missing lists the nodes among want that have not delivered nonce.
+func (c *cluster) missing(nonce uint64, want []int) []int {
+	var out []int
+	for _, i := range want {
+		if c.nodes[i].got(nonce, true) == 0 {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+func (c *cluster) sum(f func(Stats) uint64) uint64 {
+	var s uint64
+	for _, nd := range c.nodes {
+		if nd.router != nil {
+			s += f(nd.router.Stats())
+		}
+	}
+	return s
+}
+
+// sumStats adds up the counters that explain a missing ACK.
+func (c *cluster) sumStats() map[string]uint64 {
+	return map[string]uint64{
+		"tree_sent":       c.sum(func(s Stats) uint64 { return s.TreeSent }),
+		"acks_sent":       c.sum(func(s Stats) uint64 { return s.AcksSent }),
+		"acks_received":   c.sum(func(s Stats) uint64 { return s.AcksReceived }),
+		"acks_unexpected": c.sum(func(s Stats) uint64 { return s.AcksUnexpected }),
+		"ack_timeouts":    c.sum(func(s Stats) uint64 { return s.AckTimeouts }),
+		"send_errors":     c.sum(func(s Stats) uint64 { return s.SendErrors }),
+	}
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, timeout time.Duration, cond func() bool, format string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out: "+format, args...)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func others(n, self int) []int {
+	var out []int
+	for i := range n {
+		if i != self {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+func TestBroadcastReachesEveryValidator(t *testing.T) {
+	for _, n := range []int{1, 2, 3, 4, 9, 13, 27} {
+		t.Run(fmt.Sprintf("cover/N=%d", n), func(t *testing.T) {
+			c := newMockCluster(t, n, nil)
+			origin := n / 2
+			nonce := c.broadcast(origin)
+			eventually(t, 10*time.Second, func() bool { return len(c.missing(nonce, others(n, origin))) == 0 },
+				"validators %v never delivered", c.missing(nonce, others(n, origin)))
+			if got := c.nodes[origin].got(nonce, true); got != 0 {
+				t.Errorf("originator delivered its own broadcast %d times", got)
+			}
+		})
+	}
+}
+
+func TestBroadcastOverTCP(t *testing.T) {
+	c := newTCPCluster(t, 5, nil)
+	for origin := range 5 {
+		nonce := c.broadcast(origin)
+		eventually(t, 10*time.Second, func() bool { return len(c.missing(nonce, others(5, origin))) == 0 },
+			"origin %d: validators %v never delivered", origin, c.missing(nonce, others(5, origin)))
+	}
+	eventually(t, 5*time.Second, func() bool {
+		return c.sum(func(s Stats) uint64 { return s.AcksReceived }) == c.sum(func(s Stats) uint64 { return s.TreeSent })
+	}, "not every tree frame was acknowledged: %+v", c.sumStats())
+	if got := c.sum(func(s Stats) uint64 { return s.TreeSent }); got != 5*4 {
+		t.Errorf("cover sent %d tree frames for 5 broadcasts over 5 validators, want 20", got)
+	}
+}
+
+// TestNetworkLoadMatchesPlan checks that what routers actually send and
+// receive is what raintree.Broadcast predicts, node by node.
+func TestNetworkLoadMatchesPlan(t *testing.T) {
+	tests := []struct {
+		mode      Mode
+		n, origin int
+		ack       bool
+	}{
+		{ModeReference, 9, 0, false},
+		{ModeReference, 9, 4, false},
+		{ModeReference, 8, 0, false},
+		{ModeCover, 13, 5, true},
+		{ModeCover, 27, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s/N=%d/origin=%d", tt.mode, tt.n, tt.origin), func(t *testing.T) {
+			plan := Broadcast(tt.n, tt.origin, tt.mode, Options{})
+			c := newMockCluster(t, tt.n, func(cfg *Config) { cfg.Mode, cfg.ACK = tt.mode, tt.ack })
+			nonce := c.broadcast(tt.origin)
+			received := func() uint64 { return c.sum(func(s Stats) uint64 { return s.TreeReceived }) }
+			eventually(t, 10*time.Second, func() bool { return received() >= uint64(plan.Messages) },
+				"%d tree frames received, plan has %d", received(), plan.Messages)
+			if tt.ack {
+				eventually(t, 5*time.Second, func() bool {
+					return c.sum(func(s Stats) uint64 { return s.AcksReceived }) == uint64(plan.Messages)
+				}, "not every tree frame was acknowledged: %+v", c.sumStats())
+			}
+			time.Sleep(100 * time.Millisecond) // let any frame the plan does not predict arrive
+			for i, nd := range c.nodes {
+				s := nd.router.Stats()
+				if s.TreeSent != uint64(plan.Writes[i]) || s.TreeReceived != uint64(plan.Reads[i]) {
+					t.Errorf("node %d: wrote %d, read %d; plan says %d, %d", i, s.TreeSent, s.TreeReceived, plan.Writes[i], plan.Reads[i])
+				}
+				if s.Retries != 0 || s.AckTimeouts != 0 || s.SendErrors != 0 {
+					t.Errorf("node %d: fault-free run had %+v", i, s)
+				}
+			}
+			uncovered := c.missing(nonce, others(tt.n, tt.origin))
+			if uncovered == nil {
+				uncovered = []int{}
+			}
+			if !slices.Equal(uncovered, plan.Uncovered) {
+				t.Errorf("validators that never delivered: %v, plan says %v", uncovered, plan.Uncovered)
+			}
+			if tt.mode == ModeReference && tt.n == 8 && len(uncovered) != 2 {
+				t.Errorf("reference at N=8 should miss 2 validators, missed %v", uncovered)
+			}
+		})
+	}
+}
+
+// crash takes validator i down: closed makes it refuse the protocol, while
+// a black hole accepts frames and never answers, so only a timeout
+// reveals it.
+func (c *cluster) crash(i int, blackHole bool) {
+	nd := c.nodes[i]
+	_ = nd.router.Close()
+	nd.router = nil
+	if blackHole {
+		nd.host.SetStreamHandler(ProtocolID(testNetwork), func(s network.Stream) {
+			_, _ = io.Copy(io.Discard, s)
+			_ = s.Reset()
+		})
+	}
+}
+
+func TestCrashedValidators(t *testing.T) {
+	const n, origin = 15, 0
+	closed, blackHoles := []int{2, 5}, []int{6, 10}
+	down := make([]bool, n)
+	for _, i := range slices.Concat(closed, blackHoles) {
+		down[i] = true
+	}
+	var live []int
+	for i := range n {
+		if !down[i] && i != origin {
+			live = append(live, i)
+		}
+	}
+	for _, ack := range []bool{true, false} {
+		t.Run(fmt.Sprintf("ACK=%v", ack), func(t *testing.T) {
+			plan := Broadcast(n, origin, ModeCover, Options{Down: down, ACK: ack, MaxRetries: DefaultMaxRetries})
+			if ack != (len(plan.Uncovered) == 0) {
+				t.Fatalf("plan with ACK=%v leaves %v uncovered; the test needs ACK to matter", ack, plan.Uncovered)
+			}
+			c := newMockCluster(t, n, func(cfg *Config) { cfg.ACK, cfg.ACKTimeout = ack, 300*time.Millisecond })
+			for _, i := range closed {
+				c.crash(i, false)
+			}
+			for _, i := range blackHoles {
+				c.crash(i, true)
+			}
+			env, nonce := newEnvelope(t, "crash")
+			err := c.nodes[origin].router.Broadcast(context.Background(), env)
+			if ack && err != nil {
+				t.Fatalf("Broadcast with ACK on: %v", err)
+			}
+			covered := slices.DeleteFunc(slices.Clone(live), func(i int) bool { return slices.Contains(plan.Uncovered, i) })
+			eventually(t, 10*time.Second, func() bool { return len(c.missing(nonce, covered)) == 0 },
+				"live validators %v never delivered", c.missing(nonce, covered))
+			if !ack {
+				time.Sleep(500 * time.Millisecond)
+				if got := c.missing(nonce, live); !slices.Equal(got, plan.Uncovered) {
+					t.Errorf("without ACK, %v missed the broadcast; plan says %v", got, plan.Uncovered)
+				}
+				return
+			}
+			if got := c.sum(func(s Stats) uint64 { return s.Retries }); got < uint64(len(closed)+len(blackHoles)) {
+				t.Errorf("only %d re-delegations for %d down validators", got, len(closed)+len(blackHoles))
+			}
+			if got := c.sum(func(s Stats) uint64 { return s.AckTimeouts }); got < uint64(len(closed)+len(blackHoles)) {
+				t.Errorf("only %d ACK timeouts for %d down validators", got, len(closed)+len(blackHoles))
+			}
+		})
+	}
+}
+
+func TestUnicast(t *testing.T) {
+	c := newMockCluster(t, 3, nil)
+	outsider, err := c.mn.GenPeer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	t.Run("a validator receives it as a unicast", func(t *testing.T) {
+		env, nonce := newEnvelope(t, "direct")
+		if err := c.nodes[0].router.Send(ctx, c.nodes[2].host.ID(), env); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 5*time.Second, func() bool { return c.nodes[2].got(nonce, false) == 1 }, "unicast not delivered")
+		if c.nodes[2].got(nonce, true) != 0 || c.nodes[1].got(nonce, false) != 0 {
+			t.Error("unicast was delivered as a broadcast or to the wrong validator")
+		}
+	})
+	t.Run("sending to a non-validator fails", func(t *testing.T) {
+		env, _ := newEnvelope(t, "nope")
+		if err := c.nodes[0].router.Send(ctx, outsider.ID(), env); !errors.Is(err, ErrNotValidator) {
+			t.Fatalf("Send to a non-validator = %v, want ErrNotValidator", err)
+		}
+	})
+	t.Run("frames from a non-validator are dropped and counted", func(t *testing.T) {
+		u, err := unicast.New(outsider, unicast.DefaultConfig(ProtocolID(testNetwork)), func(peer.ID, []byte) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer u.Close()
+		env, nonce := newEnvelope(t, "intruder")
+		frames := []*wire.RainTreeMessage{
+			{Kind: wire.RainTreeKind_RAIN_TREE_KIND_UNICAST, Data: env},
+			{Kind: wire.RainTreeKind_RAIN_TREE_KIND_BROADCAST, Data: env, Level: 1, MsgId: nonce, Mode: string(ModeCover),
+				SetHash: c.set.Hash(), SpanStart: 1, SpanLen: 1},
+			{Kind: wire.RainTreeKind_RAIN_TREE_KIND_BROADCAST, Data: env, Level: 1, MsgId: nonce, Mode: string(ModeCover),
+				SetHash: []byte("some other set"), SpanStart: 1, SpanLen: 1},
+		}
+		for _, f := range frames {
+			b, err := proto.Marshal(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := u.Send(ctx, c.nodes[1].host.ID(), b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := u.Send(ctx, c.nodes[1].host.ID(), []byte("not a frame")); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 5*time.Second, func() bool {
+			d := c.nodes[1].router.Stats().Dropped
+			return d.UnknownSender == 2 && d.UnknownSet == 1 && d.Malformed == 1
+		}, "drops: %+v", c.nodes[1].router.Stats().Dropped)
+		if c.nodes[1].got(nonce, true)+c.nodes[1].got(nonce, false) != 0 {
+			t.Error("a frame from a non-validator was delivered")
+		}
+	})
+}
+
+func TestValidatorSetChange(t *testing.T) {
+	c := newMockCluster(t, 4, nil)
+	key := newKeys(t, 1)[0]
+	h, err := c.mn.AddPeer(key, ma.StringCast("/ip4/10.1.0.1/tcp/4242"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	keys := []crypto.PrivKey{key}
+	for _, nd := range c.nodes {
+		keys = append(keys, nd.key)
+	}
+	bigger := newSet(t, 2, keys)
+	newcomer := &node{key: key, addr: mustAddr(t, key), host: h}
+	c.startNode(newcomer, bigger, testConfig(nil))
+	for _, nd := range c.nodes {
+		nd.router.SetValidators(bigger)
+	}
+
+	nonce := c.broadcast(0)
+	eventually(t, 5*time.Second, func() bool { return newcomer.got(nonce, true) == 1 }, "the added validator never delivered")
+	if got := c.missing(nonce, []int{1, 2, 3}); len(got) != 0 {
+		eventually(t, 5*time.Second, func() bool { return len(c.missing(nonce, []int{1, 2, 3})) == 0 },
+			"validators %v never delivered", c.missing(nonce, []int{1, 2, 3}))
+	}
+
+	// A broadcast planned on the old set, still in flight, keeps going.
+	env, old := newEnvelope(t, "old set")
+	c.nodes[0].router.mu.Lock()
+	prev := c.nodes[0].router.recent[0]
+	c.nodes[0].router.mu.Unlock()
+	for _, tg := range OriginTargets(ModeCover, 4, 0) {
+		_ = c.nodes[0].router.sendTree(delegation{view: prev, mode: ModeCover, target: tg, msgID: old, envelope: env})
+	}
+	eventually(t, 5*time.Second, func() bool { return len(c.missing(old, []int{1, 2, 3})) == 0 },
+		"old-set broadcast missed %v", c.missing(old, []int{1, 2, 3}))
+	if newcomer.got(old, true) != 0 {
+		t.Error("a broadcast planned on the old set reached a validator added later")
+	}
+}
+
+// TestACKTimeoutFollowsTheClock drives the timeout with a fake clock: no
+// re-delegation happens until the clock passes ACKTimeout.
+func TestACKTimeoutFollowsTheClock(t *testing.T) {
+	clock := newFakeClock()
+	c := newMockCluster(t, 3, func(cfg *Config) {
+		cfg.Clock = clock
+		cfg.ACKTimeout = time.Minute
+	})
+	// From 0 with N=3 cover sends to 1 (span 1..1) and 2 (span 2..2):
+	// neither can be re-delegated, so a black hole at 1 ends in GaveUp.
+	c.crash(1, true)
+	env, nonce := newEnvelope(t, "clock")
+	if err := c.nodes[0].router.Broadcast(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, func() bool { return c.nodes[0].router.Stats().AcksReceived == 1 }, "validator 2 never acknowledged")
+	if c.nodes[2].got(nonce, true) != 1 {
+		t.Fatal("validator 2 did not deliver")
+	}
+	if s := c.nodes[0].router.Stats(); s.AckTimeouts != 0 || s.GaveUp != 0 {
+		t.Fatalf("timed out before the clock moved: %+v", s)
+	}
+	clock.Advance(time.Minute - time.Nanosecond)
+	if s := c.nodes[0].router.Stats(); s.AckTimeouts != 0 {
+		t.Fatalf("timed out early: %+v", s)
+	}
+	clock.Advance(time.Nanosecond)
+	if s := c.nodes[0].router.Stats(); s.AckTimeouts != 1 || s.GaveUp != 1 || s.Retries != 0 {
+		t.Fatalf("after the deadline: timeouts %d, gave up %d, retries %d; want 1, 1, 0", s.AckTimeouts, s.GaveUp, s.Retries)
+	}
+}
+
+func TestSilentNodeDeliversAndAcknowledgesButDoesNotForward(t *testing.T) {
+	const n = 9
+	c := newMockCluster(t, n, nil)
+	// Origin 0 hands span 3..5 to validator 3, which would forward to 4 and 5.
+	_ = c.nodes[3].router.Close()
+	silentCfg := testConfig(func(cfg *Config) { cfg.Silent = true })
+	c.startNode(c.nodes[3], c.set, silentCfg)
+	nonce := c.broadcast(0)
+	plan := Broadcast(n, 0, ModeCover, Options{Silent: silentAt(n, 3)})
+	covered := slices.DeleteFunc(others(n, 0), func(i int) bool { return slices.Contains(plan.Uncovered, i) })
+	eventually(t, 5*time.Second, func() bool { return len(c.missing(nonce, covered)) == 0 }, "missing %v", c.missing(nonce, covered))
+	time.Sleep(100 * time.Millisecond)
+	if got := c.missing(nonce, others(n, 0)); !slices.Equal(got, plan.Uncovered) || len(got) == 0 {
+		t.Errorf("missed %v, plan says %v", got, plan.Uncovered)
+	}
+	if s := c.nodes[3].router.Stats(); s.TreeSent != 0 || s.AcksSent != 1 {
+		t.Errorf("silent node sent %d tree frames and %d ACKs, want 0 and 1", s.TreeSent, s.AcksSent)
+	}
+	if s := c.nodes[0].router.Stats(); s.AckTimeouts != 0 {
+		t.Errorf("silent node was treated as down: %+v", s)
+	}
+}
+
+func silentAt(n int, idx ...int) []bool {
+	s := make([]bool, n)
+	for _, i := range idx {
+		s[i] = true
+	}
+	return s
+}
+
+func TestRedundancySendsLevelZeroCopiesToEveryone(t *testing.T) {
+	const n = 9
+	c := newMockCluster(t, n, func(cfg *Config) { cfg.Redundancy = true })
+	nonce := c.broadcast(4)
+	eventually(t, 5*time.Second, func() bool {
+		for _, i := range others(n, 4) {
+			if c.nodes[i].got(nonce, true) != 2 {
+				return false
+			}
+		}
+		return true
+	}, "not every validator delivered a tree copy and a redundant copy")
+	if got := c.sum(func(s Stats) uint64 { return s.RedundantReceived }); got != n-1 {
+		t.Errorf("redundant copies received %d, want %d", got, n-1)
+	}
+	if got := c.sum(func(s Stats) uint64 { return s.TreeSent }); got != n-1 {
+		t.Errorf("tree frames %d, want %d: redundant copies must not propagate", got, n-1)
+	}
+}
+
+func TestCoverDuplicateIsDeliveredButNotPropagatedAgain(t *testing.T) {
+	c := newMockCluster(t, 9, nil)
+	env, nonce := newEnvelope(t, "twice")
+	r := c.nodes[0].router
+	// Send validator 3 the same responsibility twice.
+	d := delegation{view: r.cur, mode: ModeCover, target: Target{Index: 3, Level: 2, Span: Span{Start: 3, Len: 3}}, msgID: nonce, envelope: env}
+	for range 2 {
+		if err := r.sendTree(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 5*time.Second, func() bool { return c.nodes[3].got(nonce, true) == 2 }, "copies not delivered")
+	eventually(t, 5*time.Second, func() bool {
+		s := c.nodes[3].router.Stats()
+		return s.Duplicates == 1 && s.TreeSent == 2 && s.AcksSent == 2
+	}, "validator 3 should count one duplicate, forward 2 frames once and ACK both copies: %+v", c.nodes[3].router.Stats())
+	time.Sleep(100 * time.Millisecond)
+	if s := c.nodes[3].router.Stats(); s.TreeSent != 2 {
+		t.Errorf("validator 3 forwarded %d frames, want 2", s.TreeSent)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*Config)
+		ok     bool
+	}{
+		{"defaults are valid", func(*Config) {}, true},
+		{"no network", func(c *Config) { c.NetworkID = "" }, false},
+		{"unknown mode", func(c *Config) { c.Mode = "flood" }, false},
+		{"zero ACK timeout with ACK on", func(c *Config) { c.ACKTimeout = 0 }, false},
+		{"zero ACK timeout with ACK off", func(c *Config) { c.ACKTimeout, c.ACK = 0, false }, true},
+		{"negative retries", func(c *Config) { c.MaxRetries = -1 }, false},
+		{"transport protocol of another network", func(c *Config) { c.Unicast.ProtocolID = ProtocolID("other") }, false},
+		{"transport limit without frame overhead", func(c *Config) { c.Unicast.MaxMessageSize = c.MaxMessageSize }, false},
+		{"zero seen cache", func(c *Config) { c.SeenCacheSize = 0 }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DefaultConfig("net")
+			tt.mutate(&cfg)
+			if err := cfg.Validate(); (err == nil) != tt.ok {
+				t.Fatalf("Validate = %v, want ok=%v", err, tt.ok)
+			}
+		})
+	}
+	if got := ProtocolID("main"); got != "/rainp2p/main/raintree/1.0.0" {
+		t.Errorf("ProtocolID = %q", got)
+	}
+}
+
+func TestSeenCacheForgetsTheOldest(t *testing.T) {
+	c := newSeenCache(2)
+	k := func(i uint64) seenKey { return seenKey{msgID: i} }
+	steps := []struct {
+		key            seenKey
+		first, evicted bool
+	}{
+		{k(1), true, false},
+		{k(1), false, false},
+		{k(2), true, false},
+		{k(3), true, true}, // forgets 1
+		{k(2), false, false},
+		{k(1), true, true}, // forgets 2
+		{k(3), false, false},
+	}
+	for i, s := range steps {
+		if first, evicted := c.add(s.key); first != s.first || evicted != s.evicted {
+			t.Fatalf("step %d: add(%v) = %v, %v; want %v, %v", i, s.key, first, evicted, s.first, s.evicted)
+		}
+	}
+}
+
+func TestCloseIsIdempotentAndRefusesWork(t *testing.T) {
+	c := newMockCluster(t, 2, nil)
+	r := c.nodes[0].router
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	env, _ := newEnvelope(t, "late")
+	if err := r.Broadcast(context.Background(), env); !errors.Is(err, ErrClosed) {
+		t.Errorf("Broadcast after Close = %v, want ErrClosed", err)
+	}
+	if err := r.Send(context.Background(), c.nodes[1].host.ID(), env); !errors.Is(err, ErrClosed) {
+		t.Errorf("Send after Close = %v, want ErrClosed", err)
+	}
+}
+
+func TestNewRouterRejectsANonMember(t *testing.T) {
+	c := newMockCluster(t, 2, nil)
+	stranger := newKeys(t, 1)[0]
+	_, err := NewRouter(c.nodes[0].host, mustAddr(t, stranger), c.set, testConfig(nil), func(peer.ID, []byte, bool) {})
+	if !errors.Is(err, ErrNotValidator) {
+		t.Fatalf("NewRouter for a non-member = %v, want ErrNotValidator", err)
+	}
+}
+
+func TestUnknownSetFromAValidatorIsDeliveredButNotPropagated(t *testing.T) {
+	c := newMockCluster(t, 9, nil)
+	env, nonce := newEnvelope(t, "stale set")
+	r := c.nodes[0].router
+	stale := &setView{set: c.set, hash: "a set nobody else knows", self: 0}
+	d := delegation{view: stale, mode: ModeCover, target: Target{Index: 3, Level: 2, Span: Span{Start: 3, Len: 3}}, msgID: nonce, envelope: env}
+	if err := r.sendTree(d); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, func() bool { return c.nodes[3].router.Stats().UnknownSetDelivered == 1 }, "not counted")
+	if c.nodes[3].got(nonce, true) != 1 {
+		t.Error("a validator's frame on an unknown set was not delivered")
+	}
+	time.Sleep(100 * time.Millisecond)
+	if s := c.nodes[3].router.Stats(); s.TreeSent != 0 {
+		t.Errorf("a frame on an unknown set was forwarded %d times", s.TreeSent)
+	}
+}
+
+func TestSetValidatorsKeepsRecentSetsByHash(t *testing.T) {
+	c := newMockCluster(t, 1, func(cfg *Config) { cfg.RecentSets = 2 })
+	keys := []crypto.PrivKey{c.nodes[0].key}
+	r := c.nodes[0].router
+	sets := []*validators.Set{c.set}
+	for h := uint64(2); h <= 4; h++ {
+		s := newSet(t, h, keys)
+		sets = append(sets, s)
+		r.SetValidators(s)
+		r.SetValidators(s) // the same set again changes nothing
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, s := range sets {
+		known := r.viewLocked(s.Hash()) != nil
+		if want := i >= 1; known != want {
+			t.Errorf("set at height %d known = %v, want %v (current plus 2 recent)", s.Height(), known, want)
+		}
+	}
+	if r.cur.set != sets[3] {
+		t.Error("the last set is not current")
+	}
+}
