@@ -1,0 +1,32 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rainp2p/rainp2p/internal/home"
+	"github.com/rainp2p/rainp2p/p2p"
+)
+
+func init() { rootCmd.AddCommand(newInitCmd()) }
+
+func newInitCmd() *cobra.Command {
+	var dir, network string
+	cmd := &cobra.Command{
+		Use:   "init [--home DIR]",
+		Short: "Create a home directory: a key, a default config and a one-validator genesis",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			k, err := home.Init(dir, network, home.DefaultConfig(), nil)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "initialised %s\naddress: %s\npeer_id: %s\nrun it with: rainp2p node --home %s\n", dir, k.Address, k.PeerID, dir)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "home", defaultHome(), "home directory to create")
+	cmd.Flags().StringVar(&network, "network-id", p2p.DefaultNetworkID, "network / chain ID")
+	return cmd
+}

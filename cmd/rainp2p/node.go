@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/rainp2p/rainp2p/internal/admin"
+	"github.com/rainp2p/rainp2p/internal/home"
+	"github.com/rainp2p/rainp2p/p2p"
+)
+
+func init() { rootCmd.AddCommand(newNodeCmd()) }
+
+func defaultHome() string {
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".rainp2p")
+	}
+	return ".rainp2p"
+}
+
+func newNodeCmd() *cobra.Command {
+	var dir, logLevel, adminAddr string
+	cmd := &cobra.Command{
+		Use:   "node [--home DIR]",
+		Short: "Run one node (validator or full node, per the validator set) until SIGINT/SIGTERM",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runNode(ctx, dir, logLevel, adminAddr, cmd.ErrOrStderr())
+		},
+	}
+	cmd.Flags().StringVar(&dir, "home", defaultHome(), "home directory (key.json, config.json, genesis.json)")
+	cmd.Flags().StringVar(&logLevel, "log-level", "", "debug|info|warn|error (overrides config.json)")
+	cmd.Flags().StringVar(&adminAddr, "admin", "", "admin API listen address, loopback only (overrides config.json)")
+	return cmd
+}
+
+func runNode(ctx context.Context, dir, logLevel, adminAddr string, stderr interface{ Write([]byte) (int, error) }) error {
+	n, err := home.Load(dir)
+	if err != nil {
+		return err
+	}
+	if logLevel == "" {
+		logLevel = n.Config.LogLevel
+	}
+	level, err := home.ParseLogLevel(logLevel)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg, err := n.P2PConfig(log)
+	if err != nil {
+		return err
+	}
+	if adminAddr == "" {
+		adminAddr = n.Config.AdminAddr
+	}
+	ln, err := admin.Listen(adminAddr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+
+	m, err := p2p.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := m.Start(ctx); err != nil {
+		return fmt.Errorf("starting node: %w", err)
+	}
+	defer func() {
+		if err := m.Close(); err != nil {
+			log.Warn("closing module", "err", err)
+		}
+	}()
+
+	feed := admin.NewFeed(admin.DefaultHistory, admin.DefaultSubscriberBuffer)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), p2p.NewCollector(m), admin.NewFeedCollector(feed))
+	srv := admin.NewServer(m, feed, reg, log)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case d := <-m.Deliveries():
+				feed.Publish(admin.MessageOf(d))
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	url := "http://" + ln.Addr().String()
+	urlFile := filepath.Join(dir, home.AdminURLFile)
+	if err := os.WriteFile(urlFile, []byte(url+"\n"), 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", urlFile, err)
+	}
+	defer os.Remove(urlFile)
+	st := m.Status()
+	log.Info("node ready", "address", st.Address, "role", st.Role, "admin", url, "listen", st.ListenAddrs)
+
+	err = srv.Serve(ctx, ln)
+	cancel()
+	<-done
+	log.Info("node stopped")
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}

@@ -1,0 +1,206 @@
+// Package home is the on-disk layout of a node's home directory: key file,
+// node config and genesis, as written by `rainp2p init` and localnet and
+// read by `rainp2p node`.
+//
+// It turns a home directory into a p2p.Config; it does not run anything.
+package home
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/rainp2p/rainp2p/internal/admin"
+	"github.com/rainp2p/rainp2p/p2p"
+	"github.com/rainp2p/rainp2p/p2p/background"
+	"github.com/rainp2p/rainp2p/p2p/identity"
+	"github.com/rainp2p/rainp2p/p2p/raintree"
+	"github.com/rainp2p/rainp2p/p2p/validators"
+)
+
+// File names inside a home directory.
+const (
+	KeyFile     = "key.json"
+	ConfigFile  = "config.json"
+	GenesisFile = "genesis.json"
+	// AdminURLFile is written by a running node once its admin API listens,
+	// and removed when it stops.
+	AdminURLFile = "admin.url"
+)
+
+// ErrNoHome is returned when a directory lacks the files of a home.
+var ErrNoHome = errors.New("not a rainp2p home directory (run `rainp2p init --home DIR`)")
+
+// Config is the node's config.json. Zero values mean the defaults.
+type Config struct {
+	ListenAddrs []string `json:"listen_addrs"`
+	AdminAddr   string   `json:"admin_addr"`
+	LogLevel    string   `json:"log_level"`
+	// Mode is the RainTree planning rule: "cover" (default) or "reference".
+	Mode string `json:"mode"`
+	// PubSub is the background router: gossipsub (default), randomsub, floodsub.
+	PubSub    string   `json:"pubsub"`
+	Bootstrap []string `json:"bootstrap"`
+	// ACK enables RainTree acknowledgements and re-delegation (default on).
+	ACK        *bool  `json:"ack,omitempty"`
+	ACKTimeout string `json:"ack_timeout,omitempty"`
+	// Silent is fault injection: receive but never forward.
+	Silent bool `json:"silent,omitempty"`
+}
+
+// DefaultConfig is what `rainp2p init` writes.
+func DefaultConfig() Config {
+	return Config{
+		ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"},
+		AdminAddr:   admin.DefaultAddr,
+		LogLevel:    "info",
+		Mode:        string(raintree.ModeCover),
+		PubSub:      string(background.GossipSub),
+		Bootstrap:   []string{},
+	}
+}
+
+// Init creates a home directory holding a new key, the default config and,
+// unless genesis is given, a genesis naming this node as sole validator.
+func Init(dir, networkID string, cfg Config, genesis *validators.Genesis) (*identity.Key, error) {
+	if _, err := os.Stat(filepath.Join(dir, KeyFile)); err == nil {
+		return nil, fmt.Errorf("%s already holds a key; refusing to overwrite it", dir)
+	}
+	k, err := identity.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	if err := k.Save(filepath.Join(dir, KeyFile)); err != nil {
+		return nil, err
+	}
+	if err := WriteJSON(filepath.Join(dir, ConfigFile), cfg); err != nil {
+		return nil, err
+	}
+	if genesis == nil {
+		m, err := validators.Member(k.Private.GetPublic(), nil)
+		if err != nil {
+			return nil, err
+		}
+		genesis = &validators.Genesis{NetworkID: networkID, Validators: []validators.GenesisMember{m}}
+	}
+	if err := genesis.Save(filepath.Join(dir, GenesisFile)); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// WriteJSON writes v as indented JSON.
+func WriteJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// Node is a loaded home directory.
+type Node struct {
+	Dir     string
+	Key     *identity.Key
+	Config  Config
+	Genesis *validators.Genesis
+	Set     *validators.Set
+}
+
+// Load reads and checks a home directory.
+func Load(dir string) (*Node, error) {
+	if _, err := os.Stat(filepath.Join(dir, KeyFile)); err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, ErrNoHome)
+	}
+	k, err := identity.LoadKey(filepath.Join(dir, KeyFile))
+	if err != nil {
+		return nil, err
+	}
+	cfg := DefaultConfig()
+	b, err := os.ReadFile(filepath.Join(dir, ConfigFile))
+	if err != nil {
+		return nil, fmt.Errorf("reading node config: %w", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("node config %s: %w", filepath.Join(dir, ConfigFile), err)
+	}
+	g, set, err := validators.LoadGenesis(filepath.Join(dir, GenesisFile))
+	if err != nil {
+		return nil, err
+	}
+	return &Node{Dir: dir, Key: k, Config: cfg, Genesis: g, Set: set}, nil
+}
+
+// P2PConfig turns the home into a module configuration.
+func (n *Node) P2PConfig(log *slog.Logger) (p2p.Config, error) {
+	c := p2p.DefaultConfig()
+	c.NetworkID = n.Genesis.NetworkID
+	c.Key = n.Key
+	c.Validators = validators.StaticProvider{Set: n.Set}
+	c.Height = n.Set.Height()
+	c.Logger = log
+	c.Silent = n.Config.Silent
+	if len(n.Config.ListenAddrs) > 0 {
+		c.ListenAddrs = n.Config.ListenAddrs
+	}
+	c.RainTree = raintree.DefaultConfig(c.NetworkID)
+	c.Background = background.DefaultConfig(c.NetworkID)
+	if n.Config.Mode != "" {
+		m, err := raintree.ParseMode(n.Config.Mode)
+		if err != nil {
+			return c, fmt.Errorf("config mode: %w", err)
+		}
+		c.RainTree.Mode = m
+	}
+	if n.Config.ACK != nil {
+		c.RainTree.ACK = *n.Config.ACK
+	}
+	if n.Config.ACKTimeout != "" {
+		d, err := time.ParseDuration(n.Config.ACKTimeout)
+		if err != nil {
+			return c, fmt.Errorf("config ack_timeout: %w", err)
+		}
+		c.RainTree.ACKTimeout = d
+	}
+	if n.Config.PubSub != "" {
+		k, err := background.ParsePubSubKind(n.Config.PubSub)
+		if err != nil {
+			return c, fmt.Errorf("config pubsub: %w", err)
+		}
+		c.Background.PubSub = k
+	}
+	for _, s := range n.Config.Bootstrap {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return c, fmt.Errorf("config bootstrap %q: %w", s, err)
+		}
+		ai, err := peer.AddrInfoFromP2pAddr(a)
+		if err != nil {
+			return c, fmt.Errorf("config bootstrap %q (want /.../p2p/<peer id>): %w", s, err)
+		}
+		c.Background.BootstrapPeers = append(c.Background.BootstrapPeers, *ai)
+	}
+	return c, c.Validate()
+}
+
+// ParseLogLevel maps debug|info|warn|error to a slog level.
+func ParseLogLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if s == "" {
+		return slog.LevelInfo, nil
+	}
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("log level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}

@@ -1,0 +1,71 @@
+package home
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rainp2p/rainp2p/p2p"
+	"github.com/rainp2p/rainp2p/p2p/raintree"
+)
+
+func TestInitCreatesAWorkingSingleValidatorHome(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "home")
+	k, err := Init(dir, "net-1", DefaultConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Key.Address != k.Address || !n.Set.Contains(k.Address) || n.Genesis.NetworkID != "net-1" {
+		t.Fatalf("loaded %s, set of %d", n.Key.Address, n.Set.Len())
+	}
+	cfg, err := n.P2PConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.NetworkID != "net-1" || cfg.RainTree.Mode != raintree.ModeCover || cfg.Key.PeerID != k.PeerID {
+		t.Fatalf("p2p config %+v", cfg)
+	}
+	if _, err := Init(dir, "net-1", DefaultConfig(), nil); err == nil {
+		t.Fatal("Init overwrote an existing home")
+	}
+}
+
+func TestLoadRejectsBadHomes(t *testing.T) {
+	tests := []struct {
+		name   string
+		config string
+		want   string
+	}{
+		{"an unknown config field", `{"colour":"red"}`, "colour"},
+		{"an unknown mode", `{"mode":"spiral"}`, "mode"},
+		{"an unknown pubsub", `{"pubsub":"carrier-pigeon"}`, "pubsub"},
+		{"a bootstrap address without a peer id", `{"bootstrap":["/ip4/127.0.0.1/tcp/1"]}`, "bootstrap"},
+		{"a bad ack timeout", `{"ack_timeout":"soon"}`, "ack_timeout"},
+	}
+	for _, tt := range tests {
+		t.Run("rejects "+tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if _, err := Init(dir, p2p.DefaultNetworkID, DefaultConfig(), nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(tt.config), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			n, err := Load(dir)
+			if err == nil {
+				_, err = n.P2PConfig(nil)
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an error naming %q", err, tt.want)
+			}
+		})
+	}
+	if _, err := Load(t.TempDir()); err == nil || !strings.Contains(err.Error(), "rainp2p init") {
+		t.Fatalf("empty dir: %v", err)
+	}
+}
