@@ -1,0 +1,251 @@
+package background
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/rainp2p/rainp2p/p2p/unicast"
+	"github.com/rainp2p/rainp2p/p2p/wire"
+)
+
+// PubSubKind selects the pubsub router behind the topic.
+type PubSubKind string
+
+// The supported pubsub routers.
+const (
+	// GossipSub keeps a bounded mesh per topic and repairs gaps with
+	// IHAVE/IWANT gossip. It is the default and the only one meant for
+	// production.
+	GossipSub PubSubKind = "gossipsub"
+	// RandomSub forwards each message to a random subset of topic peers
+	// sized from Config.RandomSubSize. It has no repair path; it exists for
+	// comparison runs.
+	RandomSub PubSubKind = "randomsub"
+	// FloodSub forwards each message to every topic peer: maximal
+	// redundancy, maximal bandwidth.
+	FloodSub PubSubKind = "floodsub"
+)
+
+// ParsePubSubKind parses a pubsub kind name; the empty string means GossipSub.
+func ParsePubSubKind(s string) (PubSubKind, error) {
+	switch k := PubSubKind(strings.ToLower(strings.TrimSpace(s))); k {
+	case "":
+		return GossipSub, nil
+	case GossipSub, RandomSub, FloodSub:
+		return k, nil
+	default:
+		return "", fmt.Errorf("unknown pubsub kind %q: want %s, %s or %s", s, GossipSub, RandomSub, FloodSub)
+	}
+}
+
+// GossipParams are the gossipsub knobs we expose. Everything else keeps
+// pubsub's DefaultGossipSubParams.
+type GossipParams struct {
+	// D is the target mesh degree; Dlo and Dhi bound it before the
+	// heartbeat grafts or prunes. Default 8/6/12, the values Ethereum's
+	// consensus layer runs with for block-sized messages: two more mesh
+	// links than pubsub's 6/5 buy delivery margin when some mesh peers are
+	// slow or silent, at the cost of roughly D-1 duplicates per message.
+	D, Dlo, Dhi int
+	// Dlazy is how many non-mesh peers receive IHAVE gossip per heartbeat.
+	// Default 6 (pubsub's and Ethereum's).
+	Dlazy int
+	// HeartbeatInterval paces mesh maintenance and gossip emission.
+	// Default 700ms (Ethereum): quicker mesh repair than pubsub's 1s for a
+	// few control messages per peer per tick.
+	HeartbeatInterval time.Duration
+	// HistoryLength is how many heartbeats a message stays in the cache to
+	// answer IWANT; HistoryGossip how many of those are advertised in IHAVE.
+	// Default 6/3 (Ethereum): about 4s of repair window at 700ms.
+	HistoryLength, HistoryGossip int
+	// FloodPublish sends our own publications to every topic peer, not just
+	// the mesh. Default true: the mesh is empty until the first heartbeat
+	// after peers appear, so without it a publish right after start-up
+	// reaches nobody. The spec recommends it on; go-libp2p-pubsub has it off.
+	FloodPublish bool
+}
+
+// Defaults used by DefaultConfig.
+const (
+	DefaultMaxMessageSize        = wire.DefaultMaxMessageSize
+	DefaultSubscriptionBuffer    = 4096
+	DefaultValidateQueueSize     = 4096
+	DefaultPeerOutboundQueueSize = 4096
+	DefaultRandomSubSize         = 64
+	DefaultAdvertiseInterval     = time.Minute
+)
+
+// DefaultGossipParams returns the gossipsub parameters described on
+// GossipParams.
+func DefaultGossipParams() GossipParams {
+	return GossipParams{
+		D: 8, Dlo: 6, Dhi: 12, Dlazy: 6,
+		HeartbeatInterval: 700 * time.Millisecond,
+		HistoryLength:     6,
+		HistoryGossip:     3,
+		FloodPublish:      true,
+	}
+}
+
+// Config configures a Router. Start from DefaultConfig.
+type Config struct {
+	// NetworkID names the network. It is part of the topic, the DHT
+	// protocol prefix and the unicast protocol, so two networks sharing
+	// hosts never exchange background traffic. Required; no '/' or spaces.
+	NetworkID string
+	// PubSub selects the router. Default GossipSub.
+	PubSub PubSubKind
+	// Gossip tunes GossipSub; ignored by the other kinds.
+	Gossip GossipParams
+	// RandomSubSize is RandomSub's network-size hint: it forwards to
+	// max(6, ceil(sqrt(size))) peers. Default 64, so it forwards to 8,
+	// matching the gossipsub mesh degree.
+	RandomSubSize int
+	// MaxMessageSize bounds one envelope. Default 4 MiB. Pubsub's own RPC
+	// limit is raised above it by the framing overhead; every node of a
+	// network must use the same value or larger messages are cut off.
+	MaxMessageSize int
+	// SubscriptionBuffer is how many validated messages may wait for the
+	// handler before pubsub drops them (counted in
+	// Stats.DroppedSubscriptionFull). Default 4096; pubsub's is 32.
+	SubscriptionBuffer int
+	// ValidateQueueSize bounds messages waiting for validation (drops are
+	// counted in Stats.DroppedValidation). PeerOutboundQueueSize bounds
+	// RPCs queued to one peer (drops counted in Stats.DroppedOutbound).
+	// Both count messages, not bytes. Default 4096 each, against pubsub's
+	// 32, so a burst of a few thousand small envelopes is absorbed; the
+	// price is memory when the burst is made of large messages.
+	ValidateQueueSize, PeerOutboundQueueSize int
+	// BootstrapPeers are dialed in the background, with backoff, and
+	// redialed when the connection drops. One reachable peer is enough:
+	// the DHT finds the rest.
+	BootstrapPeers []peer.AddrInfo
+	// DHT runs a Kademlia DHT (server mode) for peer discovery. Default
+	// true; without it only bootstrap peers and inbound peers are known.
+	DHT bool
+	// AdvertiseInterval is how often the node re-advertises itself on the
+	// DHT, looks for more topic peers and redials lost bootstrap peers.
+	// Default 1m: a newcomer's provider lookup then sees every live node
+	// that advertised within the last minute, for one small DHT round per
+	// node per minute. Failed rounds (for example an empty routing table
+	// right after start) retry sooner, with backoff.
+	AdvertiseInterval time.Duration
+	// Silent is fault injection: the node still receives and delivers
+	// every valid message, but never forwards anyone else's. Its own
+	// broadcasts are published normally.
+	Silent bool
+	// Unicast configures the background unicast path. Its MaxMessageSize
+	// may be left 0, meaning MaxMessageSize plus the frame overhead.
+	Unicast unicast.Config
+	// Logger receives lifecycle and drop events. nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a complete Config for networkID.
+func DefaultConfig(networkID string) Config {
+	uc := unicast.DefaultConfig(UnicastProtocolID(networkID))
+	uc.MaxMessageSize = 0
+	return Config{
+		NetworkID:             networkID,
+		PubSub:                GossipSub,
+		Gossip:                DefaultGossipParams(),
+		RandomSubSize:         DefaultRandomSubSize,
+		MaxMessageSize:        DefaultMaxMessageSize,
+		SubscriptionBuffer:    DefaultSubscriptionBuffer,
+		ValidateQueueSize:     DefaultValidateQueueSize,
+		PeerOutboundQueueSize: DefaultPeerOutboundQueueSize,
+		DHT:                   true,
+		AdvertiseInterval:     DefaultAdvertiseInterval,
+		Unicast:               uc,
+	}
+}
+
+// TopicName is the pubsub topic of networkID.
+func TopicName(networkID string) string {
+	return "/rainp2p/" + networkID + "/background/1.0.0"
+}
+
+// DHTProtocolPrefix is the DHT protocol prefix of networkID; the DHT
+// speaks <prefix>/kad/1.0.0.
+func DHTProtocolPrefix(networkID string) protocol.ID {
+	return protocol.ID("/rainp2p/" + networkID)
+}
+
+// UnicastProtocolID is the background unicast protocol of networkID.
+func UnicastProtocolID(networkID string) protocol.ID {
+	return protocol.ID("/rainp2p/" + networkID + "/background/unicast/1.0.0")
+}
+
+// pubsubMaxMessageSize is the RPC limit handed to pubsub: one envelope,
+// its BackgroundMessage framing, and room for the pubsub message fields
+// (from, seqno, topic, signature, key) and RPC framing.
+func (c Config) pubsubMaxMessageSize() int {
+	return c.MaxMessageSize + wire.FrameOverhead + 4096
+}
+
+func (c Config) unicastMaxMessageSize() int {
+	return c.MaxMessageSize + wire.FrameOverhead
+}
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	switch {
+	case c.NetworkID == "":
+		return errors.New("background: NetworkID is empty")
+	case strings.ContainsAny(c.NetworkID, "/ \t\n"):
+		return fmt.Errorf("background: NetworkID %q must not contain '/' or whitespace", c.NetworkID)
+	case c.MaxMessageSize <= 0:
+		return fmt.Errorf("background: MaxMessageSize %d must be positive", c.MaxMessageSize)
+	case c.SubscriptionBuffer <= 0:
+		return fmt.Errorf("background: SubscriptionBuffer %d must be positive", c.SubscriptionBuffer)
+	case c.ValidateQueueSize <= 0:
+		return fmt.Errorf("background: ValidateQueueSize %d must be positive", c.ValidateQueueSize)
+	case c.PeerOutboundQueueSize <= 0:
+		return fmt.Errorf("background: PeerOutboundQueueSize %d must be positive", c.PeerOutboundQueueSize)
+	case c.AdvertiseInterval <= 0:
+		return fmt.Errorf("background: AdvertiseInterval %v must be positive", c.AdvertiseInterval)
+	}
+	if _, err := ParsePubSubKind(string(c.PubSub)); err != nil {
+		return fmt.Errorf("background: %w", err)
+	}
+	switch c.PubSub {
+	case RandomSub:
+		if c.RandomSubSize <= 0 {
+			return fmt.Errorf("background: RandomSubSize %d must be positive", c.RandomSubSize)
+		}
+	case GossipSub, "":
+		if err := c.Gossip.validate(); err != nil {
+			return fmt.Errorf("background: gossip: %w", err)
+		}
+	}
+	uc := c.Unicast
+	if uc.MaxMessageSize == 0 {
+		uc.MaxMessageSize = c.unicastMaxMessageSize()
+	} else if uc.MaxMessageSize < c.unicastMaxMessageSize() {
+		return fmt.Errorf("background: Unicast.MaxMessageSize %d is below MaxMessageSize plus framing (%d)", uc.MaxMessageSize, c.unicastMaxMessageSize())
+	}
+	if err := uc.Validate(); err != nil {
+		return fmt.Errorf("background: %w", err)
+	}
+	return nil
+}
+
+func (g GossipParams) validate() error {
+	switch {
+	case g.Dlo <= 0 || g.D < 2 || g.D < g.Dlo || g.Dhi < g.D:
+		return fmt.Errorf("want 0 < Dlo <= D <= Dhi and D >= 2, have Dlo=%d D=%d Dhi=%d", g.Dlo, g.D, g.Dhi)
+	case g.Dlazy < 0:
+		return fmt.Errorf("Dlazy %d must not be negative", g.Dlazy)
+	case g.HeartbeatInterval <= 0:
+		return fmt.Errorf("HeartbeatInterval %v must be positive", g.HeartbeatInterval)
+	case g.HistoryGossip <= 0 || g.HistoryLength < g.HistoryGossip:
+		return fmt.Errorf("want 0 < HistoryGossip <= HistoryLength, have %d and %d", g.HistoryGossip, g.HistoryLength)
+	}
+	return nil
+}

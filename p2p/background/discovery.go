@@ -1,0 +1,215 @@
+package background
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+const (
+	// protectTag keeps bootstrap connections out of the connection
+	// manager's trimming.
+	protectTag = "rainp2p-background-bootstrap"
+	// dialTimeout bounds one connection attempt.
+	dialTimeout = 10 * time.Second
+	// Bootstrap redials back off from minBackoff to maxBackoff, with
+	// jitter so a restarted network does not dial in lockstep.
+	minBackoff = 200 * time.Millisecond
+	maxBackoff = 30 * time.Second
+	// discoveryTimeout bounds one advertise-and-find round.
+	discoveryTimeout = 30 * time.Second
+)
+
+var errEmptyRoutingTable = errors.New("DHT routing table is empty")
+
+// AddBootstrapPeers adds peers to dial and keep connected, for example the
+// current validator set. Unknown addresses are merged; dialing starts at
+// once if the Router is running.
+func (r *Router) AddBootstrapPeers(ps []peer.AddrInfo) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.state == stateClosed {
+		return
+	}
+	r.addBootstrapLocked(ps)
+	if r.state == stateStarted {
+		for _, ai := range ps {
+			if _, ok := r.bootstrap[ai.ID]; ok {
+				r.dialLocked(ai.ID)
+			}
+		}
+	}
+}
+
+func (r *Router) addBootstrapLocked(ps []peer.AddrInfo) {
+	for _, ai := range ps {
+		if ai.ID == "" || ai.ID == r.host.ID() {
+			continue
+		}
+		cur := r.bootstrap[ai.ID]
+		cur.ID = ai.ID
+		cur.Addrs = ma.Unique(append(cur.Addrs, ai.Addrs...))
+		r.bootstrap[ai.ID] = cur
+		r.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.PermanentAddrTTL)
+		r.host.ConnManager().Protect(ai.ID, protectTag)
+	}
+}
+
+// dialLocked starts a dialer for a bootstrap peer unless one is running or
+// the peer is connected. r.mu must be held and the Router started.
+func (r *Router) dialLocked(id peer.ID) {
+	if r.dialing[id] || r.host.Network().Connectedness(id) == network.Connected {
+		return
+	}
+	r.dialing[id] = true
+	r.wg.Go(func() { r.dialBootstrap(id) })
+}
+
+// dialBootstrap connects to a bootstrap peer, retrying with backoff until
+// it succeeds or the Router closes.
+func (r *Router) dialBootstrap(id peer.ID) {
+	defer func() {
+		r.mu.Lock()
+		delete(r.dialing, id)
+		r.mu.Unlock()
+	}()
+	backoff := minBackoff
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-timer.C:
+		}
+		if r.host.Network().Connectedness(id) == network.Connected {
+			r.kickDiscovery()
+			return
+		}
+		r.mu.Lock()
+		ai := r.bootstrap[id]
+		r.mu.Unlock()
+		// The swarm keeps its own per-address dial backoff (5s and up,
+		// growing quadratically), which would override ours and leave a
+		// restarted bootstrap peer unreached for minutes. This loop is
+		// already rate-limited, so it bypasses the swarm's.
+		ctx, cancel := context.WithTimeout(network.WithForceDirectDial(r.ctx, "rainp2p bootstrap redial"), dialTimeout)
+		err := r.host.Connect(ctx, ai)
+		cancel()
+		if err == nil {
+			r.log.Debug("connected to bootstrap peer", "peer", id)
+			r.kickDiscovery()
+			return
+		}
+		r.log.Debug("dialing bootstrap peer", "peer", id, "err", err, "retry_in", backoff)
+		timer.Reset(jitter(backoff))
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// jitter spreads d over [d/2, d).
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d/2+1)
+}
+
+func (r *Router) kickDiscovery() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// maintainLoop redials lost bootstrap peers and, with the DHT, advertises
+// this node under the topic name and connects to other advertisers. It
+// runs every AdvertiseInterval; after a failed round (typically an empty
+// routing table right after start) it retries sooner, with backoff, and a
+// fresh bootstrap connection triggers a round at once.
+func (r *Router) maintainLoop() {
+	var disc *drouting.RoutingDiscovery
+	if r.dht != nil {
+		disc = drouting.NewRoutingDiscovery(r.dht)
+	}
+	retry := minBackoff
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-timer.C:
+		case <-r.kick:
+		}
+		r.mu.Lock()
+		for id := range r.bootstrap {
+			r.dialLocked(id)
+		}
+		r.mu.Unlock()
+
+		next := r.cfg.AdvertiseInterval
+		if disc != nil {
+			if err := r.discover(disc); err != nil {
+				if r.ctx.Err() != nil {
+					return
+				}
+				r.log.Debug("discovery round failed", "err", err, "retry_in", retry)
+				next = min(retry, next)
+				retry = min(2*retry, r.cfg.AdvertiseInterval)
+			} else {
+				retry = minBackoff
+			}
+		}
+		timer.Reset(next)
+	}
+}
+
+// targetPeers is how many topic peers discovery dials towards: twice the
+// mesh's upper bound, so the mesh has candidates to replace slow peers
+// without the node connecting to the whole network.
+func (r *Router) targetPeers() int {
+	return 2 * max(r.cfg.Gossip.Dhi, DefaultGossipParams().Dhi)
+}
+
+// discover runs one advertise-and-find round on the DHT.
+func (r *Router) discover(disc *drouting.RoutingDiscovery) error {
+	if r.dht.RoutingTable().Size() == 0 {
+		return errEmptyRoutingTable
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, discoveryTimeout)
+	defer cancel()
+	if _, err := disc.Advertise(ctx, r.topicName); err != nil {
+		return fmt.Errorf("advertising %s: %w", r.topicName, err)
+	}
+	found, err := disc.FindPeers(ctx, r.topicName)
+	if err != nil {
+		return fmt.Errorf("finding peers for %s: %w", r.topicName, err)
+	}
+	want := r.targetPeers() - len(r.TopicPeers())
+	var wg sync.WaitGroup
+	for ai := range found {
+		if want <= 0 {
+			break
+		}
+		if ai.ID == r.host.ID() || len(ai.Addrs) == 0 || r.host.Network().Connectedness(ai.ID) == network.Connected {
+			continue
+		}
+		want--
+		wg.Go(func() {
+			cctx, ccancel := context.WithTimeout(ctx, dialTimeout)
+			defer ccancel()
+			if err := r.host.Connect(cctx, ai); err != nil {
+				r.log.Debug("dialing discovered peer", "peer", ai.ID, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+	return nil
+}

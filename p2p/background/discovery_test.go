@@ -1,0 +1,94 @@
+package background
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// A hub and members that each know only the hub; a late node is handed the
+// hub through AddBootstrapPeers. Through the DHT the late node finds and
+// connects to the members it was never told about, and gets their
+// broadcasts.
+func TestOneBootstrapAddressFindsTheRest(t *testing.T) {
+	cfg := testConfig("discovery")
+	cfg.DHT = true
+	hub := startNode(t, cfg)
+
+	const members = 4
+	memberCfg := cfg
+	memberCfg.BootstrapPeers = []peer.AddrInfo{addrInfo(hub.h)}
+	var nodes []*node
+	for range members {
+		nodes = append(nodes, startNode(t, memberCfg))
+	}
+	late := startNode(t, cfg)
+	late.r.AddBootstrapPeers([]peer.AddrInfo{addrInfo(hub.h)})
+	all := append([]*node{hub, late}, nodes...)
+	total := len(all)
+
+	for i, nd := range all {
+		eventually(t, 20*time.Second, fmt.Sprintf("node %d to find %d topic peers", i, total-2), func() bool {
+			return len(nd.r.TopicPeers()) >= total-2
+		})
+	}
+	if got := late.r.dht.RoutingTable().Size(); got < total-2 {
+		t.Errorf("late node's routing table has %d peers, want at least %d", got, total-2)
+	}
+	direct := 0
+	for _, nd := range nodes {
+		if late.h.Network().Connectedness(nd.h.ID()) == network.Connected {
+			direct++
+		}
+	}
+	if direct == 0 {
+		t.Errorf("late node connected to no member it was not told about")
+	}
+
+	env := envelope(t, "from a stranger")
+	if err := nodes[0].r.Broadcast(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+	for i, nd := range all {
+		if nd == nodes[0] {
+			continue
+		}
+		eventually(t, 10*time.Second, fmt.Sprintf("node %d to receive", i), func() bool { return len(nd.in.deliveries(env)) == 1 })
+	}
+}
+
+// Bootstrap dialing keeps retrying in the background: Start does not wait
+// for it, and a bootstrap peer that comes up later is still reached.
+func TestBootstrapDialRetriesUntilThePeerIsUp(t *testing.T) {
+	cfg := testConfig("retry")
+	key, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hubHost := newHost(t, libp2p.Identity(key), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	hubInfo := addrInfo(hubHost)
+	// Take the hub down; its address stays valid for a moment.
+	if err := hubHost.Close(); err != nil {
+		t.Fatal(err)
+	}
+	nodeCfg := cfg
+	nodeCfg.BootstrapPeers = []peer.AddrInfo{hubInfo}
+	start := time.Now()
+	n := startNode(t, nodeCfg)
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("Start blocked for %v on an unreachable bootstrap peer", d)
+	}
+	time.Sleep(500 * time.Millisecond) // a few failed attempts
+
+	// Bring up a node under the same identity and address.
+	hub := startNodeOn(t, newHost(t, libp2p.Identity(key), libp2p.ListenAddrs(hubInfo.Addrs...)), cfg)
+	eventually(t, 20*time.Second, "the redial to reach the hub", func() bool {
+		return n.h.Network().Connectedness(hub.h.ID()) == network.Connected
+	})
+}

@@ -1,0 +1,482 @@
+package background
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rainp2p/rainp2p/p2p/unicast"
+	"github.com/rainp2p/rainp2p/p2p/wire"
+)
+
+// Sentinel errors callers branch on.
+var (
+	// ErrNoPeers means a Broadcast found no peer subscribed to the topic,
+	// so the message would have reached nobody.
+	ErrNoPeers = errors.New("background: no topic peers")
+	// ErrClosed is returned by every method after Close.
+	ErrClosed = errors.New("background: router closed")
+	// ErrNotStarted is returned by Broadcast and WaitReady before Start.
+	ErrNotStarted = errors.New("background: router not started")
+)
+
+// Via says which path delivered an envelope.
+type Via string
+
+// The delivery paths.
+const (
+	ViaGossip  Via = "gossip"
+	ViaUnicast Via = "unicast"
+)
+
+// Handler receives every valid envelope addressed to this node, except the
+// node's own broadcasts. For gossip, from is the signed originator, not the
+// neighbour that forwarded it. It is called from several goroutines (the
+// gossip delivery loop, unicast streams, and in Silent mode pubsub's
+// validation workers) and must not block for long: a slow handler fills the
+// subscription buffer and messages are dropped (Stats.DroppedSubscriptionFull).
+type Handler func(from peer.ID, envelope []byte, via Via)
+
+type state int
+
+const (
+	stateNew state = iota
+	stateStarted
+	stateClosed
+)
+
+// Router is one node's membership in the background network. Use one
+// Router per host: pubsub registers host-wide protocol handlers, so a
+// second Router on the same host would take them over.
+type Router struct {
+	host      host.Host
+	cfg       Config
+	handler   Handler
+	log       *slog.Logger
+	topicName string
+	uc        *unicast.Router
+	c         counters
+
+	// ctx lives from New to Close and bounds every goroutine the Router
+	// and its pubsub instance start.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	kick   chan struct{} // asks the discovery loop for an early round
+
+	mu        sync.Mutex
+	state     state
+	ps        *pubsub.PubSub
+	topic     *pubsub.Topic
+	sub       *pubsub.Subscription
+	dht       *dht.IpfsDHT
+	bootstrap map[peer.ID]peer.AddrInfo
+	dialing   map[peer.ID]bool
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New validates cfg and registers the background unicast protocol on h.
+// Gossip and discovery begin with Start.
+func New(h host.Host, cfg Config, handler Handler) (*Router, error) {
+	if h == nil {
+		return nil, errors.New("background: nil host")
+	}
+	if handler == nil {
+		return nil, errors.New("background: nil handler")
+	}
+	if cfg.PubSub == "" {
+		cfg.PubSub = GossipSub
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Router{
+		host:      h,
+		cfg:       cfg,
+		handler:   handler,
+		log:       log.With("component", "background", "network", cfg.NetworkID),
+		topicName: TopicName(cfg.NetworkID),
+		ctx:       ctx,
+		cancel:    cancel,
+		kick:      make(chan struct{}, 1),
+		bootstrap: make(map[peer.ID]peer.AddrInfo),
+		dialing:   make(map[peer.ID]bool),
+	}
+	uc := cfg.Unicast
+	if uc.MaxMessageSize == 0 {
+		uc.MaxMessageSize = cfg.unicastMaxMessageSize()
+	}
+	if uc.Logger == nil {
+		uc.Logger = log
+	}
+	var err error
+	if r.uc, err = unicast.New(h, uc, r.onUnicast); err != nil {
+		cancel()
+		return nil, fmt.Errorf("background: starting unicast: %w", err)
+	}
+	r.addBootstrapLocked(cfg.BootstrapPeers)
+	return r, nil
+}
+
+// Start joins the topic, subscribes, and starts the DHT, discovery and
+// bootstrap dialing. It does not wait for any peer: dialing happens in the
+// background, and WaitReady waits for peers when a caller needs them. ctx
+// only bounds Start itself. A Router whose Start fails is closed.
+func (r *Router) Start(ctx context.Context) (err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch r.state {
+	case stateClosed:
+		return ErrClosed
+	case stateStarted:
+		return errors.New("background: already started")
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("background: starting: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			r.mu.Unlock()
+			_ = r.Close()
+			r.mu.Lock()
+		}
+	}()
+
+	if r.cfg.DHT {
+		r.dht, err = dht.New(r.host,
+			dht.Mode(dht.ModeServer),
+			dht.ProtocolPrefix(DHTProtocolPrefix(r.cfg.NetworkID)),
+			dht.DisableValues(),
+		)
+		if err != nil {
+			return fmt.Errorf("background: starting DHT: %w", err)
+		}
+	}
+	if r.ps, err = r.newPubSub(); err != nil {
+		return fmt.Errorf("background: starting %s: %w", r.cfg.PubSub, err)
+	}
+	// Inline validation runs on pubsub's validation workers instead of a
+	// goroutine per message, so it is bounded only by ValidateQueueSize
+	// and never hits the per-topic concurrency throttle that drops
+	// messages in bursts. Decoding an envelope is cheap enough for that.
+	if err = r.ps.RegisterTopicValidator(r.topicName, r.validate, pubsub.WithValidatorInline(true)); err != nil {
+		return fmt.Errorf("background: registering validator: %w", err)
+	}
+	if r.topic, err = r.ps.Join(r.topicName); err != nil {
+		return fmt.Errorf("background: joining %s: %w", r.topicName, err)
+	}
+	if r.sub, err = r.topic.Subscribe(pubsub.WithBufferSize(r.cfg.SubscriptionBuffer)); err != nil {
+		return fmt.Errorf("background: subscribing to %s: %w", r.topicName, err)
+	}
+	r.state = stateStarted
+	r.wg.Go(r.deliverLoop)
+	r.wg.Go(r.maintainLoop)
+	for id := range r.bootstrap {
+		r.dialLocked(id)
+	}
+	r.log.Info("background started", "topic", r.topicName, "pubsub", r.cfg.PubSub, "dht", r.cfg.DHT, "silent", r.cfg.Silent)
+	return nil
+}
+
+func (r *Router) newPubSub() (*pubsub.PubSub, error) {
+	opts := []pubsub.Option{
+		// Every message is signed by its originator and checked on receipt,
+		// so Handler's from is authenticated. StrictSign is pubsub's
+		// default; it is spelled out because the Handler contract relies on it.
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
+		pubsub.WithMessageIdFn(messageID),
+		pubsub.WithMaxMessageSize(r.cfg.pubsubMaxMessageSize()),
+		pubsub.WithValidateQueueSize(r.cfg.ValidateQueueSize),
+		pubsub.WithPeerOutboundQueueSize(r.cfg.PeerOutboundQueueSize),
+		pubsub.WithRawTracer(tracer{&r.c}),
+		pubsub.WithLogger(r.log.With("component", "pubsub")),
+	}
+	switch r.cfg.PubSub {
+	case RandomSub:
+		return pubsub.NewRandomSub(r.ctx, r.host, r.cfg.RandomSubSize, opts...)
+	case FloodSub:
+		return pubsub.NewFloodSub(r.ctx, r.host, opts...)
+	default:
+		opts = append(opts,
+			pubsub.WithGossipSubParams(gossipSubParams(r.cfg.Gossip)),
+			pubsub.WithFloodPublish(r.cfg.Gossip.FloodPublish),
+		)
+		return pubsub.NewGossipSub(r.ctx, r.host, opts...)
+	}
+}
+
+// gossipSubParams overlays g on pubsub's defaults. Dout and Dscore are
+// derived so pubsub's invariants (Dout < Dlo, Dout < D/2, Dscore <= Dhi)
+// hold for any valid g.
+func gossipSubParams(g GossipParams) pubsub.GossipSubParams {
+	p := pubsub.DefaultGossipSubParams()
+	p.D, p.Dlo, p.Dhi, p.Dlazy = g.D, g.Dlo, g.Dhi, g.Dlazy
+	p.Dout = max(0, min(p.Dout, g.Dlo-1, g.D/2-1))
+	p.Dscore = min(p.Dscore, g.D)
+	p.HeartbeatInterval = g.HeartbeatInterval
+	p.HistoryLength, p.HistoryGossip = g.HistoryLength, g.HistoryGossip
+	return p
+}
+
+// messageID identifies a message by its content: the first 20 bytes of
+// SHA-256 over the BackgroundMessage bytes. Pubsub's default (author +
+// sequence number) would give an envelope that two nodes both publish
+// (a relay of a RainTree message, a retry after failover) two identities,
+// and gossip would carry both copies everywhere. With a content ID the
+// second copy is a duplicate and stops at the first hop. BackgroundMessage
+// has a single bytes field, so equal envelopes marshal to equal bytes. The
+// envelope's random nonce keeps distinct messages with equal content apart.
+func messageID(m *pb.Message) string {
+	sum := sha256.Sum256(m.GetData())
+	return string(sum[:20])
+}
+
+// validate runs before pubsub delivers or forwards a message, including
+// our own publications.
+func (r *Router) validate(_ context.Context, _ peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+	_, env, err := wire.DecodeBackground(msg.GetData(), r.cfg.MaxMessageSize)
+	if err != nil {
+		countRejection(&r.c.gossipRejected, err)
+		r.log.Debug("rejecting gossip", "from", msg.GetFrom(), "via", msg.ReceivedFrom, "err", err)
+		return pubsub.ValidationReject
+	}
+	msg.ValidatorData = env
+	if r.cfg.Silent && msg.GetFrom() != r.host.ID() {
+		// Ignore keeps the message out of the subscription, the message
+		// cache and every forwarding path, so hand it over here instead.
+		r.c.silentWithheld.Add(1)
+		r.deliver(msg.GetFrom(), env, ViaGossip)
+		return pubsub.ValidationIgnore
+	}
+	return pubsub.ValidationAccept
+}
+
+func countRejection(c *rejectionCounters, err error) {
+	switch {
+	case errors.Is(err, wire.ErrEmpty):
+		c.empty.Add(1)
+	case errors.Is(err, wire.ErrTooLarge):
+		c.tooLarge.Add(1)
+	case errors.Is(err, wire.ErrNoContent), errors.Is(err, wire.ErrZeroNonce):
+		c.invalidEnvelope.Add(1)
+	default:
+		c.malformed.Add(1)
+	}
+}
+
+// deliverLoop is the subscription's only reader. It must keep up: pubsub
+// drops messages for a full subscription buffer.
+func (r *Router) deliverLoop() {
+	self := r.host.ID()
+	for {
+		msg, err := r.sub.Next(r.ctx)
+		if err != nil {
+			return
+		}
+		if msg.GetFrom() == self {
+			continue
+		}
+		env, ok := msg.ValidatorData.([]byte)
+		if !ok {
+			// Every message on the topic passed validate, which sets it.
+			r.log.Error("gossip message without validated envelope", "from", msg.GetFrom())
+			continue
+		}
+		r.deliver(msg.GetFrom(), env, ViaGossip)
+	}
+}
+
+func (r *Router) deliver(from peer.ID, env []byte, via Via) {
+	if via == ViaGossip {
+		r.c.deliveredGossip.Add(1)
+	} else {
+		r.c.deliveredUnicast.Add(1)
+	}
+	r.handler(from, env, via)
+}
+
+func (r *Router) onUnicast(from peer.ID, data []byte) {
+	_, env, err := wire.DecodeBackground(data, r.cfg.MaxMessageSize)
+	if err != nil {
+		countRejection(&r.c.unicastRejected, err)
+		r.log.Debug("dropping unicast frame", "from", from, "err", err)
+		return
+	}
+	r.deliver(from, env, ViaUnicast)
+}
+
+// topicIfStarted returns the topic, or ErrNotStarted / ErrClosed.
+func (r *Router) topicIfStarted() (*pubsub.Topic, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch r.state {
+	case stateNew:
+		return nil, ErrNotStarted
+	case stateClosed:
+		return nil, ErrClosed
+	}
+	return r.topic, nil
+}
+
+// Broadcast publishes a serialized Envelope to the whole network.
+//
+// It returns ErrNoPeers when no peer is known to be subscribed: pubsub only
+// sends to peers whose subscription it has seen, so such a publish would
+// silently reach nobody. Right after a connection the peer's subscription
+// takes one round trip to arrive; WaitReady covers that. With FloodPublish
+// (the gossipsub default) a successful Broadcast is sent to every known
+// topic peer at once, before any mesh exists.
+//
+// Broadcasting the same envelope again within pubsub's seen-message window
+// (2 minutes) is a no-op, because the message ID is the content hash.
+func (r *Router) Broadcast(ctx context.Context, envelope []byte) (err error) {
+	defer func() {
+		if err != nil {
+			r.c.publishErrors.Add(1)
+		}
+	}()
+	topic, err := r.topicIfStarted()
+	if err != nil {
+		return err
+	}
+	if _, err := wire.DecodeEnvelope(envelope, r.cfg.MaxMessageSize); err != nil {
+		return fmt.Errorf("broadcast: %w", err)
+	}
+	frame, err := wire.EncodeBackground(envelope)
+	if err != nil {
+		return fmt.Errorf("broadcast: %w", err)
+	}
+	if len(topic.ListPeers()) == 0 {
+		return fmt.Errorf("broadcast on %s: %w (%d connected peers, none subscribed yet)",
+			r.topicName, ErrNoPeers, len(r.host.Network().Peers()))
+	}
+	if err := topic.Publish(ctx, frame); err != nil {
+		return fmt.Errorf("broadcast on %s: %w", r.topicName, err)
+	}
+	r.c.published.Add(1)
+	return nil
+}
+
+// Send delivers a serialized Envelope to one peer over background unicast.
+// It works before Start. A nil error means the frame reached the
+// transport, not that the peer handled it.
+func (r *Router) Send(ctx context.Context, to peer.ID, envelope []byte) error {
+	r.mu.Lock()
+	closed := r.state == stateClosed
+	r.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	if _, err := wire.DecodeEnvelope(envelope, r.cfg.MaxMessageSize); err != nil {
+		return fmt.Errorf("sending to %s: %w", to, err)
+	}
+	frame, err := wire.EncodeBackground(envelope)
+	if err != nil {
+		return fmt.Errorf("sending to %s: %w", to, err)
+	}
+	if err := r.uc.Send(ctx, to, frame); err != nil {
+		if errors.Is(err, unicast.ErrClosed) {
+			return fmt.Errorf("%w: %w", ErrClosed, err)
+		}
+		return fmt.Errorf("background: %w", err)
+	}
+	return nil
+}
+
+// TopicPeers returns the peers known to be subscribed to the topic: the
+// peers a Broadcast is sent to directly under FloodPublish.
+func (r *Router) TopicPeers() []peer.ID {
+	topic, err := r.topicIfStarted()
+	if err != nil {
+		return nil
+	}
+	return topic.ListPeers()
+}
+
+// readyPollInterval is how often WaitReady looks at the topic peers.
+const readyPollInterval = 20 * time.Millisecond
+
+// WaitReady blocks until at least minPeers peers are subscribed to the
+// topic, ctx ends, or the Router closes. "Ready" means a Broadcast will be
+// sent to at least minPeers peers directly (with FloodPublish; otherwise
+// to the mesh once the next heartbeat has built it). It does not mean the
+// whole network is reachable.
+func (r *Router) WaitReady(ctx context.Context, minPeers int) error {
+	t := time.NewTicker(readyPollInterval)
+	defer t.Stop()
+	for {
+		topic, err := r.topicIfStarted()
+		if err != nil {
+			return err
+		}
+		n := len(topic.ListPeers())
+		if n >= minPeers {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %d topic peers, have %d: %w", minPeers, n, ctx.Err())
+		case <-r.ctx.Done():
+			return ErrClosed
+		case <-t.C:
+		}
+	}
+}
+
+// Close leaves the topic and stops pubsub, the DHT, discovery, dialing and
+// unicast, waiting for every goroutine the Router started. It is idempotent
+// and safe to call before Start.
+func (r *Router) Close() error {
+	r.closeOnce.Do(func() {
+		r.mu.Lock()
+		r.state = stateClosed
+		sub, topic, ps, d := r.sub, r.topic, r.ps, r.dht
+		r.mu.Unlock()
+
+		var errs []error
+		if sub != nil {
+			sub.Cancel()
+		}
+		if topic != nil {
+			if err := topic.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("closing topic: %w", err))
+			}
+		}
+		if ps != nil {
+			// Fails harmlessly if Start stopped before registering it.
+			_ = ps.UnregisterTopicValidator(r.topicName)
+		}
+		r.cancel()
+		r.wg.Wait()
+		if d != nil {
+			if err := d.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("closing DHT: %w", err))
+			}
+		}
+		if err := r.uc.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("closing unicast: %w", err))
+		}
+		r.log.Debug("background closed")
+		if len(errs) > 0 {
+			r.closeErr = fmt.Errorf("background: %w", errors.Join(errs...))
+		}
+	})
+	return r.closeErr
+}

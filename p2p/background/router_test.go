@@ -1,0 +1,396 @@
+package background
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/rainp2p/rainp2p/p2p/unicast"
+	"github.com/rainp2p/rainp2p/p2p/wire"
+)
+
+func TestEveryPubSubKindDeliversEachBroadcastExactlyOnce(t *testing.T) {
+	for _, kind := range []PubSubKind{GossipSub, RandomSub, FloodSub} {
+		t.Run(string(kind), func(t *testing.T) {
+			cfg := testConfig("kinds")
+			cfg.PubSub = kind
+			const n = 5
+			nodes := make([]*node, n)
+			for i := range nodes {
+				nodes[i] = startNode(t, cfg)
+			}
+			// A ring: every message needs at least one relay to reach the
+			// far side.
+			for i := range nodes {
+				connect(t, nodes[i].h, nodes[(i+1)%n].h)
+			}
+			for _, nd := range nodes {
+				waitReady(t, nd, 2)
+			}
+			var envs [][]byte
+			for i := range 10 {
+				origin := nodes[i%2*2] // nodes 0 and 2
+				env := envelope(t, fmt.Sprintf("%s-%d", kind, i))
+				if err := origin.r.Broadcast(context.Background(), env); err != nil {
+					t.Fatal(err)
+				}
+				envs = append(envs, env)
+			}
+			for i, nd := range nodes {
+				want := 0
+				for j := range envs {
+					if nodes[j%2*2] != nd {
+						want++
+					}
+				}
+				eventually(t, 15*time.Second, fmt.Sprintf("node %d to receive %d envelopes", i, want), func() bool {
+					return nd.in.total() >= want
+				})
+			}
+			// Leave time for late duplicates to show up, if any slipped through.
+			time.Sleep(3 * cfg.Gossip.HeartbeatInterval)
+			for i, nd := range nodes {
+				for j, env := range envs {
+					origin := nodes[j%2*2]
+					got := nd.in.deliveries(env)
+					if origin == nd {
+						if len(got) != 0 {
+							t.Errorf("node %d got its own broadcast back", i)
+						}
+						continue
+					}
+					if len(got) != 1 {
+						t.Errorf("node %d got envelope %d %d times, want once", i, j, len(got))
+						continue
+					}
+					if got[0].from != origin.h.ID() || got[0].via != ViaGossip {
+						t.Errorf("node %d: envelope %d delivered as %+v, want from %s via gossip", i, j, got[0], origin.h.ID())
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestBroadcastErrors(t *testing.T) {
+	env := envelope(t, "x")
+	tests := []struct {
+		name string
+		set  func(t *testing.T) *Router
+		env  []byte
+		want error
+	}{
+		{"before Start it is not started", func(t *testing.T) *Router {
+			r, err := New(newHost(t), testConfig("errs"), (&inbox{}).handle)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = r.Close() })
+			return r
+		}, env, ErrNotStarted},
+		{"alone it has no peers", func(t *testing.T) *Router {
+			return startNode(t, testConfig("errs")).r
+		}, env, ErrNoPeers},
+		{"connected only to another network it has no peers", func(t *testing.T) *Router {
+			a := startNode(t, testConfig("errs"))
+			b := startNode(t, testConfig("other"))
+			connect(t, a.h, b.h)
+			time.Sleep(200 * time.Millisecond) // let subscriptions be exchanged
+			return a.r
+		}, env, ErrNoPeers},
+		{"an invalid envelope is refused locally", func(t *testing.T) *Router {
+			return startNode(t, testConfig("errs")).r
+		}, []byte{0xff, 0x01}, wire.ErrMalformed},
+		{"after Close it is closed", func(t *testing.T) *Router {
+			r := startNode(t, testConfig("errs")).r
+			if err := r.Close(); err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}, env, ErrClosed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := tt.set(t)
+			if err := r.Broadcast(context.Background(), tt.env); !errors.Is(err, tt.want) {
+				t.Fatalf("got %v, want %v", err, tt.want)
+			}
+			if r.Stats().PublishErrors != 1 {
+				t.Fatalf("PublishErrors = %d, want 1", r.Stats().PublishErrors)
+			}
+		})
+	}
+}
+
+// The start-up gap: peers are connected and subscribed, but no heartbeat
+// has run since, so the gossipsub mesh is empty. Flood publishing is what
+// makes the first broadcast arrive.
+func TestBroadcastBeforeFirstMeshHeartbeat(t *testing.T) {
+	tests := []struct {
+		name         string
+		floodPublish bool
+		delivered    bool
+	}{
+		{"with flood publish it is delivered", true, true},
+		{"without flood publish it is lost", false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig("startup")
+			cfg.Gossip.HeartbeatInterval = time.Hour
+			cfg.Gossip.FloodPublish = tt.floodPublish
+			a, b := startNode(t, cfg), startNode(t, cfg)
+			// The first heartbeat runs 100ms after start; let it pass while
+			// the nodes know nobody, so the next is an hour away.
+			time.Sleep(400 * time.Millisecond)
+			connect(t, a.h, b.h)
+			waitReady(t, a, 1)
+			env := envelope(t, "early")
+			if err := a.r.Broadcast(context.Background(), env); err != nil {
+				t.Fatal(err)
+			}
+			if tt.delivered {
+				eventually(t, 5*time.Second, "delivery", func() bool { return len(b.in.deliveries(env)) == 1 })
+				return
+			}
+			time.Sleep(time.Second)
+			if got := b.in.deliveries(env); len(got) != 0 {
+				t.Fatalf("delivered %d times without flood publish; the mesh was not empty", len(got))
+			}
+		})
+	}
+}
+
+func TestWaitReady(t *testing.T) {
+	cfg := testConfig("ready")
+	a, b, c := startNode(t, cfg), startNode(t, cfg), startNode(t, cfg)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := a.r.WaitReady(ctx, 1); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("alone: got %v, want deadline exceeded", err)
+	}
+	if err := a.r.WaitReady(context.Background(), 0); err != nil {
+		t.Fatalf("zero peers: %v", err)
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- a.r.WaitReady(context.Background(), 2) }()
+	connect(t, a.h, b.h)
+	connect(t, a.h, c.h)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("WaitReady did not return after two peers joined")
+	}
+	if got := len(a.r.TopicPeers()); got < 2 {
+		t.Fatalf("TopicPeers has %d peers after WaitReady(2)", got)
+	}
+
+	go func() { done <- a.r.WaitReady(context.Background(), 10) }()
+	time.Sleep(50 * time.Millisecond)
+	_ = a.r.Close()
+	if err := <-done; !errors.Is(err, ErrClosed) {
+		t.Fatalf("after Close: got %v, want ErrClosed", err)
+	}
+}
+
+// rawPublisher joins a network's topic with a plain pubsub instance that
+// has no validator, to put arbitrary bytes on the wire.
+func rawPublisher(t *testing.T, network string) (*node, *pubsub.Topic) {
+	t.Helper()
+	h := newHost(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithFloodPublish(true), pubsub.WithMaxMessageSize(1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic, err := ps.Join(TopicName(network))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = topic.Close() })
+	return &node{h: h}, topic
+}
+
+func backgroundFrame(t *testing.T, e *wire.Envelope) []byte {
+	t.Helper()
+	env, err := proto.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame, err := proto.Marshal(&wire.BackgroundMessage{Data: env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return frame
+}
+
+func TestInvalidGossipIsRejectedAndCounted(t *testing.T) {
+	cfg := testConfig("invalid")
+	a, b := startNode(t, cfg), startNode(t, cfg)
+	x, topic := rawPublisher(t, "invalid")
+	connect(t, a.h, b.h)
+	connect(t, x.h, a.h)
+	connect(t, x.h, b.h)
+	eventually(t, 10*time.Second, "raw publisher to see both nodes", func() bool { return len(topic.ListPeers()) == 2 })
+
+	big := wrapperspb.Bytes(make([]byte, cfg.MaxMessageSize))
+	bigEnv, _ := wire.NewEnvelope(big)
+	bad := []struct {
+		name  string
+		frame []byte
+	}{
+		{"garbage", []byte{0xff, 0xfe, 0xfd, 0x00, 0x01}},
+		{"empty background message", backgroundFrame(t, &wire.Envelope{})[:0]},
+		{"zero nonce", backgroundFrame(t, &wire.Envelope{Content: mustAny(t)})},
+		{"no content", backgroundFrame(t, &wire.Envelope{Nonce: 7})},
+		{"oversized", backgroundFrame(t, bigEnv)},
+	}
+	for _, m := range bad {
+		if err := topic.Publish(context.Background(), m.frame); err != nil {
+			t.Fatalf("publishing %s: %v", m.name, err)
+		}
+	}
+	sentinel := envelope(t, "valid")
+	frame, err := wire.EncodeBackground(sentinel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := topic.Publish(context.Background(), frame); err != nil {
+		t.Fatal(err)
+	}
+	want := Rejections{Malformed: 1, TooLarge: 1, Empty: 1, InvalidEnvelope: 2}
+	for _, nd := range []*node{a, b} {
+		eventually(t, 10*time.Second, "the valid message", func() bool { return len(nd.in.deliveries(sentinel)) == 1 })
+		eventually(t, 5*time.Second, "rejections to be counted", func() bool { return nd.r.Stats().GossipRejected == want })
+		if got := nd.in.total(); got != 1 {
+			t.Errorf("node delivered %d messages, want only the valid one", got)
+		}
+	}
+}
+
+func TestForeignNetworkIsNeverDelivered(t *testing.T) {
+	a := startNode(t, testConfig("home"))
+	f1, f2 := startNode(t, testConfig("away")), startNode(t, testConfig("away"))
+	connect(t, a.h, f1.h)
+	connect(t, a.h, f2.h)
+	connect(t, f1.h, f2.h)
+	waitReady(t, f1, 1)
+	env := envelope(t, "foreign")
+	if err := f1.r.Broadcast(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "delivery inside the foreign network", func() bool { return len(f2.in.deliveries(env)) == 1 })
+	time.Sleep(300 * time.Millisecond)
+	if got := a.in.total(); got != 0 {
+		t.Fatalf("home node delivered %d foreign messages", got)
+	}
+	if peers := a.r.TopicPeers(); len(peers) != 0 {
+		t.Fatalf("home topic has foreign peers %v", peers)
+	}
+}
+
+// A line A - S - B with S silent: S gets A's message, B never does, and
+// S's own broadcasts still go out.
+func TestSilentNodeReceivesButDoesNotRelay(t *testing.T) {
+	for _, kind := range []PubSubKind{GossipSub, FloodSub} {
+		t.Run(string(kind), func(t *testing.T) {
+			cfg := testConfig("silent")
+			cfg.PubSub = kind
+			silent := cfg
+			silent.Silent = true
+			a, s, b := startNode(t, cfg), startNode(t, silent), startNode(t, cfg)
+			connect(t, a.h, s.h)
+			connect(t, s.h, b.h)
+			waitReady(t, a, 1)
+			waitReady(t, s, 2)
+			waitReady(t, b, 1)
+			// Let the mesh form, so a normal S would relay by push and gossip.
+			time.Sleep(3 * cfg.Gossip.HeartbeatInterval)
+
+			env := envelope(t, "from A")
+			if err := a.r.Broadcast(context.Background(), env); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 5*time.Second, "S to receive", func() bool { return len(s.in.deliveries(env)) == 1 })
+			if got := s.in.deliveries(env)[0]; got.from != a.h.ID() || got.via != ViaGossip {
+				t.Fatalf("S got %+v", got)
+			}
+			// Several heartbeats: long enough for IHAVE/IWANT repair too.
+			time.Sleep(10 * cfg.Gossip.HeartbeatInterval)
+			if got := b.in.deliveries(env); len(got) != 0 {
+				t.Fatalf("B received A's message through silent S")
+			}
+			if s.r.Stats().SilentWithheld != 1 {
+				t.Fatalf("SilentWithheld = %d, want 1", s.r.Stats().SilentWithheld)
+			}
+
+			own := envelope(t, "from S")
+			if err := s.r.Broadcast(context.Background(), own); err != nil {
+				t.Fatal(err)
+			}
+			for _, nd := range []*node{a, b} {
+				eventually(t, 5*time.Second, "S's own broadcast", func() bool { return len(nd.in.deliveries(own)) == 1 })
+			}
+		})
+	}
+}
+
+func TestUnicastDeliversWithViaUnicast(t *testing.T) {
+	cfg := testConfig("uni")
+	a, b := startNode(t, cfg), startNode(t, cfg)
+	env := envelope(t, "direct")
+	connect(t, a.h, b.h)
+	if err := a.r.Send(context.Background(), b.h.ID(), env); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "unicast delivery", func() bool { return len(b.in.deliveries(env)) == 1 })
+	if got := b.in.deliveries(env)[0]; got.from != a.h.ID() || got.via != ViaUnicast {
+		t.Fatalf("got %+v, want from %s via unicast", got, a.h.ID())
+	}
+	if err := a.r.Send(context.Background(), b.h.ID(), []byte("junk")); !errors.Is(err, wire.ErrMalformed) {
+		t.Fatalf("sending junk: got %v, want ErrMalformed", err)
+	}
+
+	// A peer that bypasses our encoder: bad frames are counted, not delivered.
+	rawHost := newHost(t)
+	raw, err := unicast.New(rawHost, unicast.DefaultConfig(UnicastProtocolID("uni")), func(peer.ID, []byte) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = raw.Close() })
+	connect(t, rawHost, b.h)
+	zeroNonce := backgroundFrame(t, &wire.Envelope{Content: mustAny(t)})
+	for _, frame := range [][]byte{{0xff, 0xff}, zeroNonce} {
+		if err := raw.Send(context.Background(), b.h.ID(), frame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := Rejections{Malformed: 1, InvalidEnvelope: 1}
+	eventually(t, 5*time.Second, "bad unicast frames to be counted", func() bool { return b.r.Stats().UnicastRejected == want })
+	if st := b.r.Stats(); st.DeliveredUnicast != 1 || b.in.total() != 1 {
+		t.Fatalf("delivered %d unicast messages (handler saw %d), want 1", st.DeliveredUnicast, b.in.total())
+	}
+}
+
+func mustAny(t *testing.T) *anypb.Any {
+	t.Helper()
+	e, err := wire.NewEnvelope(wrapperspb.String("c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e.Content
+}

@@ -1,0 +1,129 @@
+package background
+
+import (
+	"sync/atomic"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/rainp2p/rainp2p/p2p/unicast"
+)
+
+// Rejections counts messages refused because of what they contained, by
+// reason.
+type Rejections struct {
+	Malformed       uint64 // not a BackgroundMessage holding an Envelope
+	TooLarge        uint64 // envelope over MaxMessageSize
+	Empty           uint64 // no bytes at all
+	InvalidEnvelope uint64 // decodes, but fails Envelope.Check (no content, zero nonce)
+	Signature       uint64 // pubsub signature policy: missing, invalid or unexpected
+}
+
+// Stats is a snapshot of a Router's counters. Fields are read one by one,
+// so a snapshot taken under load is not atomic as a whole.
+type Stats struct {
+	// Published counts successful Broadcasts; PublishErrors failed ones,
+	// ErrNoPeers included.
+	Published, PublishErrors uint64
+	// DeliveredGossip and DeliveredUnicast count envelopes handed to the
+	// handler, by path.
+	DeliveredGossip, DeliveredUnicast uint64
+	// Duplicates counts gossip copies of messages already seen (the cost
+	// of mesh redundancy).
+	Duplicates uint64
+	// SilentWithheld counts messages a Silent node delivered but did not
+	// forward.
+	SilentWithheld uint64
+	// GossipRejected and UnicastRejected count refused inbound messages.
+	GossipRejected, UnicastRejected Rejections
+	// DroppedSubscriptionFull counts valid messages pubsub dropped because
+	// the subscription buffer was full (the handler is too slow).
+	DroppedSubscriptionFull uint64
+	// DroppedValidation counts messages dropped before validation because
+	// the validation queue was full or validation was throttled.
+	DroppedValidation uint64
+	// DroppedOutbound counts RPCs pubsub dropped because a peer's outbound
+	// queue was full.
+	DroppedOutbound uint64
+	// Unicast is the embedded unicast router's own counters.
+	Unicast unicast.Stats
+}
+
+type rejectionCounters struct {
+	malformed, tooLarge, empty, invalidEnvelope, signature atomic.Uint64
+}
+
+func (c *rejectionCounters) snapshot() Rejections {
+	return Rejections{
+		Malformed:       c.malformed.Load(),
+		TooLarge:        c.tooLarge.Load(),
+		Empty:           c.empty.Load(),
+		InvalidEnvelope: c.invalidEnvelope.Load(),
+		Signature:       c.signature.Load(),
+	}
+}
+
+type counters struct {
+	published, publishErrors          atomic.Uint64
+	deliveredGossip, deliveredUnicast atomic.Uint64
+	duplicates, silentWithheld        atomic.Uint64
+	gossipRejected, unicastRejected   rejectionCounters
+	droppedSubscriptionFull           atomic.Uint64
+	droppedValidation                 atomic.Uint64
+	droppedOutbound                   atomic.Uint64
+}
+
+// Stats returns the current counters.
+func (r *Router) Stats() Stats {
+	return Stats{
+		Published:               r.c.published.Load(),
+		PublishErrors:           r.c.publishErrors.Load(),
+		DeliveredGossip:         r.c.deliveredGossip.Load(),
+		DeliveredUnicast:        r.c.deliveredUnicast.Load(),
+		Duplicates:              r.c.duplicates.Load(),
+		SilentWithheld:          r.c.silentWithheld.Load(),
+		GossipRejected:          r.c.gossipRejected.snapshot(),
+		UnicastRejected:         r.c.unicastRejected.snapshot(),
+		DroppedSubscriptionFull: r.c.droppedSubscriptionFull.Load(),
+		DroppedValidation:       r.c.droppedValidation.Load(),
+		DroppedOutbound:         r.c.droppedOutbound.Load(),
+		Unicast:                 r.uc.Stats(),
+	}
+}
+
+// tracer turns pubsub's loss events into counters. Pubsub calls it from
+// its event loop, so every method only touches atomics.
+type tracer struct{ c *counters }
+
+var _ pubsub.RawTracer = tracer{}
+
+func (t tracer) RejectMessage(_ *pubsub.Message, reason string) {
+	switch reason {
+	case pubsub.RejectValidationQueueFull, pubsub.RejectValidationThrottled:
+		t.c.droppedValidation.Add(1)
+	case pubsub.RejectMissingSignature, pubsub.RejectInvalidSignature,
+		pubsub.RejectUnexpectedSignature, pubsub.RejectUnexpectedAuthInfo:
+		t.c.gossipRejected.signature.Add(1)
+	}
+	// RejectValidationFailed and RejectValidationIgnored come from our own
+	// validator, which has already counted them by reason.
+}
+
+func (t tracer) UndeliverableMessage(*pubsub.Message) { t.c.droppedSubscriptionFull.Add(1) }
+func (t tracer) DropRPC(*pubsub.RPC, peer.ID)         { t.c.droppedOutbound.Add(1) }
+func (t tracer) DuplicateMessage(*pubsub.Message)     { t.c.duplicates.Add(1) }
+
+func (tracer) OnNewOutboundStream(peer.ID, protocol.ID)             {}
+func (tracer) OnClosedOutboundStream(peer.ID)                       {}
+func (tracer) Join(string)                                          {}
+func (tracer) Leave(string)                                         {}
+func (tracer) Graft(peer.ID, string)                                {}
+func (tracer) Prune(peer.ID, string)                                {}
+func (tracer) ValidateMessage(*pubsub.Message)                      {}
+func (tracer) DeliverMessage(*pubsub.Message)                       {}
+func (tracer) ThrottlePeer(peer.ID)                                 {}
+func (tracer) RecvRPC(*pubsub.RPC)                                  {}
+func (tracer) SendRPC(*pubsub.RPC, peer.ID)                         {}
+func (tracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}
