@@ -30,6 +30,7 @@ var (
 	ErrUnknownPeer    = errors.New("unknown peer address")
 	ErrAlreadyStarted = errors.New("p2p module already started")
 	ErrNoRouter       = errors.New("no router can carry this message")
+	ErrNoPeers        = errors.New("no peers to broadcast to")
 )
 
 // RouterName says which router brought a delivery.
@@ -331,25 +332,26 @@ func (m *Module) BroadcastEnvelope(ctx context.Context, env *wire.Envelope) erro
 	if err != nil {
 		return err
 	}
+	if rain == nil && bg == nil {
+		return fmt.Errorf("broadcast: %w", ErrNoRouter)
+	}
 	m.dedup.FirstTime(env.GetNonce()) // our own envelope must not come back to us
 	var errs []error
-	if rain != nil {
-		if err := rain.Broadcast(ctx, data); err != nil {
-			errs = append(errs, fmt.Errorf("raintree: %w", err))
-		}
-	}
 	routers := 0
 	if rain != nil {
 		routers++
+		switch err := rain.Broadcast(ctx, data); {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("raintree: %w", err))
+		case m.ValidatorSet().Len() <= 1: // a lone validator's tree reaches nobody
+			errs = append(errs, fmt.Errorf("raintree: %w", ErrNoPeers))
+		}
 	}
 	if bg != nil {
 		routers++
 		if err := bg.Broadcast(ctx, data); err != nil {
 			errs = append(errs, fmt.Errorf("background: %w", err))
 		}
-	}
-	if routers == 0 {
-		return fmt.Errorf("broadcast: %w", ErrNoRouter)
 	}
 	if len(errs) > 0 {
 		m.sendErrors.Add(uint64(len(errs)))

@@ -3,6 +3,8 @@ package p2p_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -109,6 +111,9 @@ func network(t *testing.T, nValidators, nFull int, tweak func(*p2p.Config)) []*n
 	})
 	waitFor(t, 20*time.Second, "gossip mesh", func() bool {
 		for _, n := range nodes {
+			if len(nodes) == 1 {
+				break
+			}
 			if n.mod.Status().Peers["background"] < 1 {
 				return false
 			}
@@ -118,11 +123,14 @@ func network(t *testing.T, nValidators, nFull int, tweak func(*p2p.Config)) []*n
 	return nodes
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool, explain ...func() string) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
+			for _, e := range explain {
+				t.Log(e())
+			}
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -155,6 +163,12 @@ func TestBroadcastReachesEveryNodeExactlyOnce(t *testing.T) {
 					}
 				}
 				return true
+			}, func() string {
+				var b strings.Builder
+				for i, n := range nodes {
+					fmt.Fprintf(&b, "node %d: %d copies, status %+v, stats %+v\n", i, len(n.deliveries(env.GetNonce())), n.mod.Status(), n.mod.Stats())
+				}
+				return b.String()
 			})
 			time.Sleep(300 * time.Millisecond) // let late copies from the other router arrive
 			for i, n := range nodes {
@@ -252,6 +266,14 @@ func TestBadInputGetsAClearError(t *testing.T) {
 				t.Fatalf("got %v, want %v", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestALoneNodeCannotBroadcast(t *testing.T) {
+	nodes := network(t, 1, 0, nil)
+	_, err := nodes[0].mod.Broadcast(context.Background(), wrapperspb.String("anyone?"))
+	if !errors.Is(err, p2p.ErrNoPeers) {
+		t.Fatalf("got %v, want ErrNoPeers", err)
 	}
 }
 
