@@ -106,7 +106,11 @@ func runNode(ctx context.Context, dir, logLevel, adminAddr string, stderr interf
 	}()
 	url := "http://" + ln.Addr().String()
 	urlFile := filepath.Join(dir, home.AdminURLFile)
-	if err := os.WriteFile(urlFile, []byte(url+"\n"), 0o644); err != nil {
+	// Written then renamed, so a reader never sees half a URL.
+	if err := os.WriteFile(urlFile+".tmp", []byte(url+"\n"), 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", urlFile, err)
+	}
+	if err := os.Rename(urlFile+".tmp", urlFile); err != nil {
 		return fmt.Errorf("writing %s: %w", urlFile, err)
 	}
 	defer os.Remove(urlFile)
