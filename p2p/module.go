@@ -272,7 +272,8 @@ type ValidatorSetChanged struct{ Set *validators.Set }
 type NewHeight struct{ Height uint64 }
 
 // Deliveries is where received envelopes arrive, each exactly once. Read it
-// promptly: while it is full, routers wait.
+// promptly: while it is full, routers wait. It is never closed; stop
+// reading when Done is closed.
 func (m *Module) Deliveries() <-chan Delivery { return m.out }
 
 // Done is closed when the Module closes.

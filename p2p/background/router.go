@@ -131,6 +131,7 @@ func New(h host.Host, cfg Config, handler Handler) (*Router, error) {
 		cancel()
 		return nil, fmt.Errorf("background: starting unicast: %w", err)
 	}
+	h.Network().Notify(dbgNotifee{r}) // DBGTMP
 	r.addBootstrapLocked(cfg.BootstrapPeers)
 	return r, nil
 }
@@ -206,6 +207,7 @@ func (r *Router) newPubSub() (*pubsub.PubSub, error) {
 		pubsub.WithValidateQueueSize(r.cfg.ValidateQueueSize),
 		pubsub.WithPeerOutboundQueueSize(r.cfg.PeerOutboundQueueSize),
 		pubsub.WithRawTracer(tracer{&r.c}),
+		pubsub.WithRawTracer(dbgTracer{r}), // DBGTMP
 		pubsub.WithLogger(r.log.With("component", "pubsub")),
 	}
 	switch r.cfg.PubSub {
