@@ -50,9 +50,11 @@ const (
 )
 
 // NetworkStrategies are the strategies RunNetwork compares by default.
+// "cover+ack+gossipsub" is what a node ships with (p2p.DefaultConfig);
+// "cover+gossipsub" is the same without RainTree ACKs.
 var NetworkStrategies = []string{
 	"reference", "cover", "gossipsub", "randomsub", "floodsub",
-	"reference+gossipsub", "cover+gossipsub",
+	"reference+gossipsub", "cover+gossipsub", "cover+ack+gossipsub",
 }
 
 // PlanStrategies are the strategies RunPlan compares by default.
