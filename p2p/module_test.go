@@ -16,7 +16,6 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/rainp2p/rainp2p/p2p"
-	"github.com/rainp2p/rainp2p/p2p/background" // DBGTMP
 	"github.com/rainp2p/rainp2p/p2p/identity"
 	"github.com/rainp2p/rainp2p/p2p/validators"
 	"github.com/rainp2p/rainp2p/p2p/wire"
@@ -169,11 +168,6 @@ func TestBroadcastReachesEveryNodeExactlyOnce(t *testing.T) {
 				for i, n := range nodes {
 					fmt.Fprintf(&b, "node %d: %d copies, status %+v, stats %+v\n", i, len(n.deliveries(env.GetNonce())), n.mod.Status(), n.mod.Stats())
 				}
-				for i, n := range nodes { // DBGTMP
-					s := n.host.ID().String()
-					fmt.Fprintf(&b, "DBG node %d = %s\n", i, s[len(s)-4:])
-				}
-				b.WriteString(background.DebugDump()) // DBGTMP
 				return b.String()
 			})
 			time.Sleep(300 * time.Millisecond) // let late copies from the other router arrive

@@ -131,7 +131,6 @@ func New(h host.Host, cfg Config, handler Handler) (*Router, error) {
 		cancel()
 		return nil, fmt.Errorf("background: starting unicast: %w", err)
 	}
-	h.Network().Notify(dbgNotifee{r}) // DBGTMP
 	r.addBootstrapLocked(cfg.BootstrapPeers)
 	return r, nil
 }
@@ -197,6 +196,12 @@ func (r *Router) Start(ctx context.Context) (err error) {
 }
 
 func (r *Router) newPubSub() (*pubsub.PubSub, error) {
+	var gs *pubsub.GossipSubRouter
+	tr := tracer{c: &r.c}
+	if r.cfg.PubSub != RandomSub && r.cfg.PubSub != FloodSub {
+		gs = pubsub.DefaultGossipSubRouter(r.host)
+		tr.catchUp = newGraftCatchUp(gs, r.topicName, gossipSubParams(r.cfg.Gossip))
+	}
 	opts := []pubsub.Option{
 		// Every message is signed by its originator and checked on receipt,
 		// so Handler's from is authenticated. StrictSign is pubsub's
@@ -206,8 +211,7 @@ func (r *Router) newPubSub() (*pubsub.PubSub, error) {
 		pubsub.WithMaxMessageSize(r.cfg.pubsubMaxMessageSize()),
 		pubsub.WithValidateQueueSize(r.cfg.ValidateQueueSize),
 		pubsub.WithPeerOutboundQueueSize(r.cfg.PeerOutboundQueueSize),
-		pubsub.WithRawTracer(tracer{&r.c}),
-		pubsub.WithRawTracer(dbgTracer{r}), // DBGTMP
+		pubsub.WithRawTracer(tr),
 		pubsub.WithLogger(r.log.With("component", "pubsub")),
 	}
 	switch r.cfg.PubSub {
@@ -216,11 +220,14 @@ func (r *Router) newPubSub() (*pubsub.PubSub, error) {
 	case FloodSub:
 		return pubsub.NewFloodSub(r.ctx, r.host, opts...)
 	default:
+		// NewGossipSub, with the router built here so graftCatchUp can
+		// reach it.
 		opts = append(opts,
+			gs.WithDefaultTagTracer(),
 			pubsub.WithGossipSubParams(gossipSubParams(r.cfg.Gossip)),
 			pubsub.WithFloodPublish(r.cfg.Gossip.FloodPublish),
 		)
-		return pubsub.NewGossipSub(r.ctx, r.host, opts...)
+		return pubsub.NewGossipSubWithRouter(r.ctx, r.host, gs, opts...)
 	}
 }
 

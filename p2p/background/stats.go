@@ -93,9 +93,13 @@ func (r *Router) Stats() Stats {
 	}
 }
 
-// tracer turns pubsub's loss events into counters. Pubsub calls it from
-// its event loop, so every method only touches atomics.
-type tracer struct{ c *counters }
+// tracer turns pubsub's loss events into counters and, for gossipsub,
+// feeds graftCatchUp. Pubsub calls it synchronously from its event loop,
+// so every method is quick and never blocks.
+type tracer struct {
+	c       *counters
+	catchUp *graftCatchUp // nil unless the router is gossipsub
+}
 
 var _ pubsub.RawTracer = tracer{}
 
@@ -115,14 +119,24 @@ func (t tracer) UndeliverableMessage(*pubsub.Message) { t.c.droppedSubscriptionF
 func (t tracer) DropRPC(*pubsub.RPC, peer.ID)         { t.c.droppedOutbound.Add(1) }
 func (t tracer) DuplicateMessage(*pubsub.Message)     { t.c.duplicates.Add(1) }
 
+func (t tracer) DeliverMessage(msg *pubsub.Message) {
+	if t.catchUp != nil {
+		t.catchUp.onDeliver(msg)
+	}
+}
+
+func (t tracer) Graft(p peer.ID, topic string) {
+	if t.catchUp != nil {
+		t.catchUp.onGraft(p, topic)
+	}
+}
+
 func (tracer) OnNewOutboundStream(peer.ID, protocol.ID)             {}
 func (tracer) OnClosedOutboundStream(peer.ID)                       {}
 func (tracer) Join(string)                                          {}
 func (tracer) Leave(string)                                         {}
-func (tracer) Graft(peer.ID, string)                                {}
 func (tracer) Prune(peer.ID, string)                                {}
 func (tracer) ValidateMessage(*pubsub.Message)                      {}
-func (tracer) DeliverMessage(*pubsub.Message)                       {}
 func (tracer) ThrottlePeer(peer.ID)                                 {}
 func (tracer) RecvRPC(*pubsub.RPC)                                  {}
 func (tracer) SendRPC(*pubsub.RPC, peer.ID)                         {}
