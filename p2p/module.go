@@ -337,21 +337,34 @@ func (m *Module) BroadcastEnvelope(ctx context.Context, env *wire.Envelope) erro
 		return fmt.Errorf("broadcast: %w", ErrNoRouter)
 	}
 	m.dedup.FirstTime(env.GetNonce()) // our own envelope must not come back to us
-	var errs []error
-	routers := 0
+	// Both routers start at once: RainTree's first sends may wait on a dial,
+	// and gossip must not wait behind them.
+	var rainErr, bgErr error
+	var wg sync.WaitGroup
 	if rain != nil {
-		routers++
-		switch err := rain.Broadcast(ctx, data); {
-		case err != nil:
-			errs = append(errs, fmt.Errorf("raintree: %w", err))
-		case m.ValidatorSet().Len() <= 1: // a lone validator's tree reaches nobody
-			errs = append(errs, fmt.Errorf("raintree: %w", ErrNoPeers))
-		}
+		wg.Go(func() {
+			switch err := rain.Broadcast(ctx, data); {
+			case err != nil:
+				rainErr = fmt.Errorf("raintree: %w", err)
+			case m.ValidatorSet().Len() <= 1: // a lone validator's tree reaches nobody
+				rainErr = fmt.Errorf("raintree: %w", ErrNoPeers)
+			}
+		})
 	}
 	if bg != nil {
-		routers++
 		if err := bg.Broadcast(ctx, data); err != nil {
-			errs = append(errs, fmt.Errorf("background: %w", err))
+			bgErr = fmt.Errorf("background: %w", err)
+		}
+	}
+	wg.Wait()
+	routers := 2
+	if rain == nil || bg == nil {
+		routers = 1
+	}
+	var errs []error
+	for _, err := range []error{rainErr, bgErr} {
+		if err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if len(errs) > 0 {
