@@ -114,3 +114,29 @@ func TestNetworkRejectsBadInput(t *testing.T) {
 		})
 	}
 }
+
+// The non-timing targets for our default, in one run so that the
+// two strategies share topology and origins.
+func TestNetworkDefaultStrategyAddsLittleToGossipSub(t *testing.T) {
+	res := runNet(t, smallNet("gossipsub", "cover+gossipsub", "cover+ack+gossipsub"))
+	gs := byName(t, res, "gossipsub")
+	for _, name := range []string{"cover+gossipsub", "cover+ack+gossipsub"} {
+		s := byName(t, res, name)
+		if s.DeliveryRatio != 1 {
+			t.Errorf("%s: ratio %v, want 1", name, s.DeliveryRatio)
+		}
+		ratio := *s.PayloadBytesPerBroadcast / *gs.PayloadBytesPerBroadcast
+		if ratio > 1.25 {
+			t.Errorf("%s: %.0f payload bytes per broadcast, %.2fx gossipsub's %.0f; want <= 1.25x",
+				name, *s.PayloadBytesPerBroadcast, ratio, *gs.PayloadBytesPerBroadcast)
+		}
+	}
+}
+
+func TestNetworkShippedDefaultSurvivesThirtyPercentSilentValidators(t *testing.T) {
+	cfg := smallNet("cover+ack+gossipsub")
+	cfg.Validators, cfg.SilentValidators = 10, 3
+	if s := byName(t, runNet(t, cfg), "cover+ack+gossipsub"); s.DeliveryRatio != 1 {
+		t.Errorf("cover+ack+gossipsub with 3/10 silent validators: ratio %v, want 1", s.DeliveryRatio)
+	}
+}
