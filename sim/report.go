@@ -11,8 +11,8 @@ import (
 
 // Chart geometry, in SVG user units.
 const (
-	chartW, chartH                 = 720, 360
-	padL, padR, padT, padB         = 60, 190, 20, 45
+	chartW, chartH                 = 800, 360
+	padL, padR, padT, padB         = 60, 270, 20, 45
 	barRowH, barLabelW, barValueW  = 26, 170, 90
 	barChartW                      = 720
 	maxCurvePoints                 = 400
