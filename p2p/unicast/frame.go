@@ -37,6 +37,12 @@ func WriteFrame(w io.Writer, data []byte, max int) error {
 // length above max, and ErrEmpty for a zero-length frame (never produced by
 // WriteFrame, so treated as a protocol violation).
 func ReadFrame(r *bufio.Reader, max int) ([]byte, error) {
+	return readFrame(r, max, func(n int) []byte { return make([]byte, n) })
+}
+
+// readFrame is ReadFrame taking the payload buffer from alloc, called with
+// the checked length, so a read loop can reuse buffers.
+func readFrame(r *bufio.Reader, max int, alloc func(n int) []byte) ([]byte, error) {
 	size, err := binary.ReadUvarint(r)
 	if err != nil {
 		return nil, err
@@ -47,7 +53,7 @@ func ReadFrame(r *bufio.Reader, max int) ([]byte, error) {
 	if max < 0 || size > uint64(max) {
 		return nil, fmt.Errorf("frame header declares %d bytes, limit %d: %w", size, max, ErrTooLarge)
 	}
-	buf := make([]byte, size)
+	buf := alloc(int(size))
 	if _, err := io.ReadFull(r, buf); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF

@@ -133,3 +133,20 @@ func FuzzReadFrame(f *testing.F) {
 		}
 	})
 }
+
+func TestFrameBuffersAreReusedAndBounded(t *testing.T) {
+	var b frameBuffers
+	small := b.get(100)
+	b.done(small)
+	if again := b.get(200); &again[0] != &small[0] {
+		t.Error("a small frame did not reuse the stream's buffer")
+	}
+	big := b.get(smallFrame + 1)
+	if cap(big) != 2*smallFrame {
+		t.Errorf("big frame buffer cap %d, want the next power of two %d", cap(big), 2*smallFrame)
+	}
+	b.done(big)
+	if cap(b.small) > smallFrame {
+		t.Errorf("the stream kept a %d-byte buffer", cap(b.small))
+	}
+}

@@ -35,7 +35,10 @@ const (
 // Handler receives one inbound message. It is called from the read
 // goroutine of the stream the message arrived on, so messages from one
 // sender arrive in order, and a Handler that blocks stalls that sender (and,
-// through flow control, its Sends). It owns data. It must not call Close.
+// through flow control, its Sends). data is only valid until the Handler
+// returns: the read loop reuses buffers, so a Handler that keeps the bytes
+// must copy them (decoding them into a protobuf message does). It must not
+// call Close.
 type Handler func(from peer.ID, data []byte)
 
 // Router sends and receives framed messages on one protocol ID. It is safe
@@ -283,13 +286,14 @@ func (r *Router) handleStream(s network.Stream) {
 	r.c.streamsAccepted.Add(1)
 	from := s.Conn().RemotePeer()
 	br := bufio.NewReaderSize(s, readBufSize)
+	var bufs frameBuffers
 	for {
 		if err := s.SetReadDeadline(time.Now().Add(r.cfg.IdleTimeout)); err != nil {
 			r.log.Debug("setting read deadline", "peer", from, "err", err)
 			_ = s.Reset()
 			return
 		}
-		data, err := ReadFrame(br, r.cfg.MaxMessageSize)
+		data, err := readFrame(br, r.cfg.MaxMessageSize, bufs.get)
 		if err != nil {
 			r.endInbound(s, from, err)
 			return
@@ -297,6 +301,7 @@ func (r *Router) handleStream(s network.Stream) {
 		r.c.framesReceived.Add(1)
 		r.c.bytesReceived.Add(uint64(len(data)))
 		r.handler(from, data)
+		bufs.done(data)
 	}
 }
 

@@ -1,6 +1,7 @@
 package unicast
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -75,7 +76,7 @@ func newInbox() *inbox { return &inbox{cond: make(chan struct{}, 1)} }
 
 func (in *inbox) handle(from peer.ID, data []byte) {
 	in.mu.Lock()
-	in.msgs = append(in.msgs, message{from, data})
+	in.msgs = append(in.msgs, message{from, bytes.Clone(data)}) // data is reused after we return
 	in.mu.Unlock()
 	select {
 	case in.cond <- struct{}{}:
