@@ -140,8 +140,16 @@ func (r *Router) Send(ctx context.Context, to peer.ID, data []byte) (err error) 
 	}
 	err = r.writeFrame(ctx, st, data)
 	if err != nil {
+		if ctx.Err() != nil || isTimeout(err) {
+			// The transport is fine, this Send ran out of time. Close
+			// gracefully: frames earlier Sends already handed over are
+			// still delivered, and the receiver drops only this partial
+			// one. A Reset would discard them all.
+			r.retire(p, st)
+			return r.sendError(ctx, to, err)
+		}
 		r.drop(p, st)
-		if fresh || ctx.Err() != nil || isTimeout(err) || r.isClosed() {
+		if fresh || r.isClosed() {
 			return r.sendError(ctx, to, err)
 		}
 		r.log.Debug("stream broken, reopening", "peer", to, "err", err)
@@ -240,6 +248,17 @@ func (r *Router) watch(st *outStream) {
 func (r *Router) drop(p *outPeer, st *outStream) {
 	st.dead.Store(true)
 	_ = st.s.Reset()
+	if p.cur == st {
+		p.cur = nil
+	}
+}
+
+// retire stops using st but lets the peer read what it already holds: only
+// the write side closes, and the watcher resets the stream once the peer
+// has ended its side.
+func (r *Router) retire(p *outPeer, st *outStream) {
+	st.dead.Store(true)
+	_ = st.s.CloseWrite()
 	if p.cur == st {
 		p.cur = nil
 	}

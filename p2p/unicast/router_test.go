@@ -536,3 +536,63 @@ func waitFor(t testing.TB, cond func() bool) {
 type brokenWriter struct{}
 
 func (brokenWriter) Write([]byte) (int, error) { return 0, network.ErrReset }
+
+// A Send that runs out of time must not take earlier, already accepted
+// frames down with it: the stream is closed for writing, not reset.
+func TestTimedOutSendKeepsEarlierFrames(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			ha, hb := newHost(t, tr.addr, nil), newHost(t, tr.addr, nil)
+			learn(ha, hb)
+			release := make(chan struct{})
+			var mu sync.Mutex
+			var got []byte
+			newRouter(t, hb, func(_ peer.ID, data []byte) {
+				<-release // a slow application: the stream's window fills up
+				mu.Lock()
+				got = append(got, data[0])
+				mu.Unlock()
+			})
+			var releaseOnce sync.Once
+			unblock := func() { releaseOnce.Do(func() { close(release) }) }
+			t.Cleanup(unblock) // runs before the routers close, even on failure
+			ra := newRouter(t, ha, func(peer.ID, []byte) {})
+
+			frame := make([]byte, 64<<10)
+			var sent []byte
+			for i := range 200 {
+				frame[0] = byte(i)
+				ctx, cancel := context.WithTimeout(ctxT(t), 300*time.Millisecond)
+				err := ra.Send(ctx, hb.ID(), frame)
+				expired := ctx.Err() != nil
+				cancel()
+				if err != nil {
+					if !expired {
+						t.Fatalf("frame %d failed before its deadline: %v", i, err)
+					}
+					break
+				}
+				sent = append(sent, byte(i))
+			}
+			if len(sent) == 200 {
+				t.Fatal("no Send ever blocked; the test did not fill the window")
+			}
+			unblock()
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				mu.Lock()
+				n := len(got)
+				mu.Unlock()
+				if n >= len(sent) || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if !bytes.Equal(got[:min(len(got), len(sent))], sent) || len(got) < len(sent) {
+				t.Fatalf("%d frames reported sent, %d delivered", len(sent), len(got))
+			}
+		})
+	}
+}
