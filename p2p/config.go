@@ -49,8 +49,11 @@ type Config struct {
 	// DedupCapacity is how many recent nonces the deduper remembers.
 	// Default 65536.
 	DedupCapacity int
-	// DeliveryBuffer is the capacity of the Deliveries channel. When it is
-	// full, routers wait (back-pressure) rather than drop. Default 1024.
+	// DeliveryBuffer is the capacity of the Deliveries channel. Default
+	// 1024. When it is full, routers wait: RainTree and unicast senders are
+	// slowed through stream flow control, while gossip backs up into
+	// pubsub's subscription buffer (Background.SubscriptionBuffer), which
+	// drops once full; such drops are counted as subscription_full.
 	DeliveryBuffer int
 	// Routers selects which routers run. The default, RoutersBoth, is the
 	// design; the others exist to measure one router alone (rainp2p sim).

@@ -78,14 +78,16 @@ type Module struct {
 	out      chan Delivery
 	ownsHost bool
 
-	mu       sync.RWMutex
-	host     host.Host
-	set      *validators.Set
-	rain     *raintree.Router // nil unless this node is a validator
-	bg       *background.Router
-	started  bool
-	closed   bool
-	notifiee *network.NotifyBundle
+	mu   sync.RWMutex
+	host host.Host
+	set  *validators.Set
+	rain *raintree.Router // nil unless this node is a validator
+	// rainCancel ends the deliveries of the current RainTree router.
+	rainCancel context.CancelFunc
+	bg         *background.Router
+	started    bool
+	closed     bool
+	notifiee   *network.NotifyBundle
 
 	// ctx ends when the Module closes; it unblocks deliveries waiting on a
 	// full channel. Set in New and never replaced, so it needs no lock.
@@ -227,14 +229,22 @@ func (m *Module) applySetLocked(set *validators.Set) error {
 		if err != nil {
 			return err
 		}
-		r, err := raintree.NewRouter(m.host, m.cfg.Key.Address, set, rtCfg, m.onRainTree)
+		// Its deliveries wait on their own context, so leaving the set can
+		// cancel them before Close waits for the router's read loops, even
+		// while the application is not reading Deliveries.
+		rctx, rcancel := context.WithCancel(m.ctx)
+		r, err := raintree.NewRouter(m.host, m.cfg.Key.Address, set, rtCfg, func(from peer.ID, env []byte, broadcast bool) {
+			m.deliver(rctx, RouterRainTree, from, env, broadcast)
+		})
 		if err != nil {
+			rcancel()
 			return fmt.Errorf("starting raintree router: %w", err)
 		}
-		m.rain = r
+		m.rain, m.rainCancel = r, rcancel
 	case isValidator:
 		m.rain.SetValidators(set)
 	case m.rain != nil:
+		m.rainCancel()
 		if err := m.rain.Close(); err != nil {
 			m.log.Warn("closing raintree router after leaving the validator set", "err", err)
 		}
@@ -472,17 +482,14 @@ func (m *Module) learn(id peer.ID) {
 	m.bookMu.Unlock()
 }
 
-func (m *Module) onRainTree(from peer.ID, envelope []byte, broadcast bool) {
-	m.deliver(RouterRainTree, from, envelope, broadcast)
-}
-
 func (m *Module) onBackground(from peer.ID, envelope []byte, via background.Via) {
-	m.deliver(RouterBackground, from, envelope, via == background.ViaGossip)
+	m.deliver(m.ctx, RouterBackground, from, envelope, via == background.ViaGossip)
 }
 
 // deliver decodes, deduplicates and hands an envelope to the application.
 // Routers have already checked and forwarded it.
-func (m *Module) deliver(r RouterName, from peer.ID, data []byte, broadcast bool) {
+// It gives up when ctx ends (the Module or that router closing).
+func (m *Module) deliver(ctx context.Context, r RouterName, from peer.ID, data []byte, broadcast bool) {
 	env, err := wire.DecodeEnvelope(data, m.cfg.MaxMessageSize)
 	if err != nil {
 		m.invalid.Add(1)
@@ -494,14 +501,15 @@ func (m *Module) deliver(r RouterName, from peer.ID, data []byte, broadcast bool
 	}
 	addr, _ := identity.AddressFromPeerID(from)
 	d := Delivery{Envelope: env, Router: r, Broadcast: broadcast, From: addr, PeerID: from, ReceivedAt: time.Now()}
+	select {
+	case m.out <- d:
+	case <-ctx.Done():
+		return
+	}
 	if r == RouterRainTree {
 		m.delivered[0].Add(1)
 	} else {
 		m.delivered[1].Add(1)
-	}
-	select {
-	case m.out <- d:
-	case <-m.ctx.Done():
 	}
 }
 

@@ -350,3 +350,62 @@ func TestJoiningTheValidatorSetStartsRainTree(t *testing.T) {
 		t.Fatalf("arrived via %s", d[0].Router)
 	}
 }
+
+// Leaving the validator set closes the RainTree router, which waits for its
+// read loops; one may be blocked handing a delivery to an application that
+// is not reading. The update must not hang.
+func TestLeavingTheSetDoesNotWaitForAnIdleReader(t *testing.T) {
+	var keys []*identity.Key
+	var members []validators.Validator
+	var hosts []host.Host
+	for range 3 {
+		k, _ := identity.GenerateKey()
+		h, err := libp2p.New(libp2p.Identity(k.Private), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		keys, hosts = append(keys, k), append(hosts, h)
+		members = append(members, validators.Validator{PublicKey: k.Private.GetPublic(), Multiaddrs: h.Addrs()})
+	}
+	set, _ := validators.NewSet(1, members)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var mods []*p2p.Module
+	for i := range keys {
+		cfg := p2p.DefaultConfig()
+		cfg.NetworkID = "leave-test"
+		cfg.Key, cfg.Host = keys[i], hosts[i]
+		cfg.Validators = validators.StaticProvider{Set: set}
+		cfg.DeliveryBuffer = 0 // nobody reads: the first delivery blocks
+		m, err := p2p.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		mods = append(mods, m)
+	}
+	if _, err := mods[0].Send(ctx, keys[1].Address, wrapperspb.String("unread")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the delivery to block", func() bool {
+		return mods[1].Stats().RainTree.UnicastReceived == 1
+	})
+	smaller, _ := validators.NewSet(2, []validators.Validator{members[0], members[2]})
+	done := make(chan error, 1)
+	go func() { done <- mods[1].UpdateValidators(smaller) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("UpdateValidators hung behind a blocked delivery")
+	}
+	if mods[1].Role() != p2p.RoleFullNode {
+		t.Fatalf("role %s after leaving the set", mods[1].Role())
+	}
+}

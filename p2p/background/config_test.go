@@ -5,6 +5,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 func TestParsePubSubKind(t *testing.T) {
@@ -148,5 +151,19 @@ func TestNewRefusesBadArguments(t *testing.T) {
 	}
 	if _, err := New(h, Config{}, (&inbox{}).handle); err == nil {
 		t.Error("empty config accepted")
+	}
+}
+
+func TestNewRunsTheCanonicalPubSubKind(t *testing.T) {
+	h := newHost(t, libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	cfg := testConfig("kind")
+	cfg.PubSub = " FloodSub "
+	r, err := New(h, cfg, func(peer.ID, []byte, Via) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.cfg.PubSub != FloodSub {
+		t.Fatalf("runs %q, want %q", r.cfg.PubSub, FloodSub)
 	}
 }

@@ -102,6 +102,8 @@ func New(h host.Host, cfg Config, handler Handler) (*Router, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// Validate accepts any spelling ParsePubSubKind does; run the canonical one.
+	cfg.PubSub, _ = ParsePubSubKind(string(cfg.PubSub))
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()

@@ -558,7 +558,10 @@ func (r *Router) onBroadcast(from peer.ID, m *wire.RainTreeMessage) {
 	}
 	if level > 0 {
 		r.c.treeReceived.Add(1)
-		if r.cfg.ACK {
+		// An ACK takes over the span. A node that cannot plan on the
+		// sender's set stays silent so the sender re-delegates; a Silent
+		// node (fault injection) acknowledges and then does nothing.
+		if r.cfg.ACK && (view != nil && view.self >= 0 || r.cfg.Silent) {
 			r.ack(from, m)
 		}
 	} else {
