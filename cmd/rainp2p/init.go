@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -22,7 +23,10 @@ func newInitCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "initialised %s\naddress: %s\npeer_id: %s\nrun it with: rainp2p node --home %s\n", dir, k.Address, k.PeerID, dir)
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "initialised %s\naddress: %s\npeer_id: %s\nnetwork_id: %s\n", dir, k.Address, k.PeerID, network)
+			fmt.Fprintf(out, "the node listens on 127.0.0.1 only by default; edit listen_addrs in %s to accept peers from other machines\n", filepath.Join(dir, home.ConfigFile))
+			fmt.Fprintf(out, "run it with: rainp2p node --home %s\n", dir)
 			return nil
 		},
 	}

@@ -51,6 +51,11 @@ func runNode(ctx context.Context, dir, logLevel, adminAddr string, stderr interf
 	if err != nil {
 		return err
 	}
+	unlock, err := home.Lock(dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if logLevel == "" {
 		logLevel = n.Config.LogLevel
 	}
@@ -85,7 +90,7 @@ func runNode(ctx context.Context, dir, logLevel, adminAddr string, stderr interf
 		}
 	}()
 
-	feed := admin.NewFeed(admin.DefaultHistory, admin.DefaultSubscriberBuffer)
+	feed := admin.NewFeed(admin.DefaultHistory, admin.DefaultHistoryBytes, admin.DefaultSubscriberBuffer)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), p2p.NewCollector(m), admin.NewFeedCollector(feed))
 	srv := admin.NewServer(m, feed, reg, log)
@@ -113,7 +118,7 @@ func runNode(ctx context.Context, dir, logLevel, adminAddr string, stderr interf
 	if err := os.Rename(urlFile+".tmp", urlFile); err != nil {
 		return fmt.Errorf("writing %s: %w", urlFile, err)
 	}
-	defer os.Remove(urlFile)
+	defer removeIfHolds(urlFile, url+"\n")
 	st := m.Status()
 	log.Info("node ready", "address", st.Address, "role", st.Role, "admin", url, "listen", st.ListenAddrs)
 
@@ -125,4 +130,12 @@ func runNode(ctx context.Context, dir, logLevel, adminAddr string, stderr interf
 		err = nil
 	}
 	return err
+}
+
+// removeIfHolds removes path only if it still holds want, so a node never
+// deletes an admin.url another node has since written.
+func removeIfHolds(path, want string) {
+	if b, err := os.ReadFile(path); err == nil && string(b) == want {
+		_ = os.Remove(path)
+	}
 }

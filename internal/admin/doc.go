@@ -4,4 +4,8 @@
 //
 // It is for operators and for localnet orchestration on the same machine;
 // it is not an RPC for remote clients and refuses non-loopback addresses.
+// Requests must name a loopback Host (127.0.0.1, localhost or [::1]), carry
+// no Origin other than a loopback http:// one, and POST JSON bodies as
+// application/json, so a web page cannot drive it by cross-site requests or
+// DNS rebinding.
 package admin

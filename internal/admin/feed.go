@@ -42,15 +42,19 @@ func MessageOf(d p2p.Delivery) Message {
 }
 
 // Feed keeps a bounded history of deliveries and fans them out to live
-// subscribers. A subscriber that falls behind loses messages, counted in
-// Dropped; the history is unaffected.
+// subscribers. The history is bounded both by message count and by payload
+// bytes; the oldest entries are evicted first, counted in Evicted. A
+// subscriber that falls behind loses messages, counted in Dropped (and per
+// subscriber in Subscription.TakeDropped); the history is unaffected.
 type Feed struct {
-	mu      sync.Mutex
-	history []Message
-	start   int // ring start once history is full
-	limit   int
-	subs    map[chan Message]struct{}
-	buffer  int
+	mu         sync.Mutex
+	history    []Message // live entries are history[head:]
+	head       int
+	bytes      int // payload bytes held in history[head:]
+	limit      int
+	limitBytes int
+	subs       map[*Subscription]struct{}
+	buffer     int
 
 	dropped atomic.Uint64
 	evicted atomic.Uint64
@@ -58,30 +62,51 @@ type Feed struct {
 
 // Defaults for a Feed.
 const (
-	DefaultHistory          = 100000
+	DefaultHistory = 100000
+	// DefaultHistoryBytes bounds the payload bytes the history holds.
+	DefaultHistoryBytes     = 64 << 20
 	DefaultSubscriberBuffer = 4096
 )
 
-// NewFeed keeps up to history messages and gives each subscriber a buffer.
-func NewFeed(history, buffer int) *Feed {
-	return &Feed{limit: max(history, 1), buffer: max(buffer, 1), subs: map[chan Message]struct{}{}}
+// NewFeed keeps up to history messages holding at most historyBytes of
+// payload, and gives each subscriber a buffer of that many messages.
+// A historyBytes of zero or less means DefaultHistoryBytes.
+func NewFeed(history, historyBytes, buffer int) *Feed {
+	if historyBytes <= 0 {
+		historyBytes = DefaultHistoryBytes
+	}
+	return &Feed{
+		limit:      max(history, 1),
+		limitBytes: historyBytes,
+		buffer:     max(buffer, 1),
+		subs:       map[*Subscription]struct{}{},
+	}
 }
 
 // Publish records m and offers it to every subscriber.
 func (f *Feed) Publish(m Message) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if len(f.history) < f.limit {
-		f.history = append(f.history, m)
-	} else {
-		f.history[f.start] = m
-		f.start = (f.start + 1) % f.limit
+	f.history = append(f.history, m)
+	f.bytes += len(m.Payload)
+	for len(f.history)-f.head > f.limit || f.bytes > f.limitBytes {
+		f.bytes -= len(f.history[f.head].Payload)
+		f.history[f.head] = Message{} // let the payload be collected
+		f.head++
 		f.evicted.Add(1)
 	}
-	for ch := range f.subs {
+	// Compact once the evicted prefix is at least as long as the live part,
+	// so the backing array stays within twice the live history.
+	if f.head > 0 && f.head >= len(f.history)-f.head {
+		n := copy(f.history, f.history[f.head:])
+		clear(f.history[n:])
+		f.history, f.head = f.history[:n], 0
+	}
+	for s := range f.subs {
 		select {
-		case ch <- m:
+		case s.ch <- m:
 		default:
+			s.dropped.Add(1)
 			f.dropped.Add(1)
 		}
 	}
@@ -91,31 +116,70 @@ func (f *Feed) Publish(m Message) {
 func (f *Feed) History() []Message {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make([]Message, 0, len(f.history))
-	out = append(out, f.history[f.start:]...)
-	return append(out, f.history[:f.start]...)
+	return f.historyLocked()
 }
 
-// Subscribe returns a channel of new messages and a function that ends the
-// subscription.
-func (f *Feed) Subscribe() (<-chan Message, func()) {
-	ch := make(chan Message, f.buffer)
+func (f *Feed) historyLocked() []Message {
+	return append(make([]Message, 0, len(f.history)-f.head), f.history[f.head:]...)
+}
+
+// HistoryBytes is the payload bytes the history currently holds.
+func (f *Feed) HistoryBytes() int {
 	f.mu.Lock()
-	f.subs[ch] = struct{}{}
-	f.mu.Unlock()
-	var once sync.Once
-	return ch, func() {
-		once.Do(func() {
-			f.mu.Lock()
-			delete(f.subs, ch)
-			f.mu.Unlock()
-		})
-	}
+	defer f.mu.Unlock()
+	return f.bytes
 }
 
-// Dropped counts messages a slow subscriber missed; Evicted counts history
-// entries overwritten to stay within the limit.
+// Subscription is one live subscriber of a Feed.
+type Subscription struct {
+	// C carries messages published after the subscription began.
+	C <-chan Message
+
+	ch      chan Message
+	f       *Feed
+	once    sync.Once
+	dropped atomic.Uint64
+}
+
+// TakeDropped returns how many messages this subscriber has missed since the
+// previous call (because its buffer was full), and resets the count.
+func (s *Subscription) TakeDropped() uint64 { return s.dropped.Swap(0) }
+
+// Close ends the subscription. It is safe to call more than once.
+func (s *Subscription) Close() {
+	s.once.Do(func() {
+		s.f.mu.Lock()
+		delete(s.f.subs, s)
+		s.f.mu.Unlock()
+	})
+}
+
+// Subscribe starts a subscription to new messages.
+func (f *Feed) Subscribe() *Subscription {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.subscribeLocked()
+}
+
+// SubscribeWithHistory snapshots the history and starts a subscription in
+// one step, so every message is either in the snapshot or on the channel,
+// never both and never neither (short of a drop, which TakeDropped reports).
+func (f *Feed) SubscribeWithHistory() ([]Message, *Subscription) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.historyLocked(), f.subscribeLocked()
+}
+
+func (f *Feed) subscribeLocked() *Subscription {
+	ch := make(chan Message, f.buffer)
+	s := &Subscription{C: ch, ch: ch, f: f}
+	f.subs[s] = struct{}{}
+	return s
+}
+
+// Dropped counts messages slow subscribers missed, over all subscribers.
 func (f *Feed) Dropped() uint64 { return f.dropped.Load() }
 
-// Evicted counts history entries overwritten to stay within the limit.
+// Evicted counts history entries removed to stay within the count and byte
+// limits.
 func (f *Feed) Evicted() uint64 { return f.evicted.Load() }

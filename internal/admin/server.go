@@ -5,10 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,11 +61,11 @@ func Listen(addr string) (net.Listener, error) {
 
 // Server serves the admin API.
 type Server struct {
-	node Node
-	feed *Feed
-	reg  *prometheus.Registry
-	log  *slog.Logger
-	mux  *http.ServeMux
+	node   Node
+	feed   *Feed
+	reg    *prometheus.Registry
+	log    *slog.Logger
+	routes map[string]map[string]http.Handler // path -> method -> handler
 }
 
 // NewServer wires the API over node, its delivery feed and a metrics
@@ -69,25 +74,86 @@ func NewServer(node Node, feed *Feed, reg *prometheus.Registry, log *slog.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{node: node, feed: feed, reg: reg, log: log, mux: http.NewServeMux()}
-	s.mux.HandleFunc("POST /v1/broadcast", s.broadcast)
-	s.mux.HandleFunc("POST /v1/send", s.send)
-	s.mux.HandleFunc("GET /v1/status", s.status)
-	s.mux.HandleFunc("GET /v1/peers", s.peers)
-	s.mux.HandleFunc("GET /v1/messages", s.messages)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
-	})
+	s := &Server{node: node, feed: feed, reg: reg, log: log, routes: map[string]map[string]http.Handler{}}
+	s.handle(http.MethodPost, "/v1/broadcast", http.HandlerFunc(s.broadcast))
+	s.handle(http.MethodPost, "/v1/send", http.HandlerFunc(s.send))
+	s.handle(http.MethodGet, "/v1/status", http.HandlerFunc(s.status))
+	s.handle(http.MethodGet, "/v1/peers", http.HandlerFunc(s.peers))
+	s.handle(http.MethodGet, "/v1/messages", http.HandlerFunc(s.messages))
+	s.handle(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return s
 }
 
+func (s *Server) handle(method, path string, h http.Handler) {
+	if s.routes[path] == nil {
+		s.routes[path] = map[string]http.Handler{}
+	}
+	s.routes[path][method] = h
+}
+
 // Handler returns the HTTP handler (for tests and embedding).
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return s }
+
+// ServeHTTP checks that the request comes from this machine and routes it.
+// Requests naming a non-loopback Host (DNS rebinding) or carrying a
+// non-loopback Origin (a cross-site page) are refused with 403.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !isLoopbackHost(r.Host) {
+		writeError(w, http.StatusForbidden, fmt.Sprintf("host %q is not a loopback address; the admin API only answers requests to 127.0.0.1, localhost or [::1]", r.Host))
+		return
+	}
+	if o := r.Header.Get("Origin"); o != "" && !isLoopbackOrigin(o) {
+		writeError(w, http.StatusForbidden, fmt.Sprintf("origin %q is not a loopback origin; cross-site requests are refused", o))
+		return
+	}
+	methods, ok := s.routes[r.URL.Path]
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
+		return
+	}
+	h, ok := methods[r.Method]
+	if !ok {
+		allow := make([]string, 0, len(methods))
+		for m := range methods {
+			allow = append(allow, m)
+		}
+		slices.Sort(allow)
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: method not allowed (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", ")))
+		return
+	}
+	h.ServeHTTP(w, r)
+}
+
+// isLoopbackHost reports whether a Host header names a loopback host
+// (localhost or a loopback IP literal), with or without a port.
+func isLoopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	} else if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+		host = host[1 : len(host)-1]
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// isLoopbackOrigin reports whether an Origin header is http:// on a loopback
+// host, any port.
+func isLoopbackOrigin(origin string) bool {
+	u, err := url.Parse(origin)
+	if err != nil || u.Scheme != "http" || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") {
+		return false
+	}
+	return isLoopbackHost(u.Host)
+}
 
 // Serve serves on ln until ctx ends, then shuts down gracefully.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -118,14 +184,37 @@ type sendResponse struct {
 	SentUnixNS int64  `json:"sent_unix_ns"`
 }
 
+// decode reads a JSON request body into v. It answers 415 unless the body is
+// declared application/json, 413 for a body over MaxBodyBytes and 400 for
+// anything but exactly one JSON value.
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	ct := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type %q: want application/json", ct))
+		return false
+	}
+	fail := func(err error) bool {
+		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", mbe.Limit))
+		} else {
+			writeError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
+		}
+		return false
+	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
-		return false
+		return fail(err)
 	}
-	return true
+	var extra json.RawMessage
+	switch err := dec.Decode(&extra); {
+	case errors.Is(err, io.EOF):
+		return true
+	case err == nil:
+		return fail(errors.New("unexpected data after the JSON value"))
+	default:
+		return fail(err)
+	}
 }
 
 func (s *Server) broadcast(w http.ResponseWriter, r *http.Request) {
@@ -190,21 +279,32 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "streaming unsupported")
 		return
 	}
-	ch, cancel := s.feed.Subscribe()
-	defer cancel()
+	var (
+		hist []Message
+		sub  *Subscription
+	)
+	if q.Get("history") == "1" || q.Get("history") == "true" {
+		hist, sub = s.feed.SubscribeWithHistory()
+	} else {
+		sub = s.feed.Subscribe()
+	}
+	defer sub.Close()
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
+	// write sends m, preceded by a "dropped" event if this subscriber has
+	// missed messages since the last one.
 	write := func(m Message) bool {
+		if !writeDropped(w, sub) {
+			return false
+		}
 		b, _ := json.Marshal(m)
-		_, err := fmt.Fprintf(w, "event: message\ndata: %s\n\n", b)
+		_, err := fmt.Fprintf(w, "id: %s\nevent: message\ndata: %s\n\n", m.Nonce, b)
 		return err == nil
 	}
-	if q.Get("history") == "1" || q.Get("history") == "true" {
-		for _, m := range s.feed.History() {
-			if !write(m) {
-				return
-			}
+	for _, m := range hist {
+		if !write(m) {
+			return
 		}
 	}
 	fl.Flush()
@@ -214,12 +314,15 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 			return
-		case m := <-ch:
+		case m := <-sub.C:
 			if !write(m) {
 				return
 			}
 			fl.Flush()
 		case <-keepalive.C:
+			if !writeDropped(w, sub) {
+				return
+			}
 			if _, err := fmt.Fprint(w, ": keepalive\n\n"); err != nil {
 				return
 			}
@@ -232,12 +335,25 @@ func statusOf(err error) int {
 	switch {
 	case errors.Is(err, p2p.ErrUnknownPeer):
 		return http.StatusNotFound
-	case errors.Is(err, wire.ErrTooLarge), errors.Is(err, wire.ErrEmpty):
+	case errors.Is(err, wire.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, wire.ErrEmpty):
+		return http.StatusBadRequest
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return http.StatusGatewayTimeout
 	}
 	return http.StatusServiceUnavailable
+}
+
+// writeDropped emits `event: dropped` with the number of messages sub missed
+// since the last such event, if any.
+func writeDropped(w io.Writer, sub *Subscription) bool {
+	n := sub.TakeDropped()
+	if n == 0 {
+		return true
+	}
+	_, err := fmt.Fprintf(w, "event: dropped\ndata: {\"dropped\":%d}\n\n", n)
+	return err == nil
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -60,7 +60,7 @@ func pair(t *testing.T) (*httptest.Server, []*p2p.Module) {
 		}
 		mods = append(mods, m)
 	}
-	feed := admin.NewFeed(100, 16)
+	feed := admin.NewFeed(100, 0, 16)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(p2p.NewCollector(mods[0]), admin.NewFeedCollector(feed))
 	srv := httptest.NewServer(admin.NewServer(mods[0], feed, reg, nil).Handler())

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -70,9 +71,17 @@ func DefaultConfig() Config {
 
 // Init creates a home directory holding a new key, the default config and,
 // unless genesis is given, a genesis naming this node as sole validator.
+// It refuses, naming the file, if any of key.json, config.json or
+// genesis.json already exists, and never overwrites one: each is created
+// exclusively.
 func Init(dir, networkID string, cfg Config, genesis *validators.Genesis) (*identity.Key, error) {
-	if _, err := os.Stat(filepath.Join(dir, KeyFile)); err == nil {
-		return nil, fmt.Errorf("%s already holds a key; refusing to overwrite it", dir)
+	for _, name := range []string{KeyFile, ConfigFile, GenesisFile} {
+		path := filepath.Join(dir, name)
+		if _, err := os.Lstat(path); err == nil {
+			return nil, fmt.Errorf("%s already exists; refusing to overwrite a home (remove it or choose another --home)", path)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("checking %s: %w", path, err)
+		}
 	}
 	k, err := identity.GenerateKey()
 	if err != nil {
@@ -81,7 +90,7 @@ func Init(dir, networkID string, cfg Config, genesis *validators.Genesis) (*iden
 	if err := k.Save(filepath.Join(dir, KeyFile)); err != nil {
 		return nil, err
 	}
-	if err := WriteJSON(filepath.Join(dir, ConfigFile), cfg); err != nil {
+	if err := writeNewJSON(filepath.Join(dir, ConfigFile), cfg); err != nil {
 		return nil, err
 	}
 	if genesis == nil {
@@ -91,10 +100,30 @@ func Init(dir, networkID string, cfg Config, genesis *validators.Genesis) (*iden
 		}
 		genesis = &validators.Genesis{NetworkID: networkID, Validators: []validators.GenesisMember{m}}
 	}
-	if err := genesis.Save(filepath.Join(dir, GenesisFile)); err != nil {
+	if err := writeNewJSON(filepath.Join(dir, GenesisFile), genesis); err != nil {
 		return nil, err
 	}
 	return k, nil
+}
+
+// writeNewJSON writes v as indented JSON to a file that must not exist yet.
+func writeNewJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("creating %s: %w", path, err)
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
 }
 
 // WriteJSON writes v as indented JSON.
