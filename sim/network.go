@@ -68,8 +68,12 @@ type NetConfig struct {
 	// routers start; 0 connects every pair. Routers dial more on demand
 	// (RainTree its targets, the gossip router the validators).
 	Degree int
-	// BroadcastTimeout is how long to wait for one broadcast to reach
-	// every target before sending the next. Default DefaultBroadcastTimeout.
+	// BroadcastTimeout bounds the wait for one broadcast to reach every
+	// target before sending the next. The wait ends sooner once no payload
+	// has been written or delivered anywhere for a quiet period (a few link
+	// latencies, at least 200ms, plus the ACK timeout for ACK strategies
+	// and a heartbeat for gossipsub); deliveries after it still count.
+	// Default DefaultBroadcastTimeout.
 	BroadcastTimeout time.Duration
 	// Gap is the pause between broadcasts.
 	Gap time.Duration
@@ -165,7 +169,7 @@ func RunNetwork(ctx context.Context, cfg NetConfig, progress io.Writer) (Result,
 		if err != nil {
 			return Result{}, fmt.Errorf("%s: %w", s.Name(), err)
 		}
-		fmt.Fprintf(progress, "sim: %s: done in %v, delivery %.2f%%\n", label, time.Since(start).Round(time.Millisecond), sr.DeliveryRatio*100)
+		fmt.Fprintf(progress, "sim: %s: done in %v, delivery %s\n", label, time.Since(start).Round(time.Millisecond), pct(sr.DeliveryRatio))
 		res.Strategies = append(res.Strategies, sr)
 	}
 	return res, nil
@@ -255,9 +259,13 @@ type firstDeliveries struct {
 	isTarget  []bool
 	remaining []atomic.Int64
 	done      []chan struct{}
+	// deliveries counts every delivery, duplicates and other broadcasts'
+	// included: a sign of life for waitQuiet.
+	deliveries atomic.Int64
 }
 
 func (fd *firstDeliveries) record(node int, d p2p.Delivery) {
+	fd.deliveries.Add(1)
 	fd.mu.Lock()
 	j, ok := fd.nonces[d.Envelope.GetNonce()]
 	first := ok && fd.at[node][j].IsZero()
@@ -392,6 +400,11 @@ func (sc *scenario) run(ctx context.Context, s Strategy, label string, progress 
 		}
 	}
 	sent := make([]time.Time, cfg.Broadcasts)
+	// Some targets may never be reached (reference holes, subtrees behind
+	// silent validators), so a broadcast is also over once the network has
+	// been quiet for a while; late deliveries are still recorded.
+	idle := sc.quietPeriod(s)
+	activity := func() int64 { return counter.payloadMsgs.Load() + fd.deliveries.Load() }
 	before := counter.snapshot()
 	for j, o := range origins {
 		fd.done[j] = make(chan struct{})
@@ -410,22 +423,27 @@ func (sc *scenario) run(ctx context.Context, s Strategy, label string, progress 
 		if err := modules[o].BroadcastEnvelope(ctx, env); err != nil {
 			fmt.Fprintf(progress, "sim: %s: broadcast %d/%d from node %d failed: %v\n", label, j+1, cfg.Broadcasts, o, err)
 		}
-		timer := time.NewTimer(cfg.BroadcastTimeout)
-		select {
-		case <-fd.done[j]:
-		case <-timer.C:
-		case <-ctx.Done():
-			timer.Stop()
-			return StrategyResult{}, ctx.Err()
+		end, err := waitQuiet(ctx, fd.done[j], activity, idle, sent[j].Add(cfg.BroadcastTimeout))
+		if err != nil {
+			return StrategyResult{}, err
 		}
-		timer.Stop()
-		fmt.Fprintf(progress, "sim: %s: broadcast %d/%d: %d/%d reached\n", label, j+1, cfg.Broadcasts,
-			targets-1-int(fd.remaining[j].Load()), targets-1)
+		note := ""
+		switch end {
+		case endQuiet:
+			note = fmt.Sprintf(" (no payload traffic for %v)", idle)
+		case endDeadline:
+			note = fmt.Sprintf(" (timeout %v)", cfg.BroadcastTimeout)
+		}
+		fmt.Fprintf(progress, "sim: %s: broadcast %d/%d: %d/%d reached%s\n", label, j+1, cfg.Broadcasts,
+			targets-1-int(fd.remaining[j].Load()), targets-1, note)
 		if err := sleep(ctx, cfg.Gap); err != nil {
 			return StrategyResult{}, err
 		}
 	}
-	if err := sc.settle(ctx, counter); err != nil {
+	// Settle: wait until no payload has been written for a few link
+	// latencies, so late duplicates are counted.
+	settleQuiet := max(4*cfg.Latency, 100*time.Millisecond)
+	if _, err := waitQuiet(ctx, nil, activity, settleQuiet, time.Now().Add(cfg.BroadcastTimeout)); err != nil {
 		return StrategyResult{}, err
 	}
 	traffic := counter.snapshot().sub(before)
@@ -484,21 +502,65 @@ func (sc *scenario) waitGossipReady(ctx context.Context, modules []*p2p.Module) 
 	return sleep(ctx, 2*params.HeartbeatInterval)
 }
 
-// settle waits until no payload has been written for a few link
-// latencies, so late duplicates are counted.
-func (sc *scenario) settle(ctx context.Context, c *wireCounter) error {
-	quiet := max(4*sc.cfg.Latency, 100*time.Millisecond)
-	last, stable := c.snapshot(), time.Now()
-	deadline := time.Now().Add(sc.cfg.BroadcastTimeout)
-	for time.Since(stable) < quiet && time.Now().Before(deadline) {
-		if err := sleep(ctx, quiet/4); err != nil {
-			return err
-		}
-		if cur := c.snapshot(); cur.payloadMsgs != last.payloadMsgs {
-			last, stable = cur, time.Now()
+// Minimum quiet period after which a broadcast that has not reached every
+// target is considered over.
+const (
+	minQuiet        = 200 * time.Millisecond
+	quietLatencies  = 5
+	maxQuietPolling = 50 * time.Millisecond
+)
+
+// quietPeriod is how long the network must carry no payload and deliver
+// nothing before a broadcast that has not reached every target is given
+// up: a few link latencies, plus the longest delay after which a strategy
+// may still send a payload copy without any traffic in between: the ACK
+// timeout before a RainTree re-delegation, a heartbeat before gossipsub's
+// IHAVE gossip brings a missed message.
+func (sc *scenario) quietPeriod(s Strategy) time.Duration {
+	var extra time.Duration
+	if s.ACK {
+		extra = max(extra, raintree.DefaultConfig(simNetworkID).ACKTimeout)
+	}
+	if s.Gossip == string(background.GossipSub) {
+		extra = max(extra, background.DefaultGossipParams().HeartbeatInterval)
+	}
+	return max(quietLatencies*sc.cfg.Latency, minQuiet) + extra
+}
+
+// waitEnd says why waitQuiet returned.
+type waitEnd int
+
+const (
+	endDone     waitEnd = iota // done was closed
+	endQuiet                   // activity did not change for the quiet period
+	endDeadline                // the deadline passed
+)
+
+// waitQuiet waits until done is closed (nil: never), until activity has
+// returned the same value for quiet, or until deadline, whichever comes
+// first. Only ctx ending makes it fail.
+func waitQuiet(ctx context.Context, done <-chan struct{}, activity func() int64, quiet time.Duration, deadline time.Time) (waitEnd, error) {
+	poll := time.NewTicker(max(min(quiet/4, maxQuietPolling), time.Millisecond))
+	defer poll.Stop()
+	timeout := time.NewTimer(time.Until(deadline))
+	defer timeout.Stop()
+	last, stable := activity(), time.Now()
+	for {
+		select {
+		case <-done:
+			return endDone, nil
+		case <-timeout.C:
+			return endDeadline, nil
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case now := <-poll.C:
+			if cur := activity(); cur != last {
+				last, stable = cur, now
+			} else if now.Sub(stable) >= quiet {
+				return endQuiet, nil
+			}
 		}
 	}
-	return nil
 }
 
 func (sc *scenario) summarise(s Strategy, fd *firstDeliveries, origins []int, sent []time.Time, traffic wireSnapshot) StrategyResult {
@@ -549,7 +611,7 @@ func (sc *scenario) summarise(s Strategy, fd *firstDeliveries, origins []int, se
 	dups := max(traffic.payloadMsgs-int64(delivered), 0)
 	r := StrategyResult{
 		Name:                        s.Name(),
-		DeliveryRatio:               1,
+		DeliveryRatio:               ratio(valDelivered+fnDelivered, valTargets+fnTargets),
 		ValidatorDeliveryRatio:      ratio(valDelivered, valTargets),
 		PayloadMessagesPerBroadcast: round(float64(traffic.payloadMsgs)/b, 3),
 		PayloadBytesPerBroadcast:    ptr(round(float64(traffic.payloadBytes)/b, 1)),
@@ -562,9 +624,6 @@ func (sc *scenario) summarise(s Strategy, fd *firstDeliveries, origins []int, se
 	}
 	if !s.RainTreeOnly() {
 		r.FullNodeDeliveryRatio = ratio(fnDelivered, fnTargets)
-	}
-	if dr := ratio(delivered, valTargets+fnTargets); dr != nil {
-		r.DeliveryRatio = *dr
 	}
 	return r
 }

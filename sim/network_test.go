@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -42,9 +43,9 @@ func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return le
 func TestNetworkHealthyCoverAndGossipSubReachEveryone(t *testing.T) {
 	res := runNet(t, smallNet("cover", "gossipsub"))
 	cover := byName(t, res, "cover")
-	if cover.DeliveryRatio != 1 || cover.PayloadMessagesPerBroadcast != 8 || cover.DuplicatesPerNode != 0 {
+	if ratioOf(t, cover) != 1 || cover.PayloadMessagesPerBroadcast != 8 || cover.DuplicatesPerNode != 0 {
 		t.Errorf("cover: ratio %v, %v payload messages, %v duplicates; want 1, 8 (validators-1), 0",
-			cover.DeliveryRatio, cover.PayloadMessagesPerBroadcast, cover.DuplicatesPerNode)
+			ratioOf(t, cover), cover.PayloadMessagesPerBroadcast, cover.DuplicatesPerNode)
 	}
 	if cover.FullNodeDeliveryRatio != nil {
 		t.Errorf("cover: fullnode ratio %v, want nil for RainTree alone", *cover.FullNodeDeliveryRatio)
@@ -57,8 +58,8 @@ func TestNetworkHealthyCoverAndGossipSubReachEveryone(t *testing.T) {
 	}
 
 	gs := byName(t, res, "gossipsub")
-	if gs.DeliveryRatio != 1 || gs.FullNodeDeliveryRatio == nil || *gs.FullNodeDeliveryRatio != 1 {
-		t.Errorf("gossipsub: ratio %v, fullnode ratio %v; want 1, 1", gs.DeliveryRatio, gs.FullNodeDeliveryRatio)
+	if ratioOf(t, gs) != 1 || gs.FullNodeDeliveryRatio == nil || *gs.FullNodeDeliveryRatio != 1 {
+		t.Errorf("gossipsub: ratio %v, fullnode ratio %v; want 1, 1", ratioOf(t, gs), gs.FullNodeDeliveryRatio)
 	}
 	if gs.PayloadMessagesPerBroadcast < 12 {
 		t.Errorf("gossipsub: %v payload messages per broadcast, want at least one per other node (12)", gs.PayloadMessagesPerBroadcast)
@@ -69,8 +70,8 @@ func TestNetworkCoverPlusGossipSubSurvivesSilentValidators(t *testing.T) {
 	cfg := smallNet("cover+gossipsub")
 	cfg.SilentValidators = 3 // a third of the validators
 	s := byName(t, runNet(t, cfg), "cover+gossipsub")
-	if s.DeliveryRatio != 1 {
-		t.Errorf("cover+gossipsub with 3/9 silent validators: ratio %v, want 1", s.DeliveryRatio)
+	if ratioOf(t, s) != 1 {
+		t.Errorf("cover+gossipsub with 3/9 silent validators: ratio %v, want 1", ratioOf(t, s))
 	}
 }
 
@@ -81,8 +82,8 @@ func TestNetworkDownValidatorsAreNeitherOriginsNorTargets(t *testing.T) {
 	if s.Targets != 5*6 {
 		t.Errorf("%d targets, want 5 broadcasts x 6 live non-origin validators", s.Targets)
 	}
-	if s.DeliveryRatio != 1 {
-		t.Errorf("cover+ack with 2 down validators: ratio %v, want 1 (re-delegation)", s.DeliveryRatio)
+	if ratioOf(t, s) != 1 {
+		t.Errorf("cover+ack with 2 down validators: ratio %v, want 1 (re-delegation)", ratioOf(t, s))
 	}
 }
 
@@ -122,8 +123,8 @@ func TestNetworkDefaultStrategyAddsLittleToGossipSub(t *testing.T) {
 	gs := byName(t, res, "gossipsub")
 	for _, name := range []string{"cover+gossipsub", "cover+ack+gossipsub"} {
 		s := byName(t, res, name)
-		if s.DeliveryRatio != 1 {
-			t.Errorf("%s: ratio %v, want 1", name, s.DeliveryRatio)
+		if ratioOf(t, s) != 1 {
+			t.Errorf("%s: ratio %v, want 1", name, ratioOf(t, s))
 		}
 		ratio := *s.PayloadBytesPerBroadcast / *gs.PayloadBytesPerBroadcast
 		if ratio > 1.25 {
@@ -136,7 +137,91 @@ func TestNetworkDefaultStrategyAddsLittleToGossipSub(t *testing.T) {
 func TestNetworkShippedDefaultSurvivesThirtyPercentSilentValidators(t *testing.T) {
 	cfg := smallNet("cover+ack+gossipsub")
 	cfg.Validators, cfg.SilentValidators = 10, 3
-	if s := byName(t, runNet(t, cfg), "cover+ack+gossipsub"); s.DeliveryRatio != 1 {
-		t.Errorf("cover+ack+gossipsub with 3/10 silent validators: ratio %v, want 1", s.DeliveryRatio)
+	if s := byName(t, runNet(t, cfg), "cover+ack+gossipsub"); ratioOf(t, s) != 1 {
+		t.Errorf("cover+ack+gossipsub with 3/10 silent validators: ratio %v, want 1", ratioOf(t, s))
+	}
+}
+
+func TestWaitQuietEndsOnQuietButNotWhileProgressing(t *testing.T) {
+	const quiet = 60 * time.Millisecond
+	ctx := context.Background()
+
+	t.Run("quiet", func(t *testing.T) {
+		start := time.Now()
+		end, err := waitQuiet(ctx, nil, func() int64 { return 7 }, quiet, start.Add(10*time.Second))
+		if d := time.Since(start); err != nil || end != endQuiet || d < quiet || d > 2*time.Second {
+			t.Errorf("waitQuiet = %v, %v after %v; want endQuiet after about %v", end, err, d, quiet)
+		}
+	})
+
+	t.Run("slow progress is waited for", func(t *testing.T) {
+		// Activity every quiet/2 for 6 quiet periods, then done.
+		var n atomic.Int64
+		done := make(chan struct{})
+		go func() {
+			for range 12 {
+				time.Sleep(quiet / 2)
+				n.Add(1)
+			}
+			close(done)
+		}()
+		start := time.Now()
+		end, err := waitQuiet(ctx, done, n.Load, quiet, start.Add(10*time.Second))
+		if d := time.Since(start); err != nil || end != endDone || d < 5*quiet {
+			t.Errorf("waitQuiet = %v, %v after %v; want endDone after at least %v", end, err, d, 5*quiet)
+		}
+	})
+
+	t.Run("deadline bounds endless activity", func(t *testing.T) {
+		var n atomic.Int64
+		activity := func() int64 { return n.Add(1) }
+		start := time.Now()
+		end, err := waitQuiet(ctx, nil, activity, quiet, start.Add(4*quiet))
+		if d := time.Since(start); err != nil || end != endDeadline || d > 2*time.Second {
+			t.Errorf("waitQuiet = %v, %v after %v; want endDeadline after about %v", end, err, d, 4*quiet)
+		}
+	})
+
+	t.Run("cancelled", func(t *testing.T) {
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if _, err := waitQuiet(cctx, nil, func() int64 { return 0 }, quiet, time.Now().Add(time.Second)); !errors.Is(err, context.Canceled) {
+			t.Errorf("error = %v, want context.Canceled", err)
+		}
+	})
+}
+
+func TestQuietPeriodCoversACKTimeoutAndHeartbeat(t *testing.T) {
+	sc := &scenario{cfg: NetConfig{Latency: 5 * time.Millisecond}}
+	parse := func(name string) Strategy { return mustParseStrategies([]string{name})[0] }
+	if got := sc.quietPeriod(parse("reference")); got != minQuiet {
+		t.Errorf("reference: %v, want %v", got, minQuiet)
+	}
+	if got := sc.quietPeriod(parse("cover+ack")); got <= 2*time.Second {
+		t.Errorf("cover+ack: %v, want more than the 2s ACK timeout", got)
+	}
+	if got := sc.quietPeriod(parse("gossipsub")); got <= 700*time.Millisecond {
+		t.Errorf("gossipsub: %v, want more than a 700ms heartbeat", got)
+	}
+	sc.cfg.Latency = 100 * time.Millisecond
+	if got := sc.quietPeriod(parse("cover")); got != 500*time.Millisecond {
+		t.Errorf("cover at 100ms latency: %v, want 5 latencies", got)
+	}
+}
+
+// Targets behind silent validators are never reached by cover alone; the
+// wait for each broadcast must end once the network is quiet, not at the
+// timeout, and still count every delivery.
+func TestNetworkUnreachableTargetsDoNotWaitForTheTimeout(t *testing.T) {
+	cfg := smallNet("cover")
+	cfg.SilentValidators = 3
+	cfg.BroadcastTimeout = 20 * time.Second
+	start := time.Now()
+	s := byName(t, runNet(t, cfg), "cover")
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("run took %v; the quiet period should end each broadcast long before the %v timeout", d, cfg.BroadcastTimeout)
+	}
+	if r := ratioOf(t, s); r >= 1 || r <= 0 {
+		t.Errorf("cover with 3/9 silent validators: ratio %v, want in (0, 1) for the test to mean anything", r)
 	}
 }

@@ -50,8 +50,11 @@ func (c PlanConfig) validate() error {
 	if c.Validators > MaxPlanValidators {
 		return fmt.Errorf("%w: plan mode handles at most %d validators, got %d", ErrBadConfig, MaxPlanValidators, c.Validators)
 	}
-	if c.MaxRetries < 0 || c.Workers < 0 {
-		return fmt.Errorf("%w: MaxRetries and Workers must not be negative", ErrBadConfig)
+	if c.MaxRetries < 0 {
+		return fmt.Errorf("%w: --max-retries must not be negative, got %d", ErrBadConfig, c.MaxRetries)
+	}
+	if c.Workers < 0 {
+		return fmt.Errorf("%w: workers must not be negative, got %d", ErrBadConfig, c.Workers)
 	}
 	for _, s := range c.Strategies {
 		if s.RainTree == "" || s.Gossip != "" {
@@ -169,15 +172,12 @@ func summarisePlan(s Strategy, outs []planOutcome, live int) StrategyResult {
 	b := float64(len(outs))
 	r := StrategyResult{
 		Name:                        s.Name(),
-		DeliveryRatio:               1,
+		DeliveryRatio:               ratio(delivered, targets),
 		ValidatorDeliveryRatio:      ratio(delivered, targets),
 		PayloadMessagesPerBroadcast: round(float64(messages)/b, 3),
 		DuplicatesPerNode:           round(float64(dups)/b/float64(live), 6),
 		LastDeliveryHop:             &HopStats{Mean: round(float64(hopSum)/b, 3), Max: hopMax},
 		Targets:                     targets,
-	}
-	if r.ValidatorDeliveryRatio != nil { // nil only for a single live validator: nothing to reach
-		r.DeliveryRatio = *r.ValidatorDeliveryRatio
 	}
 	return r
 }

@@ -34,40 +34,81 @@ func byName(t *testing.T, res Result, name string) StrategyResult {
 }
 
 func TestPlanHealthyCoverReachesEveryoneWithNMinusOneMessages(t *testing.T) {
-	for _, n := range []int{1, 2, 3, 8, 24, 27, 100, 1000} {
+	for _, n := range []int{2, 3, 8, 24, 27, 100, 1000} {
 		res := planResult(t, PlanConfig{Validators: n, Broadcasts: 10, Seed: 7, Strategies: mustParseStrategies([]string{"cover", "cover+ack"})})
 		for _, s := range res.Strategies {
-			if s.DeliveryRatio != 1 || s.PayloadMessagesPerBroadcast != float64(n-1) || s.DuplicatesPerNode != 0 {
+			if ratioOf(t, s) != 1 || s.PayloadMessagesPerBroadcast != float64(n-1) || s.DuplicatesPerNode != 0 {
 				t.Errorf("n=%d %s: ratio %v, %v messages, %v duplicates; want 1, %d, 0",
-					n, s.Name, s.DeliveryRatio, s.PayloadMessagesPerBroadcast, s.DuplicatesPerNode, n-1)
+					n, s.Name, ratioOf(t, s), s.PayloadMessagesPerBroadcast, s.DuplicatesPerNode, n-1)
 			}
 		}
+	}
+}
+
+// ratioOf is s's delivery ratio; it fails the test when there is none.
+func ratioOf(t *testing.T, s StrategyResult) float64 {
+	t.Helper()
+	if s.DeliveryRatio == nil {
+		t.Fatalf("%s: delivery ratio is nil", s.Name)
+	}
+	return *s.DeliveryRatio
+}
+
+// A single validator has nothing to reach: the ratios are null, not 1.
+func TestPlanSingleValidatorHasNoDeliveryRatio(t *testing.T) {
+	res := planResult(t, PlanConfig{Validators: 1, Broadcasts: 3, Seed: 7})
+	for _, s := range res.Strategies {
+		if s.DeliveryRatio != nil || s.ValidatorDeliveryRatio != nil || s.Targets != 0 {
+			t.Errorf("%s: delivery ratio %v, validator ratio %v, %d targets; want nil, nil, 0",
+				s.Name, s.DeliveryRatio, s.ValidatorDeliveryRatio, s.Targets)
+		}
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"delivery_ratio":null`) {
+		t.Errorf("JSON lacks a null delivery_ratio: %s", b)
+	}
+	var table strings.Builder
+	if err := res.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(table.String(), "100.00%") || strings.Contains(table.String(), "%!") {
+		t.Errorf("table shows a ratio for no targets:\n%s", table.String())
+	}
+}
+
+func TestPlanNegativeMaxRetriesNamesTheFlag(t *testing.T) {
+	_, err := RunPlan(context.Background(), PlanConfig{Validators: 8, Broadcasts: 1, MaxRetries: -1}, nil)
+	if !errors.Is(err, ErrBadConfig) || !strings.Contains(err.Error(), "--max-retries") || strings.Contains(err.Error(), "MaxRetries") {
+		t.Errorf("error = %v, want ErrBadConfig naming --max-retries", err)
 	}
 }
 
 func TestPlanReferenceHasHoles(t *testing.T) {
 	for _, n := range []int{8, 24} {
 		s := byName(t, planResult(t, PlanConfig{Validators: n, Broadcasts: 20, Seed: 1}), "reference")
-		if s.DeliveryRatio >= 1 {
-			t.Errorf("n=%d: reference delivery ratio %v, want < 1", n, s.DeliveryRatio)
+		if ratioOf(t, s) >= 1 {
+			t.Errorf("n=%d: reference delivery ratio %v, want < 1", n, ratioOf(t, s))
 		}
 	}
 }
 
 func TestPlanCoverWithACKCoversEveryLiveValidatorAroundDownOnes(t *testing.T) {
 	res := planResult(t, PlanConfig{Validators: 500, DownValidators: 100, Broadcasts: 30, Seed: 3})
-	if s := byName(t, res, "cover+ack"); s.DeliveryRatio != 1 {
-		t.Errorf("cover+ack with 20%% down: ratio %v, want 1", s.DeliveryRatio)
+	if s := byName(t, res, "cover+ack"); ratioOf(t, s) != 1 {
+		t.Errorf("cover+ack with 20%% down: ratio %v, want 1", ratioOf(t, s))
 	}
-	if s := byName(t, res, "cover"); s.DeliveryRatio >= 1 {
-		t.Errorf("cover without ACK with 20%% down: ratio %v, want < 1", s.DeliveryRatio)
+	if s := byName(t, res, "cover"); ratioOf(t, s) >= 1 {
+		t.Errorf("cover without ACK with 20%% down: ratio %v, want < 1", ratioOf(t, s))
 	}
 }
 
 func TestPlanSilentValidatorsAreReceiversButCutTheirSubtrees(t *testing.T) {
 	s := byName(t, planResult(t, PlanConfig{Validators: 300, SilentValidators: 60, Broadcasts: 20, Seed: 5}), "cover+ack")
-	if s.DeliveryRatio >= 1 || s.DeliveryRatio <= 0 {
-		t.Errorf("cover+ack with 20%% silent: ratio %v, want in (0, 1)", s.DeliveryRatio)
+	if ratioOf(t, s) >= 1 || ratioOf(t, s) <= 0 {
+		t.Errorf("cover+ack with 20%% silent: ratio %v, want in (0, 1)", ratioOf(t, s))
 	}
 }
 
@@ -90,7 +131,7 @@ func TestPlanHundredThousandValidatorsIsQuick(t *testing.T) {
 	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("10^5 validators took %v", d)
 	}
-	if s := byName(t, res, "cover+ack"); s.DeliveryRatio != 1 || s.LastDeliveryHop.Max > 11 {
+	if s := byName(t, res, "cover+ack"); ratioOf(t, s) != 1 || s.LastDeliveryHop.Max > 11 {
 		t.Errorf("cover+ack at 10^5: %+v", s)
 	}
 }

@@ -121,8 +121,8 @@ func writeCoverageSVG(w *bufio.Writer, r Result) {
 			w.WriteString(`"/>` + "\n")
 		}
 		ly := padT + 10 + i*18
-		fmt.Fprintf(w, `<rect x="%d" y="%d" width="14" height="4" fill="%s"/><text x="%d" y="%d">%s (%.1f%%)</text>`+"\n",
-			chartW-padR+12, ly-4, colour, chartW-padR+32, ly+1, html.EscapeString(s.Name), s.DeliveryRatio*100)
+		fmt.Fprintf(w, `<rect x="%d" y="%d" width="14" height="4" fill="%s"/><text x="%d" y="%d">%s (%s)</text>`+"\n",
+			chartW-padR+12, ly-4, colour, chartW-padR+32, ly+1, html.EscapeString(s.Name), legendPct(s.DeliveryRatio))
 	}
 	w.WriteString("</svg>\n")
 }
@@ -155,6 +155,14 @@ func writeBarsSVG(w *bufio.Writer, r Result, caption string, value func(Strategy
 			barLabelW, top+4, bw, barRowH-8, palette[i%len(palette)], float64(barLabelW)+bw+6, top+16, trimFloat(v))
 	}
 	w.WriteString("</svg>\n")
+}
+
+// legendPct is a delivery ratio for the chart legend, "n/a" without targets.
+func legendPct(r *float64) string {
+	if r == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f%%", *r*100)
 }
 
 // niceCeil rounds v up to 1, 2 or 5 times a power of ten, so axis ticks at

@@ -30,8 +30,9 @@ type Result struct {
 // nodes are targets; down nodes are not.
 type StrategyResult struct {
 	Name string `json:"name"`
-	// DeliveryRatio is delivered targets over targets.
-	DeliveryRatio float64 `json:"delivery_ratio"`
+	// DeliveryRatio is delivered targets over targets; null when there
+	// are no targets (a single live node, e.g. --plan --validators 1).
+	DeliveryRatio *float64 `json:"delivery_ratio"`
 	// ValidatorDeliveryRatio and FullNodeDeliveryRatio restrict targets to
 	// validators or full nodes; null when there are none to reach (full
 	// nodes are never targets of RainTree alone).
@@ -125,7 +126,7 @@ func (r Result) WriteTable(w io.Writer) error {
 	fmt.Fprintln(tw, strings.Join(head, "\t")+"\t")
 	for _, s := range r.Strategies {
 		row := []string{
-			s.Name, pct(&s.DeliveryRatio), pct(s.ValidatorDeliveryRatio), pct(s.FullNodeDeliveryRatio),
+			s.Name, pct(s.DeliveryRatio), pct(s.ValidatorDeliveryRatio), pct(s.FullNodeDeliveryRatio),
 			fmt.Sprintf("%.1f", s.PayloadMessagesPerBroadcast), fmt.Sprintf("%.2f", s.DuplicatesPerNode),
 		}
 		if r.Mode == ModePlan {

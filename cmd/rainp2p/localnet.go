@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -52,7 +50,9 @@ URL printed, until Ctrl-C; the directory is kept too.`,
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			// The first Ctrl-C (or SIGTERM, SIGHUP) stops the network in
+			// order; a second one kills the process.
+			ctx, stop := localnet.SignalContext(cmd.Context())
 			defer stop()
 			return runLocalnet(ctx, cfg, asJSON, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"os/signal"
@@ -84,7 +85,7 @@ forward. Both are chosen at random from --seed, as are the origins.`,
 	fl.DurationVar(&f.latency, "latency", 20*time.Millisecond, "one-way link latency (network mode)")
 	fl.Float64Var(&f.loss, "loss", 0, "packet loss probability; unsupported, see the error it gives")
 	fl.IntVar(&f.degree, "degree", 0, "initial connections per node; 0 connects every pair (network mode)")
-	fl.DurationVar(&f.timeout, "timeout", sim.DefaultBroadcastTimeout, "how long to wait for one broadcast to reach every target (network mode)")
+	fl.DurationVar(&f.timeout, "timeout", sim.DefaultBroadcastTimeout, "longest wait for one broadcast to reach every target; it ends sooner once no payload moves for a quiet period (network mode)")
 	fl.DurationVar(&f.gap, "gap", sim.DefaultGap, "pause between broadcasts (network mode)")
 	fl.IntVar(&f.maxRetries, "max-retries", 0, "ACK re-delegations per target in plan mode; 0 means unbounded")
 	fl.BoolVar(&f.json, "json", false, "print exactly one JSON object instead of a table")
@@ -124,73 +125,136 @@ func runSim(ctx context.Context, fs *pflag.FlagSet, f simFlags, stdout, stderr i
 		}
 	}
 
-	var res sim.Result
 	if f.plan {
 		for _, name := range networkOnlyFlags {
 			if fs.Changed(name) {
 				return fmt.Errorf("%w: --%s applies to network mode only, not --plan", errBadSimFlag, name)
 			}
 		}
-		res, err = sim.RunPlan(ctx, sim.PlanConfig{
-			Validators:       f.validators,
-			DownValidators:   down,
-			SilentValidators: silent,
-			Broadcasts:       f.broadcasts,
-			Strategies:       strategies,
-			Seed:             f.seed,
-			MaxRetries:       f.maxRetries,
-		}, stderr)
-	} else {
-		if fs.Changed("max-retries") {
-			return fmt.Errorf("%w: --max-retries applies to --plan only", errBadSimFlag)
-		}
-		res, err = sim.RunNetwork(ctx, sim.NetConfig{
-			Validators:       f.validators,
-			FullNodes:        f.fullnodes,
-			DownValidators:   down,
-			SilentValidators: silent,
-			Broadcasts:       f.broadcasts,
-			Strategies:       strategies,
-			Seed:             f.seed,
-			PayloadSize:      f.size,
-			Latency:          f.latency,
-			Loss:             f.loss,
-			Degree:           f.degree,
-			BroadcastTimeout: f.timeout,
-			Gap:              f.gap,
-		}, stderr)
-	}
-	if err != nil {
-		return err
+	} else if fs.Changed("max-retries") {
+		return fmt.Errorf("%w: --max-retries applies to --plan only", errBadSimFlag)
 	}
 
+	// Open the report first: a path we cannot write must not cost a run.
+	var report *simReport
 	if f.report != "" {
-		if err := writeSimReport(f.report, res); err != nil {
+		if report, err = openSimReport(f.report); err != nil {
 			return err
 		}
 	}
-	bw := bufio.NewWriter(stdout)
-	if f.json {
-		if err := json.NewEncoder(bw).Encode(res); err != nil {
-			return fmt.Errorf("encoding result: %w", err)
+	runErr := func() (err error) {
+		var res sim.Result
+		if f.plan {
+			res, err = sim.RunPlan(ctx, sim.PlanConfig{
+				Validators:       f.validators,
+				DownValidators:   down,
+				SilentValidators: silent,
+				Broadcasts:       f.broadcasts,
+				Strategies:       strategies,
+				Seed:             f.seed,
+				MaxRetries:       f.maxRetries,
+			}, stderr)
+		} else {
+			res, err = sim.RunNetwork(ctx, sim.NetConfig{
+				Validators:       f.validators,
+				FullNodes:        f.fullnodes,
+				DownValidators:   down,
+				SilentValidators: silent,
+				Broadcasts:       f.broadcasts,
+				Strategies:       strategies,
+				Seed:             f.seed,
+				PayloadSize:      f.size,
+				Latency:          f.latency,
+				Loss:             f.loss,
+				Degree:           f.degree,
+				BroadcastTimeout: f.timeout,
+				Gap:              f.gap,
+			}, stderr)
 		}
-	} else if err := res.WriteTable(bw); err != nil {
-		return err
+		if err != nil {
+			return err
+		}
+		// The result goes to stdout before the report is written, so a
+		// failing report never loses a finished run.
+		bw := bufio.NewWriter(stdout)
+		if f.json {
+			if err := json.NewEncoder(bw).Encode(res); err != nil {
+				return fmt.Errorf("encoding result: %w", err)
+			}
+		} else if err := res.WriteTable(bw); err != nil {
+			return err
+		}
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		if report != nil {
+			err := report.write(res)
+			report = nil
+			return err
+		}
+		return nil
+	}()
+	if report != nil { // the run failed before the report was written
+		report.abandon()
 	}
-	return bw.Flush()
+	return runErr
 }
 
-func writeSimReport(path string, res sim.Result) error {
-	fh, err := os.Create(path)
+// writeReportHTML renders the report; tests replace it.
+var writeReportHTML = sim.WriteHTML
+
+// simReport is the --report file, opened before the run.
+type simReport struct {
+	path    string
+	fh      *os.File
+	created bool // the file did not exist before
+}
+
+// openSimReport opens path for writing without truncating it, so an
+// existing report survives a run that fails.
+func openSimReport(path string) (*simReport, error) {
+	fh, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	created := err == nil
+	if errors.Is(err, fs.ErrExist) {
+		fh, err = os.OpenFile(path, os.O_WRONLY, 0)
+	}
 	if err != nil {
-		return fmt.Errorf("creating report: %w", err)
+		return nil, fmt.Errorf("--report: cannot write the report, nothing was run: %w", err)
 	}
-	if err := sim.WriteHTML(fh, res); err != nil {
-		fh.Close()
-		return fmt.Errorf("writing report %s: %w", path, err)
+	return &simReport{path: path, fh: fh, created: created}, nil
+}
+
+// write replaces the file's content with the report for res. On failure
+// the partly written file is removed.
+func (r *simReport) write(res sim.Result) error {
+	var err error
+	if fi, serr := r.fh.Stat(); serr == nil && fi.Mode().IsRegular() {
+		err = r.fh.Truncate(0)
 	}
-	if err := fh.Close(); err != nil {
-		return fmt.Errorf("writing report %s: %w", path, err)
+	if err == nil {
+		err = writeReportHTML(r.fh, res)
+	}
+	if cerr := r.fh.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		r.remove()
+		return fmt.Errorf("writing report %s (results are on stdout above): %w", r.path, err)
 	}
 	return nil
+}
+
+// abandon closes the file untouched, removing it if the run created it.
+func (r *simReport) abandon() {
+	_ = r.fh.Close()
+	if r.created {
+		r.remove()
+	}
+}
+
+// remove deletes the report file, only ever a regular file.
+func (r *simReport) remove() {
+	if fi, err := os.Lstat(r.path); err == nil && fi.Mode().IsRegular() {
+		_ = os.Remove(r.path)
+	}
 }

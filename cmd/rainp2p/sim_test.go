@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -165,5 +166,94 @@ func TestSimRejectsBadFlags(t *testing.T) {
 				t.Errorf("error %v wraps neither sim.ErrBadConfig nor errBadSimFlag", err)
 			}
 		})
+	}
+}
+
+func TestSimUnwritableReportFailsBeforeRunning(t *testing.T) {
+	report := filepath.Join(t.TempDir(), "no-such-dir", "sim.html")
+	out, stderr, err := runSimCmd(t, "--plan", "--validators", "24", "--broadcasts", "2", "--report", report)
+	if err == nil || !strings.Contains(err.Error(), "--report") {
+		t.Fatalf("error = %v, want one about --report", err)
+	}
+	if out != "" || stderr != "" {
+		t.Errorf("something ran: stdout %q, stderr %q", out, stderr)
+	}
+}
+
+func TestSimFailedRunLeavesNoNewReportAndKeepsAnOldOne(t *testing.T) {
+	dir := t.TempDir()
+	fresh := filepath.Join(dir, "fresh.html")
+	if _, _, err := runSimCmd(t, "--plan", "--validators", "0", "--report", fresh); err == nil {
+		t.Fatal("no error for --validators 0")
+	}
+	if _, err := os.Stat(fresh); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("report of a failed run left behind: %v", err)
+	}
+	old := filepath.Join(dir, "old.html")
+	if err := os.WriteFile(old, []byte("previous report"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runSimCmd(t, "--plan", "--validators", "0", "--report", old); err == nil {
+		t.Fatal("no error for --validators 0")
+	}
+	if b, err := os.ReadFile(old); err != nil || string(b) != "previous report" {
+		t.Errorf("existing report after a failed run: %q, %v; want it untouched", b, err)
+	}
+	// A successful run replaces it.
+	if _, _, err := runSimCmd(t, "--plan", "--validators", "8", "--broadcasts", "2", "--report", old); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(old); err != nil || !bytes.HasPrefix(b, []byte("<!DOCTYPE html>")) {
+		t.Errorf("report after a run: %.40q, %v", b, err)
+	}
+}
+
+func TestSimReportWriteErrorKeepsResultsAndRemovesPartialFile(t *testing.T) {
+	failure := errors.New("disk full")
+	orig := writeReportHTML
+	writeReportHTML = func(w io.Writer, _ sim.Result) error {
+		_, _ = io.WriteString(w, "<!DOCTYPE html><html>partial")
+		return failure
+	}
+	t.Cleanup(func() { writeReportHTML = orig })
+
+	report := filepath.Join(t.TempDir(), "sim.html")
+	out, _, err := runSimCmd(t, "--plan", "--validators", "8", "--broadcasts", "2", "--json", "--report", report)
+	if !errors.Is(err, failure) || !strings.Contains(err.Error(), report) {
+		t.Errorf("error = %v, want the write failure naming %s", err, report)
+	}
+	top := decodeOne(t, out) // the finished run is on stdout all the same
+	if string(top["validators"]) != "8" {
+		t.Errorf("stdout = %s", out)
+	}
+	if _, err := os.Stat(report); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("partly written report left behind: %v", err)
+	}
+}
+
+func TestSimPlanSingleValidatorHasNullDeliveryRatio(t *testing.T) {
+	out, _, err := runSimCmd(t, "--plan", "--validators", "1", "--broadcasts", "2", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range strategiesOf(t, decodeOne(t, out)) {
+		if string(s["delivery_ratio"]) != "null" || string(s["validator_delivery_ratio"]) != "null" {
+			t.Errorf("%s: delivery_ratio %s, validator_delivery_ratio %s; want null, null",
+				name, s["delivery_ratio"], s["validator_delivery_ratio"])
+		}
+	}
+	table, _, err := runSimCmd(t, "--plan", "--validators", "1", "--broadcasts", "2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(table, "%!") || strings.Contains(table, "100.00%") {
+		t.Errorf("table shows a ratio for no targets:\n%s", table)
+	}
+}
+
+func TestSimNegativeMaxRetriesNamesTheFlag(t *testing.T) {
+	_, _, err := runSimCmd(t, "--plan", "--max-retries", "-1")
+	if err == nil || !strings.Contains(err.Error(), "--max-retries") || strings.Contains(err.Error(), "MaxRetries") {
+		t.Errorf("error = %v, want one naming --max-retries", err)
 	}
 }

@@ -12,11 +12,18 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rainp2p/rainp2p/p2p/raintree"
+	"github.com/rainp2p/rainp2p/sim"
 )
 
 // treePrintLimit is the largest set whose tree and node table are printed
 // without --full.
 const treePrintLimit = 100
+
+// treeMaxSize bounds --size: the plan, the per-node table and the JSON
+// output (buffered whole by the encoder) take memory in proportion to it,
+// about 150 bytes per validator with --json. It is a tenth of the bound
+// `sim --plan` puts on --validators, which keeps no per-node output.
+const treeMaxSize = sim.MaxPlanValidators / 10
 
 var errBadTreeFlag = errors.New("invalid tree flag")
 
@@ -58,8 +65,8 @@ func runTree(w io.Writer, f treeFlags) error {
 	if err != nil {
 		return fmt.Errorf("--mode: %w", err)
 	}
-	if f.size < 1 {
-		return fmt.Errorf("%w: --size must be at least 1, got %d", errBadTreeFlag, f.size)
+	if f.size < 1 || f.size > treeMaxSize {
+		return fmt.Errorf("%w: --size must be between 1 and %d, got %d", errBadTreeFlag, treeMaxSize, f.size)
 	}
 	if f.origin < 1 || f.origin > f.size {
 		return fmt.Errorf("%w: --origin must be between 1 and %d, got %d", errBadTreeFlag, f.size, f.origin)

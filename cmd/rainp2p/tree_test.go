@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -140,6 +141,8 @@ func TestTreeRejectsBadInput(t *testing.T) {
 	}{
 		{"size zero", []string{"--size", "0"}, errBadTreeFlag, "--size"},
 		{"negative size", []string{"--size", "-3"}, errBadTreeFlag, "--size"},
+		{"size past the bound", []string{"--size", "2000000000"}, errBadTreeFlag, "--size"},
+		{"size one past the bound", []string{"--size", strconv.Itoa(treeMaxSize + 1), "--json"}, errBadTreeFlag, strconv.Itoa(treeMaxSize)},
 		{"origin zero", []string{"--size", "5", "--origin", "0"}, errBadTreeFlag, "--origin"},
 		{"origin past the set", []string{"--size", "5", "--origin", "6"}, errBadTreeFlag, "--origin"},
 		{"unknown mode", []string{"--size", "5", "--mode", "flood"}, raintree.ErrUnknownMode, "flood"},

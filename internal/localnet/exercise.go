@@ -82,7 +82,7 @@ func (n *Network) Exercise(ctx context.Context) (*Report, error) {
 		}
 		n.logf("%s %d/%d %s", m.kind, m.seq, n.count(msgs, m.kind), m.describe())
 	}
-	got, err := n.collect(ctx, msgs, live)
+	got, pollErrs, err := n.collect(ctx, msgs, live)
 	if err != nil {
 		return nil, err
 	}
@@ -91,6 +91,7 @@ func (n *Network) Exercise(ctx context.Context) (*Report, error) {
 	if len(sendErrs) > 0 {
 		rep.OK = false
 	}
+	addPollErrors(rep, live, pollErrs)
 	if !rep.OK {
 		n.preserve.Store(true)
 		rep.Dir = n.dir
@@ -230,30 +231,47 @@ func (m *message) endExited() bool {
 // history is what one node delivered of the run's messages, by nonce.
 type history map[string][]admin.Message
 
+// addPollErrors reports the nodes whose delivery history could not be read
+// on the last poll: what they delivered is unknown, so the run fails.
+func addPollErrors(rep *Report, live []*Node, pollErrs map[*Node]error) {
+	for _, nd := range live { // in node order, for a stable report
+		if err := pollErrs[nd]; err != nil {
+			rep.Errors = append(rep.Errors, fmt.Sprintf("reading %s's deliveries: %v", nd.Name, err))
+			rep.OK = false
+		}
+	}
+}
+
 // collect polls every live node's delivery history until each node has
 // every message meant for it, or Settle passes, then keeps watching for
-// Grace to catch late duplicates.
-func (n *Network) collect(ctx context.Context, msgs []*message, live []*Node) (map[*Node]history, error) {
+// Grace to catch late duplicates. Alongside the histories it returns, per
+// node, the error of the last poll when that poll failed; such a node's
+// history is empty.
+func (n *Network) collect(ctx context.Context, msgs []*message, live []*Node) (map[*Node]history, map[*Node]error, error) {
 	ours := map[string]bool{}
 	for _, m := range msgs {
 		if m.nonce != "" {
 			ours[m.nonce] = true
 		}
 	}
+	pollErrs := map[*Node]error{}
 	fetch := func() map[*Node]history {
 		got := make(map[*Node]history, len(live))
 		for _, nd := range live {
 			h := history{}
 			got[nd] = h
 			if exited, _ := nd.exited(); exited {
+				delete(pollErrs, nd) // reported as exited instead
 				continue
 			}
 			fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			ms, err := n.api.messages(fctx, nd.AdminURL())
 			cancel()
 			if err != nil {
+				pollErrs[nd] = err
 				continue
 			}
+			delete(pollErrs, nd)
 			for _, m := range ms {
 				if ours[m.Nonce] {
 					h[m.Nonce] = append(h[m.Nonce], m)
@@ -279,7 +297,7 @@ func (n *Network) collect(ctx context.Context, msgs []*message, live []*Node) (m
 	for {
 		got := fetch()
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("collecting deliveries: %w", context.Cause(ctx))
+			return nil, nil, fmt.Errorf("collecting deliveries: %w", context.Cause(ctx))
 		}
 		if complete(got) {
 			n.logf("all deliveries in; watching %v for duplicates", n.cfg.Grace)
@@ -287,22 +305,22 @@ func (n *Network) collect(ctx context.Context, msgs []*message, live []*Node) (m
 		}
 		if time.Now().After(deadline) {
 			n.logf("settle timeout (%v) reached with deliveries missing", n.cfg.Settle)
-			return got, nil
+			return got, pollErrs, nil
 		}
 		select {
 		case <-time.After(250 * time.Millisecond):
 		case <-ctx.Done():
-			return nil, fmt.Errorf("collecting deliveries: %w", context.Cause(ctx))
+			return nil, nil, fmt.Errorf("collecting deliveries: %w", context.Cause(ctx))
 		}
 	}
 	select {
 	case <-time.After(n.cfg.Grace):
 	case <-ctx.Done():
-		return nil, fmt.Errorf("collecting deliveries: %w", context.Cause(ctx))
+		return nil, nil, fmt.Errorf("collecting deliveries: %w", context.Cause(ctx))
 	}
 	got := fetch()
 	if ctx.Err() != nil {
-		return nil, fmt.Errorf("collecting deliveries: %w", context.Cause(ctx))
+		return nil, nil, fmt.Errorf("collecting deliveries: %w", context.Cause(ctx))
 	}
-	return got, nil
+	return got, pollErrs, nil
 }

@@ -28,6 +28,9 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(signalHelperEnv) != "" {
+		os.Exit(signalHelper())
+	}
 	dir, err := os.MkdirTemp("", "rainp2p-localnet-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -348,16 +348,20 @@ func (n *Network) notReady(ctx context.Context, nd *Node, liveValidators, live i
 }
 
 // Close stops every node (SIGTERM, then SIGKILL after StopTimeout) and,
-// unless Keep is set or the run failed, removes the directory. It is
-// idempotent.
+// unless Keep is set, the run failed or a node could not be stopped,
+// removes the directory; when it keeps the directory after a failure it
+// says where on the progress writer. It is idempotent.
 func (n *Network) Close() error {
 	n.closeOnce.Do(func() {
 		n.closeErr = n.stopNodes()
 		n.api.close()
-		if n.preserve.Load() {
+		switch {
+		case n.preserve.Load():
 			n.logf("keeping %s for inspection", n.dir)
-		}
-		if !n.cfg.Keep && !n.preserve.Load() && n.closeErr == nil {
+		case n.closeErr != nil:
+			// A node that did not stop may still write there.
+			n.logf("some nodes did not stop cleanly; keeping %s (remove it once they are gone)", n.dir)
+		case !n.cfg.Keep:
 			if err := os.RemoveAll(n.dir); err != nil {
 				n.closeErr = fmt.Errorf("removing %s: %w", n.dir, err)
 			}
