@@ -219,7 +219,7 @@ func (m *Module) applySetLocked(set *validators.Set) error {
 		boot = append(boot, v.AddrInfo())
 	}
 	if m.bg != nil {
-		m.bg.AddBootstrapPeers(boot)
+		m.bg.SetValidatorPeers(boot)
 	}
 
 	isValidator := set.Contains(m.cfg.Key.Address) && m.cfg.Routers != RoutersBackgroundOnly

@@ -31,30 +31,67 @@ const (
 
 var errEmptyRoutingTable = errors.New("DHT routing table is empty")
 
-// AddBootstrapPeers adds peers to dial and keep connected, for example the
-// current validator set. Unknown addresses are merged; dialing starts at
-// once if the Router is running.
+// AddBootstrapPeers adds peers to dial and keep connected for the Router's
+// lifetime, like Config.BootstrapPeers. Unknown addresses are merged;
+// dialing starts at once if the Router is running. For the validator set,
+// which changes, use SetValidatorPeers.
 func (r *Router) AddBootstrapPeers(ps []peer.AddrInfo) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.state == stateClosed {
 		return
 	}
-	r.addBootstrapLocked(ps)
-	if r.state == stateStarted {
-		for _, ai := range ps {
-			if _, ok := r.bootstrap[ai.ID]; ok {
-				r.dialLocked(ai.ID)
-			}
-		}
-	}
+	r.addBootstrapLocked(ps, r.static)
+	r.dialAllLocked(ps)
 }
 
-func (r *Router) addBootstrapLocked(ps []peer.AddrInfo) {
+// SetValidatorPeers replaces the validator-derived bootstrap peers with ps:
+// they are dialed and kept connected like bootstrap peers, and peers of
+// an earlier call that are missing from ps are dropped. A dropped peer's
+// redial loop stops, its connection loses the connection manager's
+// protection, and its addresses get peerstore.RecentlyConnectedAddrTTL
+// instead of a permanent one. Peers from Config.BootstrapPeers or
+// AddBootstrapPeers stay regardless.
+func (r *Router) SetValidatorPeers(ps []peer.AddrInfo) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.state == stateClosed {
+		return
+	}
+	old := r.validators
+	r.validators = make(map[peer.ID]struct{}, len(ps))
+	r.addBootstrapLocked(ps, r.validators)
+	for id := range old {
+		if _, ok := r.validators[id]; !ok {
+			r.dropValidatorLocked(id)
+		}
+	}
+	r.dialAllLocked(ps)
+}
+
+// dropValidatorLocked forgets a peer that left the validator set, unless it
+// is also a static bootstrap peer. r.mu must be held.
+func (r *Router) dropValidatorLocked(id peer.ID) {
+	if _, ok := r.static[id]; ok {
+		return
+	}
+	delete(r.bootstrap, id)
+	if d := r.dialing[id]; d != nil {
+		d.cancel()
+		delete(r.dialing, id)
+	}
+	r.host.ConnManager().Unprotect(id, protectTag)
+	r.host.Peerstore().UpdateAddrs(id, peerstore.PermanentAddrTTL, peerstore.RecentlyConnectedAddrTTL)
+}
+
+// addBootstrapLocked merges ps into the bootstrap peers and records each
+// in set (r.static or r.validators). r.mu must be held.
+func (r *Router) addBootstrapLocked(ps []peer.AddrInfo, set map[peer.ID]struct{}) {
 	for _, ai := range ps {
 		if ai.ID == "" || ai.ID == r.host.ID() {
 			continue
 		}
+		set[ai.ID] = struct{}{}
 		cur := r.bootstrap[ai.ID]
 		cur.ID = ai.ID
 		cur.Addrs = ma.Unique(append(cur.Addrs, ai.Addrs...))
@@ -64,30 +101,59 @@ func (r *Router) addBootstrapLocked(ps []peer.AddrInfo) {
 	}
 }
 
+// dialAllLocked starts dialers for the bootstrap peers among ps if the
+// Router is running. r.mu must be held.
+func (r *Router) dialAllLocked(ps []peer.AddrInfo) {
+	if r.state != stateStarted {
+		return
+	}
+	for _, ai := range ps {
+		if _, ok := r.bootstrap[ai.ID]; ok {
+			r.dialLocked(ai.ID)
+		}
+	}
+}
+
+// dialer is one bootstrap peer's redial loop.
+type dialer struct {
+	cancel context.CancelFunc
+}
+
 // dialLocked starts a dialer for a bootstrap peer unless one is running or
 // the peer is connected. r.mu must be held and the Router started.
 func (r *Router) dialLocked(id peer.ID) {
-	if r.dialing[id] || r.host.Network().Connectedness(id) == network.Connected {
+	if r.dialing[id] != nil || r.host.Network().Connectedness(id) == network.Connected {
 		return
 	}
-	r.dialing[id] = true
-	r.wg.Go(func() { r.dialBootstrap(id) })
+	ctx, cancel := context.WithCancel(r.ctx)
+	d := &dialer{cancel: cancel}
+	r.dialing[id] = d
+	r.dialers.Add(1)
+	r.wg.Go(func() {
+		defer r.dialers.Add(-1)
+		defer cancel()
+		defer func() {
+			r.mu.Lock()
+			// A dropped and re-added peer may have a newer dialer.
+			if r.dialing[id] == d {
+				delete(r.dialing, id)
+			}
+			r.mu.Unlock()
+		}()
+		r.dialBootstrap(ctx, id)
+	})
 }
 
 // dialBootstrap connects to a bootstrap peer, retrying with backoff until
-// it succeeds or the Router closes.
-func (r *Router) dialBootstrap(id peer.ID) {
-	defer func() {
-		r.mu.Lock()
-		delete(r.dialing, id)
-		r.mu.Unlock()
-	}()
+// it succeeds, the peer is dropped from bootstrap (ctx is cancelled) or
+// the Router closes.
+func (r *Router) dialBootstrap(ctx context.Context, id peer.ID) {
 	backoff := minBackoff
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
 		select {
-		case <-r.ctx.Done():
+		case <-ctx.Done():
 			return
 		case <-timer.C:
 		}
@@ -96,18 +162,24 @@ func (r *Router) dialBootstrap(id peer.ID) {
 			return
 		}
 		r.mu.Lock()
-		ai := r.bootstrap[id]
+		ai, ok := r.bootstrap[id]
 		r.mu.Unlock()
+		if !ok {
+			return
+		}
 		// The swarm keeps its own per-address dial backoff (5s and up,
 		// growing quadratically), which would override ours and leave a
 		// restarted bootstrap peer unreached for minutes. This loop is
 		// already rate-limited, so it bypasses the swarm's.
-		ctx, cancel := context.WithTimeout(network.WithForceDirectDial(r.ctx, "rainp2p bootstrap redial"), dialTimeout)
-		err := r.host.Connect(ctx, ai)
-		cancel()
+		dctx, dcancel := context.WithTimeout(network.WithForceDirectDial(ctx, "rainp2p bootstrap redial"), dialTimeout)
+		err := r.host.Connect(dctx, ai)
+		dcancel()
 		if err == nil {
 			r.log.Debug("connected to bootstrap peer", "peer", id)
 			r.kickDiscovery()
+			return
+		}
+		if ctx.Err() != nil {
 			return
 		}
 		r.log.Debug("dialing bootstrap peer", "peer", id, "err", err, "retry_in", backoff)

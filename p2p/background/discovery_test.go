@@ -94,3 +94,70 @@ func TestBootstrapDialRetriesUntilThePeerIsUp(t *testing.T) {
 		return n.h.Network().Connectedness(hub.h.ID()) == network.Connected
 	})
 }
+
+// SetValidatorPeers replaces the validator peers: a peer left out of a
+// later call stops being protected and redialled, while remaining
+// validators and configured bootstrap peers are kept.
+func TestSetValidatorPeersDropsFormerValidators(t *testing.T) {
+	cfg := testConfig("validators")
+	a := startNode(t, cfg)
+	c := startNode(t, cfg)
+	// b is offline, so its dialer keeps retrying until dropped.
+	bHost := newHost(t)
+	b := addrInfo(bHost)
+	if err := bHost.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	nodeCfg := cfg
+	nodeCfg.BootstrapPeers = []peer.AddrInfo{addrInfo(c.h)}
+	n := startNode(t, nodeCfg)
+	cm := n.h.ConnManager()
+
+	n.r.SetValidatorPeers([]peer.AddrInfo{addrInfo(a.h), b, addrInfo(c.h)})
+	for _, id := range []peer.ID{a.h.ID(), b.ID, c.h.ID()} {
+		if !cm.IsProtected(id, protectTag) {
+			t.Fatalf("validator %s not protected", id)
+		}
+	}
+	eventually(t, 10*time.Second, "a and c to connect", func() bool {
+		return n.h.Network().Connectedness(a.h.ID()) == network.Connected &&
+			n.h.Network().Connectedness(c.h.ID()) == network.Connected
+	})
+	eventually(t, 10*time.Second, "only b's dialer to remain", func() bool { return n.r.dialers.Load() == 1 })
+
+	n.r.SetValidatorPeers([]peer.AddrInfo{addrInfo(a.h)})
+	if cm.IsProtected(b.ID, protectTag) {
+		t.Error("former validator b still protected")
+	}
+	if !cm.IsProtected(a.h.ID(), protectTag) {
+		t.Error("validator a no longer protected")
+	}
+	if !cm.IsProtected(c.h.ID(), protectTag) {
+		t.Error("configured bootstrap peer c no longer protected")
+	}
+	eventually(t, 5*time.Second, "b's dialer to stop", func() bool { return n.r.dialers.Load() == 0 })
+	n.r.mu.Lock()
+	_, bKept := n.r.bootstrap[b.ID]
+	_, aKept := n.r.bootstrap[a.h.ID()]
+	_, cKept := n.r.bootstrap[c.h.ID()]
+	n.r.mu.Unlock()
+	if bKept || !aKept || !cKept {
+		t.Errorf("bootstrap set: a %v, b %v, c %v; want a and c only", aKept, bKept, cKept)
+	}
+
+	// a going offline is still redialled; b would not be.
+	if err := n.h.Network().ClosePeer(a.h.ID()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "a to be redialled", func() bool {
+		return n.h.Network().Connectedness(a.h.ID()) == network.Connected
+	})
+	time.Sleep(2 * cfg.AdvertiseInterval) // maintain rounds run
+	n.r.mu.Lock()
+	bDialing := n.r.dialing[b.ID] != nil
+	n.r.mu.Unlock()
+	if bDialing {
+		t.Error("former validator b redialled")
+	}
+}

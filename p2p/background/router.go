@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	dht "github.com/libp2p/go-libp2p-kad-dht"
@@ -74,14 +75,25 @@ type Router struct {
 	wg     sync.WaitGroup
 	kick   chan struct{} // asks the discovery loop for an early round
 
-	mu        sync.Mutex
-	state     state
-	ps        *pubsub.PubSub
-	topic     *pubsub.Topic
-	sub       *pubsub.Subscription
-	dht       *dht.IpfsDHT
-	bootstrap map[peer.ID]peer.AddrInfo
-	dialing   map[peer.ID]bool
+	mu    sync.Mutex
+	state state
+	ps    *pubsub.PubSub
+	topic *pubsub.Topic
+	sub   *pubsub.Subscription
+	dht   *dht.IpfsDHT
+
+	// bootstrap holds every peer to dial and keep connected: the union
+	// of static (Config.BootstrapPeers and AddBootstrapPeers, kept for
+	// the Router's lifetime) and validators (replaced by each
+	// SetValidatorPeers).
+	bootstrap  map[peer.ID]peer.AddrInfo
+	static     map[peer.ID]struct{}
+	validators map[peer.ID]struct{}
+	// dialing holds the running redial loop of each bootstrap peer, so a
+	// peer dropped from bootstrap can have its loop cancelled.
+	dialing map[peer.ID]*dialer
+	// dialers counts running redial goroutines, for tests.
+	dialers atomic.Int64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -110,16 +122,18 @@ func New(h host.Host, cfg Config, handler Handler) (*Router, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Router{
-		host:      h,
-		cfg:       cfg,
-		handler:   handler,
-		log:       log.With("component", "background", "network", cfg.NetworkID),
-		topicName: TopicName(cfg.NetworkID),
-		ctx:       ctx,
-		cancel:    cancel,
-		kick:      make(chan struct{}, 1),
-		bootstrap: make(map[peer.ID]peer.AddrInfo),
-		dialing:   make(map[peer.ID]bool),
+		host:       h,
+		cfg:        cfg,
+		handler:    handler,
+		log:        log.With("component", "background", "network", cfg.NetworkID),
+		topicName:  TopicName(cfg.NetworkID),
+		ctx:        ctx,
+		cancel:     cancel,
+		kick:       make(chan struct{}, 1),
+		bootstrap:  make(map[peer.ID]peer.AddrInfo),
+		static:     make(map[peer.ID]struct{}),
+		validators: make(map[peer.ID]struct{}),
+		dialing:    make(map[peer.ID]*dialer),
 	}
 	uc := cfg.Unicast
 	if uc.MaxMessageSize == 0 {
@@ -133,7 +147,7 @@ func New(h host.Host, cfg Config, handler Handler) (*Router, error) {
 		cancel()
 		return nil, fmt.Errorf("background: starting unicast: %w", err)
 	}
-	r.addBootstrapLocked(cfg.BootstrapPeers)
+	r.addBootstrapLocked(cfg.BootstrapPeers, r.static)
 	return r, nil
 }
 
