@@ -315,6 +315,9 @@ func (r *Router) Send(ctx context.Context, to peer.ID, envelope []byte) error {
 	defer stop()
 	if err := r.uni.Send(ctx, to, frame); err != nil {
 		r.c.sendErrors.Add(1)
+		if errors.Is(err, unicast.ErrClosed) { // lost a race with Close
+			return ErrClosed
+		}
 		return fmt.Errorf("raintree: %w", err)
 	}
 	r.c.unicastSent.Add(1)
