@@ -40,23 +40,31 @@ func (n *node) deliveries(nonce uint64) []p2p.Delivery {
 	return append([]p2p.Delivery(nil), n.got[nonce]...)
 }
 
+// newHost creates a key and a real loopback TCP host for it, and the
+// validator entry that describes it.
+func newHost(t *testing.T) (*identity.Key, host.Host, validators.Validator) {
+	t.Helper()
+	k, err := identity.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := libp2p.New(libp2p.Identity(k.Private), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, h, validators.Validator{PublicKey: k.Private.GetPublic(), Multiaddrs: h.Addrs()}
+}
+
 // network starts validators+fullnodes modules on real loopback TCP hosts.
 func network(t *testing.T, nValidators, nFull int, tweak func(*p2p.Config)) []*node {
 	t.Helper()
 	nodes := make([]*node, nValidators+nFull)
 	var members []validators.Validator
 	for i := range nodes {
-		k, err := identity.GenerateKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, err := libp2p.New(libp2p.Identity(k.Private), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		k, h, v := newHost(t)
 		nodes[i] = &node{key: k, host: h, got: map[uint64][]p2p.Delivery{}, done: make(chan struct{})}
 		if i < nValidators {
-			members = append(members, validators.Validator{PublicKey: k.Private.GetPublic(), Multiaddrs: h.Addrs()})
+			members = append(members, v)
 		}
 	}
 	set, err := validators.NewSet(1, members)
@@ -359,14 +367,9 @@ func TestLeavingTheSetDoesNotWaitForAnIdleReader(t *testing.T) {
 	var members []validators.Validator
 	var hosts []host.Host
 	for range 3 {
-		k, _ := identity.GenerateKey()
-		h, err := libp2p.New(libp2p.Identity(k.Private), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		k, h, v := newHost(t)
 		t.Cleanup(func() { h.Close() })
-		keys, hosts = append(keys, k), append(hosts, h)
-		members = append(members, validators.Validator{PublicKey: k.Private.GetPublic(), Multiaddrs: h.Addrs()})
+		keys, hosts, members = append(keys, k), append(hosts, h), append(members, v)
 	}
 	set, _ := validators.NewSet(1, members)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
