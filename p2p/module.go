@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -147,9 +146,9 @@ func (m *Module) Start(ctx context.Context) (err error) {
 	}
 	m.host = m.cfg.Host
 	if m.host == nil {
-		h, err := libp2p.New(libp2p.Identity(m.cfg.Key.Private), libp2p.ListenAddrStrings(m.cfg.ListenAddrs...))
+		h, err := newHost(m.cfg)
 		if err != nil {
-			return fmt.Errorf("creating libp2p host: %w", err)
+			return err
 		}
 		m.host, m.ownsHost = h, true
 	}

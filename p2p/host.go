@@ -1,0 +1,23 @@
+package p2p
+
+import (
+	"fmt"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+)
+
+// newHost builds the libp2p host a Module owns when Config.Host is nil: the
+// node's key and listen addresses. Admission (resource manager) and
+// retention (connection manager) options belong here too.
+func newHost(cfg Config) (host.Host, error) {
+	opts := []libp2p.Option{
+		libp2p.Identity(cfg.Key.Private),
+		libp2p.ListenAddrStrings(cfg.ListenAddrs...),
+	}
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("creating libp2p host: %w", err)
+	}
+	return h, nil
+}
