@@ -71,6 +71,10 @@ func runNode(ctx context.Context, dir, logLevel, adminAddr string, stderr interf
 	if adminAddr == "" {
 		adminAddr = n.Config.AdminAddr
 	}
+	adminCfg := admin.DefaultConfig()
+	if adminCfg.Token, err = admin.ReadToken(filepath.Join(dir, home.AdminTokenFile)); err != nil {
+		return err
+	}
 	ln, err := admin.Listen(adminAddr)
 	if err != nil {
 		return err
@@ -93,7 +97,7 @@ func runNode(ctx context.Context, dir, logLevel, adminAddr string, stderr interf
 	feed := admin.NewFeed(admin.DefaultHistory, admin.DefaultHistoryBytes, admin.DefaultSubscriberBuffer)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), p2p.NewCollector(m), admin.NewFeedCollector(feed))
-	srv := admin.NewServer(m, feed, reg, log)
+	srv := admin.NewServer(m, feed, reg, log, admin.WithConfig(adminCfg))
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

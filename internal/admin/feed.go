@@ -55,6 +55,7 @@ type Feed struct {
 	limitBytes int
 	subs       map[*Subscription]struct{}
 	buffer     int
+	subBytes   int
 
 	dropped atomic.Uint64
 	evicted atomic.Uint64
@@ -79,9 +80,23 @@ func NewFeed(history, historyBytes, buffer int) *Feed {
 		limit:      max(history, 1),
 		limitBytes: historyBytes,
 		buffer:     max(buffer, 1),
+		subBytes:   DefaultSubscriberBytes,
 		subs:       map[*Subscription]struct{}{},
 	}
 }
+
+// SetSubscriberBytes bounds the bytes queued for each subscriber (default
+// DefaultSubscriberBytes); a delivery that would exceed it is dropped for
+// that subscriber and counted. It applies to later subscriptions.
+func (f *Feed) SetSubscriberBytes(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.subBytes = max(n, 1)
+}
+
+// queuedSize is what a queued message is charged against a subscriber's
+// byte budget: its payload and an allowance for the other fields.
+func queuedSize(m Message) int64 { return int64(len(m.Payload)) + 256 }
 
 // Publish records m and offers it to every subscriber.
 func (f *Feed) Publish(m Message) {
@@ -102,9 +117,16 @@ func (f *Feed) Publish(m Message) {
 		clear(f.history[n:])
 		f.history, f.head = f.history[:n], 0
 	}
+	size := queuedSize(m)
 	for s := range f.subs {
+		if s.queued.Load()+size > s.budget {
+			s.dropped.Add(1)
+			f.dropped.Add(1)
+			continue
+		}
 		select {
 		case s.ch <- m:
+			s.queued.Add(size)
 		default:
 			s.dropped.Add(1)
 			f.dropped.Add(1)
@@ -139,7 +161,13 @@ type Subscription struct {
 	f       *Feed
 	once    sync.Once
 	dropped atomic.Uint64
+	budget  int64
+	queued  atomic.Int64 // bytes of messages on ch, charged by Publish
 }
+
+// Release returns a received message's bytes to this subscriber's budget.
+// A reader of C that never calls it is limited to the budget in total.
+func (s *Subscription) Release(m Message) { s.queued.Add(-queuedSize(m)) }
 
 // TakeDropped returns how many messages this subscriber has missed since the
 // previous call (because its buffer was full), and resets the count.
@@ -172,7 +200,7 @@ func (f *Feed) SubscribeWithHistory() ([]Message, *Subscription) {
 
 func (f *Feed) subscribeLocked() *Subscription {
 	ch := make(chan Message, f.buffer)
-	s := &Subscription{C: ch, ch: ch, f: f}
+	s := &Subscription{C: ch, ch: ch, f: f, budget: int64(f.subBytes)}
 	f.subs[s] = struct{}{}
 	return s
 }

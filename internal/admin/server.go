@@ -65,16 +65,30 @@ type Server struct {
 	feed   *Feed
 	reg    *prometheus.Registry
 	log    *slog.Logger
+	cfg    Config
 	routes map[string]map[string]http.Handler // path -> method -> handler
+	c      serverCounters
 }
 
+// Option adjusts a Server.
+type Option func(*Server)
+
+// WithConfig replaces DefaultConfig; Serve validates it.
+func WithConfig(cfg Config) Option { return func(s *Server) { s.cfg = cfg } }
+
 // NewServer wires the API over node, its delivery feed and a metrics
-// registry.
-func NewServer(node Node, feed *Feed, reg *prometheus.Registry, log *slog.Logger) *Server {
+// registry, on which it also registers its own counters.
+func NewServer(node Node, feed *Feed, reg *prometheus.Registry, log *slog.Logger, opts ...Option) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{node: node, feed: feed, reg: reg, log: log, routes: map[string]map[string]http.Handler{}}
+	s := &Server{node: node, feed: feed, reg: reg, log: log, cfg: DefaultConfig(), routes: map[string]map[string]http.Handler{}}
+	for _, o := range opts {
+		o(s)
+	}
+	if reg != nil {
+		_ = reg.Register(serverCollector{s}) // already registered by an earlier Server: keep that one
+	}
 	s.handle(http.MethodPost, "/v1/broadcast", http.HandlerFunc(s.broadcast))
 	s.handle(http.MethodPost, "/v1/send", http.HandlerFunc(s.send))
 	s.handle(http.MethodGet, "/v1/status", http.HandlerFunc(s.status))
@@ -83,6 +97,11 @@ func NewServer(node Node, feed *Feed, reg *prometheus.Registry, log *slog.Logger
 	s.handle(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return s
 }
+
+// Handle adds a route. Requests with a state-changing method (anything but
+// GET, HEAD, OPTIONS) go through the same checks as the built-in routes,
+// the bearer token included. Call it before Serve.
+func (s *Server) Handle(method, path string, h http.Handler) { s.handle(method, path, h) }
 
 func (s *Server) handle(method, path string, h http.Handler) {
 	if s.routes[path] == nil {
@@ -122,6 +141,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: method not allowed (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", ")))
 		return
 	}
+	if s.cfg.Token != "" && changesState(r.Method) && !authorized(r, s.cfg.Token) {
+		s.c.unauthorized.Add(1)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="rainp2p-admin"`)
+		writeError(w, http.StatusUnauthorized, fmt.Sprintf("%s %s changes state and needs \"Authorization: Bearer <token>\" with the token from the node's home", r.Method, r.URL.Path))
+		return
+	}
 	h.ServeHTTP(w, r)
 }
 
@@ -151,9 +176,22 @@ func isLoopbackOrigin(origin string) bool {
 	return isLoopbackHost(u.Host)
 }
 
-// Serve serves on ln until ctx ends, then shuts down gracefully.
+// Serve serves on ln until ctx ends, then shuts down gracefully. At most
+// Config.MaxConns connections are served at once.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	if err := s.cfg.Validate(); err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	ln = newLimitListener(ln, s.cfg.MaxConns, &s.c.connsCapped)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -274,8 +312,7 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.feed.History())
 		return
 	}
-	fl, ok := w.(http.Flusher)
-	if !ok {
+	if _, ok := w.(http.Flusher); !ok {
 		writeError(w, http.StatusInternalServerError, "streaming unsupported")
 		return
 	}
@@ -289,6 +326,16 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request) {
 		sub = s.feed.Subscribe()
 	}
 	defer sub.Close()
+	// The server's WriteTimeout would end a long stream; each event gets
+	// its own deadline instead, so only a subscriber that stops reading is
+	// cut off.
+	rc := http.NewResponseController(w)
+	deadline := func() {
+		if err := rc.SetWriteDeadline(time.Now().Add(s.cfg.StreamWriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			s.log.Debug("setting stream write deadline", "err", err)
+		}
+	}
+	deadline()
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
@@ -299,15 +346,28 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request) {
 			return false
 		}
 		b, _ := json.Marshal(m)
+		deadline()
 		_, err := fmt.Fprintf(w, "id: %s\nevent: message\ndata: %s\n\n", m.Nonce, b)
+		if err != nil {
+			s.c.streamsCut.Add(1)
+		}
 		return err == nil
+	}
+	flush := func() bool {
+		if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			s.c.streamsCut.Add(1)
+			return false
+		}
+		return true
 	}
 	for _, m := range hist {
 		if !write(m) {
 			return
 		}
 	}
-	fl.Flush()
+	if !flush() {
+		return
+	}
 	keepalive := time.NewTicker(15 * time.Second)
 	defer keepalive.Stop()
 	for {
@@ -315,18 +375,18 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		case m := <-sub.C:
-			if !write(m) {
+			sub.Release(m)
+			if !write(m) || !flush() {
 				return
 			}
-			fl.Flush()
 		case <-keepalive.C:
+			deadline()
 			if !writeDropped(w, sub) {
 				return
 			}
-			if _, err := fmt.Fprint(w, ": keepalive\n\n"); err != nil {
+			if _, err := fmt.Fprint(w, ": keepalive\n\n"); err != nil || !flush() {
 				return
 			}
-			fl.Flush()
 		}
 	}
 }

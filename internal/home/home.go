@@ -35,6 +35,9 @@ const (
 	// AdminURLFile is written by a running node once its admin API listens,
 	// and removed when it stops.
 	AdminURLFile = "admin.url"
+	// AdminTokenFile, when present (mode 0600), holds the bearer token the
+	// admin API requires on every state-changing request.
+	AdminTokenFile = "admin.token"
 )
 
 // ErrNoHome is returned when a directory lacks the files of a home.
