@@ -34,6 +34,12 @@ type Config struct {
 	Key *identity.Key
 	// ListenAddrs are the multiaddrs the host listens on (ignored with Host).
 	ListenAddrs []string
+	// AnnounceAddrs, when set, are the only addresses the host advertises
+	// to peers (identify, DHT, peer records), instead of its listen
+	// addresses: set them to the node's public addresses when it listens
+	// on 0.0.0.0 or sits behind NAT, for example "/ip4/203.0.113.7/tcp/4001".
+	// No /p2p/ part. Default none: libp2p's own choice. Ignored with Host.
+	AnnounceAddrs []string
 	// Host, when set, is used instead of creating one (for example a mocknet
 	// host); the Module does not close it. Its identity must be Key's.
 	Host host.Host
@@ -120,6 +126,9 @@ func (c Config) Validate() error {
 		return fail("unknown Routers value %d", c.Routers)
 	case c.DeliveryBuffer < 0:
 		return fail("DeliveryBuffer %d must not be negative", c.DeliveryBuffer)
+	}
+	if _, err := parseAnnounce(c.AnnounceAddrs); err != nil {
+		return fail("%v", err)
 	}
 	return nil
 }

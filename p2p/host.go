@@ -14,6 +14,7 @@ func newHost(cfg Config) (host.Host, error) {
 	opts := []libp2p.Option{
 		libp2p.Identity(cfg.Key.Private),
 		libp2p.ListenAddrStrings(cfg.ListenAddrs...),
+		announceOption(cfg.AnnounceAddrs),
 	}
 	h, err := libp2p.New(opts...)
 	if err != nil {

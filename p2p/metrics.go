@@ -16,6 +16,10 @@ type Stats struct {
 	Duplicates uint64
 	// Invalid counts envelopes a router passed up that failed to decode.
 	Invalid uint64
+	// NoAddress counts envelopes refused because the sending peer's public
+	// key, and so its address, was unknown (a hashed peer ID whose key the
+	// peerstore lacks).
+	NoAddress uint64
 	// SendErrors counts Send and Broadcast calls a router refused.
 	SendErrors uint64
 	// RainTree is zero while this node is not a validator.
@@ -38,6 +42,7 @@ func (m *Module) Stats() Stats {
 		},
 		Duplicates: m.dedup.Duplicates(),
 		Invalid:    m.invalid.Load(),
+		NoAddress:  m.noAddress.Load(),
 		SendErrors: m.sendErrors.Load(),
 	}
 	if rain != nil {
@@ -126,6 +131,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		{bg, "outbound_queue_full", b.DroppedOutbound},
 		{bg, "oversize_in", b.Unicast.DroppedOversizeIn},
 		{"module", "invalid_envelope", s.Invalid},
+		{"module", "no_address", s.NoAddress},
 	}
 	for _, d := range drops {
 		counter(droppedDesc, d.v, d.router, d.reason)

@@ -98,6 +98,7 @@ type Module struct {
 
 	delivered  [2]atomic.Uint64 // by router: raintree, background
 	invalid    atomic.Uint64
+	noAddress  atomic.Uint64 // deliveries refused: the sender's key is unknown
 	sendErrors atomic.Uint64
 }
 
@@ -462,7 +463,7 @@ func (m *Module) resolve(addr identity.Address) (peer.ID, bool) {
 		return id, true
 	}
 	for _, p := range h.Peerstore().Peers() {
-		if a, err := identity.AddressFromPeerID(p); err == nil && a == addr {
+		if a, err := m.addressOf(p); err == nil && a == addr {
 			m.learn(p)
 			return p, true
 		}
@@ -472,7 +473,7 @@ func (m *Module) resolve(addr identity.Address) (peer.ID, bool) {
 
 // learn records the address of a peer we are connected to.
 func (m *Module) learn(id peer.ID) {
-	addr, err := identity.AddressFromPeerID(id)
+	addr, err := m.addressOf(id)
 	if err != nil {
 		return
 	}
@@ -498,7 +499,12 @@ func (m *Module) deliver(ctx context.Context, r RouterName, from peer.ID, data [
 	if !m.dedup.FirstTime(env.GetNonce()) {
 		return
 	}
-	addr, _ := identity.AddressFromPeerID(from)
+	addr, err := m.addressOf(from)
+	if err != nil { // refused, never delivered from the zero address
+		m.noAddress.Add(1)
+		m.log.Debug("dropping envelope from a peer without an address", "router", r, "from", from, "err", err)
+		return
+	}
 	d := Delivery{Envelope: env, Router: r, Broadcast: broadcast, From: addr, PeerID: from, ReceivedAt: time.Now()}
 	select {
 	case m.out <- d:
@@ -510,6 +516,21 @@ func (m *Module) deliver(ctx context.Context, r RouterName, from peer.ID, data [
 	} else {
 		m.delivered[1].Add(1)
 	}
+}
+
+// addressOf derives a peer's address (identity.AddressFromPublicKey) from
+// the public key its ID embeds or, for RSA and ECDSA IDs, the key the
+// peerstore recorded during the handshake. It takes no lock: the host is set
+// before any router runs and never replaced.
+func (m *Module) addressOf(id peer.ID) (identity.Address, error) {
+	if a, err := identity.AddressFromPeerID(id); err == nil {
+		return a, nil
+	}
+	pub := m.host.Peerstore().PubKey(id)
+	if pub == nil || !id.MatchesPublicKey(pub) {
+		return identity.Address{}, fmt.Errorf("%w: no public key known for peer %s", identity.ErrBadKey, id)
+	}
+	return identity.AddressFromPublicKey(pub)
 }
 
 // Close stops both routers and, if the Module created it, the host. It is
@@ -615,7 +636,7 @@ func (m *Module) Peers() []PeerInfo {
 	var out []PeerInfo
 	for _, p := range m.host.Network().Peers() {
 		pi := PeerInfo{PeerID: p.String()}
-		if a, err := identity.AddressFromPeerID(p); err == nil {
+		if a, err := m.addressOf(p); err == nil {
 			pi.Address = a.String()
 		}
 		_, pi.Validator = m.set.IndexOfPeer(p)

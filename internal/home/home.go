@@ -46,8 +46,11 @@ var ErrNoHome = errors.New("not a rainp2p home directory (run `rainp2p init --ho
 // Config is the node's config.json. Zero values mean the defaults.
 type Config struct {
 	ListenAddrs []string `json:"listen_addrs"`
-	AdminAddr   string   `json:"admin_addr"`
-	LogLevel    string   `json:"log_level"`
+	// AnnounceAddrs are the addresses other machines reach this node at;
+	// when set, the node advertises only these (p2p.Config.AnnounceAddrs).
+	AnnounceAddrs []string `json:"announce_addrs,omitempty"`
+	AdminAddr     string   `json:"admin_addr"`
+	LogLevel      string   `json:"log_level"`
 	// Mode is the RainTree planning rule: "cover" (default) or "reference".
 	Mode string `json:"mode"`
 	// PubSub is the background router: gossipsub (default), randomsub, floodsub.
@@ -185,6 +188,7 @@ func (n *Node) P2PConfig(log *slog.Logger) (p2p.Config, error) {
 	if len(n.Config.ListenAddrs) > 0 {
 		c.ListenAddrs = n.Config.ListenAddrs
 	}
+	c.AnnounceAddrs = n.Config.AnnounceAddrs
 	c.RainTree = raintree.DefaultConfig(c.NetworkID)
 	c.Background = background.DefaultConfig(c.NetworkID)
 	if n.Config.Mode != "" {

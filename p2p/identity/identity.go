@@ -24,8 +24,8 @@ var (
 	ErrBadKey     = errors.New("invalid key")
 )
 
-// Address identifies a node: the first 20 bytes of SHA-256 over its raw
-// ed25519 public key. It is comparable and usable as a map key.
+// Address identifies a node in 20 bytes, derived from its public key (see
+// AddressFromPublicKey). It is comparable and usable as a map key.
 type Address [AddressLen]byte
 
 // String returns the address as lower-case hex.
@@ -60,23 +60,44 @@ func ParseAddress(s string) (Address, error) {
 	return a, nil
 }
 
-// AddressFromPublicKey derives the address of an ed25519 public key.
+// AddressFromPublicKey derives the address of a public key: the first 20
+// bytes of a SHA-256 digest.
+//
+//   - ed25519 (every validator, and every key rainp2p generates): the digest
+//     of the 32-byte raw public key.
+//   - any other libp2p key type (secp256k1, ECDSA, RSA; full nodes of other
+//     implementations): the digest of the key's libp2p protobuf encoding
+//     (crypto.MarshalPublicKey), which names the key type. That encoding is
+//     never 32 bytes long, so it cannot collide with a raw ed25519 key.
+//
+// A node therefore never has the zero address; a key that cannot be encoded
+// is an ErrBadKey.
 func AddressFromPublicKey(pub crypto.PubKey) (Address, error) {
-	if pub == nil || pub.Type() != crypto.Ed25519 {
-		return Address{}, fmt.Errorf("%w: want an ed25519 public key", ErrBadKey)
+	if pub == nil {
+		return Address{}, fmt.Errorf("%w: no public key", ErrBadKey)
 	}
-	raw, err := pub.Raw()
+	var (
+		in  []byte
+		err error
+	)
+	if pub.Type() == crypto.Ed25519 {
+		in, err = pub.Raw()
+	} else {
+		in, err = crypto.MarshalPublicKey(pub)
+	}
 	if err != nil {
 		return Address{}, fmt.Errorf("%w: %v", ErrBadKey, err)
 	}
-	sum := sha256.Sum256(raw)
+	sum := sha256.Sum256(in)
 	var a Address
 	copy(a[:], sum[:AddressLen])
 	return a, nil
 }
 
-// AddressFromPeerID derives the address of a peer whose ID embeds its
-// ed25519 public key (every ed25519 peer ID does).
+// AddressFromPeerID derives the address of a peer whose ID embeds its public
+// key (ed25519 and secp256k1 IDs do). RSA and ECDSA IDs are hashes: for
+// those, take the key from the peerstore (which holds the key of every peer
+// that completed a handshake) and use AddressFromPublicKey.
 func AddressFromPeerID(id peer.ID) (Address, error) {
 	pub, err := id.ExtractPublicKey()
 	if err != nil {

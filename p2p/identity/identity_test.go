@@ -1,9 +1,14 @@
 package identity
 
 import (
+	"bytes"
+	"crypto/rand"
 	"errors"
 	"path/filepath"
 	"testing"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 func TestAddressAndPeerIDAgree(t *testing.T) {
@@ -69,5 +74,74 @@ func TestKeyFileRoundTripAndNoOverwrite(t *testing.T) {
 	}
 	if err := k.Save(path); err == nil {
 		t.Fatal("Save overwrote an existing key file")
+	}
+}
+
+// TestAddressDerivationVectors pins the documented derivation for each key
+// family: raw ed25519 keys, and the protobuf encoding of any other type.
+func TestAddressDerivationVectors(t *testing.T) {
+	ed, _, err := crypto.GenerateEd25519Key(bytes.NewReader(bytes.Repeat([]byte{1}, 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secp, err := crypto.UnmarshalSecp256k1PrivateKey(bytes.Repeat([]byte{2}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		pub  crypto.PubKey
+		want string
+	}{
+		{"ed25519 hashes the raw key", ed.GetPublic(), "34750f98bd59fcfc946da45aaabe933be154a4b5"},
+		{"secp256k1 hashes the protobuf-encoded key", secp.GetPublic(), "5b8de65f8176a81bb34b80367c9b59806278019c"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, err := AddressFromPublicKey(tt.pub)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.String() != tt.want {
+				t.Fatalf("address %s, want %s", a, tt.want)
+			}
+			id, err := peer.IDFromPublicKey(tt.pub)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fromID, err := AddressFromPeerID(id); err != nil || fromID != a {
+				t.Fatalf("address from the peer ID: %s, %v", fromID, err)
+			}
+		})
+	}
+}
+
+func TestEveryKeyTypeGetsANonZeroAddress(t *testing.T) {
+	for _, typ := range []int{crypto.Ed25519, crypto.Secp256k1, crypto.ECDSA, crypto.RSA} {
+		priv, _, err := crypto.GenerateKeyPairWithReader(typ, 2048, rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := KeyFromPrivate(priv)
+		if err != nil {
+			t.Fatalf("key type %d: %v", typ, err)
+		}
+		if k.Address.IsZero() {
+			t.Fatalf("key type %d: zero address", typ)
+		}
+	}
+}
+
+func TestAddressFromPeerIDRefusesHashedIDs(t *testing.T) {
+	priv, _, err := crypto.GenerateECDSAKeyPair(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := peer.IDFromPrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := AddressFromPeerID(id); !errors.Is(err, ErrBadKey) {
+		t.Fatalf("an ECDSA peer ID does not embed its key; got %v, want ErrBadKey", err)
 	}
 }

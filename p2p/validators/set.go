@@ -63,6 +63,9 @@ func NewSet(height uint64, vs []Validator) (*Set, error) {
 		if v.PublicKey == nil {
 			return nil, fmt.Errorf("%w: validator %s has no public key", ErrInvalid, v.Address)
 		}
+		if v.PublicKey.Type() != crypto.Ed25519 {
+			return nil, fmt.Errorf("%w: validator %s: validators must have ed25519 keys, not %s", ErrInvalid, v.Address, v.PublicKey.Type())
+		}
 		addr, err := identity.AddressFromPublicKey(v.PublicKey)
 		if err != nil {
 			return nil, fmt.Errorf("%w: validator %s: %v", ErrInvalid, v.Address, err)

@@ -2,11 +2,14 @@ package validators
 
 import (
 	"bytes"
+	"crypto/rand"
 	"errors"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
 
 	"github.com/rainp2p/rainp2p/p2p/identity"
 )
@@ -62,6 +65,7 @@ func TestNewSetRejectsBadMembers(t *testing.T) {
 	}{
 		{"a missing public key", []Validator{{Address: ks[0].Address}}},
 		{"an address that does not match the key", []Validator{{Address: ks[1].Address, PublicKey: ks[0].Private.GetPublic()}}},
+		{"a key that is not ed25519", []Validator{{PublicKey: secp256k1Key(t)}}},
 		{"a validator listed twice", []Validator{{PublicKey: ks[0].Private.GetPublic()}, {PublicKey: ks[0].Private.GetPublic()}}},
 	}
 	for _, tt := range tests {
@@ -117,4 +121,13 @@ func TestGenesisRejectsBadInput(t *testing.T) {
 			}
 		})
 	}
+}
+
+func secp256k1Key(t *testing.T) crypto.PubKey {
+	t.Helper()
+	priv, _, err := crypto.GenerateSecp256k1Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return priv.GetPublic()
 }
