@@ -67,6 +67,9 @@ func (c PlanConfig) validate() error {
 // planOutcome is what one planned broadcast contributes.
 type planOutcome struct {
 	targets, delivered, messages, duplicates, hop int
+	// extra are re-delegated messages to a validator outside the
+	// sender's neighbours, as (from, to) pairs.
+	extra [][2]int
 }
 
 // RunPlan plans cfg.Broadcasts broadcasts per strategy with
@@ -108,7 +111,9 @@ func RunPlan(ctx context.Context, cfg PlanConfig, progress io.Writer) (Result, e
 		if err != nil {
 			return Result{}, err
 		}
-		res.Strategies = append(res.Strategies, summarisePlan(s, outs, len(f.live)))
+		sr := summarisePlan(s, outs, len(f.live))
+		sr.RainTreePeersPerValidator = raintreePeers(raintree.Mode(s.RainTree), cfg.Validators, outs, len(f.live))
+		res.Strategies = append(res.Strategies, sr)
 		fmt.Fprintf(progress, "plan: strategy %d/%d %s: %d broadcasts over %d validators in %v\n",
 			i+1, len(cfg.Strategies), s.Name(), cfg.Broadcasts, cfg.Validators, time.Since(start).Round(time.Millisecond))
 	}
@@ -121,6 +126,10 @@ func RunPlan(ctx context.Context, cfg PlanConfig, progress io.Writer) (Result, e
 func planAll(ctx context.Context, cfg PlanConfig, s Strategy, f faults, origins []int, workers int) ([]planOutcome, error) {
 	opts := raintree.Options{Down: f.down, Silent: f.silent, ACK: s.ACK, MaxRetries: cfg.MaxRetries}
 	mode := raintree.Mode(s.RainTree)
+	offsets := map[int]bool{}
+	for _, d := range raintree.Offsets(mode, cfg.Validators) {
+		offsets[d] = true
+	}
 	outs := make([]planOutcome, len(origins))
 	next := make(chan int)
 	var wg sync.WaitGroup
@@ -140,6 +149,11 @@ func planAll(ctx context.Context, cfg PlanConfig, s Strategy, f faults, origins 
 					messages:   p.Messages,
 					duplicates: reads - delivered,
 					hop:        p.LastDeliveryHop,
+				}
+				for _, e := range p.Redelegations {
+					if !offsets[((e.To-e.From)%cfg.Validators+cfg.Validators)%cfg.Validators] {
+						outs[j].extra = append(outs[j].extra, [2]int{e.From, e.To})
+					}
 				}
 			}
 		})
@@ -180,4 +194,27 @@ func summarisePlan(s Strategy, outs []planOutcome, live int) StrategyResult {
 		Targets:                     targets,
 	}
 	return r
+}
+
+// raintreePeers counts the distinct validators each live validator sends
+// RainTree payload to: its targets over broadcasts from every origin (the
+// planner's Offsets, the same for every validator), plus the validators
+// it re-delegated to beyond them in the planned broadcasts.
+func raintreePeers(mode raintree.Mode, n int, outs []planOutcome, live int) *PeerStats {
+	base := len(raintree.Offsets(mode, n))
+	extra := map[int]map[int]bool{}
+	for _, o := range outs {
+		for _, e := range o.extra {
+			if extra[e[0]] == nil {
+				extra[e[0]] = map[int]bool{}
+			}
+			extra[e[0]][e[1]] = true
+		}
+	}
+	sum, most := 0, 0
+	for _, to := range extra {
+		sum += len(to)
+		most = max(most, len(to))
+	}
+	return &PeerStats{Mean: round(float64(base)+float64(sum)/float64(max(live, 1)), 3), Max: base + most}
 }

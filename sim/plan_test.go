@@ -212,3 +212,23 @@ func TestReportIsSelfContainedHTML(t *testing.T) {
 		}
 	}
 }
+
+// The peers a validator sends RainTree payload to: every validator has the
+// same targets over all origins when nobody is down, and re-delegation
+// around down validators adds a few, never removes any.
+func TestPlanCountsRainTreePeersPerValidator(t *testing.T) {
+	healthy := planResult(t, PlanConfig{Validators: 1000, Broadcasts: 5, Seed: 3,
+		Strategies: mustParseStrategies([]string{"cover", "reference"})})
+	for name, want := range map[string]int{"cover": 20, "reference": 14} {
+		got := byName(t, healthy, name).RainTreePeersPerValidator
+		if got == nil || got.Mean != float64(want) || got.Max != want {
+			t.Errorf("healthy %s: peers per validator %+v, want mean and max %d", name, got, want)
+		}
+	}
+	faulty := planResult(t, PlanConfig{Validators: 1000, DownValidators: 100, Broadcasts: 20, Seed: 3,
+		Strategies: mustParseStrategies([]string{"cover+ack"})})
+	got := byName(t, faulty, "cover+ack").RainTreePeersPerValidator
+	if got == nil || got.Mean <= 20 || got.Max <= 20 || got.Mean > float64(got.Max) {
+		t.Errorf("10%% down with ACKs: peers per validator %+v, want re-delegations above the 20 neighbours", got)
+	}
+}

@@ -59,6 +59,11 @@ type StrategyResult struct {
 	// LastDeliveryHop is the depth, in messages from the origin, of the
 	// last first delivery, over broadcasts. Plan mode only.
 	LastDeliveryHop *HopStats `json:"last_delivery_hop"`
+	// RainTreePeersPerValidator counts the distinct validators a validator
+	// sends RainTree payload to (outgoing): its targets over broadcasts
+	// from every origin, plus re-delegations beyond them in the planned
+	// broadcasts. Plan mode only.
+	RainTreePeersPerValidator *PeerStats `json:"raintree_peers_per_validator"`
 
 	// Curve holds the first-delivery delay of every delivered target,
 	// sorted; with Targets it draws the coverage-over-time curve.
@@ -75,6 +80,12 @@ type Quantiles struct {
 
 // HopStats summarise per-broadcast hop depths.
 type HopStats struct {
+	Mean float64 `json:"mean"`
+	Max  int     `json:"max"`
+}
+
+// PeerStats summarise a per-validator count of peers.
+type PeerStats struct {
 	Mean float64 `json:"mean"`
 	Max  int     `json:"max"`
 }
@@ -119,7 +130,7 @@ func (r Result) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := []string{"strategy", "delivered", "validators", "fullnodes", "msgs/bcast", "dups/node"}
 	if r.Mode == ModePlan {
-		head = append(head, "hops mean", "hops max")
+		head = append(head, "hops mean", "hops max", "peers/val mean", "peers/val max")
 	} else {
 		head = append(head, "payload B/bcast", "wire B/bcast", "cover p50 ms", "p99 ms", "max ms", "val p50 ms", "val max ms")
 	}
@@ -132,6 +143,11 @@ func (r Result) WriteTable(w io.Writer) error {
 		if r.Mode == ModePlan {
 			if h := s.LastDeliveryHop; h != nil {
 				row = append(row, fmt.Sprintf("%.2f", h.Mean), fmt.Sprint(h.Max))
+			} else {
+				row = append(row, "-", "-")
+			}
+			if p := s.RainTreePeersPerValidator; p != nil {
+				row = append(row, fmt.Sprintf("%.2f", p.Mean), fmt.Sprint(p.Max))
 			} else {
 				row = append(row, "-", "-")
 			}

@@ -212,6 +212,9 @@ type Plan struct {
 	// Edges lists every message in depth-first order (a node's message,
 	// then everything it caused), when Options.RecordEdges is set.
 	Edges []Edge
+	// Redelegations lists the re-delegated messages, recorded always: they
+	// are the payload a node sends beyond its Neighbours.
+	Redelegations []Edge
 }
 
 // Broadcast plans a whole broadcast from origin by calling the same step
@@ -255,6 +258,8 @@ func Broadcast(n, origin int, mode Mode, opts Options) Plan {
 		Reads:     b.reads,
 		Writes:    b.writes,
 		Edges:     b.edges,
+
+		Redelegations: b.redelegations,
 	}
 	for i, h := range b.firstHop {
 		switch {
@@ -269,16 +274,17 @@ func Broadcast(n, origin int, mode Mode, opts Options) Plan {
 }
 
 type broadcaster struct {
-	n        int
-	mode     Mode
-	opts     Options
-	messages int
-	firstHop []int32 // 0 = never received
-	done     []bool  // cover: node has already propagated its span
-	reads    []int
-	writes   []int
-	edges    []Edge
-	bufs     [][]Target // one target buffer per hop, reused
+	n             int
+	mode          Mode
+	opts          Options
+	messages      int
+	firstHop      []int32 // 0 = never received
+	done          []bool  // cover: node has already propagated its span
+	reads         []int
+	writes        []int
+	edges         []Edge
+	redelegations []Edge
+	bufs          [][]Target // one target buffer per hop, reused
 }
 
 func (b *broadcaster) down(i int) bool   { return b.opts.Down != nil && b.opts.Down[i] }
@@ -306,8 +312,14 @@ func (b *broadcaster) forward(from int, targets []Target, hop int) {
 func (b *broadcaster) send(from int, t Target, hop int, redelegated bool) {
 	b.messages++
 	b.writes[from]++
-	if b.opts.RecordEdges {
-		b.edges = append(b.edges, Edge{From: from, To: t.Index, Level: t.Level, Hop: hop, Span: t.Span, Redelegated: redelegated})
+	if b.opts.RecordEdges || redelegated {
+		e := Edge{From: from, To: t.Index, Level: t.Level, Hop: hop, Span: t.Span, Redelegated: redelegated}
+		if b.opts.RecordEdges {
+			b.edges = append(b.edges, e)
+		}
+		if redelegated {
+			b.redelegations = append(b.redelegations, e)
+		}
 	}
 	to := t.Index
 	if b.down(to) {
