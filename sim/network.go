@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"crypto/ed25519"
 	crand "crypto/rand"
 	"errors"
 	"fmt"
@@ -13,7 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	ma "github.com/multiformats/go-multiaddr"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -56,11 +57,13 @@ type NetConfig struct {
 	Broadcasts int
 	// Strategies to compare; nil means NetworkStrategies.
 	Strategies []Strategy
-	// Seed drives faults, origins and topology (keys are always fresh).
+	// Seed drives keys, faults, origins and topology (and per-pair
+	// latencies in virtual time).
 	Seed uint64
 	// PayloadSize is the content size of each broadcast in bytes.
 	PayloadSize int
-	// Latency is the one-way delay of every link.
+	// Latency is the one-way delay of every link (the least one when
+	// Virtual.LatencyMax draws them per pair).
 	Latency time.Duration
 	// Loss must be 0; see ErrLossUnsupported.
 	Loss float64
@@ -80,6 +83,10 @@ type NetConfig struct {
 	// ReadyTimeout bounds the wait for gossip topic peers. Default
 	// DefaultReadyTimeout.
 	ReadyTimeout time.Duration
+	// Virtual, when set, runs on simulated QUIC links in virtual time
+	// instead of mocknet in wall-clock time; see VirtualLinks. The
+	// default BroadcastTimeout is then DefaultVirtualBroadcastTimeout.
+	Virtual *VirtualLinks
 }
 
 func (c NetConfig) validate() error {
@@ -105,6 +112,12 @@ func (c NetConfig) validate() error {
 	case c.BroadcastTimeout < 0 || c.Gap < 0 || c.ReadyTimeout < 0:
 		return fmt.Errorf("%w: timeouts and gap must not be negative", ErrBadConfig)
 	}
+	if c.Virtual != nil {
+		if newVirtualFabric == nil {
+			return ErrVirtualOutsideTest
+		}
+		return c.Virtual.validate(c.Latency)
+	}
 	return nil
 }
 
@@ -123,9 +136,10 @@ type scenario struct {
 	cfg       NetConfig
 	nodes     []simNode // validators first, in set order, then full nodes
 	set       *validators.Set
-	links     [][2]int // initial connections; nil means every pair
-	originAll []int    // per broadcast, any live node
-	originVal []int    // per broadcast, a live validator
+	links     [][2]int     // initial connections; nil means every pair
+	latency   *pairLatency // virtual time only
+	originAll []int        // per broadcast, any live node
+	originVal []int        // per broadcast, a live validator
 	payload   []byte
 }
 
@@ -138,6 +152,9 @@ func RunNetwork(ctx context.Context, cfg NetConfig, progress io.Writer) (Result,
 	}
 	if cfg.BroadcastTimeout == 0 {
 		cfg.BroadcastTimeout = DefaultBroadcastTimeout
+		if cfg.Virtual != nil {
+			cfg.BroadcastTimeout = DefaultVirtualBroadcastTimeout
+		}
 	}
 	if cfg.ReadyTimeout == 0 {
 		cfg.ReadyTimeout = DefaultReadyTimeout
@@ -160,6 +177,14 @@ func RunNetwork(ctx context.Context, cfg NetConfig, progress io.Writer) (Result,
 		DownValidators:   cfg.DownValidators,
 		SilentValidators: cfg.SilentValidators,
 		Seed:             cfg.Seed,
+		TimeBase:         TimeWall,
+		Links:            &LinkModel{LatencyMS: ms(cfg.Latency), LatencyMaxMS: ms(cfg.Latency)},
+	}
+	if v := cfg.Virtual; v != nil {
+		w := v.withDefaults()
+		res.TimeBase = TimeVirtual
+		res.Links.LatencyMaxMS = ms(max(cfg.Latency, w.LatencyMax))
+		res.Links.UplinkBPS, res.Links.DownlinkBPS = ptr(w.UplinkBPS), ptr(w.DownlinkBPS)
 	}
 	for i, s := range cfg.Strategies {
 		label := fmt.Sprintf("strategy %d/%d %s", i+1, len(cfg.Strategies), s.Name())
@@ -169,7 +194,11 @@ func RunNetwork(ctx context.Context, cfg NetConfig, progress io.Writer) (Result,
 		if err != nil {
 			return Result{}, fmt.Errorf("%s: %w", s.Name(), err)
 		}
-		fmt.Fprintf(progress, "sim: %s: done in %v, delivery %s\n", label, time.Since(start).Round(time.Millisecond), pct(sr.DeliveryRatio))
+		if res.TimeBase == TimeWall { // in a synctest bubble, time.Now is virtual
+			sr.WallMS = ptr(ms(time.Since(start)))
+		}
+		fmt.Fprintf(progress, "sim: %s: done in %v %s time, delivery %s\n", label,
+			time.Since(start).Round(time.Millisecond), res.TimeBase, pct(sr.DeliveryRatio))
 		res.Strategies = append(res.Strategies, sr)
 	}
 	return res, nil
@@ -179,7 +208,7 @@ func newScenario(cfg NetConfig) (*scenario, error) {
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x5eed))
 	keys := make([]*identity.Key, cfg.Validators+cfg.FullNodes)
 	for i := range keys {
-		k, err := identity.GenerateKey()
+		k, err := seededKey(rng)
 		if err != nil {
 			return nil, err
 		}
@@ -188,7 +217,7 @@ func newScenario(cfg NetConfig) (*scenario, error) {
 	vals := make([]validators.Validator, cfg.Validators)
 	addrs := make(map[identity.Address]ma.Multiaddr, len(keys))
 	for i, k := range keys {
-		a, err := ma.NewMultiaddr(fmt.Sprintf("/ip4/10.%d.%d.%d/tcp/4001", i>>16&255, i>>8&255, i&255))
+		a, err := nodeAddr(cfg, i)
 		if err != nil {
 			return nil, fmt.Errorf("node address: %w", err)
 		}
@@ -202,6 +231,9 @@ func newScenario(cfg NetConfig) (*scenario, error) {
 		return nil, fmt.Errorf("building validator set: %w", err)
 	}
 	sc := &scenario{cfg: cfg, set: set, payload: make([]byte, cfg.PayloadSize)}
+	if cfg.Virtual != nil {
+		sc.latency = newPairLatency(cfg, len(keys))
+	}
 	_, _ = crand.Read(sc.payload)
 	// Faults are drawn over set positions, so index i is validator i of the
 	// sorted ring, as in plan mode.
@@ -243,6 +275,37 @@ func newScenario(cfg NetConfig) (*scenario, error) {
 	return sc, nil
 }
 
+// seededKey derives a node key from rng, so a seed fixes the validator
+// ring's order and every peer ID.
+func seededKey(rng *rand.Rand) (*identity.Key, error) {
+	seed := make([]byte, ed25519.SeedSize)
+	for i := range seed {
+		seed[i] = byte(rng.Uint32())
+	}
+	priv, err := crypto.UnmarshalEd25519PrivateKey(ed25519.NewKeyFromSeed(seed))
+	if err != nil {
+		return nil, fmt.Errorf("node key: %w", err)
+	}
+	return identity.KeyFromPrivate(priv)
+}
+
+// nodeAddr is node i's address: a mocknet TCP address, or its listen
+// address on the simulated network.
+func nodeAddr(cfg NetConfig, i int) (ma.Multiaddr, error) {
+	if cfg.Virtual != nil {
+		return simnetAddr(i)
+	}
+	return ma.NewMultiaddr(fmt.Sprintf("/ip4/10.%d.%d.%d/tcp/4001", i>>16&255, i>>8&255, i&255))
+}
+
+// newFabric makes the network for one strategy's run.
+func (sc *scenario) newFabric() fabric {
+	if sc.cfg.Virtual != nil {
+		return newVirtualFabric(sc.cfg, sc.latency)
+	}
+	return newMocknetFabric(sc.cfg)
+}
+
 // inRun reports whether node i takes part in strategy s: down validators
 // never do, full nodes only when gossip runs.
 func (sc *scenario) inRun(s Strategy, i int) bool {
@@ -282,13 +345,12 @@ func (fd *firstDeliveries) record(node int, d p2p.Delivery) {
 // down.
 func (sc *scenario) run(ctx context.Context, s Strategy, label string, progress io.Writer) (_ StrategyResult, err error) {
 	cfg := sc.cfg
-	mn := mocknet.New()
+	fab := sc.newFabric()
 	defer func() {
-		if cerr := mn.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("closing mocknet: %w", cerr)
+		if cerr := fab.close(); cerr != nil && err == nil {
+			err = cerr
 		}
 	}()
-	mn.SetLinkDefaults(mocknet.LinkOptions{Latency: cfg.Latency})
 	counter := &wireCounter{rainProtocol: raintree.ProtocolID(simNetworkID)}
 
 	modules := make([]*p2p.Module, len(sc.nodes))
@@ -306,9 +368,9 @@ func (sc *scenario) run(ctx context.Context, s Strategy, label string, progress 
 		if !sc.inRun(s, i) {
 			continue
 		}
-		h, err := mn.AddPeer(n.key.Private, n.addr)
+		h, err := fab.host(i, n)
 		if err != nil {
-			return StrategyResult{}, fmt.Errorf("adding mocknet peer: %w", err)
+			return StrategyResult{}, err
 		}
 		mc := p2p.DefaultConfig()
 		mc.NetworkID = simNetworkID
@@ -341,8 +403,8 @@ func (sc *scenario) run(ctx context.Context, s Strategy, label string, progress 
 		}
 		modules[i] = m
 	}
-	if err := mn.LinkAll(); err != nil {
-		return StrategyResult{}, fmt.Errorf("linking mocknet: %w", err)
+	if err := fab.start(); err != nil {
+		return StrategyResult{}, err
 	}
 	for i, m := range modules {
 		if m != nil {
@@ -351,7 +413,7 @@ func (sc *scenario) run(ctx context.Context, s Strategy, label string, progress 
 			}
 		}
 	}
-	if err := sc.connect(ctx, mn, modules); err != nil {
+	if err := sc.connect(ctx, fab, modules); err != nil {
 		return StrategyResult{}, err
 	}
 
@@ -404,7 +466,9 @@ func (sc *scenario) run(ctx context.Context, s Strategy, label string, progress 
 	// silent validators), so a broadcast is also over once the network has
 	// been quiet for a while; late deliveries are still recorded.
 	idle := sc.quietPeriod(s)
-	activity := func() int64 { return counter.payloadMsgs.Load() + fd.deliveries.Load() }
+	activity := func() int64 {
+		return counter.payloadMsgs.Load() + counter.routerReadBytes.Load() + fd.deliveries.Load()
+	}
 	before := counter.snapshot()
 	for j, o := range origins {
 		fd.done[j] = make(chan struct{})
@@ -457,24 +521,25 @@ func (sc *scenario) run(ctx context.Context, s Strategy, label string, progress 
 }
 
 // connect makes the initial connections: every pair, or the scenario's
-// random links between nodes that run.
-func (sc *scenario) connect(ctx context.Context, mn mocknet.Mocknet, modules []*p2p.Module) error {
+// random links, between nodes that run.
+func (sc *scenario) connect(ctx context.Context, fab fabric, modules []*p2p.Module) error {
+	var pairs [][2]int
 	if sc.links == nil {
-		if err := mn.ConnectAllButSelf(); err != nil {
-			return fmt.Errorf("connecting mocknet: %w", err)
+		for a := range modules {
+			for b := a + 1; b < len(modules); b++ {
+				pairs = append(pairs, [2]int{a, b})
+			}
 		}
-		return nil
+	} else {
+		pairs = sc.links
 	}
-	for _, e := range sc.links {
-		a, b := modules[e[0]], modules[e[1]]
-		if a == nil || b == nil {
-			continue
-		}
-		if _, err := mn.ConnectPeers(a.Host().ID(), b.Host().ID()); err != nil {
-			return fmt.Errorf("connecting nodes %d and %d: %w", e[0], e[1], err)
+	run := make([][2]int, 0, len(pairs))
+	for _, p := range pairs {
+		if modules[p[0]] != nil && modules[p[1]] != nil {
+			run = append(run, p)
 		}
 	}
-	return ctx.Err()
+	return fab.connect(ctx, run)
 }
 
 // waitGossipReady waits until every running node sees min(D, its
@@ -565,15 +630,15 @@ func waitQuiet(ctx context.Context, done <-chan struct{}, activity func() int64,
 
 func (sc *scenario) summarise(s Strategy, fd *firstDeliveries, origins []int, sent []time.Time, traffic wireSnapshot) StrategyResult {
 	var valTargets, valDelivered, fnTargets, fnDelivered, live int
-	var curve, coverage, valCoverage []time.Duration
+	var curve, coverage, valCoverage, fnCoverage []time.Duration
 	for _, t := range fd.isTarget {
 		if t {
 			live++
 		}
 	}
 	for j, o := range origins {
-		var last, valLast time.Duration
-		reached, valReached := false, false
+		var last, valLast, fnLast time.Duration
+		reached, valReached, fnReached := false, false, false
 		for i, t := range fd.isTarget {
 			if !t || i == o {
 				continue
@@ -596,6 +661,7 @@ func (sc *scenario) summarise(s Strategy, fd *firstDeliveries, origins []int, se
 				valLast, valReached = max(valLast, d), true
 			} else {
 				fnDelivered++
+				fnLast, fnReached = max(fnLast, d), true
 			}
 		}
 		if reached {
@@ -603,6 +669,9 @@ func (sc *scenario) summarise(s Strategy, fd *firstDeliveries, origins []int, se
 		}
 		if valReached {
 			valCoverage = append(valCoverage, valLast)
+		}
+		if fnReached {
+			fnCoverage = append(fnCoverage, fnLast)
 		}
 	}
 	slices.Sort(curve)
@@ -624,6 +693,7 @@ func (sc *scenario) summarise(s Strategy, fd *firstDeliveries, origins []int, se
 	}
 	if !s.RainTreeOnly() {
 		r.FullNodeDeliveryRatio = ratio(fnDelivered, fnTargets)
+		r.FullNodeCoverageMS = quantilesMS(fnCoverage)
 	}
 	return r
 }

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -14,14 +15,41 @@ import (
 // the sim command's --json output; fields a mode cannot measure are null.
 type Result struct {
 	// Mode is "plan" or "network".
-	Mode             string           `json:"mode"`
-	Validators       int              `json:"validators"`
-	FullNodes        int              `json:"fullnodes"`
-	Broadcasts       int              `json:"broadcasts"`
-	DownValidators   int              `json:"down_validators"`
-	SilentValidators int              `json:"silent_validators"`
-	Seed             uint64           `json:"seed"`
-	Strategies       []StrategyResult `json:"strategies"`
+	Mode             string `json:"mode"`
+	Validators       int    `json:"validators"`
+	FullNodes        int    `json:"fullnodes"`
+	Broadcasts       int    `json:"broadcasts"`
+	DownValidators   int    `json:"down_validators"`
+	SilentValidators int    `json:"silent_validators"`
+	Seed             uint64 `json:"seed"`
+	// TimeBase says what the durations were measured in: TimeWall or
+	// TimeVirtual; null in plan mode, which measures no time.
+	TimeBase TimeBase `json:"time_base"`
+	// Links describes the simulated links; null in plan mode.
+	Links      *LinkModel       `json:"links"`
+	Strategies []StrategyResult `json:"strategies"`
+}
+
+// TimeBase is TimeWall, TimeVirtual or empty (JSON null).
+type TimeBase string
+
+// MarshalJSON writes the empty TimeBase as null.
+func (t TimeBase) MarshalJSON() ([]byte, error) {
+	if t == "" {
+		return []byte("null"), nil
+	}
+	return json.Marshal(string(t))
+}
+
+// LinkModel is the link model of a network run. Bandwidths are null in wall
+// time, where mocknet does not limit them.
+type LinkModel struct {
+	// LatencyMS and LatencyMaxMS bound the one-way link latencies; they
+	// are equal when every link has the same.
+	LatencyMS    float64 `json:"latency_ms"`
+	LatencyMaxMS float64 `json:"latency_max_ms"`
+	UplinkBPS    *int    `json:"uplink_bps"`
+	DownlinkBPS  *int    `json:"downlink_bps"`
 }
 
 // StrategyResult is one strategy's measurements. A target is a (live node,
@@ -56,6 +84,9 @@ type StrategyResult struct {
 	// Network mode only.
 	CoverageMS          *Quantiles `json:"coverage_ms"`
 	ValidatorCoverageMS *Quantiles `json:"validator_coverage_ms"`
+	// FullNodeCoverageMS counts full-node targets only; null for RainTree
+	// alone.
+	FullNodeCoverageMS *Quantiles `json:"fullnode_coverage_ms"`
 	// LastDeliveryHop is the depth, in messages from the origin, of the
 	// last first delivery, over broadcasts. Plan mode only.
 	LastDeliveryHop *HopStats `json:"last_delivery_hop"`
@@ -64,6 +95,11 @@ type StrategyResult struct {
 	// from every origin, plus re-delegations beyond them in the planned
 	// broadcasts. Plan mode only.
 	RainTreePeersPerValidator *PeerStats `json:"raintree_peers_per_validator"`
+
+	// WallMS is the wall-clock time this strategy's run took, network
+	// set-up included: the cost of the measurement, not a measurement.
+	// Network mode only.
+	WallMS *float64 `json:"wall_ms"`
 
 	// Curve holds the first-delivery delay of every delivered target,
 	// sorted; with Targets it draws the coverage-over-time curve.
@@ -125,8 +161,12 @@ func ptr[T any](v T) *T { return &v }
 
 // WriteTable prints r as an aligned text table.
 func (r Result) WriteTable(w io.Writer) error {
-	fmt.Fprintf(w, "%s mode: %d validators (%d down, %d silent), %d full nodes, %d broadcasts, seed %d\n\n",
+	fmt.Fprintf(w, "%s mode: %d validators (%d down, %d silent), %d full nodes, %d broadcasts, seed %d",
 		r.Mode, r.Validators, r.DownValidators, r.SilentValidators, r.FullNodes, r.Broadcasts, r.Seed)
+	if r.TimeBase != "" {
+		fmt.Fprintf(w, ", %s time", r.TimeBase)
+	}
+	fmt.Fprint(w, "\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := []string{"strategy", "delivered", "validators", "fullnodes", "msgs/bcast", "dups/node"}
 	if r.Mode == ModePlan {

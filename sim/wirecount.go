@@ -29,6 +29,10 @@ type wireCounter struct {
 	payloadBytes atomic.Int64
 	wireBytes    atomic.Int64
 	undecodable  atomic.Int64 // frames the counter could not parse
+	// routerReadBytes counts bytes read on RainTree and pubsub streams:
+	// it moves while a large payload is still crossing a slow link,
+	// before any frame is complete.
+	routerReadBytes atomic.Int64
 }
 
 // snapshot is a reading of the counters.
@@ -104,6 +108,14 @@ func (s *countingStream) Write(p []byte) (int, error) {
 			s.consumeLocked()
 			s.mu.Unlock()
 		}
+	}
+	return n, err
+}
+
+func (s *countingStream) Read(p []byte) (int, error) {
+	n, err := s.Stream.Read(p)
+	if n > 0 && s.kind != framesOther {
+		s.c.routerReadBytes.Add(int64(n))
 	}
 	return n, err
 }

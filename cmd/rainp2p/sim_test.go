@@ -60,7 +60,7 @@ func strategiesOf(t *testing.T, top map[string]json.RawMessage) map[string]map[s
 var strategyKeys = []string{
 	"name", "delivery_ratio", "validator_delivery_ratio", "fullnode_delivery_ratio",
 	"payload_messages_per_broadcast", "payload_bytes_per_broadcast", "duplicates_per_node",
-	"coverage_ms", "validator_coverage_ms",
+	"coverage_ms", "validator_coverage_ms", "fullnode_coverage_ms", "wall_ms",
 }
 
 func TestSimCommandIsRegistered(t *testing.T) {
@@ -79,6 +79,9 @@ func TestSimPlanJSON(t *testing.T) {
 		t.Errorf("no progress on stderr: %q", stderr)
 	}
 	top := decodeOne(t, out)
+	if string(top["time_base"]) != "null" {
+		t.Errorf("time_base = %s, want null in plan mode, which measures no time", top["time_base"])
+	}
 	if string(top["validators"]) != "24" || string(top["fullnodes"]) != "0" || string(top["down_validators"]) != "6" {
 		t.Errorf("header = validators %s, fullnodes %s, down %s", top["validators"], top["fullnodes"], top["down_validators"])
 	}
@@ -116,6 +119,9 @@ func TestSimNetworkJSONShapeAndReport(t *testing.T) {
 		t.Errorf("progress lines missing: %q", stderr)
 	}
 	top := decodeOne(t, out)
+	if string(top["time_base"]) != `"wall"` {
+		t.Errorf("time_base = %s, want \"wall\" for mocknet", top["time_base"])
+	}
 	if string(top["validators"]) != "6" || string(top["fullnodes"]) != "3" {
 		t.Errorf("header = %s/%s", top["validators"], top["fullnodes"])
 	}

@@ -1,0 +1,143 @@
+package sim
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// Flags of TestVirtualSim, given after -args. Without any, the test runs a
+// small configuration quick enough for CI and checks it.
+var virtualFlags = struct {
+	validators, fullnodes, broadcasts, silent, down, size, degree *int
+	strategies, jsonPath                                          *string
+	seed                                                          *uint64
+	latency, latencyMax, timeout                                  *time.Duration
+	uplinkMbps, downlinkMbps                                      *float64
+}{
+	validators: flag.Int("validators", 12, "TestVirtualSim: number of validators"),
+	fullnodes:  flag.Int("fullnodes", 4, "TestVirtualSim: number of full nodes"),
+	broadcasts: flag.Int("broadcasts", 3, "TestVirtualSim: broadcasts per strategy"),
+	silent:     flag.Int("silent-validators", 0, "TestVirtualSim: validators that receive but never forward"),
+	down:       flag.Int("down-validators", 0, "TestVirtualSim: validators in the set that never start"),
+	size:       flag.Int("size", 1024, "TestVirtualSim: payload bytes per broadcast"),
+	degree:     flag.Int("degree", 0, "TestVirtualSim: initial connections per node; 0 connects every pair"),
+	strategies: flag.String("strategies", "cover+ack+gossipsub,gossipsub", "TestVirtualSim: comma-separated strategies"),
+	jsonPath:   flag.String("json", "", "TestVirtualSim: write the result as one JSON object to this file (give an absolute path)"),
+	seed:       flag.Uint64("seed", 1, "TestVirtualSim: seed for keys, faults, origins, topology and per-pair latencies"),
+	latency:    flag.Duration("latency", 10*time.Millisecond, "TestVirtualSim: one-way link latency (the least one with -latency-max)"),
+	latencyMax: flag.Duration("latency-max", 0, "TestVirtualSim: draw each pair's one-way latency, fixed by the seed, uniformly up to this"),
+	timeout: flag.Duration("timeout", 0, "TestVirtualSim: longest virtual wait for one broadcast (default "+
+		DefaultVirtualBroadcastTimeout.String()+"; a quiet network ends it sooner)"),
+	uplinkMbps:   flag.Float64("uplink-mbps", DefaultBandwidth/1e6, "TestVirtualSim: every node's uplink in Mbit/s"),
+	downlinkMbps: flag.Float64("downlink-mbps", DefaultBandwidth/1e6, "TestVirtualSim: every node's downlink in Mbit/s"),
+}
+
+// virtualConfig builds TestVirtualSim's configuration from its flags.
+func virtualConfig() (NetConfig, error) {
+	f := virtualFlags
+	strategies, err := ParseStrategies(*f.strategies)
+	if err != nil {
+		return NetConfig{}, err
+	}
+	return NetConfig{
+		Validators:       *f.validators,
+		FullNodes:        *f.fullnodes,
+		DownValidators:   *f.down,
+		SilentValidators: *f.silent,
+		Broadcasts:       *f.broadcasts,
+		Strategies:       strategies,
+		Seed:             *f.seed,
+		PayloadSize:      *f.size,
+		Latency:          *f.latency,
+		Degree:           *f.degree,
+		BroadcastTimeout: *f.timeout,
+		Virtual: &VirtualLinks{
+			LatencyMax:  *f.latencyMax,
+			UplinkBPS:   int(*f.uplinkMbps * 1e6),
+			DownlinkBPS: int(*f.downlinkMbps * 1e6),
+		},
+	}, nil
+}
+
+// runVirtual runs each strategy in its own synctest bubble, so the wall
+// time of each can be read outside it, and merges the results. Keys,
+// faults and origins come from the seed, so every bubble builds the same
+// scenario.
+func runVirtual(t *testing.T, cfg NetConfig) Result {
+	t.Helper()
+	var res Result
+	for _, s := range cfg.Strategies {
+		one := cfg
+		one.Strategies = []Strategy{s}
+		var r Result
+		var err error
+		start := time.Now()
+		synctest.Test(t, func(t *testing.T) {
+			r, err = RunNetwork(context.Background(), one, testWriter{t})
+		})
+		wall := time.Since(start)
+		if err != nil {
+			t.Fatalf("%s: %v", s.Name(), err)
+		}
+		sr := r.Strategies[0]
+		sr.WallMS = ptr(ms(wall))
+		t.Logf("%s: %v wall time", s.Name(), wall.Round(time.Millisecond))
+		if res.Strategies == nil {
+			res = r
+			res.Strategies = nil
+		}
+		res.Strategies = append(res.Strategies, sr)
+	}
+	return res
+}
+
+// TestVirtualSim is the virtual-time simulator's entry point; see the
+// flags above and BENCHMARKS.md. For example:
+//
+//	go test ./sim -run '^TestVirtualSim$' -count=1 -timeout 0 -args -validators 60 -fullnodes 40 \
+//	    -broadcasts 10 -strategies cover+ack+gossipsub,gossipsub -json /tmp/virtual.json
+func TestVirtualSim(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds simulated QUIC networks")
+	}
+	cfg, err := virtualConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := runVirtual(t, cfg)
+	var table bytes.Buffer
+	if err := res.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + table.String())
+	if *virtualFlags.jsonPath != "" {
+		out, err := json.Marshal(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(*virtualFlags.jsonPath, append(out, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if res.TimeBase != TimeVirtual || len(res.Strategies) != len(cfg.Strategies) {
+		t.Fatalf("time base %q with %d strategies, want %q with %d", res.TimeBase, len(res.Strategies), TimeVirtual, len(cfg.Strategies))
+	}
+	if cfg.DownValidators+cfg.SilentValidators > 0 {
+		return // faults may cost delivery; the figures are the output
+	}
+	for _, s := range res.Strategies {
+		if r := ratioOf(t, s); r != 1 {
+			t.Errorf("%s: delivery %v without faults, want 1", s.Name, r)
+		}
+		// Nothing crosses a link faster than its latency.
+		if s.CoverageMS == nil || s.CoverageMS.P50 < ms(cfg.Latency) {
+			t.Errorf("%s: coverage %+v, want at least the link latency %v", s.Name, s.CoverageMS, cfg.Latency)
+		}
+	}
+}
