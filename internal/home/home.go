@@ -81,22 +81,11 @@ func DefaultConfig() Config {
 // genesis.json already exists, and never overwrites one: each is created
 // exclusively.
 func Init(dir, networkID string, cfg Config, genesis *validators.Genesis) (*identity.Key, error) {
-	for _, name := range []string{KeyFile, ConfigFile, GenesisFile} {
-		path := filepath.Join(dir, name)
-		if _, err := os.Lstat(path); err == nil {
-			return nil, fmt.Errorf("%s already exists; refusing to overwrite a home (remove it or choose another --home)", path)
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("checking %s: %w", path, err)
-		}
+	if err := checkFree(dir); err != nil {
+		return nil, err
 	}
 	k, err := identity.GenerateKey()
 	if err != nil {
-		return nil, err
-	}
-	if err := k.Save(filepath.Join(dir, KeyFile)); err != nil {
-		return nil, err
-	}
-	if err := writeNewJSON(filepath.Join(dir, ConfigFile), cfg); err != nil {
 		return nil, err
 	}
 	if genesis == nil {
@@ -106,10 +95,36 @@ func Init(dir, networkID string, cfg Config, genesis *validators.Genesis) (*iden
 		}
 		genesis = &validators.Genesis{NetworkID: networkID, Validators: []validators.GenesisMember{m}}
 	}
-	if err := writeNewJSON(filepath.Join(dir, GenesisFile), genesis); err != nil {
-		return nil, err
+	return k, Create(dir, k, cfg, genesis)
+}
+
+// Create writes a home for an existing key: key.json, config.json and
+// genesis.json, each created exclusively; it refuses, naming the file, if
+// any of them exists.
+func Create(dir string, k *identity.Key, cfg Config, genesis *validators.Genesis) error {
+	if err := checkFree(dir); err != nil {
+		return err
 	}
-	return k, nil
+	if err := k.Save(filepath.Join(dir, KeyFile)); err != nil {
+		return err
+	}
+	if err := writeNewJSON(filepath.Join(dir, ConfigFile), cfg); err != nil {
+		return err
+	}
+	return writeNewJSON(filepath.Join(dir, GenesisFile), genesis)
+}
+
+// checkFree fails, naming the file, if dir holds any home file.
+func checkFree(dir string) error {
+	for _, name := range []string{KeyFile, ConfigFile, GenesisFile} {
+		path := filepath.Join(dir, name)
+		if _, err := os.Lstat(path); err == nil {
+			return fmt.Errorf("%s already exists; refusing to overwrite a home (remove it or choose another --home)", path)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("checking %s: %w", path, err)
+		}
+	}
+	return nil
 }
 
 // writeNewJSON writes v as indented JSON to a file that must not exist yet.
