@@ -1,41 +1,66 @@
 package unicast
 
 import (
-	"math/bits"
 	"sync"
+
+	"github.com/libp2p/go-libp2p/core/network"
 )
 
-// smallFrame is the largest frame a stream reads into a buffer of its own.
-// Larger frames borrow from bigPools and give the buffer back as soon as
-// the handler returns, so an idle stream never holds more than smallFrame.
-const smallFrame = 64 << 10
+// chunkSize is the unit in which a frame's memory grows while its bytes
+// arrive: a sender is charged for what it sent, rounded up to one chunk,
+// never for what its header declared.
+const chunkSize = 64 << 10
 
-// bigPools holds buffers for frames above smallFrame, one pool per power of
-// two. Reusing them matters at 1 MB frames: allocating and zeroing a fresh
-// buffer per frame, and collecting it, cost about half the bandwidth.
-var bigPools [bits.UintSize]sync.Pool
+// chunkPool holds chunk buffers, so reading a large frame does not
+// allocate and zero fresh memory for every 64 KiB.
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
 
-// frameBuffers hands a read loop its payload buffers.
-type frameBuffers struct{ small []byte }
-
-func (b *frameBuffers) get(n int) []byte {
-	if n <= smallFrame {
-		if cap(b.small) < n {
-			b.small = make([]byte, n, max(n, 4<<10))
-		}
-		return b.small[:n]
-	}
-	class := bits.Len(uint(n - 1)) // 2^class >= n
-	if p, ok := bigPools[class].Get().(*[]byte); ok {
-		return (*p)[:n]
-	}
-	return make([]byte, n, 1<<class)
+// memory is the part of a resource-manager scope a frame is charged to:
+// network.StreamScope in a router, nothing in ReadFrame.
+type memory interface {
+	ReserveMemory(size int, prio uint8) error
+	ReleaseMemory(size int)
 }
 
-// done takes back the buffer of a frame whose handler has returned.
-func (b *frameBuffers) done(buf []byte) {
-	if c := cap(buf); c > smallFrame && c&(c-1) == 0 {
-		buf = buf[:0]
-		bigPools[bits.Len(uint(c-1))].Put(&buf)
+type noMemory struct{}
+
+func (noMemory) ReserveMemory(int, uint8) error { return nil }
+func (noMemory) ReleaseMemory(int)              {}
+
+var _ memory = network.StreamScope(nil)
+
+// framePools holds whole-frame buffers by size class, in chunkSize steps,
+// so a frame of n bytes borrows at most n+chunkSize-1 bytes (no
+// power-of-two rounding) and large frames reuse memory instead of
+// allocating it per frame.
+type framePools struct{ classes []sync.Pool }
+
+func newFramePools(max int) *framePools {
+	return &framePools{classes: make([]sync.Pool, max/chunkSize+2)}
+}
+
+func (p *framePools) get(n int) []byte {
+	class := (n + chunkSize - 1) / chunkSize
+	if class < len(p.classes) {
+		if b, ok := p.classes[class].Get().(*[]byte); ok {
+			return (*b)[:n]
+		}
 	}
+	return make([]byte, n, class*chunkSize)
+}
+
+func (p *framePools) put(b []byte) {
+	class := cap(b) / chunkSize
+	if cap(b)%chunkSize == 0 && class < len(p.classes) {
+		b = b[:0]
+		p.classes[class].Put(&b)
+	}
+}
+
+// frame is one frame read from a stream. reserved is the memory its pooled
+// buffer holds until frameReader.done; zero for a frame in the stream's
+// own small buffer.
+type frame struct {
+	data     []byte
+	reserved int
 }

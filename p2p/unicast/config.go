@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
@@ -15,6 +16,10 @@ const (
 	DefaultWriteTimeout   = 10 * time.Second
 	DefaultIdleTimeout    = 5 * time.Minute
 	DefaultDialTimeout    = 10 * time.Second
+	// DefaultFrameTimeout lets a 4 MiB frame arrive at 200 KiB/s.
+	DefaultFrameTimeout    = 20 * time.Second
+	DefaultMalformedLimit  = 3
+	DefaultMalformedWindow = 10 * time.Minute
 )
 
 // Config configures a Router. Start from DefaultConfig: Validate rejects
@@ -33,6 +38,23 @@ type Config struct {
 	IdleTimeout time.Duration
 	// DialTimeout bounds dialing and opening a stream. Default 10s.
 	DialTimeout time.Duration
+	// FrameTimeout bounds receiving one frame, from its header to its last
+	// byte, so a sender that declares a frame and stalls holds its memory
+	// for at most this long (IdleTimeout only bounds the wait for a
+	// header). Default 20s.
+	FrameTimeout time.Duration
+	// MalformedLimit is how many malformed frames (bad or oversized
+	// header, empty frame, a frame not finished within FrameTimeout, or a
+	// payload the handler reports with Penalize) a peer may send within
+	// MalformedWindow. Each one resets its stream; the one that reaches
+	// the limit also closes every connection to the peer. Default 3 in 10m.
+	MalformedLimit  int
+	MalformedWindow time.Duration
+	// Trusted, when set, names peers (validators) whose frames may use the
+	// whole of the resource manager's memory limits; other peers' frames
+	// are refused once a scope is 40% full (network.ReservationPriorityLow),
+	// so many untrusted peers cannot starve trusted ones of frame memory.
+	Trusted func(peer.ID) bool
 	// Logger receives stream lifecycle and drop events. nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -41,11 +63,14 @@ type Config struct {
 // DefaultConfig returns a complete Config for the given protocol.
 func DefaultConfig(id protocol.ID) Config {
 	return Config{
-		ProtocolID:     id,
-		MaxMessageSize: DefaultMaxMessageSize,
-		WriteTimeout:   DefaultWriteTimeout,
-		IdleTimeout:    DefaultIdleTimeout,
-		DialTimeout:    DefaultDialTimeout,
+		ProtocolID:      id,
+		MaxMessageSize:  DefaultMaxMessageSize,
+		WriteTimeout:    DefaultWriteTimeout,
+		IdleTimeout:     DefaultIdleTimeout,
+		DialTimeout:     DefaultDialTimeout,
+		FrameTimeout:    DefaultFrameTimeout,
+		MalformedLimit:  DefaultMalformedLimit,
+		MalformedWindow: DefaultMalformedWindow,
 	}
 }
 
@@ -62,6 +87,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("unicast: IdleTimeout %v must be positive", c.IdleTimeout)
 	case c.DialTimeout <= 0:
 		return fmt.Errorf("unicast: DialTimeout %v must be positive", c.DialTimeout)
+	case c.FrameTimeout <= 0:
+		return fmt.Errorf("unicast: FrameTimeout %v must be positive", c.FrameTimeout)
+	case c.MalformedLimit <= 0:
+		return fmt.Errorf("unicast: MalformedLimit %d must be positive", c.MalformedLimit)
+	case c.MalformedWindow <= 0:
+		return fmt.Errorf("unicast: MalformedWindow %v must be positive", c.MalformedWindow)
 	}
 	return nil
 }

@@ -2,10 +2,14 @@ package unicast
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+
+	"github.com/libp2p/go-libp2p/core/network"
 )
 
 // WriteFrame writes data as one frame: its length as an unsigned varint,
@@ -29,36 +33,159 @@ func WriteFrame(w io.Writer, data []byte, max int) error {
 }
 
 // ReadFrame reads one frame written by WriteFrame. The declared length is
-// checked against max before the payload buffer is allocated, so a hostile
-// header cannot make us allocate more than max bytes.
+// checked against max before anything is allocated, and the payload's
+// memory grows in 64 KiB chunks as bytes arrive, so a hostile header
+// cannot make us allocate more than the sender actually sent.
 //
 // It returns io.EOF only when r ends cleanly between frames,
 // io.ErrUnexpectedEOF when it ends inside one, ErrTooLarge for a declared
 // length above max, and ErrEmpty for a zero-length frame (never produced by
 // WriteFrame, so treated as a protocol violation).
 func ReadFrame(r *bufio.Reader, max int) ([]byte, error) {
-	return readFrame(r, max, func(n int) []byte { return make([]byte, n) })
-}
-
-// readFrame is ReadFrame taking the payload buffer from alloc, called with
-// the checked length, so a read loop can reuse buffers.
-func readFrame(r *bufio.Reader, max int, alloc func(n int) []byte) ([]byte, error) {
-	size, err := binary.ReadUvarint(r)
+	fr := newFrameReader(r, max, noMemory{}, network.ReservationPriorityAlways, newFramePools(0))
+	f, err := fr.next(nil)
 	if err != nil {
 		return nil, err
 	}
-	if size == 0 {
-		return nil, ErrEmpty
-	}
-	if max < 0 || size > uint64(max) {
-		return nil, fmt.Errorf("frame header declares %d bytes, limit %d: %w", size, max, ErrTooLarge)
-	}
-	buf := alloc(int(size))
-	if _, err := io.ReadFull(r, buf); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
+	out := bytes.Clone(f.data)
+	fr.done(&f)
+	fr.close()
+	return out, nil
+}
+
+// frameReader reads the frames of one stream. Every byte it holds is
+// reserved from mem first: a frame of up to chunkSize bytes uses a buffer
+// the stream keeps, a larger one grows chunk by chunk as its bytes arrive
+// and is copied into one exact-size buffer once complete.
+type frameReader struct {
+	r     *bufio.Reader
+	max   int
+	mem   memory
+	prio  uint8
+	pools *framePools
+
+	small         []byte // reused for frames up to chunkSize
+	smallReserved int
+	chunks        [][]byte // the big frame being read
+	// inFrame says the last next got past a header: an error it returned
+	// came from inside a frame.
+	inFrame bool
+}
+
+func newFrameReader(r *bufio.Reader, max int, mem memory, prio uint8, pools *framePools) *frameReader {
+	return &frameReader{r: r, max: max, mem: mem, prio: prio, pools: pools}
+}
+
+// errBadHeader wraps a length prefix that is not a valid uvarint.
+var errBadHeader = errors.New("unicast: malformed frame header")
+
+// errNoMemory wraps the resource manager's refusal of a frame's memory.
+var errNoMemory = errors.New("unicast: frame memory refused by the resource manager")
+
+// next reads one frame. started, when not nil, is called with the declared
+// size once the header is read (to arm the whole-frame deadline). The
+// frame's memory stays reserved until done.
+func (fr *frameReader) next(started func(size int) error) (frame, error) {
+	fr.inFrame = false
+	size, err := binary.ReadUvarint(fr.r) // io.EOF only before a first byte
+	if err != nil {
+		var ne net.Error
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &ne) {
+			return frame{}, err
 		}
-		return nil, err
+		return frame{}, fmt.Errorf("%w: %w", errBadHeader, err)
 	}
-	return buf, nil
+	if size == 0 {
+		return frame{}, ErrEmpty
+	}
+	if fr.max < 0 || size > uint64(fr.max) {
+		return frame{}, fmt.Errorf("frame header declares %d bytes, limit %d: %w", size, fr.max, ErrTooLarge)
+	}
+	n := int(size)
+	fr.inFrame = true
+	if started != nil {
+		if err := started(n); err != nil {
+			return frame{}, err
+		}
+	}
+	if n <= chunkSize {
+		return fr.readSmall(n)
+	}
+	return fr.readBig(n)
+}
+
+func (fr *frameReader) readSmall(n int) (frame, error) {
+	if cap(fr.small) < n {
+		grow := max(n, 4<<10)
+		if err := fr.mem.ReserveMemory(grow-fr.smallReserved, fr.prio); err != nil {
+			return frame{}, fmt.Errorf("%w: %w", errNoMemory, err)
+		}
+		fr.small, fr.smallReserved = make([]byte, grow), grow
+	}
+	buf := fr.small[:n]
+	if _, err := io.ReadFull(fr.r, buf); err != nil {
+		return frame{}, unexpected(err)
+	}
+	return frame{data: buf}, nil
+}
+
+func (fr *frameReader) readBig(n int) (frame, error) {
+	defer fr.dropChunks()
+	for got := 0; got < n; {
+		if err := fr.mem.ReserveMemory(chunkSize, fr.prio); err != nil {
+			return frame{}, fmt.Errorf("%w: %w", errNoMemory, err)
+		}
+		c := (*chunkPool.Get().(*[]byte))[:min(chunkSize, n-got)]
+		fr.chunks = append(fr.chunks, c)
+		if _, err := io.ReadFull(fr.r, c); err != nil {
+			return frame{}, unexpected(err)
+		}
+		got += len(c)
+	}
+	buf := fr.pools.get(n)
+	if err := fr.mem.ReserveMemory(cap(buf), fr.prio); err != nil {
+		fr.pools.put(buf)
+		return frame{}, fmt.Errorf("%w: %w", errNoMemory, err)
+	}
+	off := 0
+	for _, c := range fr.chunks {
+		off += copy(buf[off:], c)
+	}
+	return frame{data: buf, reserved: cap(buf)}, nil
+}
+
+// dropChunks returns the chunks of the frame being read, and their memory.
+func (fr *frameReader) dropChunks() {
+	for _, c := range fr.chunks {
+		c = c[:chunkSize]
+		chunkPool.Put(&c)
+	}
+	fr.mem.ReleaseMemory(len(fr.chunks) * chunkSize)
+	clear(fr.chunks)
+	fr.chunks = fr.chunks[:0]
+}
+
+// done takes back a frame whose handler has returned.
+func (fr *frameReader) done(f *frame) {
+	if f.reserved > 0 {
+		fr.mem.ReleaseMemory(f.reserved)
+		fr.pools.put(f.data)
+	}
+	*f = frame{}
+}
+
+// close releases what the reader keeps between frames.
+func (fr *frameReader) close() {
+	if fr.smallReserved > 0 {
+		fr.mem.ReleaseMemory(fr.smallReserved)
+		fr.small, fr.smallReserved = nil, 0
+	}
+}
+
+// unexpected turns an EOF inside a frame into io.ErrUnexpectedEOF.
+func unexpected(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }

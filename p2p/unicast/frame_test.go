@@ -134,19 +134,108 @@ func FuzzReadFrame(f *testing.F) {
 	})
 }
 
-func TestFrameBuffersAreReusedAndBounded(t *testing.T) {
-	var b frameBuffers
-	small := b.get(100)
-	b.done(small)
-	if again := b.get(200); &again[0] != &small[0] {
-		t.Error("a small frame did not reuse the stream's buffer")
+// countingMemory is a resource scope with a limit that records what is
+// held.
+type countingMemory struct {
+	held, peak, limit int
+}
+
+func (m *countingMemory) ReserveMemory(n int, _ uint8) error {
+	if m.limit > 0 && m.held+n > m.limit {
+		return errors.New("over the limit")
 	}
-	big := b.get(smallFrame + 1)
-	if cap(big) != 2*smallFrame {
-		t.Errorf("big frame buffer cap %d, want the next power of two %d", cap(big), 2*smallFrame)
+	m.held += n
+	m.peak = max(m.peak, m.held)
+	return nil
+}
+
+func (m *countingMemory) ReleaseMemory(n int) {
+	m.held -= n
+	if m.held < 0 {
+		panic("released more than reserved")
 	}
-	b.done(big)
-	if cap(b.small) > smallFrame {
-		t.Errorf("the stream kept a %d-byte buffer", cap(b.small))
+}
+
+// stalled is a reader that returns its bytes and then blocks forever's
+// stand-in: an error marking where the sender stopped.
+var errStalled = errors.New("sender stalled")
+
+type stallingReader struct{ r io.Reader }
+
+func (s stallingReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err == io.EOF {
+		return n, errStalled
+	}
+	return n, err
+}
+
+func TestFrameMemoryFollowsTheBytesThatArrived(t *testing.T) {
+	const max = 4 << 20
+	tests := []struct {
+		name     string
+		declared int
+		sent     int
+		wantPeak int
+	}{
+		{"a declared 4 MiB frame with 1 byte sent holds one chunk", max, 1, chunkSize},
+		{"a declared 4 MiB frame with 100 KiB sent holds two chunks", max, 100 << 10, 2 * chunkSize},
+		{"a declared 4 MiB frame with all but one byte sent holds what arrived", max, max - 1, max},
+		{"a small frame that stalls holds only its own size", 10 << 10, 5, 10 << 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := append(uvarint(uint64(tt.declared)), make([]byte, tt.sent)...)
+			mem := &countingMemory{}
+			fr := newFrameReader(bufio.NewReader(stallingReader{bytes.NewReader(in)}), max, mem, 0, newFramePools(max))
+			_, err := fr.next(nil)
+			if !errors.Is(err, errStalled) {
+				t.Fatalf("err = %v, want the stall", err)
+			}
+			if !fr.inFrame {
+				t.Error("a stall after the header is not marked as inside a frame")
+			}
+			if mem.peak != tt.wantPeak {
+				t.Errorf("peak reservation %d, want %d", mem.peak, tt.wantPeak)
+			}
+			fr.close()
+			if mem.held != 0 {
+				t.Errorf("%d bytes still reserved after the stream ended", mem.held)
+			}
+		})
+	}
+}
+
+func TestACompleteFrameGetsAnExactSizeClassBufferAndGivesItBack(t *testing.T) {
+	const n = 1<<20 + 1 // a power of two would round this to 2 MiB
+	in := append(uvarint(n), bytes.Repeat([]byte{9}, n)...)
+	mem := &countingMemory{}
+	fr := newFrameReader(bufio.NewReader(bytes.NewReader(in)), 4<<20, mem, 0, newFramePools(4<<20))
+	f, err := fr.next(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.data) != n || f.data[n-1] != 9 {
+		t.Fatalf("frame of %d bytes, last %d", len(f.data), f.data[len(f.data)-1])
+	}
+	wantCap := (n + chunkSize - 1) / chunkSize * chunkSize
+	if cap(f.data) != wantCap || mem.held != wantCap {
+		t.Errorf("buffer cap %d, reserved %d; want both %d", cap(f.data), mem.held, wantCap)
+	}
+	fr.done(&f)
+	if mem.held != 0 {
+		t.Errorf("%d bytes still reserved after the handler returned", mem.held)
+	}
+}
+
+func TestARefusedReservationEndsTheFrameAndReleasesItsChunks(t *testing.T) {
+	in := append(uvarint(1<<20), make([]byte, 1<<20)...)
+	mem := &countingMemory{limit: 5 * chunkSize}
+	fr := newFrameReader(bufio.NewReader(bytes.NewReader(in)), 4<<20, mem, 0, newFramePools(4<<20))
+	if _, err := fr.next(nil); !errors.Is(err, errNoMemory) {
+		t.Fatalf("err = %v, want errNoMemory", err)
+	}
+	if mem.held != 0 || mem.peak > mem.limit {
+		t.Errorf("held %d (peak %d) after refusal, limit %d", mem.held, mem.peak, mem.limit)
 	}
 }

@@ -56,7 +56,9 @@ type Router struct {
 	streams map[network.Stream]struct{} // live streams, reset by Close
 	wg      sync.WaitGroup              // inbound read loops and outbound watchers
 
-	c counters
+	pools   *framePools
+	strikes *strikes
+	c       counters
 }
 
 // outPeer serializes Sends to one peer. sem is a one-slot semaphore rather
@@ -95,6 +97,8 @@ func New(h host.Host, cfg Config, handler Handler) (*Router, error) {
 		log:     log.With("protocol", string(cfg.ProtocolID)),
 		peers:   make(map[peer.ID]*outPeer),
 		streams: make(map[network.Stream]struct{}),
+		pools:   newFramePools(cfg.MaxMessageSize),
+		strikes: newStrikes(cfg.MalformedLimit, cfg.MalformedWindow),
 	}
 	h.SetStreamHandler(cfg.ProtocolID, r.handleStream)
 	return r, nil
@@ -304,30 +308,44 @@ func (r *Router) handleStream(s network.Stream) {
 	defer r.untrack(s)
 	r.c.streamsAccepted.Add(1)
 	from := s.Conn().RemotePeer()
-	br := bufio.NewReaderSize(s, readBufSize)
-	var bufs frameBuffers
+	prio := uint8(network.ReservationPriorityLow)
+	if r.cfg.Trusted != nil && r.cfg.Trusted(from) {
+		prio = network.ReservationPriorityAlways
+	}
+	var mem memory = noMemory{}
+	if sc := s.Scope(); sc != nil {
+		mem = sc
+	}
+	fr := newFrameReader(bufio.NewReaderSize(s, readBufSize), r.cfg.MaxMessageSize, mem, prio, r.pools)
+	defer fr.close()
+	// The whole-frame deadline starts at the header, the idle deadline at
+	// the end of the previous frame.
+	started := func(int) error { return s.SetReadDeadline(time.Now().Add(r.cfg.FrameTimeout)) }
 	for {
 		if err := s.SetReadDeadline(time.Now().Add(r.cfg.IdleTimeout)); err != nil {
 			r.log.Debug("setting read deadline", "peer", from, "err", err)
 			_ = s.Reset()
 			return
 		}
-		data, err := readFrame(br, r.cfg.MaxMessageSize, bufs.get)
+		f, err := fr.next(started)
 		if err != nil {
-			r.endInbound(s, from, err)
+			r.endInbound(s, from, err, fr.inFrame)
 			return
 		}
 		r.c.framesReceived.Add(1)
-		r.c.bytesReceived.Add(uint64(len(data)))
-		r.handler(from, data)
-		bufs.done(data)
+		r.c.bytesReceived.Add(uint64(len(f.data)))
+		r.handler(from, f.data)
+		fr.done(&f)
 	}
 }
 
-// endInbound finishes an inbound stream after ReadFrame failed. Anything but
-// a clean EOF resets the stream (never the connection), because yamux's
-// CloseRead does not tell the sender, who would keep writing into the void.
-func (r *Router) endInbound(s network.Stream, from peer.ID, err error) {
+// endInbound finishes an inbound stream after reading a frame failed.
+// Anything but a clean EOF resets the stream (yamux's CloseRead does not
+// tell the sender, who would keep writing into the void), and a malformed
+// or stalled frame is a strike against the peer. midFrame says the error
+// came inside a frame, so a timeout is the frame deadline, not idleness.
+func (r *Router) endInbound(s network.Stream, from peer.ID, err error, midFrame bool) {
+	strike := false
 	switch {
 	case errors.Is(err, io.EOF):
 		_ = s.Close()
@@ -335,16 +353,51 @@ func (r *Router) endInbound(s network.Stream, from peer.ID, err error) {
 		return
 	case errors.Is(err, ErrTooLarge):
 		r.c.droppedOversizeIn.Add(1)
+		strike = true
 		r.log.Warn("dropping oversized frame, resetting stream", "peer", from, "err", err)
-	case errors.Is(err, ErrEmpty), errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.Is(err, errNoMemory):
+		r.c.droppedNoMemory.Add(1)
+		r.log.Warn("frame memory refused, resetting stream", "peer", from, "err", err)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		// An honest sender whose write timed out closes its side mid-frame
+		// (see retire), so truncation alone is no strike.
 		r.c.protocolErrors.Add(1)
-		r.log.Warn("protocol error, resetting stream", "peer", from, "err", err)
+		r.log.Debug("truncated frame, resetting stream", "peer", from, "err", err)
+	case isTimeout(err) && midFrame:
+		r.c.frameTimeouts.Add(1)
+		strike = true
+		r.log.Warn("frame not finished within FrameTimeout, resetting stream", "peer", from)
 	case isTimeout(err):
 		r.log.Debug("inbound stream idle, resetting", "peer", from)
+	case errors.Is(err, ErrEmpty), errors.Is(err, errBadHeader):
+		r.c.protocolErrors.Add(1)
+		strike = true
+		r.log.Warn("protocol error, resetting stream", "peer", from, "err", err)
 	default:
 		r.log.Debug("inbound stream failed", "peer", from, "err", err)
 	}
 	_ = s.Reset()
+	if strike {
+		r.strike(from)
+	}
+}
+
+// Penalize records a malformed message from p: a Handler calls it for a
+// frame whose payload it cannot decode. It counts towards MalformedLimit
+// like a malformed frame.
+func (r *Router) Penalize(p peer.ID) {
+	r.c.penalized.Add(1)
+	r.strike(p)
+}
+
+func (r *Router) strike(p peer.ID) {
+	r.c.strikes.Add(1)
+	if !r.strikes.add(p, time.Now()) {
+		return
+	}
+	r.c.peersDisconnected.Add(1)
+	r.log.Warn("too many malformed frames, closing connections to peer", "peer", p, "limit", r.cfg.MalformedLimit, "window", r.cfg.MalformedWindow)
+	_ = r.host.Network().ClosePeer(p)
 }
 
 // track registers a live stream and one goroutine that will serve it,

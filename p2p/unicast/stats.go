@@ -16,9 +16,21 @@ type Stats struct {
 	DroppedOversizeIn uint64
 	// DroppedOversizeOut counts Sends refused with ErrTooLarge.
 	DroppedOversizeOut uint64
-	// ProtocolErrors counts inbound streams reset for an empty or truncated
-	// frame.
+	// ProtocolErrors counts inbound streams reset for an empty, truncated
+	// or badly prefixed frame.
 	ProtocolErrors uint64
+	// FrameTimeouts counts inbound frames not finished within FrameTimeout.
+	FrameTimeouts uint64
+	// DroppedNoMemory counts inbound frames whose memory the resource
+	// manager refused; each one reset its stream.
+	DroppedNoMemory uint64
+	// Strikes counts malformed frames charged to their peer (oversized or
+	// bad header, empty, stalled, or reported with Penalize); Penalized the
+	// Penalize calls among them.
+	Strikes, Penalized uint64
+	// PeersDisconnected counts peers whose connections were closed for
+	// reaching MalformedLimit.
+	PeersDisconnected uint64
 	// Reconnects counts outbound streams reopened because the previous one
 	// to the same peer broke or was ended by the peer.
 	Reconnects uint64
@@ -34,6 +46,9 @@ type counters struct {
 	droppedOversizeIn              atomic.Uint64
 	droppedOversizeOut             atomic.Uint64
 	protocolErrors                 atomic.Uint64
+	frameTimeouts, droppedNoMemory atomic.Uint64
+	strikes, penalized             atomic.Uint64
+	peersDisconnected              atomic.Uint64
 	reconnects                     atomic.Uint64
 	streamsOpened, streamsAccepted atomic.Uint64
 }
@@ -50,6 +65,11 @@ func (r *Router) Stats() Stats {
 		DroppedOversizeIn:  r.c.droppedOversizeIn.Load(),
 		DroppedOversizeOut: r.c.droppedOversizeOut.Load(),
 		ProtocolErrors:     r.c.protocolErrors.Load(),
+		FrameTimeouts:      r.c.frameTimeouts.Load(),
+		DroppedNoMemory:    r.c.droppedNoMemory.Load(),
+		Strikes:            r.c.strikes.Load(),
+		Penalized:          r.c.penalized.Load(),
+		PeersDisconnected:  r.c.peersDisconnected.Load(),
 		Reconnects:         r.c.reconnects.Load(),
 		StreamsOpened:      r.c.streamsOpened.Load(),
 		StreamsAccepted:    r.c.streamsAccepted.Load(),

@@ -1,0 +1,115 @@
+package unicast
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// protocolMemory is what b's resource manager holds on testProto, over all
+// peers: the frames being read.
+func protocolMemory(t testing.TB, h host.Host) int64 {
+	t.Helper()
+	var mem int64
+	err := h.Network().ResourceManager().ViewProtocol(testProto, func(s network.ProtocolScope) error {
+		mem = s.Stat().Memory
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mem
+}
+
+func TestAStalledFrameIsChargedForWhatArrivedAndDroppedAtItsDeadline(t *testing.T) {
+	ha, hb := newHost(t, transports[0].addr, nil), newHost(t, transports[0].addr, nil)
+	rb := newRouter(t, hb, func(peer.ID, []byte) {}, func(c *Config) {
+		c.FrameTimeout = 500 * time.Millisecond
+		c.IdleTimeout = time.Hour // the frame deadline, not idleness, must end it
+	})
+	learn(ha, hb)
+	ctx := ctxT(t)
+	raw, err := ha.NewStream(ctx, hb.ID(), testProto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const sent = 300 << 10
+	// Declare the largest frame, send 300 KiB of it, stall.
+	if _, err := raw.Write(append(binary.AppendUvarint(nil, DefaultMaxMessageSize), make([]byte, sent)...)); err != nil {
+		t.Fatal(err)
+	}
+	var held int64
+	waitFor(t, func() bool { held = protocolMemory(t, hb); return held >= sent })
+	if held > sent+chunkSize+64<<10 {
+		t.Fatalf("receiver holds %d bytes for %d sent (declared %d)", held, sent, DefaultMaxMessageSize)
+	}
+	_ = raw.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadAll(raw); !errors.Is(err, network.ErrReset) {
+		t.Fatalf("raw stream read: %v, want a reset at the frame deadline", err)
+	}
+	waitFor(t, func() bool { return protocolMemory(t, hb) == 0 })
+	if s := rb.Stats(); s.FrameTimeouts != 1 || s.Strikes != 1 {
+		t.Fatalf("stats %+v, want one frame timeout and one strike", s)
+	}
+}
+
+func TestRepeatedMalformedFramesResetStreamsThenCloseTheConnection(t *testing.T) {
+	ha, hb := newHost(t, transports[0].addr, nil), newHost(t, transports[0].addr, nil)
+	rb := newRouter(t, hb, func(peer.ID, []byte) {}, func(c *Config) { c.MalformedLimit = 3 })
+	learn(ha, hb)
+	ctx := ctxT(t)
+	garbage := [][]byte{
+		binary.AppendUvarint(nil, 0),                                       // an empty frame
+		binary.AppendUvarint(nil, 1<<40),                                   // far over the limit
+		{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, // no valid uvarint
+	}
+	for i, g := range garbage {
+		raw, err := ha.NewStream(ctx, hb.ID(), testProto)
+		if err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		if _, err := raw.Write(g); err != nil {
+			t.Fatal(err)
+		}
+		_ = raw.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadAll(raw); err == nil {
+			t.Fatalf("stream %d: garbage did not end the stream with an error", i)
+		}
+		if i < len(garbage)-1 && hb.Network().Connectedness(ha.ID()) != network.Connected {
+			t.Fatalf("disconnected after %d malformed frames, limit 3", i+1)
+		}
+	}
+	waitFor(t, func() bool { return hb.Network().Connectedness(ha.ID()) != network.Connected })
+	s := rb.Stats()
+	if s.Strikes != 3 || s.PeersDisconnected != 1 || s.ProtocolErrors != 2 || s.DroppedOversizeIn != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestPenalizeCountsTowardsTheLimit(t *testing.T) {
+	ha, hb := newHost(t, transports[0].addr, nil), newHost(t, transports[0].addr, nil)
+	var rb *Router
+	rb = newRouter(t, hb, func(from peer.ID, data []byte) {
+		if string(data) == "bad" {
+			rb.Penalize(from)
+		}
+	}, func(c *Config) { c.MalformedLimit = 2 })
+	ra := newRouter(t, ha, func(peer.ID, []byte) {})
+	learn(ha, hb)
+	ctx := ctxT(t)
+	for range 2 {
+		if err := ra.Send(ctx, hb.ID(), []byte("bad")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool { return hb.Network().Connectedness(ha.ID()) != network.Connected })
+	if s := rb.Stats(); s.Penalized != 2 || s.PeersDisconnected != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}
