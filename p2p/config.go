@@ -19,6 +19,8 @@ import (
 const (
 	DefaultNetworkID      = "rainp2p-localnet"
 	DefaultDeliveryBuffer = 1024
+	// DefaultFullNodeValidatorPeers is Config.FullNodeValidatorPeers'.
+	DefaultFullNodeValidatorPeers = 4
 )
 
 // DefaultListenAddrs listen on every interface, TCP and QUIC, on ports the
@@ -67,6 +69,15 @@ type Config struct {
 	// Silent is fault injection for tests and localnet: the node receives
 	// but never forwards on any router.
 	Silent bool
+	// ConnManager sizes the connection manager of a host the Module
+	// creates (ignored with Host).
+	ConnManager ConnManagerConfig
+	// FullNodeValidatorPeers is how many validators of the set a node
+	// that is not a RainTree validator keeps connected when it has no
+	// Background.BootstrapPeers, so it can join at all; chosen from its
+	// own peer ID, so full nodes spread over the set. The set's other
+	// addresses are only address hints. Default 4.
+	FullNodeValidatorPeers int
 	// RainTree configures the RainTree router (validators only).
 	RainTree raintree.Config
 	// Background configures the gossip router every node runs.
@@ -84,8 +95,11 @@ func DefaultConfig() Config {
 		MaxMessageSize: wire.DefaultMaxMessageSize,
 		DedupCapacity:  dedup.DefaultCapacity,
 		DeliveryBuffer: DefaultDeliveryBuffer,
-		RainTree:       raintree.DefaultConfig(DefaultNetworkID),
-		Background:     background.DefaultConfig(DefaultNetworkID),
+		ConnManager:    DefaultConnManagerConfig(),
+
+		FullNodeValidatorPeers: DefaultFullNodeValidatorPeers,
+		RainTree:               raintree.DefaultConfig(DefaultNetworkID),
+		Background:             background.DefaultConfig(DefaultNetworkID),
 	}
 }
 
@@ -126,6 +140,13 @@ func (c Config) Validate() error {
 		return fail("unknown Routers value %d", c.Routers)
 	case c.DeliveryBuffer < 0:
 		return fail("DeliveryBuffer %d must not be negative", c.DeliveryBuffer)
+	case c.FullNodeValidatorPeers < 0:
+		return fail("FullNodeValidatorPeers %d must not be negative", c.FullNodeValidatorPeers)
+	}
+	if c.Host == nil {
+		if err := c.ConnManager.validate(); err != nil {
+			return fail("%w", err)
+		}
 	}
 	if _, err := parseAnnounce(c.AnnounceAddrs); err != nil {
 		return fail("%v", err)

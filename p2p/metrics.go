@@ -78,10 +78,11 @@ var (
 	peersDesc     = desc("peers", "Connected peers per router.", "router")
 	bytesDesc     = desc("unicast_bytes_total", "Unicast transport bytes, by router and direction.", "router", "direction")
 	sendErrDesc   = desc("send_errors_total", "Send and Broadcast calls a router refused.")
+	connsDesc     = desc("connections", "Connected peers by kind: raintree_neighbour, mesh (gossip), other.", "kind")
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{sentDesc, receivedDesc, deliveredDesc, droppedDesc, dupDesc, retriesDesc, ackTODesc, peersDesc, bytesDesc, sendErrDesc} {
+	for _, d := range []*prometheus.Desc{sentDesc, receivedDesc, deliveredDesc, droppedDesc, dupDesc, retriesDesc, ackTODesc, peersDesc, bytesDesc, sendErrDesc, connsDesc} {
 		ch <- d
 	}
 }
@@ -142,6 +143,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(sendErrDesc, s.SendErrors)
 	for _, name := range []string{rt, bg} {
 		ch <- prometheus.MustNewConstMetric(peersDesc, prometheus.GaugeValue, float64(st.Peers[name]), name)
+	}
+	for _, kind := range []string{ConnRainTreeNeighbour, ConnMesh, ConnOther} {
+		ch <- prometheus.MustNewConstMetric(connsDesc, prometheus.GaugeValue, float64(st.Connections[kind]), kind)
 	}
 	counter(bytesDesc, s.RainTreeUnicast.BytesSent, rt, "sent")
 	counter(bytesDesc, s.RainTreeUnicast.BytesReceived, rt, "received")

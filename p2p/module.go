@@ -93,6 +93,10 @@ type Module struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	// neighbours are the RainTree neighbours protected in the connection
+	// manager (empty unless this node is a validator).
+	neighbours map[peer.ID]struct{}
+
 	bookMu sync.Mutex // apart from mu: libp2p notifications take it
 	book   map[identity.Address]peer.ID
 
@@ -203,26 +207,23 @@ func (m *Module) UpdateValidators(set *validators.Set) error {
 
 func (m *Module) applySetLocked(set *validators.Set) error {
 	m.set = set
-	var boot []peer.AddrInfo
 	m.bookMu.Lock()
 	for _, v := range set.Validators() {
 		m.book[v.Address] = v.PeerID
 	}
 	m.bookMu.Unlock()
+	// Validators' addresses are hints for dials on demand, not a dial list.
 	for _, v := range set.Validators() {
-		if v.PeerID == m.host.ID() {
-			continue
-		}
-		if len(v.Multiaddrs) > 0 {
+		if v.PeerID != m.host.ID() && len(v.Multiaddrs) > 0 {
 			m.host.Peerstore().AddAddrs(v.PeerID, v.Multiaddrs, time.Hour)
 		}
-		boot = append(boot, v.AddrInfo())
 	}
+	isValidator := set.Contains(m.cfg.Key.Address) && m.cfg.Routers != RoutersBackgroundOnly
+	keep := m.updateNeighboursLocked(set, isValidator)
 	if m.bg != nil {
-		m.bg.SetValidatorPeers(boot)
+		m.bg.SetValidatorPeers(keep)
 	}
 
-	isValidator := set.Contains(m.cfg.Key.Address) && m.cfg.Routers != RoutersBackgroundOnly
 	switch {
 	case isValidator && m.rain == nil:
 		rtCfg, _, err := m.cfg.routerConfigs()
@@ -577,6 +578,10 @@ type Status struct {
 	ValidatorSetSize   int               `json:"validator_set_size"`
 	Delivered          map[string]uint64 `json:"delivered"`
 	Duplicates         uint64            `json:"duplicates_suppressed"`
+	// Connections counts connected peers by kind (ConnRainTreeNeighbour,
+	// ConnMesh, ConnOther); a peer counts once, under the first kind that
+	// applies.
+	Connections map[string]int `json:"connections"`
 }
 
 // PeerInfo describes one connected peer.
@@ -623,6 +628,7 @@ func (m *Module) Status() Status {
 	if m.bg != nil {
 		s.Peers[string(RouterBackground)] = len(m.bg.TopicPeers())
 	}
+	s.Connections = m.connectionsLocked()
 	return s
 }
 

@@ -16,9 +16,15 @@ import (
 )
 
 const (
-	// protectTag keeps bootstrap connections out of the connection
-	// manager's trimming.
+	// protectTag keeps the connections of SetValidatorPeers' peers out of
+	// the connection manager's trimming.
 	protectTag = "rainp2p-background-bootstrap"
+	// bootstrapTag ranks configured bootstrap peers above other
+	// unprotected peers when the connection manager trims: they are
+	// tagged, not protected, so a well-known bootstrap node is not held
+	// by everyone who ever joined through it.
+	bootstrapTag    = "rainp2p-bootstrap"
+	bootstrapWeight = 20
 	// dialTimeout bounds one connection attempt.
 	dialTimeout = 10 * time.Second
 	// Bootstrap redials back off from minBackoff to maxBackoff, with
@@ -31,10 +37,12 @@ const (
 
 var errEmptyRoutingTable = errors.New("DHT routing table is empty")
 
-// AddBootstrapPeers adds peers to dial and keep connected for the Router's
-// lifetime, like Config.BootstrapPeers. Unknown addresses are merged;
-// dialing starts at once if the Router is running. For the validator set,
-// which changes, use SetValidatorPeers.
+// AddBootstrapPeers adds peers to join through, like Config.BootstrapPeers:
+// each is dialed, with backoff, until it answers once, and redialed when
+// the node has fewer topic peers than the mesh's lower bound (Dlo). Unknown
+// addresses are merged; dialing starts at once if the Router is running.
+// For peers derived from the validator set, which changes, use
+// SetValidatorPeers.
 func (r *Router) AddBootstrapPeers(ps []peer.AddrInfo) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -45,9 +53,12 @@ func (r *Router) AddBootstrapPeers(ps []peer.AddrInfo) {
 	r.dialAllLocked(ps)
 }
 
-// SetValidatorPeers replaces the validator-derived bootstrap peers with ps:
-// they are dialed and kept connected like bootstrap peers, and peers of
-// an earlier call that are missing from ps are dropped. A dropped peer's
+// SetValidatorPeers replaces the peers derived from the validator set that
+// this node keeps connected (a validator's RainTree targets; a few
+// validators for a node without bootstrap peers) with ps: they are
+// protected in the connection manager, dialed with backoff and redialed
+// whenever the connection drops, and peers of an earlier call that are
+// missing from ps are dropped. A dropped peer's
 // redial loop stops, its connection loses the connection manager's
 // protection, and its addresses get peerstore.RecentlyConnectedAddrTTL
 // instead of a permanent one. Peers from Config.BootstrapPeers or
@@ -69,9 +80,10 @@ func (r *Router) SetValidatorPeers(ps []peer.AddrInfo) {
 	r.dialAllLocked(ps)
 }
 
-// dropValidatorLocked forgets a peer that left the validator set, unless it
-// is also a static bootstrap peer. r.mu must be held.
+// dropValidatorLocked unprotects a peer that left the validator peers and
+// forgets it, unless it is also a static bootstrap peer. r.mu must be held.
 func (r *Router) dropValidatorLocked(id peer.ID) {
+	r.host.ConnManager().Unprotect(id, protectTag)
 	if _, ok := r.static[id]; ok {
 		return
 	}
@@ -80,7 +92,6 @@ func (r *Router) dropValidatorLocked(id peer.ID) {
 		d.cancel()
 		delete(r.dialing, id)
 	}
-	r.host.ConnManager().Unprotect(id, protectTag)
 	r.host.Peerstore().UpdateAddrs(id, peerstore.PermanentAddrTTL, peerstore.RecentlyConnectedAddrTTL)
 }
 
@@ -97,7 +108,12 @@ func (r *Router) addBootstrapLocked(ps []peer.AddrInfo, set map[peer.ID]struct{}
 		cur.Addrs = ma.Unique(append(cur.Addrs, ai.Addrs...))
 		r.bootstrap[ai.ID] = cur
 		r.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.PermanentAddrTTL)
-		r.host.ConnManager().Protect(ai.ID, protectTag)
+		if _, static := r.static[ai.ID]; static {
+			r.host.ConnManager().TagPeer(ai.ID, bootstrapTag, bootstrapWeight)
+		}
+		if _, keep := r.validators[ai.ID]; keep {
+			r.host.ConnManager().Protect(ai.ID, protectTag)
+		}
 	}
 }
 
@@ -220,9 +236,12 @@ func (r *Router) maintainLoop() {
 		case <-timer.C:
 		case <-r.kick:
 		}
+		joining := r.underConnected()
 		r.mu.Lock()
 		for id := range r.bootstrap {
-			r.dialLocked(id)
+			if _, keep := r.validators[id]; keep || joining {
+				r.dialLocked(id)
+			}
 		}
 		r.mu.Unlock()
 
@@ -241,6 +260,20 @@ func (r *Router) maintainLoop() {
 		}
 		timer.Reset(next)
 	}
+}
+
+// underConnected reports whether the node has fewer topic peers than the
+// mesh's lower bound, so it should dial its bootstrap peers again.
+func (r *Router) underConnected() bool {
+	return len(r.TopicPeers()) < max(r.cfg.Gossip.Dlo, 1)
+}
+
+// IsMeshPeer reports whether p is in this node's gossipsub mesh: pubsub
+// protects mesh peers in the connection manager under the topic's tag.
+// It is always false without a connection manager or with another
+// pubsub kind.
+func (r *Router) IsMeshPeer(p peer.ID) bool {
+	return r.host.ConnManager().IsProtected(p, "pubsub:"+r.topicName)
 }
 
 // targetPeers is how many topic peers discovery dials towards: twice the

@@ -97,7 +97,7 @@ func TestBootstrapDialRetriesUntilThePeerIsUp(t *testing.T) {
 
 // SetValidatorPeers replaces the validator peers: a peer left out of a
 // later call stops being protected and redialled, while remaining
-// validators and configured bootstrap peers are kept.
+// validators stay protected and configured bootstrap peers stay, tagged.
 func TestSetValidatorPeersDropsFormerValidators(t *testing.T) {
 	cfg := testConfig("validators")
 	a := startNode(t, cfg)
@@ -133,8 +133,11 @@ func TestSetValidatorPeersDropsFormerValidators(t *testing.T) {
 	if !cm.IsProtected(a.h.ID(), protectTag) {
 		t.Error("validator a no longer protected")
 	}
-	if !cm.IsProtected(c.h.ID(), protectTag) {
-		t.Error("configured bootstrap peer c no longer protected")
+	if cm.IsProtected(c.h.ID(), protectTag) {
+		t.Error("configured bootstrap peer c still protected after leaving the validator peers")
+	}
+	if ti := cm.GetTagInfo(c.h.ID()); ti == nil || ti.Tags[bootstrapTag] != bootstrapWeight {
+		t.Errorf("configured bootstrap peer c: tags %+v, want %s=%d", ti, bootstrapTag, bootstrapWeight)
 	}
 	eventually(t, 5*time.Second, "b's dialer to stop", func() bool { return n.r.dialers.Load() == 0 })
 	n.r.mu.Lock()
