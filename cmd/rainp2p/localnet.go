@@ -33,6 +33,11 @@ directory, starts every node as a separate "rainp2p node" process on
 roles, and checks through each node's admin API that every running node
 received every message meant for it exactly once. It exits 0 only then.
 
+With --netns every node runs in its own network namespace, with its own
+address in 10.77.0.0/16 on a bridge in a namespace of its own, from homes
+written as "rainp2p testnet --hosts" writes them; namespaces are removed on
+every exit.
+
 With --keep the network stays up after the check, with each node's admin
 URL printed, until Ctrl-C; the directory is kept too.`,
 		Args: cobra.NoArgs,
@@ -70,6 +75,7 @@ URL printed, until Ctrl-C; the directory is kept too.`,
 	f.StringVar(&cfg.Dir, "dir", "", "parent of the network directory (default: the system temporary directory)")
 	f.StringVar(&cfg.Binary, "binary", "", "rainp2p binary to run the nodes with (default: this one)")
 	f.BoolVar(&cfg.Keep, "keep", false, "after the check, keep the network running and print admin URLs until Ctrl-C; keep the directory")
+	f.BoolVar(&cfg.NetNS, "netns", false, "run each node in its own Linux network namespace with its own IP on a bridge (needs root: CAP_NET_ADMIN and CAP_SYS_ADMIN, and iproute2)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON report on stdout instead of the table")
 	f.DurationVar(&timeout, "timeout", 0, fmt.Sprintf("bound on the ready and settle waits (default %v ready, %v settle)", cfg.ReadyTimeout, cfg.Settle))
 	return cmd

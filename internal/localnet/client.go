@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"time"
 
@@ -25,10 +26,14 @@ func (e *apiError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.Code, e.
 // client speaks to the nodes' admin APIs.
 type client struct{ http *http.Client }
 
-func newClient() *client {
+func newClient() *client { return newClientDialer(nil) }
+
+// newClientDialer is a client whose connections dial makes (nil: the
+// default dialer).
+func newClientDialer(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *client {
 	return &client{http: &http.Client{
 		Timeout:   15 * time.Second,
-		Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second},
+		Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second, DialContext: dial},
 	}}
 }
 

@@ -73,6 +73,11 @@ type Config struct {
 	StopTimeout time.Duration
 	// Keep leaves the directory in place after Close.
 	Keep bool
+	// NetNS runs every node in its own Linux network namespace, with its
+	// own address on a bridge (package netns), from homes written as
+	// `rainp2p testnet` writes them. It needs iproute2 and CAP_NET_ADMIN
+	// plus CAP_SYS_ADMIN, and at least one validator.
+	NetNS bool
 }
 
 // DefaultConfig returns the network `rainp2p localnet` runs without flags:
@@ -142,6 +147,9 @@ func (c Config) Validate() error {
 		default:
 			return fail("log level %q: want debug, info, warn or error", c.LogLevel)
 		}
+	}
+	if c.NetNS && c.Validators < 1 {
+		return fail("--netns needs at least one validator (its homes come from rainp2p testnet)")
 	}
 	if c.sendersNeeded() && c.senders() == 0 {
 		return fail("no node can originate messages: every running validator is silent and there are no full nodes")

@@ -5,6 +5,8 @@
 // It writes the home directories (keys, configs, a genesis naming the
 // validators and their multiaddrs), starts and stops the processes, drives
 // traffic through each node's admin API and reports what arrived. It is a
-// test harness and a demo, not a deployment tool: everything listens on
-// 127.0.0.1 and lives in one temporary directory.
+// test harness and a demo, not a deployment tool: everything lives in one
+// temporary directory and listens on 127.0.0.1, or, with Config.NetNS, each
+// node runs in its own network namespace on its own address (package
+// netns), from homes written by package testnet.
 package localnet

@@ -17,6 +17,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/rainp2p/rainp2p/internal/home"
+	"github.com/rainp2p/rainp2p/internal/netns"
 	"github.com/rainp2p/rainp2p/p2p/validators"
 )
 
@@ -27,6 +28,8 @@ type Network struct {
 	nodes    []*Node
 	progress io.Writer
 	api      *client
+	// fabric holds the nodes' namespaces in NetNS mode (nil otherwise).
+	fabric *netns.Fabric
 	// preserve keeps the directory after a failure, for its logs.
 	preserve atomic.Bool
 
@@ -45,6 +48,11 @@ func Start(ctx context.Context, cfg Config, progress io.Writer) (_ *Network, err
 	}
 	if _, err := exec.LookPath(cfg.Binary); err != nil {
 		return nil, fmt.Errorf("rainp2p binary: %w", err)
+	}
+	if cfg.NetNS {
+		if err := netns.Available(); err != nil {
+			return nil, fmt.Errorf("--netns: %w", err)
+		}
 	}
 	if cfg.Dir != "" {
 		if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
@@ -66,7 +74,12 @@ func Start(ctx context.Context, cfg Config, progress io.Writer) (_ *Network, err
 			}
 		}
 	}()
-	if err := n.createHomes(); err != nil {
+	if cfg.NetNS {
+		err = n.prepareNetNS(ctx)
+	} else {
+		err = n.createHomes()
+	}
+	if err != nil {
 		return nil, err
 	}
 	live := n.Live()
@@ -109,11 +122,22 @@ var errPortTaken = errors.New("a node's port was taken before it could bind it")
 // launch configures every home on fresh ports, starts the live nodes and
 // waits until they are ready.
 func (n *Network) launch(ctx context.Context) error {
-	if err := n.configureHomes(); err != nil {
-		return err
+	if n.fabric == nil {
+		if err := n.configureHomes(); err != nil {
+			return err
+		}
 	}
-	for _, nd := range n.Live() {
-		if err := nd.start(n.cfg.Binary); err != nil {
+	for i, nd := range n.nodes {
+		if !nd.Live() {
+			continue
+		}
+		var err error
+		if n.fabric != nil {
+			err = nd.startCmd(n.fabric.Command(i, n.cfg.Binary, "node", "--home", nd.Dir))
+		} else {
+			err = nd.start(n.cfg.Binary)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -355,6 +379,11 @@ func (n *Network) Close() error {
 	n.closeOnce.Do(func() {
 		n.closeErr = n.stopNodes()
 		n.api.close()
+		if n.fabric != nil { // after the nodes: a namespace lives while a process is in it
+			if err := n.fabric.Close(); err != nil {
+				n.closeErr = errors.Join(n.closeErr, fmt.Errorf("removing namespaces: %w", err))
+			}
+		}
 		switch {
 		case n.preserve.Load():
 			n.logf("keeping %s for inspection", n.dir)

@@ -52,7 +52,8 @@ type Node struct {
 	Dir     string
 	Address identity.Address
 	PeerID  peer.ID
-	// Port is the node's TCP listen port on 127.0.0.1.
+	// Host is the IP address the node listens on; Port its TCP port there.
+	Host string
 	Port int
 
 	pub crypto.PubKey
@@ -73,7 +74,11 @@ func (n *Node) LogPath() string { return filepath.Join(n.Dir, LogFile) }
 
 // Multiaddr is the node's dialable address, with its peer ID.
 func (n *Node) Multiaddr() string {
-	return fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", n.Port, n.PeerID)
+	host := n.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return fmt.Sprintf("/ip4/%s/tcp/%d/p2p/%s", host, n.Port, n.PeerID)
 }
 
 // AdminURL is the node's admin API base URL, empty until it is known.
@@ -136,16 +141,21 @@ func (n *Node) exited() (bool, error) {
 // terminal's Ctrl-C reaches only the orchestrator, which then stops the
 // nodes in order.
 func (n *Node) start(binary string) error {
+	return n.startCmd(exec.Command(binary, "node", "--home", n.Dir))
+}
+
+// startCmd starts cmd, which runs the node (perhaps through a wrapper that
+// execs it, such as `ip netns exec`).
+func (n *Node) startCmd(cmd *exec.Cmd) error {
 	logf, err := os.OpenFile(n.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("%s: opening log: %w", n.Name, err)
 	}
 	defer logf.Close() // the child holds its own descriptor
-	cmd := exec.Command(binary, "node", "--home", n.Dir)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("%s: starting %s: %w", n.Name, binary, err)
+		return fmt.Errorf("%s: starting %s: %w", n.Name, cmd.Path, err)
 	}
 	done := make(chan struct{})
 	n.mu.Lock()
