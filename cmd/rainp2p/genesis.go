@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -111,7 +110,7 @@ func (a addValidator) run(networkIDGiven bool) (validators.GenesisMember, int, e
 	if _, err := g.Set(); err != nil { // the whole file must still load
 		return none, 0, err
 	}
-	if err := replaceJSON(a.genesis, g); err != nil {
+	if err := home.ReplaceJSON(a.genesis, g); err != nil {
 		return none, 0, err
 	}
 	return m, len(g.Validators), nil
@@ -158,33 +157,4 @@ func homeAddrs(dir string) ([]string, error) {
 		out = append(out, strings.TrimSuffix(a, "/p2p/"+s.PeerID))
 	}
 	return out, nil
-}
-
-// replaceJSON writes v to path through a temporary file and a rename, so
-// the file is never seen half-written and a failure leaves the old one.
-func replaceJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
 }

@@ -97,10 +97,13 @@ func runNode(ctx context.Context, dir, logLevel, adminAddr string, stderr interf
 	feed := admin.NewFeed(admin.DefaultHistory, admin.DefaultHistoryBytes, admin.DefaultSubscriberBuffer)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), p2p.NewCollector(m), admin.NewFeedCollector(feed))
-	srv := admin.NewServer(m, feed, reg, log, admin.WithConfig(adminCfg))
+	live := home.NewLive(n, m)
+	srv := admin.NewServer(m, feed, reg, log, admin.WithConfig(adminCfg), admin.WithValidatorSets(live))
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	reloaded := reloadOnSIGHUP(ctx, live, log)
+	defer func() { cancel(); <-reloaded }()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -134,6 +137,33 @@ func runNode(ctx context.Context, dir, logLevel, adminAddr string, stderr interf
 		err = nil
 	}
 	return err
+}
+
+// reloadOnSIGHUP re-reads the home's validator sets and height file on each
+// SIGHUP until ctx ends, and closes the returned channel then.
+func reloadOnSIGHUP(ctx context.Context, live *home.Live, log *slog.Logger) <-chan struct{} {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-hup:
+				set, err := live.Reload(ctx)
+				if err != nil {
+					log.Error("SIGHUP: validator sets not reloaded; the node keeps its set", "err", err)
+					continue
+				}
+				h, _ := live.Current()
+				log.Info("SIGHUP: validator sets reloaded", "height", h, "set_height", set.Height(), "validators", set.Len())
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return done
 }
 
 // removeIfHolds removes path only if it still holds want, so a node never

@@ -6,6 +6,7 @@
 package home
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -162,7 +163,11 @@ type Node struct {
 	Key     *identity.Key
 	Config  Config
 	Genesis *validators.Genesis
-	Set     *validators.Set
+	Set     *validators.Set // the genesis set
+	// Sets are the genesis set and validators/<height>.json; Height is
+	// where the node stands (the height file, else the genesis height).
+	Sets   *Sets
+	Height uint64
 }
 
 // Load reads and checks a home directory.
@@ -188,7 +193,18 @@ func Load(dir string) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Node{Dir: dir, Key: k, Config: cfg, Genesis: g, Set: set}, nil
+	sets, err := LoadSets(dir, g, set)
+	if err != nil {
+		return nil, err
+	}
+	h, err := ReadHeight(dir, g)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := sets.ValidatorSet(context.Background(), h); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, HeightFile), err)
+	}
+	return &Node{Dir: dir, Key: k, Config: cfg, Genesis: g, Set: set, Sets: sets, Height: h}, nil
 }
 
 // P2PConfig turns the home into a module configuration.
@@ -196,8 +212,8 @@ func (n *Node) P2PConfig(log *slog.Logger) (p2p.Config, error) {
 	c := p2p.DefaultConfig()
 	c.NetworkID = n.Genesis.NetworkID
 	c.Key = n.Key
-	c.Validators = validators.StaticProvider{Set: n.Set}
-	c.Height = n.Set.Height()
+	c.Validators = n.Sets
+	c.Height = n.Height
 	c.Logger = log
 	c.Silent = n.Config.Silent
 	if len(n.Config.ListenAddrs) > 0 {

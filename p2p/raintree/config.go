@@ -17,6 +17,7 @@ const (
 	DefaultACKTimeout    = 2 * time.Second
 	DefaultMaxRetries    = 3
 	DefaultRecentSets    = 4
+	DefaultRecentSetTTL  = 2 * time.Minute
 	DefaultSeenCacheSize = 8192
 	DefaultSendTimeout   = 10 * time.Second
 )
@@ -60,6 +61,14 @@ type Config struct {
 	// RecentSets is how many replaced validator sets are kept, by hash, so
 	// broadcasts planned on them still propagate. Default 4.
 	RecentSets int
+	// RecentSetTTL is the grace period of a replaced set: for this long
+	// after a node moves to a new set, frames tagged with the old set's
+	// hash are still accepted and forwarded on the old plan, so nodes that
+	// reach a new height a little apart keep one tree. After it (or once
+	// RecentSets newer sets replaced it) such frames count as an unknown
+	// set: delivered if a current validator sent them, never forwarded.
+	// 0 keeps replaced sets until RecentSets pushes them out. Default 2m.
+	RecentSetTTL time.Duration
 	// SeenCacheSize bounds the cover-mode memory of (message, span) pairs
 	// already propagated; the oldest are forgotten first. Default 8192.
 	SeenCacheSize int
@@ -87,6 +96,7 @@ func DefaultConfig(networkID string) Config {
 		MaxRetries:     DefaultMaxRetries,
 		MaxMessageSize: wire.DefaultMaxMessageSize,
 		RecentSets:     DefaultRecentSets,
+		RecentSetTTL:   DefaultRecentSetTTL,
 		SeenCacheSize:  DefaultSeenCacheSize,
 		SendTimeout:    DefaultSendTimeout,
 		Unicast:        u,
@@ -108,6 +118,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("raintree: MaxMessageSize %d must be positive", c.MaxMessageSize)
 	case c.RecentSets < 0:
 		return fmt.Errorf("raintree: RecentSets %d must not be negative", c.RecentSets)
+	case c.RecentSetTTL < 0:
+		return fmt.Errorf("raintree: RecentSetTTL %v must not be negative", c.RecentSetTTL)
 	case c.SeenCacheSize <= 0:
 		return fmt.Errorf("raintree: SeenCacheSize %d must be positive", c.SeenCacheSize)
 	case c.SendTimeout <= 0:

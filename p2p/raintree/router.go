@@ -125,6 +125,8 @@ type setView struct {
 	set  *validators.Set
 	hash string
 	self int
+	// replaced is when a newer set took over (zero while current).
+	replaced time.Time
 }
 
 func newSetView(set *validators.Set, self identity.Address) *setView {
@@ -203,7 +205,8 @@ func NewRouter(h host.Host, self identity.Address, set *validators.Set, cfg Conf
 }
 
 // SetValidators switches to set for new broadcasts. Replaced sets are kept,
-// up to RecentSets, so broadcasts planned on them keep propagating.
+// up to RecentSets and for RecentSetTTL, so broadcasts planned on them keep
+// propagating.
 func (r *Router) SetValidators(set *validators.Set) {
 	if set == nil {
 		return
@@ -215,6 +218,7 @@ func (r *Router) SetValidators(set *validators.Set) {
 		return
 	}
 	r.recent = slices.DeleteFunc(r.recent, func(o *setView) bool { return o.hash == v.hash })
+	r.cur.replaced = r.clock.Now()
 	r.recent = slices.Insert(r.recent, 0, r.cur)
 	r.recent = r.recent[:min(len(r.recent), r.cfg.RecentSets)]
 	r.cur = v
@@ -672,6 +676,9 @@ func (r *Router) viewLocked(hash []byte) *setView {
 	}
 	for _, v := range r.recent {
 		if string(hash) == v.hash {
+			if r.cfg.RecentSetTTL > 0 && r.clock.Now().Sub(v.replaced) > r.cfg.RecentSetTTL {
+				return nil // past its grace period
+			}
 			return v
 		}
 	}

@@ -753,3 +753,27 @@ func TestSetValidatorsKeepsRecentSetsByHash(t *testing.T) {
 		t.Error("the last set is not current")
 	}
 }
+
+func TestReplacedSetsAreAcceptedOnlyForTheirGracePeriod(t *testing.T) {
+	clock := newFakeClock()
+	c := newMockCluster(t, 1, func(cfg *Config) {
+		cfg.Clock = clock
+		cfg.RecentSetTTL = time.Minute
+	})
+	r := c.nodes[0].router
+	next := newSet(t, 2, []crypto.PrivKey{c.nodes[0].key})
+	r.SetValidators(next)
+	known := func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.viewLocked(c.set.Hash()) != nil
+	}
+	clock.Advance(time.Minute)
+	if !known() {
+		t.Fatal("the replaced set was forgotten within its grace period")
+	}
+	clock.Advance(time.Second)
+	if known() {
+		t.Fatal("the replaced set is still accepted after its grace period")
+	}
+}
