@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 
 	"github.com/libp2p/go-libp2p"
@@ -28,7 +29,9 @@ type simnetFabric struct {
 func newSimnetFabric(cfg NetConfig, lat *pairLatency) *simnetFabric {
 	v := cfg.Virtual.withDefaults()
 	return &simnetFabric{
-		nw: &simnet.Simnet{LatencyFunc: lat.packet},
+		// Packets to down validators have nowhere to go; the Simnet
+		// would log each one.
+		nw: &simnet.Simnet{LatencyFunc: lat.packet, Logger: slog.New(slog.DiscardHandler)},
 		links: simnet.NodeBiDiLinkSettings{
 			Uplink:   simnet.LinkSettings{BitsPerSecond: v.UplinkBPS},
 			Downlink: simnet.LinkSettings{BitsPerSecond: v.DownlinkBPS},

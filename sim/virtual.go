@@ -3,7 +3,6 @@ package sim
 import (
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"net"
 	"time"
 
@@ -83,13 +82,12 @@ func simnetAddr(i int) (ma.Multiaddr, error) {
 // the seed.
 type pairLatency struct {
 	min, spread time.Duration
-	seed        maphash.Seed
 	key         uint64
 	node        map[[4]byte]int
 }
 
 func newPairLatency(cfg NetConfig, nodes int) *pairLatency {
-	l := &pairLatency{min: cfg.Latency, seed: maphash.MakeSeed(), key: cfg.Seed, node: make(map[[4]byte]int, nodes)}
+	l := &pairLatency{min: cfg.Latency, key: cfg.Seed, node: make(map[[4]byte]int, nodes)}
 	if cfg.Virtual.LatencyMax > cfg.Latency {
 		l.spread = cfg.Virtual.LatencyMax - cfg.Latency
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"math"
 	"os"
 	"testing"
 	"testing/synctest"
@@ -20,7 +21,7 @@ var virtualFlags = struct {
 	latency, latencyMax, timeout                                  *time.Duration
 	uplinkMbps, downlinkMbps                                      *float64
 }{
-	validators: flag.Int("validators", 12, "TestVirtualSim: number of validators"),
+	validators: flag.Int("validators", 8, "TestVirtualSim: number of validators"),
 	fullnodes:  flag.Int("fullnodes", 4, "TestVirtualSim: number of full nodes"),
 	broadcasts: flag.Int("broadcasts", 3, "TestVirtualSim: broadcasts per strategy"),
 	silent:     flag.Int("silent-validators", 0, "TestVirtualSim: validators that receive but never forward"),
@@ -139,5 +140,109 @@ func TestVirtualSim(t *testing.T) {
 		if s.CoverageMS == nil || s.CoverageMS.P50 < ms(cfg.Latency) {
 			t.Errorf("%s: coverage %+v, want at least the link latency %v", s.Name, s.CoverageMS, cfg.Latency)
 		}
+	}
+}
+
+// TestVirtualSimIsReproducible runs one configuration twice with the same
+// seed. Goroutine scheduling is not deterministic, and pubsub picks mesh
+// peers with the global math/rand, so runs are not bit-identical; but keys,
+// faults, origins and link latencies come from the seed, and virtual time
+// takes the CPU out of the timings, so delivery must agree exactly and
+// coverage quantiles within 5%.
+func TestVirtualSimIsReproducible(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds simulated QUIC networks")
+	}
+	cfg := NetConfig{
+		Validators:       10,
+		FullNodes:        3,
+		SilentValidators: 3,
+		Broadcasts:       5,
+		Strategies:       mustParseStrategies([]string{"cover", "cover+ack+gossipsub"}),
+		Seed:             7,
+		PayloadSize:      1024,
+		// Equal links: with latencies drawn per pair, pubsub's random
+		// mesh would route a message over different links in each run.
+		// And fast ones: pubsub walks its peer maps in random order, so
+		// which of a node's copies leaves its uplink first varies between
+		// runs, by up to a burst's serialisation time.
+		Latency: 40 * time.Millisecond,
+		Virtual: &VirtualLinks{UplinkBPS: 100_000_000, DownlinkBPS: 100_000_000},
+	}
+	first, second := runVirtual(t, cfg), runVirtual(t, cfg)
+	for i, a := range first.Strategies {
+		b := second.Strategies[i]
+		for _, r := range []struct {
+			name string
+			a, b *float64
+		}{
+			{"delivery", a.DeliveryRatio, b.DeliveryRatio},
+			{"validator delivery", a.ValidatorDeliveryRatio, b.ValidatorDeliveryRatio},
+			{"full-node delivery", a.FullNodeDeliveryRatio, b.FullNodeDeliveryRatio},
+		} {
+			if (r.a == nil) != (r.b == nil) || r.a != nil && *r.a != *r.b {
+				t.Errorf("%s: %s %v then %v, want equal", a.Name, r.name, deref(r.a), deref(r.b))
+			}
+		}
+		for _, q := range []struct {
+			name string
+			a, b *Quantiles
+		}{
+			{"coverage", a.CoverageMS, b.CoverageMS},
+			{"validator coverage", a.ValidatorCoverageMS, b.ValidatorCoverageMS},
+			{"full-node coverage", a.FullNodeCoverageMS, b.FullNodeCoverageMS},
+		} {
+			if (q.a == nil) != (q.b == nil) {
+				t.Errorf("%s: %s %+v then %+v", a.Name, q.name, q.a, q.b)
+				continue
+			}
+			if q.a == nil {
+				continue
+			}
+			t.Logf("%s: %s p50 %v / %v ms, p99 %v / %v ms", a.Name, q.name, q.a.P50, q.b.P50, q.a.P99, q.b.P99)
+			if !within(q.a.P50, q.b.P50, 0.05) || !within(q.a.P99, q.b.P99, 0.05) {
+				t.Errorf("%s: %s p50 %v then %v ms, p99 %v then %v ms; want within 5%%",
+					a.Name, q.name, q.a.P50, q.b.P50, q.a.P99, q.b.P99)
+			}
+		}
+	}
+}
+
+func within(a, b, frac float64) bool { return math.Abs(a-b) <= frac*math.Max(math.Abs(a), math.Abs(b)) }
+
+func deref(p *float64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+func TestPairLatencyIsSymmetricBoundedAndFixedBySeed(t *testing.T) {
+	cfg := NetConfig{Seed: 1, Latency: 10 * time.Millisecond, Virtual: &VirtualLinks{LatencyMax: 50 * time.Millisecond}}
+	a, b := newPairLatency(cfg, 40), newPairLatency(cfg, 40)
+	cfg.Seed = 2
+	other := newPairLatency(cfg, 40)
+	lo, hi, differ := time.Hour, time.Duration(0), 0
+	for i := range 40 {
+		for j := range 40 {
+			d := a.of(i, j)
+			if d != a.of(j, i) || d != b.of(i, j) {
+				t.Fatalf("pair (%d,%d): %v, reversed %v, same seed again %v; want all equal", i, j, d, a.of(j, i), b.of(i, j))
+			}
+			lo, hi = min(lo, d), max(hi, d)
+			if d != other.of(i, j) {
+				differ++
+			}
+		}
+	}
+	if lo < 10*time.Millisecond || hi > 50*time.Millisecond || hi-lo < 30*time.Millisecond {
+		t.Errorf("latencies span [%v, %v], want most of [10ms, 50ms]", lo, hi)
+	}
+	if differ < 40*40/2 {
+		t.Errorf("only %d of %d pairs differ under another seed", differ, 40*40)
+	}
+	static := newPairLatency(NetConfig{Latency: 7 * time.Millisecond, Virtual: &VirtualLinks{}}, 3)
+	if d := static.of(0, 2); d != 7*time.Millisecond {
+		t.Errorf("static latency %v, want 7ms", d)
 	}
 }
