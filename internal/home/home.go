@@ -60,6 +60,10 @@ type Config struct {
 	// ACK enables RainTree acknowledgements and re-delegation (default on).
 	ACK        *bool  `json:"ack,omitempty"`
 	ACKTimeout string `json:"ack_timeout,omitempty"`
+	// RecentSetTTL is RainTree's grace period for a replaced validator set
+	// (a Go duration, default 2m): frames tagged with it are accepted that
+	// long after the node moves on.
+	RecentSetTTL string `json:"recent_set_ttl,omitempty"`
 	// Silent is fault injection: receive but never forward.
 	Silent bool `json:"silent,omitempty"`
 }
@@ -238,6 +242,13 @@ func (n *Node) P2PConfig(log *slog.Logger) (p2p.Config, error) {
 			return c, fmt.Errorf("config ack_timeout: %w", err)
 		}
 		c.RainTree.ACKTimeout = d
+	}
+	if n.Config.RecentSetTTL != "" {
+		d, err := time.ParseDuration(n.Config.RecentSetTTL)
+		if err != nil {
+			return c, fmt.Errorf("config recent_set_ttl: %w", err)
+		}
+		c.RainTree.RecentSetTTL = d
 	}
 	if n.Config.PubSub != "" {
 		k, err := background.ParsePubSubKind(n.Config.PubSub)
