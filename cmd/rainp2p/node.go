@@ -47,6 +47,11 @@ func newNodeCmd() *cobra.Command {
 }
 
 func runNode(ctx context.Context, dir, logLevel, adminAddr string, stderr interface{ Write([]byte) (int, error) }) error {
+	// From the start, so a SIGHUP during start-up is a reload once the node
+	// runs rather than the end of the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	n, err := home.Load(dir)
 	if err != nil {
 		return err
@@ -102,7 +107,7 @@ func runNode(ctx context.Context, dir, logLevel, adminAddr string, stderr interf
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	reloaded := reloadOnSIGHUP(ctx, live, log)
+	reloaded := reloadOnSIGHUP(ctx, hup, live, log)
 	defer func() { cancel(); <-reloaded }()
 	done := make(chan struct{})
 	go func() {
@@ -140,14 +145,11 @@ func runNode(ctx context.Context, dir, logLevel, adminAddr string, stderr interf
 }
 
 // reloadOnSIGHUP re-reads the home's validator sets and height file on each
-// SIGHUP until ctx ends, and closes the returned channel then.
-func reloadOnSIGHUP(ctx context.Context, live *home.Live, log *slog.Logger) <-chan struct{} {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+// signal from hup until ctx ends, and closes the returned channel then.
+func reloadOnSIGHUP(ctx context.Context, hup <-chan os.Signal, live *home.Live, log *slog.Logger) <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		defer signal.Stop(hup)
 		for {
 			select {
 			case <-hup:
