@@ -12,6 +12,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/x/simlibp2p"
 	"github.com/marcopolo/simnet"
+
+	"github.com/rainp2p/rainp2p/p2p"
 )
 
 func init() {
@@ -41,7 +43,14 @@ func newSimnetFabric(cfg NetConfig, lat *pairLatency) *simnetFabric {
 }
 
 func (f *simnetFabric) host(i int, n simNode) (host.Host, error) {
+	// The connection manager a node runs with (p2p.DefaultConfig), so
+	// trimming plays its part as in a deployment.
+	cm, err := p2p.NewConnManager(p2p.DefaultConfig().ConnManager)
+	if err != nil {
+		return nil, err
+	}
 	h, err := libp2p.New(
+		libp2p.ConnectionManager(cm), // the host closes it
 		libp2p.Identity(n.key.Private),
 		libp2p.ListenAddrs(n.addr),
 		simlibp2p.QUICSimnet(f.nw, f.links),
@@ -54,6 +63,7 @@ func (f *simnetFabric) host(i int, n simNode) (host.Host, error) {
 		libp2p.DisableMetrics(),
 	)
 	if err != nil {
+		_ = cm.Close()
 		return nil, fmt.Errorf("creating simnet host %d: %w", i, err)
 	}
 	f.mu.Lock()
