@@ -500,14 +500,21 @@ func (sc *scenario) run(ctx context.Context, s Strategy, label string, progress 
 		}
 		fmt.Fprintf(progress, "sim: %s: broadcast %d/%d: %d/%d reached%s\n", label, j+1, cfg.Broadcasts,
 			targets-1-int(fd.remaining[j].Load()), targets-1, note)
+		if cfg.Virtual != nil {
+			// Drain: duplicates still queued on slow uplinks would
+			// otherwise delay the next broadcast by an amount set by
+			// Gap. Waiting costs virtual time, not wall time.
+			if _, err := waitQuiet(ctx, nil, activity, settleQuiet(cfg), time.Now().Add(cfg.BroadcastTimeout)); err != nil {
+				return StrategyResult{}, err
+			}
+		}
 		if err := sleep(ctx, cfg.Gap); err != nil {
 			return StrategyResult{}, err
 		}
 	}
 	// Settle: wait until no payload has been written for a few link
 	// latencies, so late duplicates are counted.
-	settleQuiet := max(4*cfg.Latency, 100*time.Millisecond)
-	if _, err := waitQuiet(ctx, nil, activity, settleQuiet, time.Now().Add(cfg.BroadcastTimeout)); err != nil {
+	if _, err := waitQuiet(ctx, nil, activity, settleQuiet(cfg), time.Now().Add(cfg.BroadcastTimeout)); err != nil {
 		return StrategyResult{}, err
 	}
 	traffic := counter.snapshot().sub(before)
@@ -567,6 +574,16 @@ func (sc *scenario) waitGossipReady(ctx context.Context, modules []*p2p.Module) 
 	return sleep(ctx, 2*params.HeartbeatInterval)
 }
 
+// settleQuiet is how long nothing may move before the network counts as
+// drained: a few link latencies.
+func settleQuiet(cfg NetConfig) time.Duration {
+	lat := cfg.Latency
+	if cfg.Virtual != nil {
+		lat = max(lat, cfg.Virtual.LatencyMax)
+	}
+	return max(4*lat, 100*time.Millisecond)
+}
+
 // Minimum quiet period after which a broadcast that has not reached every
 // target is considered over.
 const (
@@ -589,7 +606,11 @@ func (sc *scenario) quietPeriod(s Strategy) time.Duration {
 	if s.Gossip == string(background.GossipSub) {
 		extra = max(extra, background.DefaultGossipParams().HeartbeatInterval)
 	}
-	return max(quietLatencies*sc.cfg.Latency, minQuiet) + extra
+	lat := sc.cfg.Latency
+	if sc.cfg.Virtual != nil {
+		lat = max(lat, sc.cfg.Virtual.LatencyMax)
+	}
+	return max(quietLatencies*lat, minQuiet) + extra
 }
 
 // waitEnd says why waitQuiet returned.
