@@ -3,8 +3,11 @@ package sim
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 )
 
@@ -23,10 +26,14 @@ type fabric interface {
 }
 
 // mocknetFabric runs hosts on an in-memory libp2p mocknet whose links
-// only delay.
+// only delay. Links are made when a pair first dials (see mocknetHost),
+// not for every pair up front, which would cost O(n²) memory.
 type mocknetFabric struct {
 	mn    mocknet.Mocknet
 	hosts map[int]host.Host
+
+	linkMu sync.Mutex // serialises link creation, so a pair gets one link
+	cms    []*connmgr.BasicConnMgr
 }
 
 func newMocknetFabric(cfg NetConfig) *mocknetFabric {
@@ -40,19 +47,22 @@ func (f *mocknetFabric) host(i int, n simNode) (host.Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("adding mocknet peer: %w", err)
 	}
-	f.hosts[i] = h
-	return h, nil
+	mh, err := newMocknetHost(h, f)
+	if err != nil {
+		return nil, err
+	}
+	f.cms = append(f.cms, mh.cm)
+	f.hosts[i] = mh
+	return mh, nil
 }
 
-func (f *mocknetFabric) start() error {
-	if err := f.mn.LinkAll(); err != nil {
-		return fmt.Errorf("linking mocknet: %w", err)
-	}
-	return nil
-}
+func (f *mocknetFabric) start() error { return nil }
 
 func (f *mocknetFabric) connect(ctx context.Context, pairs [][2]int) error {
 	for _, p := range pairs {
+		if err := f.link(f.hosts[p[0]].ID(), f.hosts[p[1]].ID()); err != nil {
+			return err
+		}
 		if _, err := f.mn.ConnectPeers(f.hosts[p[0]].ID(), f.hosts[p[1]].ID()); err != nil {
 			return fmt.Errorf("connecting nodes %d and %d: %w", p[0], p[1], err)
 		}
@@ -61,8 +71,25 @@ func (f *mocknetFabric) connect(ctx context.Context, pairs [][2]int) error {
 }
 
 func (f *mocknetFabric) close() error {
-	if err := f.mn.Close(); err != nil {
+	err := f.mn.Close()
+	for _, cm := range f.cms {
+		_ = cm.Close()
+	}
+	if err != nil {
 		return fmt.Errorf("closing mocknet: %w", err)
+	}
+	return nil
+}
+
+// link makes sure a and b have a mocknet link, the medium a dial needs.
+func (f *mocknetFabric) link(a, b peer.ID) error {
+	f.linkMu.Lock()
+	defer f.linkMu.Unlock()
+	if len(f.mn.LinksBetweenPeers(a, b)) > 0 {
+		return nil
+	}
+	if _, err := f.mn.LinkPeers(a, b); err != nil {
+		return fmt.Errorf("linking %s and %s: %w", a, b, err)
 	}
 	return nil
 }

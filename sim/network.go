@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -31,9 +32,12 @@ const (
 	DefaultBroadcastTimeout = 5 * time.Second
 	DefaultGap              = 20 * time.Millisecond
 	DefaultReadyTimeout     = 20 * time.Second
+	// DefaultDegree is the sim command's --degree: bootstrap peers per node.
+	DefaultDegree = 16
 	// MaxNetworkNodes bounds validators plus full nodes: every node is a
-	// full libp2p host with its routers, in this process.
-	MaxNetworkNodes = 1000
+	// full libp2p host with its routers, in this process, at about
+	// 2-4 MB each with --degree wiring (BENCHMARKS.md).
+	MaxNetworkNodes = 10_000
 	// MaxPayloadSize bounds NetConfig.PayloadSize, well under the
 	// envelope limit.
 	MaxPayloadSize = 1 << 20
@@ -67,9 +71,12 @@ type NetConfig struct {
 	Latency time.Duration
 	// Loss must be 0; see ErrLossUnsupported.
 	Loss float64
-	// Degree is how many random peers each node connects to before the
-	// routers start; 0 connects every pair. Routers dial more on demand
-	// (RainTree its targets, the gossip router the validators).
+	// Degree is how many random bootstrap peers each node is configured
+	// with, as an operator would; the node dials them itself, and every
+	// other connection comes from its own routers (a validator's RainTree
+	// targets, dials on demand) under its connection manager, trimmed as
+	// on a real host. 0 (or n-1 and more) instead connects every pair
+	// before the routers start, O(n²) connections.
 	Degree int
 	// BroadcastTimeout bounds the wait for one broadcast to reach every
 	// target before sending the next. The wait ends sooner once no payload
@@ -81,8 +88,17 @@ type NetConfig struct {
 	// Gap is the pause between broadcasts.
 	Gap time.Duration
 	// ReadyTimeout bounds the wait for gossip topic peers. Default
-	// DefaultReadyTimeout.
+	// DefaultReadyTimeout, or 20ms per node if that is longer.
 	ReadyTimeout time.Duration
+	// ConnSettle is how long after a network starts its connections are
+	// counted at the earliest. 0 means, for --degree wiring on mocknet,
+	// the connection manager's grace period plus one check, so every
+	// start-up connection could have been trimmed; otherwise no wait.
+	ConnSettle time.Duration
+	// HeapProfile, when set, is a path prefix: each strategy writes a heap
+	// profile to <prefix>-<strategy>.pprof once its connections are
+	// counted, before the network is torn down.
+	HeapProfile string
 	// Virtual, when set, runs on simulated QUIC links in virtual time
 	// instead of mocknet in wall-clock time; see VirtualLinks. The
 	// default BroadcastTimeout is then DefaultVirtualBroadcastTimeout.
@@ -129,6 +145,9 @@ type simNode struct {
 	validator bool
 	down      bool
 	silent    bool
+	// bootstrap are the node's --degree bootstrap peers, which it dials
+	// itself; nil when the run connects every pair instead.
+	bootstrap []peer.AddrInfo
 }
 
 // scenario is everything strategies share.
@@ -136,7 +155,7 @@ type scenario struct {
 	cfg       NetConfig
 	nodes     []simNode // validators first, in set order, then full nodes
 	set       *validators.Set
-	links     [][2]int     // initial connections; nil means every pair
+	wired     bool         // nodes dial their bootstrap peers; false connects every pair
 	latency   *pairLatency // virtual time only
 	originAll []int        // per broadcast, any live node
 	originVal []int        // per broadcast, a live validator
@@ -157,7 +176,9 @@ func RunNetwork(ctx context.Context, cfg NetConfig, progress io.Writer) (Result,
 		}
 	}
 	if cfg.ReadyTimeout == 0 {
-		cfg.ReadyTimeout = DefaultReadyTimeout
+		// Nodes dial their bootstrap peers themselves: allow for a big
+		// network's start-up on a loaded machine.
+		cfg.ReadyTimeout = max(DefaultReadyTimeout, time.Duration(cfg.Validators+cfg.FullNodes)*20*time.Millisecond)
 	}
 	if err := cfg.validate(); err != nil {
 		return Result{}, err
@@ -190,10 +211,12 @@ func RunNetwork(ctx context.Context, cfg NetConfig, progress io.Writer) (Result,
 		label := fmt.Sprintf("strategy %d/%d %s", i+1, len(cfg.Strategies), s.Name())
 		fmt.Fprintf(progress, "sim: %s: starting network\n", label)
 		start := time.Now()
+		resetPeakRSS()
 		sr, err := sc.run(ctx, s, label, progress)
 		if err != nil {
 			return Result{}, fmt.Errorf("%s: %w", s.Name(), err)
 		}
+		sr.PeakRSSBytes = peakRSS()
 		if res.TimeBase == TimeWall { // in a synctest bubble, time.Now is virtual
 			sr.WallMS = ptr(ms(time.Since(start)))
 		}
@@ -257,18 +280,15 @@ func newScenario(cfg NetConfig) (*scenario, error) {
 		sc.originVal = append(sc.originVal, f.live[rng.IntN(len(f.live))])
 	}
 	if n := len(sc.nodes); cfg.Degree > 0 && cfg.Degree < n-1 {
-		seen := map[[2]int]bool{}
+		sc.wired = true
 		for a := range n {
 			for _, j := range rng.Perm(n - 1)[:cfg.Degree] {
 				b := j
 				if b >= a {
 					b++
 				}
-				e := [2]int{min(a, b), max(a, b)}
-				if !seen[e] {
-					seen[e] = true
-					sc.links = append(sc.links, e)
-				}
+				sc.nodes[a].bootstrap = append(sc.nodes[a].bootstrap,
+					peer.AddrInfo{ID: sc.nodes[b].key.PeerID, Addrs: []ma.Multiaddr{sc.nodes[b].addr}})
 			}
 		}
 	}
@@ -352,6 +372,11 @@ func (sc *scenario) run(ctx context.Context, s Strategy, label string, progress 
 		}
 	}()
 	counter := &wireCounter{rainProtocol: raintree.ProtocolID(simNetworkID)}
+	vals := make(map[peer.ID]bool, sc.set.Len())
+	for _, v := range sc.set.Validators() {
+		vals[v.PeerID] = true
+	}
+	counter.validators.Store(&vals)
 
 	modules := make([]*p2p.Module, len(sc.nodes))
 	defer func() {
@@ -372,31 +397,9 @@ func (sc *scenario) run(ctx context.Context, s Strategy, label string, progress 
 		if err != nil {
 			return StrategyResult{}, err
 		}
-		mc := p2p.DefaultConfig()
-		mc.NetworkID = simNetworkID
-		mc.RainTree = raintree.DefaultConfig(simNetworkID)
-		mc.Background = background.DefaultConfig(simNetworkID)
-		mc.Key = n.key
+		mc := sc.nodeConfig(s, n)
 		mc.Host = &countingHost{Host: h, c: counter}
-		mc.Validators = validators.StaticProvider{Set: sc.set}
-		mc.Silent = n.silent
 		mc.Logger = quiet
-		switch {
-		case s.RainTreeOnly():
-			mc.Routers = p2p.RoutersRainTreeOnly
-		case s.RainTree == "":
-			mc.Routers = p2p.RoutersBackgroundOnly
-		default:
-			mc.Routers = p2p.RoutersBoth
-		}
-		if s.RainTree != "" {
-			mc.RainTree.Mode = raintree.Mode(s.RainTree)
-			mc.RainTree.ACK = s.ACK
-		}
-		if s.Gossip != "" {
-			mc.Background.PubSub = background.PubSubKind(s.Gossip)
-			mc.Background.DHT = false // the mocknet topology is the discovery
-		}
 		m, err := p2p.New(mc)
 		if err != nil {
 			return StrategyResult{}, fmt.Errorf("configuring node %d: %w", i, err)
@@ -406,6 +409,7 @@ func (sc *scenario) run(ctx context.Context, s Strategy, label string, progress 
 	if err := fab.start(); err != nil {
 		return StrategyResult{}, err
 	}
+	started := time.Now()
 	for i, m := range modules {
 		if m != nil {
 			if err := m.Start(ctx); err != nil {
@@ -413,8 +417,10 @@ func (sc *scenario) run(ctx context.Context, s Strategy, label string, progress 
 			}
 		}
 	}
-	if err := sc.connect(ctx, fab, modules); err != nil {
-		return StrategyResult{}, err
+	if !sc.wired {
+		if err := sc.connect(ctx, fab, modules); err != nil {
+			return StrategyResult{}, err
+		}
 	}
 
 	fd := &firstDeliveries{
@@ -522,28 +528,90 @@ func (sc *scenario) run(ctx context.Context, s Strategy, label string, progress 
 		fmt.Fprintf(progress, "sim: %s: warning: %d frames could not be decoded; payload counts may be low\n", label, n)
 	}
 
+	conns, err := sc.settleConnections(ctx, modules, started)
+	if err != nil {
+		return StrategyResult{}, err
+	}
 	fd.mu.Lock()
 	defer fd.mu.Unlock()
-	return sc.summarise(s, fd, origins, sent, traffic), nil
+	r := sc.summarise(s, fd, origins, sent, traffic)
+	r.ConnectionsPerNode = countQuantiles(conns)
+	if cfg.HeapProfile != "" {
+		if err := writeHeapProfile(cfg.HeapProfile + "-" + s.Name() + ".pprof"); err != nil {
+			return StrategyResult{}, err
+		}
+	}
+	return r, nil
 }
 
-// connect makes the initial connections: every pair, or the scenario's
-// random links, between nodes that run.
-func (sc *scenario) connect(ctx context.Context, fab fabric, modules []*p2p.Module) error {
-	var pairs [][2]int
-	if sc.links == nil {
-		for a := range modules {
-			for b := a + 1; b < len(modules); b++ {
-				pairs = append(pairs, [2]int{a, b})
-			}
-		}
-	} else {
-		pairs = sc.links
+// settleConnections waits until every connection made while the network
+// started could have been trimmed once (the connection manager's grace
+// period and one check after it), then counts each running node's peers.
+func (sc *scenario) settleConnections(ctx context.Context, modules []*p2p.Module, started time.Time) ([]int, error) {
+	wait := sc.cfg.ConnSettle
+	if wait == 0 && sc.wired && sc.cfg.Virtual == nil {
+		cm := p2p.DefaultConfig().ConnManager
+		wait = cm.GracePeriod + cm.SilencePeriod + time.Second
 	}
-	run := make([][2]int, 0, len(pairs))
-	for _, p := range pairs {
-		if modules[p[0]] != nil && modules[p[1]] != nil {
-			run = append(run, p)
+	if err := sleep(ctx, time.Until(started.Add(wait))); err != nil {
+		return nil, err
+	}
+	var conns []int
+	for _, m := range modules {
+		if m != nil {
+			conns = append(conns, len(m.Host().Network().Peers()))
+		}
+	}
+	return conns, nil
+}
+
+// nodeConfig is node n's configuration under strategy s, without a host:
+// the shipped configuration for "default"; otherwise the strategy's
+// routers, with the shipped gossip parameters next to RainTree and
+// pubsub's stock ones (background.StockGossipParams) for plain gossipsub,
+// so the baseline does not move when the shipped parameters do.
+func (sc *scenario) nodeConfig(s Strategy, n simNode) p2p.Config {
+	mc := p2p.DefaultConfig()
+	mc.NetworkID = simNetworkID
+	mc.Key = n.key
+	mc.Validators = validators.StaticProvider{Set: sc.set}
+	mc.Silent = n.silent
+	mc.Background.BootstrapPeers = n.bootstrap
+	// The initial wiring and the nodes' bootstrap peers are the discovery.
+	mc.Background.DHT = false
+	if s.Default {
+		return mc
+	}
+	switch {
+	case s.RainTreeOnly():
+		mc.Routers = p2p.RoutersRainTreeOnly
+	case s.RainTree == "":
+		mc.Routers = p2p.RoutersBackgroundOnly
+	default:
+		mc.Routers = p2p.RoutersBoth
+	}
+	if s.RainTree != "" {
+		mc.RainTree.Mode = raintree.Mode(s.RainTree)
+		mc.RainTree.ACK = s.ACK
+	}
+	if s.Gossip != "" {
+		mc.Background.PubSub = background.PubSubKind(s.Gossip)
+	}
+	if s.RainTree == "" && s.Gossip == string(background.GossipSub) {
+		mc.Background.Gossip = background.StockGossipParams()
+	}
+	return mc
+}
+
+// connect connects every pair of nodes that run, for runs without
+// --degree wiring.
+func (sc *scenario) connect(ctx context.Context, fab fabric, modules []*p2p.Module) error {
+	var run [][2]int
+	for a := range modules {
+		for b := a + 1; b < len(modules); b++ {
+			if modules[a] != nil && modules[b] != nil {
+				run = append(run, [2]int{a, b})
+			}
 		}
 	}
 	return fab.connect(ctx, run)
@@ -556,12 +624,30 @@ func (sc *scenario) waitGossipReady(ctx context.Context, modules []*p2p.Module) 
 	params := background.DefaultGossipParams()
 	ctx, cancel := context.WithTimeout(ctx, sc.cfg.ReadyTimeout)
 	defer cancel()
+	running := map[peer.ID]bool{}
+	for _, m := range modules {
+		if m != nil {
+			running[m.Host().ID()] = true
+		}
+	}
 	for i, m := range modules {
 		if m == nil {
 			continue
 		}
+		// A wired node dials its own bootstrap peers: wait for enough of
+		// them to fill a mesh's lower bound.
+		bootWant := 0
+		for _, b := range sc.nodes[i].bootstrap {
+			if running[b.ID] {
+				bootWant++
+			}
+		}
+		bootWant = min(bootWant, background.StockGossipParams().Dlo)
 		for {
 			want := min(params.D, len(m.Host().Network().Peers()))
+			if sc.wired {
+				want = bootWant
+			}
 			have := m.Status().Peers[string(p2p.RouterBackground)]
 			if have >= want && want > 0 {
 				break
@@ -604,7 +690,7 @@ func (sc *scenario) quietPeriod(s Strategy) time.Duration {
 		extra = max(extra, raintree.DefaultConfig(simNetworkID).ACKTimeout)
 	}
 	if s.Gossip == string(background.GossipSub) {
-		extra = max(extra, background.DefaultGossipParams().HeartbeatInterval)
+		extra = max(extra, background.DefaultGossipParams().HeartbeatInterval, background.StockGossipParams().HeartbeatInterval)
 	}
 	lat := sc.cfg.Latency
 	if sc.cfg.Virtual != nil {
@@ -716,6 +802,23 @@ func (sc *scenario) summarise(s Strategy, fd *firstDeliveries, origins []int, se
 		r.FullNodeDeliveryRatio = ratio(fnDelivered, fnTargets)
 		r.FullNodeCoverageMS = quantilesMS(fnCoverage)
 	}
+	var vals, fulls int
+	for i, t := range fd.isTarget {
+		switch {
+		case !t:
+		case sc.nodes[i].validator:
+			vals++
+		default:
+			fulls++
+		}
+	}
+	perNode := func(copies int64, nodes int) *float64 {
+		if nodes == 0 {
+			return nil
+		}
+		return ptr(round(float64(copies)/b/float64(nodes), 3))
+	}
+	r.PayloadCopiesPerNode = &RoleCopies{Validator: perNode(traffic.toValidators, vals), FullNode: perNode(traffic.toFullNodes, fulls)}
 	return r
 }
 

@@ -95,6 +95,17 @@ type StrategyResult struct {
 	// from every origin, plus re-delegations beyond them in the planned
 	// broadcasts. Plan mode only.
 	RainTreePeersPerValidator *PeerStats `json:"raintree_peers_per_validator"`
+	// ConnectionsPerNode is, over running nodes, how many peers each is
+	// connected to at the end of the run, once every connection made at
+	// start-up has had a chance to be trimmed. Network mode only.
+	ConnectionsPerNode *CountQuantiles `json:"connections_per_node"`
+	// PeakRSSBytes is the process's peak resident memory (VmHWM) during
+	// this strategy's run, the peak reset before it; null where /proc
+	// does not tell. Network mode only.
+	PeakRSSBytes *int64 `json:"peak_rss_bytes"`
+	// PayloadCopiesPerNode is payload copies received per running node
+	// and broadcast, by the recipient's role. Network mode only.
+	PayloadCopiesPerNode *RoleCopies `json:"payload_copies_per_node"`
 
 	// WallMS is the wall-clock time this strategy's run took, network
 	// set-up included: the cost of the measurement, not a measurement.
@@ -118,6 +129,34 @@ type Quantiles struct {
 type HopStats struct {
 	Mean float64 `json:"mean"`
 	Max  int     `json:"max"`
+}
+
+// CountQuantiles summarise a per-node count by nearest rank.
+type CountQuantiles struct {
+	P50 int `json:"p50"`
+	P99 int `json:"p99"`
+	Max int `json:"max"`
+}
+
+// countQuantiles returns the quantiles of counts, or nil for none.
+func countQuantiles(counts []int) *CountQuantiles {
+	if len(counts) == 0 {
+		return nil
+	}
+	s := slices.Clone(counts)
+	slices.Sort(s)
+	rank := func(q float64) int {
+		i := int(math.Ceil(q*float64(len(s)))) - 1
+		return s[min(max(i, 0), len(s)-1)]
+	}
+	return &CountQuantiles{P50: rank(0.50), P99: rank(0.99), Max: s[len(s)-1]}
+}
+
+// RoleCopies is a per-node figure by role; a role with no running node is
+// null.
+type RoleCopies struct {
+	Validator *float64 `json:"validator"`
+	FullNode  *float64 `json:"fullnode"`
 }
 
 // PeerStats summarise a per-validator count of peers.

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/rainp2p/rainp2p/p2p"
 )
 
 // ErrBadConfig wraps every invalid simulation input.
@@ -18,10 +20,33 @@ type Strategy struct {
 	ACK bool
 	// Gossip is "gossipsub", "randomsub", "floodsub" or "" (no gossip).
 	Gossip string
+	// Default runs p2p.DefaultConfig untouched: whatever a node ships
+	// with. RainTree, ACK and Gossip then describe it.
+	Default bool
 }
 
-// Name is the canonical name: mode, then "ack", then the gossip router.
+// partDefault names the shipped configuration.
+const partDefault = "default"
+
+// DefaultStrategy is the strategy of p2p.DefaultConfig.
+func DefaultStrategy() Strategy {
+	c := p2p.DefaultConfig()
+	s := Strategy{Default: true, Gossip: string(c.Background.PubSub)}
+	if c.Routers != p2p.RoutersBackgroundOnly {
+		s.RainTree, s.ACK = string(c.RainTree.Mode), c.RainTree.ACK
+	}
+	if c.Routers == p2p.RoutersRainTreeOnly {
+		s.Gossip = ""
+	}
+	return s
+}
+
+// Name is the canonical name: "default" for the shipped configuration,
+// otherwise mode, then "ack", then the gossip router.
 func (s Strategy) Name() string {
+	if s.Default {
+		return partDefault
+	}
 	var parts []string
 	if s.RainTree != "" {
 		parts = append(parts, s.RainTree)
@@ -50,20 +75,24 @@ const (
 )
 
 // NetworkStrategies are the strategies RunNetwork compares by default.
-// "cover+ack+gossipsub" is what a node ships with (p2p.DefaultConfig);
-// "cover+gossipsub" is the same without RainTree ACKs.
+// "default" is what a node ships with (p2p.DefaultConfig, today
+// cover+ack+gossipsub); "cover+gossipsub" is the same without RainTree
+// ACKs.
 var NetworkStrategies = []string{
 	"reference", "cover", "gossipsub", "randomsub", "floodsub",
-	"reference+gossipsub", "cover+gossipsub", "cover+ack+gossipsub",
+	"reference+gossipsub", "cover+gossipsub", "default",
 }
 
 // PlanStrategies are the strategies RunPlan compares by default.
 var PlanStrategies = []string{"reference", "cover", "cover+ack"}
 
-// ParseStrategy parses a name such as "cover", "cover+ack+gossipsub" or
-// "floodsub". Parts may come in any order; at most one RainTree mode and one
+// ParseStrategy parses a name such as "cover", "cover+ack+gossipsub",
+// "floodsub" or "default" (the shipped configuration, see DefaultStrategy). Parts may come in any order; at most one RainTree mode and one
 // gossip router, and "ack" only with "cover".
 func ParseStrategy(name string) (Strategy, error) {
+	if strings.EqualFold(strings.TrimSpace(name), partDefault) {
+		return DefaultStrategy(), nil
+	}
 	var s Strategy
 	fail := func(format string, args ...any) (Strategy, error) {
 		return Strategy{}, fmt.Errorf("%w: strategy %q: %s", ErrBadConfig, name, fmt.Sprintf(format, args...))

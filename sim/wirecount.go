@@ -33,17 +33,38 @@ type wireCounter struct {
 	// it moves while a large payload is still crossing a slow link,
 	// before any frame is complete.
 	routerReadBytes atomic.Int64
+	// validators are the set's peer IDs: payload copies are also counted
+	// by the role of the node they are written to.
+	validators                atomic.Pointer[map[peer.ID]bool]
+	toValidators, toFullNodes atomic.Int64
 }
 
 // snapshot is a reading of the counters.
-type wireSnapshot struct{ payloadMsgs, payloadBytes, wireBytes int64 }
+type wireSnapshot struct {
+	payloadMsgs, payloadBytes, wireBytes int64
+	toValidators, toFullNodes            int64 // payload copies by recipient role
+}
 
 func (c *wireCounter) snapshot() wireSnapshot {
-	return wireSnapshot{c.payloadMsgs.Load(), c.payloadBytes.Load(), c.wireBytes.Load()}
+	return wireSnapshot{c.payloadMsgs.Load(), c.payloadBytes.Load(), c.wireBytes.Load(),
+		c.toValidators.Load(), c.toFullNodes.Load()}
 }
 
 func (s wireSnapshot) sub(o wireSnapshot) wireSnapshot {
-	return wireSnapshot{s.payloadMsgs - o.payloadMsgs, s.payloadBytes - o.payloadBytes, s.wireBytes - o.wireBytes}
+	return wireSnapshot{s.payloadMsgs - o.payloadMsgs, s.payloadBytes - o.payloadBytes, s.wireBytes - o.wireBytes,
+		s.toValidators - o.toValidators, s.toFullNodes - o.toFullNodes}
+}
+
+// payloadCopy counts one payload copy written to the peer at the other end
+// of s.
+func (s *countingStream) payloadCopy(size int64) {
+	s.c.payloadMsgs.Add(1)
+	s.c.payloadBytes.Add(size)
+	if vals := s.c.validators.Load(); vals != nil && (*vals)[s.Conn().RemotePeer()] {
+		s.c.toValidators.Add(1)
+	} else {
+		s.c.toFullNodes.Add(1)
+	}
 }
 
 // countingHost hands the module streams whose writes are counted, in both
@@ -141,8 +162,7 @@ func (s *countingStream) count(frame []byte, wireLen int) {
 			return
 		}
 		if m.GetKind() == wire.RainTreeKind_RAIN_TREE_KIND_BROADCAST {
-			s.c.payloadMsgs.Add(1)
-			s.c.payloadBytes.Add(int64(wireLen))
+			s.payloadCopy(int64(wireLen))
 		}
 	case framesPubSub:
 		var rpc pb.RPC
@@ -151,8 +171,7 @@ func (s *countingStream) count(frame []byte, wireLen int) {
 			return
 		}
 		for _, m := range rpc.GetPublish() {
-			s.c.payloadMsgs.Add(1)
-			s.c.payloadBytes.Add(int64(proto.Size(m)))
+			s.payloadCopy(int64(proto.Size(m)))
 		}
 	}
 }

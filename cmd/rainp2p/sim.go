@@ -37,10 +37,11 @@ type simFlags struct {
 	maxRetries                   int
 	json                         bool
 	report                       string
+	heapProfile                  string
 }
 
 // networkOnlyFlags make no sense with --plan.
-var networkOnlyFlags = []string{"fullnodes", "size", "latency", "loss", "degree", "timeout", "gap"}
+var networkOnlyFlags = []string{"fullnodes", "size", "latency", "loss", "degree", "timeout", "gap", "heap-profile"}
 
 func newSimCmd() *cobra.Command {
 	var f simFlags
@@ -84,12 +85,13 @@ forward. Both are chosen at random from --seed, as are the origins.`,
 	fl.IntVar(&f.size, "size", 1024, "payload bytes per broadcast (network mode)")
 	fl.DurationVar(&f.latency, "latency", 20*time.Millisecond, "one-way link latency (network mode)")
 	fl.Float64Var(&f.loss, "loss", 0, "packet loss probability; unsupported, see the error it gives")
-	fl.IntVar(&f.degree, "degree", 0, "initial connections per node; 0 connects every pair (network mode)")
+	fl.IntVar(&f.degree, "degree", sim.DefaultDegree, "bootstrap peers per node, which it dials itself; 0 connects every pair instead (network mode)")
 	fl.DurationVar(&f.timeout, "timeout", sim.DefaultBroadcastTimeout, "longest wait for one broadcast to reach every target; it ends sooner once no payload moves for a quiet period (network mode)")
 	fl.DurationVar(&f.gap, "gap", sim.DefaultGap, "pause between broadcasts (network mode)")
 	fl.IntVar(&f.maxRetries, "max-retries", 0, "ACK re-delegations per target in plan mode; 0 means unbounded")
 	fl.BoolVar(&f.json, "json", false, "print exactly one JSON object instead of a table")
 	fl.StringVar(&f.report, "report", "", "also write a self-contained HTML report to this file")
+	fl.StringVar(&f.heapProfile, "heap-profile", "", "write a heap profile per strategy to PREFIX-<strategy>.pprof at the end of its run (network mode)")
 	return cmd
 }
 
@@ -169,6 +171,7 @@ func runSim(ctx context.Context, fs *pflag.FlagSet, f simFlags, stdout, stderr i
 				Degree:           f.degree,
 				BroadcastTimeout: f.timeout,
 				Gap:              f.gap,
+				HeapProfile:      f.heapProfile,
 			}, stderr)
 		}
 		if err != nil {

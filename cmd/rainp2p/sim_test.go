@@ -61,6 +61,7 @@ var strategyKeys = []string{
 	"name", "delivery_ratio", "validator_delivery_ratio", "fullnode_delivery_ratio",
 	"payload_messages_per_broadcast", "payload_bytes_per_broadcast", "duplicates_per_node",
 	"coverage_ms", "validator_coverage_ms", "fullnode_coverage_ms", "wall_ms",
+	"raintree_peers_per_validator", "connections_per_node", "peak_rss_bytes", "payload_copies_per_node",
 }
 
 func TestSimCommandIsRegistered(t *testing.T) {

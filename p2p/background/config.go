@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
@@ -89,6 +90,22 @@ func DefaultGossipParams() GossipParams {
 		HeartbeatInterval: 700 * time.Millisecond,
 		HistoryLength:     6,
 		HistoryGossip:     3,
+		FloodPublish:      true,
+	}
+}
+
+// StockGossipParams are go-libp2p-pubsub's DefaultGossipSubParams (D=6,
+// Dlo=5, Dhi=12, 1s heartbeat, 5/3 history) with flood publishing on,
+// which a publish right after start-up needs. The simulator's plain
+// gossipsub baseline runs them, so tuning DefaultGossipParams never moves
+// the baseline a strategy is compared with.
+func StockGossipParams() GossipParams {
+	p := pubsub.DefaultGossipSubParams()
+	return GossipParams{
+		D: p.D, Dlo: p.Dlo, Dhi: p.Dhi, Dlazy: p.Dlazy,
+		HeartbeatInterval: p.HeartbeatInterval,
+		HistoryLength:     p.HistoryLength,
+		HistoryGossip:     p.HistoryGossip,
 		FloodPublish:      true,
 	}
 }

@@ -3,10 +3,12 @@ package background
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/libp2p/go-libp2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -165,5 +167,16 @@ func TestNewRunsTheCanonicalPubSubKind(t *testing.T) {
 	defer r.Close()
 	if r.cfg.PubSub != FloodSub {
 		t.Fatalf("runs %q, want %q", r.cfg.PubSub, FloodSub)
+	}
+}
+
+// The stock parameters are exactly pubsub's defaults once derived, so the
+// simulator's gossipsub baseline is the library's own configuration.
+func TestStockGossipParamsArePubSubDefaults(t *testing.T) {
+	if got, want := gossipSubParams(StockGossipParams()), pubsub.DefaultGossipSubParams(); !reflect.DeepEqual(got, want) {
+		t.Errorf("stock params derive to\n%+v\nwant pubsub's defaults\n%+v", got, want)
+	}
+	if !StockGossipParams().FloodPublish {
+		t.Error("stock params without flood publishing: a publish before the first heartbeat reaches nobody")
 	}
 }
