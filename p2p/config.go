@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rainp2p/rainp2p/p2p/background"
 	"github.com/rainp2p/rainp2p/p2p/dedup"
@@ -82,6 +83,13 @@ type Config struct {
 	RainTree raintree.Config
 	// Background configures the gossip router every node runs.
 	Background background.Config
+	// Resources are the resource manager's limits on a host the Module
+	// builds (ignored with Host). See Resources and docs/SECURITY.md.
+	Resources Resources
+	// PrometheusRegisterer receives go-libp2p's own metrics (resource
+	// manager, swarm, identify) for a host the Module builds. nil means
+	// go-libp2p's default, prometheus.DefaultRegisterer.
+	PrometheusRegisterer prometheus.Registerer
 	// Logger receives the module's logs. nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -100,6 +108,7 @@ func DefaultConfig() Config {
 		FullNodeValidatorPeers: DefaultFullNodeValidatorPeers,
 		RainTree:               raintree.DefaultConfig(DefaultNetworkID),
 		Background:             background.DefaultConfig(DefaultNetworkID),
+		Resources:              DefaultResources(),
 	}
 }
 
@@ -145,6 +154,11 @@ func (c Config) Validate() error {
 	}
 	if c.Host == nil {
 		if err := c.ConnManager.validate(); err != nil {
+			return fail("%w", err)
+		}
+	}
+	if c.Host == nil {
+		if err := c.Resources.validate(c.MaxMessageSize + wire.FrameOverhead); err != nil {
 			return fail("%w", err)
 		}
 	}

@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rainp2p/rainp2p/p2p/background"
@@ -28,12 +29,21 @@ type Stats struct {
 	// RainTreeUnicast is the RainTree router's transport (zero for a full
 	// node); the background one is in Background.Unicast.
 	RainTreeUnicast unicast.Stats
+	// Resources is the resource manager's state (zero before Start).
+	Resources ResourceStats
+	// Conns is the connection manager's view, when it exposes one.
+	Conns ConnManagerStats
+}
+
+// ConnManagerStats is what a go-libp2p BasicConnMgr reports.
+type ConnManagerStats struct {
+	Conns, LowWater, HighWater int
 }
 
 // Stats returns the current counters.
 func (m *Module) Stats() Stats {
 	m.mu.RLock()
-	rain, bg := m.rain, m.bg
+	rain, bg, h := m.rain, m.bg, m.host
 	m.mu.RUnlock()
 	s := Stats{
 		Delivered: map[RouterName]uint64{
@@ -51,6 +61,13 @@ func (m *Module) Stats() Stats {
 	}
 	if bg != nil {
 		s.Background = bg.Stats()
+	}
+	if h != nil {
+		s.Resources = resourceStats(h.Network().ResourceManager(), m.cfg.NetworkID, &m.rc, m.allowlist)
+		if cm, ok := h.ConnManager().(interface{ GetInfo() connmgr.CMInfo }); ok {
+			info := cm.GetInfo()
+			s.Conns = ConnManagerStats{Conns: info.ConnCount, LowWater: info.LowWater, HighWater: info.HighWater}
+		}
 	}
 	return s
 }
@@ -79,10 +96,20 @@ var (
 	bytesDesc     = desc("unicast_bytes_total", "Unicast transport bytes, by router and direction.", "router", "direction")
 	sendErrDesc   = desc("send_errors_total", "Send and Broadcast calls a router refused.")
 	connsDesc     = desc("connections", "Connected peers by kind: raintree_neighbour, mesh (gossip), other.", "kind")
+	penaltyDesc   = desc("penalties_total", "Penalties imposed on peers, by router and kind.", "router", "kind")
+	resMemDesc    = desc("resource_memory_bytes", "Memory reserved in the libp2p resource manager, by scope (system, transient, unicast frames).", "scope")
+	resConnsDesc  = desc("resource_conns", "Connections the resource manager holds, by direction.", "direction")
+	resStrmDesc   = desc("resource_streams", "Streams the resource manager holds, by direction.", "direction")
+	resBlockDesc  = desc("resource_blocked_total", "Resource-manager refusals, by resource.", "resource")
+	allowDesc     = desc("resource_allowlisted_addrs", "Validator multiaddrs on the resource manager's allowlist.")
+	grayDesc      = desc("gossip_graylisted_peers", "Peers below the gossipsub graylist threshold at the last score inspection.")
+	lowScoreDesc  = desc("gossip_lowest_score", "Lowest gossipsub peer score at the last score inspection.")
+	cmConnsDesc   = desc("connmgr_conns", "Connections the connection manager tracks, with its watermarks.", "kind")
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{sentDesc, receivedDesc, deliveredDesc, droppedDesc, dupDesc, retriesDesc, ackTODesc, peersDesc, bytesDesc, sendErrDesc, connsDesc} {
+	for _, d := range []*prometheus.Desc{sentDesc, receivedDesc, deliveredDesc, droppedDesc, dupDesc, retriesDesc, ackTODesc, peersDesc, bytesDesc, sendErrDesc,
+		penaltyDesc, grayDesc, lowScoreDesc, resMemDesc, resConnsDesc, resStrmDesc, resBlockDesc, allowDesc, cmConnsDesc, connsDesc} {
 		ch <- d
 	}
 }
@@ -131,6 +158,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		{bg, "validation_queue_full", b.DroppedValidation},
 		{bg, "outbound_queue_full", b.DroppedOutbound},
 		{bg, "oversize_in", b.Unicast.DroppedOversizeIn},
+		{bg, "rate_limited", b.DroppedRateLimited},
 		{"module", "invalid_envelope", s.Invalid},
 		{"module", "no_address", s.NoAddress},
 	}
@@ -151,4 +179,50 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(bytesDesc, s.RainTreeUnicast.BytesReceived, rt, "received")
 	counter(bytesDesc, b.Unicast.BytesSent, bg, "sent")
 	counter(bytesDesc, b.Unicast.BytesReceived, bg, "received")
+	collectPenalties(ch, s)
+	collectResources(ch, s)
+}
+
+func collectPenalties(ch chan<- prometheus.Metric, s Stats) {
+	counter := func(v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(penaltyDesc, prometheus.CounterValue, float64(v), labels...)
+	}
+	for _, u := range []struct {
+		router string
+		st     unicast.Stats
+	}{{string(RouterRainTree), s.RainTreeUnicast}, {string(RouterBackground), s.Background.Unicast}} {
+		counter(u.st.Strikes, u.router, "unicast_strike")
+		counter(u.st.FrameTimeouts, u.router, "unicast_frame_timeout")
+		counter(u.st.DroppedNoMemory, u.router, "unicast_no_memory")
+		counter(u.st.PeersDisconnected, u.router, "unicast_disconnect")
+	}
+	bg := s.Background
+	counter(bg.ScoreDisconnects, string(RouterBackground), "gossip_graylist_disconnect")
+	counter(bg.DroppedRateLimited, string(RouterBackground), "direct_rate_limited")
+	ch <- prometheus.MustNewConstMetric(grayDesc, prometheus.GaugeValue, float64(bg.Graylisted))
+	ch <- prometheus.MustNewConstMetric(lowScoreDesc, prometheus.GaugeValue, bg.LowestScore)
+}
+
+func collectResources(ch chan<- prometheus.Metric, s Stats) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	r := s.Resources
+	gauge(resMemDesc, float64(r.SystemMemory), "system")
+	gauge(resMemDesc, float64(r.TransientMemory), "transient")
+	gauge(resMemDesc, float64(r.UnicastMemory), "unicast_frames")
+	gauge(resConnsDesc, float64(r.ConnsInbound), "inbound")
+	gauge(resConnsDesc, float64(r.ConnsOutbound), "outbound")
+	gauge(resStrmDesc, float64(r.StreamsInbound), "inbound")
+	gauge(resStrmDesc, float64(r.StreamsOutbound), "outbound")
+	for _, b := range []struct {
+		name string
+		v    uint64
+	}{{"conn", r.BlockedConns}, {"stream", r.BlockedStreams}, {"peer", r.BlockedPeers}, {"protocol", r.BlockedProtocols}, {"memory", r.BlockedMemory}} {
+		ch <- prometheus.MustNewConstMetric(resBlockDesc, prometheus.CounterValue, float64(b.v), b.name)
+	}
+	gauge(allowDesc, float64(r.Allowlisted))
+	gauge(cmConnsDesc, float64(s.Conns.Conns), "conns")
+	gauge(cmConnsDesc, float64(s.Conns.LowWater), "low_water")
+	gauge(cmConnsDesc, float64(s.Conns.HighWater), "high_water")
 }

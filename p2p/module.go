@@ -100,6 +100,12 @@ type Module struct {
 	bookMu sync.Mutex // apart from mu: libp2p notifications take it
 	book   map[identity.Address]peer.ID
 
+	// trusted is the set in force, read by the unicast routers' stream
+	// handlers without m.mu (applySetLocked may wait for them).
+	trusted   atomic.Pointer[validators.Set]
+	rc        rcmgrCounters
+	allowlist *allowlist
+
 	delivered  [2]atomic.Uint64 // by router: raintree, background
 	invalid    atomic.Uint64
 	noAddress  atomic.Uint64 // deliveries refused: the sender's key is unknown
@@ -151,7 +157,7 @@ func (m *Module) Start(ctx context.Context) (err error) {
 	}
 	m.host = m.cfg.Host
 	if m.host == nil {
-		h, err := newHost(m.cfg)
+		h, err := newHost(m.cfg, &m.rc)
 		if err != nil {
 			return err
 		}
@@ -163,6 +169,7 @@ func (m *Module) Start(ctx context.Context) (err error) {
 			m.closed = true
 		}
 	}()
+	m.allowlist = newAllowlist(m.host.Network().ResourceManager())
 	m.notifiee = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) { m.learn(c.RemotePeer()) }}
 	m.host.Network().Notify(m.notifiee)
 
@@ -171,6 +178,7 @@ func (m *Module) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
+		bgCfg.Unicast.Trusted = m.isValidatorPeer
 		if m.bg, err = background.New(m.host, bgCfg, m.onBackground); err != nil {
 			return fmt.Errorf("creating background router: %w", err)
 		}
@@ -207,6 +215,8 @@ func (m *Module) UpdateValidators(set *validators.Set) error {
 
 func (m *Module) applySetLocked(set *validators.Set) error {
 	m.set = set
+	m.trusted.Store(set)
+	m.allowlist.update(set, m.host.ID())
 	m.bookMu.Lock()
 	for _, v := range set.Validators() {
 		m.book[v.Address] = v.PeerID
@@ -230,6 +240,7 @@ func (m *Module) applySetLocked(set *validators.Set) error {
 		if err != nil {
 			return err
 		}
+		rtCfg.Unicast.Trusted = m.isValidatorPeer
 		// Its deliveries wait on their own context, so leaving the set can
 		// cancel them before Close waits for the router's read loops, even
 		// while the application is not reading Deliveries.
@@ -252,6 +263,12 @@ func (m *Module) applySetLocked(set *validators.Set) error {
 		m.rain = nil
 	}
 	return nil
+}
+
+// isValidatorPeer reports whether p is a validator of the set in force.
+func (m *Module) isValidatorPeer(p peer.ID) bool {
+	_, ok := m.trusted.Load().IndexOfPeer(p)
+	return ok
 }
 
 // HandleEvent reacts to the application's events: a *validators.Set (or

@@ -86,6 +86,8 @@ func runNode(ctx context.Context, dir, logLevel, adminAddr string, stderr interf
 	}
 	defer ln.Close()
 
+	reg := prometheus.NewRegistry()
+	cfg.PrometheusRegisterer = reg // libp2p's own figures (resource manager, swarm) on /metrics
 	m, err := p2p.New(cfg)
 	if err != nil {
 		return err
@@ -100,7 +102,6 @@ func runNode(ctx context.Context, dir, logLevel, adminAddr string, stderr interf
 	}()
 
 	feed := admin.NewFeed(admin.DefaultHistory, admin.DefaultHistoryBytes, admin.DefaultSubscriberBuffer)
-	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), p2p.NewCollector(m), admin.NewFeedCollector(feed))
 	live := home.NewLive(n, m)
 	srv := admin.NewServer(m, feed, reg, log, admin.WithConfig(adminCfg), admin.WithValidatorSets(live))

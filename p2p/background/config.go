@@ -80,6 +80,10 @@ const (
 	DefaultPeerOutboundQueueSize = 4096
 	DefaultRandomSubSize         = 64
 	DefaultAdvertiseInterval     = time.Minute
+	// DefaultDirectRate and DefaultDirectBurst bound the direct sends
+	// (background unicast) accepted from one peer.
+	DefaultDirectRate  = 100
+	DefaultDirectBurst = 200
 )
 
 // DefaultGossipParams returns the gossipsub parameters described on
@@ -157,6 +161,15 @@ type Config struct {
 	// every valid message, but never forwards anyone else's. Its own
 	// broadcasts are published normally.
 	Silent bool
+	// Scoring configures gossipsub peer scoring (penalties for invalid
+	// messages). Default DefaultScoreParams().
+	Scoring ScoreParams
+	// DirectRate is how many direct sends (background unicast messages)
+	// per second one peer may make to us, with bursts of DirectBurst;
+	// beyond that its messages are dropped and counted
+	// (Stats.DroppedRateLimited). Default 100/s, bursts of 200.
+	DirectRate  float64
+	DirectBurst int
 	// Unicast configures the background unicast path. Its MaxMessageSize
 	// may be left 0, meaning MaxMessageSize plus the frame overhead.
 	Unicast unicast.Config
@@ -179,6 +192,9 @@ func DefaultConfig(networkID string) Config {
 		PeerOutboundQueueSize: DefaultPeerOutboundQueueSize,
 		DHT:                   true,
 		AdvertiseInterval:     DefaultAdvertiseInterval,
+		Scoring:               DefaultScoreParams(),
+		DirectRate:            DefaultDirectRate,
+		DirectBurst:           DefaultDirectBurst,
 		Unicast:               uc,
 	}
 }
@@ -227,6 +243,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("background: PeerOutboundQueueSize %d must be positive", c.PeerOutboundQueueSize)
 	case c.AdvertiseInterval <= 0:
 		return fmt.Errorf("background: AdvertiseInterval %v must be positive", c.AdvertiseInterval)
+	case !(c.DirectRate > 0) || c.DirectBurst <= 0:
+		return fmt.Errorf("background: DirectRate %v and DirectBurst %d must be positive", c.DirectRate, c.DirectBurst)
+	}
+	if err := c.Scoring.validate(); err != nil {
+		return fmt.Errorf("background: scoring: %w", err)
 	}
 	if _, err := ParsePubSubKind(string(c.PubSub)); err != nil {
 		return fmt.Errorf("background: %w", err)

@@ -67,6 +67,13 @@ type Router struct {
 	topicName string
 	uc        *unicast.Router
 	c         counters
+	direct    *peerLimiter
+
+	// scores is the last score snapshot; graylist carries peers to
+	// disconnect from the score inspector to disconnectLoop.
+	scoresMu sync.Mutex
+	scores   map[peer.ID]float64
+	graylist chan []peer.ID
 
 	// ctx lives from New to Close and bounds every goroutine the Router
 	// and its pubsub instance start.
@@ -134,6 +141,8 @@ func New(h host.Host, cfg Config, handler Handler) (*Router, error) {
 		static:     make(map[peer.ID]struct{}),
 		validators: make(map[peer.ID]struct{}),
 		dialing:    make(map[peer.ID]*dialer),
+		direct:     newPeerLimiter(cfg.DirectRate, cfg.DirectBurst),
+		graylist:   make(chan []peer.ID, 1),
 	}
 	uc := cfg.Unicast
 	if uc.MaxMessageSize == 0 {
@@ -204,6 +213,7 @@ func (r *Router) Start(ctx context.Context) (err error) {
 	r.state = stateStarted
 	r.wg.Go(r.deliverLoop)
 	r.wg.Go(r.maintainLoop)
+	r.wg.Go(r.disconnectLoop)
 	for id := range r.bootstrap {
 		r.dialLocked(id)
 	}
@@ -243,6 +253,7 @@ func (r *Router) newPubSub() (*pubsub.PubSub, error) {
 			pubsub.WithGossipSubParams(gossipSubParams(r.cfg.Gossip)),
 			pubsub.WithFloodPublish(r.cfg.Gossip.FloodPublish),
 		)
+		opts = append(opts, r.scoreOptions()...)
 		return pubsub.NewGossipSubWithRouter(r.ctx, r.host, gs, opts...)
 	}
 }
@@ -338,10 +349,15 @@ func (r *Router) deliver(from peer.ID, env []byte, via Via) {
 }
 
 func (r *Router) onUnicast(from peer.ID, data []byte) {
+	if !r.direct.allow(from) {
+		r.c.droppedRateLimited.Add(1)
+		return
+	}
 	_, env, err := wire.DecodeBackground(data, r.cfg.MaxMessageSize)
 	if err != nil {
 		countRejection(&r.c.unicastRejected, err)
 		r.log.Debug("dropping unicast frame", "from", from, "err", err)
+		r.uc.Penalize(from)
 		return
 	}
 	r.deliver(from, env, ViaUnicast)

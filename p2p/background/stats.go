@@ -1,6 +1,7 @@
 package background
 
 import (
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +48,15 @@ type Stats struct {
 	// DroppedOutbound counts RPCs pubsub dropped because a peer's outbound
 	// queue was full.
 	DroppedOutbound uint64
+	// DroppedRateLimited counts direct sends dropped because their sender
+	// exceeded DirectRate.
+	DroppedRateLimited uint64
+	// Graylisted is how many peers were below the graylist threshold at
+	// the last score inspection, LowestScore the lowest score then.
+	Graylisted  uint64
+	LowestScore float64
+	// ScoreDisconnects counts connections closed to graylisted peers.
+	ScoreDisconnects uint64
 	// Unicast is the embedded unicast router's own counters.
 	Unicast unicast.Stats
 }
@@ -73,6 +83,9 @@ type counters struct {
 	droppedSubscriptionFull           atomic.Uint64
 	droppedValidation                 atomic.Uint64
 	droppedOutbound                   atomic.Uint64
+	droppedRateLimited                atomic.Uint64
+	graylisted, lowestScore           atomic.Uint64 // lowestScore holds float64 bits
+	scoreDisconnects                  atomic.Uint64
 }
 
 // Stats returns the current counters.
@@ -89,6 +102,10 @@ func (r *Router) Stats() Stats {
 		DroppedSubscriptionFull: r.c.droppedSubscriptionFull.Load(),
 		DroppedValidation:       r.c.droppedValidation.Load(),
 		DroppedOutbound:         r.c.droppedOutbound.Load(),
+		DroppedRateLimited:      r.c.droppedRateLimited.Load(),
+		Graylisted:              r.c.graylisted.Load(),
+		LowestScore:             math.Float64frombits(r.c.lowestScore.Load()),
+		ScoreDisconnects:        r.c.scoreDisconnects.Load(),
 		Unicast:                 r.uc.Stats(),
 	}
 }

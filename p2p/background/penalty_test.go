@@ -1,0 +1,147 @@
+package background
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/network"
+)
+
+func TestScoringConfigIsValidatedAndBuildsValidPubsubParams(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*ScoreParams)
+		fails  bool
+	}{
+		{"the defaults are valid", func(*ScoreParams) {}, false},
+		{"disabled scoring needs no parameters", func(s *ScoreParams) { *s = ScoreParams{Disabled: true} }, false},
+		{"a positive invalid-message weight is refused", func(s *ScoreParams) { s.InvalidMessageWeight = 1 }, true},
+		{"a decay of 1 never forgets and is refused", func(s *ScoreParams) { s.InvalidMessageDecay = 1 }, true},
+		{"thresholds out of order are refused", func(s *ScoreParams) { s.GraylistThreshold = -1 }, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := DefaultScoreParams()
+			tt.mutate(&s)
+			if err := s.validate(); (err != nil) != tt.fails {
+				t.Fatalf("validate = %v, want failure %v", err, tt.fails)
+			}
+		})
+	}
+	params, thresholds := DefaultScoreParams().peerScore("t")
+	if tp := params.Topics["t"]; tp.MeshMessageDeliveriesWeight != 0 || tp.MeshFailurePenaltyWeight != 0 {
+		t.Fatalf("mesh-delivery penalties are on: P3 %v, P3b %v", tp.MeshMessageDeliveriesWeight, tp.MeshFailurePenaltyWeight)
+	}
+	// pubsub validates both when the router is built.
+	h := newHost(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := pubsub.NewGossipSub(ctx, h, pubsub.WithPeerScore(params, thresholds)); err != nil {
+		t.Fatalf("pubsub refused the parameters: %v", err)
+	}
+}
+
+// A stock gossipsub peer that publishes invalid messages on the topic is
+// graylisted and disconnected within a few heartbeats, while an honest
+// peer's messages keep arriving.
+func TestAnInvalidGossipSpammerIsGraylistedAndDisconnected(t *testing.T) {
+	cfg := testConfig("spam")
+	victim, honest := startNode(t, cfg), startNode(t, cfg)
+	connect(t, honest.h, victim.h)
+
+	spamHost := newHost(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ps, err := pubsub.NewGossipSub(ctx, spamHost, pubsub.WithMaxMessageSize(1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic, err := ps.Join(TopicName("spam"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer topic.Close()
+	connect(t, spamHost, victim.h)
+	waitReady(t, victim, 1)
+	eventually(t, 10*time.Second, "the spammer to see the victim on the topic", func() bool { return len(topic.ListPeers()) > 0 })
+
+	const spam = 5000
+	start := time.Now()
+	published := make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { published <- n }()
+		for i := range spam {
+			// Not a BackgroundMessage: the victim's validator rejects it.
+			if topic.Publish(ctx, []byte{0xff, byte(i), byte(i >> 8), 0x01}) != nil {
+				return
+			}
+			n++
+		}
+	}()
+	eventually(t, 10*time.Second, "the spammer to be disconnected", func() bool {
+		return victim.h.Network().Connectedness(spamHost.ID()) != network.Connected
+	})
+	took := time.Since(start)
+	if beats := took / cfg.Gossip.HeartbeatInterval; beats > 10 {
+		t.Errorf("disconnected after %v, %d heartbeats; want a few", took, beats)
+	}
+	cancel()
+	n := <-published
+	st := victim.r.Stats()
+	if st.ScoreDisconnects == 0 || st.GossipRejected.Malformed == 0 {
+		t.Fatalf("stats %+v: want a score disconnect and rejected messages", st)
+	}
+	if sc, ok := victim.r.Score(spamHost.ID()); !ok || sc >= cfg.Scoring.GraylistThreshold {
+		t.Fatalf("spammer score %v (known %v), want below %v", sc, ok, cfg.Scoring.GraylistThreshold)
+	}
+	if sc, ok := victim.r.Score(honest.h.ID()); ok && sc < 0 {
+		t.Fatalf("the honest peer lost score: %v", sc)
+	}
+	t.Logf("spammer disconnected %v after its first message (heartbeat %v), having published %d; the victim rejected %d",
+		took, cfg.Gossip.HeartbeatInterval, n, st.GossipRejected.Malformed)
+
+	// Honest delivery continues.
+	env := envelope(t, "after the spam")
+	bctx, bcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer bcancel()
+	if err := honest.r.Broadcast(bctx, env); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the honest broadcast", func() bool { return len(victim.in.deliveries(env)) == 1 })
+}
+
+func TestDirectSendsBeyondTheRateAreDroppedAndCounted(t *testing.T) {
+	cfg := testConfig("rate")
+	cfg.DirectRate, cfg.DirectBurst = 1, 20
+	victim, sender := startNode(t, cfg), startNode(t, cfg)
+	connect(t, sender.h, victim.h)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const sent = 200
+	for i := range sent {
+		if err := sender.r.Send(ctx, victim.h.ID(), envelope(t, "flood"+string(rune('a'+i%26))+time.Now().String())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, "every frame to be handled", func() bool {
+		st := victim.r.Stats()
+		return st.DeliveredUnicast+st.DroppedRateLimited == sent
+	})
+	st := victim.r.Stats()
+	// The burst, plus at most a few tokens refilled while the flood ran.
+	if st.DeliveredUnicast < 20 || st.DeliveredUnicast > 40 {
+		t.Fatalf("delivered %d of %d with a burst of 20 at 1/s", st.DeliveredUnicast, sent)
+	}
+	if other := startNode(t, cfg); other != nil {
+		connect(t, other.h, victim.h)
+		if err := other.r.Send(ctx, victim.h.ID(), envelope(t, "another peer")); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, "another peer's send, unaffected by the flood", func() bool {
+			return victim.r.Stats().DeliveredUnicast == st.DeliveredUnicast+1
+		})
+	}
+}
