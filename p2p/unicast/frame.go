@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 
 	"github.com/libp2p/go-libp2p/core/network"
 )
@@ -87,13 +86,9 @@ var errNoMemory = errors.New("unicast: frame memory refused by the resource mana
 // frame's memory stays reserved until done.
 func (fr *frameReader) next(started func(size int) error) (frame, error) {
 	fr.inFrame = false
-	size, err := binary.ReadUvarint(fr.r) // io.EOF only before a first byte
+	size, err := readHeader(fr.r)
 	if err != nil {
-		var ne net.Error
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &ne) {
-			return frame{}, err
-		}
-		return frame{}, fmt.Errorf("%w: %w", errBadHeader, err)
+		return frame{}, err
 	}
 	if size == 0 {
 		return frame{}, ErrEmpty
@@ -180,6 +175,30 @@ func (fr *frameReader) close() {
 		fr.mem.ReleaseMemory(fr.smallReserved)
 		fr.small, fr.smallReserved = nil, 0
 	}
+}
+
+// readHeader reads a frame's uvarint length. Errors of the stream pass
+// through as they are (io.EOF only before a first byte); a prefix that is
+// not a valid uvarint is errBadHeader, the sender's fault.
+func readHeader(r *bufio.Reader) (uint64, error) {
+	var x uint64
+	for i := range binary.MaxVarintLen64 {
+		b, err := r.ReadByte()
+		if err != nil {
+			if i > 0 && errors.Is(err, io.EOF) {
+				return 0, io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+		if i == binary.MaxVarintLen64-1 && b > 1 {
+			break
+		}
+		x |= uint64(b&0x7f) << (7 * i)
+		if b < 0x80 {
+			return x, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: length prefix overflows 64 bits", errBadHeader)
 }
 
 // unexpected turns an EOF inside a frame into io.ErrUnexpectedEOF.

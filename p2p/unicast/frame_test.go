@@ -239,3 +239,22 @@ func TestARefusedReservationEndsTheFrameAndReleasesItsChunks(t *testing.T) {
 		t.Errorf("held %d (peak %d) after refusal, limit %d", mem.held, mem.peak, mem.limit)
 	}
 }
+
+// readHeader accepts exactly the uvarints encoding/binary accepts.
+func FuzzReadHeaderMatchesUvarint(f *testing.F) {
+	f.Add([]byte{0x01})
+	f.Add([]byte{0x80, 0x01})
+	f.Add(bytes.Repeat([]byte{0xff}, 9))
+	f.Add(append(bytes.Repeat([]byte{0xff}, 9), 0x01))
+	f.Add(append(bytes.Repeat([]byte{0xff}, 9), 0x02))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		got, err := readHeader(bufio.NewReader(bytes.NewReader(in)))
+		want, werr := binary.ReadUvarint(bytes.NewReader(in))
+		if (err == nil) != (werr == nil) || (err == nil && got != want) {
+			t.Fatalf("readHeader = %d, %v; binary.ReadUvarint = %d, %v", got, err, want, werr)
+		}
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, errBadHeader) {
+			t.Fatalf("unclassified error %v", err)
+		}
+	})
+}
