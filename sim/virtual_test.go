@@ -27,8 +27,9 @@ var virtualFlags = struct {
 	silent:     flag.Int("silent-validators", 0, "TestVirtualSim: validators that receive but never forward"),
 	down:       flag.Int("down-validators", 0, "TestVirtualSim: validators in the set that never start"),
 	size:       flag.Int("size", 1024, "TestVirtualSim: payload bytes per broadcast"),
-	degree:     flag.Int("degree", 0, "TestVirtualSim: initial connections per node; 0 connects every pair"),
-	strategies: flag.String("strategies", "cover+ack+gossipsub,gossipsub", "TestVirtualSim: comma-separated strategies"),
+	degree: flag.Int("degree", DefaultDegree, "TestVirtualSim: bootstrap peers per node (see NetConfig.Degree); "+
+		"0 connects every pair"),
+	strategies: flag.String("strategies", "default,gossipsub", "TestVirtualSim: comma-separated strategies"),
 	jsonPath:   flag.String("json", "", "TestVirtualSim: write the result as one JSON object to this file (give an absolute path)"),
 	seed:       flag.Uint64("seed", 1, "TestVirtualSim: seed for keys, faults, origins, topology and per-pair latencies"),
 	latency:    flag.Duration("latency", 10*time.Millisecond, "TestVirtualSim: one-way link latency (the least one with -latency-max)"),
@@ -158,7 +159,7 @@ func TestVirtualSimIsReproducible(t *testing.T) {
 		FullNodes:        3,
 		SilentValidators: 3,
 		Broadcasts:       5,
-		Strategies:       mustParseStrategies([]string{"cover", "cover+ack+gossipsub"}),
+		Strategies:       mustParseStrategies([]string{"cover", "default"}),
 		Seed:             7,
 		PayloadSize:      1024,
 		// Equal links: with latencies drawn per pair, pubsub's random
