@@ -34,6 +34,20 @@ type mocknetFabric struct {
 
 	linkMu sync.Mutex // serialises link creation, so a pair gets one link
 	cms    []*connmgr.BasicConnMgr
+	// up holds the peer IDs of nodes whose Module has started: dialing
+	// any other fails, as dialing a node that is not running yet would.
+	// Otherwise a node's pubsub could reach a peer before that peer's
+	// pubsub exists and, through a race in pubsub's new-peer handling,
+	// never count it as a topic peer.
+	up sync.Map
+}
+
+// nodeStarted makes node i dialable.
+func (f *mocknetFabric) nodeStarted(i int) { f.up.Store(f.hosts[i].ID(), true) }
+
+func (f *mocknetFabric) isUp(p peer.ID) bool {
+	_, ok := f.up.Load(p)
+	return ok
 }
 
 func newMocknetFabric(cfg NetConfig) *mocknetFabric {

@@ -2,6 +2,8 @@ package sim
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	coreconnmgr "github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -34,7 +36,16 @@ func newMocknetHost(h host.Host, f *mocknetFabric) (*mocknetHost, error) {
 
 func (h *mocknetHost) ConnManager() coreconnmgr.ConnManager { return h.cm }
 
+// errNotRunning is a dial to a node whose Module has not started.
+var errNotRunning = errors.New("mocknet: node not running")
+
 func (h *mocknetHost) Connect(ctx context.Context, pi peer.AddrInfo) error {
+	if h.Network().Connectedness(pi.ID) == network.Connected {
+		return nil
+	}
+	if !h.f.isUp(pi.ID) {
+		return fmt.Errorf("dialing %s: %w", pi.ID, errNotRunning)
+	}
 	if err := h.f.link(h.ID(), pi.ID); err != nil {
 		return err
 	}
@@ -43,6 +54,9 @@ func (h *mocknetHost) Connect(ctx context.Context, pi peer.AddrInfo) error {
 
 func (h *mocknetHost) NewStream(ctx context.Context, p peer.ID, pids ...protocol.ID) (network.Stream, error) {
 	if h.Network().Connectedness(p) != network.Connected {
+		if !h.f.isUp(p) {
+			return nil, fmt.Errorf("dialing %s: %w", p, errNotRunning)
+		}
 		if err := h.f.link(h.ID(), p); err != nil {
 			return nil, err
 		}

@@ -415,6 +415,9 @@ func (sc *scenario) run(ctx context.Context, s Strategy, label string, progress 
 			if err := m.Start(ctx); err != nil {
 				return StrategyResult{}, fmt.Errorf("starting node %d: %w", i, err)
 			}
+			if u, ok := fab.(interface{ nodeStarted(int) }); ok {
+				u.nodeStarted(i)
+			}
 		}
 	}
 	if !sc.wired {

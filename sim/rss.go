@@ -40,7 +40,8 @@ func peakRSS() *int64 {
 	return nil
 }
 
-// writeHeapProfile writes a heap profile of live objects to path.
+// writeHeapProfile writes a heap profile of live objects to path, and
+// goroutine and stack figures to path.txt.
 func writeHeapProfile(path string) error {
 	runtime.GC()
 	f, err := os.Create(path)
@@ -51,5 +52,13 @@ func writeHeapProfile(path string) error {
 		_ = f.Close()
 		return fmt.Errorf("heap profile %s: %w", path, err)
 	}
-	return f.Close()
+	if err := f.Close(); err != nil {
+		return err
+	}
+	// What the heap profile leaves out: stacks, and the runtime's view.
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	summary := fmt.Sprintf("goroutines %d\nheap_inuse_bytes %d\nstack_inuse_bytes %d\nsys_bytes %d\n",
+		runtime.NumGoroutine(), ms.HeapInuse, ms.StackInuse, ms.Sys)
+	return os.WriteFile(path+".txt", []byte(summary), 0o644)
 }
