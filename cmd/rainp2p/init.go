@@ -25,7 +25,8 @@ func newInitCmd() *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "initialised %s\naddress: %s\npeer_id: %s\nnetwork_id: %s\n", dir, k.Address, k.PeerID, network)
-			fmt.Fprintf(out, "the node listens on 127.0.0.1 only by default; edit listen_addrs in %s to accept peers from other machines\n", filepath.Join(dir, home.ConfigFile))
+			fmt.Fprintf(out, "the node listens on 127.0.0.1 only by default; to accept peers from other machines set listen_addrs (e.g. /ip4/0.0.0.0/tcp/4001) and announce_addrs (e.g. /ip4/<public IP>/tcp/4001) in %s\n", filepath.Join(dir, home.ConfigFile))
+			fmt.Fprintf(out, "for a whole network across machines, see: rainp2p testnet --help\n")
 			fmt.Fprintf(out, "run it with: rainp2p node --home %s\n", dir)
 			return nil
 		},
