@@ -111,7 +111,11 @@ func runLocalnet(ctx context.Context, cfg localnet.Config, asJSON bool, stdout, 
 		}
 		fmt.Fprintf(out, "\nnetwork running in %s; admin APIs:\n", ln.Dir())
 		for _, nd := range ln.Nodes() {
-			if nd.Live() {
+			switch {
+			case !nd.Live():
+			case ln.Namespace(nd) != "": // the URL is on the namespace's loopback
+				fmt.Fprintf(out, "  %-14s ip netns exec %s curl %s/v1/status\n", nd.Name, ln.Namespace(nd), nd.AdminURL())
+			default:
 				fmt.Fprintf(out, "  %-14s %s\n", nd.Name, nd.AdminURL())
 			}
 		}

@@ -53,6 +53,7 @@ It refuses to touch any home that already exists.`,
 	f.IntVar(&c.FullNodes, "fullnodes", c.FullNodes, "full nodes (homes fullnode-0 ...)")
 	f.StringVar(&c.Out, "out", c.Out, "directory to write the homes into")
 	f.StringVar(&hosts, "hosts", "", "comma-separated IP addresses or DNS names, one per node, validators first (default: all on 127.0.0.1)")
+	f.StringVar(&c.StartingIP, "starting-ip", "", "give the nodes consecutive IPv4 addresses from this one, validators first (instead of --hosts)")
 	f.IntVar(&c.Port, "port", c.Port, "first TCP and UDP (QUIC) port")
 	f.StringVar(&c.NetworkID, "network-id", c.NetworkID, "network / chain ID")
 	f.IntVar(&c.BootstrapPeers, "bootstrap-peers", c.BootstrapPeers, "validators in each full node's bootstrap list")

@@ -85,6 +85,19 @@ func (n *Network) prepareNetNS(ctx context.Context) error {
 	return nil
 }
 
+// Namespace is the network namespace nd runs in, "" without NetNS.
+func (n *Network) Namespace(nd *Node) string {
+	if n.fabric == nil {
+		return ""
+	}
+	for i, o := range n.nodes {
+		if o == nd {
+			return n.fabric.Name(i)
+		}
+	}
+	return ""
+}
+
 // dialAdmin dials a node's admin API inside its namespace, finding the
 // node by the admin port.
 func (n *Network) dialAdmin(ctx context.Context, network, addr string) (net.Conn, error) {

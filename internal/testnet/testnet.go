@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,6 +51,9 @@ type Config struct {
 	// interface and announce that address. Empty means every node runs on
 	// this machine on 127.0.0.1.
 	Hosts []string
+	// StartingIP, when set instead of Hosts, gives the nodes consecutive
+	// IPv4 addresses from it, validators first.
+	StartingIP string
 	// Port is the first TCP and UDP (QUIC) port; nodes sharing a host get
 	// consecutive ports.
 	Port int
@@ -94,6 +98,13 @@ func (c Config) Validate() error {
 		return fail("--hosts has %d entries for %d nodes (%d validators, then %d full nodes): give one per node", len(c.Hosts), nodes, c.Validators, c.FullNodes)
 	case c.BootstrapPeers < 1:
 		return fail("bootstrap peers %d must be positive", c.BootstrapPeers)
+	case c.StartingIP != "" && len(c.Hosts) > 0:
+		return fail("give --hosts or --starting-ip, not both")
+	}
+	if c.StartingIP != "" {
+		if _, err := consecutiveIPs(c.StartingIP, nodes); err != nil {
+			return fail("--starting-ip: %v", err)
+		}
 	}
 	for i, h := range c.Hosts {
 		if _, err := hostComponent(h); err != nil {
@@ -124,6 +135,10 @@ type Node struct {
 func Write(c Config) (_ []Node, err error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
+	}
+	if c.StartingIP != "" {
+		c.Hosts, _ = consecutiveIPs(c.StartingIP, c.Validators+c.FullNodes)
+		c.StartingIP = ""
 	}
 	nodes, err := plan(c)
 	if err != nil {
@@ -264,6 +279,23 @@ func announceAddrs(n Node) []string {
 		panic(err)
 	}
 	return []string{fmt.Sprintf("%s/tcp/%d", hc, n.Port), fmt.Sprintf("%s/udp/%d/quic-v1", hc, n.Port)}
+}
+
+// consecutiveIPs are n IPv4 addresses from first on.
+func consecutiveIPs(first string, n int) ([]string, error) {
+	a, err := netip.ParseAddr(first)
+	if err != nil || !a.Is4() || a.IsUnspecified() {
+		return nil, fmt.Errorf("%q is not a dialable IPv4 address", first)
+	}
+	out := make([]string, 0, n)
+	for range n {
+		if !a.IsValid() { // Next of 255.255.255.255
+			return nil, fmt.Errorf("%d addresses from %s run past 255.255.255.255", n, first)
+		}
+		out = append(out, a.String())
+		a = a.Next()
+	}
+	return out, nil
 }
 
 // hostComponent turns an IP address or DNS name into its multiaddr prefix.

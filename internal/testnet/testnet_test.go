@@ -140,3 +140,27 @@ func TestBadConfigsAreRefusedClearly(t *testing.T) {
 		})
 	}
 }
+
+func TestStartingIPGivesConsecutiveAddresses(t *testing.T) {
+	c := DefaultConfig(filepath.Join(t.TempDir(), "net"))
+	c.Validators, c.FullNodes = 2, 1
+	c.StartingIP = "192.0.2.254"
+	nodes, err := Write(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hosts []string
+	for _, n := range nodes {
+		hosts = append(hosts, n.Host)
+	}
+	if want := []string{"192.0.2.254", "192.0.2.255", "192.0.3.0"}; !slices.Equal(hosts, want) {
+		t.Fatalf("hosts %v, want %v", hosts, want)
+	}
+	for _, bad := range []string{"255.255.255.254", "fd00::1", "0.0.0.0", "nope"} {
+		c := DefaultConfig(filepath.Join(t.TempDir(), "net"))
+		c.StartingIP = bad
+		if _, err := Write(c); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("--starting-ip %s: %v, want ErrInvalidConfig", bad, err)
+		}
+	}
+}
