@@ -179,6 +179,7 @@ func (m *Module) Start(ctx context.Context) (err error) {
 			return err
 		}
 		bgCfg.Unicast.Trusted = m.isValidatorPeer
+		bgCfg.RainTreeValidator = m.cfg.Routers == RoutersBoth && set.Contains(m.cfg.Key.Address)
 		if m.bg, err = background.New(m.host, bgCfg, m.onBackground); err != nil {
 			return fmt.Errorf("creating background router: %w", err)
 		}
@@ -232,6 +233,7 @@ func (m *Module) applySetLocked(set *validators.Set) error {
 	keep := m.updateNeighboursLocked(set, isValidator)
 	if m.bg != nil {
 		m.bg.SetValidatorPeers(keep)
+		m.bg.SetRainTreePeers(m.rainTreePeers(set))
 	}
 
 	switch {
@@ -245,8 +247,12 @@ func (m *Module) applySetLocked(set *validators.Set) error {
 		// cancel them before Close waits for the router's read loops, even
 		// while the application is not reading Deliveries.
 		rctx, rcancel := context.WithCancel(m.ctx)
+		bg := m.bg // read here: the handler must not take m.mu (Close holds it while waiting for handlers)
 		r, err := raintree.NewRouter(m.host, m.cfg.Key.Address, set, rtCfg, func(from peer.ID, env []byte, broadcast bool) {
 			m.deliver(rctx, RouterRainTree, from, env, broadcast)
+			if broadcast {
+				m.republish(rctx, bg, env)
+			}
 		})
 		if err != nil {
 			rcancel()

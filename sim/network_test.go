@@ -136,6 +136,33 @@ func TestNetworkDefaultStrategyAddsLittleToGossipSub(t *testing.T) {
 	}
 }
 
+// Lazy gossip among validators (background/lazy.go): RainTree carries the
+// payload to validators, their small mesh feeds the full nodes, and the
+// whole network gets every broadcast for about half of gossipsub's bytes.
+// Payloads of 2 KiB pass gossipsub's IDONTWANT threshold, as blocks do.
+func TestNetworkLazyValidatorsHalveGossipSubPayload(t *testing.T) {
+	cfg := smallNet("gossipsub", "cover+ack+gossipsub", "cover+ack+gossipsub+eager")
+	cfg.Validators, cfg.FullNodes, cfg.PayloadSize = 18, 12, 2048
+	res := runNet(t, cfg)
+	gs, lazy, eager := byName(t, res, "gossipsub"), byName(t, res, "cover+ack+gossipsub"), byName(t, res, "cover+ack+gossipsub+eager")
+	for _, s := range []StrategyResult{gs, lazy, eager} {
+		if ratioOf(t, s) != 1 {
+			t.Errorf("%s: delivery ratio %v, want 1", s.Name, ratioOf(t, s))
+		}
+	}
+	ratio := *lazy.PayloadBytesPerBroadcast / *gs.PayloadBytesPerBroadcast
+	t.Logf("payload bytes per broadcast: gossipsub %.0f, lazy %.0f (%.2fx), eager %.0f",
+		*gs.PayloadBytesPerBroadcast, *lazy.PayloadBytesPerBroadcast, ratio, *eager.PayloadBytesPerBroadcast)
+	if ratio > 0.6 {
+		t.Errorf("lazy default: %.0f payload bytes per broadcast, %.2fx gossipsub's %.0f; want <= 0.6x",
+			*lazy.PayloadBytesPerBroadcast, ratio, *gs.PayloadBytesPerBroadcast)
+	}
+	if *lazy.PayloadBytesPerBroadcast >= *eager.PayloadBytesPerBroadcast {
+		t.Errorf("lazy %.0f payload bytes per broadcast, eager %.0f; lazy should cost less",
+			*lazy.PayloadBytesPerBroadcast, *eager.PayloadBytesPerBroadcast)
+	}
+}
+
 func TestNetworkShippedDefaultSurvivesThirtyPercentSilentValidators(t *testing.T) {
 	cfg := smallNet("cover+ack+gossipsub")
 	cfg.Validators, cfg.SilentValidators = 10, 3

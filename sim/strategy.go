@@ -23,6 +23,11 @@ type Strategy struct {
 	// Default runs p2p.DefaultConfig untouched: whatever a node ships
 	// with. RainTree, ACK and Gossip then describe it.
 	Default bool
+	// Eager turns off lazy gossip among validators
+	// (background.GossipParams.LazyAmongValidators): validators then mesh
+	// with each other and get gossip copies on top of RainTree's. It exists
+	// to measure what lazy gossip saves.
+	Eager bool
 }
 
 // partDefault names the shipped configuration.
@@ -57,6 +62,9 @@ func (s Strategy) Name() string {
 	if s.Gossip != "" {
 		parts = append(parts, s.Gossip)
 	}
+	if s.Eager {
+		parts = append(parts, partEager)
+	}
 	return strings.Join(parts, "+")
 }
 
@@ -72,6 +80,7 @@ const (
 	partGossipSub = "gossipsub"
 	partRandomSub = "randomsub"
 	partFloodSub  = "floodsub"
+	partEager     = "eager"
 )
 
 // NetworkStrategies are the strategies RunNetwork compares by default.
@@ -106,14 +115,19 @@ func ParseStrategy(name string) (Strategy, error) {
 			s.RainTree = p
 		case partACK:
 			s.ACK = true
+		case partEager:
+			s.Eager = true
 		case partGossipSub, partRandomSub, partFloodSub:
 			if s.Gossip != "" {
 				return fail("two gossip routers")
 			}
 			s.Gossip = p
 		default:
-			return fail("unknown part %q (want reference, cover, ack, gossipsub, randomsub or floodsub)", p)
+			return fail("unknown part %q (want reference, cover, ack, gossipsub, randomsub, floodsub or eager)", p)
 		}
+	}
+	if s.Eager && (s.RainTree == "" || s.Gossip != partGossipSub) {
+		return fail("eager needs a RainTree mode and gossipsub (it turns off lazy gossip among validators)")
 	}
 	if s.ACK && s.RainTree != partCover {
 		return fail("ack needs cover mode (reference messages carry no span to re-delegate)")

@@ -68,14 +68,35 @@ func newGraftCatchUp(rt *pubsub.GossipSubRouter, topic string, p pubsub.GossipSu
 
 // onDeliver records a message that has just entered the message cache.
 // Pubsub reports a message as delivered once, right before caching it
-// for forwarding, and reports neither ignored nor rejected messages.
+// for forwarding, and reports neither ignored nor rejected messages. It
+// never reports our own publications to raw tracers: see onPublish.
 func (g *graftCatchUp) onDeliver(msg *pubsub.Message) {
-	if g.window <= 0 || g.limit <= 0 || msg.GetTopic() != g.topic {
+	if msg.GetTopic() != g.topic {
 		return
 	}
 	id := msg.ID
 	if id == "" {
 		id = messageID(msg.Message)
+	}
+	g.record(id, msg.ReceivedFrom)
+}
+
+// onPublish records one of our own publications, given its frame. It is
+// called just before publishing: a peer grafted in between is told about a
+// message that may not be cached yet, which costs it an unanswered IWANT,
+// while recording after publishing could miss a peer grafted in between
+// for good. Without flood publishing this is how a peer that joins our
+// mesh right after we publish still gets the message.
+func (g *graftCatchUp) onPublish(frame []byte) {
+	if g == nil {
+		return
+	}
+	g.record(messageID(&pb.Message{Data: frame}), "")
+}
+
+func (g *graftCatchUp) record(id string, from peer.ID) {
+	if g.window <= 0 || g.limit <= 0 {
+		return
 	}
 	now := g.now()
 	g.mu.Lock()
@@ -84,7 +105,7 @@ func (g *graftCatchUp) onDeliver(msg *pubsub.Message) {
 	if len(g.recent) >= g.limit {
 		g.recent = g.recent[1:]
 	}
-	g.recent = append(g.recent, recentMessage{id: id, from: msg.ReceivedFrom, at: now})
+	g.recent = append(g.recent, recentMessage{id: id, from: from, at: now})
 }
 
 // onGraft advertises the recent messages to a peer that is joining our

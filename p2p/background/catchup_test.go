@@ -40,6 +40,28 @@ func TestPeerJoiningTheMeshGetsRecentMessages(t *testing.T) {
 	}
 }
 
+// Without flood publishing, a publisher sends its message to its mesh
+// only. A peer whose subscription it knows but that it has not grafted yet
+// must still get the message once grafted, although pubsub never reports a
+// node's own publications to its tracers.
+func TestPeerJoiningThePublishersMeshGetsItsOwnMessage(t *testing.T) {
+	cfg := testConfig("catchup-own")
+	cfg.Gossip.FloodPublish = false
+	// Heartbeats far apart: the publish surely lands before the first graft.
+	cfg.Gossip.HeartbeatInterval = 500 * time.Millisecond
+	for i := range 3 {
+		a, b := startNode(t, cfg), startNode(t, cfg)
+		connect(t, b.h, a.h)
+		eventually(t, 5*time.Second, "a to see b's subscription", func() bool { return len(a.r.TopicPeers()) == 1 })
+		env := envelope(t, "published before the mesh formed")
+		if err := a.r.Broadcast(context.Background(), env); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, "b to receive it", func() bool { return len(b.in.deliveries(env)) == 1 })
+		t.Logf("round %d delivered", i)
+	}
+}
+
 func TestGraftCatchUpAdvertisesOnlyTheGossipWindow(t *testing.T) {
 	p := pubsub.DefaultGossipSubParams()
 	p.HeartbeatInterval, p.HistoryGossip, p.HistoryLength = time.Second, 3, 5

@@ -70,6 +70,15 @@ type GossipParams struct {
 	// after peers appear, so without it a publish right after start-up
 	// reaches nobody. The spec recommends it on; go-libp2p-pubsub has it off.
 	FloodPublish bool
+	// LazyAmongValidators makes validators that run RainTree gossip lazily
+	// with each other (see Config.RainTreeValidator and lazy.go): no mesh
+	// links between validators, IHAVE/IWANT only. Default true. It changes
+	// nothing on the wire; full nodes run plain gossipsub.
+	LazyAmongValidators bool
+	// ValidatorD is the mesh degree of a lazy validator (Dlo and Dhi are
+	// one less and one more). Its mesh holds only full nodes, and each link
+	// costs one copy of every message, so it is small. Default 2.
+	ValidatorD int
 }
 
 // Defaults used by DefaultConfig.
@@ -80,6 +89,7 @@ const (
 	DefaultPeerOutboundQueueSize = 4096
 	DefaultRandomSubSize         = 64
 	DefaultAdvertiseInterval     = time.Minute
+	DefaultValidatorD            = 2
 	// DefaultDirectRate and DefaultDirectBurst bound the direct sends
 	// (background unicast) accepted from one peer.
 	DefaultDirectRate  = 100
@@ -95,6 +105,9 @@ func DefaultGossipParams() GossipParams {
 		HistoryLength:     6,
 		HistoryGossip:     3,
 		FloodPublish:      true,
+
+		LazyAmongValidators: true,
+		ValidatorD:          DefaultValidatorD,
 	}
 }
 
@@ -157,6 +170,14 @@ type Config struct {
 	// node per minute. Failed rounds (for example an empty routing table
 	// right after start) retry sooner, with backoff.
 	AdvertiseInterval time.Duration
+	// RainTreeValidator says the node is a validator that also broadcasts
+	// on RainTree. With Gossip.LazyAmongValidators it gossips lazily with
+	// the peers given to SetRainTreePeers, meshes only with full nodes
+	// (Gossip.ValidatorD of them) and does not flood-publish. It is read
+	// once, when the router is created: a node that joins or leaves the
+	// validator set later keeps its mesh degree until it restarts (lazy
+	// peers follow SetRainTreePeers at once).
+	RainTreeValidator bool
 	// Silent is fault injection: the node still receives and delivers
 	// every valid message, but never forwards anyone else's. Its own
 	// broadcasts are published normally.
@@ -284,6 +305,8 @@ func (g GossipParams) validate() error {
 		return fmt.Errorf("HeartbeatInterval %v must be positive", g.HeartbeatInterval)
 	case g.HistoryGossip <= 0 || g.HistoryLength < g.HistoryGossip:
 		return fmt.Errorf("want 0 < HistoryGossip <= HistoryLength, have %d and %d", g.HistoryGossip, g.HistoryLength)
+	case g.LazyAmongValidators && g.ValidatorD < 2:
+		return fmt.Errorf("ValidatorD %d must be at least 2 with LazyAmongValidators", g.ValidatorD)
 	}
 	return nil
 }

@@ -102,6 +102,12 @@ type Router struct {
 	// dialers counts running redial goroutines, for tests.
 	dialers atomic.Int64
 
+	// catchUp is gossipsub's join-gap repair (nil for the other kinds);
+	// set in Start, before any publication.
+	catchUp *graftCatchUp
+	// lazy holds the RainTree peers gossip treats lazily (lazy.go).
+	lazy lazySet
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -226,8 +232,9 @@ func (r *Router) newPubSub() (*pubsub.PubSub, error) {
 	tr := tracer{c: &r.c}
 	if r.cfg.PubSub != RandomSub && r.cfg.PubSub != FloodSub {
 		gs = pubsub.DefaultGossipSubRouter(r.host)
-		tr.catchUp = newGraftCatchUp(gs, r.topicName, gossipSubParams(r.cfg.Gossip))
+		tr.catchUp = newGraftCatchUp(gs, r.topicName, gossipSubParams(r.cfg.effectiveGossip()))
 	}
+	r.catchUp = tr.catchUp
 	opts := []pubsub.Option{
 		// Every message is signed by its originator and checked on receipt,
 		// so Handler's from is authenticated. StrictSign is pubsub's
@@ -248,10 +255,11 @@ func (r *Router) newPubSub() (*pubsub.PubSub, error) {
 	default:
 		// NewGossipSub, with the router built here so graftCatchUp can
 		// reach it.
+		g := r.cfg.effectiveGossip()
 		opts = append(opts,
 			gs.WithDefaultTagTracer(),
-			pubsub.WithGossipSubParams(gossipSubParams(r.cfg.Gossip)),
-			pubsub.WithFloodPublish(r.cfg.Gossip.FloodPublish),
+			pubsub.WithGossipSubParams(gossipSubParams(g)),
+			pubsub.WithFloodPublish(g.FloodPublish),
 		)
 		opts = append(opts, r.scoreOptions()...)
 		return pubsub.NewGossipSubWithRouter(r.ctx, r.host, gs, opts...)
@@ -408,6 +416,7 @@ func (r *Router) Broadcast(ctx context.Context, envelope []byte) (err error) {
 		return fmt.Errorf("broadcast on %s: %w (%d connected peers, none subscribed yet)",
 			r.topicName, ErrNoPeers, len(r.host.Network().Peers()))
 	}
+	r.catchUp.onPublish(frame)
 	if err := topic.Publish(ctx, frame); err != nil {
 		return fmt.Errorf("broadcast on %s: %w", r.topicName, err)
 	}

@@ -111,7 +111,10 @@ func (s ScoreParams) peerScore(topic string) (*pubsub.PeerScoreParams, *pubsub.P
 			InvalidMessageDeliveriesDecay:  s.InvalidMessageDecay,
 			// P3 and P3b stay at weight 0: see ScoreParams.
 		}},
-		AppSpecificScore: func(peer.ID) float64 { return 0 },
+		// P5 is how validators keep each other out of their meshes
+		// (lazy.go); the Router sets the function.
+		AppSpecificScore:  func(peer.ID) float64 { return 0 },
+		AppSpecificWeight: 1,
 		// IP colocation (P6) is off: validators may share an address
 		// (localnet, hosting), and the resource manager already bounds
 		// connections per IP.
@@ -132,13 +135,16 @@ func (s ScoreParams) peerScore(topic string) (*pubsub.PeerScoreParams, *pubsub.P
 	return params, thresholds
 }
 
-// scoreOptions are the pubsub options for scoring, for GossipSub.
+// scoreOptions are the pubsub options for scoring, for GossipSub. Lazy
+// gossip among validators needs the application score even when scoring is
+// disabled; it then runs alone.
 func (r *Router) scoreOptions() []pubsub.Option {
 	s := r.cfg.Scoring
 	if s.Disabled {
-		return nil
+		return r.lazyOnlyScoreOptions()
 	}
 	params, thresholds := s.peerScore(r.topicName)
+	params.AppSpecificScore = r.appScore
 	opts := []pubsub.Option{
 		pubsub.WithPeerScore(params, thresholds),
 		pubsub.WithPeerScoreInspect(pubsub.PeerScoreInspectFn(r.inspectScores), r.cfg.Gossip.HeartbeatInterval),

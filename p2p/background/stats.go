@@ -28,6 +28,9 @@ type Stats struct {
 	// Published counts successful Broadcasts; PublishErrors failed ones,
 	// ErrNoPeers included.
 	Published, PublishErrors uint64
+	// Republished counts envelopes RainTree delivered that a lazy
+	// validator handed to gossip; RepublishErrors those gossip refused.
+	Republished, RepublishErrors uint64
 	// DeliveredGossip and DeliveredUnicast count envelopes handed to the
 	// handler, by path.
 	DeliveredGossip, DeliveredUnicast uint64
@@ -77,6 +80,7 @@ func (c *rejectionCounters) snapshot() Rejections {
 
 type counters struct {
 	published, publishErrors          atomic.Uint64
+	republished, republishErrors      atomic.Uint64
 	deliveredGossip, deliveredUnicast atomic.Uint64
 	duplicates, silentWithheld        atomic.Uint64
 	gossipRejected, unicastRejected   rejectionCounters
@@ -93,6 +97,8 @@ func (r *Router) Stats() Stats {
 	return Stats{
 		Published:               r.c.published.Load(),
 		PublishErrors:           r.c.publishErrors.Load(),
+		Republished:             r.c.republished.Load(),
+		RepublishErrors:         r.c.republishErrors.Load(),
 		DeliveredGossip:         r.c.deliveredGossip.Load(),
 		DeliveredUnicast:        r.c.deliveredUnicast.Load(),
 		Duplicates:              r.c.duplicates.Load(),

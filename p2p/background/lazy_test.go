@@ -1,0 +1,131 @@
+package background
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+)
+
+func TestEffectiveGossipOfLazyValidators(t *testing.T) {
+	tests := []struct {
+		name      string
+		validator bool
+		lazy      bool
+		kind      PubSubKind
+		wantD     int
+		wantFlood bool
+	}{
+		{"a full node runs the configured mesh and flood publishes", false, true, GossipSub, 8, true},
+		{"a lazy validator runs a small mesh without flood publishing", true, true, GossipSub, DefaultValidatorD, false},
+		{"an eager validator runs the configured mesh", true, false, GossipSub, 8, true},
+		{"lazy gossip needs gossipsub", true, true, FloodSub, 8, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := testConfig("lazy")
+			c.PubSub, c.RainTreeValidator, c.Gossip.LazyAmongValidators = tt.kind, tt.validator, tt.lazy
+			g := c.effectiveGossip()
+			if g.D != tt.wantD || g.FloodPublish != tt.wantFlood {
+				t.Fatalf("D=%d flood=%v, want D=%d flood=%v", g.D, g.FloodPublish, tt.wantD, tt.wantFlood)
+			}
+			if tt.validator && tt.kind == GossipSub {
+				// pubsub checks the derived mesh parameters when it starts
+				n := startNode(t, c)
+				if err := n.r.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func TestLazyGossipNeedsAMeshOfAtLeastTwo(t *testing.T) {
+	c := DefaultConfig("lazy")
+	c.Gossip.ValidatorD = 1
+	if err := c.Validate(); err == nil {
+		t.Fatal("ValidatorD 1 accepted")
+	}
+	c.Gossip.LazyAmongValidators = false
+	if err := c.Validate(); err != nil {
+		t.Fatalf("ValidatorD is ignored without lazy gossip, got %v", err)
+	}
+}
+
+// meshTag is how pubsub's tag tracer protects mesh peers in the connection
+// manager.
+func meshTag(network string) string { return "pubsub:" + TopicName(network) }
+
+func newHostWithConnManager(t *testing.T) host.Host {
+	t.Helper()
+	cm, err := connmgr.NewConnManager(50, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newHost(t, libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.ConnectionManager(cm))
+}
+
+// Two validators and a full node, all connected. Eager validators mesh with
+// each other; lazy ones mesh only with the full node, while still
+// exchanging gossip, and a broadcast still reaches everyone.
+func TestLazyValidatorsMeshOnlyWithFullNodes(t *testing.T) {
+	for _, lazy := range []bool{false, true} {
+		t.Run(map[bool]string{false: "eager", true: "lazy"}[lazy], func(t *testing.T) {
+			const network = "lazymesh"
+			cfg := testConfig(network)
+			cfg.Gossip.LazyAmongValidators = lazy
+			cfg.Gossip.ValidatorD = 3 // Dlo 2: with one mesh peer, a validator looks for another
+			vcfg := cfg
+			vcfg.RainTreeValidator = true
+			a := startNodeOn(t, newHostWithConnManager(t), vcfg)
+			b := startNodeOn(t, newHostWithConnManager(t), vcfg)
+			c := startNodeOn(t, newHostWithConnManager(t), cfg)
+			a.r.SetRainTreePeers([]peer.ID{b.h.ID()})
+			b.r.SetRainTreePeers([]peer.ID{a.h.ID()})
+			connect(t, a.h, b.h)
+			connect(t, a.h, c.h)
+			connect(t, b.h, c.h)
+
+			inMesh := func(of, p *node) bool { return of.h.ConnManager().IsProtected(p.h.ID(), meshTag(network)) }
+			eventually(t, 10*time.Second, "validators meshing with the full node", func() bool {
+				return inMesh(a, c) && inMesh(b, c) && inMesh(c, a) && inMesh(c, b)
+			})
+			if !lazy {
+				eventually(t, 10*time.Second, "eager validators meshing with each other", func() bool {
+					return inMesh(a, b) && inMesh(b, a)
+				})
+				return
+			}
+			// Absence cannot be awaited: watch for several heartbeats, in
+			// each of which a validator below Dlo grafts every eligible peer.
+			deadline := time.Now().Add(10 * cfg.Gossip.HeartbeatInterval)
+			for time.Now().Before(deadline) {
+				if inMesh(a, b) || inMesh(b, a) {
+					t.Fatal("lazy validators meshed with each other")
+				}
+				time.Sleep(cfg.Gossip.HeartbeatInterval / 4)
+			}
+			env := envelope(t, "lazy")
+			if err := a.r.Broadcast(context.Background(), env); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 10*time.Second, "the broadcast reaching both peers", func() bool {
+				return len(b.in.deliveries(env)) == 1 && len(c.in.deliveries(env)) == 1
+			})
+		})
+	}
+}
+
+func TestLazyScoreSitsBetweenTheMeshAndTheGossipThreshold(t *testing.T) {
+	maxFirstDeliveries := firstDeliveriesWeight * firstDeliveriesCap
+	if lazyScore+maxFirstDeliveries >= 0 {
+		t.Errorf("a lazy peer with every first-delivery reward scores %v: it could join the mesh", lazyScore+maxFirstDeliveries)
+	}
+	if d := DefaultScoreParams(); lazyScore <= d.GossipThreshold {
+		t.Errorf("lazy score %v is at or below the gossip threshold %v: no IHAVE/IWANT repair", float64(lazyScore), d.GossipThreshold)
+	}
+}
