@@ -3,7 +3,9 @@ package netns
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -73,5 +75,34 @@ func TestAFabricGivesEachNodeItsOwnAddressAndIsRemovedOnClose(t *testing.T) {
 		if strings.HasPrefix(ns, id+"-") {
 			t.Fatalf("namespace %s left after Close", ns)
 		}
+	}
+}
+
+// A run killed with SIGKILL cannot remove its namespaces; the next fabric
+// removes those whose process is gone, and leaves live ones alone.
+func TestStaleNamespacesOfDeadRunsAreRemoved(t *testing.T) {
+	needFabric(t)
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	stale := fmt.Sprintf("%s%d-1-hub", namePrefix, dead.Process.Pid)
+	if err := ip(context.Background(), "netns", "add", stale); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = deleteNS(stale) })
+	live := fmt.Sprintf("%s%d-1-hub", namePrefix, os.Getppid()) // our parent outlives the test
+	if err := ip(context.Background(), "netns", "add", live); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = deleteNS(live) })
+
+	RemoveStale(context.Background())
+	got := List()
+	if slices.Contains(got, stale) {
+		t.Errorf("the namespace %s of a dead run is still there", stale)
+	}
+	if !slices.Contains(got, live) {
+		t.Errorf("the namespace %s of a live process was removed", live)
 	}
 }
