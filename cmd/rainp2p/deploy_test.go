@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -126,5 +129,45 @@ func TestGenesisAddValidatorAssemblesAGenesis(t *testing.T) {
 	i, _ := set.IndexOf(k1.Key.Address)
 	if ms := set.At(i).Multiaddrs; len(ms) != 1 || ms[0].String() != "/ip4/198.51.100.9/tcp/4001" {
 		t.Fatalf("multiaddrs %v", ms)
+	}
+}
+
+// While the node runs, show prints the addresses it really listens on (the
+// port it was given), not the port 0 of its config.
+func TestShowAsksARunningNodeForItsAddresses(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "home")
+	if _, err := runInit(t, "--home", dir); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runNode(ctx, dir, "error", "", io.Discard) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("runNode: %v", err)
+		}
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, home.AdminURLFile)); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the node never wrote admin.url")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s, note, err := showHome(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if note != "" || len(s.Multiaddrs) == 0 {
+		t.Fatalf("show of a running node: %+v (note %q)", s, note)
+	}
+	for _, a := range s.Multiaddrs {
+		if strings.Contains(a, "/tcp/0/") || strings.Contains(a, "/udp/0/") || !strings.HasSuffix(a, "/p2p/"+s.PeerID) {
+			t.Fatalf("show printed %s", a)
+		}
 	}
 }
