@@ -21,7 +21,16 @@ import (
 // node takes it without a restart, the promoted node joins RainTree, and
 // the network still delivers every message exactly once.
 func TestRunningNodesTakeAValidatorSetChangeWithoutRestart(t *testing.T) {
+	t.Run("on loopback", func(t *testing.T) { testLiveSetChange(t, false) })
+	t.Run("in namespaces", func(t *testing.T) {
+		needNetNS(t)
+		testLiveSetChange(t, true)
+	})
+}
+
+func testLiveSetChange(t *testing.T, inNamespaces bool) {
 	cfg := testConfig(t)
+	cfg.NetNS = inNamespaces
 	cfg.Validators, cfg.FullNodes = 3, 2
 	ctx := t.Context()
 	n, err := Start(ctx, cfg, &testWriter{t: t})
@@ -95,7 +104,7 @@ func TestRunningNodesTakeAValidatorSetChangeWithoutRestart(t *testing.T) {
 	}
 
 	treeFrames := func() float64 {
-		for k, v := range scrapeCounters(t, promoted.AdminURL()) {
+		for k, v := range scrapeCountersVia(t, n.api.http, promoted.AdminURL()) {
 			if strings.HasPrefix(k, "rainp2p_messages_received_total") && strings.Contains(k, `kind="broadcast"`) && strings.Contains(k, `router="raintree"`) {
 				return v
 			}

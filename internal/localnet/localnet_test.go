@@ -368,7 +368,14 @@ func assertGone(t *testing.T, pids []int, dir string) {
 // scrapeCounters reads the rainp2p_ samples of a node's /metrics.
 func scrapeCounters(t *testing.T, base string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
+	return scrapeCountersVia(t, http.DefaultClient, base)
+}
+
+// scrapeCountersVia is scrapeCounters through hc (a network's client, which
+// can reach into namespaces).
+func scrapeCountersVia(t *testing.T, hc *http.Client, base string) map[string]float64 {
+	t.Helper()
+	resp, err := hc.Get(base + "/metrics")
 	if err != nil {
 		t.Fatalf("GET /metrics: %v", err)
 	}
