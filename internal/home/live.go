@@ -44,26 +44,26 @@ func (l *Live) Current() (uint64, *validators.Set) {
 }
 
 // MoveTo moves the node to height h and applies the set in force there.
-func (l *Live) MoveTo(_ context.Context, h uint64) (*validators.Set, error) {
+func (l *Live) MoveTo(ctx context.Context, h uint64) (*validators.Set, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.moveLocked(h)
+	return l.moveLocked(ctx, h)
 }
 
 // Replace makes members the set in force from height h, and moves the node
 // there.
-func (l *Live) Replace(_ context.Context, h uint64, members []validators.GenesisMember) (*validators.Set, error) {
+func (l *Live) Replace(ctx context.Context, h uint64, members []validators.GenesisMember) (*validators.Set, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if _, err := l.sets.Save(h, members); err != nil {
 		return nil, err
 	}
-	return l.moveLocked(h)
+	return l.moveLocked(ctx, h)
 }
 
 // Reload re-reads the set files and the height file, and applies the set
 // in force at that height. On error nothing changes.
-func (l *Live) Reload(_ context.Context) (*validators.Set, error) {
+func (l *Live) Reload(ctx context.Context) (*validators.Set, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	h, err := ReadHeight(l.dir, l.sets.genesis)
@@ -73,21 +73,21 @@ func (l *Live) Reload(_ context.Context) (*validators.Set, error) {
 	if err := l.sets.Reload(); err != nil {
 		return nil, err
 	}
-	return l.applyLocked(h)
+	return l.applyLocked(ctx, h)
 }
 
-func (l *Live) moveLocked(h uint64) (*validators.Set, error) {
-	if _, err := l.sets.ValidatorSet(context.Background(), h); err != nil {
+func (l *Live) moveLocked(ctx context.Context, h uint64) (*validators.Set, error) {
+	if _, err := l.sets.ValidatorSet(ctx, h); err != nil {
 		return nil, err
 	}
 	if err := WriteHeight(l.dir, h); err != nil {
 		return nil, err
 	}
-	return l.applyLocked(h)
+	return l.applyLocked(ctx, h)
 }
 
-func (l *Live) applyLocked(h uint64) (*validators.Set, error) {
-	set, err := l.sets.ValidatorSet(context.Background(), h)
+func (l *Live) applyLocked(ctx context.Context, h uint64) (*validators.Set, error) {
+	set, err := l.sets.ValidatorSet(ctx, h)
 	if err != nil {
 		return nil, err
 	}
