@@ -56,6 +56,7 @@ It refuses to touch any home that already exists.`,
 	f.StringVar(&c.StartingIP, "starting-ip", "", "give the nodes consecutive IPv4 addresses from this one, validators first (instead of --hosts)")
 	f.IntVar(&c.Port, "port", c.Port, "first TCP and UDP (QUIC) port")
 	f.StringVar(&c.NetworkID, "network-id", c.NetworkID, "network / chain ID")
+	f.BoolVar(&c.AdminTokens, "admin-token", false, "give each home a random admin API bearer token (admin.token, mode 0600)")
 	f.IntVar(&c.BootstrapPeers, "bootstrap-peers", c.BootstrapPeers, "validators in each full node's bootstrap list")
 	f.StringVar(&c.Node.Mode, "mode", c.Node.Mode, "RainTree mode: cover or reference")
 	f.StringVar(&c.Node.LogLevel, "log-level", c.Node.LogLevel, "nodes' log level")

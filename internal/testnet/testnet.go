@@ -1,6 +1,8 @@
 package testnet
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -59,6 +61,9 @@ type Config struct {
 	Port int
 	// BootstrapPeers bounds the validators in a full node's bootstrap list.
 	BootstrapPeers int
+	// AdminTokens gives every home its own random admin API bearer token
+	// (admin.token, mode 0600), needed by every state-changing request.
+	AdminTokens bool
 	// Node is the config every home starts from (mode, log level, ...);
 	// listen, announce and bootstrap addresses are filled in.
 	Node home.Config
@@ -176,6 +181,11 @@ func Write(c Config) (_ []Node, err error) {
 		if err := home.Create(n.Dir, n.Key, nodeConfig(c, n, nodes), genesis); err != nil {
 			return nil, fmt.Errorf("%s: %w", n.Name, err)
 		}
+		if c.AdminTokens {
+			if err := writeToken(filepath.Join(n.Dir, home.AdminTokenFile)); err != nil {
+				return nil, fmt.Errorf("%s: %w", n.Name, err)
+			}
+		}
 		// Check each home the way `rainp2p node` will.
 		h, err := home.Load(n.Dir)
 		if err != nil {
@@ -186,6 +196,23 @@ func Write(c Config) (_ []Node, err error) {
 		}
 	}
 	return nodes, nil
+}
+
+// writeToken writes a new random token to a file only its owner can read.
+func writeToken(path string) error {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return fmt.Errorf("making an admin token: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("writing the admin token: %w", err)
+	}
+	if _, err := f.WriteString(hex.EncodeToString(b) + "\n"); err != nil {
+		f.Close()
+		return fmt.Errorf("writing the admin token: %w", err)
+	}
+	return f.Close()
 }
 
 // plan names every node, makes its key and picks its host and port.

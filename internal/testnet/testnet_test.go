@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rainp2p/rainp2p/internal/admin"
 	"github.com/rainp2p/rainp2p/internal/home"
 )
 
@@ -67,6 +68,24 @@ func TestWriteMakesRunnableHomesWithOneGenesis(t *testing.T) {
 		if h.Config.ListenAddrs[0] != tt.listen || h.Config.AnnounceAddrs[0] != tt.announce {
 			t.Errorf("%s listens on %v and announces %v, want %s and %s", nodes[tt.node].Name, h.Config.ListenAddrs, h.Config.AnnounceAddrs, tt.listen, tt.announce)
 		}
+	}
+}
+
+func TestAdminTokensArePrivateAndDistinct(t *testing.T) {
+	c := DefaultConfig(t.TempDir())
+	c.Validators = 2
+	c.AdminTokens = true
+	nodes, err := Write(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, n := range nodes {
+		tok, err := admin.ReadToken(filepath.Join(n.Dir, home.AdminTokenFile))
+		if err != nil || len(tok) != 64 || seen[tok] {
+			t.Fatalf("%s: token %q, %v (seen before: %v)", n.Name, tok, err, seen[tok])
+		}
+		seen[tok] = true
 	}
 }
 
