@@ -180,7 +180,7 @@ func (m *Module) Start(ctx context.Context) (err error) {
 		}
 		bgCfg.Unicast.Trusted = m.isValidatorPeer
 		bgCfg.RainTreeValidator = m.cfg.Routers == RoutersBoth && set.Contains(m.cfg.Key.Address)
-		if m.bg, err = background.New(m.host, bgCfg, m.onBackground); err != nil {
+		if m.bg, err = background.New(hintedHost{m.host, m}, bgCfg, m.onBackground); err != nil {
 			return fmt.Errorf("creating background router: %w", err)
 		}
 		if err := m.bg.Start(ctx); err != nil {
@@ -223,12 +223,8 @@ func (m *Module) applySetLocked(set *validators.Set) error {
 		m.book[v.Address] = v.PeerID
 	}
 	m.bookMu.Unlock()
-	// Validators' addresses are hints for dials on demand, not a dial list.
-	for _, v := range set.Validators() {
-		if v.PeerID != m.host.ID() && len(v.Multiaddrs) > 0 {
-			m.host.Peerstore().AddAddrs(v.PeerID, v.Multiaddrs, time.Hour)
-		}
-	}
+	// Validators' addresses are hints for dials on demand (hintedHost),
+	// not a dial list.
 	isValidator := set.Contains(m.cfg.Key.Address) && m.cfg.Routers != RoutersBackgroundOnly
 	keep := m.updateNeighboursLocked(set, isValidator)
 	if m.bg != nil {
@@ -248,7 +244,7 @@ func (m *Module) applySetLocked(set *validators.Set) error {
 		// while the application is not reading Deliveries.
 		rctx, rcancel := context.WithCancel(m.ctx)
 		bg := m.bg // read here: the handler must not take m.mu (Close holds it while waiting for handlers)
-		r, err := raintree.NewRouter(m.host, m.cfg.Key.Address, set, rtCfg, func(from peer.ID, env []byte, broadcast bool) {
+		r, err := raintree.NewRouter(hintedHost{m.host, m}, m.cfg.Key.Address, set, rtCfg, func(from peer.ID, env []byte, broadcast bool) {
 			m.deliver(rctx, RouterRainTree, from, env, broadcast)
 			if broadcast {
 				m.republish(rctx, bg, env)

@@ -160,3 +160,38 @@ func metricHas(t *testing.T, m *p2p.Module, name, label string) bool {
 	}
 	return false
 }
+
+// The set's addresses are hints: a node copies a validator's addresses
+// into its peerstore only when it dials it, and a unicast to a validator
+// it was never connected to still arrives.
+func TestValidatorAddressesAreHintsNotAPeerstoreCopy(t *testing.T) {
+	const n = 14
+	nodes := network(t, n, 0, func(c *p2p.Config) { c.Background.DHT = false })
+	set := nodes[0].mod.ValidatorSet()
+	from := nodes[0]
+	self, _ := set.IndexOf(from.key.Address)
+	near := raintree.NeighboursOf(raintree.ModeCover, n, self).All()
+	var far *node
+	for _, nd := range nodes[1:] {
+		i, _ := set.IndexOf(nd.key.Address)
+		if !slices.Contains(near, i) && from.mod.Host().Network().Connectedness(nd.host.ID()) != lpnet.Connected {
+			far = nd
+			break
+		}
+	}
+	if far == nil {
+		t.Fatal("every validator is a neighbour of node 0 or connected to it; the test needs a larger set")
+	}
+	if addrs := from.mod.Host().Peerstore().Addrs(far.host.ID()); len(addrs) > 0 {
+		t.Fatalf("the peerstore already holds %v for a validator this node never dialled", addrs)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	env, err := from.mod.Send(ctx, far.key.Address, wrapperspb.String("far away"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the unicast to a validator dialled on demand", func() bool {
+		return len(far.deliveries(env.GetNonce())) == 1
+	})
+}

@@ -40,8 +40,9 @@ func peakRSS() *int64 {
 	return nil
 }
 
-// writeHeapProfile writes a heap profile of live objects to path, and
-// goroutine and stack figures to path.txt.
+// writeHeapProfile writes a heap profile of live objects to path, a
+// goroutine profile to path.goroutine, and goroutine and stack figures to
+// path.txt.
 func writeHeapProfile(path string) error {
 	runtime.GC()
 	f, err := os.Create(path)
@@ -53,6 +54,17 @@ func writeHeapProfile(path string) error {
 		return fmt.Errorf("heap profile %s: %w", path, err)
 	}
 	if err := f.Close(); err != nil {
+		return err
+	}
+	g, err := os.Create(path + ".goroutine")
+	if err != nil {
+		return fmt.Errorf("goroutine profile: %w", err)
+	}
+	if err := pprof.Lookup("goroutine").WriteTo(g, 0); err != nil {
+		_ = g.Close()
+		return fmt.Errorf("goroutine profile: %w", err)
+	}
+	if err := g.Close(); err != nil {
 		return err
 	}
 	// What the heap profile leaves out: stacks, and the runtime's view.
