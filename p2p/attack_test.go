@@ -43,8 +43,9 @@ type arena struct {
 }
 
 // newArena starts the honest validators listening on honestAddrs (one
-// each) and the victim on victimAddr, all in one validator set.
-func newArena(t *testing.T, victimAddr string, honestAddrs []string, tweak func(*p2p.Config)) *arena {
+// each) and the victim on victimAddr, all in one validator set; insiders
+// are validators of the set that run no Module (attackers).
+func newArena(t *testing.T, victimAddr string, honestAddrs []string, tweak func(*p2p.Config), insiders ...*identity.Key) *arena {
 	t.Helper()
 	quiet := slog.New(slog.DiscardHandler)
 	a := &arena{}
@@ -63,6 +64,9 @@ func newArena(t *testing.T, victimAddr string, honestAddrs []string, tweak func(
 		n := &node{key: k, host: h, got: map[uint64][]p2p.Delivery{}, done: make(chan struct{})}
 		a.honest = append(a.honest, n)
 		members = append(members, validators.Validator{PublicKey: k.Private.GetPublic(), Multiaddrs: h.Addrs()})
+	}
+	for _, k := range insiders {
+		members = append(members, validators.Validator{PublicKey: k.Private.GetPublic()})
 	}
 	set, err := validators.NewSet(1, members)
 	if err != nil {
@@ -205,7 +209,16 @@ func dialFrom(listen string) []libp2p.Option {
 // loopback it does not listen, and dials from listen's address.
 func attacker(t *testing.T, listen string) host.Host {
 	t.Helper()
+	return attackerWithKey(t, listen, nil)
+}
+
+// attackerWithKey is attacker with the identity of key (nil: a new one).
+func attackerWithKey(t *testing.T, listen string, key *identity.Key) host.Host {
+	t.Helper()
 	opts := dialFrom(listen)
+	if key != nil {
+		opts = append(opts, libp2p.Identity(key.Private))
+	}
 	if opts == nil {
 		opts = []libp2p.Option{libp2p.NoTransports, libp2p.Transport(tcp.NewTCPTransport), libp2p.ListenAddrStrings(listen)}
 	} else {
@@ -221,19 +234,40 @@ func attacker(t *testing.T, listen string) host.Host {
 	return h
 }
 
-// Under a declare-and-stall attack from 4 peer IDs (25 streams each on
+// Under a declare-and-stall attack from 4 peer IDs (12 streams each on
 // both unicast protocols, every frame declared at the maximum and left one
 // byte short), the victim holds at most 256 MiB for unfinished frames,
 // releases it within 30 s of the attackers leaving, and honest broadcasts
-// are all delivered throughout.
+// are all delivered throughout. Attackers that are validators may use the
+// full per-peer limits (4 x 64 MiB); others only 40% of them.
 func TestDeclareAndStallFromFourPeersIsBoundedAndReleased(t *testing.T) {
-	a := newArena(t, "/ip4/127.0.0.1/tcp/0", []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/tcp/0"}, nil)
-	victim := a.victim
+	for _, tt := range []struct {
+		name       string
+		validators bool
+	}{
+		{"four outsiders", false},
+		{"four validators", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) { declareAndStall(t, tt.validators) })
+	}
+}
+
+func declareAndStall(t *testing.T, asValidators bool) {
 	const (
 		peers          = 4
-		streamsPerPeer = 50
+		streamsPerPeer = 24
 		limit          = 256 << 20
 	)
+	keys := make([]*identity.Key, peers)
+	for i := range keys {
+		keys[i], _ = identity.GenerateKey()
+	}
+	var insiders []*identity.Key
+	if asValidators {
+		insiders = keys
+	}
+	a := newArena(t, "/ip4/127.0.0.1/tcp/0", []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/tcp/0"}, nil, insiders...)
+	victim := a.victim
 	maxFrame := p2p.DefaultConfig().MaxMessageSize + wire.FrameOverhead
 	protocols := []string{string(raintree.ProtocolID(attackNetwork)), string(background.UnicastProtocolID(attackNetwork))}
 
@@ -272,8 +306,8 @@ func TestDeclareAndStallFromFourPeersIsBoundedAndReleased(t *testing.T) {
 	var wg sync.WaitGroup
 	var sentMu sync.Mutex
 	sent := 0
-	for range peers {
-		h := attacker(t, "/ip4/127.0.0.1/tcp/0")
+	for _, k := range keys {
+		h := attackerWithKey(t, "/ip4/127.0.0.1/tcp/0", k)
 		attackers = append(attackers, h)
 		if err := h.Connect(ctx, peer.AddrInfo{ID: victim.host.ID(), Addrs: victim.host.Addrs()}); err != nil {
 			t.Fatal(err)
