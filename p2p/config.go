@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rainp2p/rainp2p/p2p/background"
@@ -55,9 +57,24 @@ type Config struct {
 	// MaxMessageSize bounds a serialized envelope, on every router.
 	// Default 4 MiB.
 	MaxMessageSize int
-	// DedupCapacity is how many recent nonces the deduper remembers.
-	// Default 65536.
+	// DedupCapacity is how many message IDs the deduper remembers. Size it
+	// with ReplayWindow: it should hold every message of ReplayWindow +
+	// 2*ClockSkew. Past it, the oldest are forgotten and everything created
+	// at or before them is refused as too old (package dedup). Default
+	// 65536 (about 470 messages a second over the default window, ~6.5 MiB).
 	DedupCapacity int
+	// ReplayWindow is how long after its creation an envelope is still
+	// accepted; older ones are refused and counted. Default 2m.
+	ReplayWindow time.Duration
+	// ClockSkew is the clock difference allowed between an originator and
+	// a receiver, in both directions: an envelope is accepted if created
+	// in [now - ReplayWindow - ClockSkew, now + ClockSkew]. Default 10s.
+	ClockSkew time.Duration
+	// OnInvalidPeer, if set, is told about every peer a router caught
+	// sending what only a faulty or hostile peer sends (a RainTree relay
+	// that altered or forged a signed envelope, a malformed frame). It
+	// must not block. Each call is counted in Stats.InvalidPeers.
+	OnInvalidPeer func(router RouterName, from peer.ID, err error)
 	// DeliveryBuffer is the capacity of the Deliveries channel. Default
 	// 1024. When it is full, routers wait: RainTree and unicast senders are
 	// slowed through stream flow control, while gossip backs up into
@@ -102,6 +119,8 @@ func DefaultConfig() Config {
 		ListenAddrs:    append([]string(nil), DefaultListenAddrs...),
 		MaxMessageSize: wire.DefaultMaxMessageSize,
 		DedupCapacity:  dedup.DefaultCapacity,
+		ReplayWindow:   dedup.DefaultWindow,
+		ClockSkew:      dedup.DefaultSkew,
 		DeliveryBuffer: DefaultDeliveryBuffer,
 		ConnManager:    DefaultConnManagerConfig(),
 
@@ -145,6 +164,10 @@ func (c Config) Validate() error {
 		return fail("MaxMessageSize %d must be positive", c.MaxMessageSize)
 	case c.DedupCapacity <= 0:
 		return fail("DedupCapacity %d must be positive", c.DedupCapacity)
+	case c.ReplayWindow <= 0:
+		return fail("ReplayWindow %v must be positive", c.ReplayWindow)
+	case c.ClockSkew < 0:
+		return fail("ClockSkew %v must not be negative", c.ClockSkew)
 	case c.Routers < RoutersBoth || c.Routers > RoutersBackgroundOnly:
 		return fail("unknown Routers value %d", c.Routers)
 	case c.DeliveryBuffer < 0:
@@ -178,6 +201,8 @@ func (c Config) routerConfigs() (raintree.Config, background.Config, error) {
 	rt.Unicast.MaxMessageSize = c.MaxMessageSize + wire.FrameOverhead
 	bg.Unicast.MaxMessageSize = c.MaxMessageSize + wire.FrameOverhead
 	rt.MaxMessageSize, bg.MaxMessageSize = c.MaxMessageSize, c.MaxMessageSize
+	rt.ReplayWindow, bg.ReplayWindow = c.ReplayWindow, c.ReplayWindow
+	rt.ClockSkew, bg.ClockSkew = c.ClockSkew, c.ClockSkew
 	rt.Silent, bg.Silent = rt.Silent || c.Silent, bg.Silent || c.Silent
 	if rt.Logger == nil {
 		rt.Logger = c.Logger

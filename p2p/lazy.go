@@ -8,6 +8,7 @@ import (
 
 	"github.com/rainp2p/rainp2p/p2p/background"
 	"github.com/rainp2p/rainp2p/p2p/validators"
+	"github.com/rainp2p/rainp2p/p2p/wire"
 )
 
 // rainTreePeers lists the peers RainTree reaches from this node: the other
@@ -28,7 +29,7 @@ func (m *Module) rainTreePeers(set *validators.Set) []peer.ID {
 
 // republish hands a broadcast RainTree delivered to gossip, which forwards
 // it to full nodes and advertises it to validators (background/lazy.go).
-func (m *Module) republish(ctx context.Context, bg *background.Router, env []byte) {
+func (m *Module) republish(ctx context.Context, bg *background.Router, env *wire.Message) {
 	if bg == nil {
 		return
 	}

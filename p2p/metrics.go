@@ -15,12 +15,12 @@ type Stats struct {
 	Delivered map[RouterName]uint64
 	// Duplicates counts envelopes suppressed by the deduper.
 	Duplicates uint64
-	// Invalid counts envelopes a router passed up that failed to decode.
-	Invalid uint64
-	// NoAddress counts envelopes refused because the sending peer's public
-	// key, and so its address, was unknown (a hashed peer ID whose key the
-	// peerstore lacks).
-	NoAddress uint64
+	// TooOld and TooNew count envelopes the deduper refused as created outside the
+	// replay window or at or below its floor (see package dedup).
+	TooOld, TooNew uint64
+	// InvalidPeers counts protocol violations routers held against the
+	// sending peer (Config.OnInvalidPeer).
+	InvalidPeers uint64
 	// SendErrors counts Send and Broadcast calls a router refused.
 	SendErrors uint64
 	// RainTree is zero while this node is not a validator.
@@ -45,15 +45,17 @@ func (m *Module) Stats() Stats {
 	m.mu.RLock()
 	rain, bg, h := m.rain, m.bg, m.host
 	m.mu.RUnlock()
+	ds := m.dedup.Stats()
 	s := Stats{
 		Delivered: map[RouterName]uint64{
 			RouterRainTree:   m.delivered[0].Load(),
 			RouterBackground: m.delivered[1].Load(),
 		},
-		Duplicates: m.dedup.Duplicates(),
-		Invalid:    m.invalid.Load(),
-		NoAddress:  m.noAddress.Load(),
-		SendErrors: m.sendErrors.Load(),
+		Duplicates:   ds.Duplicates,
+		TooOld:       ds.TooOld,
+		TooNew:       ds.TooNew,
+		InvalidPeers: m.invalidPeers.Load(),
+		SendErrors:   m.sendErrors.Load(),
 	}
 	if rain != nil {
 		s.RainTree = rain.Stats()
@@ -89,7 +91,8 @@ var (
 	receivedDesc  = desc("messages_received_total", "Messages received from the network, by router and kind.", "router", "kind")
 	deliveredDesc = desc("messages_delivered_total", "Envelopes delivered to the application, by router.", "router")
 	droppedDesc   = desc("messages_dropped_total", "Messages dropped, by router and reason.", "router", "reason")
-	dupDesc       = desc("duplicates_suppressed_total", "Envelopes suppressed by the nonce deduper.")
+	dupDesc       = desc("duplicates_suppressed_total", "Envelopes suppressed by the message-ID deduper.")
+	invalidDesc   = desc("invalid_peer_messages_total", "Protocol violations held against the sending peer, by router.", "router")
 	retriesDesc   = desc("raintree_retries_total", "RainTree re-delegations after a missing ACK.")
 	ackTODesc     = desc("raintree_ack_timeouts_total", "RainTree frames not acknowledged in time.")
 	peersDesc     = desc("peers", "Connected peers per router.", "router")
@@ -108,7 +111,7 @@ var (
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{sentDesc, receivedDesc, deliveredDesc, droppedDesc, dupDesc, retriesDesc, ackTODesc, peersDesc, bytesDesc, sendErrDesc,
+	for _, d := range []*prometheus.Desc{sentDesc, receivedDesc, deliveredDesc, droppedDesc, dupDesc, invalidDesc, retriesDesc, ackTODesc, peersDesc, bytesDesc, sendErrDesc,
 		penaltyDesc, grayDesc, lowScoreDesc, resMemDesc, resConnsDesc, resStrmDesc, resBlockDesc, allowDesc, cmConnsDesc, connsDesc} {
 		ch <- d
 	}
@@ -143,6 +146,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		v              uint64
 	}{
 		{rt, "malformed", r.Dropped.Malformed},
+		{rt, "bad_signature", r.Dropped.BadSignature},
+		{rt, "stale", r.Dropped.Stale},
 		{rt, "too_large", r.Dropped.TooLarge},
 		{rt, "unknown_sender", r.Dropped.UnknownSender},
 		{rt, "unknown_set", r.Dropped.UnknownSet},
@@ -153,19 +158,21 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		{bg, "too_large", b.GossipRejected.TooLarge + b.UnicastRejected.TooLarge},
 		{bg, "empty", b.GossipRejected.Empty + b.UnicastRejected.Empty},
 		{bg, "invalid_envelope", b.GossipRejected.InvalidEnvelope + b.UnicastRejected.InvalidEnvelope},
-		{bg, "signature", b.GossipRejected.Signature},
+		{bg, "signature", b.GossipRejected.Signature + b.UnicastRejected.Signature},
+		{bg, "stale", b.GossipStale},
 		{bg, "subscription_full", b.DroppedSubscriptionFull},
 		{bg, "validation_queue_full", b.DroppedValidation},
 		{bg, "outbound_queue_full", b.DroppedOutbound},
 		{bg, "oversize_in", b.Unicast.DroppedOversizeIn},
 		{bg, "rate_limited", b.DroppedRateLimited},
-		{"module", "invalid_envelope", s.Invalid},
-		{"module", "no_address", s.NoAddress},
+		{"module", "too_old", s.TooOld},
+		{"module", "too_new", s.TooNew},
 	}
 	for _, d := range drops {
 		counter(droppedDesc, d.v, d.router, d.reason)
 	}
 	counter(dupDesc, s.Duplicates)
+	counter(invalidDesc, s.InvalidPeers, rt)
 	counter(retriesDesc, r.Retries)
 	counter(ackTODesc, r.AckTimeouts)
 	counter(sendErrDesc, s.SendErrors)

@@ -50,22 +50,30 @@ const (
 	RoleFullNode  Role = "fullnode"
 )
 
-// Delivery is one envelope handed to the application, with where it came
-// from.
+// Delivery is one envelope handed to the application, with who made it and
+// how it came.
 type Delivery struct {
-	Envelope   *wire.Envelope
-	Router     RouterName
-	Broadcast  bool // false for a unicast
-	From       identity.Address
-	PeerID     peer.ID
+	Envelope *wire.Envelope
+	// ID is the message ID the Module deduplicates on.
+	ID wire.MessageID
+	// From is the authenticated originator: the address of the key that
+	// signed the envelope, whichever router or relay brought it.
+	From identity.Address
+	// CreatedAt is the originator's creation time (its clock).
+	CreatedAt time.Time
+	Router    RouterName
+	Broadcast bool // false for a unicast
+	// Relay is the peer that handed this copy over: a neighbour for a
+	// broadcast, the originator itself for a unicast.
+	Relay      peer.ID
 	ReceivedAt time.Time
 }
 
 // Router is the seam both routers satisfy: the Module does not care which
-// one it holds.
+// one it holds. Messages are signed and encoded once, by the Module.
 type Router interface {
-	Broadcast(ctx context.Context, envelope []byte) error
-	Send(ctx context.Context, to peer.ID, envelope []byte) error
+	Broadcast(ctx context.Context, msg *wire.Message) error
+	Send(ctx context.Context, to peer.ID, msg *wire.Message) error
 	Close() error
 }
 
@@ -73,7 +81,7 @@ type Router interface {
 type Module struct {
 	cfg      Config
 	log      *slog.Logger
-	dedup    *dedup.Deduper
+	dedup    *dedup.Deduper[wire.MessageID]
 	out      chan Delivery
 	ownsHost bool
 
@@ -106,10 +114,9 @@ type Module struct {
 	rc        rcmgrCounters
 	allowlist *allowlist
 
-	delivered  [2]atomic.Uint64 // by router: raintree, background
-	invalid    atomic.Uint64
-	noAddress  atomic.Uint64 // deliveries refused: the sender's key is unknown
-	sendErrors atomic.Uint64
+	delivered    [2]atomic.Uint64 // by router: raintree, background
+	invalidPeers atomic.Uint64
+	sendErrors   atomic.Uint64
 }
 
 // New validates cfg and returns a Module ready to Start.
@@ -120,7 +127,7 @@ func New(cfg Config) (*Module, error) {
 	if _, _, err := cfg.routerConfigs(); err != nil {
 		return nil, err
 	}
-	d, err := dedup.New(cfg.DedupCapacity)
+	d, err := dedup.New[wire.MessageID](dedup.Config{Capacity: cfg.DedupCapacity, Window: cfg.ReplayWindow, Skew: cfg.ClockSkew})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
@@ -244,10 +251,11 @@ func (m *Module) applySetLocked(set *validators.Set) error {
 		// while the application is not reading Deliveries.
 		rctx, rcancel := context.WithCancel(m.ctx)
 		bg := m.bg // read here: the handler must not take m.mu (Close holds it while waiting for handlers)
-		r, err := raintree.NewRouter(hintedHost{m.host, m}, m.cfg.Key.Address, set, rtCfg, func(from peer.ID, env []byte, broadcast bool) {
-			m.deliver(rctx, RouterRainTree, from, env, broadcast)
+		rtCfg.OnInvalid = func(from peer.ID, err error) { m.onInvalid(RouterRainTree, from, err) }
+		r, err := raintree.NewRouter(hintedHost{m.host, m}, m.cfg.Key.Address, set, rtCfg, func(from peer.ID, msg *wire.Message, broadcast bool) {
+			m.deliver(rctx, RouterRainTree, from, msg, broadcast)
 			if broadcast {
-				m.republish(rctx, bg, env)
+				m.republish(rctx, bg, msg)
 			}
 		})
 		if err != nil {
@@ -340,8 +348,9 @@ func (m *Module) ValidatorSet() *validators.Set {
 	return m.set
 }
 
-// Broadcast wraps msg in a new envelope and broadcasts it. It returns the
-// envelope, so callers can follow its nonce.
+// Broadcast wraps msg in a new envelope, signs it and broadcasts it. It
+// returns the envelope, so callers can follow it (wire.ComputeID gives its
+// message ID).
 func (m *Module) Broadcast(ctx context.Context, msg proto.Message) (*wire.Envelope, error) {
 	env, err := wire.NewEnvelope(msg)
 	if err != nil {
@@ -350,12 +359,13 @@ func (m *Module) Broadcast(ctx context.Context, msg proto.Message) (*wire.Envelo
 	return env, m.BroadcastEnvelope(ctx, env)
 }
 
-// BroadcastEnvelope broadcasts env: on RainTree and the background router
-// from a validator, on the background router only from a full node. It
-// succeeds if at least one router took the envelope; the other router's
+// BroadcastEnvelope signs env as this node's (an envelope already signed
+// is verified and kept) and broadcasts it: on RainTree and the background
+// router from a validator, on the background router only from a full node.
+// It succeeds if at least one router took the envelope; the other router's
 // failure is logged and counted.
 func (m *Module) BroadcastEnvelope(ctx context.Context, env *wire.Envelope) error {
-	data, err := wire.EncodeEnvelope(env, m.cfg.MaxMessageSize)
+	msg, err := m.seal(env, identity.Address{})
 	if err != nil {
 		return fmt.Errorf("broadcast: %w", err)
 	}
@@ -366,14 +376,14 @@ func (m *Module) BroadcastEnvelope(ctx context.Context, env *wire.Envelope) erro
 	if rain == nil && bg == nil {
 		return fmt.Errorf("broadcast: %w", ErrNoRouter)
 	}
-	m.dedup.FirstTime(env.GetNonce()) // our own envelope must not come back to us
+	m.dedup.Observe(msg.ID, msg.CreatedAt) // our own envelope must not come back to us
 	// Both routers start at once: RainTree's first sends may wait on a dial,
 	// and gossip must not wait behind them.
 	var rainErr, bgErr error
 	var wg sync.WaitGroup
 	if rain != nil {
 		wg.Go(func() {
-			switch err := rain.Broadcast(ctx, data); {
+			switch err := rain.Broadcast(ctx, msg); {
 			case err != nil:
 				rainErr = fmt.Errorf("raintree: %w", err)
 			case m.ValidatorSet().Len() <= 1: // a lone validator's tree reaches nobody
@@ -382,7 +392,7 @@ func (m *Module) BroadcastEnvelope(ctx context.Context, env *wire.Envelope) erro
 		})
 	}
 	if bg != nil {
-		if err := bg.Broadcast(ctx, data); err != nil {
+		if err := bg.Broadcast(ctx, msg); err != nil {
 			bgErr = fmt.Errorf("background: %w", err)
 		}
 	}
@@ -407,7 +417,7 @@ func (m *Module) BroadcastEnvelope(ctx context.Context, env *wire.Envelope) erro
 	return nil
 }
 
-// Send wraps msg in a new envelope and sends it to addr.
+// Send wraps msg in a new envelope, signs it and sends it to addr.
 func (m *Module) Send(ctx context.Context, addr identity.Address, msg proto.Message) (*wire.Envelope, error) {
 	env, err := wire.NewEnvelope(msg)
 	if err != nil {
@@ -416,10 +426,13 @@ func (m *Module) Send(ctx context.Context, addr identity.Address, msg proto.Mess
 	return env, m.SendEnvelope(ctx, addr, env)
 }
 
-// SendEnvelope sends env to addr: over RainTree's unicast when both ends are
-// validators, over the background router's unicast otherwise.
+// SendEnvelope signs env as this node's, addressed to addr (an envelope
+// already signed must be addressed to addr), and sends it: over RainTree's
+// unicast when both ends are validators, over the background router's
+// unicast otherwise. Only addr accepts it, so it cannot be replayed to
+// anyone else.
 func (m *Module) SendEnvelope(ctx context.Context, addr identity.Address, env *wire.Envelope) error {
-	data, err := wire.EncodeEnvelope(env, m.cfg.MaxMessageSize)
+	msg, err := m.seal(env, addr)
 	if err != nil {
 		return fmt.Errorf("send to %s: %w", addr, err)
 	}
@@ -443,7 +456,7 @@ func (m *Module) SendEnvelope(ctx context.Context, addr identity.Address, env *w
 	default:
 		return fmt.Errorf("send to %s: %w", addr, ErrNoRouter)
 	}
-	if err := r.Send(ctx, id, data); err != nil {
+	if err := r.Send(ctx, id, msg); err != nil {
 		m.sendErrors.Add(1)
 		return fmt.Errorf("send to %s: %w", addr, err)
 	}
@@ -502,30 +515,43 @@ func (m *Module) learn(id peer.ID) {
 	m.bookMu.Unlock()
 }
 
-func (m *Module) onBackground(from peer.ID, envelope []byte, via background.Via) {
-	m.deliver(m.ctx, RouterBackground, from, envelope, via == background.ViaGossip)
+// seal signs (unless signed) and encodes env for the routers, addressed
+// to to (zero for a broadcast).
+func (m *Module) seal(env *wire.Envelope, to identity.Address) (*wire.Message, error) {
+	return wire.Seal(m.cfg.NetworkID, env, m.cfg.Key.Private, to, time.Now(), m.cfg.MaxMessageSize)
 }
 
-// deliver decodes, deduplicates and hands an envelope to the application.
-// Routers have already checked and forwarded it.
-// It gives up when ctx ends (the Module or that router closing).
-func (m *Module) deliver(ctx context.Context, r RouterName, from peer.ID, data []byte, broadcast bool) {
-	env, err := wire.DecodeEnvelope(data, m.cfg.MaxMessageSize)
-	if err != nil {
-		m.invalid.Add(1)
-		m.log.Debug("dropping invalid envelope", "router", r, "from", from, "err", err)
+func (m *Module) onBackground(from peer.ID, msg *wire.Message, via background.Via) {
+	m.deliver(m.ctx, RouterBackground, from, msg, via == background.ViaGossip)
+}
+
+// onInvalid counts a peer's protocol violation a router detected (for
+// example a relay that altered a signed envelope) and reports it to
+// Config.OnInvalidPeer.
+func (m *Module) onInvalid(r RouterName, from peer.ID, err error) {
+	m.invalidPeers.Add(1)
+	m.log.Debug("peer sent an invalid message", "router", r, "peer", from, "err", err)
+	if m.cfg.OnInvalidPeer != nil {
+		m.cfg.OnInvalidPeer(r, from, err)
+	}
+}
+
+// deliver deduplicates a verified message on its ID and hands it to the
+// application. Routers have already checked and forwarded it. A message
+// created outside the replay window, or at or below the deduper's floor,
+// is refused and counted. It gives up when ctx ends (the Module or that
+// router closing).
+func (m *Module) deliver(ctx context.Context, r RouterName, relay peer.ID, msg *wire.Message, broadcast bool) {
+	if v := m.dedup.Observe(msg.ID, msg.CreatedAt); v != dedup.First {
+		if v != dedup.Duplicate {
+			m.log.Debug("refusing message outside the replay window", "router", r, "relay", relay, "verdict", v, "created", msg.CreatedAt)
+		}
 		return
 	}
-	if !m.dedup.FirstTime(env.GetNonce()) {
-		return
+	d := Delivery{
+		Envelope: msg.Envelope, ID: msg.ID, From: msg.Origin, CreatedAt: msg.CreatedAt,
+		Router: r, Broadcast: broadcast, Relay: relay, ReceivedAt: time.Now(),
 	}
-	addr, err := m.addressOf(from)
-	if err != nil { // refused, never delivered from the zero address
-		m.noAddress.Add(1)
-		m.log.Debug("dropping envelope from a peer without an address", "router", r, "from", from, "err", err)
-		return
-	}
-	d := Delivery{Envelope: env, Router: r, Broadcast: broadcast, From: addr, PeerID: from, ReceivedAt: time.Now()}
 	select {
 	case m.out <- d:
 	case <-ctx.Done():

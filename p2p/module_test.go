@@ -196,8 +196,8 @@ func TestBroadcastReachesEveryNodeExactlyOnce(t *testing.T) {
 				if i >= 4 && ds[0].Router != p2p.RouterBackground {
 					t.Errorf("full node %d got it via %s", i, ds[0].Router)
 				}
-				if ds[0].From.IsZero() {
-					t.Errorf("node %d: delivery does not name the sender", i)
+				if ds[0].From != nodes[tt.origin].key.Address || ds[0].ID != wire.ComputeID("module-test", env) || ds[0].Relay == "" {
+					t.Errorf("node %d: delivery names originator %s (want %s), ID %s, relay %q", i, ds[0].From, nodes[tt.origin].key.Address, ds[0].ID, ds[0].Relay)
 				}
 			}
 		})

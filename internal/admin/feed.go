@@ -29,7 +29,7 @@ func MessageOf(d p2p.Delivery) Message {
 		Router:         string(d.Router),
 		Broadcast:      d.Broadcast,
 		From:           d.From.String(),
-		PeerID:         d.PeerID.String(),
+		PeerID:         d.Relay.String(),
 		Nonce:          strconv.FormatUint(d.Envelope.GetNonce(), 10),
 		ReceivedAt:     d.ReceivedAt.UTC().Format(time.RFC3339Nano),
 		ReceivedUnixNS: d.ReceivedAt.UnixNano(),

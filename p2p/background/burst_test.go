@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/rainp2p/rainp2p/p2p/wire"
 )
 
 // With the default queue sizes a burst of 2000 broadcasts from one node
@@ -22,9 +24,9 @@ func TestBurstIsDeliveredWithoutDrops(t *testing.T) {
 		waitReady(t, nd, len(nodes)-1)
 	}
 	origin := nodes[0]
-	envs := make([][]byte, burst)
+	envs := make([]*wire.Message, burst)
 	for i := range envs {
-		envs[i] = envelope(t, fmt.Sprintf("burst-%d", i))
+		envs[i] = envelope(t, origin, fmt.Sprintf("burst-%d", i))
 	}
 	start := time.Now()
 	// Four publishers overlap signing with pubsub's event-loop round trip.

@@ -74,24 +74,24 @@ func (g *graftCatchUp) onDeliver(msg *pubsub.Message) {
 	if msg.GetTopic() != g.topic {
 		return
 	}
-	id := msg.ID
+	id := msg.ID // pubsub sets it before a message is delivered
 	if id == "" {
-		id = messageID(msg.Message)
+		return
 	}
 	g.record(id, msg.ReceivedFrom)
 }
 
-// onPublish records one of our own publications, given its frame. It is
+// onPublish records one of our own publications, given its gossip ID. It is
 // called just before publishing: a peer grafted in between is told about a
 // message that may not be cached yet, which costs it an unanswered IWANT,
 // while recording after publishing could miss a peer grafted in between
 // for good. Without flood publishing this is how a peer that joins our
 // mesh right after we publish still gets the message.
-func (g *graftCatchUp) onPublish(frame []byte) {
+func (g *graftCatchUp) onPublish(id string) {
 	if g == nil {
 		return
 	}
-	g.record(messageID(&pb.Message{Data: frame}), "")
+	g.record(id, "")
 }
 
 func (g *graftCatchUp) record(id string, from peer.ID) {

@@ -24,7 +24,7 @@ func TestPeerJoiningTheMeshGetsRecentMessages(t *testing.T) {
 	waitReady(t, a, 1)
 	waitReady(t, b, 1)
 
-	env := envelope(t, "just before you joined")
+	env := envelope(t, a, "just before you joined")
 	if err := a.r.Broadcast(context.Background(), env); err != nil {
 		t.Fatal(err)
 	}
@@ -35,8 +35,8 @@ func TestPeerJoiningTheMeshGetsRecentMessages(t *testing.T) {
 	connect(t, c.h, b.h)
 	eventually(t, 5*time.Second, "c to catch up on the broadcast", func() bool { return len(c.in.deliveries(env)) > 0 })
 	time.Sleep(3 * cfg.Gossip.HeartbeatInterval)
-	if got := c.in.deliveries(env); len(got) != 1 || got[0].from != a.h.ID() || got[0].via != ViaGossip {
-		t.Fatalf("c got %+v, want one delivery from %s via gossip", got, a.h.ID())
+	if got := c.in.deliveries(env); len(got) != 1 || got[0].origin != addr(t, a) || got[0].from != b.h.ID() || got[0].via != ViaGossip {
+		t.Fatalf("c got %+v, want one delivery from %s relayed by %s via gossip", got, addr(t, a), b.h.ID())
 	}
 }
 
@@ -53,7 +53,7 @@ func TestPeerJoiningThePublishersMeshGetsItsOwnMessage(t *testing.T) {
 		a, b := startNode(t, cfg), startNode(t, cfg)
 		connect(t, b.h, a.h)
 		eventually(t, 5*time.Second, "a to see b's subscription", func() bool { return len(a.r.TopicPeers()) == 1 })
-		env := envelope(t, "published before the mesh formed")
+		env := envelope(t, a, "published before the mesh formed")
 		if err := a.r.Broadcast(context.Background(), env); err != nil {
 			t.Fatal(err)
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
+	"github.com/rainp2p/rainp2p/p2p/dedup"
 	"github.com/rainp2p/rainp2p/p2p/unicast"
 	"github.com/rainp2p/rainp2p/p2p/wire"
 )
@@ -178,6 +179,12 @@ type Config struct {
 	// validator set later keeps its mesh degree until it restarts (lazy
 	// peers follow SetRainTreePeers at once).
 	RainTreeValidator bool
+	// ReplayWindow and ClockSkew bound the creation time of gossip that is
+	// delivered and forwarded (see package dedup); older or newer valid
+	// messages are ignored. Pubsub's seen-message memory is kept for
+	// ReplayWindow + 2*ClockSkew. The Module sets both from its own.
+	// Defaults dedup.DefaultWindow and dedup.DefaultSkew.
+	ReplayWindow, ClockSkew time.Duration
 	// Silent is fault injection: the node still receives and delivers
 	// every valid message, but never forwards anyone else's. Its own
 	// broadcasts are published normally.
@@ -216,6 +223,8 @@ func DefaultConfig(networkID string) Config {
 		Scoring:               DefaultScoreParams(),
 		DirectRate:            DefaultDirectRate,
 		DirectBurst:           DefaultDirectBurst,
+		ReplayWindow:          dedup.DefaultWindow,
+		ClockSkew:             dedup.DefaultSkew,
 		Unicast:               uc,
 	}
 }
@@ -238,7 +247,7 @@ func UnicastProtocolID(networkID string) protocol.ID {
 
 // pubsubMaxMessageSize is the RPC limit handed to pubsub: one envelope,
 // its BackgroundMessage framing, and room for the pubsub message fields
-// (from, seqno, topic, signature, key) and RPC framing.
+// (topic; no author fields under StrictNoSign) and RPC framing.
 func (c Config) pubsubMaxMessageSize() int {
 	return c.MaxMessageSize + wire.FrameOverhead + 4096
 }
@@ -266,6 +275,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("background: AdvertiseInterval %v must be positive", c.AdvertiseInterval)
 	case !(c.DirectRate > 0) || c.DirectBurst <= 0:
 		return fmt.Errorf("background: DirectRate %v and DirectBurst %d must be positive", c.DirectRate, c.DirectBurst)
+	case c.ReplayWindow <= 0 || c.ClockSkew < 0:
+		return fmt.Errorf("background: ReplayWindow %v must be positive and ClockSkew %v not negative", c.ReplayWindow, c.ClockSkew)
 	}
 	if err := c.Scoring.validate(); err != nil {
 		return fmt.Errorf("background: scoring: %w", err)

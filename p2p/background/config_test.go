@@ -10,6 +10,8 @@ import (
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rainp2p/rainp2p/p2p/wire"
 )
 
 func TestParsePubSubKind(t *testing.T) {
@@ -111,7 +113,7 @@ func TestLifecycle(t *testing.T) {
 	if err := r.Start(context.Background()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Start after Close: got %v", err)
 	}
-	if err := r.Send(context.Background(), h.ID(), envelope(t, "x")); !errors.Is(err, ErrClosed) {
+	if err := r.Send(context.Background(), h.ID(), signed(t, h.Peerstore().PrivKey(h.ID()), "life", "x")); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Send after Close: got %v", err)
 	}
 	if peers := r.TopicPeers(); peers != nil {
@@ -160,7 +162,7 @@ func TestNewRunsTheCanonicalPubSubKind(t *testing.T) {
 	h := newHost(t, libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
 	cfg := testConfig("kind")
 	cfg.PubSub = " FloodSub "
-	r, err := New(h, cfg, func(peer.ID, []byte, Via) {})
+	r, err := New(h, cfg, func(peer.ID, *wire.Message, Via) {})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,7 +53,7 @@ func TestOneBootstrapAddressFindsTheRest(t *testing.T) {
 		t.Errorf("late node connected to no member it was not told about")
 	}
 
-	env := envelope(t, "from a stranger")
+	env := envelope(t, nodes[0], "from a stranger")
 	if err := nodes[0].r.Broadcast(context.Background(), env); err != nil {
 		t.Fatal(err)
 	}

@@ -129,7 +129,7 @@ func (r *Router) lazyOnlyScoreOptions() []pubsub.Option {
 // so gossip forwards it to this node's mesh and advertises it instead of
 // fetching it again. The handler is not called for it. Without lazy gossip
 // it does nothing: the node then gets its own gossip copy.
-func (r *Router) Republish(ctx context.Context, envelope []byte) error {
+func (r *Router) Republish(ctx context.Context, msg *wire.Message) error {
 	if !r.cfg.lazy() || r.cfg.Silent {
 		return nil
 	}
@@ -137,11 +137,11 @@ func (r *Router) Republish(ctx context.Context, envelope []byte) error {
 	if err != nil {
 		return err
 	}
-	frame, err := wire.EncodeBackground(envelope)
+	frame, err := wire.EncodeBackground(msg.Raw)
 	if err != nil {
 		return fmt.Errorf("republish: %w", err)
 	}
-	r.catchUp.onPublish(frame)
+	r.catchUp.onPublish(r.gossipID(msg))
 	if err := topic.Publish(ctx, frame); err != nil {
 		r.c.republishErrors.Add(1)
 		return fmt.Errorf("republish on %s: %w", r.topicName, err)

@@ -109,7 +109,7 @@ func TestLazyValidatorsMeshOnlyWithFullNodes(t *testing.T) {
 				}
 				time.Sleep(cfg.Gossip.HeartbeatInterval / 4)
 			}
-			env := envelope(t, "lazy")
+			env := envelope(t, a, "lazy")
 			if err := a.r.Broadcast(context.Background(), env); err != nil {
 				t.Fatal(err)
 			}

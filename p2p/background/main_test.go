@@ -8,12 +8,14 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/rainp2p/rainp2p/p2p/identity"
 	"github.com/rainp2p/rainp2p/p2p/wire"
 )
 
@@ -66,8 +68,9 @@ func testConfig(network string) Config {
 }
 
 type delivery struct {
-	from peer.ID
-	via  Via
+	from   peer.ID // the relay
+	origin identity.Address
+	via    Via
 }
 
 // inbox records what a node's handler received.
@@ -76,19 +79,19 @@ type inbox struct {
 	got map[string][]delivery
 }
 
-func (b *inbox) handle(from peer.ID, env []byte, via Via) {
+func (b *inbox) handle(from peer.ID, msg *wire.Message, via Via) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.got == nil {
 		b.got = make(map[string][]delivery)
 	}
-	b.got[string(env)] = append(b.got[string(env)], delivery{from, via})
+	b.got[string(msg.ID[:])] = append(b.got[string(msg.ID[:])], delivery{from, msg.Origin, via})
 }
 
-func (b *inbox) deliveries(env []byte) []delivery {
+func (b *inbox) deliveries(msg *wire.Message) []delivery {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return append([]delivery(nil), b.got[string(env)]...)
+	return append([]delivery(nil), b.got[string(msg.ID[:])]...)
 }
 
 func (b *inbox) total() int {
@@ -142,17 +145,47 @@ func waitReady(t testing.TB, n *node, peers int) {
 	}
 }
 
-func envelope(t testing.TB, payload string) []byte {
+// envelope is a message signed by n's host key on n's network.
+func envelope(t testing.TB, n *node, payload string) *wire.Message {
+	t.Helper()
+	return signed(t, n.h.Peerstore().PrivKey(n.h.ID()), n.r.cfg.NetworkID, payload)
+}
+
+func signed(t testing.TB, key crypto.PrivKey, network, payload string) *wire.Message {
 	t.Helper()
 	e, err := wire.NewEnvelope(wrapperspb.String(payload))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := wire.EncodeEnvelope(e, 0)
+	m, err := wire.Seal(network, e, key, identity.Address{}, time.Now(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b
+	return m
+}
+
+// direct is a unicast message from n to the node at address to.
+func direct(t testing.TB, n *node, to identity.Address, payload string) *wire.Message {
+	t.Helper()
+	e, err := wire.NewEnvelope(wrapperspb.String(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := wire.Seal(n.r.cfg.NetworkID, e, n.h.Peerstore().PrivKey(n.h.ID()), to, time.Now(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// addr is the address of a node's host key.
+func addr(t testing.TB, n *node) identity.Address {
+	t.Helper()
+	a, err := identity.AddressFromPeerID(n.h.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
 
 // eventually polls cond until it holds or the timeout passes.

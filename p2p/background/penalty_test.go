@@ -6,7 +6,10 @@ import (
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/rainp2p/rainp2p/p2p/wire"
 )
 
 func TestScoringConfigIsValidatedAndBuildsValidPubsubParams(t *testing.T) {
@@ -54,7 +57,9 @@ func TestAnInvalidGossipSpammerIsGraylistedAndDisconnected(t *testing.T) {
 	spamHost := newHost(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ps, err := pubsub.NewGossipSub(ctx, spamHost, pubsub.WithMaxMessageSize(1<<20))
+	ps, err := pubsub.NewGossipSub(ctx, spamHost, pubsub.WithMaxMessageSize(1<<20),
+		pubsub.WithNoAuthor(), pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
+		pubsub.WithMessageIdFn(func(m *pb.Message) string { return wire.BackgroundMessageID("spam", m.GetData()) }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +109,7 @@ func TestAnInvalidGossipSpammerIsGraylistedAndDisconnected(t *testing.T) {
 		took, cfg.Gossip.HeartbeatInterval, n, st.GossipRejected.Malformed)
 
 	// Honest delivery continues.
-	env := envelope(t, "after the spam")
+	env := envelope(t, honest, "after the spam")
 	bctx, bcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer bcancel()
 	if err := honest.r.Broadcast(bctx, env); err != nil {
@@ -122,7 +127,7 @@ func TestDirectSendsBeyondTheRateAreDroppedAndCounted(t *testing.T) {
 	defer cancel()
 	const sent = 200
 	for i := range sent {
-		if err := sender.r.Send(ctx, victim.h.ID(), envelope(t, "flood"+string(rune('a'+i%26))+time.Now().String())); err != nil {
+		if err := sender.r.Send(ctx, victim.h.ID(), direct(t, sender, addr(t, victim), "flood"+string(rune('a'+i%26))+time.Now().String())); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -137,7 +142,7 @@ func TestDirectSendsBeyondTheRateAreDroppedAndCounted(t *testing.T) {
 	}
 	if other := startNode(t, cfg); other != nil {
 		connect(t, other.h, victim.h)
-		if err := other.r.Send(ctx, victim.h.ID(), envelope(t, "another peer")); err != nil {
+		if err := other.r.Send(ctx, victim.h.ID(), direct(t, other, addr(t, victim), "another peer")); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, 10*time.Second, "another peer's send, unaffected by the flood", func() bool {

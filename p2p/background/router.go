@@ -1,8 +1,8 @@
 package background
 
 import (
+	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/rainp2p/rainp2p/p2p/identity"
 	"github.com/rainp2p/rainp2p/p2p/unicast"
 	"github.com/rainp2p/rainp2p/p2p/wire"
 )
@@ -40,13 +41,15 @@ const (
 	ViaUnicast Via = "unicast"
 )
 
-// Handler receives every valid envelope addressed to this node, except the
-// node's own broadcasts. For gossip, from is the signed originator, not the
-// neighbour that forwarded it. It is called from several goroutines (the
-// gossip delivery loop, unicast streams, and in Silent mode pubsub's
-// validation workers) and must not block for long: a slow handler fills the
-// subscription buffer and messages are dropped (Stats.DroppedSubscriptionFull).
-type Handler func(from peer.ID, envelope []byte, via Via)
+// Handler receives every valid message addressed to this node, decoded and
+// verified, except the node's own broadcasts. from is the peer that handed
+// this copy over (for gossip a neighbour, for unicast the originator);
+// msg.Origin is the authenticated originator. It is called from several
+// goroutines (the gossip delivery loop, unicast streams, and in Silent mode
+// pubsub's validation workers) and must not block for long: a slow handler
+// fills the subscription buffer and messages are dropped
+// (Stats.DroppedSubscriptionFull).
+type Handler func(from peer.ID, msg *wire.Message, via Via)
 
 type state int
 
@@ -61,6 +64,7 @@ const (
 // second Router on the same host would take them over.
 type Router struct {
 	host      host.Host
+	self      identity.Address // the address of the host's key
 	cfg       Config
 	handler   Handler
 	log       *slog.Logger
@@ -133,9 +137,14 @@ func New(h host.Host, cfg Config, handler Handler) (*Router, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	self, err := identity.AddressFromPublicKey(h.Peerstore().PubKey(h.ID()))
+	if err != nil {
+		return nil, fmt.Errorf("background: host key: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Router{
 		host:       h,
+		self:       self,
 		cfg:        cfg,
 		handler:    handler,
 		log:        log.With("component", "background", "network", cfg.NetworkID),
@@ -157,7 +166,6 @@ func New(h host.Host, cfg Config, handler Handler) (*Router, error) {
 	if uc.Logger == nil {
 		uc.Logger = log
 	}
-	var err error
 	if r.uc, err = unicast.New(h, uc, r.onUnicast); err != nil {
 		cancel()
 		return nil, fmt.Errorf("background: starting unicast: %w", err)
@@ -236,11 +244,17 @@ func (r *Router) newPubSub() (*pubsub.PubSub, error) {
 	}
 	r.catchUp = tr.catchUp
 	opts := []pubsub.Option{
-		// Every message is signed by its originator and checked on receipt,
-		// so Handler's from is authenticated. StrictSign is pubsub's
-		// default; it is spelled out because the Handler contract relies on it.
-		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
-		pubsub.WithMessageIdFn(messageID),
+		// One signature per message: the envelope's, by its originator,
+		// checked in validate. Pubsub messages carry no author, sequence
+		// number or signature of their own (StrictNoSign), and are
+		// identified by the envelope's message ID (docs/PROTOCOL.md).
+		pubsub.WithNoAuthor(),
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
+		pubsub.WithMessageIdFn(r.messageID),
+		// Pubsub remembers a message at least as long as the replay window
+		// accepts it, so a replay inside the window is a gossip duplicate
+		// and is not forwarded again.
+		pubsub.WithSeenMessagesTTL(r.cfg.ReplayWindow + 2*r.cfg.ClockSkew),
 		pubsub.WithMaxMessageSize(r.cfg.pubsubMaxMessageSize()),
 		pubsub.WithValidateQueueSize(r.cfg.ValidateQueueSize),
 		pubsub.WithPeerOutboundQueueSize(r.cfg.PeerOutboundQueueSize),
@@ -279,37 +293,70 @@ func gossipSubParams(g GossipParams) pubsub.GossipSubParams {
 	return p
 }
 
-// messageID identifies a message by its content: the first 20 bytes of
-// SHA-256 over the BackgroundMessage bytes. Pubsub's default (author +
-// sequence number) would give an envelope that two nodes both publish
-// (a relay of a RainTree message, a retry after failover) two identities,
-// and gossip would carry both copies everywhere. With a content ID the
-// second copy is a duplicate and stops at the first hop. BackgroundMessage
-// has a single bytes field, so equal envelopes marshal to equal bytes. The
-// envelope's random nonce keeps distinct messages with equal content apart.
-func messageID(m *pb.Message) string {
-	sum := sha256.Sum256(m.GetData())
-	return string(sum[:20])
+// messageID is the gossip message ID: the message ID of the envelope in
+// the frame (wire.BackgroundMessageID). Two nodes that publish the same
+// signed envelope (a relay of a RainTree message, a retry) publish the same
+// message, and the second copy stops at the first hop. A copy with another
+// signature has another ID, so an invalid copy can never make pubsub or
+// its IDONTWANT suppress the genuine one.
+func (r *Router) messageID(m *pb.Message) string {
+	return wire.BackgroundMessageID(r.cfg.NetworkID, m.GetData())
+}
+
+// gossipID is messageID for a message already opened.
+func (r *Router) gossipID(msg *wire.Message) string {
+	id := wire.GossipID(r.cfg.NetworkID, msg.Envelope)
+	return string(id[:])
 }
 
 // validate runs before pubsub delivers or forwards a message, including
-// our own publications.
+// our own publications. A frame that does not parse, is not signed or
+// whose signature fails is rejected, which costs its sender score. A valid
+// message created outside the replay window is ignored: an honest peer
+// with a skewed clock, or one relaying an old message, should not be
+// penalised for it, but it goes no further.
 func (r *Router) validate(_ context.Context, _ peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
-	_, env, err := wire.DecodeBackground(msg.GetData(), r.cfg.MaxMessageSize)
+	m, err := wire.OpenBackground(r.cfg.NetworkID, msg.GetData(), r.cfg.MaxMessageSize)
 	if err != nil {
 		countRejection(&r.c.gossipRejected, err)
-		r.log.Debug("rejecting gossip", "from", msg.GetFrom(), "via", msg.ReceivedFrom, "err", err)
+		r.log.Debug("rejecting gossip", "via", msg.ReceivedFrom, "err", err)
 		return pubsub.ValidationReject
 	}
-	msg.ValidatorData = env
-	if r.cfg.Silent && msg.GetFrom() != r.host.ID() {
+	if m.IsUnicast() {
+		countRejection(&r.c.gossipRejected, wire.ErrMisdirected)
+		r.log.Debug("rejecting a unicast envelope on gossip", "via", msg.ReceivedFrom)
+		return pubsub.ValidationReject
+	}
+	if msg.ReceivedFrom != r.host.ID() {
+		if err := r.fresh(m.CreatedAt); err != nil {
+			r.c.gossipStale.Add(1)
+			r.log.Debug("ignoring gossip", "via", msg.ReceivedFrom, "err", err)
+			return pubsub.ValidationIgnore
+		}
+	}
+	msg.ValidatorData = m
+	if r.cfg.Silent && msg.ReceivedFrom != r.host.ID() {
 		// Ignore keeps the message out of the subscription, the message
 		// cache and every forwarding path, so hand it over here instead.
 		r.c.silentWithheld.Add(1)
-		r.deliver(msg.GetFrom(), env, ViaGossip)
+		r.deliver(msg.ReceivedFrom, m, ViaGossip)
 		return pubsub.ValidationIgnore
 	}
 	return pubsub.ValidationAccept
+}
+
+// ErrStale is a message created outside the replay window.
+var ErrStale = errors.New("background: message outside the replay window")
+
+// fresh checks a creation time against the replay window. The Module's
+// deduper makes the final call; this keeps gossip from forwarding what
+// every node would refuse.
+func (r *Router) fresh(created time.Time) error {
+	now := time.Now()
+	if created.Before(now.Add(-r.cfg.ReplayWindow-r.cfg.ClockSkew)) || created.After(now.Add(r.cfg.ClockSkew)) {
+		return fmt.Errorf("%w: created %v, now %v", ErrStale, created.UTC(), now.UTC())
+	}
+	return nil
 }
 
 func countRejection(c *rejectionCounters, err error) {
@@ -318,6 +365,9 @@ func countRejection(c *rejectionCounters, err error) {
 		c.empty.Add(1)
 	case errors.Is(err, wire.ErrTooLarge):
 		c.tooLarge.Add(1)
+	case errors.Is(err, wire.ErrUnsigned), errors.Is(err, wire.ErrBadSignature), errors.Is(err, wire.ErrBadOrigin),
+		errors.Is(err, wire.ErrNoCreatedAt), errors.Is(err, wire.ErrMisdirected):
+		c.signature.Add(1)
 	case errors.Is(err, wire.ErrNoContent), errors.Is(err, wire.ErrZeroNonce):
 		c.invalidEnvelope.Add(1)
 	default:
@@ -334,20 +384,20 @@ func (r *Router) deliverLoop() {
 		if err != nil {
 			return
 		}
-		if msg.GetFrom() == self {
+		if msg.ReceivedFrom == self {
 			continue
 		}
-		env, ok := msg.ValidatorData.([]byte)
+		m, ok := msg.ValidatorData.(*wire.Message)
 		if !ok {
 			// Every message on the topic passed validate, which sets it.
-			r.log.Error("gossip message without validated envelope", "from", msg.GetFrom())
+			r.log.Error("gossip message without validated envelope", "via", msg.ReceivedFrom)
 			continue
 		}
-		r.deliver(msg.GetFrom(), env, ViaGossip)
+		r.deliver(msg.ReceivedFrom, m, ViaGossip)
 	}
 }
 
-func (r *Router) deliver(from peer.ID, env []byte, via Via) {
+func (r *Router) deliver(from peer.ID, env *wire.Message, via Via) {
 	if via == ViaGossip {
 		r.c.deliveredGossip.Add(1)
 	} else {
@@ -356,19 +406,24 @@ func (r *Router) deliver(from peer.ID, env []byte, via Via) {
 	r.handler(from, env, via)
 }
 
+// onUnicast handles a direct message. The frame is copied, since the
+// transport reuses its buffer; the envelope must be addressed to us.
 func (r *Router) onUnicast(from peer.ID, data []byte) {
 	if !r.direct.allow(from) {
 		r.c.droppedRateLimited.Add(1)
 		return
 	}
-	_, env, err := wire.DecodeBackground(data, r.cfg.MaxMessageSize)
+	m, err := wire.OpenBackground(r.cfg.NetworkID, bytes.Clone(data), r.cfg.MaxMessageSize)
+	if err == nil && m.Recipient != r.self {
+		err = fmt.Errorf("%w: for %s", wire.ErrMisdirected, m.Recipient)
+	}
 	if err != nil {
 		countRejection(&r.c.unicastRejected, err)
 		r.log.Debug("dropping unicast frame", "from", from, "err", err)
 		r.uc.Penalize(from)
 		return
 	}
-	r.deliver(from, env, ViaUnicast)
+	r.deliver(from, m, ViaUnicast)
 }
 
 // topicIfStarted returns the topic, or ErrNotStarted / ErrClosed.
@@ -384,7 +439,8 @@ func (r *Router) topicIfStarted() (*pubsub.Topic, error) {
 	return r.topic, nil
 }
 
-// Broadcast publishes a serialized Envelope to the whole network.
+// Broadcast publishes a signed message (see wire.Seal) to the whole
+// network.
 //
 // It returns ErrNoPeers when no peer is known to be subscribed: pubsub only
 // sends to peers whose subscription it has seen, so such a publish would
@@ -393,9 +449,10 @@ func (r *Router) topicIfStarted() (*pubsub.Topic, error) {
 // (the gossipsub default) a successful Broadcast is sent to every known
 // topic peer at once, before any mesh exists.
 //
-// Broadcasting the same envelope again within pubsub's seen-message window
-// (2 minutes) is a no-op, because the message ID is the content hash.
-func (r *Router) Broadcast(ctx context.Context, envelope []byte) (err error) {
+// Broadcasting the same message again within pubsub's seen-message window
+// (ReplayWindow + 2*ClockSkew) is a no-op, because the gossip message ID
+// is the envelope's.
+func (r *Router) Broadcast(ctx context.Context, msg *wire.Message) (err error) {
 	defer func() {
 		if err != nil {
 			r.c.publishErrors.Add(1)
@@ -405,10 +462,10 @@ func (r *Router) Broadcast(ctx context.Context, envelope []byte) (err error) {
 	if err != nil {
 		return err
 	}
-	if _, err := wire.DecodeEnvelope(envelope, r.cfg.MaxMessageSize); err != nil {
-		return fmt.Errorf("broadcast: %w", err)
+	if msg == nil || len(msg.Raw) > r.cfg.MaxMessageSize {
+		return fmt.Errorf("broadcast: %w", wire.ErrTooLarge)
 	}
-	frame, err := wire.EncodeBackground(envelope)
+	frame, err := wire.EncodeBackground(msg.Raw)
 	if err != nil {
 		return fmt.Errorf("broadcast: %w", err)
 	}
@@ -416,7 +473,7 @@ func (r *Router) Broadcast(ctx context.Context, envelope []byte) (err error) {
 		return fmt.Errorf("broadcast on %s: %w (%d connected peers, none subscribed yet)",
 			r.topicName, ErrNoPeers, len(r.host.Network().Peers()))
 	}
-	r.catchUp.onPublish(frame)
+	r.catchUp.onPublish(r.gossipID(msg))
 	if err := topic.Publish(ctx, frame); err != nil {
 		return fmt.Errorf("broadcast on %s: %w", r.topicName, err)
 	}
@@ -424,20 +481,21 @@ func (r *Router) Broadcast(ctx context.Context, envelope []byte) (err error) {
 	return nil
 }
 
-// Send delivers a serialized Envelope to one peer over background unicast.
+// Send delivers a message signed by this node (see wire.Seal) to one peer
+// over background unicast.
 // It works before Start. A nil error means the frame reached the
 // transport, not that the peer handled it.
-func (r *Router) Send(ctx context.Context, to peer.ID, envelope []byte) error {
+func (r *Router) Send(ctx context.Context, to peer.ID, msg *wire.Message) error {
 	r.mu.Lock()
 	closed := r.state == stateClosed
 	r.mu.Unlock()
 	if closed {
 		return ErrClosed
 	}
-	if _, err := wire.DecodeEnvelope(envelope, r.cfg.MaxMessageSize); err != nil {
-		return fmt.Errorf("sending to %s: %w", to, err)
+	if msg == nil || len(msg.Raw) > r.cfg.MaxMessageSize {
+		return fmt.Errorf("sending to %s: %w", to, wire.ErrTooLarge)
 	}
-	frame, err := wire.EncodeBackground(envelope)
+	frame, err := wire.EncodeBackground(msg.Raw)
 	if err != nil {
 		return fmt.Errorf("sending to %s: %w", to, err)
 	}

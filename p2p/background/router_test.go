@@ -8,6 +8,8 @@ import (
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -35,10 +37,10 @@ func TestEveryPubSubKindDeliversEachBroadcastExactlyOnce(t *testing.T) {
 			for _, nd := range nodes {
 				waitReady(t, nd, 2)
 			}
-			var envs [][]byte
+			var envs []*wire.Message
 			for i := range 10 {
 				origin := nodes[i%2*2] // nodes 0 and 2
-				env := envelope(t, fmt.Sprintf("%s-%d", kind, i))
+				env := envelope(t, origin, fmt.Sprintf("%s-%d", kind, i))
 				if err := origin.r.Broadcast(context.Background(), env); err != nil {
 					t.Fatal(err)
 				}
@@ -71,8 +73,8 @@ func TestEveryPubSubKindDeliversEachBroadcastExactlyOnce(t *testing.T) {
 						t.Errorf("node %d got envelope %d %d times, want once", i, j, len(got))
 						continue
 					}
-					if got[0].from != origin.h.ID() || got[0].via != ViaGossip {
-						t.Errorf("node %d: envelope %d delivered as %+v, want from %s via gossip", i, j, got[0], origin.h.ID())
+					if got[0].origin != addr(t, origin) || got[0].via != ViaGossip {
+						t.Errorf("node %d: envelope %d delivered as %+v, want from %s via gossip", i, j, got[0], addr(t, origin))
 					}
 				}
 			}
@@ -81,11 +83,16 @@ func TestEveryPubSubKindDeliversEachBroadcastExactlyOnce(t *testing.T) {
 }
 
 func TestBroadcastErrors(t *testing.T) {
-	env := envelope(t, "x")
+	key, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := signed(t, key, "errs", "x")
+	big := signed(t, key, "errs", string(make([]byte, testConfig("errs").MaxMessageSize)))
 	tests := []struct {
 		name string
 		set  func(t *testing.T) *Router
-		env  []byte
+		env  *wire.Message
 		want error
 	}{
 		{"before Start it is not started", func(t *testing.T) *Router {
@@ -106,9 +113,9 @@ func TestBroadcastErrors(t *testing.T) {
 			time.Sleep(200 * time.Millisecond) // let subscriptions be exchanged
 			return a.r
 		}, env, ErrNoPeers},
-		{"an invalid envelope is refused locally", func(t *testing.T) *Router {
+		{"an oversized envelope is refused locally", func(t *testing.T) *Router {
 			return startNode(t, testConfig("errs")).r
-		}, []byte{0xff, 0x01}, wire.ErrMalformed},
+		}, big, wire.ErrTooLarge},
 		{"after Close it is closed", func(t *testing.T) *Router {
 			r := startNode(t, testConfig("errs")).r
 			if err := r.Close(); err != nil {
@@ -153,7 +160,7 @@ func TestBroadcastBeforeFirstMeshHeartbeat(t *testing.T) {
 			time.Sleep(400 * time.Millisecond)
 			connect(t, a.h, b.h)
 			waitReady(t, a, 1)
-			env := envelope(t, "early")
+			env := envelope(t, a, "early")
 			if err := a.r.Broadcast(context.Background(), env); err != nil {
 				t.Fatal(err)
 			}
@@ -206,14 +213,17 @@ func TestWaitReady(t *testing.T) {
 	}
 }
 
-// rawPublisher joins a network's topic with a plain pubsub instance that
-// has no validator, to put arbitrary bytes on the wire.
+// rawPublisher joins a network's topic with a stock gossipsub instance
+// configured as docs/PROTOCOL.md says (no author, no pubsub signature) but
+// without a validator, to put arbitrary bytes on the wire.
 func rawPublisher(t *testing.T, network string) (*node, *pubsub.Topic) {
 	t.Helper()
 	h := newHost(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithFloodPublish(true), pubsub.WithMaxMessageSize(1<<20))
+	ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithFloodPublish(true), pubsub.WithMaxMessageSize(1<<20),
+		pubsub.WithNoAuthor(), pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
+		pubsub.WithMessageIdFn(func(m *pb.Message) string { return wire.BackgroundMessageID(network, m.GetData()) }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,21 +268,23 @@ func TestInvalidGossipIsRejectedAndCounted(t *testing.T) {
 		{"zero nonce", backgroundFrame(t, &wire.Envelope{Content: mustAny(t)})},
 		{"no content", backgroundFrame(t, &wire.Envelope{Nonce: 7})},
 		{"oversized", backgroundFrame(t, bigEnv)},
+		{"unsigned", backgroundFrame(t, mustEnvelope(t))},
+		{"altered after signing", alteredFrame(t, x)},
 	}
 	for _, m := range bad {
 		if err := topic.Publish(context.Background(), m.frame); err != nil {
 			t.Fatalf("publishing %s: %v", m.name, err)
 		}
 	}
-	sentinel := envelope(t, "valid")
-	frame, err := wire.EncodeBackground(sentinel)
+	sentinel := signed(t, x.h.Peerstore().PrivKey(x.h.ID()), "invalid", "valid")
+	frame, err := wire.EncodeBackground(sentinel.Raw)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := topic.Publish(context.Background(), frame); err != nil {
 		t.Fatal(err)
 	}
-	want := Rejections{Malformed: 1, TooLarge: 1, Empty: 1, InvalidEnvelope: 2}
+	want := Rejections{Malformed: 1, TooLarge: 1, Empty: 1, InvalidEnvelope: 2, Signature: 2}
 	for _, nd := range []*node{a, b} {
 		eventually(t, 10*time.Second, "the valid message", func() bool { return len(nd.in.deliveries(sentinel)) == 1 })
 		eventually(t, 5*time.Second, "rejections to be counted", func() bool { return nd.r.Stats().GossipRejected == want })
@@ -289,7 +301,7 @@ func TestForeignNetworkIsNeverDelivered(t *testing.T) {
 	connect(t, a.h, f2.h)
 	connect(t, f1.h, f2.h)
 	waitReady(t, f1, 1)
-	env := envelope(t, "foreign")
+	env := envelope(t, f1, "foreign")
 	if err := f1.r.Broadcast(context.Background(), env); err != nil {
 		t.Fatal(err)
 	}
@@ -321,12 +333,12 @@ func TestSilentNodeReceivesButDoesNotRelay(t *testing.T) {
 			// Let the mesh form, so a normal S would relay by push and gossip.
 			time.Sleep(3 * cfg.Gossip.HeartbeatInterval)
 
-			env := envelope(t, "from A")
+			env := envelope(t, a, "from A")
 			if err := a.r.Broadcast(context.Background(), env); err != nil {
 				t.Fatal(err)
 			}
 			eventually(t, 5*time.Second, "S to receive", func() bool { return len(s.in.deliveries(env)) == 1 })
-			if got := s.in.deliveries(env)[0]; got.from != a.h.ID() || got.via != ViaGossip {
+			if got := s.in.deliveries(env)[0]; got.from != a.h.ID() || got.origin != addr(t, a) || got.via != ViaGossip {
 				t.Fatalf("S got %+v", got)
 			}
 			// Several heartbeats: long enough for IHAVE/IWANT repair too.
@@ -338,7 +350,7 @@ func TestSilentNodeReceivesButDoesNotRelay(t *testing.T) {
 				t.Fatalf("SilentWithheld = %d, want 1", s.r.Stats().SilentWithheld)
 			}
 
-			own := envelope(t, "from S")
+			own := envelope(t, s, "from S")
 			if err := s.r.Broadcast(context.Background(), own); err != nil {
 				t.Fatal(err)
 			}
@@ -352,17 +364,14 @@ func TestSilentNodeReceivesButDoesNotRelay(t *testing.T) {
 func TestUnicastDeliversWithViaUnicast(t *testing.T) {
 	cfg := testConfig("uni")
 	a, b := startNode(t, cfg), startNode(t, cfg)
-	env := envelope(t, "direct")
+	env := direct(t, a, addr(t, b), "direct")
 	connect(t, a.h, b.h)
 	if err := a.r.Send(context.Background(), b.h.ID(), env); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 5*time.Second, "unicast delivery", func() bool { return len(b.in.deliveries(env)) == 1 })
-	if got := b.in.deliveries(env)[0]; got.from != a.h.ID() || got.via != ViaUnicast {
+	if got := b.in.deliveries(env)[0]; got.from != a.h.ID() || got.origin != addr(t, a) || got.via != ViaUnicast {
 		t.Fatalf("got %+v, want from %s via unicast", got, a.h.ID())
-	}
-	if err := a.r.Send(context.Background(), b.h.ID(), []byte("junk")); !errors.Is(err, wire.ErrMalformed) {
-		t.Fatalf("sending junk: got %v, want ErrMalformed", err)
 	}
 
 	// A peer that bypasses our encoder: bad frames are counted, not delivered.
@@ -374,16 +383,45 @@ func TestUnicastDeliversWithViaUnicast(t *testing.T) {
 	t.Cleanup(func() { _ = raw.Close() })
 	connect(t, rawHost, b.h)
 	zeroNonce := backgroundFrame(t, &wire.Envelope{Content: mustAny(t)})
-	for _, frame := range [][]byte{{0xff, 0xff}, zeroNonce} {
+	// A genuine unicast of a's to another node, replayed to b: only its
+	// recipient accepts it.
+	replayed, err := wire.EncodeBackground(direct(t, a, addr(t, a), "for someone else").Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, frame := range [][]byte{{0xff, 0xff}, zeroNonce, replayed} {
 		if err := raw.Send(context.Background(), b.h.ID(), frame); err != nil {
 			t.Fatal(err)
 		}
 	}
-	want := Rejections{Malformed: 1, InvalidEnvelope: 1}
+	want := Rejections{Malformed: 1, InvalidEnvelope: 1, Signature: 1}
 	eventually(t, 5*time.Second, "bad unicast frames to be counted", func() bool { return b.r.Stats().UnicastRejected == want })
 	if st := b.r.Stats(); st.DeliveredUnicast != 1 || b.in.total() != 1 {
 		t.Fatalf("delivered %d unicast messages (handler saw %d), want 1", st.DeliveredUnicast, b.in.total())
 	}
+}
+
+func mustEnvelope(t *testing.T) *wire.Envelope {
+	t.Helper()
+	e, err := wire.NewEnvelope(wrapperspb.String("unsigned"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// alteredFrame is a message signed by n whose content was changed after
+// signing, as a dishonest relay would.
+func alteredFrame(t *testing.T, n *node) []byte {
+	t.Helper()
+	m := signed(t, n.h.Peerstore().PrivKey(n.h.ID()), "invalid", "genuine")
+	e := proto.Clone(m.Envelope).(*wire.Envelope)
+	forged, err := anypb.New(wrapperspb.String("forged"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Content = forged
+	return backgroundFrame(t, e)
 }
 
 func mustAny(t *testing.T) *anypb.Any {

@@ -19,7 +19,11 @@ type Rejections struct {
 	TooLarge        uint64 // envelope over MaxMessageSize
 	Empty           uint64 // no bytes at all
 	InvalidEnvelope uint64 // decodes, but fails Envelope.Check (no content, zero nonce)
-	Signature       uint64 // pubsub signature policy: missing, invalid or unexpected
+	// Signature: the envelope is unsigned or its signature fails, it is
+	// misdirected (a unicast envelope for another node, or on gossip), or
+	// a gossip message carries pubsub author fields or a pubsub signature
+	// (StrictNoSign).
+	Signature uint64
 }
 
 // Stats is a snapshot of a Router's counters. Fields are read one by one,
@@ -40,6 +44,9 @@ type Stats struct {
 	// SilentWithheld counts messages a Silent node delivered but did not
 	// forward.
 	SilentWithheld uint64
+	// GossipStale counts valid gossip created outside the replay window,
+	// ignored (neither delivered nor forwarded, no penalty).
+	GossipStale uint64
 	// GossipRejected and UnicastRejected count refused inbound messages.
 	GossipRejected, UnicastRejected Rejections
 	// DroppedSubscriptionFull counts valid messages pubsub dropped because
@@ -83,6 +90,7 @@ type counters struct {
 	republished, republishErrors      atomic.Uint64
 	deliveredGossip, deliveredUnicast atomic.Uint64
 	duplicates, silentWithheld        atomic.Uint64
+	gossipStale                       atomic.Uint64
 	gossipRejected, unicastRejected   rejectionCounters
 	droppedSubscriptionFull           atomic.Uint64
 	droppedValidation                 atomic.Uint64
@@ -103,6 +111,7 @@ func (r *Router) Stats() Stats {
 		DeliveredUnicast:        r.c.deliveredUnicast.Load(),
 		Duplicates:              r.c.duplicates.Load(),
 		SilentWithheld:          r.c.silentWithheld.Load(),
+		GossipStale:             r.c.gossipStale.Load(),
 		GossipRejected:          r.c.gossipRejected.snapshot(),
 		UnicastRejected:         r.c.unicastRejected.snapshot(),
 		DroppedSubscriptionFull: r.c.droppedSubscriptionFull.Load(),

@@ -6,13 +6,15 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rainp2p/rainp2p/p2p/wire"
 )
 
 // ackKey identifies what an ACK acknowledges: the receiver echoes the
 // frame's message ID, level and span, and the sender knows who it sent to.
 type ackKey struct {
 	peer  peer.ID
-	msgID uint64
+	msgID wire.MessageID
 	level int
 	span  Span
 }

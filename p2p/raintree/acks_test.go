@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rainp2p/rainp2p/p2p/wire"
 )
 
 // fakeClock advances only when told to and runs due callbacks on the
@@ -88,8 +90,8 @@ func (t *fakeTimer) Stop() bool {
 
 func TestAckTracker(t *testing.T) {
 	const timeout = 2 * time.Second
-	key := func(p string, msg uint64, start int) ackKey {
-		return ackKey{peer: peer.ID(p), msgID: msg, level: 2, span: Span{Start: start, Len: 3}}
+	key := func(p string, msg byte, start int) ackKey {
+		return ackKey{peer: peer.ID(p), msgID: wire.MessageID{msg}, level: 2, span: Span{Start: start, Len: 3}}
 	}
 	a, b, c := key("a", 1, 3), key("b", 1, 6), key("c", 2, 3)
 
@@ -179,7 +181,7 @@ func TestAckTrackerRemoveAndNext(t *testing.T) {
 	if _, ok := tr.Next(); ok {
 		t.Fatal("Next on an empty tracker reported a deadline")
 	}
-	k := ackKey{peer: "p", msgID: 7, level: 1}
+	k := ackKey{peer: "p", msgID: wire.MessageID{7}, level: 1}
 	first := tr.Add(k, clock.Now().Add(time.Second), 1)
 	tr.Add(k, clock.Now().Add(3*time.Second), 2)
 	if v, ok := tr.Remove(first); !ok || v != 1 {
@@ -206,7 +208,7 @@ func TestAckTrackerRemoveAndNext(t *testing.T) {
 func TestAckTrackerExtendMovesTheDeadline(t *testing.T) {
 	clock := newFakeClock()
 	tr := newAckTracker[string]()
-	k := ackKey{peer: "p", msgID: 1, level: 1}
+	k := ackKey{peer: "p", msgID: wire.MessageID{1}, level: 1}
 	id := tr.Add(k, clock.Now().Add(time.Hour), "sending")
 	clock.Advance(time.Minute)
 	if !tr.Extend(id, clock.Now().Add(time.Second)) {

@@ -6,8 +6,10 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
+	"github.com/rainp2p/rainp2p/p2p/dedup"
 	"github.com/rainp2p/rainp2p/p2p/unicast"
 	"github.com/rainp2p/rainp2p/p2p/wire"
 )
@@ -18,7 +20,7 @@ const (
 	DefaultMaxRetries    = 3
 	DefaultRecentSets    = 4
 	DefaultRecentSetTTL  = 2 * time.Minute
-	DefaultSeenCacheSize = 8192
+	DefaultSeenCacheSize = dedup.DefaultCapacity
 	DefaultSendTimeout   = 10 * time.Second
 )
 
@@ -32,8 +34,10 @@ func ProtocolID(networkID string) protocol.ID {
 type Config struct {
 	// NetworkID names the network; it is part of the protocol ID.
 	NetworkID string
-	// Mode is the planning rule used for broadcasts this node originates.
-	// Receivers follow the mode written in each frame. Default ModeCover.
+	// Mode is the planning rule this node plans with, for the broadcasts it
+	// originates and for the frames it forwards; the mode written in a
+	// frame is ignored. Every validator of a network should use the same.
+	// Default ModeCover.
 	Mode Mode
 	// ACK makes receivers acknowledge every tree frame and senders
 	// re-delegate a target's span (see Redelegate) to the next validator
@@ -69,9 +73,20 @@ type Config struct {
 	// set: delivered if a current validator sent them, never forwarded.
 	// 0 keeps replaced sets until RecentSets pushes them out. Default 2m.
 	RecentSetTTL time.Duration
-	// SeenCacheSize bounds the cover-mode memory of (message, span) pairs
-	// already propagated; the oldest are forgotten first. Default 8192.
+	// SeenCacheSize bounds the memory of (message, span) pairs (cover) or
+	// (message, level) pairs (reference) already handled, so a frame is
+	// forwarded at most once; see package dedup for how it forgets.
+	// Default 65536, like the Module's DedupCapacity.
 	SeenCacheSize int
+	// ReplayWindow and ClockSkew bound the creation time of a broadcast
+	// this router accepts (see package dedup). The Module sets them from
+	// its own. Defaults dedup.DefaultWindow and dedup.DefaultSkew.
+	ReplayWindow, ClockSkew time.Duration
+	// OnInvalid, if set, is told about every frame only a faulty or
+	// hostile peer sends: malformed, badly signed (a relay altered or
+	// forged the envelope), misdirected (a unicast envelope replayed). It
+	// must not block. The Module counts these as penalties.
+	OnInvalid func(from peer.ID, err error)
 	// SendTimeout bounds one frame's send, dial included. Default 10s.
 	SendTimeout time.Duration
 	// Unicast configures the framed stream transport. Its ProtocolID must
@@ -98,6 +113,8 @@ func DefaultConfig(networkID string) Config {
 		RecentSets:     DefaultRecentSets,
 		RecentSetTTL:   DefaultRecentSetTTL,
 		SeenCacheSize:  DefaultSeenCacheSize,
+		ReplayWindow:   dedup.DefaultWindow,
+		ClockSkew:      dedup.DefaultSkew,
 		SendTimeout:    DefaultSendTimeout,
 		Unicast:        u,
 	}
@@ -124,6 +141,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("raintree: SeenCacheSize %d must be positive", c.SeenCacheSize)
 	case c.SendTimeout <= 0:
 		return fmt.Errorf("raintree: SendTimeout %v must be positive", c.SendTimeout)
+	case c.ReplayWindow <= 0 || c.ClockSkew < 0:
+		return fmt.Errorf("raintree: ReplayWindow %v must be positive and ClockSkew %v not negative", c.ReplayWindow, c.ClockSkew)
 	case c.Unicast.ProtocolID != ProtocolID(c.NetworkID):
 		return fmt.Errorf("raintree: Unicast.ProtocolID %q, want %q", c.Unicast.ProtocolID, ProtocolID(c.NetworkID))
 	case c.Unicast.MaxMessageSize < c.MaxMessageSize+wire.FrameOverhead:

@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/rainp2p/rainp2p/p2p/dedup"
 	"github.com/rainp2p/rainp2p/p2p/identity"
 	"github.com/rainp2p/rainp2p/p2p/unicast"
 	"github.com/rainp2p/rainp2p/p2p/validators"
@@ -26,13 +27,13 @@ var (
 	ErrClosed       = errors.New("raintree: router closed")
 )
 
-// Handler receives an envelope the router accepted: a serialized Envelope,
+// Handler receives a message the router accepted, decoded and verified,
 // with broadcast false for a unicast. from is the validator that sent this
-// copy, not necessarily the originator. Broadcasts are delivered once per
-// copy received (reference mode and re-delegation can produce several), so
-// the caller deduplicates by nonce. It is called on the receiving stream's
-// goroutine after the frame was forwarded, and must not call Close.
-type Handler func(from peer.ID, envelope []byte, broadcast bool)
+// copy; msg.Origin is the authenticated originator. A broadcast is handed
+// over once per (message, span) in cover mode and per (message, level) in
+// reference mode, so the caller still deduplicates by msg.ID. It is called
+// after the frame was forwarded, and must not call Close.
+type Handler func(from peer.ID, msg *wire.Message, broadcast bool)
 
 // Stats is a snapshot of a Router's counters. Tree frames are the payload
 // frames the plan predicts (level 1 and up); redundant frames are the
@@ -52,14 +53,16 @@ type Stats struct {
 	// GaveUp counts unacknowledged targets that could not be re-delegated:
 	// retries exhausted, span exhausted, or a reference frame.
 	GaveUp uint64
-	// Duplicates counts cover frames for a (message, span) already
-	// propagated, delivered but not forwarded again.
+	// Duplicates counts broadcast frames for a (message, span) in cover
+	// mode, or a (message, level) in reference mode, already handled:
+	// neither forwarded nor delivered again.
 	Duplicates uint64
 	// UnknownSetDelivered counts broadcasts planned on a validator set this
 	// node does not know, delivered because the sender is a current
 	// validator, but not forwarded.
 	UnknownSetDelivered uint64
-	// SeenEvicted counts (message, span) pairs forgotten to bound memory.
+	// SeenEvicted counts seen keys forgotten to bound memory (each may
+	// raise the seen memory's floor; see package dedup).
 	SeenEvicted uint64
 	// SendErrors counts frames of any kind the transport refused.
 	SendErrors uint64
@@ -68,9 +71,17 @@ type Stats struct {
 
 // DropStats counts inbound frames dropped, by reason.
 type DropStats struct {
-	// Malformed: undecodable frame or envelope, unknown kind or mode, or a
-	// span that does not start at this node.
+	// Malformed: undecodable frame or envelope, unknown kind, a message
+	// ID that does not match the envelope, or a span that does not start
+	// at this node.
 	Malformed uint64
+	// BadSignature: an envelope that is unsigned or whose signature does
+	// not verify (a relay altered it, or forged it), a unicast envelope for
+	// another node, or a unicast envelope in a broadcast frame.
+	BadSignature uint64
+	// Stale: a broadcast created outside the replay window, or at or
+	// before the seen memory's floor.
+	Stale uint64
 	// TooLarge: envelope above MaxMessageSize.
 	TooLarge uint64
 	// UnknownSender: the sender is not a validator of the frame's set.
@@ -87,8 +98,9 @@ type counters struct {
 	acksUnexpected, ackTimeouts      atomic.Uint64
 	retries, gaveUp                  atomic.Uint64
 	duplicates, unknownSetDelivered  atomic.Uint64
-	seenEvicted, sendErrors          atomic.Uint64
+	sendErrors                       atomic.Uint64
 	malformed, tooLarge              atomic.Uint64
+	badSignature, stale              atomic.Uint64
 	unknownSender, unknownSet        atomic.Uint64
 }
 
@@ -110,7 +122,7 @@ type Router struct {
 	closed   bool
 	cur      *setView
 	recent   []*setView // replaced sets, newest first
-	seen     *seenCache
+	seen     *dedup.Deduper[seenKey]
 	acks     *ackTracker[delegation]
 	timer    Timer
 	timerAt  time.Time
@@ -140,12 +152,11 @@ func newSetView(set *validators.Set, self identity.Address) *setView {
 // delegation is one tree frame to send, and what to re-delegate if its
 // ACK does not come.
 type delegation struct {
-	view     *setView
-	mode     Mode
-	target   Target
-	msgID    uint64
-	envelope []byte
-	retries  int
+	view    *setView
+	mode    Mode
+	target  Target
+	msg     *wire.Message
+	retries int
 }
 
 // NewRouter starts a router for the validator self, which must be in set
@@ -177,6 +188,12 @@ func NewRouter(h host.Host, self identity.Address, set *validators.Set, cfg Conf
 	if clock == nil {
 		clock = realClock{}
 	}
+	seen, err := dedup.New[seenKey](dedup.Config{
+		Capacity: cfg.SeenCacheSize, Window: cfg.ReplayWindow, Skew: cfg.ClockSkew, Now: clock.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("raintree: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Router{
 		host:    h,
@@ -188,7 +205,7 @@ func NewRouter(h host.Host, self identity.Address, set *validators.Set, cfg Conf
 		ctx:     ctx,
 		cancel:  cancel,
 		cur:     view,
-		seen:    newSeenCache(cfg.SeenCacheSize),
+		seen:    seen,
 		acks:    newAckTracker[delegation](),
 	}
 	// Frames can arrive as soon as the stream handler is set; holding mu
@@ -224,16 +241,15 @@ func (r *Router) SetValidators(set *validators.Set) {
 	r.cur = v
 }
 
-// Broadcast originates envelope (a serialized Envelope) on the current
-// validator set: it sends the originator's targets of the plan, each
-// concurrently, and returns once every first attempt finished or ctx is
-// done. Propagation, ACKs and re-delegation continue in the background until
-// Close. With ACK on, a failed first attempt is re-delegated rather than
-// reported; with ACK off it is returned.
-func (r *Router) Broadcast(ctx context.Context, envelope []byte) error {
-	env, err := wire.DecodeEnvelope(envelope, r.cfg.MaxMessageSize)
-	if err != nil {
-		return fmt.Errorf("raintree: broadcast: %w", err)
+// Broadcast originates msg (a signed message, see wire.Seal) on the
+// current validator set: it sends the originator's targets of the plan,
+// each concurrently, and returns once every first attempt finished or ctx
+// is done. Propagation, ACKs and re-delegation continue in the background
+// until Close. With ACK on, a failed first attempt is re-delegated rather
+// than reported; with ACK off it is returned.
+func (r *Router) Broadcast(ctx context.Context, msg *wire.Message) error {
+	if msg == nil || len(msg.Raw) > r.cfg.MaxMessageSize {
+		return fmt.Errorf("raintree: broadcast: %w", wire.ErrTooLarge)
 	}
 	r.mu.Lock()
 	if r.closed {
@@ -241,24 +257,24 @@ func (r *Router) Broadcast(ctx context.Context, envelope []byte) error {
 		return ErrClosed
 	}
 	view := r.cur
-	n, mode, msgID := view.set.Len(), r.cfg.Mode, env.GetNonce()
+	n, mode := view.set.Len(), r.cfg.Mode
+	r.mu.Unlock()
 	if view.self >= 0 && mode == ModeCover {
 		// The ring is ours: a copy coming back must not be propagated.
-		r.markSeenLocked(msgID, Span{Start: view.self, Len: n})
+		r.observe(seenKey{id: msg.ID, span: Span{Start: view.self, Len: n}}, msg)
 	}
-	r.mu.Unlock()
 	if view.self < 0 {
 		return fmt.Errorf("raintree: broadcast: %w: %s", ErrNotValidator, r.self)
 	}
 
 	sends := make([]delegation, 0, 2*Levels(n)+n)
 	for _, t := range OriginTargets(mode, n, view.self) {
-		sends = append(sends, delegation{view: view, mode: mode, target: t, msgID: msgID, envelope: envelope})
+		sends = append(sends, delegation{view: view, mode: mode, target: t, msg: msg})
 	}
 	if r.cfg.Redundancy {
 		for i := range n {
 			if i != view.self {
-				sends = append(sends, delegation{view: view, mode: mode, target: Target{Index: i}, msgID: msgID, envelope: envelope})
+				sends = append(sends, delegation{view: view, mode: mode, target: Target{Index: i}, msg: msg})
 			}
 		}
 	}
@@ -287,10 +303,11 @@ func (r *Router) Broadcast(ctx context.Context, envelope []byte) error {
 	return nil
 }
 
-// Send delivers envelope to the validator to as a unicast frame.
-func (r *Router) Send(ctx context.Context, to peer.ID, envelope []byte) error {
-	if _, err := wire.DecodeEnvelope(envelope, r.cfg.MaxMessageSize); err != nil {
-		return fmt.Errorf("raintree: sending to %s: %w", to, err)
+// Send delivers msg (signed by this node, see wire.Seal) to the validator
+// to as a unicast frame.
+func (r *Router) Send(ctx context.Context, to peer.ID, msg *wire.Message) error {
+	if msg == nil || len(msg.Raw) > r.cfg.MaxMessageSize {
+		return fmt.Errorf("raintree: sending to %s: %w", to, wire.ErrTooLarge)
 	}
 	r.mu.Lock()
 	closed, view := r.closed, r.cur
@@ -306,7 +323,7 @@ func (r *Router) Send(ctx context.Context, to peer.ID, envelope []byte) error {
 	}
 	frame, err := proto.Marshal(&wire.RainTreeMessage{
 		Kind:      wire.RainTreeKind_RAIN_TREE_KIND_UNICAST,
-		Data:      envelope,
+		Data:      msg.Raw,
 		SetHeight: view.set.Height(),
 		SetHash:   []byte(view.hash),
 	})
@@ -345,10 +362,12 @@ func (r *Router) Stats() Stats {
 		GaveUp:              r.c.gaveUp.Load(),
 		Duplicates:          r.c.duplicates.Load(),
 		UnknownSetDelivered: r.c.unknownSetDelivered.Load(),
-		SeenEvicted:         r.c.seenEvicted.Load(),
+		SeenEvicted:         r.seen.Stats().Evicted,
 		SendErrors:          r.c.sendErrors.Load(),
 		Dropped: DropStats{
 			Malformed:     r.c.malformed.Load(),
+			BadSignature:  r.c.badSignature.Load(),
+			Stale:         r.c.stale.Load(),
 			TooLarge:      r.c.tooLarge.Load(),
 			UnknownSender: r.c.unknownSender.Load(),
 			UnknownSet:    r.c.unknownSet.Load(),
@@ -398,11 +417,11 @@ func (r *Router) sendTree(d delegation) error {
 	to := d.view.set.At(d.target.Index).PeerID
 	m := &wire.RainTreeMessage{
 		Level:     uint32(d.target.Level),
-		Data:      d.envelope,
+		Data:      d.msg.Raw,
 		Kind:      wire.RainTreeKind_RAIN_TREE_KIND_BROADCAST,
 		SetHeight: d.view.set.Height(),
 		SetHash:   []byte(d.view.hash),
-		MsgId:     d.msgID,
+		MessageId: d.msg.ID[:],
 		Mode:      string(d.mode),
 	}
 	if d.mode == ModeCover {
@@ -415,7 +434,7 @@ func (r *Router) sendTree(d delegation) error {
 	tree := d.target.Level > 0
 	tracked, id := r.cfg.ACK && tree, uint64(0)
 	if tracked {
-		key := ackKey{peer: to, msgID: d.msgID, level: d.target.Level, span: frameSpan(m)}
+		key := ackKey{peer: to, msgID: d.msg.ID, level: d.target.Level, span: frameSpan(m)}
 		r.mu.Lock()
 		if r.closed {
 			r.mu.Unlock()
@@ -470,7 +489,7 @@ func (r *Router) redelegate(d delegation) {
 	}
 	if d.mode != ModeCover || !ok || d.retries >= r.cfg.MaxRetries {
 		r.c.gaveUp.Add(1)
-		r.log.Debug("giving up on unacknowledged target", "msg_id", d.msgID, "index", d.target.Index,
+		r.log.Debug("giving up on unacknowledged target", "msg_id", d.msg.ID, "index", d.target.Index,
 			"span", d.target.Span, "retries", d.retries)
 		return
 	}
@@ -531,15 +550,9 @@ func (r *Router) onFrame(from peer.ID, data []byte) {
 }
 
 func (r *Router) onBroadcast(from peer.ID, m *wire.RainTreeMessage) {
-	env, ok := r.checkEnvelope(from, m.GetData())
-	if !ok {
-		return
-	}
-	mode, err := ParseMode(m.GetMode())
-	if err != nil || env.GetNonce() != m.GetMsgId() {
-		r.drop(&r.c.malformed, from, "bad mode or message id", err)
-		return
-	}
+	// The mode is ours, never the frame's: a sender cannot make us skip
+	// the seen memory or plan by another rule.
+	mode := r.cfg.Mode
 	level, span := int(m.GetLevel()), frameSpan(m)
 
 	r.mu.Lock()
@@ -560,7 +573,29 @@ func (r *Router) onBroadcast(from peer.ID, m *wire.RainTreeMessage) {
 	case view.self < 0:
 		propagate = false // the set was planned without us
 	case mode == ModeCover && level > 0 && (span.Start != view.self || span.Len < 1 || span.Len > view.set.Len()):
-		r.drop(&r.c.malformed, from, "span does not start here", nil)
+		r.invalid(&r.c.malformed, from, "span does not start here", nil)
+		return
+	}
+	// Only a validator's frame is worth a signature check.
+	msg, ok := r.open(from, m.GetData())
+	if !ok {
+		return
+	}
+	if id, err := wire.ParseMessageID(m.GetMessageId()); err != nil || id != msg.ID {
+		r.invalid(&r.c.malformed, from, "message ID does not match the envelope", err)
+		return
+	}
+	if msg.IsUnicast() {
+		r.invalid(&r.c.badSignature, from, "a unicast envelope broadcast", wire.ErrMisdirected)
+		return
+	}
+	key := seenKey{id: msg.ID, level: level}
+	if mode == ModeCover {
+		key = seenKey{id: msg.ID, span: span}
+	}
+	verdict := r.observe(key, msg)
+	if verdict == dedup.TooOld || verdict == dedup.TooNew {
+		r.drop(&r.c.stale, from, "outside the replay window", fmt.Errorf("%v", verdict))
 		return
 	}
 	if level > 0 {
@@ -574,6 +609,10 @@ func (r *Router) onBroadcast(from peer.ID, m *wire.RainTreeMessage) {
 	} else {
 		r.c.redundantReceived.Add(1)
 	}
+	if verdict == dedup.Duplicate {
+		r.c.duplicates.Add(1)
+		return
+	}
 
 	var targets []Target
 	if propagate {
@@ -582,27 +621,17 @@ func (r *Router) onBroadcast(from peer.ID, m *wire.RainTreeMessage) {
 		case ModeReference:
 			targets = ReferenceTargets(n, view.self, level)
 		case ModeCover:
-			r.mu.Lock()
-			first := r.markSeenLocked(m.GetMsgId(), span)
-			r.mu.Unlock()
-			if first {
-				targets = CoverTargets(n, span, level)
-			} else {
-				r.c.duplicates.Add(1)
-			}
+			targets = CoverTargets(n, span, level)
 		}
 	}
 	for _, t := range targets {
-		d := delegation{view: view, mode: mode, target: t, msgID: m.GetMsgId(), envelope: m.GetData()}
+		d := delegation{view: view, mode: mode, target: t, msg: msg}
 		r.spawn(func() { _ = r.sendTree(d) })
 	}
-	r.handler(from, m.GetData(), true)
+	r.handler(from, msg, true)
 }
 
 func (r *Router) onUnicast(from peer.ID, m *wire.RainTreeMessage) {
-	if _, ok := r.checkEnvelope(from, m.GetData()); !ok {
-		return
-	}
 	r.mu.Lock()
 	known := isMember(r.cur.set, from) || slices.ContainsFunc(r.recent, func(v *setView) bool { return isMember(v.set, from) })
 	r.mu.Unlock()
@@ -610,12 +639,25 @@ func (r *Router) onUnicast(from peer.ID, m *wire.RainTreeMessage) {
 		r.drop(&r.c.unknownSender, from, "unicast from a non-validator", nil)
 		return
 	}
+	msg, ok := r.open(from, m.GetData())
+	if !ok {
+		return
+	}
+	if msg.Recipient != r.self {
+		r.invalid(&r.c.badSignature, from, "unicast envelope for another node", wire.ErrMisdirected)
+		return
+	}
 	r.c.unicastReceived.Add(1)
-	r.handler(from, m.GetData(), false)
+	r.handler(from, msg, false)
 }
 
 func (r *Router) onAck(from peer.ID, m *wire.RainTreeMessage) {
-	key := ackKey{peer: from, msgID: m.GetMsgId(), level: int(m.GetLevel()), span: frameSpan(m)}
+	id, err := wire.ParseMessageID(m.GetMessageId())
+	if err != nil {
+		r.invalid(&r.c.malformed, from, "ACK without a message ID", err)
+		return
+	}
+	key := ackKey{peer: from, msgID: id, level: int(m.GetLevel()), span: frameSpan(m)}
 	r.mu.Lock()
 	_, ok := r.acks.Ack(key)
 	r.mu.Unlock()
@@ -631,7 +673,7 @@ func (r *Router) ack(to peer.ID, m *wire.RainTreeMessage) {
 	frame, err := proto.Marshal(&wire.RainTreeMessage{
 		Kind:      wire.RainTreeKind_RAIN_TREE_KIND_ACK,
 		Level:     m.GetLevel(),
-		MsgId:     m.GetMsgId(),
+		MessageId: m.GetMessageId(),
 		SpanStart: m.GetSpanStart(),
 		SpanLen:   m.GetSpanLen(),
 	})
@@ -651,22 +693,47 @@ func (r *Router) ack(to peer.ID, m *wire.RainTreeMessage) {
 	})
 }
 
-func (r *Router) checkEnvelope(from peer.ID, data []byte) (*wire.Envelope, bool) {
-	env, err := wire.DecodeEnvelope(data, r.cfg.MaxMessageSize)
+// open decodes and verifies an envelope at the router's edge. An envelope
+// that is malformed or badly signed is held against the peer that sent it.
+func (r *Router) open(from peer.ID, data []byte) (*wire.Message, bool) {
+	msg, err := wire.Open(r.cfg.NetworkID, data, r.cfg.MaxMessageSize)
 	switch {
+	case err == nil:
+		return msg, true
 	case errors.Is(err, wire.ErrTooLarge):
 		r.drop(&r.c.tooLarge, from, "envelope too large", err)
-		return nil, false
-	case err != nil:
-		r.drop(&r.c.malformed, from, "bad envelope", err)
-		return nil, false
+	case errors.Is(err, wire.ErrUnsigned), errors.Is(err, wire.ErrBadSignature), errors.Is(err, wire.ErrBadOrigin),
+		errors.Is(err, wire.ErrNoCreatedAt), errors.Is(err, wire.ErrMisdirected):
+		r.invalid(&r.c.badSignature, from, "envelope signature", err)
+	default:
+		r.invalid(&r.c.malformed, from, "bad envelope", err)
 	}
-	return env, true
+	return nil, false
 }
 
 func (r *Router) drop(c *atomic.Uint64, from peer.ID, why string, err error) {
 	c.Add(1)
 	r.log.Debug("dropping frame", "from", from, "reason", why, "err", err)
+}
+
+// invalid drops a frame that only a faulty or hostile peer sends, and
+// reports the peer through Config.OnInvalid.
+func (r *Router) invalid(c *atomic.Uint64, from peer.ID, why string, err error) {
+	r.drop(c, from, why, err)
+	if r.cfg.OnInvalid != nil {
+		r.cfg.OnInvalid(from, fmt.Errorf("%s: %w", why, errOrInvalid(err)))
+	}
+}
+
+// ErrInvalidFrame is what Config.OnInvalid receives when a frame breaks a
+// rule without a more specific error.
+var ErrInvalidFrame = errors.New("raintree: invalid frame")
+
+func errOrInvalid(err error) error {
+	if err == nil {
+		return ErrInvalidFrame
+	}
+	return err
 }
 
 // viewLocked finds the current or a recent set by hash.
@@ -685,12 +752,8 @@ func (r *Router) viewLocked(hash []byte) *setView {
 	return nil
 }
 
-func (r *Router) markSeenLocked(msgID uint64, span Span) bool {
-	first, evicted := r.seen.add(seenKey{msgID: msgID, span: span})
-	if evicted {
-		r.c.seenEvicted.Add(1)
-	}
-	return first
+func (r *Router) observe(k seenKey, msg *wire.Message) dedup.Verdict {
+	return r.seen.Observe(k, msg.CreatedAt)
 }
 
 func isMember(s *validators.Set, id peer.ID) bool {
@@ -703,37 +766,12 @@ func frameSpan(m *wire.RainTreeMessage) Span {
 	return Span{Start: int(m.GetSpanStart()), Len: int(m.GetSpanLen())}
 }
 
+// seenKey is what the seen memory remembers: (message, span) in cover
+// mode, (message, level) in reference mode.
 type seenKey struct {
-	msgID uint64
+	id    wire.MessageID
+	level int
 	span  Span
-}
-
-// seenCache remembers the most recent (message, span) pairs, forgetting
-// the oldest beyond its capacity.
-type seenCache struct {
-	keys map[seenKey]struct{}
-	ring []seenKey
-	next int
-}
-
-func newSeenCache(capacity int) *seenCache {
-	return &seenCache{keys: make(map[seenKey]struct{}, capacity), ring: make([]seenKey, 0, capacity)}
-}
-
-// add reports whether k is new, and whether remembering it evicted another.
-func (c *seenCache) add(k seenKey) (first, evicted bool) {
-	if _, ok := c.keys[k]; ok {
-		return false, false
-	}
-	c.keys[k] = struct{}{}
-	if len(c.ring) < cap(c.ring) {
-		c.ring = append(c.ring, k)
-		return true, false
-	}
-	delete(c.keys, c.ring[c.next])
-	c.ring[c.next] = k
-	c.next = (c.next + 1) % len(c.ring)
-	return true, true
 }
 
 // UnicastStats returns the counters of the router's transport.

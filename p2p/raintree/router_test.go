@@ -43,25 +43,26 @@ type node struct {
 	router *Router
 
 	mu        sync.Mutex
-	broadcast map[uint64]int // nonce -> copies delivered
-	unicast   map[uint64]int
+	broadcast map[wire.MessageID]int // copies delivered
+	unicast   map[wire.MessageID]int
+	origins   map[wire.MessageID]identity.Address
 }
 
-func (n *node) handle(_ peer.ID, envelope []byte, broadcast bool) {
-	env, err := wire.DecodeEnvelope(envelope, 0)
-	if err != nil {
+func (n *node) handle(_ peer.ID, msg *wire.Message, broadcast bool) {
+	if _, err := wire.Open(testNetwork, msg.Raw, 0); err != nil {
 		panic(fmt.Sprintf("router delivered a bad envelope: %v", err))
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.origins[msg.ID] = msg.Origin
 	if broadcast {
-		n.broadcast[env.GetNonce()]++
+		n.broadcast[msg.ID]++
 	} else {
-		n.unicast[env.GetNonce()]++
+		n.unicast[msg.ID]++
 	}
 }
 
-func (n *node) got(nonce uint64, broadcast bool) int {
+func (n *node) got(nonce wire.MessageID, broadcast bool) int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if broadcast {
@@ -186,7 +187,7 @@ func (c *cluster) start(mutate func(*Config)) {
 
 func (c *cluster) startNode(nd *node, set *validators.Set, cfg Config) {
 	c.t.Helper()
-	nd.broadcast, nd.unicast = map[uint64]int{}, map[uint64]int{}
+	nd.broadcast, nd.unicast, nd.origins = map[wire.MessageID]int{}, map[wire.MessageID]int{}, map[wire.MessageID]identity.Address{}
 	r, err := NewRouter(nd.host, nd.addr, set, cfg, nd.handle)
 	if err != nil {
 		c.t.Fatal(err)
@@ -195,22 +196,34 @@ func (c *cluster) startNode(nd *node, set *validators.Set, cfg Config) {
 	c.t.Cleanup(func() { _ = r.Close() })
 }
 
-func newEnvelope(t *testing.T, text string) ([]byte, uint64) {
+// newEnvelope is a message signed by key on the test network.
+func newEnvelope(t *testing.T, key crypto.PrivKey, text string) (*wire.Message, wire.MessageID) {
+	t.Helper()
+	return newEnvelopeAt(t, key, text, time.Now())
+}
+
+func newEnvelopeAt(t *testing.T, key crypto.PrivKey, text string, created time.Time) (*wire.Message, wire.MessageID) {
+	t.Helper()
+	return newUnicastAt(t, key, identity.Address{}, text, created)
+}
+
+// newUnicastAt is a message signed by key for the validator to.
+func newUnicastAt(t *testing.T, key crypto.PrivKey, to identity.Address, text string, created time.Time) (*wire.Message, wire.MessageID) {
 	t.Helper()
 	env, err := wire.NewEnvelope(wrapperspb.String(text))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := wire.EncodeEnvelope(env, 0)
+	m, err := wire.Seal(testNetwork, env, key, to, created, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b, env.GetNonce()
+	return m, m.ID
 }
 
-func (c *cluster) broadcast(origin int) uint64 {
+func (c *cluster) broadcast(origin int) wire.MessageID {
 	c.t.Helper()
-	env, nonce := newEnvelope(c.t, fmt.Sprintf("from %d", origin))
+	env, nonce := newEnvelope(c.t, c.nodes[origin].key, fmt.Sprintf("from %d", origin))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := c.nodes[origin].router.Broadcast(ctx, env); err != nil {
@@ -220,7 +233,7 @@ func (c *cluster) broadcast(origin int) uint64 {
 }
 
 // missing lists the nodes among want that have not delivered nonce.
-func (c *cluster) missing(nonce uint64, want []int) []int {
+func (c *cluster) missing(nonce wire.MessageID, want []int) []int {
 	var out []int
 	for _, i := range want {
 		if c.nodes[i].got(nonce, true) == 0 {
@@ -341,6 +354,9 @@ func TestNetworkLoadMatchesPlan(t *testing.T) {
 					t.Errorf("node %d: fault-free run had %+v", i, s)
 				}
 			}
+			covered := slices.DeleteFunc(others(tt.n, tt.origin), func(i int) bool { return slices.Contains(plan.Uncovered, i) })
+			eventually(t, 5*time.Second, func() bool { return len(c.missing(nonce, covered)) == 0 },
+				"validators %v never delivered", c.missing(nonce, covered))
 			uncovered := c.missing(nonce, others(tt.n, tt.origin))
 			if uncovered == nil {
 				uncovered = []int{}
@@ -396,7 +412,7 @@ func TestCrashedValidators(t *testing.T) {
 			for _, i := range blackHoles {
 				c.crash(i, true)
 			}
-			env, nonce := newEnvelope(t, "crash")
+			env, nonce := newEnvelope(t, c.nodes[origin].key, "crash")
 			err := c.nodes[origin].router.Broadcast(context.Background(), env)
 			if ack && err != nil {
 				t.Fatalf("Broadcast with ACK on: %v", err)
@@ -433,7 +449,7 @@ func TestUnicast(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("a validator receives it as a unicast", func(t *testing.T) {
-		env, nonce := newEnvelope(t, "direct")
+		env, nonce := newUnicastAt(t, c.nodes[0].key, c.nodes[2].addr, "direct", time.Now())
 		if err := c.nodes[0].router.Send(ctx, c.nodes[2].host.ID(), env); err != nil {
 			t.Fatal(err)
 		}
@@ -443,7 +459,7 @@ func TestUnicast(t *testing.T) {
 		}
 	})
 	t.Run("sending to a non-validator fails", func(t *testing.T) {
-		env, _ := newEnvelope(t, "nope")
+		env, _ := newEnvelope(t, c.nodes[0].key, "nope")
 		if err := c.nodes[0].router.Send(ctx, outsider.ID(), env); !errors.Is(err, ErrNotValidator) {
 			t.Fatalf("Send to a non-validator = %v, want ErrNotValidator", err)
 		}
@@ -454,12 +470,12 @@ func TestUnicast(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer u.Close()
-		env, nonce := newEnvelope(t, "intruder")
+		env, nonce := newEnvelope(t, newKeys(t, 1)[0], "intruder")
 		frames := []*wire.RainTreeMessage{
-			{Kind: wire.RainTreeKind_RAIN_TREE_KIND_UNICAST, Data: env},
-			{Kind: wire.RainTreeKind_RAIN_TREE_KIND_BROADCAST, Data: env, Level: 1, MsgId: nonce, Mode: string(ModeCover),
+			{Kind: wire.RainTreeKind_RAIN_TREE_KIND_UNICAST, Data: env.Raw},
+			{Kind: wire.RainTreeKind_RAIN_TREE_KIND_BROADCAST, Data: env.Raw, Level: 1, MessageId: nonce[:], Mode: string(ModeCover),
 				SetHash: c.set.Hash(), SpanStart: 1, SpanLen: 1},
-			{Kind: wire.RainTreeKind_RAIN_TREE_KIND_BROADCAST, Data: env, Level: 1, MsgId: nonce, Mode: string(ModeCover),
+			{Kind: wire.RainTreeKind_RAIN_TREE_KIND_BROADCAST, Data: env.Raw, Level: 1, MessageId: nonce[:], Mode: string(ModeCover),
 				SetHash: []byte("some other set"), SpanStart: 1, SpanLen: 1},
 		}
 		for _, f := range frames {
@@ -476,7 +492,7 @@ func TestUnicast(t *testing.T) {
 		}
 		eventually(t, 5*time.Second, func() bool {
 			d := c.nodes[1].router.Stats().Dropped
-			return d.UnknownSender == 2 && d.UnknownSet == 1 && d.Malformed == 1
+			return d.UnknownSender == 2 && d.UnknownSet == 1 && d.Malformed == 1 && d.BadSignature == 0
 		}, "drops: %+v", c.nodes[1].router.Stats().Dropped)
 		if c.nodes[1].got(nonce, true)+c.nodes[1].got(nonce, false) != 0 {
 			t.Error("a frame from a non-validator was delivered")
@@ -513,12 +529,12 @@ func TestValidatorSetChange(t *testing.T) {
 	}
 
 	// A broadcast planned on the old set, still in flight, keeps going.
-	env, old := newEnvelope(t, "old set")
+	env, old := newEnvelope(t, c.nodes[0].key, "old set")
 	c.nodes[0].router.mu.Lock()
 	prev := c.nodes[0].router.recent[0]
 	c.nodes[0].router.mu.Unlock()
 	for _, tg := range OriginTargets(ModeCover, 4, 0) {
-		_ = c.nodes[0].router.sendTree(delegation{view: prev, mode: ModeCover, target: tg, msgID: old, envelope: env})
+		_ = c.nodes[0].router.sendTree(delegation{view: prev, mode: ModeCover, target: tg, msg: env})
 	}
 	eventually(t, 5*time.Second, func() bool { return len(c.missing(old, []int{1, 2, 3})) == 0 },
 		"old-set broadcast missed %v", c.missing(old, []int{1, 2, 3}))
@@ -538,7 +554,7 @@ func TestACKTimeoutFollowsTheClock(t *testing.T) {
 	// From 0 with N=3 cover sends to 1 (span 1..1) and 2 (span 2..2):
 	// neither can be re-delegated, so a black hole at 1 ends in GaveUp.
 	c.crash(1, true)
-	env, nonce := newEnvelope(t, "clock")
+	env, nonce := newEnvelopeAt(t, c.nodes[0].key, "clock", clock.Now())
 	if err := c.nodes[0].router.Broadcast(context.Background(), env); err != nil {
 		t.Fatal(err)
 	}
@@ -610,25 +626,25 @@ func TestRedundancySendsLevelZeroCopiesToEveryone(t *testing.T) {
 	}
 }
 
-func TestCoverDuplicateIsDeliveredButNotPropagatedAgain(t *testing.T) {
+func TestCoverDuplicateIsAcknowledgedButNeitherDeliveredNorPropagatedAgain(t *testing.T) {
 	c := newMockCluster(t, 9, nil)
-	env, nonce := newEnvelope(t, "twice")
+	env, nonce := newEnvelope(t, c.nodes[0].key, "twice")
 	r := c.nodes[0].router
 	// Send validator 3 the same responsibility twice.
-	d := delegation{view: r.cur, mode: ModeCover, target: Target{Index: 3, Level: 2, Span: Span{Start: 3, Len: 3}}, msgID: nonce, envelope: env}
+	d := delegation{view: r.cur, mode: ModeCover, target: Target{Index: 3, Level: 2, Span: Span{Start: 3, Len: 3}}, msg: env}
 	for range 2 {
 		if err := r.sendTree(d); err != nil {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 5*time.Second, func() bool { return c.nodes[3].got(nonce, true) == 2 }, "copies not delivered")
+	eventually(t, 5*time.Second, func() bool { return c.nodes[3].got(nonce, true) == 1 }, "copy not delivered")
 	eventually(t, 5*time.Second, func() bool {
 		s := c.nodes[3].router.Stats()
 		return s.Duplicates == 1 && s.TreeSent == 2 && s.AcksSent == 2
 	}, "validator 3 should count one duplicate, forward 2 frames once and ACK both copies: %+v", c.nodes[3].router.Stats())
 	time.Sleep(100 * time.Millisecond)
-	if s := c.nodes[3].router.Stats(); s.TreeSent != 2 {
-		t.Errorf("validator 3 forwarded %d frames, want 2", s.TreeSent)
+	if s := c.nodes[3].router.Stats(); s.TreeSent != 2 || c.nodes[3].got(nonce, true) != 1 {
+		t.Errorf("validator 3 forwarded %d frames and delivered %d copies, want 2 and 1", s.TreeSent, c.nodes[3].got(nonce, true))
 	}
 }
 
@@ -647,6 +663,8 @@ func TestConfigValidate(t *testing.T) {
 		{"transport protocol of another network", func(c *Config) { c.Unicast.ProtocolID = ProtocolID("other") }, false},
 		{"transport limit without frame overhead", func(c *Config) { c.Unicast.MaxMessageSize = c.MaxMessageSize }, false},
 		{"zero seen cache", func(c *Config) { c.SeenCacheSize = 0 }, false},
+		{"zero replay window", func(c *Config) { c.ReplayWindow = 0 }, false},
+		{"negative clock skew", func(c *Config) { c.ClockSkew = -1 }, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -662,28 +680,6 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func TestSeenCacheForgetsTheOldest(t *testing.T) {
-	c := newSeenCache(2)
-	k := func(i uint64) seenKey { return seenKey{msgID: i} }
-	steps := []struct {
-		key            seenKey
-		first, evicted bool
-	}{
-		{k(1), true, false},
-		{k(1), false, false},
-		{k(2), true, false},
-		{k(3), true, true}, // forgets 1
-		{k(2), false, false},
-		{k(1), true, true}, // forgets 2
-		{k(3), false, false},
-	}
-	for i, s := range steps {
-		if first, evicted := c.add(s.key); first != s.first || evicted != s.evicted {
-			t.Fatalf("step %d: add(%v) = %v, %v; want %v, %v", i, s.key, first, evicted, s.first, s.evicted)
-		}
-	}
-}
-
 func TestCloseIsIdempotentAndRefusesWork(t *testing.T) {
 	c := newMockCluster(t, 2, nil)
 	r := c.nodes[0].router
@@ -693,7 +689,7 @@ func TestCloseIsIdempotentAndRefusesWork(t *testing.T) {
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
-	env, _ := newEnvelope(t, "late")
+	env, _ := newEnvelope(t, c.nodes[0].key, "late")
 	if err := r.Broadcast(context.Background(), env); !errors.Is(err, ErrClosed) {
 		t.Errorf("Broadcast after Close = %v, want ErrClosed", err)
 	}
@@ -705,7 +701,7 @@ func TestCloseIsIdempotentAndRefusesWork(t *testing.T) {
 func TestNewRouterRejectsANonMember(t *testing.T) {
 	c := newMockCluster(t, 2, nil)
 	stranger := newKeys(t, 1)[0]
-	_, err := NewRouter(c.nodes[0].host, mustAddr(t, stranger), c.set, testConfig(nil), func(peer.ID, []byte, bool) {})
+	_, err := NewRouter(c.nodes[0].host, mustAddr(t, stranger), c.set, testConfig(nil), func(peer.ID, *wire.Message, bool) {})
 	if !errors.Is(err, ErrNotValidator) {
 		t.Fatalf("NewRouter for a non-member = %v, want ErrNotValidator", err)
 	}
@@ -713,10 +709,10 @@ func TestNewRouterRejectsANonMember(t *testing.T) {
 
 func TestUnknownSetFromAValidatorIsDeliveredButNotPropagated(t *testing.T) {
 	c := newMockCluster(t, 9, nil)
-	env, nonce := newEnvelope(t, "stale set")
+	env, nonce := newEnvelope(t, c.nodes[0].key, "stale set")
 	r := c.nodes[0].router
 	stale := &setView{set: c.set, hash: "a set nobody else knows", self: 0}
-	d := delegation{view: stale, mode: ModeCover, target: Target{Index: 3, Level: 2, Span: Span{Start: 3, Len: 3}}, msgID: nonce, envelope: env}
+	d := delegation{view: stale, mode: ModeCover, target: Target{Index: 3, Level: 2, Span: Span{Start: 3, Len: 3}}, msg: env}
 	if err := r.sendTree(d); err != nil {
 		t.Fatal(err)
 	}

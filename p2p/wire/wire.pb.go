@@ -80,13 +80,26 @@ func (RainTreeKind) EnumDescriptor() ([]byte, []int) {
 	return file_wire_proto_rawDescGZIP(), []int{0}
 }
 
-// Envelope is what the application sends and receives. The nonce is drawn
-// from a cryptographically random source and identifies the envelope for
-// deduplication across routers and peers.
+// Envelope is what the application sends and receives. Its originator
+// signs it; the message ID (docs/PROTOCOL.md) is the digest of the signed
+// fields, and is what every node deduplicates on. The nonce only keeps
+// apart envelopes with equal content.
 type Envelope struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Content       *anypb.Any             `protobuf:"bytes,1,opt,name=content,proto3" json:"content,omitempty"`
-	Nonce         uint64                 `protobuf:"varint,2,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Content *anypb.Any             `protobuf:"bytes,1,opt,name=content,proto3" json:"content,omitempty"`
+	// Drawn from a cryptographically random source; never zero.
+	Nonce uint64 `protobuf:"varint,2,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// The originator's public key in libp2p's protobuf encoding (the
+	// encoding a peer ID is made from); its address is derived from it.
+	Origin []byte `protobuf:"bytes,3,opt,name=origin,proto3" json:"origin,omitempty"`
+	// When the originator created the envelope, in Unix milliseconds.
+	CreatedAt int64 `protobuf:"varint,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// The originator's signature over the signing digest (docs/PROTOCOL.md),
+	// by its key's libp2p signature scheme.
+	Signature []byte `protobuf:"bytes,5,opt,name=signature,proto3" json:"signature,omitempty"`
+	// For a unicast, the 20-byte address of the only node that may accept
+	// it; empty for a broadcast.
+	Recipient     []byte `protobuf:"bytes,6,opt,name=recipient,proto3" json:"recipient,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -135,6 +148,34 @@ func (x *Envelope) GetNonce() uint64 {
 	return 0
 }
 
+func (x *Envelope) GetOrigin() []byte {
+	if x != nil {
+		return x.Origin
+	}
+	return nil
+}
+
+func (x *Envelope) GetCreatedAt() int64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
+func (x *Envelope) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *Envelope) GetRecipient() []byte {
+	if x != nil {
+		return x.Recipient
+	}
+	return nil
+}
+
 // RainTreeMessage is the RainTree router's frame.
 type RainTreeMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -151,10 +192,16 @@ type RainTreeMessage struct {
 	// starting at the receiver (absolute index in the sorted set, and length).
 	SpanStart uint32 `protobuf:"varint,6,opt,name=span_start,json=spanStart,proto3" json:"span_start,omitempty"`
 	SpanLen   uint32 `protobuf:"varint,7,opt,name=span_len,json=spanLen,proto3" json:"span_len,omitempty"`
-	// Correlates ACKs with the broadcast they acknowledge (the envelope nonce).
+	// Deprecated: the envelope nonce in older versions. Senders leave it 0;
+	// receivers ignore it.
 	MsgId uint64 `protobuf:"varint,8,opt,name=msg_id,json=msgId,proto3" json:"msg_id,omitempty"`
-	// "reference" or "cover" planning rule the sender used.
-	Mode          string `protobuf:"bytes,9,opt,name=mode,proto3" json:"mode,omitempty"`
+	// The planning rule the sender used ("reference" or "cover"). Informative
+	// only: a receiver plans with its own configured mode.
+	Mode string `protobuf:"bytes,9,opt,name=mode,proto3" json:"mode,omitempty"`
+	// The 32-byte message ID of the envelope in data. It correlates ACKs
+	// with the broadcast they acknowledge; on BROADCAST frames it must equal
+	// the ID the receiver computes.
+	MessageId     []byte `protobuf:"bytes,10,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -252,6 +299,13 @@ func (x *RainTreeMessage) GetMode() string {
 	return ""
 }
 
+func (x *RainTreeMessage) GetMessageId() []byte {
+	if x != nil {
+		return x.MessageId
+	}
+	return nil
+}
+
 // BackgroundMessage is the background router's frame, on gossip and on its
 // unicast protocol alike.
 type BackgroundMessage struct {
@@ -304,10 +358,15 @@ var File_wire_proto protoreflect.FileDescriptor
 const file_wire_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"wire.proto\x12\frainp2p.wire\x1a\x19google/protobuf/any.proto\"P\n" +
+	"wire.proto\x12\frainp2p.wire\x1a\x19google/protobuf/any.proto\"\xc3\x01\n" +
 	"\bEnvelope\x12.\n" +
 	"\acontent\x18\x01 \x01(\v2\x14.google.protobuf.AnyR\acontent\x12\x14\n" +
-	"\x05nonce\x18\x02 \x01(\x04R\x05nonce\"\x8a\x02\n" +
+	"\x05nonce\x18\x02 \x01(\x04R\x05nonce\x12\x16\n" +
+	"\x06origin\x18\x03 \x01(\fR\x06origin\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\x03R\tcreatedAt\x12\x1c\n" +
+	"\tsignature\x18\x05 \x01(\fR\tsignature\x12\x1c\n" +
+	"\trecipient\x18\x06 \x01(\fR\trecipient\"\xa9\x02\n" +
 	"\x0fRainTreeMessage\x12\x14\n" +
 	"\x05level\x18\x01 \x01(\rR\x05level\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12.\n" +
@@ -319,7 +378,10 @@ const file_wire_proto_rawDesc = "" +
 	"span_start\x18\x06 \x01(\rR\tspanStart\x12\x19\n" +
 	"\bspan_len\x18\a \x01(\rR\aspanLen\x12\x15\n" +
 	"\x06msg_id\x18\b \x01(\x04R\x05msgId\x12\x12\n" +
-	"\x04mode\x18\t \x01(\tR\x04mode\"'\n" +
+	"\x04mode\x18\t \x01(\tR\x04mode\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\n" +
+	" \x01(\fR\tmessageId\"'\n" +
 	"\x11BackgroundMessage\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data*\x80\x01\n" +
 	"\fRainTreeKind\x12\x1e\n" +
