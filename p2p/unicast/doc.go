@@ -8,6 +8,13 @@
 // and ReadFrame). Inbound streams are read by one goroutine each and every
 // frame is handed to the Handler in arrival order.
 //
+// Inbound frames are untrusted: a frame's memory grows in 64 KiB chunks as
+// its bytes arrive (never at the size its header declares) and is reserved
+// in the stream's resource-manager scope; a frame must arrive within
+// FrameTimeout of its header; malformed or stalled frames reset their
+// stream and count as strikes, and MalformedLimit strikes close the peer's
+// connections (see docs/SECURITY.md).
+//
 // Routers (RainTree, background gossip) embed a Router with their own
 // protocol ID. This package is for point-to-point delivery only: it does not
 // acknowledge, deduplicate, retry beyond one reconnect, fan out, or persist
