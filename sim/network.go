@@ -83,12 +83,12 @@ type NetConfig struct {
 	// has been written or delivered anywhere for a quiet period (a few link
 	// latencies, at least 200ms, plus the ACK timeout for ACK strategies
 	// and a heartbeat for gossipsub); deliveries after it still count.
-	// Default DefaultBroadcastTimeout.
+	// Default DefaultBroadcastTimeout, or 10ms per node if that is longer.
 	BroadcastTimeout time.Duration
 	// Gap is the pause between broadcasts.
 	Gap time.Duration
 	// ReadyTimeout bounds the wait for gossip topic peers. Default
-	// DefaultReadyTimeout, or 20ms per node if that is longer.
+	// DefaultReadyTimeout, or 40ms per node if that is longer.
 	ReadyTimeout time.Duration
 	// ConnSettle is how long after a network starts its connections are
 	// counted at the earliest. 0 means, for --degree wiring on mocknet,
@@ -169,16 +169,18 @@ func RunNetwork(ctx context.Context, cfg NetConfig, progress io.Writer) (Result,
 	if cfg.Strategies == nil {
 		cfg.Strategies = mustParseStrategies(NetworkStrategies)
 	}
+	// Every node shares this machine's cores, so a big network needs
+	// longer: the waits grow with the node count. A broadcast's wait still
+	// ends as soon as every target has it, or the network goes quiet.
+	nodes := time.Duration(cfg.Validators + cfg.FullNodes)
 	if cfg.BroadcastTimeout == 0 {
-		cfg.BroadcastTimeout = DefaultBroadcastTimeout
+		cfg.BroadcastTimeout = max(DefaultBroadcastTimeout, nodes*10*time.Millisecond)
 		if cfg.Virtual != nil {
 			cfg.BroadcastTimeout = DefaultVirtualBroadcastTimeout
 		}
 	}
 	if cfg.ReadyTimeout == 0 {
-		// Nodes dial their bootstrap peers themselves: allow for a big
-		// network's start-up on a loaded machine.
-		cfg.ReadyTimeout = max(DefaultReadyTimeout, time.Duration(cfg.Validators+cfg.FullNodes)*20*time.Millisecond)
+		cfg.ReadyTimeout = max(DefaultReadyTimeout, nodes*40*time.Millisecond)
 	}
 	if err := cfg.validate(); err != nil {
 		return Result{}, err
