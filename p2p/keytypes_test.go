@@ -63,11 +63,9 @@ func TestAFullNodeWithAnotherKeyTypeHasItsDocumentedAddress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Validator 0 is connected to the full node, so it holds the key (from
-	// the handshake) and names the sender by its documented address. A node
-	// that only gets the envelope relayed may not know an ECDSA key (its
-	// peer ID is a hash): it must refuse and count, never deliver from the
-	// zero address.
+	// The envelope carries the originator's key, so every validator names
+	// the sender by its documented address, even one that got it relayed
+	// and never saw the ECDSA key in a handshake (its peer ID is a hash).
 	for i, n := range nodes {
 		waitFor(t, 15*time.Second, "the validator to receive", func() bool { return len(n.deliveries(env.GetNonce())) > 0 })
 		if d := n.deliveries(env.GetNonce())[0]; d.From != want {
