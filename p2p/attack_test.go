@@ -383,7 +383,8 @@ func declareAndStall(t *testing.T, asValidators bool) {
 }
 
 // Malformed frames on either unicast protocol reset their stream and, from
-// the third one, close the offender's connection; honest delivery goes on.
+// the third one, close the offender's connection; so do well-framed
+// payloads the router cannot use. Honest delivery goes on.
 func TestGarbageFramesOnTheUnicastProtocolsEndInDisconnection(t *testing.T) {
 	a := newArena(t, "/ip4/127.0.0.1/tcp/0", []string{"/ip4/127.0.0.1/tcp/0"}, nil)
 	victim := a.victim
@@ -420,9 +421,36 @@ func TestGarbageFramesOnTheUnicastProtocolsEndInDisconnection(t *testing.T) {
 			})
 		})
 	}
+	// Well-framed payloads that are not messages: the router judges them
+	// and strikes the sender through its unicast (Penalize).
+	for _, proto := range []string{string(raintree.ProtocolID(attackNetwork)), string(background.UnicastProtocolID(attackNetwork))} {
+		t.Run(proto+" payload", func(t *testing.T) {
+			h := attacker(t, "/ip4/127.0.0.1/tcp/0")
+			defer h.Close()
+			if err := h.Connect(ctx, peer.AddrInfo{ID: victim.host.ID(), Addrs: victim.host.Addrs()}); err != nil {
+				t.Fatal(err)
+			}
+			s, err := h.NewStream(ctx, victim.host.ID(), protocolID(proto))
+			if err != nil {
+				t.Fatal(err)
+			}
+			junk := []byte{0xff, 0xff, 0xff, 0x01, 0x02}
+			for range 3 {
+				if _, err := s.Write(append(binary.AppendUvarint(nil, uint64(len(junk))), junk...)); err != nil {
+					break // already disconnected
+				}
+			}
+			waitFor(t, 10*time.Second, "the victim to disconnect the attacker", func() bool {
+				return victim.host.Network().Connectedness(h.ID()) != lpnet.Connected
+			})
+		})
+	}
 	st := victim.mod.Stats()
-	if st.RainTreeUnicast.PeersDisconnected != 1 || st.Background.Unicast.PeersDisconnected != 1 {
-		t.Fatalf("disconnects: raintree %d, background %d; want 1 each", st.RainTreeUnicast.PeersDisconnected, st.Background.Unicast.PeersDisconnected)
+	if st.RainTreeUnicast.PeersDisconnected != 2 || st.Background.Unicast.PeersDisconnected != 2 {
+		t.Fatalf("disconnects: raintree %d, background %d; want 2 each", st.RainTreeUnicast.PeersDisconnected, st.Background.Unicast.PeersDisconnected)
+	}
+	if st.RainTreeUnicast.Penalized == 0 || st.Background.Unicast.Penalized == 0 {
+		t.Fatalf("penalized: raintree %d, background %d; want both > 0", st.RainTreeUnicast.Penalized, st.Background.Unicast.Penalized)
 	}
 	if r := a.honestDelivery(t, 10, "after garbage"); r != 1 {
 		t.Fatalf("honest delivery ratio %.3f, want 1", r)

@@ -251,7 +251,16 @@ func (m *Module) applySetLocked(set *validators.Set) error {
 		// while the application is not reading Deliveries.
 		rctx, rcancel := context.WithCancel(m.ctx)
 		bg := m.bg // read here: the handler must not take m.mu (Close holds it while waiting for handlers)
-		rtCfg.OnInvalid = func(from peer.ID, err error) { m.onInvalid(RouterRainTree, from, err) }
+		// The router's own unicast strikes the peer too, so repeated invalid
+		// frames end in disconnection; the router is known once NewRouter
+		// returns, and frames cannot be judged before.
+		var penalizer atomic.Pointer[raintree.Router]
+		rtCfg.OnInvalid = func(from peer.ID, err error) {
+			m.onInvalid(RouterRainTree, from, err)
+			if rt := penalizer.Load(); rt != nil {
+				rt.Penalize(from)
+			}
+		}
 		r, err := raintree.NewRouter(hintedHost{m.host, m}, m.cfg.Key.Address, set, rtCfg, func(from peer.ID, msg *wire.Message, broadcast bool) {
 			m.deliver(rctx, RouterRainTree, from, msg, broadcast)
 			if broadcast {
@@ -262,6 +271,7 @@ func (m *Module) applySetLocked(set *validators.Set) error {
 			rcancel()
 			return fmt.Errorf("starting raintree router: %w", err)
 		}
+		penalizer.Store(r)
 		m.rain, m.rainCancel = r, rcancel
 	case isValidator:
 		m.rain.SetValidators(set)

@@ -534,7 +534,7 @@ func (r *Router) onTimer(gen uint64) {
 func (r *Router) onFrame(from peer.ID, data []byte) {
 	m := &wire.RainTreeMessage{}
 	if err := proto.Unmarshal(data, m); err != nil {
-		r.drop(&r.c.malformed, from, "undecodable frame", err)
+		r.invalid(&r.c.malformed, from, "undecodable frame", err)
 		return
 	}
 	switch m.GetKind() {
@@ -724,6 +724,11 @@ func (r *Router) invalid(c *atomic.Uint64, from peer.ID, why string, err error) 
 		r.cfg.OnInvalid(from, fmt.Errorf("%s: %w", why, errOrInvalid(err)))
 	}
 }
+
+// Penalize counts a strike against p on the router's unicast protocol
+// (unicast.Router.Penalize): enough of them close p's connections. Call it
+// only after NewRouter has returned.
+func (r *Router) Penalize(p peer.ID) { r.uni.Penalize(p) }
 
 // ErrInvalidFrame is what Config.OnInvalid receives when a frame breaks a
 // rule without a more specific error.
