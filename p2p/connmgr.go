@@ -9,7 +9,7 @@ import (
 
 // Connection manager defaults used by DefaultConfig.
 const (
-	DefaultConnLowWater      = 16
+	DefaultConnLowWater      = 8
 	DefaultConnHighWater     = 64
 	DefaultConnGracePeriod   = 20 * time.Second
 	DefaultConnSilencePeriod = 10 * time.Second
@@ -24,8 +24,10 @@ const (
 // HighWater connections.
 type ConnManagerConfig struct {
 	// LowWater is how many unprotected connections a trim keeps; protected
-	// ones are neither closed nor counted. Default 16: with a mesh of up to
-	// 12 protected peers, a full node settles at about 28 connections.
+	// ones are neither closed nor counted. Default 8: a trimmed validator
+	// keeps its RainTree neighbours, its mesh and 8 more (about 52 at 1,000
+	// validators); a trimmed full node its mesh of up to 12 and 8 more,
+	// enough candidates for gossipsub to repair its mesh from.
 	LowWater int
 	// HighWater is the connection count, protected ones included, at which
 	// the manager trims. Default 64: above a validator's RainTree neighbours

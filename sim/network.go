@@ -83,7 +83,7 @@ type NetConfig struct {
 	// has been written or delivered anywhere for a quiet period (a few link
 	// latencies, at least 200ms, plus the ACK timeout for ACK strategies
 	// and a heartbeat for gossipsub); deliveries after it still count.
-	// Default DefaultBroadcastTimeout, or 10ms per node if that is longer.
+	// Default DefaultBroadcastTimeout, or 20ms per node if that is longer.
 	BroadcastTimeout time.Duration
 	// Gap is the pause between broadcasts.
 	Gap time.Duration
@@ -174,7 +174,7 @@ func RunNetwork(ctx context.Context, cfg NetConfig, progress io.Writer) (Result,
 	// ends as soon as every target has it, or the network goes quiet.
 	nodes := time.Duration(cfg.Validators + cfg.FullNodes)
 	if cfg.BroadcastTimeout == 0 {
-		cfg.BroadcastTimeout = max(DefaultBroadcastTimeout, nodes*10*time.Millisecond)
+		cfg.BroadcastTimeout = max(DefaultBroadcastTimeout, nodes*20*time.Millisecond)
 		if cfg.Virtual != nil {
 			cfg.BroadcastTimeout = DefaultVirtualBroadcastTimeout
 		}

@@ -86,7 +86,7 @@ forward. Both are chosen at random from --seed, as are the origins.`,
 	fl.DurationVar(&f.latency, "latency", 20*time.Millisecond, "one-way link latency (network mode)")
 	fl.Float64Var(&f.loss, "loss", 0, "packet loss probability; unsupported, see the error it gives")
 	fl.IntVar(&f.degree, "degree", sim.DefaultDegree, "bootstrap peers per node, which it dials itself; 0 connects every pair instead (network mode)")
-	fl.DurationVar(&f.timeout, "timeout", 0, fmt.Sprintf("longest wait for one broadcast to reach every target; it ends sooner once no payload moves for a quiet period; 0: %v, or 10ms per node when longer (network mode)", sim.DefaultBroadcastTimeout))
+	fl.DurationVar(&f.timeout, "timeout", 0, fmt.Sprintf("longest wait for one broadcast to reach every target; it ends sooner once no payload moves for a quiet period; 0: %v, or 20ms per node when longer (network mode)", sim.DefaultBroadcastTimeout))
 	fl.DurationVar(&f.gap, "gap", sim.DefaultGap, "pause between broadcasts (network mode)")
 	fl.IntVar(&f.maxRetries, "max-retries", 0, "ACK re-delegations per target in plan mode; 0 means unbounded")
 	fl.BoolVar(&f.json, "json", false, "print exactly one JSON object instead of a table")
