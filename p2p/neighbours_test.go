@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	lpnet "github.com/libp2p/go-libp2p/core/network"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -194,4 +195,84 @@ func TestValidatorAddressesAreHintsNotAPeerstoreCopy(t *testing.T) {
 	waitFor(t, 20*time.Second, "the unicast to a validator dialled on demand", func() bool {
 		return len(far.deliveries(env.GetNonce())) == 1
 	})
+}
+
+// A validator that restarts on the same key and address rejoins: it dials
+// its RainTree targets again, its senders reconnect, and broadcasts reach
+// it and come from it as before.
+func TestRestartedValidatorRejoins(t *testing.T) {
+	const n = 10
+	nodes := network(t, n, 2, nil)
+	set := nodes[0].mod.ValidatorSet()
+	self0, _ := set.IndexOf(nodes[0].key.Address)
+	var back *node
+	for _, nd := range nodes[1:n] {
+		if i, _ := set.IndexOf(nd.key.Address); slices.Contains(raintree.NeighboursOf(raintree.ModeCover, n, self0).Targets, i) {
+			back = nd
+			break
+		}
+	}
+	addrs := back.host.Addrs()
+	if err := back.mod.Close(); err != nil {
+		t.Fatal(err)
+	}
+	<-back.done
+	if err := back.host.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the others to see it gone", func() bool {
+		return nodes[0].mod.Host().Network().Connectedness(back.host.ID()) != lpnet.Connected
+	})
+
+	h, err := libp2p.New(libp2p.Identity(back.key.Private), libp2p.ListenAddrs(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := p2p.DefaultConfig()
+	cfg.NetworkID = "module-test"
+	cfg.Key, cfg.Host = back.key, h
+	cfg.Validators = validators.StaticProvider{Set: set}
+	cfg.Height = 1
+	cfg.Background.AdvertiseInterval = time.Second
+	m, err := p2p.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	back.host, back.mod, back.done = h, m, make(chan struct{}) // the network's cleanup closes these
+	go func() {
+		defer close(back.done)
+		for {
+			select {
+			case d := <-m.Deliveries():
+				back.mu.Lock()
+				back.got[d.Envelope.GetNonce()] = append(back.got[d.Envelope.GetNonce()], d)
+				back.mu.Unlock()
+			case <-m.Done():
+				return
+			}
+		}
+	}()
+	waitFor(t, 20*time.Second, "its sender to reconnect and gossip to resume", func() bool {
+		return nodes[0].mod.Host().Network().Connectedness(h.ID()) == lpnet.Connected &&
+			m.Status().Peers["background"] >= 1
+	})
+	for _, origin := range []*node{nodes[0], back} {
+		env, err := origin.mod.Broadcast(ctx, wrapperspb.String("after the restart"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 20*time.Second, "every node to receive the broadcast", func() bool {
+			for _, nd := range nodes {
+				if nd != origin && len(nd.deliveries(env.GetNonce())) != 1 {
+					return false
+				}
+			}
+			return true
+		})
+	}
 }

@@ -44,12 +44,12 @@ func TestBaselineIsStockGossipSubAndDefaultIsShipped(t *testing.T) {
 
 // With --degree wiring each node dials only its bootstrap peers and its
 // RainTree targets: connections stay well below the network's size, every
-// node still gets every broadcast, and the run reports connections, copies
-// by role and peak memory.
+// live node still gets every broadcast with silent and down validators,
+// and the run reports connections, copies by role and peak memory.
 func TestNetworkWiredByDegreeStaysBoundedAndDelivers(t *testing.T) {
 	cfg := smallNet("gossipsub", "default")
 	cfg.Validators, cfg.FullNodes, cfg.Degree = 40, 20, 4
-	cfg.SilentValidators = 4
+	cfg.SilentValidators, cfg.DownValidators = 4, 4
 	cfg.ConnSettle = -1 // count at once: the test checks the bound, not trimming
 	res := runNet(t, cfg)
 	n := cfg.Validators + cfg.FullNodes
