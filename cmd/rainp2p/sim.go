@@ -62,7 +62,14 @@ millions of validators: delivery, payload messages and hop depth per strategy
 (reference, cover, cover+ack). Fields it cannot measure are null in --json.
 
 Down validators are in the set but never start; silent ones receive and never
-forward. Both are chosen at random from --seed, as are the origins.`,
+forward. Both are chosen at random from --seed, as are the origins.
+
+Network-mode times are wall clock ("time_base": "wall" in --json): two cores
+drive every node, so they grow with CPU load. For times set by the links
+alone, run the same networks on simulated QUIC links in virtual time:
+  go test ./sim -run '^TestVirtualSim$' -count=1 -timeout 0 -args -validators 60 \
+    -fullnodes 40 -strategies default,gossipsub -json /abs/path/out.json
+(same flags and JSON; see BENCHMARKS.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
