@@ -25,30 +25,32 @@ import (
 type Resources struct {
 	// Memory bounds what libp2p reserves in total: frames being read,
 	// stream-multiplexer windows, connection buffers. Default 1 GiB.
-	Memory int64
+	Memory int64 `json:"memory,omitempty"`
 	// FD bounds the file descriptors (sockets) libp2p holds. Default 4096.
-	FD int
+	FD int `json:"fd,omitempty"`
 	// ConnsInbound and ConnsOutbound bound connections over all peers.
 	// Validators (the set's multiaddrs) are admitted past ConnsInbound
 	// through the allowlist. Default 512 and 1024.
-	ConnsInbound, ConnsOutbound int
+	ConnsInbound  int `json:"conns_inbound,omitempty"`
+	ConnsOutbound int `json:"conns_outbound,omitempty"`
 	// StreamsInbound bounds inbound streams over all peers. Default 8192.
-	StreamsInbound int
+	StreamsInbound int `json:"streams_inbound,omitempty"`
 	// PeerMemory bounds what one peer makes us hold. Default 64 MiB.
-	PeerMemory int64
+	PeerMemory int64 `json:"peer_memory,omitempty"`
 	// PeerStreamsInbound bounds inbound streams per peer. Default 256.
-	PeerStreamsInbound int
+	PeerStreamsInbound int `json:"peer_streams_inbound,omitempty"`
 	// UnicastMemory bounds the frames being read on each unicast protocol
 	// (RainTree, background) over all peers, UnicastPeerMemory per peer.
 	// A peer that is not a validator may fill 40% of either (the resource
 	// manager's low reservation priority), a validator all of it.
 	// Default 256 MiB and 32 MiB; UnicastPeerMemory must hold two frames of
 	// MaxMessageSize (one arriving, one being copied).
-	UnicastMemory, UnicastPeerMemory int64
+	UnicastMemory     int64 `json:"unicast_memory,omitempty"`
+	UnicastPeerMemory int64 `json:"unicast_peer_memory,omitempty"`
 	// ConnsPerIP bounds concurrent connections from one IPv4 address or
 	// IPv6 /56 (eight times as many per IPv6 /48). Loopback is exempt.
 	// Default 8 (go-libp2p's).
-	ConnsPerIP int
+	ConnsPerIP int `json:"conns_per_ip,omitempty"`
 }
 
 // Defaults used by DefaultResources.
@@ -79,6 +81,36 @@ func DefaultResources() Resources {
 		UnicastMemory:      DefaultUnicastMemory,
 		UnicastPeerMemory:  DefaultUnicastPeerMemory,
 		ConnsPerIP:         DefaultConnsPerIP,
+	}
+}
+
+// WithDefaults returns r with every zero field set to its default, for
+// configuration files that name only the limits they change.
+func (r Resources) WithDefaults() Resources {
+	d := DefaultResources()
+	pick := func(v, def int) int {
+		if v == 0 {
+			return def
+		}
+		return v
+	}
+	pick64 := func(v, def int64) int64 {
+		if v == 0 {
+			return def
+		}
+		return v
+	}
+	return Resources{
+		Memory:             pick64(r.Memory, d.Memory),
+		FD:                 pick(r.FD, d.FD),
+		ConnsInbound:       pick(r.ConnsInbound, d.ConnsInbound),
+		ConnsOutbound:      pick(r.ConnsOutbound, d.ConnsOutbound),
+		StreamsInbound:     pick(r.StreamsInbound, d.StreamsInbound),
+		PeerMemory:         pick64(r.PeerMemory, d.PeerMemory),
+		PeerStreamsInbound: pick(r.PeerStreamsInbound, d.PeerStreamsInbound),
+		UnicastMemory:      pick64(r.UnicastMemory, d.UnicastMemory),
+		UnicastPeerMemory:  pick64(r.UnicastPeerMemory, d.UnicastPeerMemory),
+		ConnsPerIP:         pick(r.ConnsPerIP, d.ConnsPerIP),
 	}
 }
 

@@ -66,6 +66,9 @@ type Config struct {
 	RecentSetTTL string `json:"recent_set_ttl,omitempty"`
 	// Silent is fault injection: receive but never forward.
 	Silent bool `json:"silent,omitempty"`
+	// Resources overrides the resource manager's limits (bytes and counts,
+	// see p2p.Resources); fields left out keep their defaults.
+	Resources *p2p.Resources `json:"resources,omitempty"`
 }
 
 // DefaultConfig is what `rainp2p init` writes.
@@ -224,6 +227,9 @@ func (n *Node) P2PConfig(log *slog.Logger) (p2p.Config, error) {
 		c.ListenAddrs = n.Config.ListenAddrs
 	}
 	c.AnnounceAddrs = n.Config.AnnounceAddrs
+	if n.Config.Resources != nil {
+		c.Resources = n.Config.Resources.WithDefaults()
+	}
 	c.RainTree = raintree.DefaultConfig(c.NetworkID)
 	c.Background = background.DefaultConfig(c.NetworkID)
 	if n.Config.Mode != "" {

@@ -1,6 +1,7 @@
 package home
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,5 +68,32 @@ func TestLoadRejectsBadHomes(t *testing.T) {
 	}
 	if _, err := Load(t.TempDir()); err == nil || !strings.Contains(err.Error(), "rainp2p init") {
 		t.Fatalf("empty dir: %v", err)
+	}
+}
+
+func TestConfigResourcesOverrideOnlyTheLimitsTheyName(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "home")
+	cfg := DefaultConfig()
+	if err := json.Unmarshal([]byte(`{"conns_inbound": 100, "peer_memory": 134217728}`), &cfg.Resources); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Init(dir, "net-1", cfg, nil); err != nil {
+		t.Fatal(err)
+	}
+	n, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := n.P2PConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := p2p.DefaultResources()
+	want.ConnsInbound, want.PeerMemory = 100, 128<<20
+	if pc.Resources != want {
+		t.Fatalf("resources %+v, want %+v", pc.Resources, want)
+	}
+	if err := pc.Validate(); err != nil {
+		t.Fatal(err)
 	}
 }
