@@ -3,10 +3,12 @@ package p2p
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/rainp2p/rainp2p/p2p/background"
+	"github.com/rainp2p/rainp2p/p2p/raintree"
 	"github.com/rainp2p/rainp2p/p2p/validators"
 	"github.com/rainp2p/rainp2p/p2p/wire"
 )
@@ -27,13 +29,39 @@ func (m *Module) rainTreePeers(set *validators.Set) []peer.ID {
 	return ids
 }
 
-// republish hands a broadcast RainTree delivered to gossip, which forwards
-// it to full nodes and advertises it to validators (background/lazy.go).
-func (m *Module) republish(ctx context.Context, bg *background.Router, env *wire.Message) {
+// handToGossip tells a lazy validator's gossip about a broadcast RainTree
+// delivered: a leaf of the tree forwards it to its full-node mesh peers,
+// everyone else only marks it seen (background/lazy.go).
+func (m *Module) handToGossip(ctx context.Context, bg *background.Router, msg *wire.Message, leaf bool) {
 	if bg == nil {
 		return
 	}
-	if err := bg.Republish(ctx, env); err != nil && !errors.Is(err, background.ErrClosed) && ctx.Err() == nil {
+	hand := bg.MarkSeen
+	if leaf {
+		hand = bg.Republish
+	}
+	if err := hand(ctx, msg); err != nil && !errors.Is(err, background.ErrClosed) && ctx.Err() == nil {
 		m.log.Debug("handing a RainTree broadcast to gossip", "err", err)
 	}
+}
+
+// broadcastLazy is a lazy validator's broadcast: RainTree carries it to the
+// validators and its leaves feed the full nodes, so gossip only marks it
+// seen, unless RainTree could not take it; then gossip carries it.
+func (m *Module) broadcastLazy(ctx context.Context, rain *raintree.Router, bg *background.Router, msg *wire.Message) error {
+	err := rain.Broadcast(ctx, msg)
+	if err == nil && m.ValidatorSet().Len() <= 1 { // a lone validator's tree reaches nobody
+		err = ErrNoPeers
+	}
+	if err == nil {
+		m.handToGossip(ctx, bg, msg, false)
+		return nil
+	}
+	m.sendErrors.Add(1)
+	m.log.Warn("raintree could not take a broadcast; gossip carries it", "err", err)
+	if bgErr := bg.Broadcast(ctx, msg); bgErr != nil {
+		m.sendErrors.Add(1)
+		return fmt.Errorf("broadcast: %w", errors.Join(fmt.Errorf("raintree: %w", err), fmt.Errorf("background: %w", bgErr)))
+	}
+	return nil
 }

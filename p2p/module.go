@@ -261,10 +261,10 @@ func (m *Module) applySetLocked(set *validators.Set) error {
 				rt.Penalize(from)
 			}
 		}
-		r, err := raintree.NewRouter(hintedHost{m.host, m}, m.cfg.Key.Address, set, rtCfg, func(from peer.ID, msg *wire.Message, broadcast bool) {
+		r, err := raintree.NewRouter(hintedHost{m.host, m}, m.cfg.Key.Address, set, rtCfg, func(from peer.ID, msg *wire.Message, broadcast, leaf bool) {
 			m.deliver(rctx, RouterRainTree, from, msg, broadcast)
 			if broadcast {
-				m.republish(rctx, bg, msg)
+				m.handToGossip(rctx, bg, msg, leaf)
 			}
 		})
 		if err != nil {
@@ -387,6 +387,9 @@ func (m *Module) BroadcastEnvelope(ctx context.Context, env *wire.Envelope) erro
 		return fmt.Errorf("broadcast: %w", ErrNoRouter)
 	}
 	m.dedup.Observe(msg.ID, msg.CreatedAt) // our own envelope must not come back to us
+	if rain != nil && bg != nil && bg.Lazy() {
+		return m.broadcastLazy(ctx, rain, bg, msg)
+	}
 	// Both routers start at once: RainTree's first sends may wait on a dial,
 	// and gossip must not wait behind them.
 	var rainErr, bgErr error

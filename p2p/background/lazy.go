@@ -28,10 +28,16 @@ import (
 //     because each mesh link costs one copy per message;
 //   - it does not flood-publish: RainTree reaches the validators, the mesh
 //     the full nodes;
-//   - every envelope RainTree delivers is handed to gossip (Republish), so
-//     the validator forwards it to its few full-node mesh peers, advertises
-//     it in IHAVE, tells its mesh peers it has it (IDONTWANT, for messages
-//     of at least 1 KiB) and never asks anyone for it again.
+//   - a message RainTree delivers is handed to gossip in one of two ways.
+//     Most validators only mark it seen (MarkSeen): their mesh peers hear
+//     IDONTWANT, and a copy offered later is a duplicate. The leaves of the
+//     tree, which get it when nearly every validator already has it,
+//     forward it to their full-node mesh peers and advertise it
+//     (Republish). Full nodes thus get the payload from the leaves, and
+//     forward it on among themselves, without racing RainTree to the
+//     validators;
+//   - a validator's own broadcast goes to RainTree only, and to gossip as
+//     seen; gossip carries it in full only if RainTree could not.
 //
 // Full nodes are untouched: they run plain gossipsub and get the payload
 // eagerly from their mesh, which includes validators.
@@ -95,7 +101,7 @@ func (r *Router) appScore(p peer.ID) float64 {
 func (c Config) effectiveGossip() GossipParams {
 	g := c.Gossip
 	if c.lazy() {
-		g.D, g.Dlo, g.Dhi = g.ValidatorD, max(1, g.ValidatorD-1), g.ValidatorD+1
+		g.D, g.Dlo, g.Dhi = g.ValidatorD, max(1, g.ValidatorD-1), g.ValidatorD
 		g.FloodPublish = false
 	}
 	return g
@@ -125,11 +131,30 @@ func (r *Router) lazyOnlyScoreOptions() []pubsub.Option {
 	)}
 }
 
-// Republish hands gossip an envelope that arrived another way (RainTree),
-// so gossip forwards it to this node's mesh and advertises it instead of
-// fetching it again. The handler is not called for it. Without lazy gossip
-// it does nothing: the node then gets its own gossip copy.
+// Lazy reports whether this router gossips lazily with RainTree peers
+// (Config.RainTreeValidator with Gossip.LazyAmongValidators).
+func (r *Router) Lazy() bool { return r.cfg.lazy() }
+
+// Republish hands gossip a message RainTree delivered to a leaf of its
+// tree, by which time nearly every validator has it: gossip forwards it to
+// this node's full-node mesh peers and advertises it. The handler is not
+// called for it. It does nothing unless the router is Lazy.
 func (r *Router) Republish(ctx context.Context, msg *wire.Message) error {
+	return r.handOver(ctx, msg, false)
+}
+
+// MarkSeen tells gossip that a message arrived another way and that this
+// node leaves forwarding it to others (RainTree's leaves): its mesh peers
+// are told it has the message (IDONTWANT, for messages of at least 1 KiB),
+// and a copy offered or sent later is a duplicate. It does nothing unless
+// the router is Lazy.
+func (r *Router) MarkSeen(ctx context.Context, msg *wire.Message) error {
+	return r.handOver(ctx, msg, true)
+}
+
+// handOver publishes msg on behalf of RainTree: in full, or only locally
+// (pubsub's local publication: seen, IDONTWANT to the mesh, no forwarding).
+func (r *Router) handOver(ctx context.Context, msg *wire.Message, local bool) error {
 	if !r.cfg.lazy() || r.cfg.Silent {
 		return nil
 	}
@@ -139,13 +164,19 @@ func (r *Router) Republish(ctx context.Context, msg *wire.Message) error {
 	}
 	frame, err := wire.EncodeBackground(msg.Raw)
 	if err != nil {
-		return fmt.Errorf("republish: %w", err)
+		return fmt.Errorf("handing over to gossip: %w", err)
 	}
-	r.catchUp.onPublish(r.gossipID(msg))
-	if err := topic.Publish(ctx, frame); err != nil {
+	if !local {
+		r.catchUp.onPublish(r.gossipID(msg))
+	}
+	if err := topic.Publish(ctx, frame, pubsub.WithLocalPublication(local)); err != nil {
 		r.c.republishErrors.Add(1)
-		return fmt.Errorf("republish on %s: %w", r.topicName, err)
+		return fmt.Errorf("handing over to gossip on %s: %w", r.topicName, err)
 	}
-	r.c.republished.Add(1)
+	if local {
+		r.c.markedSeen.Add(1)
+	} else {
+		r.c.republished.Add(1)
+	}
 	return nil
 }

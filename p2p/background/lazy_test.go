@@ -20,15 +20,16 @@ func TestEffectiveGossipOfLazyValidators(t *testing.T) {
 		wantD     int
 		wantFlood bool
 	}{
-		{"a full node runs the configured mesh and flood publishes", false, true, GossipSub, 8, true},
+		{"a full node runs the configured mesh and flood publishing", false, true, GossipSub, 7, true},
 		{"a lazy validator runs a small mesh without flood publishing", true, true, GossipSub, DefaultValidatorD, false},
-		{"an eager validator runs the configured mesh", true, false, GossipSub, 8, true},
-		{"lazy gossip needs gossipsub", true, true, FloodSub, 8, true},
+		{"an eager validator runs the configured mesh", true, false, GossipSub, 7, true},
+		{"lazy gossip needs gossipsub", true, true, FloodSub, 7, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := testConfig("lazy")
 			c.PubSub, c.RainTreeValidator, c.Gossip.LazyAmongValidators = tt.kind, tt.validator, tt.lazy
+			c.Gossip.D, c.Gossip.FloodPublish = 7, true
 			g := c.effectiveGossip()
 			if g.D != tt.wantD || g.FloodPublish != tt.wantFlood {
 				t.Fatalf("D=%d flood=%v, want D=%d flood=%v", g.D, g.FloodPublish, tt.wantD, tt.wantFlood)

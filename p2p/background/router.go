@@ -445,9 +445,9 @@ func (r *Router) topicIfStarted() (*pubsub.Topic, error) {
 // It returns ErrNoPeers when no peer is known to be subscribed: pubsub only
 // sends to peers whose subscription it has seen, so such a publish would
 // silently reach nobody. Right after a connection the peer's subscription
-// takes one round trip to arrive; WaitReady covers that. With FloodPublish
-// (the gossipsub default) a successful Broadcast is sent to every known
-// topic peer at once, before any mesh exists.
+// takes one round trip to arrive; WaitReady covers that. A Broadcast goes
+// to the mesh (to every known topic peer with GossipParams.FloodPublish);
+// a peer that joins the mesh within the gossip window is offered it.
 //
 // Broadcasting the same message again within pubsub's seen-message window
 // (ReplayWindow + 2*ClockSkew) is a no-op, because the gossip message ID
@@ -523,9 +523,9 @@ const readyPollInterval = 20 * time.Millisecond
 
 // WaitReady blocks until at least minPeers peers are subscribed to the
 // topic, ctx ends, or the Router closes. "Ready" means a Broadcast will be
-// sent to at least minPeers peers directly (with FloodPublish; otherwise
-// to the mesh once the next heartbeat has built it). It does not mean the
-// whole network is reachable.
+// offered to at least minPeers peers: to the mesh once the next heartbeat
+// has built it, or directly with FloodPublish. It does not mean the whole
+// network is reachable.
 func (r *Router) WaitReady(ctx context.Context, minPeers int) error {
 	t := time.NewTicker(readyPollInterval)
 	defer t.Stop()

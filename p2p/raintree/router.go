@@ -31,9 +31,12 @@ var (
 // with broadcast false for a unicast. from is the validator that sent this
 // copy; msg.Origin is the authenticated originator. A broadcast is handed
 // over once per (message, span) in cover mode and per (message, level) in
-// reference mode, so the caller still deduplicates by msg.ID. It is called
-// after the frame was forwarded, and must not call Close.
-type Handler func(from peer.ID, msg *wire.Message, broadcast bool)
+// reference mode, so the caller still deduplicates by msg.ID. leaf reports
+// a broadcast this node forwards to nobody although it propagates (its
+// span was itself alone, or the plan ends here): by the time a leaf has a
+// message, nearly every validator has it. It is called after the frame was
+// forwarded, and must not call Close.
+type Handler func(from peer.ID, msg *wire.Message, broadcast, leaf bool)
 
 // Stats is a snapshot of a Router's counters. Tree frames are the payload
 // frames the plan predicts (level 1 and up); redundant frames are the
@@ -628,7 +631,7 @@ func (r *Router) onBroadcast(from peer.ID, m *wire.RainTreeMessage) {
 		d := delegation{view: view, mode: mode, target: t, msg: msg}
 		r.spawn(func() { _ = r.sendTree(d) })
 	}
-	r.handler(from, msg, true)
+	r.handler(from, msg, true, propagate && len(targets) == 0)
 }
 
 func (r *Router) onUnicast(from peer.ID, m *wire.RainTreeMessage) {
@@ -648,7 +651,7 @@ func (r *Router) onUnicast(from peer.ID, m *wire.RainTreeMessage) {
 		return
 	}
 	r.c.unicastReceived.Add(1)
-	r.handler(from, msg, false)
+	r.handler(from, msg, false, false)
 }
 
 func (r *Router) onAck(from peer.ID, m *wire.RainTreeMessage) {

@@ -46,15 +46,22 @@ type node struct {
 	broadcast map[wire.MessageID]int // copies delivered
 	unicast   map[wire.MessageID]int
 	origins   map[wire.MessageID]identity.Address
+	leaf      map[wire.MessageID]bool // a broadcast reported as a leaf of its tree
 }
 
-func (n *node) handle(_ peer.ID, msg *wire.Message, broadcast bool) {
+func (n *node) handle(_ peer.ID, msg *wire.Message, broadcast, leaf bool) {
 	if _, err := wire.Open(testNetwork, msg.Raw, 0); err != nil {
 		panic(fmt.Sprintf("router delivered a bad envelope: %v", err))
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.origins[msg.ID] = msg.Origin
+	if leaf {
+		if n.leaf == nil {
+			n.leaf = map[wire.MessageID]bool{}
+		}
+		n.leaf[msg.ID] = true
+	}
 	if broadcast {
 		n.broadcast[msg.ID]++
 	} else {
@@ -297,6 +304,29 @@ func TestBroadcastReachesEveryValidator(t *testing.T) {
 				"validators %v never delivered", c.missing(nonce, others(n, origin)))
 			if got := c.nodes[origin].got(nonce, true); got != 0 {
 				t.Errorf("originator delivered its own broadcast %d times", got)
+			}
+		})
+	}
+}
+
+// The router reports a broadcast as a leaf exactly where the plan has the
+// node send nothing (lazy gossip lets leaves feed full nodes).
+func TestLeavesAreTheNodesThePlanHasSendNothing(t *testing.T) {
+	for _, n := range []int{4, 9, 13, 27} {
+		t.Run(fmt.Sprintf("cover/N=%d", n), func(t *testing.T) {
+			c := newMockCluster(t, n, nil)
+			origin := n / 3
+			nonce := c.broadcast(origin)
+			eventually(t, 10*time.Second, func() bool { return len(c.missing(nonce, others(n, origin))) == 0 },
+				"validators %v never delivered", c.missing(nonce, others(n, origin)))
+			plan := Broadcast(n, origin, ModeCover, Options{})
+			for i, nd := range c.nodes {
+				nd.mu.Lock()
+				leaf := nd.leaf[nonce]
+				nd.mu.Unlock()
+				if want := i != origin && plan.Writes[i] == 0; leaf != want {
+					t.Errorf("node %d reported leaf=%v, the plan has it write %d messages", i, leaf, plan.Writes[i])
+				}
 			}
 		})
 	}
@@ -701,7 +731,7 @@ func TestCloseIsIdempotentAndRefusesWork(t *testing.T) {
 func TestNewRouterRejectsANonMember(t *testing.T) {
 	c := newMockCluster(t, 2, nil)
 	stranger := newKeys(t, 1)[0]
-	_, err := NewRouter(c.nodes[0].host, mustAddr(t, stranger), c.set, testConfig(nil), func(peer.ID, *wire.Message, bool) {})
+	_, err := NewRouter(c.nodes[0].host, mustAddr(t, stranger), c.set, testConfig(nil), func(peer.ID, *wire.Message, bool, bool) {})
 	if !errors.Is(err, ErrNotValidator) {
 		t.Fatalf("NewRouter for a non-member = %v, want ErrNotValidator", err)
 	}
