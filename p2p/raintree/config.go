@@ -22,11 +22,24 @@ const (
 	DefaultRecentSetTTL  = 2 * time.Minute
 	DefaultSeenCacheSize = dedup.DefaultCapacity
 	DefaultSendTimeout   = 10 * time.Second
+
+	DefaultWorkers           = 4
+	DefaultInboundQueueLen   = 256
+	DefaultInboundQueueBytes = 64 << 20
+	DefaultOutboundQueueLen  = 256
+	DefaultDeliveryQueueLen  = 1024
+	DefaultACKQueueLen       = 1024
 )
 
 // ProtocolID is the libp2p protocol the RainTree router speaks on a network.
 func ProtocolID(networkID string) protocol.ID {
 	return protocol.ID("/rainp2p/" + networkID + "/raintree/1.0.0")
+}
+
+// ACKProtocolID is the libp2p protocol RainTree ACKs travel on, apart from
+// payload frames so they never wait behind one.
+func ACKProtocolID(networkID string) protocol.ID {
+	return protocol.ID("/rainp2p/" + networkID + "/raintree/ack/1.0.0")
 }
 
 // Config configures a Router. Start from DefaultConfig: Validate rejects
@@ -89,6 +102,28 @@ type Config struct {
 	OnInvalid func(from peer.ID, err error)
 	// SendTimeout bounds one frame's send, dial included. Default 10s.
 	SendTimeout time.Duration
+	// Workers is how many goroutines verify, acknowledge, forward and
+	// deliver inbound payload frames. Default 4.
+	Workers int
+	// InboundQueueLen bounds the payload frames waiting for a worker per
+	// sending validator, and InboundQueueBytes their bytes over all
+	// senders; frames beyond either are dropped (Dropped.InboundFull), so
+	// the sender re-delegates. Defaults 256 and 64 MiB (at least one
+	// frame of MaxMessageSize).
+	InboundQueueLen, InboundQueueBytes int
+	// OutboundQueueLen bounds the frames waiting to be sent to one
+	// validator; one beyond it is dropped (Dropped.OutboundFull) and, if
+	// it is a tree frame, re-delegated. Queued frames share the envelope
+	// bytes. Default 256.
+	OutboundQueueLen int
+	// DeliveryQueueLen bounds accepted messages waiting for the handler;
+	// one beyond it is not delivered by RainTree (Dropped.DeliveryFull),
+	// but was acknowledged and forwarded, and gossip still brings it.
+	// Default 1024.
+	DeliveryQueueLen int
+	// ACKQueueLen bounds ACKs waiting to be sent; one beyond it is dropped
+	// (Dropped.ACKQueueFull) and the sender re-delegates. Default 1024.
+	ACKQueueLen int
 	// Unicast configures the framed stream transport. Its ProtocolID must
 	// be ProtocolID(NetworkID) and its MaxMessageSize must leave room for
 	// MaxMessageSize plus wire.FrameOverhead.
@@ -104,19 +139,25 @@ func DefaultConfig(networkID string) Config {
 	u := unicast.DefaultConfig(ProtocolID(networkID))
 	u.MaxMessageSize = wire.DefaultMaxMessageSize + wire.FrameOverhead
 	return Config{
-		NetworkID:      networkID,
-		Mode:           ModeCover,
-		ACK:            true,
-		ACKTimeout:     DefaultACKTimeout,
-		MaxRetries:     DefaultMaxRetries,
-		MaxMessageSize: wire.DefaultMaxMessageSize,
-		RecentSets:     DefaultRecentSets,
-		RecentSetTTL:   DefaultRecentSetTTL,
-		SeenCacheSize:  DefaultSeenCacheSize,
-		ReplayWindow:   dedup.DefaultWindow,
-		ClockSkew:      dedup.DefaultSkew,
-		SendTimeout:    DefaultSendTimeout,
-		Unicast:        u,
+		NetworkID:         networkID,
+		Mode:              ModeCover,
+		ACK:               true,
+		ACKTimeout:        DefaultACKTimeout,
+		MaxRetries:        DefaultMaxRetries,
+		MaxMessageSize:    wire.DefaultMaxMessageSize,
+		RecentSets:        DefaultRecentSets,
+		RecentSetTTL:      DefaultRecentSetTTL,
+		SeenCacheSize:     DefaultSeenCacheSize,
+		ReplayWindow:      dedup.DefaultWindow,
+		ClockSkew:         dedup.DefaultSkew,
+		SendTimeout:       DefaultSendTimeout,
+		Workers:           DefaultWorkers,
+		InboundQueueLen:   DefaultInboundQueueLen,
+		InboundQueueBytes: DefaultInboundQueueBytes,
+		OutboundQueueLen:  DefaultOutboundQueueLen,
+		DeliveryQueueLen:  DefaultDeliveryQueueLen,
+		ACKQueueLen:       DefaultACKQueueLen,
+		Unicast:           u,
 	}
 }
 
@@ -141,6 +182,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("raintree: SeenCacheSize %d must be positive", c.SeenCacheSize)
 	case c.SendTimeout <= 0:
 		return fmt.Errorf("raintree: SendTimeout %v must be positive", c.SendTimeout)
+	case c.Workers <= 0 || c.InboundQueueLen <= 0 || c.OutboundQueueLen <= 0 || c.DeliveryQueueLen <= 0 || c.ACKQueueLen <= 0:
+		return fmt.Errorf("raintree: Workers %d and queue lengths (inbound %d, outbound %d, delivery %d, ACK %d) must be positive",
+			c.Workers, c.InboundQueueLen, c.OutboundQueueLen, c.DeliveryQueueLen, c.ACKQueueLen)
+	case c.InboundQueueBytes < c.MaxMessageSize+wire.FrameOverhead:
+		return fmt.Errorf("raintree: InboundQueueBytes %d cannot hold one frame of MaxMessageSize %d", c.InboundQueueBytes, c.MaxMessageSize)
 	case c.ReplayWindow <= 0 || c.ClockSkew < 0:
 		return fmt.Errorf("raintree: ReplayWindow %v must be positive and ClockSkew %v not negative", c.ReplayWindow, c.ClockSkew)
 	case c.Unicast.ProtocolID != ProtocolID(c.NetworkID):

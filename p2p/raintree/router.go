@@ -25,6 +25,8 @@ import (
 var (
 	ErrNotValidator = errors.New("raintree: not a validator")
 	ErrClosed       = errors.New("raintree: router closed")
+	// ErrQueueFull: the target's outbound queue was full.
+	ErrQueueFull = errors.New("raintree: outbound queue full")
 )
 
 // Handler receives a message the router accepted, decoded and verified,
@@ -34,8 +36,10 @@ var (
 // reference mode, so the caller still deduplicates by msg.ID. leaf reports
 // a broadcast this node forwards to nobody although it propagates (its
 // span was itself alone, or the plan ends here): by the time a leaf has a
-// message, nearly every validator has it. It is called after the frame was
-// forwarded, and must not call Close.
+// message, nearly every validator has it. It is called from one goroutine,
+// after the frame was acknowledged and forwarded; while it blocks, further
+// messages wait in a queue of Config.DeliveryQueueLen and then are dropped
+// for RainTree (gossip still brings them). It must not call Close.
 type Handler func(from peer.ID, msg *wire.Message, broadcast, leaf bool)
 
 // Stats is a snapshot of a Router's counters. Tree frames are the payload
@@ -85,6 +89,17 @@ type DropStats struct {
 	// Stale: a broadcast created outside the replay window, or at or
 	// before the seen memory's floor.
 	Stale uint64
+	// InboundFull: a payload frame that did not fit its sender's inbound
+	// queue (InboundQueueLen, InboundQueueBytes).
+	InboundFull uint64
+	// OutboundFull: a frame to send that did not fit its target's queue
+	// (OutboundQueueLen); a tree frame is then re-delegated.
+	OutboundFull uint64
+	// DeliveryFull: an accepted message the handler was too slow to take
+	// (DeliveryQueueLen); it was still acknowledged and forwarded.
+	DeliveryFull uint64
+	// ACKQueueFull: an ACK that did not fit the ACK queue (ACKQueueLen).
+	ACKQueueFull uint64
 	// TooLarge: envelope above MaxMessageSize.
 	TooLarge uint64
 	// UnknownSender: the sender is not a validator of the frame's set.
@@ -104,6 +119,8 @@ type counters struct {
 	sendErrors                       atomic.Uint64
 	malformed, tooLarge              atomic.Uint64
 	badSignature, stale              atomic.Uint64
+	inboundFull, outboundFull        atomic.Uint64
+	deliveryFull, ackQueueFull       atomic.Uint64
 	unknownSender, unknownSet        atomic.Uint64
 }
 
@@ -118,6 +135,7 @@ type Router struct {
 	log     *slog.Logger
 	clock   Clock
 	uni     *unicast.Router
+	ackUni  *unicast.Router // ACKs, on their own protocol
 	ctx     context.Context // cancelled by Close; bounds every send
 	cancel  context.CancelFunc
 
@@ -130,7 +148,12 @@ type Router struct {
 	timer    Timer
 	timerAt  time.Time
 	timerGen uint64
-	wg       sync.WaitGroup // sends, ACKs and timer callbacks
+	out      map[peer.ID]*outQueue
+	wg       sync.WaitGroup // workers, senders and the delivery loop
+
+	in         *inbox
+	ackQ       chan ackJob
+	deliveries chan delivery
 
 	c counters
 }
@@ -160,6 +183,8 @@ type delegation struct {
 	target  Target
 	msg     *wire.Message
 	retries int
+	// result, if set, receives the outcome of the first attempt.
+	result chan<- error
 }
 
 // NewRouter starts a router for the validator self, which must be in set
@@ -210,19 +235,41 @@ func NewRouter(h host.Host, self identity.Address, set *validators.Set, cfg Conf
 		cur:     view,
 		seen:    seen,
 		acks:    newAckTracker[delegation](),
+		out:     make(map[peer.ID]*outQueue),
+		in:      newInbox(cfg.InboundQueueLen, cfg.InboundQueueBytes),
+		ackQ:    make(chan ackJob, cfg.ACKQueueLen),
+		// A delivery of each slot may pin a message of MaxMessageSize.
+		deliveries: make(chan delivery, cfg.DeliveryQueueLen),
 	}
-	// Frames can arrive as soon as the stream handler is set; holding mu
-	// makes every use of r.uni (all behind mu or spawn) see the assignment.
+	// Frames can arrive as soon as the stream handlers are set; holding mu
+	// makes every use of r.uni and r.ackUni (all behind mu or started
+	// below) see the assignments.
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	uni, err := unicast.New(h, cfg.Unicast, r.onFrame)
-	if err != nil {
+	ackCfg := unicast.DefaultConfig(ACKProtocolID(cfg.NetworkID))
+	ackCfg.MaxMessageSize, ackCfg.Trusted, ackCfg.Logger = maxACKFrame, cfg.Unicast.Trusted, cfg.Unicast.Logger
+	if r.ackUni, err = unicast.New(h, ackCfg, r.onACKFrame); err != nil {
 		cancel()
 		return nil, fmt.Errorf("raintree: %w", err)
 	}
-	r.uni = uni
+	if r.uni, err = unicast.New(h, cfg.Unicast, r.onFrame); err != nil {
+		cancel()
+		_ = r.ackUni.Close()
+		return nil, fmt.Errorf("raintree: %w", err)
+	}
+	for range cfg.Workers {
+		r.wg.Go(r.work)
+	}
+	for range ackSenders {
+		r.wg.Go(r.sendAcks)
+	}
+	r.wg.Go(r.deliverLoop)
 	return r, nil
 }
+
+// maxACKFrame bounds a frame on the ACK protocol: an ACK is under 100
+// bytes.
+const maxACKFrame = 1024
 
 // SetValidators switches to set for new broadcasts. Replaced sets are kept,
 // up to RecentSets and for RecentSetTTL, so broadcasts planned on them keep
@@ -282,15 +329,12 @@ func (r *Router) Broadcast(ctx context.Context, msg *wire.Message) error {
 		}
 	}
 	results := make(chan error, len(sends))
-	started := 0
 	for _, d := range sends {
-		if !r.spawn(func() { results <- r.sendTree(d) }) {
-			return ErrClosed
-		}
-		started++
+		d.result = results
+		r.enqueue(d)
 	}
 	var errs []error
-	for range started {
+	for range sends {
 		select {
 		case err := <-results:
 			if err != nil {
@@ -299,6 +343,9 @@ func (r *Router) Broadcast(ctx context.Context, msg *wire.Message) error {
 		case <-ctx.Done():
 			return fmt.Errorf("raintree: broadcast: %w", ctx.Err())
 		}
+	}
+	if errors.Is(errors.Join(errs...), ErrClosed) {
+		return ErrClosed
 	}
 	if len(errs) > 0 && !r.cfg.ACK {
 		return fmt.Errorf("raintree: broadcast: %w", errors.Join(errs...))
@@ -368,6 +415,10 @@ func (r *Router) Stats() Stats {
 		SeenEvicted:         r.seen.Stats().Evicted,
 		SendErrors:          r.c.sendErrors.Load(),
 		Dropped: DropStats{
+			InboundFull:   r.c.inboundFull.Load(),
+			OutboundFull:  r.c.outboundFull.Load(),
+			DeliveryFull:  r.c.deliveryFull.Load(),
+			ACKQueueFull:  r.c.ackQueueFull.Load(),
 			Malformed:     r.c.malformed.Load(),
 			BadSignature:  r.c.badSignature.Load(),
 			Stale:         r.c.stale.Load(),
@@ -394,23 +445,9 @@ func (r *Router) Close() error {
 	r.timerGen++
 	r.mu.Unlock()
 	r.cancel()
+	r.in.close()
 	r.wg.Wait()
-	return r.uni.Close()
-}
-
-// spawn runs f on a goroutine Close waits for, unless the router is closed.
-func (r *Router) spawn(f func()) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return false
-	}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		f()
-	}()
-	return true
+	return errors.Join(r.uni.Close(), r.ackUni.Close())
 }
 
 // sendTree sends one broadcast frame. A tree frame (level >= 1) waits for
@@ -496,10 +533,9 @@ func (r *Router) redelegate(d delegation) {
 			"span", d.target.Span, "retries", d.retries)
 		return
 	}
-	d.target, d.retries = next, d.retries+1
-	if r.spawn(func() { _ = r.sendTree(d) }) {
-		r.c.retries.Add(1)
-	}
+	d.target, d.retries, d.result = next, d.retries+1, nil
+	r.c.retries.Add(1)
+	r.enqueue(d)
 }
 
 // armLocked makes sure a timer fires at the earliest ACK deadline.
@@ -533,7 +569,9 @@ func (r *Router) onTimer(gen uint64) {
 	}
 }
 
-// onFrame handles one frame from the unicast transport.
+// onFrame handles one frame on a stream's read loop: it settles an ACK at
+// once and queues a payload frame of a validator for the workers. Decoding
+// copies the payload out of the transport's buffer.
 func (r *Router) onFrame(from peer.ID, data []byte) {
 	m := &wire.RainTreeMessage{}
 	if err := proto.Unmarshal(data, m); err != nil {
@@ -541,15 +579,38 @@ func (r *Router) onFrame(from peer.ID, data []byte) {
 		return
 	}
 	switch m.GetKind() {
-	case wire.RainTreeKind_RAIN_TREE_KIND_BROADCAST:
-		r.onBroadcast(from, m)
-	case wire.RainTreeKind_RAIN_TREE_KIND_UNICAST:
-		r.onUnicast(from, m)
 	case wire.RainTreeKind_RAIN_TREE_KIND_ACK:
 		r.onAck(from, m)
+		return
+	case wire.RainTreeKind_RAIN_TREE_KIND_BROADCAST, wire.RainTreeKind_RAIN_TREE_KIND_UNICAST:
 	default:
-		r.drop(&r.c.malformed, from, "unknown frame kind", nil)
+		r.invalid(&r.c.malformed, from, "unknown frame kind", nil)
+		return
 	}
+	if !r.knownValidator(from) {
+		r.drop(&r.c.unknownSender, from, "frame from a non-validator", nil)
+		return
+	}
+	if !r.in.push(from, inFrame{m: m, size: len(data)}) {
+		r.drop(&r.c.inboundFull, from, "inbound queue full", nil)
+	}
+}
+
+// onACKFrame handles a frame on the ACK protocol, which carries ACKs only.
+func (r *Router) onACKFrame(from peer.ID, data []byte) {
+	m := &wire.RainTreeMessage{}
+	if err := proto.Unmarshal(data, m); err != nil || m.GetKind() != wire.RainTreeKind_RAIN_TREE_KIND_ACK {
+		r.invalid(&r.c.malformed, from, "not an ACK on the ACK protocol", err)
+		return
+	}
+	r.onAck(from, m)
+}
+
+// knownValidator reports whether id is in the current or a recent set.
+func (r *Router) knownValidator(id peer.ID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return isMember(r.cur.set, id) || slices.ContainsFunc(r.recent, func(v *setView) bool { return isMember(v.set, id) })
 }
 
 func (r *Router) onBroadcast(from peer.ID, m *wire.RainTreeMessage) {
@@ -628,17 +689,13 @@ func (r *Router) onBroadcast(from peer.ID, m *wire.RainTreeMessage) {
 		}
 	}
 	for _, t := range targets {
-		d := delegation{view: view, mode: mode, target: t, msg: msg}
-		r.spawn(func() { _ = r.sendTree(d) })
+		r.enqueue(delegation{view: view, mode: mode, target: t, msg: msg})
 	}
-	r.handler(from, msg, true, propagate && len(targets) == 0)
+	r.deliver(from, msg, true, propagate && len(targets) == 0)
 }
 
 func (r *Router) onUnicast(from peer.ID, m *wire.RainTreeMessage) {
-	r.mu.Lock()
-	known := isMember(r.cur.set, from) || slices.ContainsFunc(r.recent, func(v *setView) bool { return isMember(v.set, from) })
-	r.mu.Unlock()
-	if !known {
+	if !r.knownValidator(from) {
 		r.drop(&r.c.unknownSender, from, "unicast from a non-validator", nil)
 		return
 	}
@@ -651,7 +708,7 @@ func (r *Router) onUnicast(from peer.ID, m *wire.RainTreeMessage) {
 		return
 	}
 	r.c.unicastReceived.Add(1)
-	r.handler(from, msg, false, false)
+	r.deliver(from, msg, false, false)
 }
 
 func (r *Router) onAck(from peer.ID, m *wire.RainTreeMessage) {
@@ -684,16 +741,11 @@ func (r *Router) ack(to peer.ID, m *wire.RainTreeMessage) {
 		r.log.Warn("encoding ACK", "err", err)
 		return
 	}
-	r.spawn(func() {
-		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.SendTimeout)
-		defer cancel()
-		if err := r.uni.Send(ctx, to, frame); err != nil {
-			r.c.sendErrors.Add(1)
-			r.log.Debug("ACK not sent", "to", to, "err", err)
-			return
-		}
-		r.c.acksSent.Add(1)
-	})
+	select {
+	case r.ackQ <- ackJob{to: to, frame: frame}:
+	default:
+		r.drop(&r.c.ackQueueFull, to, "ACK queue full", nil)
+	}
 }
 
 // open decodes and verifies an envelope at the router's edge. An envelope

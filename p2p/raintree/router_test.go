@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/rainp2p/rainp2p/p2p/identity"
@@ -522,8 +524,8 @@ func TestUnicast(t *testing.T) {
 		}
 		eventually(t, 5*time.Second, func() bool {
 			d := c.nodes[1].router.Stats().Dropped
-			return d.UnknownSender == 2 && d.UnknownSet == 1 && d.Malformed == 1 && d.BadSignature == 0
-		}, "drops: %+v", c.nodes[1].router.Stats().Dropped)
+			return d.UnknownSender == 3 && d.Malformed == 1 && d.BadSignature == 0
+		}, "drops: %+v unicast %+v sender %+v", c.nodes[1].router.Stats().Dropped, c.nodes[1].router.UnicastStats(), u.Stats())
 		if c.nodes[1].got(nonce, true)+c.nodes[1].got(nonce, false) != 0 {
 			t.Error("a frame from a non-validator was delivered")
 		}
@@ -746,7 +748,9 @@ func TestUnknownSetFromAValidatorIsDeliveredButNotPropagated(t *testing.T) {
 	if err := r.sendTree(d); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, func() bool { return c.nodes[3].router.Stats().UnknownSetDelivered == 1 }, "not counted")
+	eventually(t, 5*time.Second, func() bool {
+		return c.nodes[3].router.Stats().UnknownSetDelivered == 1 && c.nodes[3].got(nonce, true) == 1
+	}, "not counted or not delivered")
 	if c.nodes[3].got(nonce, true) != 1 {
 		t.Error("a validator's frame on an unknown set was not delivered")
 	}
@@ -801,5 +805,155 @@ func TestReplacedSetsAreAcceptedOnlyForTheirGracePeriod(t *testing.T) {
 	clock.Advance(time.Second)
 	if known() {
 		t.Fatal("the replaced set is still accepted after its grace period")
+	}
+}
+
+// A slow application must not stall RainTree: ACKs still go out at once,
+// frames are still forwarded, and what the handler cannot take is dropped
+// and counted.
+func TestSlowHandlerDelaysNeitherACKsNorForwarding(t *testing.T) {
+	const n = 9
+	c := newMockCluster(t, n, func(cfg *Config) { cfg.ACKTimeout = time.Second })
+	// Validator 3 holds span 3..5 from origin 0 and forwards to 4 and 5.
+	_ = c.nodes[3].router.Close()
+	block := make(chan struct{})
+	slow := testConfig(func(cfg *Config) { cfg.DeliveryQueueLen = 1 })
+	r, err := NewRouter(c.nodes[3].host, c.nodes[3].addr, c.set, slow, func(peer.ID, *wire.Message, bool, bool) { <-block })
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.nodes[3].router = r
+	t.Cleanup(func() { _ = r.Close() })
+	t.Cleanup(func() { close(block) }) // runs first
+
+	const broadcasts = 5
+	var ids []wire.MessageID
+	for range broadcasts {
+		ids = append(ids, c.broadcast(0))
+	}
+	for _, id := range ids {
+		eventually(t, 5*time.Second, func() bool { return len(c.missing(id, []int{4, 5})) == 0 },
+			"validators behind the slow one missed %v", c.missing(id, []int{4, 5}))
+	}
+	eventually(t, 5*time.Second, func() bool {
+		return c.nodes[0].router.Stats().AcksReceived == uint64(broadcasts*len(OriginTargets(ModeCover, n, 0)))
+	},
+		"origin got %d ACKs", c.nodes[0].router.Stats().AcksReceived)
+	// One delivery is in the handler, one in the queue, the rest dropped.
+	eventually(t, 5*time.Second, func() bool { return r.Stats().Dropped.DeliveryFull == broadcasts-2 },
+		"delivery drops %d, want %d", r.Stats().Dropped.DeliveryFull, broadcasts-2)
+	if s := c.nodes[0].router.Stats(); s.AckTimeouts != 0 || s.Retries != 0 {
+		t.Fatalf("a slow handler caused ACK timeouts: %+v", s)
+	}
+}
+
+// The mode is the receiver's own: a frame that claims reference mode is
+// planned, and remembered, as cover, so replaying it forwards nothing.
+func TestFrameModeIsIgnoredAndReplaysAreNotForwarded(t *testing.T) {
+	c := newMockCluster(t, 9, nil)
+	env, id := newEnvelope(t, c.nodes[0].key, "replayed")
+	frame, err := proto.Marshal(&wire.RainTreeMessage{
+		Kind: wire.RainTreeKind_RAIN_TREE_KIND_BROADCAST, Data: env.Raw, MessageId: id[:], Level: 2,
+		Mode: string(ModeReference), SetHeight: c.set.Height(), SetHash: c.set.Hash(), SpanStart: 3, SpanLen: 3,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if err := c.nodes[0].router.uni.Send(context.Background(), c.nodes[3].host.ID(), frame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := uint64(len(CoverTargets(9, Span{Start: 3, Len: 3}, 2)))
+	eventually(t, 5*time.Second, func() bool {
+		s := c.nodes[3].router.Stats()
+		return s.Duplicates == 4 && s.TreeSent == want && c.nodes[3].got(id, true) == 1
+	}, "stats %+v", c.nodes[3].router.Stats())
+	time.Sleep(100 * time.Millisecond) // anything forwarded twice would show by now
+	if s := c.nodes[3].router.Stats(); s.TreeSent != want || c.nodes[3].got(id, true) != 1 {
+		t.Fatalf("validator 3 forwarded %d frames and delivered %d times; want its cover targets once and one delivery", s.TreeSent, c.nodes[3].got(id, true))
+	}
+}
+
+// A relay that alters a signed envelope is caught by the signature: the
+// frame is dropped, counted, reported against the relay, and not
+// acknowledged, so an honest upstream would re-delegate.
+func TestAlteredRelayIsDroppedCountedAndReported(t *testing.T) {
+	var mu sync.Mutex
+	reported := map[peer.ID]int{}
+	c := newMockCluster(t, 4, func(cfg *Config) {
+		cfg.OnInvalid = func(p peer.ID, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			reported[p]++
+		}
+	})
+	env, id := newEnvelope(t, c.nodes[2].key, "genuine")
+	forged := proto.Clone(env.Envelope).(*wire.Envelope)
+	forged.Content = mustAny(t, "forged")
+	raw, err := proto.Marshal(forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forgedID := wire.ComputeID(testNetwork, forged)
+	for _, mid := range [][]byte{id[:], forgedID[:]} {
+		frame, err := proto.Marshal(&wire.RainTreeMessage{
+			Kind: wire.RainTreeKind_RAIN_TREE_KIND_BROADCAST, Data: raw, MessageId: mid, Level: 1,
+			SetHeight: c.set.Height(), SetHash: c.set.Hash(), SpanStart: 1, SpanLen: 1,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.nodes[0].router.uni.Send(context.Background(), c.nodes[1].host.ID(), frame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 5*time.Second, func() bool {
+		d := c.nodes[1].router.Stats().Dropped
+		return d.BadSignature+d.Malformed == 2
+	}, "drops %+v", c.nodes[1].router.Stats().Dropped)
+	mu.Lock()
+	defer mu.Unlock()
+	if reported[c.nodes[0].host.ID()] != 2 || len(reported) != 1 {
+		t.Fatalf("reported %v, want the relay twice", reported)
+	}
+	if s := c.nodes[1].router.Stats(); s.AcksSent != 0 || c.nodes[1].got(id, true)+c.nodes[1].got(forgedID, true) != 0 {
+		t.Fatalf("an altered frame was acknowledged or delivered: %+v", s)
+	}
+}
+
+func mustAny(t *testing.T, s string) *anypb.Any {
+	t.Helper()
+	a, err := anypb.New(wrapperspb.String(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestInboxIsBoundedFairAndInOrder(t *testing.T) {
+	b := newInbox(2, 100)
+	f := func(size int) inFrame { return inFrame{m: &wire.RainTreeMessage{Level: uint32(size)}, size: size} }
+	if !b.push("a", f(10)) || !b.push("a", f(11)) || b.push("a", f(12)) {
+		t.Fatal("the per-peer bound is not 2")
+	}
+	if !b.push("b", f(70)) || b.push("c", f(10)) {
+		t.Fatal("the byte bound is not 100")
+	}
+	var order []string
+	for range 3 {
+		p, fr, ok := b.next()
+		if !ok {
+			t.Fatal("closed")
+		}
+		order = append(order, fmt.Sprintf("%s%d", string(p), fr.m.GetLevel()))
+		b.done(p)
+	}
+	if got := strings.Join(order, " "); got != "a10 b70 a11" {
+		t.Fatalf("served %s, want peers in turn and each in order", got)
+	}
+	b.close()
+	if _, _, ok := b.next(); ok || b.push("a", f(1)) {
+		t.Fatal("a closed inbox still works")
 	}
 }

@@ -1,0 +1,272 @@
+package raintree
+
+import (
+	"context"
+	"sync"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rainp2p/rainp2p/p2p/wire"
+)
+
+// The router's concurrency is bounded and nothing slow sits on a stream's
+// read loop:
+//
+//   - A read loop only decodes the frame. ACKs are settled right there;
+//     payload frames go to the sender's inbound queue (at most
+//     InboundQueueLen frames per peer, InboundQueueBytes in all), which
+//     Workers goroutines drain, one frame of a peer at a time, so a peer's
+//     frames are handled in order and peers take turns.
+//   - Forwarded and originated frames go to the target's outbound queue
+//     (at most OutboundQueueLen frames), drained by one goroutine per
+//     target with frames pending.
+//   - ACKs go out on their own protocol (ACKProtocolID), through a queue
+//     of ACKQueueLen drained by ackSenders goroutines, so they never wait
+//     behind a payload frame on a stream.
+//   - Accepted messages go to the handler through a queue of
+//     DeliveryQueueLen drained by one goroutine, so a slow application
+//     delays nothing but its own deliveries.
+//
+// Every queue drops, and counts, what does not fit.
+
+// ackSenders is how many goroutines send ACKs.
+const ackSenders = 2
+
+type inFrame struct {
+	m    *wire.RainTreeMessage
+	size int
+}
+
+type inQueue struct {
+	frames []inFrame
+	// busy: the peer is in ready or a worker is handling its frame.
+	busy bool
+}
+
+// inbox holds the inbound payload frames waiting for a worker.
+type inbox struct {
+	perPeer, maxBytes int
+
+	mu     sync.Mutex
+	cond   sync.Cond
+	queues map[peer.ID]*inQueue
+	ready  []peer.ID // peers with frames and no worker, in turn order
+	bytes  int
+	closed bool
+}
+
+func newInbox(perPeer, maxBytes int) *inbox {
+	b := &inbox{perPeer: perPeer, maxBytes: maxBytes, queues: make(map[peer.ID]*inQueue)}
+	b.cond.L = &b.mu
+	return b
+}
+
+// push queues a frame of size bytes from p, and reports false if it does
+// not fit.
+func (b *inbox) push(p peer.ID, f inFrame) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q := b.queues[p]
+	if b.closed || q != nil && len(q.frames) >= b.perPeer || b.bytes+f.size > b.maxBytes {
+		return false
+	}
+	if q == nil {
+		q = &inQueue{}
+		b.queues[p] = q
+	}
+	q.frames = append(q.frames, f)
+	b.bytes += f.size
+	if !q.busy {
+		q.busy = true
+		b.ready = append(b.ready, p)
+		b.cond.Signal()
+	}
+	return true
+}
+
+// next waits for a peer's frame, and reports false once the inbox closed.
+// The caller hands the peer back with done.
+func (b *inbox) next() (peer.ID, inFrame, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for len(b.ready) == 0 && !b.closed {
+		b.cond.Wait()
+	}
+	if b.closed {
+		return "", inFrame{}, false
+	}
+	p := b.ready[0]
+	b.ready = b.ready[1:]
+	q := b.queues[p]
+	f := q.frames[0]
+	q.frames[0] = inFrame{}
+	q.frames = q.frames[1:]
+	b.bytes -= f.size
+	return p, f, true
+}
+
+// done ends a worker's turn with p: its next frame waits behind the peers
+// already ready.
+func (b *inbox) done(p peer.ID) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q := b.queues[p]
+	if b.closed || q == nil {
+		return
+	}
+	if len(q.frames) == 0 {
+		delete(b.queues, p)
+		return
+	}
+	b.ready = append(b.ready, p)
+	b.cond.Signal()
+}
+
+func (b *inbox) close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	b.queues, b.ready, b.bytes = nil, nil, 0
+	b.cond.Broadcast()
+}
+
+// work is one of the Workers goroutines.
+func (r *Router) work() {
+	for {
+		from, f, ok := r.in.next()
+		if !ok {
+			return
+		}
+		switch f.m.GetKind() {
+		case wire.RainTreeKind_RAIN_TREE_KIND_BROADCAST:
+			r.onBroadcast(from, f.m)
+		case wire.RainTreeKind_RAIN_TREE_KIND_UNICAST:
+			r.onUnicast(from, f.m)
+		}
+		r.in.done(from)
+	}
+}
+
+// outQueue is one target's pending frames.
+type outQueue struct {
+	items   []delegation
+	running bool
+}
+
+// enqueue hands d to its target's sender. A frame that does not fit is
+// counted and treated like one that could not be sent.
+func (r *Router) enqueue(d delegation) {
+	to := d.view.set.At(d.target.Index).PeerID
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		d.report(ErrClosed)
+		return
+	}
+	q := r.out[to]
+	if q == nil {
+		q = &outQueue{}
+		r.out[to] = q
+	}
+	if len(q.items) >= r.cfg.OutboundQueueLen {
+		r.mu.Unlock()
+		r.c.outboundFull.Add(1)
+		r.log.Debug("outbound queue full", "to", to, "level", d.target.Level)
+		d.report(ErrQueueFull)
+		if r.cfg.ACK && d.target.Level > 0 {
+			r.c.ackTimeouts.Add(1)
+			r.redelegate(d)
+		}
+		return
+	}
+	q.items = append(q.items, d)
+	if !q.running {
+		q.running = true
+		r.wg.Add(1)
+		go r.drain(to, q)
+	}
+	r.mu.Unlock()
+}
+
+// drain sends a target's frames until its queue is empty.
+func (r *Router) drain(to peer.ID, q *outQueue) {
+	defer r.wg.Done()
+	for {
+		r.mu.Lock()
+		if r.closed || len(q.items) == 0 {
+			left := q.items
+			q.items, q.running = nil, false
+			delete(r.out, to)
+			r.mu.Unlock()
+			for _, d := range left {
+				d.report(ErrClosed)
+			}
+			return
+		}
+		d := q.items[0]
+		q.items[0] = delegation{}
+		q.items = q.items[1:]
+		r.mu.Unlock()
+		d.report(r.sendTree(d))
+	}
+}
+
+// report tells a waiting Broadcast how a first attempt went.
+func (d delegation) report(err error) {
+	if d.result != nil {
+		d.result <- err
+	}
+}
+
+type ackJob struct {
+	to    peer.ID
+	frame []byte
+}
+
+// sendAcks is one of the ackSenders goroutines.
+func (r *Router) sendAcks() {
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case j := <-r.ackQ:
+			ctx, cancel := context.WithTimeout(r.ctx, r.cfg.SendTimeout)
+			err := r.ackUni.Send(ctx, j.to, j.frame)
+			cancel()
+			if err != nil {
+				r.c.sendErrors.Add(1)
+				r.log.Debug("ACK not sent", "to", j.to, "err", err)
+				continue
+			}
+			r.c.acksSent.Add(1)
+		}
+	}
+}
+
+type delivery struct {
+	from            peer.ID
+	msg             *wire.Message
+	broadcast, leaf bool
+}
+
+// deliver queues an accepted message for the handler.
+func (r *Router) deliver(from peer.ID, msg *wire.Message, broadcast, leaf bool) {
+	select {
+	case r.deliveries <- delivery{from, msg, broadcast, leaf}:
+	default:
+		r.c.deliveryFull.Add(1)
+		r.log.Debug("delivery queue full", "from", from, "msg_id", msg.ID)
+	}
+}
+
+// deliverLoop is the handler's only caller.
+func (r *Router) deliverLoop() {
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case d := <-r.deliveries:
+			r.handler(d.from, d.msg, d.broadcast, d.leaf)
+		}
+	}
+}
