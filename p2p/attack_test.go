@@ -398,7 +398,8 @@ func TestGarbageFramesOnTheUnicastProtocolsEndInDisconnection(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for _, proto := range []string{string(raintree.ProtocolID(attackNetwork)), string(background.UnicastProtocolID(attackNetwork))} {
+	framed := []string{string(raintree.ProtocolID(attackNetwork)), string(raintree.ACKProtocolID(attackNetwork)), string(background.UnicastProtocolID(attackNetwork))}
+	for _, proto := range framed {
 		t.Run(proto, func(t *testing.T) {
 			h := attacker(t, "/ip4/127.0.0.1/tcp/0")
 			defer h.Close()
