@@ -29,32 +29,27 @@ func (m *Module) rainTreePeers(set *validators.Set) []peer.ID {
 	return ids
 }
 
-// handToGossip tells a lazy validator's gossip about a broadcast RainTree
-// delivered: a leaf of the tree forwards it to its full-node mesh peers,
-// everyone else only marks it seen (background/lazy.go).
+// handToGossip hands a broadcast RainTree delivered to a lazy validator's
+// gossip if this node is a leaf of the tree; interior validators leave
+// gossip to learn it by itself (background/lazy.go).
 func (m *Module) handToGossip(ctx context.Context, bg *background.Router, msg *wire.Message, leaf bool) {
-	if bg == nil {
+	if bg == nil || !leaf {
 		return
 	}
-	hand := bg.MarkSeen
-	if leaf {
-		hand = bg.Republish
-	}
-	if err := hand(ctx, msg); err != nil && !errors.Is(err, background.ErrClosed) && ctx.Err() == nil {
+	if err := bg.Republish(ctx, msg); err != nil && !errors.Is(err, background.ErrClosed) && ctx.Err() == nil {
 		m.log.Debug("handing a RainTree broadcast to gossip", "err", err)
 	}
 }
 
 // broadcastLazy is a lazy validator's broadcast: RainTree carries it to the
-// validators and its leaves feed the full nodes, so gossip only marks it
-// seen, unless RainTree could not take it; then gossip carries it.
+// validators and its leaves feed the full nodes, so gossip carries it only
+// if RainTree could not take it.
 func (m *Module) broadcastLazy(ctx context.Context, rain *raintree.Router, bg *background.Router, msg *wire.Message) error {
 	err := rain.Broadcast(ctx, msg)
 	if err == nil && m.ValidatorSet().Len() <= 1 { // a lone validator's tree reaches nobody
 		err = ErrNoPeers
 	}
 	if err == nil {
-		m.handToGossip(ctx, bg, msg, false)
 		return nil
 	}
 	m.sendErrors.Add(1)

@@ -28,16 +28,17 @@ import (
 //     because each mesh link costs one copy per message;
 //   - it does not flood-publish: RainTree reaches the validators, the mesh
 //     the full nodes;
-//   - a message RainTree delivers is handed to gossip in one of two ways.
-//     Most validators only mark it seen (MarkSeen): their mesh peers hear
-//     IDONTWANT, and a copy offered later is a duplicate. The leaves of the
-//     tree, which get it when nearly every validator already has it,
-//     forward it to their full-node mesh peers and advertise it
-//     (Republish). Full nodes thus get the payload from the leaves, and
-//     forward it on among themselves, without racing RainTree to the
-//     validators;
-//   - a validator's own broadcast goes to RainTree only, and to gossip as
-//     seen; gossip carries it in full only if RainTree could not.
+//   - a leaf of a message's RainTree, which gets it when nearly every
+//     validator already has it, hands it to gossip at once (Republish):
+//     gossip forwards it to the leaf's full-node mesh peers and advertises
+//     it. The other validators, the originator included, leave gossip
+//     alone: had they pushed at once, full nodes would have had the
+//     message early and pushed it on to validators RainTree had not reached
+//     yet. Their gossip learns the message like any other, from a full
+//     node's push or a leaf's IHAVE, and forwards it as usual, so a full
+//     node whose only peers are interior validators still gets it;
+//   - a validator's own broadcast goes to RainTree only; gossip carries it
+//     at once only if RainTree could not take it.
 //
 // Full nodes are untouched: they run plain gossipsub and get the payload
 // eagerly from their mesh, which includes validators.
@@ -140,21 +141,6 @@ func (r *Router) Lazy() bool { return r.cfg.lazy() }
 // this node's full-node mesh peers and advertises it. The handler is not
 // called for it. It does nothing unless the router is Lazy.
 func (r *Router) Republish(ctx context.Context, msg *wire.Message) error {
-	return r.handOver(ctx, msg, false)
-}
-
-// MarkSeen tells gossip that a message arrived another way and that this
-// node leaves forwarding it to others (RainTree's leaves): its mesh peers
-// are told it has the message (IDONTWANT, for messages of at least 1 KiB),
-// and a copy offered or sent later is a duplicate. It does nothing unless
-// the router is Lazy.
-func (r *Router) MarkSeen(ctx context.Context, msg *wire.Message) error {
-	return r.handOver(ctx, msg, true)
-}
-
-// handOver publishes msg on behalf of RainTree: in full, or only locally
-// (pubsub's local publication: seen, IDONTWANT to the mesh, no forwarding).
-func (r *Router) handOver(ctx context.Context, msg *wire.Message, local bool) error {
 	if !r.cfg.lazy() || r.cfg.Silent {
 		return nil
 	}
@@ -164,19 +150,13 @@ func (r *Router) handOver(ctx context.Context, msg *wire.Message, local bool) er
 	}
 	frame, err := wire.EncodeBackground(msg.Raw)
 	if err != nil {
-		return fmt.Errorf("handing over to gossip: %w", err)
+		return fmt.Errorf("republish: %w", err)
 	}
-	if !local {
-		r.catchUp.onPublish(r.gossipID(msg))
-	}
-	if err := topic.Publish(ctx, frame, pubsub.WithLocalPublication(local)); err != nil {
+	r.catchUp.onPublish(r.gossipID(msg))
+	if err := topic.Publish(ctx, frame); err != nil {
 		r.c.republishErrors.Add(1)
-		return fmt.Errorf("handing over to gossip on %s: %w", r.topicName, err)
+		return fmt.Errorf("republish on %s: %w", r.topicName, err)
 	}
-	if local {
-		r.c.markedSeen.Add(1)
-	} else {
-		r.c.republished.Add(1)
-	}
+	r.c.republished.Add(1)
 	return nil
 }

@@ -33,9 +33,9 @@ type Stats struct {
 	// ErrNoPeers included.
 	Published, PublishErrors uint64
 	// Republished counts messages RainTree delivered to a lazy validator
-	// at a leaf of its tree, handed to gossip to forward; MarkedSeen those
-	// it only marked as seen; RepublishErrors those gossip refused.
-	Republished, MarkedSeen, RepublishErrors uint64
+	// at a leaf of its tree, handed to gossip to forward; RepublishErrors
+	// those gossip refused.
+	Republished, RepublishErrors uint64
 	// DeliveredGossip and DeliveredUnicast count envelopes handed to the
 	// handler, by path.
 	DeliveredGossip, DeliveredUnicast uint64
@@ -89,7 +89,6 @@ func (c *rejectionCounters) snapshot() Rejections {
 type counters struct {
 	published, publishErrors          atomic.Uint64
 	republished, republishErrors      atomic.Uint64
-	markedSeen                        atomic.Uint64
 	deliveredGossip, deliveredUnicast atomic.Uint64
 	duplicates, silentWithheld        atomic.Uint64
 	gossipStale                       atomic.Uint64
@@ -108,7 +107,6 @@ func (r *Router) Stats() Stats {
 		Published:               r.c.published.Load(),
 		PublishErrors:           r.c.publishErrors.Load(),
 		Republished:             r.c.republished.Load(),
-		MarkedSeen:              r.c.markedSeen.Load(),
 		RepublishErrors:         r.c.republishErrors.Load(),
 		DeliveredGossip:         r.c.deliveredGossip.Load(),
 		DeliveredUnicast:        r.c.deliveredUnicast.Load(),
