@@ -263,6 +263,9 @@ func parseFields(b []byte, f func(num protowire.Number, typ protowire.Type, v []
 		if n < 0 {
 			return fmt.Errorf("%w: %v", ErrMalformed, protowire.ParseError(n))
 		}
+		if !num.IsValid() {
+			return fmt.Errorf("%w: field number %d", ErrMalformed, num)
+		}
 		b = b[n:]
 		var v []byte
 		var x uint64
