@@ -447,6 +447,9 @@ func TestGarbageFramesOnTheUnicastProtocolsEndInDisconnection(t *testing.T) {
 		})
 	}
 	st := victim.mod.Stats()
+	if st.RainTreeACKUnicast.PeersDisconnected != 1 {
+		t.Errorf("ACK protocol disconnects %d, want 1", st.RainTreeACKUnicast.PeersDisconnected)
+	}
 	if st.RainTreeUnicast.PeersDisconnected != 2 || st.Background.Unicast.PeersDisconnected != 2 {
 		t.Fatalf("disconnects: raintree %d, background %d; want 2 each", st.RainTreeUnicast.PeersDisconnected, st.Background.Unicast.PeersDisconnected)
 	}

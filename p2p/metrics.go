@@ -29,6 +29,8 @@ type Stats struct {
 	// RainTreeUnicast is the RainTree router's transport (zero for a full
 	// node); the background one is in Background.Unicast.
 	RainTreeUnicast unicast.Stats
+	// RainTreeACKUnicast is the transport of RainTree's ACK protocol.
+	RainTreeACKUnicast unicast.Stats
 	// Resources is the resource manager's state (zero before Start).
 	Resources ResourceStats
 	// Conns is the connection manager's view, when it exposes one.
@@ -60,6 +62,7 @@ func (m *Module) Stats() Stats {
 	if rain != nil {
 		s.RainTree = rain.Stats()
 		s.RainTreeUnicast = rain.UnicastStats()
+		s.RainTreeACKUnicast = rain.ACKUnicastStats()
 	}
 	if bg != nil {
 		s.Background = bg.Stats()
@@ -201,7 +204,7 @@ func collectPenalties(ch chan<- prometheus.Metric, s Stats) {
 	for _, u := range []struct {
 		router string
 		st     unicast.Stats
-	}{{string(RouterRainTree), s.RainTreeUnicast}, {string(RouterBackground), s.Background.Unicast}} {
+	}{{string(RouterRainTree), s.RainTreeUnicast}, {"raintree_ack", s.RainTreeACKUnicast}, {string(RouterBackground), s.Background.Unicast}} {
 		counter(u.st.Strikes, u.router, "unicast_strike")
 		counter(u.st.FrameTimeouts, u.router, "unicast_frame_timeout")
 		counter(u.st.DroppedNoMemory, u.router, "unicast_no_memory")

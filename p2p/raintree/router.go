@@ -836,3 +836,6 @@ type seenKey struct {
 
 // UnicastStats returns the counters of the router's transport.
 func (r *Router) UnicastStats() unicast.Stats { return r.uni.Stats() }
+
+// ACKUnicastStats returns the counters of the ACK protocol's transport.
+func (r *Router) ACKUnicastStats() unicast.Stats { return r.ackUni.Stats() }
