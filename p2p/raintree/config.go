@@ -29,6 +29,7 @@ const (
 	DefaultOutboundQueueLen  = 256
 	DefaultDeliveryQueueLen  = 1024
 	DefaultACKQueueLen       = 1024
+	DefaultPaceBytes         = 64 << 10
 )
 
 // ProtocolID is the libp2p protocol the RainTree router speaks on a network.
@@ -116,6 +117,12 @@ type Config struct {
 	// it is a tree frame, re-delegated. Queued frames share the envelope
 	// bytes. Default 256.
 	OutboundQueueLen int
+	// PaceBytes is the envelope size from which tree frames leave one at a
+	// time, biggest subtree first, instead of all at once (uplink.go): for
+	// such frames bandwidth, not latency, sets the pace. At most
+	// OutboundQueueLen of them wait. Default 64 KiB, about one round trip
+	// of a 20 Mbit/s uplink; 0 sends every frame at once.
+	PaceBytes int
 	// DeliveryQueueLen bounds accepted messages waiting for the handler;
 	// one beyond it is not delivered by RainTree (Dropped.DeliveryFull),
 	// but was acknowledged and forwarded, and gossip still brings it.
@@ -157,6 +164,7 @@ func DefaultConfig(networkID string) Config {
 		OutboundQueueLen:  DefaultOutboundQueueLen,
 		DeliveryQueueLen:  DefaultDeliveryQueueLen,
 		ACKQueueLen:       DefaultACKQueueLen,
+		PaceBytes:         DefaultPaceBytes,
 		Unicast:           u,
 	}
 }
@@ -185,6 +193,8 @@ func (c Config) Validate() error {
 	case c.Workers <= 0 || c.InboundQueueLen <= 0 || c.OutboundQueueLen <= 0 || c.DeliveryQueueLen <= 0 || c.ACKQueueLen <= 0:
 		return fmt.Errorf("raintree: Workers %d and queue lengths (inbound %d, outbound %d, delivery %d, ACK %d) must be positive",
 			c.Workers, c.InboundQueueLen, c.OutboundQueueLen, c.DeliveryQueueLen, c.ACKQueueLen)
+	case c.PaceBytes < 0:
+		return fmt.Errorf("raintree: PaceBytes %d must not be negative", c.PaceBytes)
 	case c.InboundQueueBytes < c.MaxMessageSize+wire.FrameOverhead:
 		return fmt.Errorf("raintree: InboundQueueBytes %d cannot hold one frame of MaxMessageSize %d", c.InboundQueueBytes, c.MaxMessageSize)
 	case c.ReplayWindow <= 0 || c.ClockSkew < 0:

@@ -156,6 +156,10 @@ type outQueue struct {
 // enqueue hands d to its target's sender. A frame that does not fit is
 // counted and treated like one that could not be sent.
 func (r *Router) enqueue(d delegation) {
+	if r.paced(d) {
+		r.enqueueUplink(d)
+		return
+	}
 	to := d.view.set.At(d.target.Index).PeerID
 	r.mu.Lock()
 	if r.closed {

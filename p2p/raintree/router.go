@@ -149,6 +149,7 @@ type Router struct {
 	timerAt  time.Time
 	timerGen uint64
 	out      map[peer.ID]*outQueue
+	up       uplinkQueue    // large tree frames, one at a time (uplink.go)
 	wg       sync.WaitGroup // workers, senders and the delivery loop
 
 	in         *inbox

@@ -1,0 +1,109 @@
+package raintree
+
+import (
+	"cmp"
+	"slices"
+)
+
+// Large frames share one uplink, one at a time, biggest subtree first.
+//
+// A store-and-forward tree is as fast as the time its nodes take to get a
+// copy to each target. Sent all at once, a node's k copies of a block
+// share its uplink, so every target gets its copy only after k copy-times,
+// and none can start forwarding before. Sent one after another, the first
+// target, whose span (subtree) is the largest, has its copy after one
+// copy-time and forwards while the node sends the rest. So tree frames of
+// at least Config.PaceBytes leave through the uplink queue: one sender
+// goroutine, highest level (largest span) first, then the order they came
+// in. A frame counts as sent once the transport took it; flow control
+// makes that close to the moment its bytes left. Small frames, whose time
+// is latency rather than bandwidth, keep their per-target queues.
+
+// paced reports whether d goes through the uplink queue.
+func (r *Router) paced(d delegation) bool {
+	return r.cfg.PaceBytes > 0 && d.target.Level > 0 && len(d.msg.Raw) >= r.cfg.PaceBytes
+}
+
+// uplinkQueue holds large tree frames in sending order.
+type uplinkQueue struct {
+	items   []delegation
+	running bool
+}
+
+// pushLocked adds d in its place and reports false when the queue is full.
+// r.mu must be held.
+func (q *uplinkQueue) pushLocked(d delegation, limit int) bool {
+	if len(q.items) >= limit {
+		return false
+	}
+	i, _ := slices.BinarySearchFunc(q.items, d, func(a, b delegation) int {
+		return cmp.Compare(b.target.Level, a.target.Level) // higher level first
+	})
+	for i < len(q.items) && q.items[i].target.Level == d.target.Level {
+		i++ // behind earlier frames of its level
+	}
+	q.items = slices.Insert(q.items, i, d)
+	return true
+}
+
+// popLocked takes the first frame. r.mu must be held.
+func (q *uplinkQueue) popLocked() (delegation, bool) {
+	if len(q.items) == 0 {
+		return delegation{}, false
+	}
+	d := q.items[0]
+	q.items[0] = delegation{}
+	q.items = q.items[1:]
+	return d, true
+}
+
+// enqueueUplink hands a large tree frame to the uplink queue; a frame that
+// does not fit is counted and re-delegated like one that could not be sent.
+func (r *Router) enqueueUplink(d delegation) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		d.report(ErrClosed)
+		return
+	}
+	if !r.up.pushLocked(d, r.cfg.OutboundQueueLen) {
+		r.mu.Unlock()
+		r.c.outboundFull.Add(1)
+		d.report(ErrQueueFull)
+		if r.cfg.ACK {
+			r.c.ackTimeouts.Add(1)
+			r.redelegate(d)
+		}
+		return
+	}
+	if !r.up.running {
+		r.up.running = true
+		r.wg.Add(1)
+		go r.drainUplink()
+	}
+	r.mu.Unlock()
+}
+
+// drainUplink sends the uplink queue's frames one at a time until it is
+// empty.
+func (r *Router) drainUplink() {
+	defer r.wg.Done()
+	for {
+		r.mu.Lock()
+		d, ok := r.up.popLocked()
+		if r.closed || !ok {
+			left := r.up.items
+			r.up.items, r.up.running = nil, false
+			r.mu.Unlock()
+			if ok {
+				d.report(ErrClosed)
+			}
+			for _, d := range left {
+				d.report(ErrClosed)
+			}
+			return
+		}
+		r.mu.Unlock()
+		d.report(r.sendTree(d))
+	}
+}

@@ -1,0 +1,53 @@
+package raintree
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestUplinkSendsHigherLevelsFirstAndKeepsArrivalOrderWithinALevel(t *testing.T) {
+	var q uplinkQueue
+	arrivals := []struct{ level, index int }{{1, 10}, {3, 11}, {2, 12}, {3, 13}, {1, 14}, {2, 15}}
+	for _, a := range arrivals {
+		if !q.pushLocked(delegation{target: Target{Level: a.level, Index: a.index}}, 10) {
+			t.Fatalf("push of %v refused", a)
+		}
+	}
+	var got []int
+	for d, ok := q.popLocked(); ok; d, ok = q.popLocked() {
+		got = append(got, d.target.Index)
+	}
+	if want := []int{11, 13, 12, 15, 10, 14}; !slices.Equal(got, want) {
+		t.Fatalf("sent %v, want %v", got, want)
+	}
+}
+
+func TestUplinkQueueIsBounded(t *testing.T) {
+	var q uplinkQueue
+	for i := range 3 {
+		if !q.pushLocked(delegation{target: Target{Level: 1, Index: i}}, 3) {
+			t.Fatalf("push %d refused below the limit", i)
+		}
+	}
+	if q.pushLocked(delegation{target: Target{Level: 5}}, 3) {
+		t.Fatal("a fourth frame fit in a queue of three")
+	}
+}
+
+// With every tree frame paced, a broadcast still reaches everyone with
+// N-1 tree frames.
+func TestPacedBroadcastReachesEveryValidator(t *testing.T) {
+	c := newMockCluster(t, 13, func(cfg *Config) { cfg.PaceBytes = 1 })
+	origin := 4
+	nonce := c.broadcast(origin)
+	eventually(t, 10*time.Second, func() bool { return len(c.missing(nonce, others(13, origin))) == 0 },
+		"validators %v never delivered", c.missing(nonce, others(13, origin)))
+	var paced uint64
+	for _, nd := range c.nodes {
+		paced += nd.router.Stats().TreeSent
+	}
+	if paced != 12 {
+		t.Errorf("%d tree frames sent, want 12 (N-1)", paced)
+	}
+}
