@@ -224,6 +224,10 @@ func TestUnicastRoutingTable(t *testing.T) {
 			if got := from.mod.RouterFor(to.key.Address); got != tt.want {
 				t.Fatalf("RouterFor = %s, want %s", got, tt.want)
 			}
+			// A full node learns other full nodes only through discovery,
+			// which this test does not wait for: give it the address, as
+			// an application that knows its peer would.
+			from.host.Peerstore().AddAddrs(to.host.ID(), to.host.Addrs(), time.Minute)
 			env, err := from.mod.Send(ctx, to.key.Address, wrapperspb.String(tt.name))
 			if err != nil {
 				t.Fatal(err)
