@@ -262,10 +262,11 @@ func (m *Module) applySetLocked(set *validators.Set) error {
 			}
 		}
 		r, err := raintree.NewRouter(hintedHost{m.host, m}, m.cfg.Key.Address, set, rtCfg, func(from peer.ID, msg *wire.Message, broadcast, leaf bool) {
-			m.deliver(rctx, RouterRainTree, from, msg, broadcast)
+			// Gossip first: a slow application must not hold up full nodes.
 			if broadcast {
 				m.handToGossip(rctx, bg, msg, leaf)
 			}
+			m.deliver(rctx, RouterRainTree, from, msg, broadcast)
 		})
 		if err != nil {
 			rcancel()
