@@ -211,24 +211,39 @@ func TestReplayAfterAFloodIsNeverDeliveredTwice(t *testing.T) {
 	}
 	defer direct.Close()
 	const flood = 1000
-	for i := range flood {
-		e, _ := wire.NewEnvelope(wrapperspb.String(fmt.Sprintf("flood %d", i)))
-		to := identity.Address{}
-		if i%2 == 1 {
-			to = victim.key.Address
+	flooded := make(chan error, 1)
+	go func() {
+		for i := range flood {
+			e, _ := wire.NewEnvelope(wrapperspb.String(fmt.Sprintf("flood %d", i)))
+			to := identity.Address{}
+			if i%2 == 1 {
+				to = victim.key.Address
+			}
+			m, err := wire.Seal(attackNetwork, e, key, to, time.Now(), 0)
+			if err != nil {
+				flooded <- err
+				return
+			}
+			frame, _ := wire.EncodeBackground(m.Raw)
+			if to.IsZero() {
+				if err := topic.Publish(ctx, frame); err != nil {
+					flooded <- err
+					return
+				}
+				continue
+			}
+			if direct.Send(ctx, victim.host.ID(), frame) != nil {
+				break // the victim may cut a flooding peer off
+			}
 		}
-		m, err := wire.Seal(attackNetwork, e, key, to, time.Now(), 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if to.IsZero() {
-			publish(t, topic, m.Envelope)
-			continue
-		}
-		frame, _ := wire.EncodeBackground(m.Raw)
-		if err := direct.Send(ctx, victim.host.ID(), frame); err != nil {
-			break // the victim may cut a flooding peer off
-		}
+		flooded <- nil
+	}()
+	// Honest traffic during the flood.
+	if r := a.honestDelivery(t, 5, "during the flood"); r != 1 {
+		t.Fatalf("honest delivery ratio during the flood %.3f, want 1", r)
+	}
+	if err := <-flooded; err != nil {
+		t.Fatal(err)
 	}
 	waitFor(t, 20*time.Second, "the flood to overrun the victim's deduper", func() bool {
 		s := victim.mod.Stats()
