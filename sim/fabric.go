@@ -32,7 +32,10 @@ type mocknetFabric struct {
 	mn    mocknet.Mocknet
 	hosts map[int]host.Host
 
-	linkMu sync.Mutex // serialises link creation, so a pair gets one link
+	// linked remembers the pairs that have a link, so the many repeated
+	// dials of a big run skip linkMu, which only serialises making one.
+	linked sync.Map // [2]peer.ID, lower first -> struct{}
+	linkMu sync.Mutex
 	cms    []*connmgr.BasicConnMgr
 	// up holds the peer IDs of nodes whose Module has started: dialing
 	// any other fails, as dialing a node that is not running yet would.
@@ -97,13 +100,23 @@ func (f *mocknetFabric) close() error {
 
 // link makes sure a and b have a mocknet link, the medium a dial needs.
 func (f *mocknetFabric) link(a, b peer.ID) error {
+	key := [2]peer.ID{min(a, b), max(a, b)}
+	if _, ok := f.linked.Load(key); ok {
+		return nil
+	}
 	f.linkMu.Lock()
 	defer f.linkMu.Unlock()
-	if len(f.mn.LinksBetweenPeers(a, b)) > 0 {
+	if _, ok := f.linked.Load(key); ok {
 		return nil
 	}
 	if _, err := f.mn.LinkPeers(a, b); err != nil {
 		return fmt.Errorf("linking %s and %s: %w", a, b, err)
 	}
+	f.linked.Store(key, struct{}{})
 	return nil
 }
+
+// allDown makes every node undialable, as a network being shut down is:
+// redials of nodes whose Module has closed then fail at once instead of
+// connecting to a host that is still there.
+func (f *mocknetFabric) allDown() { f.up.Clear() }

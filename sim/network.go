@@ -382,6 +382,9 @@ func (sc *scenario) run(ctx context.Context, s Strategy, label string, progress 
 
 	modules := make([]*p2p.Module, len(sc.nodes))
 	defer func() {
+		if d, ok := fab.(interface{ allDown() }); ok {
+			d.allDown()
+		}
 		for _, m := range modules {
 			if m != nil {
 				if cerr := m.Close(); cerr != nil && err == nil {
