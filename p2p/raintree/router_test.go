@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -955,5 +957,66 @@ func TestInboxIsBoundedFairAndInOrder(t *testing.T) {
 	b.close()
 	if _, _, ok := b.next(); ok || b.push("a", f(1)) {
 		t.Fatal("a closed inbox still works")
+	}
+}
+
+// A burst of valid frames from a validator is handled by a bounded number
+// of goroutines: workers, one sender per target and the ACK senders, not
+// one goroutine per frame and target.
+func TestABurstOfFramesUsesBoundedGoroutines(t *testing.T) {
+	c := newMockCluster(t, 9, nil)
+	const burst = 300
+	frames := make([][]byte, burst)
+	for i := range frames {
+		env, id := newEnvelope(t, c.nodes[0].key, fmt.Sprintf("burst %d", i))
+		f, err := proto.Marshal(&wire.RainTreeMessage{
+			Kind: wire.RainTreeKind_RAIN_TREE_KIND_BROADCAST, Data: env.Raw, MessageId: id[:], Level: 2,
+			SetHeight: c.set.Height(), SetHash: c.set.Hash(), SpanStart: 3, SpanLen: 3,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		frames[i] = f
+	}
+	base := runtime.NumGoroutine()
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			if n := int64(runtime.NumGoroutine()); n > peak.Load() {
+				peak.Store(n)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
+	for _, f := range frames {
+		if err := c.nodes[0].router.uni.Send(context.Background(), c.nodes[3].host.ID(), f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r3 := c.nodes[3].router
+	eventually(t, 20*time.Second, func() bool {
+		s := r3.Stats()
+		return s.TreeReceived+s.Dropped.InboundFull == burst && s.AcksSent+s.Dropped.ACKQueueFull >= s.TreeReceived
+	}, "stats %+v", r3.Stats())
+	close(stop)
+	<-sampled
+	// Validator 3 forwards every frame to 2 targets and acknowledges it:
+	// spawning per frame would add hundreds of goroutines.
+	t.Logf("goroutines: %d before, peak %d", base, peak.Load())
+	if extra := peak.Load() - int64(base); extra > 60 {
+		t.Fatalf("the burst raised the goroutine count by %d", extra)
+	}
+	if s := r3.Stats(); s.TreeSent+s.Dropped.OutboundFull != 2*s.TreeReceived {
+		eventually(t, 10*time.Second, func() bool {
+			s := r3.Stats()
+			return s.TreeSent+s.Dropped.OutboundFull == 2*s.TreeReceived
+		}, "forwarded %+v", r3.Stats())
 	}
 }
