@@ -61,7 +61,7 @@ type Config struct {
 	// with ReplayWindow: it should hold every message of ReplayWindow +
 	// 2*ClockSkew. Past it, the oldest are forgotten and everything created
 	// at or before them is refused as too old (package dedup). Default
-	// 65536 (about 470 messages a second over the default window, ~6.5 MiB).
+	// 65536 (about 470 messages a second over the default window, ~9 MiB).
 	DedupCapacity int
 	// ReplayWindow is how long after its creation an envelope is still
 	// accepted; older ones are refused and counted. Default 2m.

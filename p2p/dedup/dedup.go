@@ -28,8 +28,8 @@ import (
 
 // Defaults: Capacity keys within Window+2*Skew is DefaultCapacity /
 // 140 s, about 470 messages a second sustained before the floor rises
-// above the window's edge. A key costs about 100 bytes, so the default
-// memory is about 6.5 MiB.
+// above the window's edge. A 32-byte key costs about 140 bytes, so the
+// default memory is about 9 MiB (TestDefaultCapacityMemory measures it).
 const (
 	DefaultCapacity = 65536
 	DefaultWindow   = 2 * time.Minute

@@ -1,6 +1,7 @@
 package dedup
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -175,4 +176,30 @@ func BenchmarkObserve(b *testing.B) {
 		k[0], k[1], k[2] = byte(i), byte(i>>8), byte(i>>16)
 		d.Observe(k, now)
 	}
+}
+
+// The documented memory: a full deduper of the default capacity holds
+// about 140 bytes per key (9 MiB), measured here on the heap.
+func TestDefaultCapacityMemory(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	d, err := New[[32]byte](DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	var k [32]byte
+	for i := range DefaultCapacity {
+		k[0], k[1], k[2] = byte(i), byte(i>>8), byte(i>>16)
+		d.Observe(k, now)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perKey := int64(after.HeapAlloc-before.HeapAlloc) / int64(d.Len())
+	t.Logf("%d keys: %d bytes a key, %.1f MiB", d.Len(), perKey, float64(perKey*int64(d.Len()))/(1<<20))
+	if d.Len() != DefaultCapacity || perKey > 200 {
+		t.Fatalf("%d keys at %d bytes each; the documented figure is about 140", d.Len(), perKey)
+	}
+	runtime.KeepAlive(d)
 }
