@@ -13,8 +13,12 @@ import (
 
 // Message is one delivered envelope as the API shows it.
 type Message struct {
-	Router         string `json:"router"`
-	Broadcast      bool   `json:"broadcast"`
+	Router    string `json:"router"`
+	Broadcast bool   `json:"broadcast"`
+	// ID is the message ID (hex): what nodes deduplicate on.
+	ID string `json:"id"`
+	// From is the authenticated originator; PeerID the peer that relayed
+	// this copy.
 	From           string `json:"from"`
 	PeerID         string `json:"peer_id"`
 	Nonce          string `json:"nonce"` // decimal; uint64 does not fit a JSON number
@@ -28,6 +32,7 @@ func MessageOf(d p2p.Delivery) Message {
 	m := Message{
 		Router:         string(d.Router),
 		Broadcast:      d.Broadcast,
+		ID:             d.ID.String(),
 		From:           d.From.String(),
 		PeerID:         d.Relay.String(),
 		Nonce:          strconv.FormatUint(d.Envelope.GetNonce(), 10),
