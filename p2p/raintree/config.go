@@ -23,13 +23,15 @@ const (
 	DefaultSeenCacheSize = dedup.DefaultCapacity
 	DefaultSendTimeout   = 10 * time.Second
 
-	DefaultWorkers           = 4
-	DefaultInboundQueueLen   = 256
-	DefaultInboundQueueBytes = 64 << 20
-	DefaultOutboundQueueLen  = 256
-	DefaultDeliveryQueueLen  = 1024
-	DefaultACKQueueLen       = 1024
-	DefaultPaceBytes         = 64 << 10
+	DefaultWorkers            = 4
+	DefaultInboundQueueLen    = 256
+	DefaultInboundQueueBytes  = 64 << 20
+	DefaultOutboundQueueLen   = 256
+	DefaultOutboundQueueBytes = 128 << 20
+	DefaultDeliveryQueueLen   = 1024
+	DefaultDeliveryQueueBytes = 64 << 20
+	DefaultACKQueueLen        = 1024
+	DefaultPaceBytes          = 64 << 10
 )
 
 // ProtocolID is the libp2p protocol the RainTree router speaks on a network.
@@ -113,21 +115,23 @@ type Config struct {
 	// frame of MaxMessageSize).
 	InboundQueueLen, InboundQueueBytes int
 	// OutboundQueueLen bounds the frames waiting to be sent to one
-	// validator; one beyond it is dropped (Dropped.OutboundFull) and, if
-	// it is a tree frame, re-delegated. Queued frames share the envelope
-	// bytes. Default 256.
-	OutboundQueueLen int
+	// validator (and those in the uplink queue, see PaceBytes), and
+	// OutboundQueueBytes their envelope bytes over all queues (a message
+	// queued for two targets counts twice); a frame beyond either is
+	// dropped (Dropped.OutboundFull) and, if it is a tree frame,
+	// re-delegated. Defaults 256 and 128 MiB.
+	OutboundQueueLen, OutboundQueueBytes int
 	// PaceBytes is the envelope size from which tree frames leave one at a
 	// time, biggest subtree first, instead of all at once (uplink.go): for
 	// such frames bandwidth, not latency, sets the pace. At most
 	// OutboundQueueLen of them wait. Default 64 KiB, about one round trip
 	// of a 20 Mbit/s uplink; 0 sends every frame at once.
 	PaceBytes int
-	// DeliveryQueueLen bounds accepted messages waiting for the handler;
-	// one beyond it is not delivered by RainTree (Dropped.DeliveryFull),
-	// but was acknowledged and forwarded, and gossip still brings it.
-	// Default 1024.
-	DeliveryQueueLen int
+	// DeliveryQueueLen and DeliveryQueueBytes bound accepted messages
+	// waiting for the handler; one beyond either is not delivered by
+	// RainTree (Dropped.DeliveryFull), but was acknowledged and forwarded,
+	// and gossip still brings it. Defaults 1024 and 64 MiB.
+	DeliveryQueueLen, DeliveryQueueBytes int
 	// ACKQueueLen bounds ACKs waiting to be sent; one beyond it is dropped
 	// (Dropped.ACKQueueFull) and the sender re-delegates. Default 1024.
 	ACKQueueLen int
@@ -146,26 +150,28 @@ func DefaultConfig(networkID string) Config {
 	u := unicast.DefaultConfig(ProtocolID(networkID))
 	u.MaxMessageSize = wire.DefaultMaxMessageSize + wire.FrameOverhead
 	return Config{
-		NetworkID:         networkID,
-		Mode:              ModeCover,
-		ACK:               true,
-		ACKTimeout:        DefaultACKTimeout,
-		MaxRetries:        DefaultMaxRetries,
-		MaxMessageSize:    wire.DefaultMaxMessageSize,
-		RecentSets:        DefaultRecentSets,
-		RecentSetTTL:      DefaultRecentSetTTL,
-		SeenCacheSize:     DefaultSeenCacheSize,
-		ReplayWindow:      dedup.DefaultWindow,
-		ClockSkew:         dedup.DefaultSkew,
-		SendTimeout:       DefaultSendTimeout,
-		Workers:           DefaultWorkers,
-		InboundQueueLen:   DefaultInboundQueueLen,
-		InboundQueueBytes: DefaultInboundQueueBytes,
-		OutboundQueueLen:  DefaultOutboundQueueLen,
-		DeliveryQueueLen:  DefaultDeliveryQueueLen,
-		ACKQueueLen:       DefaultACKQueueLen,
-		PaceBytes:         DefaultPaceBytes,
-		Unicast:           u,
+		NetworkID:          networkID,
+		Mode:               ModeCover,
+		ACK:                true,
+		ACKTimeout:         DefaultACKTimeout,
+		MaxRetries:         DefaultMaxRetries,
+		MaxMessageSize:     wire.DefaultMaxMessageSize,
+		RecentSets:         DefaultRecentSets,
+		RecentSetTTL:       DefaultRecentSetTTL,
+		SeenCacheSize:      DefaultSeenCacheSize,
+		ReplayWindow:       dedup.DefaultWindow,
+		ClockSkew:          dedup.DefaultSkew,
+		SendTimeout:        DefaultSendTimeout,
+		Workers:            DefaultWorkers,
+		InboundQueueLen:    DefaultInboundQueueLen,
+		InboundQueueBytes:  DefaultInboundQueueBytes,
+		OutboundQueueLen:   DefaultOutboundQueueLen,
+		OutboundQueueBytes: DefaultOutboundQueueBytes,
+		DeliveryQueueLen:   DefaultDeliveryQueueLen,
+		DeliveryQueueBytes: DefaultDeliveryQueueBytes,
+		ACKQueueLen:        DefaultACKQueueLen,
+		PaceBytes:          DefaultPaceBytes,
+		Unicast:            u,
 	}
 }
 
@@ -195,8 +201,9 @@ func (c Config) Validate() error {
 			c.Workers, c.InboundQueueLen, c.OutboundQueueLen, c.DeliveryQueueLen, c.ACKQueueLen)
 	case c.PaceBytes < 0:
 		return fmt.Errorf("raintree: PaceBytes %d must not be negative", c.PaceBytes)
-	case c.InboundQueueBytes < c.MaxMessageSize+wire.FrameOverhead:
-		return fmt.Errorf("raintree: InboundQueueBytes %d cannot hold one frame of MaxMessageSize %d", c.InboundQueueBytes, c.MaxMessageSize)
+	case c.InboundQueueBytes < c.MaxMessageSize+wire.FrameOverhead || c.OutboundQueueBytes < c.MaxMessageSize || c.DeliveryQueueBytes < c.MaxMessageSize:
+		return fmt.Errorf("raintree: InboundQueueBytes %d, OutboundQueueBytes %d and DeliveryQueueBytes %d must each hold a message of MaxMessageSize %d",
+			c.InboundQueueBytes, c.OutboundQueueBytes, c.DeliveryQueueBytes, c.MaxMessageSize)
 	case c.ReplayWindow <= 0 || c.ClockSkew < 0:
 		return fmt.Errorf("raintree: ReplayWindow %v must be positive and ClockSkew %v not negative", c.ReplayWindow, c.ClockSkew)
 	case c.Unicast.ProtocolID != ProtocolID(c.NetworkID):

@@ -172,7 +172,8 @@ func (r *Router) enqueue(d delegation) {
 		q = &outQueue{}
 		r.out[to] = q
 	}
-	if len(q.items) >= r.cfg.OutboundQueueLen {
+	size := int64(len(d.msg.Raw))
+	if len(q.items) >= r.cfg.OutboundQueueLen || r.outBytes+size > int64(r.cfg.OutboundQueueBytes) {
 		r.mu.Unlock()
 		r.c.outboundFull.Add(1)
 		r.log.Debug("outbound queue full", "to", to, "level", d.target.Level)
@@ -184,6 +185,7 @@ func (r *Router) enqueue(d delegation) {
 		return
 	}
 	q.items = append(q.items, d)
+	r.outBytes += size
 	if !q.running {
 		q.running = true
 		r.wg.Add(1)
@@ -199,6 +201,9 @@ func (r *Router) drain(to peer.ID, q *outQueue) {
 		r.mu.Lock()
 		if r.closed || len(q.items) == 0 {
 			left := q.items
+			for _, d := range left {
+				r.outBytes -= int64(len(d.msg.Raw))
+			}
 			q.items, q.running = nil, false
 			delete(r.out, to)
 			r.mu.Unlock()
@@ -210,6 +215,7 @@ func (r *Router) drain(to peer.ID, q *outQueue) {
 		d := q.items[0]
 		q.items[0] = delegation{}
 		q.items = q.items[1:]
+		r.outBytes -= int64(len(d.msg.Raw))
 		r.mu.Unlock()
 		d.report(r.sendTree(d))
 	}
@@ -253,14 +259,20 @@ type delivery struct {
 	broadcast, leaf bool
 }
 
-// deliver queues an accepted message for the handler.
+// deliver queues an accepted message for the handler, within
+// DeliveryQueueLen messages and DeliveryQueueBytes bytes.
 func (r *Router) deliver(from peer.ID, msg *wire.Message, broadcast, leaf bool) {
-	select {
-	case r.deliveries <- delivery{from, msg, broadcast, leaf}:
-	default:
-		r.c.deliveryFull.Add(1)
-		r.log.Debug("delivery queue full", "from", from, "msg_id", msg.ID)
+	size := int64(len(msg.Raw))
+	if r.deliveryBytes.Add(size) <= int64(r.cfg.DeliveryQueueBytes) {
+		select {
+		case r.deliveries <- delivery{from, msg, broadcast, leaf}:
+			return
+		default:
+		}
 	}
+	r.deliveryBytes.Add(-size)
+	r.c.deliveryFull.Add(1)
+	r.log.Debug("delivery queue full", "from", from, "msg_id", msg.ID)
 }
 
 // deliverLoop is the handler's only caller.
@@ -271,6 +283,7 @@ func (r *Router) deliverLoop() {
 			return
 		case d := <-r.deliveries:
 			r.handler(d.from, d.msg, d.broadcast, d.leaf)
+			r.deliveryBytes.Add(-int64(len(d.msg.Raw)))
 		}
 	}
 }

@@ -93,10 +93,12 @@ type DropStats struct {
 	// queue (InboundQueueLen, InboundQueueBytes).
 	InboundFull uint64
 	// OutboundFull: a frame to send that did not fit its target's queue
-	// (OutboundQueueLen); a tree frame is then re-delegated.
+	// (OutboundQueueLen, OutboundQueueBytes); a tree frame is then
+	// re-delegated.
 	OutboundFull uint64
 	// DeliveryFull: an accepted message the handler was too slow to take
-	// (DeliveryQueueLen); it was still acknowledged and forwarded.
+	// (DeliveryQueueLen, DeliveryQueueBytes); it was still acknowledged
+	// and forwarded.
 	DeliveryFull uint64
 	// ACKQueueFull: an ACK that did not fit the ACK queue (ACKQueueLen).
 	ACKQueueFull uint64
@@ -149,12 +151,14 @@ type Router struct {
 	timerAt  time.Time
 	timerGen uint64
 	out      map[peer.ID]*outQueue
+	outBytes int64          // envelope bytes queued in out
 	up       uplinkQueue    // large tree frames, one at a time (uplink.go)
 	wg       sync.WaitGroup // workers, senders and the delivery loop
 
-	in         *inbox
-	ackQ       chan ackJob
-	deliveries chan delivery
+	in            *inbox
+	ackQ          chan ackJob
+	deliveries    chan delivery
+	deliveryBytes atomic.Int64
 
 	c counters
 }

@@ -698,6 +698,9 @@ func TestConfigValidate(t *testing.T) {
 		{"transport limit without frame overhead", func(c *Config) { c.Unicast.MaxMessageSize = c.MaxMessageSize }, false},
 		{"zero seen cache", func(c *Config) { c.SeenCacheSize = 0 }, false},
 		{"zero replay window", func(c *Config) { c.ReplayWindow = 0 }, false},
+		{"outbound bytes below one message", func(c *Config) { c.OutboundQueueBytes = c.MaxMessageSize - 1 }, false},
+		{"delivery bytes below one message", func(c *Config) { c.DeliveryQueueBytes = c.MaxMessageSize - 1 }, false},
+		{"no workers", func(c *Config) { c.Workers = 0 }, false},
 		{"negative clock skew", func(c *Config) { c.ClockSkew = -1 }, false},
 	}
 	for _, tt := range tests {

@@ -66,7 +66,8 @@ func (r *Router) enqueueUplink(d delegation) {
 		d.report(ErrClosed)
 		return
 	}
-	if !r.up.pushLocked(d, r.cfg.OutboundQueueLen) {
+	size := int64(len(d.msg.Raw))
+	if r.outBytes+size > int64(r.cfg.OutboundQueueBytes) || !r.up.pushLocked(d, r.cfg.OutboundQueueLen) {
 		r.mu.Unlock()
 		r.c.outboundFull.Add(1)
 		d.report(ErrQueueFull)
@@ -76,6 +77,7 @@ func (r *Router) enqueueUplink(d delegation) {
 		}
 		return
 	}
+	r.outBytes += size
 	if !r.up.running {
 		r.up.running = true
 		r.wg.Add(1)
@@ -91,8 +93,14 @@ func (r *Router) drainUplink() {
 	for {
 		r.mu.Lock()
 		d, ok := r.up.popLocked()
+		if ok {
+			r.outBytes -= int64(len(d.msg.Raw))
+		}
 		if r.closed || !ok {
 			left := r.up.items
+			for _, l := range left {
+				r.outBytes -= int64(len(l.msg.Raw))
+			}
 			r.up.items, r.up.running = nil, false
 			r.mu.Unlock()
 			if ok {
