@@ -76,12 +76,20 @@ func (s *stockPeer) next(t *testing.T, network string) *wire.Message {
 }
 
 // A stock gossipsub node that knows a single validator takes part as a
-// full node: it gets every validator's broadcast, although with lazy gossip
-// that validator is a leaf of only some broadcasts' trees, and its own
-// broadcast reaches every validator.
+// full node: it gets every validator's broadcast, with lazy gossip too,
+// where that validator is a leaf of only some broadcasts' trees, and its
+// own broadcast reaches every validator.
 func TestStockGossipSubFullNodeBehindOneValidator(t *testing.T) {
+	for _, lazy := range []bool{false, true} {
+		t.Run(map[bool]string{false: "eager", true: "lazy"}[lazy], func(t *testing.T) {
+			stockFullNodeBehindOneValidator(t, func(c *p2p.Config) { c.Background.Gossip.LazyAmongValidators = lazy })
+		})
+	}
+}
+
+func stockFullNodeBehindOneValidator(t *testing.T, tweak func(*p2p.Config)) {
 	const netID = "module-test"
-	nodes := network(t, 9, 0, nil)
+	nodes := network(t, 9, 0, tweak)
 	stock := newStockPeer(t, netID)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

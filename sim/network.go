@@ -604,7 +604,7 @@ func (sc *scenario) nodeConfig(s Strategy, n simNode) p2p.Config {
 	}
 	if s.Gossip != "" {
 		mc.Background.PubSub = background.PubSubKind(s.Gossip)
-		mc.Background.Gossip.LazyAmongValidators = !s.Eager
+		mc.Background.Gossip.LazyAmongValidators = s.Lazy
 	}
 	if s.RainTree == "" && s.Gossip == string(background.GossipSub) {
 		mc.Background.Gossip = background.StockGossipParams()

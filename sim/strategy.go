@@ -23,11 +23,10 @@ type Strategy struct {
 	// Default runs p2p.DefaultConfig untouched: whatever a node ships
 	// with. RainTree, ACK and Gossip then describe it.
 	Default bool
-	// Eager turns off lazy gossip among validators
-	// (background.GossipParams.LazyAmongValidators): validators then mesh
-	// with each other and get gossip copies on top of RainTree's. It exists
-	// to measure what lazy gossip saves.
-	Eager bool
+	// Lazy turns on lazy gossip among validators
+	// (background.GossipParams.LazyAmongValidators): validators stop
+	// meshing with each other, and RainTree's leaves feed the full nodes.
+	Lazy bool
 }
 
 // partDefault names the shipped configuration.
@@ -62,8 +61,8 @@ func (s Strategy) Name() string {
 	if s.Gossip != "" {
 		parts = append(parts, s.Gossip)
 	}
-	if s.Eager {
-		parts = append(parts, partEager)
+	if s.Lazy {
+		parts = append(parts, partLazy)
 	}
 	return strings.Join(parts, "+")
 }
@@ -80,7 +79,7 @@ const (
 	partGossipSub = "gossipsub"
 	partRandomSub = "randomsub"
 	partFloodSub  = "floodsub"
-	partEager     = "eager"
+	partLazy      = "lazy"
 )
 
 // NetworkStrategies are the strategies RunNetwork compares by default.
@@ -115,19 +114,19 @@ func ParseStrategy(name string) (Strategy, error) {
 			s.RainTree = p
 		case partACK:
 			s.ACK = true
-		case partEager:
-			s.Eager = true
+		case partLazy:
+			s.Lazy = true
 		case partGossipSub, partRandomSub, partFloodSub:
 			if s.Gossip != "" {
 				return fail("two gossip routers")
 			}
 			s.Gossip = p
 		default:
-			return fail("unknown part %q (want reference, cover, ack, gossipsub, randomsub, floodsub or eager)", p)
+			return fail("unknown part %q (want reference, cover, ack, gossipsub, randomsub, floodsub or lazy)", p)
 		}
 	}
-	if s.Eager && (s.RainTree == "" || s.Gossip != partGossipSub) {
-		return fail("eager needs a RainTree mode and gossipsub (it turns off lazy gossip among validators)")
+	if s.Lazy && (s.RainTree == "" || s.Gossip != partGossipSub) {
+		return fail("lazy needs a RainTree mode and gossipsub (validators gossip lazily because RainTree reaches them)")
 	}
 	if s.ACK && s.RainTree != partCover {
 		return fail("ack needs cover mode (reference messages carry no span to re-delegate)")

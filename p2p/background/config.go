@@ -50,11 +50,10 @@ func ParsePubSubKind(s string) (PubSubKind, error) {
 // pubsub's DefaultGossipSubParams.
 type GossipParams struct {
 	// D is the target mesh degree; Dlo and Dhi bound it before the
-	// heartbeat grafts or prunes. Default 6/5/12, pubsub's: with RainTree
-	// carrying the payload to validators, the mesh serves full nodes, and
-	// each mesh link costs about one copy of every message (ADR 0002
-	// measured 8/6/12 at 13% more payload bytes for no delivery gain).
-	// Validators use ValidatorD instead.
+	// heartbeat grafts or prunes. Default 6/5/12, pubsub's: each mesh
+	// link costs about one copy of every message, and RainTree already
+	// carries the payload to validators (ADR 0002). Lazy validators use
+	// ValidatorD instead.
 	D, Dlo, Dhi int
 	// Dlazy is how many non-mesh peers receive IHAVE gossip per heartbeat.
 	// Default 6 (pubsub's and Ethereum's).
@@ -68,16 +67,21 @@ type GossipParams struct {
 	// Default 6/3 (Ethereum): about 4s of repair window at 700ms.
 	HistoryLength, HistoryGossip int
 	// FloodPublish sends our own publications to every topic peer, not just
-	// the mesh: one copy per connected topic peer, most of them duplicates.
-	// Default false, as in go-libp2p-pubsub. A publish right after start-up,
-	// before the first heartbeat built the mesh, still arrives: a peer that
-	// joins our mesh is offered (IHAVE) what we published in the gossip
-	// window (catchup.go). Lazy validators never flood-publish.
+	// the mesh. Default true (go-libp2p-pubsub has it off): every topic
+	// peer gets the message in one hop, which keeps coverage time short
+	// and, in small networks, independent of how the mesh happened to
+	// form. Without it a publish right after start-up still arrives: a
+	// peer that joins our mesh is offered (IHAVE) what we published in the
+	// gossip window (catchup.go). Lazy validators never flood-publish.
 	FloodPublish bool
 	// LazyAmongValidators makes validators that run RainTree gossip lazily
 	// with each other (see Config.RainTreeValidator and lazy.go): no mesh
-	// links between validators, IHAVE/IWANT only. Default true. It changes
-	// nothing on the wire; full nodes run plain gossipsub.
+	// links between validators, IHAVE/IWANT only, and only RainTree's
+	// leaves feed the full nodes. It changes nothing on the wire; full
+	// nodes run plain gossipsub. Default false: it cuts payload bytes to
+	// about 0.6x stock gossipsub's (eager: about 1.1x), but coverage then
+	// depends on how the mesh formed, so its tail latency is longer and
+	// varies from run to run (ADR 0002).
 	LazyAmongValidators bool
 	// ValidatorD is the mesh degree of a lazy validator (Dhi is the same,
 	// Dlo one less). Its mesh holds only full nodes, and each link costs
@@ -108,8 +112,9 @@ func DefaultGossipParams() GossipParams {
 		HeartbeatInterval: 700 * time.Millisecond,
 		HistoryLength:     6,
 		HistoryGossip:     3,
+		FloodPublish:      true,
 
-		LazyAmongValidators: true,
+		LazyAmongValidators: false,
 		ValidatorD:          DefaultValidatorD,
 	}
 }

@@ -47,7 +47,7 @@ func TestEffectiveGossipOfLazyValidators(t *testing.T) {
 
 func TestLazyGossipNeedsAMeshOfAtLeastTwo(t *testing.T) {
 	c := DefaultConfig("lazy")
-	c.Gossip.ValidatorD = 1
+	c.Gossip.LazyAmongValidators, c.Gossip.ValidatorD = true, 1
 	if err := c.Validate(); err == nil {
 		t.Fatal("ValidatorD 1 accepted")
 	}
