@@ -73,13 +73,15 @@ func TestAFullNodeWithAnotherKeyTypeHasItsDocumentedAddress(t *testing.T) {
 		}
 	}
 
-	if _, err := nodes[1].mod.Send(ctx, want, wrapperspb.String("to an ECDSA key")); err != nil {
+	// nodes[0] is the full node's bootstrap peer, so it is connected to it
+	// and knows its key; nodes[1] may not have met it yet.
+	if _, err := nodes[0].mod.Send(ctx, want, wrapperspb.String("to an ECDSA key")); err != nil {
 		t.Fatalf("sending to the full node by its address: %v", err)
 	}
 	select {
 	case d := <-full.Deliveries():
-		if d.From != nodes[1].key.Address {
-			t.Fatalf("unicast from %s, want %s", d.From, nodes[1].key.Address)
+		if d.From != nodes[0].key.Address {
+			t.Fatalf("unicast from %s, want %s", d.From, nodes[0].key.Address)
 		}
 	case <-ctx.Done():
 		t.Fatal("the full node got no unicast")
