@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -172,52 +173,62 @@ func TestNetworkShippedDefaultSurvivesThirtyPercentSilentValidators(t *testing.T
 	}
 }
 
+// In virtual time (synctest), so a loaded machine cannot stretch the
+// activity's sleeps past the quiet period.
 func TestWaitQuietEndsOnQuietButNotWhileProgressing(t *testing.T) {
 	const quiet = 60 * time.Millisecond
 	ctx := context.Background()
 
 	t.Run("quiet", func(t *testing.T) {
-		start := time.Now()
-		end, err := waitQuiet(ctx, nil, func() int64 { return 7 }, quiet, start.Add(10*time.Second))
-		if d := time.Since(start); err != nil || end != endQuiet || d < quiet || d > 2*time.Second {
-			t.Errorf("waitQuiet = %v, %v after %v; want endQuiet after about %v", end, err, d, quiet)
-		}
+		synctest.Test(t, func(t *testing.T) {
+			start := time.Now()
+			end, err := waitQuiet(ctx, nil, func() int64 { return 7 }, quiet, start.Add(10*time.Second))
+			if d := time.Since(start); err != nil || end != endQuiet || d < quiet || d > 2*time.Second {
+				t.Errorf("waitQuiet = %v, %v after %v; want endQuiet after about %v", end, err, d, quiet)
+			}
+		})
 	})
 
 	t.Run("slow progress is waited for", func(t *testing.T) {
-		// Activity every quiet/2 for 6 quiet periods, then done.
-		var n atomic.Int64
-		done := make(chan struct{})
-		go func() {
-			for range 12 {
-				time.Sleep(quiet / 2)
-				n.Add(1)
+		synctest.Test(t, func(t *testing.T) {
+			// Activity every quiet/2 for 6 quiet periods, then done.
+			var n atomic.Int64
+			done := make(chan struct{})
+			go func() {
+				for range 12 {
+					time.Sleep(quiet / 2)
+					n.Add(1)
+				}
+				close(done)
+			}()
+			start := time.Now()
+			end, err := waitQuiet(ctx, done, n.Load, quiet, start.Add(10*time.Second))
+			if d := time.Since(start); err != nil || end != endDone || d < 5*quiet {
+				t.Errorf("waitQuiet = %v, %v after %v; want endDone after at least %v", end, err, d, 5*quiet)
 			}
-			close(done)
-		}()
-		start := time.Now()
-		end, err := waitQuiet(ctx, done, n.Load, quiet, start.Add(10*time.Second))
-		if d := time.Since(start); err != nil || end != endDone || d < 5*quiet {
-			t.Errorf("waitQuiet = %v, %v after %v; want endDone after at least %v", end, err, d, 5*quiet)
-		}
+		})
 	})
 
 	t.Run("deadline bounds endless activity", func(t *testing.T) {
-		var n atomic.Int64
-		activity := func() int64 { return n.Add(1) }
-		start := time.Now()
-		end, err := waitQuiet(ctx, nil, activity, quiet, start.Add(4*quiet))
-		if d := time.Since(start); err != nil || end != endDeadline || d > 2*time.Second {
-			t.Errorf("waitQuiet = %v, %v after %v; want endDeadline after about %v", end, err, d, 4*quiet)
-		}
+		synctest.Test(t, func(t *testing.T) {
+			var n atomic.Int64
+			activity := func() int64 { return n.Add(1) }
+			start := time.Now()
+			end, err := waitQuiet(ctx, nil, activity, quiet, start.Add(4*quiet))
+			if d := time.Since(start); err != nil || end != endDeadline || d > 2*time.Second {
+				t.Errorf("waitQuiet = %v, %v after %v; want endDeadline after about %v", end, err, d, 4*quiet)
+			}
+		})
 	})
 
 	t.Run("cancelled", func(t *testing.T) {
-		cctx, cancel := context.WithCancel(ctx)
-		cancel()
-		if _, err := waitQuiet(cctx, nil, func() int64 { return 0 }, quiet, time.Now().Add(time.Second)); !errors.Is(err, context.Canceled) {
-			t.Errorf("error = %v, want context.Canceled", err)
-		}
+		synctest.Test(t, func(t *testing.T) {
+			cctx, cancel := context.WithCancel(ctx)
+			cancel()
+			if _, err := waitQuiet(cctx, nil, func() int64 { return 0 }, quiet, time.Now().Add(time.Second)); !errors.Is(err, context.Canceled) {
+				t.Errorf("error = %v, want context.Canceled", err)
+			}
+		})
 	})
 }
 
