@@ -30,8 +30,10 @@ func protocolMemory(t testing.TB, h host.Host) int64 {
 func TestAStalledFrameIsChargedForWhatArrivedAndDroppedAtItsDeadline(t *testing.T) {
 	ha, hb := newHost(t, transports[0].addr, nil), newHost(t, transports[0].addr, nil)
 	rb := newRouter(t, hb, func(peer.ID, []byte) {}, func(c *Config) {
-		c.FrameTimeout = 500 * time.Millisecond
-		c.IdleTimeout = time.Hour // the frame deadline, not idleness, must end it
+		// Long enough for 300 KiB to arrive on a loaded machine before it
+		// fires; the frame deadline, not idleness, must end the frame.
+		c.FrameTimeout = 3 * time.Second
+		c.IdleTimeout = time.Hour
 	})
 	learn(ha, hb)
 	ctx := ctxT(t)
