@@ -159,7 +159,7 @@ func TestVirtualSimIsReproducible(t *testing.T) {
 		FullNodes:        3,
 		SilentValidators: 3,
 		Broadcasts:       5,
-		Strategies:       mustParseStrategies([]string{"cover", "gossipsub"}),
+		Strategies:       mustParseStrategies([]string{"cover", "gossipsub", "default"}),
 		Seed:             7,
 		PayloadSize:      1024,
 		// Equal links: with latencies drawn per pair, pubsub's random
