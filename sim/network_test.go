@@ -118,21 +118,28 @@ func TestNetworkRejectsBadInput(t *testing.T) {
 }
 
 // The issue's non-timing targets for our default, in one run so that the
-// two strategies share topology and origins.
+// strategies share topology and origins.
 func TestNetworkDefaultStrategyAddsLittleToGossipSub(t *testing.T) {
-	res := runNet(t, smallNet("gossipsub", "cover+gossipsub", "cover+ack+gossipsub"))
+	res := runNet(t, smallNet("gossipsub", "cover+gossipsub", "default"))
 	gs := byName(t, res, "gossipsub")
-	for _, name := range []string{"cover+gossipsub", "cover+ack+gossipsub"} {
+	for _, name := range []string{"cover+gossipsub", "default"} {
 		s := byName(t, res, name)
 		if ratioOf(t, s) != 1 {
 			t.Errorf("%s: ratio %v, want 1", name, ratioOf(t, s))
 		}
-		// The baseline is stock gossipsub (D=6) while RainTree runs next to
-		// the shipped mesh (D=8), which issue 12 sets out to make cheaper.
+		// The baseline is stock gossipsub (D=6, 1 s heartbeat); RainTree
+		// adds at most one copy per validator.
 		ratio := *s.PayloadBytesPerBroadcast / *gs.PayloadBytesPerBroadcast
-		if ratio > 1.5 {
-			t.Errorf("%s: %.0f payload bytes per broadcast, %.2fx gossipsub's %.0f; want <= 1.5x",
-				name, *s.PayloadBytesPerBroadcast, ratio, *gs.PayloadBytesPerBroadcast)
+		t.Logf("%s: %.2fx gossipsub's payload bytes", name, ratio)
+		// Issue 9 asks 1.25x of the default, met at 100 nodes in virtual
+		// time (1.10x, BENCHMARKS.md). In this 13-node wall-clock run a few
+		// gossip copies more or less move the ratio by 0.1 (the default
+		// measured 0.84x to 1.18x), hence a little headroom; the variant
+		// without ACKs measured up to 1.28x.
+		bound := map[string]float64{"default": 1.3, "cover+gossipsub": 1.5}[name]
+		if ratio > bound {
+			t.Errorf("%s: %.0f payload bytes per broadcast, %.2fx gossipsub's %.0f; want <= %.2fx",
+				name, *s.PayloadBytesPerBroadcast, ratio, *gs.PayloadBytesPerBroadcast, bound)
 		}
 	}
 }
