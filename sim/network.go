@@ -384,6 +384,16 @@ func (sc *scenario) run(ctx context.Context, s Strategy, label string, progress 
 	defer func() {
 		if d, ok := fab.(interface{ allDown() }); ok {
 			d.allDown()
+			// Mocknet streams ignore deadlines, so a send to a node that
+			// closed before us would block our Close forever: close every
+			// connection first, which resets their streams.
+			for _, m := range modules {
+				if m != nil {
+					for _, c := range m.Host().Network().Conns() {
+						_ = c.Close()
+					}
+				}
+			}
 		}
 		for _, m := range modules {
 			if m != nil {
@@ -536,6 +546,15 @@ func (sc *scenario) run(ctx context.Context, s Strategy, label string, progress 
 		fmt.Fprintf(progress, "sim: %s: warning: %d frames could not be decoded; payload counts may be low\n", label, n)
 	}
 
+	var grayClosed uint64
+	for _, m := range modules {
+		if m != nil {
+			grayClosed += m.Stats().Background.ScoreDisconnects
+		}
+	}
+	if grayClosed > 0 {
+		fmt.Fprintf(progress, "sim: %s: %d connections closed to graylisted peers (gossipsub scores)\n", label, grayClosed)
+	}
 	conns, err := sc.settleConnections(ctx, modules, started)
 	if err != nil {
 		return StrategyResult{}, err
