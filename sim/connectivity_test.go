@@ -50,6 +50,9 @@ func TestNetworkWiredByDegreeStaysBoundedAndDelivers(t *testing.T) {
 	cfg := smallNet("gossipsub", "default")
 	cfg.Validators, cfg.FullNodes, cfg.Degree = 40, 20, 4
 	cfg.SilentValidators, cfg.DownValidators = 4, 4
+	if raceEnabled {
+		cfg.Validators, cfg.FullNodes, cfg.SilentValidators, cfg.DownValidators = 16, 8, 2, 2
+	}
 	cfg.ConnSettle = -1 // count at once: the test checks the bound, not trimming
 	res := runNet(t, cfg)
 	n := cfg.Validators + cfg.FullNodes
