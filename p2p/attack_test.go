@@ -137,9 +137,14 @@ func newArena(t *testing.T, victimAddr string, honestAddrs []string, tweak func(
 		}
 	}
 	for _, n := range a.honest {
-		if err := n.host.Connect(ctx, peer.AddrInfo{ID: a.victim.host.ID(), Addrs: a.victim.host.Addrs()}); err != nil {
-			t.Fatal(err)
-		}
+		// The routers dial each other as soon as they know the set, and a
+		// TCP simultaneous open on loopback can fail one handshake (both
+		// sides the TLS client); the next attempt then succeeds.
+		var err error
+		waitFor(t, 20*time.Second, "an honest node connected to the victim", func() bool {
+			err = n.host.Connect(ctx, peer.AddrInfo{ID: a.victim.host.ID(), Addrs: a.victim.host.Addrs()})
+			return err == nil
+		}, func() string { return fmt.Sprintf("last dial error: %v", err) })
 	}
 	waitFor(t, 20*time.Second, "the victim in the gossip mesh", func() bool {
 		return a.victim.mod.Status().Peers["background"] >= len(a.honest)
