@@ -6,6 +6,7 @@ build:
 
 test:
 	go test -race -count=1 ./...
+	go test -count=1 -run '^TestVirtual' ./sim
 
 race: test
 

@@ -27,6 +27,7 @@ import (
 // a down one only after the sender gave up on it, which takes real
 // (virtual) time.
 func TestVirtualACKRedelegationReachesValidatorsBehindDownOnes(t *testing.T) {
+	skipVirtualUnderRace(t)
 	if testing.Short() {
 		t.Skip("builds simulated QUIC networks")
 	}
@@ -116,6 +117,7 @@ func newUnicast(t *testing.T, h host.Host, cfg unicast.Config, handler unicast.H
 // receiver: its handler never returns, so QUIC flow control stops the
 // sender, and the Send that cannot finish fails after WriteTimeout.
 func TestVirtualUnicastWriteTimeoutFiresAfterExactlyWriteTimeout(t *testing.T) {
+	skipVirtualUnderRace(t)
 	virtualPair(t, func(t *testing.T, a, b host.Host) {
 		const writeTimeout = 3 * time.Second
 		cfg := unicast.DefaultConfig("/rainp2p/test/unicast")
@@ -169,6 +171,7 @@ func TestVirtualUnicastWriteTimeoutFiresAfterExactlyWriteTimeout(t *testing.T) {
 // sides of IdleTimeout: a frame just inside it reuses the stream, and after
 // it has passed the receiver has reset the stream, so the sender reopens.
 func TestVirtualUnicastIdleInboundStreamIsResetAfterIdleTimeout(t *testing.T) {
+	skipVirtualUnderRace(t)
 	virtualPair(t, func(t *testing.T, a, b host.Host) {
 		const idle = 30 * time.Second
 		cfg := unicast.DefaultConfig("/rainp2p/test/unicast")

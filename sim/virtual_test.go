@@ -105,6 +105,7 @@ func runVirtual(t *testing.T, cfg NetConfig) Result {
 //	go test ./sim -run '^TestVirtualSim$' -count=1 -timeout 0 -args -validators 60 -fullnodes 40 \
 //	    -broadcasts 10 -strategies cover+ack+gossipsub,gossipsub -json /tmp/virtual.json
 func TestVirtualSim(t *testing.T) {
+	skipVirtualUnderRace(t)
 	if testing.Short() {
 		t.Skip("builds simulated QUIC networks")
 	}
@@ -151,6 +152,7 @@ func TestVirtualSim(t *testing.T) {
 // takes the CPU out of the timings, so delivery must agree exactly and
 // coverage quantiles within 5%.
 func TestVirtualSimIsReproducible(t *testing.T) {
+	skipVirtualUnderRace(t)
 	if testing.Short() {
 		t.Skip("builds simulated QUIC networks")
 	}
