@@ -92,19 +92,7 @@ func newArena(t *testing.T, victimAddr string, honestAddrs []string, tweak func(
 		if n.host == nil {
 			n.host = m.Host()
 		}
-		go func() {
-			defer close(n.done)
-			for {
-				select {
-				case d := <-m.Deliveries():
-					n.mu.Lock()
-					n.got[d.Envelope.GetNonce()] = append(n.got[d.Envelope.GetNonce()], d)
-					n.mu.Unlock()
-				case <-m.Done():
-					return
-				}
-			}
-		}()
+		go n.collect(m)
 	}
 	for _, n := range a.honest {
 		cfg := p2p.DefaultConfig()

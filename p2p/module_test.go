@@ -40,6 +40,21 @@ func (n *node) deliveries(nonce uint64) []p2p.Delivery {
 	return append([]p2p.Delivery(nil), n.got[nonce]...)
 }
 
+// collect records m's deliveries until it closes, then closes n.done.
+func (n *node) collect(m *p2p.Module) {
+	defer close(n.done)
+	for {
+		select {
+		case d := <-m.Deliveries():
+			n.mu.Lock()
+			n.got[d.Envelope.GetNonce()] = append(n.got[d.Envelope.GetNonce()], d)
+			n.mu.Unlock()
+		case <-m.Done():
+			return
+		}
+	}
+}
+
 // newHost creates a key and a real loopback TCP host for it, and the
 // validator entry that describes it.
 func newHost(t *testing.T) (*identity.Key, host.Host, validators.Validator) {
@@ -94,19 +109,7 @@ func network(t *testing.T, nValidators, nFull int, tweak func(*p2p.Config)) []*n
 			t.Fatal(err)
 		}
 		n.mod = m
-		go func() {
-			defer close(n.done)
-			for {
-				select {
-				case d := <-m.Deliveries():
-					n.mu.Lock()
-					n.got[d.Envelope.GetNonce()] = append(n.got[d.Envelope.GetNonce()], d)
-					n.mu.Unlock()
-				case <-m.Done():
-					return
-				}
-			}
-		}()
+		go n.collect(m)
 	}
 	t.Cleanup(func() {
 		for _, n := range nodes {

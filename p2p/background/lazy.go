@@ -73,12 +73,6 @@ func (l *lazySet) contains(id peer.ID) bool {
 	return ok
 }
 
-func (l *lazySet) len() int {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return len(l.ids)
-}
-
 // lazy reports whether this router gossips lazily with RainTree peers.
 func (c Config) lazy() bool {
 	return c.RainTreeValidator && c.Gossip.LazyAmongValidators && (c.PubSub == GossipSub || c.PubSub == "")
