@@ -13,13 +13,10 @@ import (
 	"github.com/rainp2p/rainp2p/p2p/wire"
 )
 
-// rainTreePeers lists the peers RainTree reaches from this node: the other
-// validators when this node runs RainTree, none otherwise. Gossip treats
-// them lazily (background.Router.SetRainTreePeers).
-func (m *Module) rainTreePeers(set *validators.Set) []peer.ID {
-	if m.cfg.Routers != RoutersBoth || !set.Contains(m.cfg.Key.Address) {
-		return nil
-	}
+// validatorIDs lists the validators' peer IDs other than this node's.
+// Under lazy gossip a validator keeps them out of its mesh and a full node
+// all but its parent (background/lazy.go).
+func (m *Module) validatorIDs(set *validators.Set) []peer.ID {
 	var ids []peer.ID
 	for _, v := range set.Validators() {
 		if v.PeerID != m.host.ID() {
@@ -30,10 +27,9 @@ func (m *Module) rainTreePeers(set *validators.Set) []peer.ID {
 }
 
 // handToGossip hands a broadcast RainTree delivered to a lazy validator's
-// gossip if this node is a leaf of the tree; interior validators leave
-// gossip to learn it by itself (background/lazy.go).
-func (m *Module) handToGossip(ctx context.Context, bg *background.Router, msg *wire.Message, leaf bool) {
-	if bg == nil || !leaf {
+// gossip, which feeds the full nodes whose parent this node is.
+func (m *Module) handToGossip(ctx context.Context, bg *background.Router, msg *wire.Message, _ bool) {
+	if bg == nil {
 		return
 	}
 	if err := bg.Republish(ctx, msg); err != nil && !errors.Is(err, background.ErrClosed) && ctx.Err() == nil {
@@ -42,14 +38,15 @@ func (m *Module) handToGossip(ctx context.Context, bg *background.Router, msg *w
 }
 
 // broadcastLazy is a lazy validator's broadcast: RainTree carries it to the
-// validators and its leaves feed the full nodes, so gossip carries it only
-// if RainTree could not take it.
+// validators and each of them, this one included, to the full nodes whose
+// parent it is; gossip carries it alone only if RainTree could not take it.
 func (m *Module) broadcastLazy(ctx context.Context, rain *raintree.Router, bg *background.Router, msg *wire.Message) error {
 	err := rain.Broadcast(ctx, msg)
 	if err == nil && m.ValidatorSet().Len() <= 1 { // a lone validator's tree reaches nobody
 		err = ErrNoPeers
 	}
 	if err == nil {
+		m.handToGossip(ctx, bg, msg, false)
 		return nil
 	}
 	m.sendErrors.Add(1)
@@ -59,4 +56,31 @@ func (m *Module) broadcastLazy(ctx context.Context, rain *raintree.Router, bg *b
 		return fmt.Errorf("broadcast: %w", errors.Join(fmt.Errorf("raintree: %w", err), fmt.Errorf("background: %w", bgErr)))
 	}
 	return nil
+}
+
+// relaySubmission starts a broadcast a full node handed to this node
+// (background.ViaSubmit), once: on RainTree from a validator, on gossip
+// otherwise (a former validator the full node still took for one).
+func (m *Module) relaySubmission(from peer.ID, msg *wire.Message) {
+	if !m.firstSight(RouterBackground, from, msg) {
+		return
+	}
+	rain, bg, err := m.routers()
+	if err != nil {
+		return
+	}
+	switch {
+	case rain != nil:
+		if err := rain.Relay(msg); err != nil {
+			m.sendErrors.Add(1)
+			m.log.Debug("relaying a submitted broadcast on raintree", "from", from, "err", err)
+		}
+		m.handToGossip(m.ctx, bg, msg, false)
+	case bg != nil:
+		if err := bg.Broadcast(m.ctx, msg); err != nil {
+			m.sendErrors.Add(1)
+			m.log.Debug("publishing a submitted broadcast", "from", from, "err", err)
+		}
+	}
+	m.hand(m.ctx, RouterBackground, from, msg, true)
 }

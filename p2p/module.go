@@ -236,7 +236,7 @@ func (m *Module) applySetLocked(set *validators.Set) error {
 	keep := m.updateNeighboursLocked(set, isValidator)
 	if m.bg != nil {
 		m.bg.SetValidatorPeers(keep)
-		m.bg.SetRainTreePeers(m.rainTreePeers(set))
+		m.bg.SetValidatorIDs(m.validatorIDs(set))
 	}
 
 	switch {
@@ -388,8 +388,15 @@ func (m *Module) BroadcastEnvelope(ctx context.Context, env *wire.Envelope) erro
 		return fmt.Errorf("broadcast: %w", ErrNoRouter)
 	}
 	m.dedup.Observe(msg.ID, msg.CreatedAt) // our own envelope must not come back to us
-	if rain != nil && bg != nil && bg.Lazy() {
+	switch {
+	case rain != nil && bg != nil && bg.Lazy():
 		return m.broadcastLazy(ctx, rain, bg, msg)
+	case rain == nil && bg != nil && bg.LazyNetwork():
+		if err := bg.Submit(ctx, msg); err != nil {
+			m.sendErrors.Add(1)
+			return fmt.Errorf("broadcast: background: %w", err)
+		}
+		return nil
 	}
 	// Both routers start at once: RainTree's first sends may wait on a dial,
 	// and gossip must not wait behind them.
@@ -536,6 +543,10 @@ func (m *Module) seal(env *wire.Envelope, to identity.Address) (*wire.Message, e
 }
 
 func (m *Module) onBackground(from peer.ID, msg *wire.Message, via background.Via) {
+	if via == background.ViaSubmit {
+		m.relaySubmission(from, msg)
+		return
+	}
 	m.deliver(m.ctx, RouterBackground, from, msg, via == background.ViaGossip)
 }
 
@@ -556,12 +567,23 @@ func (m *Module) onInvalid(r RouterName, from peer.ID, err error) {
 // is refused and counted. It gives up when ctx ends (the Module or that
 // router closing).
 func (m *Module) deliver(ctx context.Context, r RouterName, relay peer.ID, msg *wire.Message, broadcast bool) {
-	if v := m.dedup.Observe(msg.ID, msg.CreatedAt); v != dedup.First {
-		if v != dedup.Duplicate {
-			m.log.Debug("refusing message outside the replay window", "router", r, "relay", relay, "verdict", v, "created", msg.CreatedAt)
-		}
-		return
+	if m.firstSight(r, relay, msg) {
+		m.hand(ctx, r, relay, msg, broadcast)
 	}
+}
+
+// firstSight records msg in the deduper and reports whether this is its
+// first valid sighting.
+func (m *Module) firstSight(r RouterName, relay peer.ID, msg *wire.Message) bool {
+	v := m.dedup.Observe(msg.ID, msg.CreatedAt)
+	if v != dedup.First && v != dedup.Duplicate {
+		m.log.Debug("refusing message outside the replay window", "router", r, "relay", relay, "verdict", v, "created", msg.CreatedAt)
+	}
+	return v == dedup.First
+}
+
+// hand gives a message seen for the first time to the application.
+func (m *Module) hand(ctx context.Context, r RouterName, relay peer.ID, msg *wire.Message, broadcast bool) {
 	d := Delivery{
 		Envelope: msg.Envelope, ID: msg.ID, From: msg.Origin, CreatedAt: msg.CreatedAt,
 		Router: r, Broadcast: broadcast, Relay: relay, ReceivedAt: time.Now(),

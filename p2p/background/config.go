@@ -83,10 +83,26 @@ type GossipParams struct {
 	// depends on how the mesh formed, so its tail latency is longer and
 	// varies from run to run (ADR 0002).
 	LazyAmongValidators bool
-	// ValidatorD is the mesh degree of a lazy validator (Dhi is the same,
-	// Dlo one less). Its mesh holds only full nodes, and each link costs
-	// one copy of every message, so it is small. Default 2.
+	// ValidatorD is the mesh degree a lazy validator aims for (Dlo is one
+	// less; it accepts up to Dhi). Its mesh holds only the full nodes whose
+	// parent it is (lazy.go). Default 2, the smallest gossipsub allows.
 	ValidatorD int
+	// FullNodeD is the mesh degree of a full node under lazy gossip (Dlo
+	// one less, Dhi twice it). Its parent validator feeds it every
+	// broadcast, so its mesh among full nodes repairs rather than carries,
+	// and each link costs up to a copy per message in each direction.
+	// Default 3.
+	FullNodeD int
+	// SubmitFallback is how long a full node under lazy gossip waits for
+	// its own broadcast, handed to its parent validator, to come back
+	// through gossip before it publishes it on gossip itself. It bounds
+	// what a parent that drops submissions can delay. Default 1s.
+	SubmitFallback time.Duration
+	// MaxPending bounds the messages waiting to be published later
+	// (submitted broadcasts waiting for SubmitFallback, and delayed
+	// republications); beyond it they are published at once and counted
+	// in Stats.PendingFull. Default 4096.
+	MaxPending int
 }
 
 // Defaults used by DefaultConfig.
@@ -98,6 +114,9 @@ const (
 	DefaultRandomSubSize         = 64
 	DefaultAdvertiseInterval     = time.Minute
 	DefaultValidatorD            = 2
+	DefaultFullNodeD             = 3
+	DefaultSubmitFallback        = time.Second
+	DefaultMaxPending            = 4096
 	// DefaultDirectRate and DefaultDirectBurst bound the direct sends
 	// (background unicast) accepted from one peer.
 	DefaultDirectRate  = 100
@@ -116,6 +135,9 @@ func DefaultGossipParams() GossipParams {
 
 		LazyAmongValidators: false,
 		ValidatorD:          DefaultValidatorD,
+		FullNodeD:           DefaultFullNodeD,
+		SubmitFallback:      DefaultSubmitFallback,
+		MaxPending:          DefaultMaxPending,
 	}
 }
 
@@ -180,11 +202,11 @@ type Config struct {
 	AdvertiseInterval time.Duration
 	// RainTreeValidator says the node is a validator that also broadcasts
 	// on RainTree. With Gossip.LazyAmongValidators it gossips lazily with
-	// the peers given to SetRainTreePeers, meshes only with full nodes
+	// the peers given to SetValidatorIDs, meshes only with full nodes
 	// (Gossip.ValidatorD of them) and does not flood-publish. It is read
 	// once, when the router is created: a node that joins or leaves the
 	// validator set later keeps its mesh degree until it restarts (lazy
-	// peers follow SetRainTreePeers at once).
+	// peers follow SetValidatorIDs at once).
 	RainTreeValidator bool
 	// ReplayWindow and ClockSkew bound the creation time of gossip that is
 	// delivered and forwarded (see package dedup); older or newer valid
@@ -323,8 +345,10 @@ func (g GossipParams) validate() error {
 		return fmt.Errorf("HeartbeatInterval %v must be positive", g.HeartbeatInterval)
 	case g.HistoryGossip <= 0 || g.HistoryLength < g.HistoryGossip:
 		return fmt.Errorf("want 0 < HistoryGossip <= HistoryLength, have %d and %d", g.HistoryGossip, g.HistoryLength)
-	case g.LazyAmongValidators && g.ValidatorD < 2:
-		return fmt.Errorf("ValidatorD %d must be at least 2 with LazyAmongValidators", g.ValidatorD)
+	case g.LazyAmongValidators && (g.ValidatorD < 2 || g.FullNodeD < 2):
+		return fmt.Errorf("ValidatorD %d and FullNodeD %d must be at least 2 with LazyAmongValidators", g.ValidatorD, g.FullNodeD)
+	case g.LazyAmongValidators && (g.SubmitFallback <= 0 || g.MaxPending <= 0):
+		return fmt.Errorf("SubmitFallback %v and MaxPending %d must be positive with LazyAmongValidators", g.SubmitFallback, g.MaxPending)
 	}
 	return nil
 }

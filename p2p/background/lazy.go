@@ -3,45 +3,47 @@ package background
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"sync"
+	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/rainp2p/rainp2p/p2p/wire"
 )
 
-// Lazy gossip among validators.
+// Lazy gossip (GossipParams.LazyAmongValidators, ADR 0002).
 //
-// RainTree already carries every validator's broadcast to every validator
-// in N-1 messages. If validators also meshed with each other, each would
-// receive about D more gossip copies of every message. So a validator that
-// runs RainTree (Config.RainTreeValidator) treats the other validators as
-// lazy peers:
+// RainTree already carries every broadcast to every validator in N-1
+// messages. Gossip's job is then to feed the full nodes and to repair, and
+// each mesh link between a validator and anyone costs about one payload
+// copy per message, in whichever direction it arrives first. So mesh links
+// are chosen, with the application score (P5), such that payload flows
+// from validators to full nodes and almost never back:
 //
-//   - it gives them a negative application score (P5, lazyScore), which keeps
-//     them out of its mesh in both directions (gossipsub neither grafts nor
-//     accepts grafts from peers below 0) but stays above the gossip
-//     threshold, so IHAVE/IWANT still flow between validators and repair
-//     whatever RainTree missed;
-//   - its mesh, made of full nodes, is small (GossipParams.ValidatorD),
-//     because each mesh link costs one copy per message;
-//   - it does not flood-publish: RainTree reaches the validators, the mesh
-//     the full nodes;
-//   - a leaf of a message's RainTree, which gets it when nearly every
-//     validator already has it, hands it to gossip at once (Republish):
-//     gossip forwards it to the leaf's full-node mesh peers and advertises
-//     it. The other validators, the originator included, leave gossip
-//     alone: had they pushed at once, full nodes would have had the
-//     message early and pushed it on to validators RainTree had not reached
-//     yet. Their gossip learns the message like any other, from a full
-//     node's push or a leaf's IHAVE, and forwards it as usual, so a full
-//     node whose only peers are interior validators still gets it;
-//   - a validator's own broadcast goes to RainTree only; gossip carries it
-//     at once only if RainTree could not take it.
+//   - A validator gives the other validators lazyScore: below zero, so
+//     gossipsub neither grafts them nor accepts their grafts, and above the
+//     gossip threshold, so IHAVE/IWANT still flow between validators and
+//     repair whatever RainTree missed. It never flood-publishes.
+//   - A full node picks one connected validator, its parent (the same one
+//     as long as it stays connected, different full nodes spread over the
+//     set), and gives every other validator lazyScore. Its mesh thus holds
+//     at most one validator, and a validator's mesh holds the full nodes
+//     whose parent it is.
+//   - A validator hands every broadcast RainTree delivers to gossip
+//     (Republish), which tells its mesh peers it has the message
+//     (IDONTWANT) and pushes it to those that do not. A full node therefore
+//     gets it from its parent, or from another full node, and never sends
+//     it to a parent that already had it.
+//   - A full node hands its own broadcast to its parent (Submit), which
+//     starts it on RainTree; the full node publishes it on gossip itself
+//     only if it has not come back within GossipParams.SubmitFallback.
 //
-// Full nodes are untouched: they run plain gossipsub and get the payload
-// eagerly from their mesh, which includes validators.
+// Nothing changes on the wire: a stock gossipsub node joins as a full node,
+// meshes with whoever accepts it, and its broadcasts spread as plain
+// gossip.
 
 // lazyScore is the application score of a lazy peer: far enough below
 // zero that first-delivery rewards (P2, at most 25) never lift it into the
@@ -49,11 +51,18 @@ import (
 // keep flowing. Invalid messages (P4) push a lazy peer down as anyone else.
 const lazyScore = -100
 
-// lazySet holds the peers gossip treats lazily. The score function reads
-// it on pubsub's event loop while the Module replaces it, hence the lock.
+// parentRetry bounds how often a full node without a connected parent
+// looks for one: the score function runs for every peer on every refresh.
+const parentRetry = time.Second
+
+// lazySet holds the validator set's peer IDs and, on a full node, its
+// parent. The score function reads it on pubsub's event loop while the
+// Module replaces it, hence the lock.
 type lazySet struct {
-	mu  sync.RWMutex
-	ids map[peer.ID]struct{}
+	mu         sync.Mutex
+	ids        map[peer.ID]struct{}
+	parent     peer.ID
+	lastSearch time.Time
 }
 
 func (l *lazySet) replace(ids []peer.ID) {
@@ -63,41 +72,107 @@ func (l *lazySet) replace(ids []peer.ID) {
 	}
 	l.mu.Lock()
 	l.ids = m
+	if _, ok := m[l.parent]; !ok {
+		l.parent, l.lastSearch = "", time.Time{}
+	}
 	l.mu.Unlock()
 }
 
 func (l *lazySet) contains(id peer.ID) bool {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	_, ok := l.ids[id]
 	return ok
 }
 
-// lazy reports whether this router gossips lazily with RainTree peers.
-func (c Config) lazy() bool {
-	return c.RainTreeValidator && c.Gossip.LazyAmongValidators && (c.PubSub == GossipSub || c.PubSub == "")
+// parentOf returns self's parent: the connected validator whose hash with
+// self is the smallest, kept while it stays connected. It returns "" when
+// no validator is connected.
+func (l *lazySet) parentOf(self peer.ID, net network.Network) peer.ID {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.parent != "" && net.Connectedness(l.parent) == network.Connected {
+		return l.parent
+	}
+	now := time.Now()
+	if now.Sub(l.lastSearch) < parentRetry {
+		return ""
+	}
+	l.parent, l.lastSearch = "", now
+	var best uint64
+	for id := range l.ids {
+		if net.Connectedness(id) != network.Connected {
+			continue
+		}
+		if h := pairHash(self, id); l.parent == "" || h < best {
+			l.parent, best = id, h
+		}
+	}
+	return l.parent
 }
 
-// SetRainTreePeers replaces the peers RainTree already reaches (the other
-// validators). With lazy gossip they are never in this node's mesh; without
-// it the call only records them.
-func (r *Router) SetRainTreePeers(ids []peer.ID) { r.lazy.replace(ids) }
+func pairHash(a, b peer.ID) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(a))
+	h.Write([]byte(b))
+	return h.Sum64()
+}
+
+// lazy reports whether this router is a validator that gossips lazily
+// with the other validators.
+func (c Config) lazy() bool {
+	return c.RainTreeValidator && c.lazyNetwork()
+}
+
+// lazyNetwork reports whether the network runs lazy gossip: validators
+// lazy with each other, full nodes with one parent each.
+func (c Config) lazyNetwork() bool {
+	return c.Gossip.LazyAmongValidators && (c.PubSub == GossipSub || c.PubSub == "")
+}
+
+// SetValidatorIDs replaces the peer IDs of the validator set. Under lazy
+// gossip a validator keeps them out of its mesh and a full node keeps all
+// but its parent out; otherwise they are only recorded.
+func (r *Router) SetValidatorIDs(ids []peer.ID) { r.lazy.replace(ids) }
+
+// Parent returns the validator a full node meshes with and submits its
+// broadcasts to under lazy gossip, or "" (not a lazy full node, or no
+// validator connected).
+func (r *Router) Parent() peer.ID {
+	if !r.cfg.lazyNetwork() || r.cfg.RainTreeValidator {
+		return ""
+	}
+	return r.lazy.parentOf(r.host.ID(), r.host.Network())
+}
 
 // appScore is gossipsub's application-specific score (P5).
 func (r *Router) appScore(p peer.ID) float64 {
-	if r.cfg.lazy() && r.lazy.contains(p) {
+	switch {
+	case !r.cfg.lazyNetwork() || !r.lazy.contains(p):
+		return 0
+	case r.cfg.RainTreeValidator:
+		return lazyScore
+	case p == r.Parent():
+		return 0
+	default:
 		return lazyScore
 	}
-	return 0
 }
 
-// effectiveGossip is the gossip configuration pubsub runs with: the
-// validator's small mesh and no flood publishing under lazy gossip.
+// effectiveGossip is the gossip configuration pubsub runs with. A lazy
+// validator's mesh is made of the full nodes whose parent it is: it aims
+// for ValidatorD of them and accepts up to Dhi, and it never
+// flood-publishes. A full node of a lazy network meshes with FullNodeD
+// peers.
 func (c Config) effectiveGossip() GossipParams {
 	g := c.Gossip
-	if c.lazy() {
-		g.D, g.Dlo, g.Dhi = g.ValidatorD, max(1, g.ValidatorD-1), g.ValidatorD
+	switch {
+	case c.lazy():
+		g.D, g.Dlo = g.ValidatorD, max(1, g.ValidatorD-1)
+		g.Dhi = max(g.Dhi, g.D)
 		g.FloodPublish = false
+	case c.lazyNetwork():
+		g.D, g.Dlo, g.Dhi = g.FullNodeD, max(1, g.FullNodeD-1), 2*g.FullNodeD
 	}
 	return g
 }
@@ -105,7 +180,7 @@ func (c Config) effectiveGossip() GossipParams {
 // lazyOnlyScoreOptions installs scoring with nothing but the application
 // score, for lazy gossip with Config.Scoring disabled.
 func (r *Router) lazyOnlyScoreOptions() []pubsub.Option {
-	if !r.cfg.lazy() {
+	if !r.cfg.lazyNetwork() {
 		return nil
 	}
 	d := DefaultScoreParams()
@@ -126,31 +201,45 @@ func (r *Router) lazyOnlyScoreOptions() []pubsub.Option {
 	)}
 }
 
-// Lazy reports whether this router gossips lazily with RainTree peers
-// (Config.RainTreeValidator with Gossip.LazyAmongValidators).
+// Lazy reports whether this router is a validator that gossips lazily
+// with the other validators (Config.RainTreeValidator with
+// Gossip.LazyAmongValidators).
 func (r *Router) Lazy() bool { return r.cfg.lazy() }
 
-// Republish hands gossip a message RainTree delivered to a leaf of its
-// tree, by which time nearly every validator has it: gossip forwards it to
-// this node's full-node mesh peers and advertises it. The handler is not
-// called for it. It does nothing unless the router is Lazy.
+// LazyNetwork reports whether the network runs lazy gossip, whatever this
+// node's role.
+func (r *Router) LazyNetwork() bool { return r.cfg.lazyNetwork() }
+
+// Republish hands gossip a broadcast RainTree delivered: gossip tells this
+// node's mesh peers it has it, pushes it to those that do not, and
+// advertises it. The handler is not called for it. It does nothing unless
+// the router is Lazy, and nothing if gossip already had the message.
 func (r *Router) Republish(ctx context.Context, msg *wire.Message) error {
 	if !r.cfg.lazy() || r.cfg.Silent {
 		return nil
 	}
+	if err := r.publish(ctx, msg); err != nil {
+		r.c.republishErrors.Add(1)
+		return fmt.Errorf("republish: %w", err)
+	}
+	r.c.republished.Add(1)
+	return nil
+}
+
+// publish puts a message on the topic; pubsub drops it if it has already
+// seen it.
+func (r *Router) publish(ctx context.Context, msg *wire.Message) error {
 	topic, err := r.topicIfStarted()
 	if err != nil {
 		return err
 	}
 	frame, err := wire.EncodeBackground(msg.Raw)
 	if err != nil {
-		return fmt.Errorf("republish: %w", err)
+		return err
 	}
 	r.catchUp.onPublish(r.gossipID(msg))
 	if err := topic.Publish(ctx, frame); err != nil {
-		r.c.republishErrors.Add(1)
-		return fmt.Errorf("republish on %s: %w", r.topicName, err)
+		return fmt.Errorf("publishing on %s: %w", r.topicName, err)
 	}
-	r.c.republished.Add(1)
 	return nil
 }

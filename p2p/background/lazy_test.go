@@ -20,7 +20,8 @@ func TestEffectiveGossipOfLazyValidators(t *testing.T) {
 		wantD     int
 		wantFlood bool
 	}{
-		{"a full node runs the configured mesh and flood publishing", false, true, GossipSub, 7, true},
+		{"a full node of a lazy network runs FullNodeD and flood publishing", false, true, GossipSub, DefaultFullNodeD, true},
+		{"a full node of an eager network runs the configured mesh", false, false, GossipSub, 7, true},
 		{"a lazy validator runs a small mesh without flood publishing", true, true, GossipSub, DefaultValidatorD, false},
 		{"an eager validator runs the configured mesh", true, false, GossipSub, 7, true},
 		{"lazy gossip needs gossipsub", true, true, FloodSub, 7, true},
@@ -34,7 +35,7 @@ func TestEffectiveGossipOfLazyValidators(t *testing.T) {
 			if g.D != tt.wantD || g.FloodPublish != tt.wantFlood {
 				t.Fatalf("D=%d flood=%v, want D=%d flood=%v", g.D, g.FloodPublish, tt.wantD, tt.wantFlood)
 			}
-			if tt.validator && tt.kind == GossipSub {
+			if tt.kind == GossipSub {
 				// pubsub checks the derived mesh parameters when it starts
 				n := startNode(t, c)
 				if err := n.r.Close(); err != nil {
@@ -45,15 +46,29 @@ func TestEffectiveGossipOfLazyValidators(t *testing.T) {
 	}
 }
 
-func TestLazyGossipNeedsAMeshOfAtLeastTwo(t *testing.T) {
-	c := DefaultConfig("lazy")
-	c.Gossip.LazyAmongValidators, c.Gossip.ValidatorD = true, 1
-	if err := c.Validate(); err == nil {
-		t.Fatal("ValidatorD 1 accepted")
+func TestLazyGossipConfigIsValidated(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(*GossipParams)
+	}{
+		{"a validator mesh of one", func(g *GossipParams) { g.ValidatorD = 1 }},
+		{"a full-node mesh of one", func(g *GossipParams) { g.FullNodeD = 1 }},
+		{"no submit fallback", func(g *GossipParams) { g.SubmitFallback = 0 }},
+		{"no room for pending publications", func(g *GossipParams) { g.MaxPending = 0 }},
 	}
-	c.Gossip.LazyAmongValidators = false
-	if err := c.Validate(); err != nil {
-		t.Fatalf("ValidatorD is ignored without lazy gossip, got %v", err)
+	for _, tt := range tests {
+		t.Run(tt.name+" is refused", func(t *testing.T) {
+			c := DefaultConfig("lazy")
+			c.Gossip.LazyAmongValidators = true
+			tt.edit(&c.Gossip)
+			if err := c.Validate(); err == nil {
+				t.Fatal("accepted")
+			}
+			c.Gossip.LazyAmongValidators = false
+			if err := c.Validate(); err != nil {
+				t.Fatalf("ignored without lazy gossip, got %v", err)
+			}
+		})
 	}
 }
 
@@ -85,14 +100,26 @@ func TestLazyValidatorsMeshOnlyWithFullNodes(t *testing.T) {
 			a := startNodeOn(t, newHostWithConnManager(t), vcfg)
 			b := startNodeOn(t, newHostWithConnManager(t), vcfg)
 			c := startNodeOn(t, newHostWithConnManager(t), cfg)
-			a.r.SetRainTreePeers([]peer.ID{b.h.ID()})
-			b.r.SetRainTreePeers([]peer.ID{a.h.ID()})
+			a.r.SetValidatorIDs([]peer.ID{b.h.ID()})
+			b.r.SetValidatorIDs([]peer.ID{a.h.ID()})
 			connect(t, a.h, b.h)
 			connect(t, a.h, c.h)
 			connect(t, b.h, c.h)
 
 			inMesh := func(of, p *node) bool { return of.h.ConnManager().IsProtected(p.h.ID(), meshTag(network)) }
+			if lazy {
+				// Known only now: the full node's score for both validators
+				// has been 0 until here, as for a stock full node.
+				c.r.SetValidatorIDs([]peer.ID{a.h.ID(), b.h.ID()})
+			}
 			eventually(t, 10*time.Second, "validators meshing with the full node", func() bool {
+				if lazy { // only the full node's parent stays in its mesh
+					parent, other := a, b
+					if c.r.Parent() == b.h.ID() {
+						parent, other = b, a
+					}
+					return inMesh(parent, c) && inMesh(c, parent) && !inMesh(c, other) && !inMesh(other, c)
+				}
 				return inMesh(a, c) && inMesh(b, c) && inMesh(c, a) && inMesh(c, b)
 			})
 			if !lazy {
@@ -129,4 +156,32 @@ func TestLazyScoreSitsBetweenTheMeshAndTheGossipThreshold(t *testing.T) {
 	if d := DefaultScoreParams(); lazyScore <= d.GossipThreshold {
 		t.Errorf("lazy score %v is at or below the gossip threshold %v: no IHAVE/IWANT repair", float64(lazyScore), d.GossipThreshold)
 	}
+}
+
+func TestAFullNodesParentIsAConnectedValidatorAndStaysWhileConnected(t *testing.T) {
+	cfg := testConfig("parent")
+	cfg.Gossip.LazyAmongValidators = true
+	vcfg := cfg
+	vcfg.RainTreeValidator = true
+	a, b := startNode(t, vcfg), startNode(t, vcfg)
+	f := startNode(t, cfg)
+	f.r.SetValidatorIDs([]peer.ID{a.h.ID(), b.h.ID()})
+	if p := f.r.Parent(); p != "" {
+		t.Fatalf("parent %s without any connection", p)
+	}
+	connect(t, f.h, b.h)
+	eventually(t, 5*time.Second, "the only connected validator becoming the parent", func() bool { return f.r.Parent() == b.h.ID() })
+	connect(t, f.h, a.h)
+	for range 20 {
+		if p := f.r.Parent(); p != b.h.ID() {
+			t.Fatalf("parent moved to %s while the first stayed connected", p)
+		}
+	}
+	if a.r.Parent() != "" {
+		t.Fatal("a validator has a parent")
+	}
+	if err := f.h.Network().ClosePeer(b.h.ID()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the parent moving to the validator still connected", func() bool { return f.r.Parent() == a.h.ID() })
 }

@@ -39,6 +39,9 @@ type Via string
 const (
 	ViaGossip  Via = "gossip"
 	ViaUnicast Via = "unicast"
+	// ViaSubmit is a broadcast a full node handed to this node directly
+	// (Submit) for it to start: the handler relays it.
+	ViaSubmit Via = "submit"
 )
 
 // Handler receives every valid message addressed to this node, decoded and
@@ -109,8 +112,10 @@ type Router struct {
 	// catchUp is gossipsub's join-gap repair (nil for the other kinds);
 	// set in Start, before any publication.
 	catchUp *graftCatchUp
-	// lazy holds the RainTree peers gossip treats lazily (lazy.go).
-	lazy lazySet
+	// lazy holds the validator set's peers and a full node's parent
+	// (lazy.go); later the messages waiting to be published (submit.go).
+	lazy  lazySet
+	later *laterQueue
 
 	closeOnce sync.Once
 	closeErr  error
@@ -158,6 +163,7 @@ func New(h host.Host, cfg Config, handler Handler) (*Router, error) {
 		dialing:    make(map[peer.ID]*dialer),
 		direct:     newPeerLimiter(cfg.DirectRate, cfg.DirectBurst),
 		graylist:   make(chan []peer.ID, 1),
+		later:      newLaterQueue(max(cfg.Gossip.MaxPending, 1)),
 	}
 	uc := cfg.Unicast
 	if uc.MaxMessageSize == 0 {
@@ -228,6 +234,7 @@ func (r *Router) Start(ctx context.Context) (err error) {
 	r.wg.Go(r.deliverLoop)
 	r.wg.Go(r.maintainLoop)
 	r.wg.Go(r.disconnectLoop)
+	r.wg.Go(r.laterLoop)
 	for id := range r.bootstrap {
 		r.dialLocked(id)
 	}
@@ -393,12 +400,15 @@ func (r *Router) deliverLoop() {
 			r.log.Error("gossip message without validated envelope", "via", msg.ReceivedFrom)
 			continue
 		}
+		if m.Origin == r.self {
+			r.later.cameBack(m.ID)
+		}
 		r.deliver(msg.ReceivedFrom, m, ViaGossip)
 	}
 }
 
 func (r *Router) deliver(from peer.ID, env *wire.Message, via Via) {
-	if via == ViaGossip {
+	if via != ViaUnicast {
 		r.c.deliveredGossip.Add(1)
 	} else {
 		r.c.deliveredUnicast.Add(1)
@@ -414,7 +424,12 @@ func (r *Router) onUnicast(from peer.ID, data []byte) {
 		return
 	}
 	m, err := wire.OpenBackground(r.cfg.NetworkID, bytes.Clone(data), r.cfg.MaxMessageSize)
-	if err == nil && m.Recipient != r.self {
+	switch {
+	case err == nil && !m.IsUnicast() && r.cfg.lazyNetwork():
+		r.c.submissions.Add(1)
+		r.deliver(from, m, ViaSubmit)
+		return
+	case err == nil && m.Recipient != r.self:
 		err = fmt.Errorf("%w: for %s", wire.ErrMisdirected, m.Recipient)
 	}
 	if err != nil {

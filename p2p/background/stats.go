@@ -33,9 +33,18 @@ type Stats struct {
 	// ErrNoPeers included.
 	Published, PublishErrors uint64
 	// Republished counts messages RainTree delivered to a lazy validator
-	// at a leaf of its tree, handed to gossip to forward; RepublishErrors
-	// those gossip refused.
+	// that it handed to gossip; RepublishErrors those gossip refused.
 	Republished, RepublishErrors uint64
+	// Submitted counts a lazy full node's broadcasts handed to its parent
+	// validator (SubmitErrors: the send failed, so it published instead);
+	// SubmitReturned those that came back through gossip in time,
+	// SubmitFallbacks those it then published itself.
+	Submitted, SubmitErrors, SubmitReturned, SubmitFallbacks uint64
+	// Submissions counts broadcasts full nodes handed to this node.
+	Submissions uint64
+	// PendingFull counts messages published at once because the queue of
+	// later publications (GossipParams.MaxPending) was full.
+	PendingFull uint64
 	// DeliveredGossip and DeliveredUnicast count envelopes handed to the
 	// handler, by path.
 	DeliveredGossip, DeliveredUnicast uint64
@@ -89,6 +98,9 @@ func (c *rejectionCounters) snapshot() Rejections {
 type counters struct {
 	published, publishErrors          atomic.Uint64
 	republished, republishErrors      atomic.Uint64
+	submitted, submitErrors           atomic.Uint64
+	submitReturned, submitFallbacks   atomic.Uint64
+	submissions, laterFull            atomic.Uint64
 	deliveredGossip, deliveredUnicast atomic.Uint64
 	duplicates, silentWithheld        atomic.Uint64
 	gossipStale                       atomic.Uint64
@@ -108,6 +120,12 @@ func (r *Router) Stats() Stats {
 		PublishErrors:           r.c.publishErrors.Load(),
 		Republished:             r.c.republished.Load(),
 		RepublishErrors:         r.c.republishErrors.Load(),
+		Submitted:               r.c.submitted.Load(),
+		SubmitErrors:            r.c.submitErrors.Load(),
+		SubmitReturned:          r.c.submitReturned.Load(),
+		SubmitFallbacks:         r.c.submitFallbacks.Load(),
+		Submissions:             r.c.submissions.Load(),
+		PendingFull:             r.c.laterFull.Load(),
 		DeliveredGossip:         r.c.deliveredGossip.Load(),
 		DeliveredUnicast:        r.c.deliveredUnicast.Load(),
 		Duplicates:              r.c.duplicates.Load(),

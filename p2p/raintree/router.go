@@ -303,40 +303,9 @@ func (r *Router) SetValidators(set *validators.Set) {
 // until Close. With ACK on, a failed first attempt is re-delegated rather
 // than reported; with ACK off it is returned.
 func (r *Router) Broadcast(ctx context.Context, msg *wire.Message) error {
-	if msg == nil || len(msg.Raw) > r.cfg.MaxMessageSize {
-		return fmt.Errorf("raintree: broadcast: %w", wire.ErrTooLarge)
-	}
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return ErrClosed
-	}
-	view := r.cur
-	n, mode := view.set.Len(), r.cfg.Mode
-	r.mu.Unlock()
-	if view.self >= 0 && mode == ModeCover {
-		// The ring is ours: a copy coming back must not be propagated.
-		r.observe(seenKey{id: msg.ID, span: Span{Start: view.self, Len: n}}, msg)
-	}
-	if view.self < 0 {
-		return fmt.Errorf("raintree: broadcast: %w: %s", ErrNotValidator, r.self)
-	}
-
-	sends := make([]delegation, 0, 2*Levels(n)+n)
-	for _, t := range OriginTargets(mode, n, view.self) {
-		sends = append(sends, delegation{view: view, mode: mode, target: t, msg: msg})
-	}
-	if r.cfg.Redundancy {
-		for i := range n {
-			if i != view.self {
-				sends = append(sends, delegation{view: view, mode: mode, target: Target{Index: i}, msg: msg})
-			}
-		}
-	}
-	results := make(chan error, len(sends))
-	for _, d := range sends {
-		d.result = results
-		r.enqueue(d)
+	results, sends, err := r.originate(msg, true)
+	if err != nil {
+		return err
 	}
 	var errs []error
 	for range sends {
@@ -356,6 +325,58 @@ func (r *Router) Broadcast(ctx context.Context, msg *wire.Message) error {
 		return fmt.Errorf("raintree: broadcast: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// Relay starts msg, a broadcast this node did not originate (a full
+// node's, handed over for that), on RainTree as the root of its tree. It
+// returns once the sends are queued; failures are re-delegated with ACK
+// on, and counted either way.
+func (r *Router) Relay(msg *wire.Message) error {
+	_, _, err := r.originate(msg, false)
+	return err
+}
+
+// originate queues the root's sends of msg. With report, each send's
+// first attempt reports on the returned channel.
+func (r *Router) originate(msg *wire.Message, report bool) (results chan error, sends int, err error) {
+	if msg == nil || len(msg.Raw) > r.cfg.MaxMessageSize {
+		return nil, 0, fmt.Errorf("raintree: broadcast: %w", wire.ErrTooLarge)
+	}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, 0, ErrClosed
+	}
+	view := r.cur
+	n, mode := view.set.Len(), r.cfg.Mode
+	r.mu.Unlock()
+	if view.self >= 0 && mode == ModeCover {
+		// The ring is ours: a copy coming back must not be propagated.
+		r.observe(seenKey{id: msg.ID, span: Span{Start: view.self, Len: n}}, msg)
+	}
+	if view.self < 0 {
+		return nil, 0, fmt.Errorf("raintree: broadcast: %w: %s", ErrNotValidator, r.self)
+	}
+
+	ds := make([]delegation, 0, 2*Levels(n)+n)
+	for _, t := range OriginTargets(mode, n, view.self) {
+		ds = append(ds, delegation{view: view, mode: mode, target: t, msg: msg})
+	}
+	if r.cfg.Redundancy {
+		for i := range n {
+			if i != view.self {
+				ds = append(ds, delegation{view: view, mode: mode, target: Target{Index: i}, msg: msg})
+			}
+		}
+	}
+	if report {
+		results = make(chan error, len(ds))
+	}
+	for _, d := range ds {
+		d.result = results
+		r.enqueue(d)
+	}
+	return results, len(ds), nil
 }
 
 // Send delivers msg (signed by this node, see wire.Seal) to the validator

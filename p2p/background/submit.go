@@ -1,0 +1,194 @@
+package background
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/rainp2p/rainp2p/p2p/wire"
+)
+
+// Submit broadcasts a message of this node, a full node under lazy
+// gossip, by handing it to its parent validator over background unicast.
+// The parent starts it on RainTree and gossip brings it back here. If it
+// has not come back within GossipParams.SubmitFallback (a parent that
+// drops it, or one that left), it is published on gossip. Without a parent
+// it is published at once, as Broadcast does.
+func (r *Router) Submit(ctx context.Context, msg *wire.Message) error {
+	parent := r.Parent()
+	if parent == "" {
+		return r.Broadcast(ctx, msg)
+	}
+	if err := r.Send(ctx, parent, msg); err != nil {
+		if errors.Is(err, ErrClosed) {
+			return err
+		}
+		r.c.submitErrors.Add(1)
+		r.log.Debug("submitting to the parent failed; publishing", "parent", parent, "err", err)
+		return r.Broadcast(ctx, msg)
+	}
+	r.c.submitted.Add(1)
+	if !r.later.add(msg, time.Now().Add(r.cfg.Gossip.SubmitFallback), true) {
+		r.c.laterFull.Add(1)
+		return r.Broadcast(ctx, msg)
+	}
+	return nil
+}
+
+// RepublishAt is Republish at a later time: the message waits in a
+// bounded queue (GossipParams.MaxPending; when it is full the message is
+// republished at once, counted in Stats.PendingFull).
+func (r *Router) RepublishAt(ctx context.Context, msg *wire.Message, at time.Time) error {
+	if !r.cfg.lazy() || r.cfg.Silent {
+		return nil
+	}
+	if !time.Now().Before(at) {
+		return r.Republish(ctx, msg)
+	}
+	if !r.later.add(msg, at, false) {
+		r.c.laterFull.Add(1)
+		return r.Republish(ctx, msg)
+	}
+	return nil
+}
+
+// laterLoop publishes what waits in r.later when it is due, until Close.
+func (r *Router) laterLoop() {
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		next, ok := r.later.next()
+		wait := time.Hour
+		if ok {
+			wait = time.Until(next)
+		}
+		t.Reset(max(wait, 0))
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-r.later.wake:
+			continue
+		case <-t.C:
+		}
+		for _, p := range r.later.due(time.Now()) {
+			r.publishLater(p)
+		}
+	}
+}
+
+func (r *Router) publishLater(p pending) {
+	switch {
+	case p.submitted && p.returned:
+		r.c.submitReturned.Add(1)
+	case p.submitted:
+		r.c.submitFallbacks.Add(1)
+		if err := r.publish(r.ctx, p.msg); err != nil && r.ctx.Err() == nil {
+			r.c.publishErrors.Add(1)
+			r.log.Debug("publishing a submitted broadcast that did not come back", "err", err)
+		}
+	default:
+		if err := r.Republish(r.ctx, p.msg); err != nil && r.ctx.Err() == nil {
+			r.log.Debug("republishing", "err", err)
+		}
+	}
+}
+
+// pending is a message waiting to be published.
+type pending struct {
+	msg *wire.Message
+	at  time.Time
+	// submitted marks our own broadcast handed to the parent; returned
+	// that gossip has since brought it back, so it need not be published.
+	submitted, returned bool
+}
+
+// laterQueue holds the messages waiting to be published, earliest first,
+// at most limit of them.
+type laterQueue struct {
+	mu    sync.Mutex
+	limit int
+	items pendingHeap
+	// submitted indexes our own submitted broadcasts by message ID.
+	submitted map[wire.MessageID]*pending
+	wake      chan struct{}
+}
+
+func newLaterQueue(limit int) *laterQueue {
+	return &laterQueue{limit: limit, submitted: map[wire.MessageID]*pending{}, wake: make(chan struct{}, 1)}
+}
+
+// add queues msg for at; it reports false when the queue is full.
+func (q *laterQueue) add(msg *wire.Message, at time.Time, submitted bool) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items) >= q.limit {
+		return false
+	}
+	p := &pending{msg: msg, at: at, submitted: submitted}
+	heap.Push(&q.items, p)
+	if submitted {
+		q.submitted[msg.ID] = p
+	}
+	if q.items[0] == p {
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+// cameBack records that gossip delivered one of our submitted broadcasts.
+func (q *laterQueue) cameBack(id wire.MessageID) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if p, ok := q.submitted[id]; ok {
+		p.returned = true
+	}
+}
+
+func (q *laterQueue) next() (time.Time, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items) == 0 {
+		return time.Time{}, false
+	}
+	return q.items[0].at, true
+}
+
+// due removes and returns the messages due at now.
+func (q *laterQueue) due(now time.Time) []pending {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out []pending
+	for len(q.items) > 0 && !q.items[0].at.After(now) {
+		p := heap.Pop(&q.items).(*pending)
+		if p.submitted {
+			delete(q.submitted, p.msg.ID)
+		}
+		out = append(out, *p)
+	}
+	return out
+}
+
+func (q *laterQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
+}
+
+type pendingHeap []*pending
+
+func (h pendingHeap) Len() int           { return len(h) }
+func (h pendingHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h pendingHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *pendingHeap) Push(x any)        { *h = append(*h, x.(*pending)) }
+func (h *pendingHeap) Pop() any {
+	old := *h
+	p := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return p
+}

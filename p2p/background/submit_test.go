@@ -1,0 +1,98 @@
+package background
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rainp2p/rainp2p/p2p/wire"
+)
+
+// A full node hands its broadcast to its parent. When the parent starts
+// it, the broadcast comes back through gossip and the full node does not
+// publish it; when the parent drops it, the full node publishes it after
+// SubmitFallback and the rest of the network still gets it.
+func TestASubmittedBroadcastIsPublishedOnlyIfItDoesNotComeBack(t *testing.T) {
+	for _, parentRelays := range []bool{true, false} {
+		name := map[bool]string{true: "parent relays", false: "parent drops"}[parentRelays]
+		t.Run(name, func(t *testing.T) {
+			network := "submit"
+			cfg := testConfig(network)
+			cfg.Gossip.LazyAmongValidators = true
+			cfg.Gossip.SubmitFallback = 300 * time.Millisecond
+			vcfg := cfg
+			vcfg.RainTreeValidator = true
+
+			// The parent relays (or not) what it is handed, as the Module does.
+			parent := &node{h: newHost(t), in: &inbox{}}
+			r, err := New(parent.h, vcfg, func(from peer.ID, msg *wire.Message, via Via) {
+				parent.in.handle(from, msg, via)
+				if via == ViaSubmit && parentRelays {
+					go parent.r.Republish(context.Background(), msg) //nolint:errcheck // the test checks the outcome
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			parent.r = r
+			t.Cleanup(func() { _ = r.Close() })
+			if err := r.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			f, g := startNode(t, cfg), startNode(t, cfg)
+			for _, n := range []*node{f, g} {
+				n.r.SetValidatorIDs([]peer.ID{parent.h.ID()})
+			}
+			connect(t, f.h, parent.h)
+			connect(t, g.h, parent.h)
+			connect(t, f.h, g.h)
+			eventually(t, 5*time.Second, "f's parent", func() bool { return f.r.Parent() == parent.h.ID() })
+			waitReady(t, f, 2)
+
+			msg := envelope(t, f, "submitted")
+			if err := f.r.Submit(context.Background(), msg); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 5*time.Second, "the parent getting the submission", func() bool {
+				d := parent.in.deliveries(msg)
+				return len(d) == 1 && d[0].via == ViaSubmit && d[0].from == f.h.ID()
+			})
+			eventually(t, 5*time.Second, "g getting the broadcast", func() bool { return len(g.in.deliveries(msg)) == 1 })
+			eventually(t, 5*time.Second, "the fallback decision", func() bool {
+				s := f.r.Stats()
+				return s.SubmitReturned+s.SubmitFallbacks == 1
+			})
+			s := f.r.Stats()
+			if s.Submitted != 1 || s.SubmitErrors != 0 {
+				t.Fatalf("submitted %d, errors %d", s.Submitted, s.SubmitErrors)
+			}
+			if parentRelays && s.SubmitReturned != 1 {
+				t.Fatalf("the relayed broadcast did not come back in time: %+v", s)
+			}
+			if !parentRelays && s.SubmitFallbacks != 1 {
+				t.Fatalf("the dropped broadcast was not published: %+v", s)
+			}
+			if got := parent.r.Stats().Submissions; got != 1 {
+				t.Fatalf("parent counted %d submissions", got)
+			}
+		})
+	}
+}
+
+// Outside a lazy network, a broadcast envelope on the unicast protocol is
+// misdirected: refused and counted.
+func TestABroadcastOnUnicastIsRefusedOutsideALazyNetwork(t *testing.T) {
+	cfg := testConfig("nosubmit")
+	a, b := startNode(t, cfg), startNode(t, cfg)
+	connect(t, a.h, b.h)
+	msg := envelope(t, a, "not a unicast")
+	if err := a.r.Send(context.Background(), b.h.ID(), msg); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the refusal", func() bool { return b.r.Stats().UnicastRejected.Signature == 1 })
+	if b.in.total() != 0 || b.r.Stats().Submissions != 0 {
+		t.Fatal("a broadcast on unicast was delivered")
+	}
+}
