@@ -87,12 +87,13 @@ type GossipParams struct {
 	// less; it accepts up to Dhi). Its mesh holds only the full nodes whose
 	// parent it is (lazy.go). Default 2, the smallest gossipsub allows.
 	ValidatorD int
-	// FullNodeD is the mesh degree of a full node under lazy gossip (Dlo
-	// one less, Dhi twice it). Its parent validator feeds it every
-	// broadcast, so its mesh among full nodes repairs rather than carries,
-	// and each link costs up to a copy per message in each direction.
-	// Default 3.
-	FullNodeD int
+	// ForwardDelay is how long a full node of a lazy network waits before
+	// gossip forwards a message it received (forward.go): the time for its
+	// mesh peers' IDONTWANTs to arrive, so that a link carries a copy only
+	// to a peer that needs it. It delays nothing but forwarding: the
+	// application gets the message at once. About two link latencies;
+	// 0 forwards at once. Default 30ms.
+	ForwardDelay time.Duration
 	// SubmitFallback is how long a full node under lazy gossip waits for
 	// its own broadcast, handed to its parent validator, to come back
 	// through gossip before it publishes it on gossip itself. It bounds
@@ -114,7 +115,7 @@ const (
 	DefaultRandomSubSize         = 64
 	DefaultAdvertiseInterval     = time.Minute
 	DefaultValidatorD            = 2
-	DefaultFullNodeD             = 3
+	DefaultForwardDelay          = 30 * time.Millisecond
 	DefaultSubmitFallback        = time.Second
 	DefaultMaxPending            = 4096
 	// DefaultDirectRate and DefaultDirectBurst bound the direct sends
@@ -135,7 +136,7 @@ func DefaultGossipParams() GossipParams {
 
 		LazyAmongValidators: false,
 		ValidatorD:          DefaultValidatorD,
-		FullNodeD:           DefaultFullNodeD,
+		ForwardDelay:        DefaultForwardDelay,
 		SubmitFallback:      DefaultSubmitFallback,
 		MaxPending:          DefaultMaxPending,
 	}
@@ -345,8 +346,10 @@ func (g GossipParams) validate() error {
 		return fmt.Errorf("HeartbeatInterval %v must be positive", g.HeartbeatInterval)
 	case g.HistoryGossip <= 0 || g.HistoryLength < g.HistoryGossip:
 		return fmt.Errorf("want 0 < HistoryGossip <= HistoryLength, have %d and %d", g.HistoryGossip, g.HistoryLength)
-	case g.LazyAmongValidators && (g.ValidatorD < 2 || g.FullNodeD < 2):
-		return fmt.Errorf("ValidatorD %d and FullNodeD %d must be at least 2 with LazyAmongValidators", g.ValidatorD, g.FullNodeD)
+	case g.LazyAmongValidators && g.ValidatorD < 2:
+		return fmt.Errorf("ValidatorD %d must be at least 2 with LazyAmongValidators", g.ValidatorD)
+	case g.LazyAmongValidators && g.ForwardDelay < 0:
+		return fmt.Errorf("ForwardDelay %v must not be negative", g.ForwardDelay)
 	case g.LazyAmongValidators && (g.SubmitFallback <= 0 || g.MaxPending <= 0):
 		return fmt.Errorf("SubmitFallback %v and MaxPending %d must be positive with LazyAmongValidators", g.SubmitFallback, g.MaxPending)
 	}

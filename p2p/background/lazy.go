@@ -17,33 +17,29 @@ import (
 // Lazy gossip (GossipParams.LazyAmongValidators, ADR 0002).
 //
 // RainTree already carries every broadcast to every validator in N-1
-// messages. Gossip's job is then to feed the full nodes and to repair, and
-// each mesh link between a validator and anyone costs about one payload
-// copy per message, in whichever direction it arrives first. So mesh links
-// are chosen, with the application score (P5), such that payload flows
-// from validators to full nodes and almost never back:
+// messages. Gossip's job is then to feed the full nodes and to repair what
+// RainTree missed, and every payload copy a validator gets from gossip is
+// a copy too many. So:
 //
 //   - A validator gives the other validators lazyScore: below zero, so
 //     gossipsub neither grafts them nor accepts their grafts, and above the
-//     gossip threshold, so IHAVE/IWANT still flow between validators and
-//     repair whatever RainTree missed. It never flood-publishes.
-//   - A full node picks one connected validator, its parent (the same one
-//     as long as it stays connected, different full nodes spread over the
-//     set), and gives every other validator lazyScore. Its mesh thus holds
-//     at most one validator, and a validator's mesh holds the full nodes
-//     whose parent it is.
-//   - A validator hands every broadcast RainTree delivers to gossip
-//     (Republish), which tells its mesh peers it has the message
-//     (IDONTWANT) and pushes it to those that do not. A full node therefore
-//     gets it from its parent, or from another full node, and never sends
-//     it to a parent that already had it.
-//   - A full node hands its own broadcast to its parent (Submit), which
-//     starts it on RainTree; the full node publishes it on gossip itself
-//     only if it has not come back within GossipParams.SubmitFallback.
+//     gossip threshold, so IHAVE/IWANT still flow between validators. Its
+//     mesh holds full nodes only (about ValidatorD, plus those that graft
+//     it), and it never flood-publishes.
+//   - A validator hands every broadcast RainTree delivers to gossip at once
+//     (Republish): pubsub tells its mesh peers it has the message
+//     (IDONTWANT) and pushes it to those that have not said the same.
+//   - A full node forwards what it receives only ForwardDelay later
+//     (forward.go), by which time the validators in its mesh have had the
+//     message from RainTree and said so; only those that did not (below a
+//     silent validator in the tree) get a copy.
+//   - A full node hands its own broadcast to one connected validator, its
+//     parent (Submit), which starts it on RainTree as if it were its own;
+//     the full node publishes it itself only if it has not come back
+//     within SubmitFallback.
 //
-// Nothing changes on the wire: a stock gossipsub node joins as a full node,
-// meshes with whoever accepts it, and its broadcasts spread as plain
-// gossip.
+// Nothing changes on the wire: a stock gossipsub node joins as a full
+// node, and its broadcasts spread as plain gossip.
 
 // lazyScore is the application score of a lazy peer: far enough below
 // zero that first-delivery rewards (P2, at most 25) never lift it into the
@@ -86,8 +82,9 @@ func (l *lazySet) contains(id peer.ID) bool {
 }
 
 // parentOf returns self's parent: the connected validator whose hash with
-// self is the smallest, kept while it stays connected. It returns "" when
-// no validator is connected.
+// self is the smallest (so full nodes spread over the validators), kept
+// while it stays connected. It returns "" when no validator is connected,
+// and looks again at most every parentRetry.
 func (l *lazySet) parentOf(self peer.ID, net network.Network) peer.ID {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -130,14 +127,13 @@ func (c Config) lazyNetwork() bool {
 	return c.Gossip.LazyAmongValidators && (c.PubSub == GossipSub || c.PubSub == "")
 }
 
-// SetValidatorIDs replaces the peer IDs of the validator set. Under lazy
-// gossip a validator keeps them out of its mesh and a full node keeps all
-// but its parent out; otherwise they are only recorded.
+// SetValidatorIDs replaces the peer IDs of the validator set: under lazy
+// gossip a validator keeps them out of its mesh, and a full node picks its
+// parent among them.
 func (r *Router) SetValidatorIDs(ids []peer.ID) { r.lazy.replace(ids) }
 
-// Parent returns the validator a full node meshes with and submits its
-// broadcasts to under lazy gossip, or "" (not a lazy full node, or no
-// validator connected).
+// Parent returns the validator a full node of a lazy network submits its
+// broadcasts to, or "" (not such a full node, or no validator connected).
 func (r *Router) Parent() peer.ID {
 	if !r.cfg.lazyNetwork() || r.cfg.RainTreeValidator {
 		return ""
@@ -145,34 +141,24 @@ func (r *Router) Parent() peer.ID {
 	return r.lazy.parentOf(r.host.ID(), r.host.Network())
 }
 
-// appScore is gossipsub's application-specific score (P5).
+// appScore is gossipsub's application-specific score (P5): a lazy
+// validator's score for the other validators.
 func (r *Router) appScore(p peer.ID) float64 {
-	switch {
-	case !r.cfg.lazyNetwork() || !r.lazy.contains(p):
-		return 0
-	case r.cfg.RainTreeValidator:
-		return lazyScore
-	case p == r.Parent():
-		return 0
-	default:
+	if r.cfg.lazy() && r.lazy.contains(p) {
 		return lazyScore
 	}
+	return 0
 }
 
-// effectiveGossip is the gossip configuration pubsub runs with. A lazy
-// validator's mesh is made of the full nodes whose parent it is: it aims
-// for ValidatorD of them and accepts up to Dhi, and it never
-// flood-publishes. A full node of a lazy network meshes with FullNodeD
-// peers.
+// effectiveGossip is the gossip configuration pubsub runs with: a lazy
+// validator aims for a mesh of ValidatorD full nodes, accepts up to Dhi,
+// and never flood-publishes.
 func (c Config) effectiveGossip() GossipParams {
 	g := c.Gossip
-	switch {
-	case c.lazy():
+	if c.lazy() {
 		g.D, g.Dlo = g.ValidatorD, max(1, g.ValidatorD-1)
 		g.Dhi = max(g.Dhi, g.D)
 		g.FloodPublish = false
-	case c.lazyNetwork():
-		g.D, g.Dlo, g.Dhi = g.FullNodeD, max(1, g.FullNodeD-1), 2*g.FullNodeD
 	}
 	return g
 }
@@ -180,7 +166,7 @@ func (c Config) effectiveGossip() GossipParams {
 // lazyOnlyScoreOptions installs scoring with nothing but the application
 // score, for lazy gossip with Config.Scoring disabled.
 func (r *Router) lazyOnlyScoreOptions() []pubsub.Option {
-	if !r.cfg.lazyNetwork() {
+	if !r.cfg.lazy() {
 		return nil
 	}
 	d := DefaultScoreParams()
@@ -243,3 +229,4 @@ func (r *Router) publish(ctx context.Context, msg *wire.Message) error {
 	}
 	return nil
 }
+

@@ -217,11 +217,8 @@ func (r *Router) Start(ctx context.Context) (err error) {
 	if r.ps, err = r.newPubSub(); err != nil {
 		return fmt.Errorf("background: starting %s: %w", r.cfg.PubSub, err)
 	}
-	// Inline validation runs on pubsub's validation workers instead of a
-	// goroutine per message, so it is bounded only by ValidateQueueSize
-	// and never hits the per-topic concurrency throttle that drops
-	// messages in bursts. Decoding an envelope is cheap enough for that.
-	if err = r.ps.RegisterTopicValidator(r.topicName, r.validate, pubsub.WithValidatorInline(true)); err != nil {
+	validatorFn, validatorOpt := r.validator()
+	if err = r.ps.RegisterTopicValidator(r.topicName, validatorFn, validatorOpt); err != nil {
 		return fmt.Errorf("background: registering validator: %w", err)
 	}
 	if r.topic, err = r.ps.Join(r.topicName); err != nil {
@@ -394,8 +391,13 @@ func (r *Router) deliverLoop() {
 		if msg.ReceivedFrom == self {
 			continue
 		}
-		m, ok := msg.ValidatorData.(*wire.Message)
-		if !ok {
+		var m *wire.Message
+		switch v := msg.ValidatorData.(type) {
+		case *wire.Message:
+			m = v
+		case handed:
+			m = v.msg
+		default:
 			// Every message on the topic passed validate, which sets it.
 			r.log.Error("gossip message without validated envelope", "via", msg.ReceivedFrom)
 			continue
@@ -403,7 +405,9 @@ func (r *Router) deliverLoop() {
 		if m.Origin == r.self {
 			r.later.cameBack(m.ID)
 		}
-		r.deliver(msg.ReceivedFrom, m, ViaGossip)
+		if _, done := msg.ValidatorData.(handed); !done {
+			r.deliver(msg.ReceivedFrom, m, ViaGossip)
+		}
 	}
 }
 

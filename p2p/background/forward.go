@@ -1,0 +1,74 @@
+package background
+
+import (
+	"context"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rainp2p/rainp2p/p2p/wire"
+)
+
+// Delayed forwarding on full nodes of a lazy network.
+//
+// Under lazy gossip nearly every node receives a broadcast within one or
+// two RainTree hops of the others: validators from RainTree, full nodes
+// from validators. Gossipsub forwards a message to every mesh peer that
+// has not yet told it, with IDONTWANT, that it has the message, and a
+// mesh peer that received its own copy at about the same time has not had
+// the time to: each mesh link would carry a copy in both directions.
+//
+// A full node therefore hands a valid message to its application at once
+// but lets pubsub forward it only ForwardDelay later. The IDONTWANTs its
+// mesh peers sent on receiving their own copies, validators' included,
+// arrive in the meantime, and pubsub skips those peers. A peer that did
+// not get the message (a validator below a silent one in RainTree, a full
+// node whose validators are silent) still gets it, ForwardDelay later.
+// IDONTWANT covers messages of at least 1 KiB (pubsub's threshold);
+// smaller ones are cheap to duplicate.
+//
+// The delay holds a validation slot of pubsub's per message: their number
+// is bounded by ValidateQueueSize, and a message beyond it is dropped by
+// pubsub and counted (Stats.DroppedValidation).
+
+// handed marks a message the validator already gave to the handler, so
+// the delivery loop does not give it again.
+type handed struct{ msg *wire.Message }
+
+// validator is the topic validator pubsub runs: inline on its validation
+// workers (no goroutine per message, so a burst is bounded only by
+// ValidateQueueSize), except on a full node of a lazy network with
+// ForwardDelay, where each message waits in its own goroutine.
+func (r *Router) validator() (pubsub.ValidatorEx, pubsub.ValidatorOpt) {
+	if !r.delaysForwarding() {
+		return r.validate, pubsub.WithValidatorInline(true)
+	}
+	return r.validateThenWait, pubsub.WithValidatorConcurrency(r.cfg.ValidateQueueSize)
+}
+
+func (r *Router) delaysForwarding() bool {
+	return r.cfg.lazyNetwork() && !r.cfg.RainTreeValidator && r.cfg.Gossip.ForwardDelay > 0 && !r.cfg.Silent
+}
+
+// validateThenWait validates, hands an accepted message from a peer to the
+// handler, and returns after ForwardDelay, when pubsub forwards it.
+func (r *Router) validateThenWait(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+	res := r.validate(ctx, from, msg)
+	if res != pubsub.ValidationAccept || msg.ReceivedFrom == r.host.ID() {
+		return res
+	}
+	m := msg.ValidatorData.(*wire.Message)
+	if m.Origin == r.self {
+		r.later.cameBack(m.ID)
+	}
+	r.deliver(msg.ReceivedFrom, m, ViaGossip)
+	msg.ValidatorData = handed{m}
+	t := time.NewTimer(r.cfg.Gossip.ForwardDelay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return pubsub.ValidationAccept
+}
