@@ -229,4 +229,3 @@ func (r *Router) publish(ctx context.Context, msg *wire.Message) error {
 	}
 	return nil
 }
-
