@@ -92,7 +92,8 @@ type GossipParams struct {
 	// mesh peers' IDONTWANTs to arrive, so that a link carries a copy only
 	// to a peer that needs it. It delays nothing but forwarding: the
 	// application gets the message at once. About two link latencies;
-	// 0 forwards at once. Default 30ms.
+	// 0 forwards at once. It must stay below how long pubsub remembers an
+	// IDONTWANT (3 heartbeats). Default 30ms.
 	ForwardDelay time.Duration
 	// SubmitFallback is how long a full node under lazy gossip waits for
 	// its own broadcast, handed to its parent validator, to come back
@@ -348,10 +349,15 @@ func (g GossipParams) validate() error {
 		return fmt.Errorf("want 0 < HistoryGossip <= HistoryLength, have %d and %d", g.HistoryGossip, g.HistoryLength)
 	case g.LazyAmongValidators && g.ValidatorD < 2:
 		return fmt.Errorf("ValidatorD %d must be at least 2 with LazyAmongValidators", g.ValidatorD)
-	case g.LazyAmongValidators && g.ForwardDelay < 0:
-		return fmt.Errorf("ForwardDelay %v must not be negative", g.ForwardDelay)
+	case g.LazyAmongValidators && (g.ForwardDelay < 0 || g.ForwardDelay >= g.idontwantLifetime()):
+		return fmt.Errorf("ForwardDelay %v must be at least 0 and below %v, how long pubsub remembers an IDONTWANT", g.ForwardDelay, g.idontwantLifetime())
 	case g.LazyAmongValidators && (g.SubmitFallback <= 0 || g.MaxPending <= 0):
 		return fmt.Errorf("SubmitFallback %v and MaxPending %d must be positive with LazyAmongValidators", g.SubmitFallback, g.MaxPending)
 	}
 	return nil
+}
+
+// idontwantLifetime is how long pubsub honours an IDONTWANT.
+func (g GossipParams) idontwantLifetime() time.Duration {
+	return time.Duration(pubsub.GossipSubIDontWantMessageTTL) * g.HeartbeatInterval
 }

@@ -1,0 +1,72 @@
+package background
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// A full node f gets a message from another full node g while its mesh
+// peer v, a validator, gets it at about the same time from RainTree and
+// republishes it. Forwarding at once sends v a copy it does not need;
+// forwarding ForwardDelay later lets v's IDONTWANT arrive first, and v
+// gets no copy from gossip at all.
+func TestAFullNodeForwardsOnlyAfterItsValidatorsSaidTheyHaveIt(t *testing.T) {
+	tests := []struct {
+		name     string
+		delay    time.Duration
+		wantCopy bool
+	}{
+		{"forwarding at once sends the validator a copy", 0, true},
+		{"forwarding after the delay sends it none", 250 * time.Millisecond, false}, // IDONTWANTs last 300ms here
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			network := "forward"
+			cfg := testConfig(network)
+			cfg.Gossip.LazyAmongValidators = true
+			cfg.Gossip.ForwardDelay = tt.delay
+			vcfg := cfg
+			vcfg.RainTreeValidator = true
+			v := startNodeOn(t, newHostWithConnManager(t), vcfg)
+			f := startNodeOn(t, newHostWithConnManager(t), cfg)
+			g := startNodeOn(t, newHostWithConnManager(t), cfg)
+			for _, n := range []*node{v, f, g} {
+				n.r.SetValidatorIDs([]peer.ID{v.h.ID()})
+			}
+			connect(t, v.h, f.h)
+			connect(t, f.h, g.h)
+			inMesh := func(of, p *node) bool { return of.h.ConnManager().IsProtected(p.h.ID(), meshTag(network)) }
+			eventually(t, 10*time.Second, "f meshing with v and g", func() bool {
+				return inMesh(f, v) && inMesh(v, f) && inMesh(f, g) && inMesh(g, f)
+			})
+
+			msg := envelope(t, g, strings.Repeat("x", 2048)) // IDONTWANT needs 1 KiB
+			if err := g.r.Broadcast(context.Background(), msg); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 5*time.Second, "f getting the message", func() bool { return len(f.in.deliveries(msg)) == 1 })
+			if err := v.r.Republish(context.Background(), msg); err != nil { // as RainTree's delivery would
+				t.Fatal(err)
+			}
+			if tt.wantCopy {
+				eventually(t, 5*time.Second, "v getting f's copy", func() bool {
+					s := v.r.Stats()
+					return s.DeliveredGossip+s.Duplicates == 1
+				})
+				return
+			}
+			// Absence cannot be awaited: wait out f's delay, then some.
+			time.Sleep(tt.delay + 500*time.Millisecond)
+			if s := v.r.Stats(); s.DeliveredGossip+s.Duplicates != 0 {
+				t.Fatalf("v got copies from gossip: %+v", s)
+			}
+			if s := f.r.Stats(); s.DeliveredGossip != 1 {
+				t.Fatalf("f delivered %d times, want once", s.DeliveredGossip)
+			}
+		})
+	}
+}
