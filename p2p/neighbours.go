@@ -23,7 +23,7 @@ func (m *Module) updateNeighboursLocked(set *validators.Set, isValidator bool) [
 	var keep []peer.AddrInfo
 	switch self, ok := set.IndexOf(m.cfg.Key.Address); {
 	case isValidator && ok:
-		nb := raintree.NeighboursOf(m.cfg.RainTree.Mode, set.Len(), self)
+		nb := raintree.NeighboursOf(m.cfg.RainTree.Mode, set.Len(), self, m.cfg.RainTree.PerHops(set.Len())...)
 		for _, i := range nb.All() {
 			next[set.At(i).PeerID] = struct{}{}
 		}

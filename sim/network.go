@@ -620,6 +620,9 @@ func (sc *scenario) nodeConfig(s Strategy, n simNode) p2p.Config {
 	if s.RainTree != "" {
 		mc.RainTree.Mode = raintree.Mode(s.RainTree)
 		mc.RainTree.ACK = s.ACK
+		if s.Ternary {
+			mc.RainTree.LevelsPerHop = 1
+		}
 	}
 	if s.Gossip != "" {
 		mc.Background.PubSub = background.PubSubKind(s.Gossip)

@@ -27,6 +27,10 @@ type Strategy struct {
 	// (background.GossipParams.LazyAmongValidators): validators stop
 	// meshing with each other, and RainTree's leaves feed the full nodes.
 	Lazy bool
+	// Ternary runs RainTree one level per hop for every message
+	// (raintree.Config.LevelsPerHop 1), instead of the default two levels
+	// per hop for messages below PaceBytes.
+	Ternary bool
 }
 
 // partDefault names the shipped configuration.
@@ -64,6 +68,9 @@ func (s Strategy) Name() string {
 	if s.Lazy {
 		parts = append(parts, partLazy)
 	}
+	if s.Ternary {
+		parts = append(parts, partTernary)
+	}
 	return strings.Join(parts, "+")
 }
 
@@ -80,6 +87,7 @@ const (
 	partRandomSub = "randomsub"
 	partFloodSub  = "floodsub"
 	partLazy      = "lazy"
+	partTernary   = "ternary"
 )
 
 // NetworkStrategies are the strategies RunNetwork compares by default.
@@ -116,17 +124,22 @@ func ParseStrategy(name string) (Strategy, error) {
 			s.ACK = true
 		case partLazy:
 			s.Lazy = true
+		case partTernary:
+			s.Ternary = true
 		case partGossipSub, partRandomSub, partFloodSub:
 			if s.Gossip != "" {
 				return fail("two gossip routers")
 			}
 			s.Gossip = p
 		default:
-			return fail("unknown part %q (want reference, cover, ack, gossipsub, randomsub, floodsub or lazy)", p)
+			return fail("unknown part %q (want reference, cover, ack, gossipsub, randomsub, floodsub, lazy or ternary)", p)
 		}
 	}
 	if s.Lazy && (s.RainTree == "" || s.Gossip != partGossipSub) {
 		return fail("lazy needs a RainTree mode and gossipsub (validators gossip lazily because RainTree reaches them)")
+	}
+	if s.Ternary && s.RainTree != partCover {
+		return fail("ternary needs cover mode (reference mode always runs one level per hop)")
 	}
 	if s.ACK && s.RainTree != partCover {
 		return fail("ack needs cover mode (reference messages carry no span to re-delegate)")

@@ -35,17 +35,20 @@ type treeFlags struct {
 	mode   string
 	json   bool
 	full   bool
+	perHop int
 }
 
 func newTreeCmd() *cobra.Command {
 	var f treeFlags
 	cmd := &cobra.Command{
-		Use:   "tree [--size N] [--origin I] [--mode cover|reference] [--json]",
+		Use:   "tree [--size N] [--origin I] [--mode cover|reference] [--levels-per-hop P] [--json]",
 		Short: "Print the RainTree propagation plan for a validator set",
 		Long: `Print who sends to whom when validator I broadcasts to a set of N validators,
 with per-node network reads and writes and a summary. Ids are 1-based positions
 in the set sorted by address. Mode "cover" (default) reaches every validator;
-mode "reference" is the published RainTree rule, holes included.`,
+mode "reference" is the published RainTree rule, holes included. In cover mode,
+--levels-per-hop 2 shows the tree a node uses for messages below PaceBytes in
+sets up to 729 validators: each hop runs two ternary levels at once.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runTree(cmd.OutOrStdout(), f)
@@ -55,6 +58,7 @@ mode "reference" is the published RainTree rule, holes included.`,
 	fl.IntVar(&f.size, "size", 27, "number of validators")
 	fl.IntVar(&f.origin, "origin", 1, "1-based id of the originator")
 	fl.StringVar(&f.mode, "mode", string(raintree.ModeCover), "cover or reference")
+	fl.IntVar(&f.perHop, "levels-per-hop", 1, fmt.Sprintf("cover mode: ternary levels per hop, 1 to %d", raintree.MaxLevelsPerHop))
 	fl.BoolVar(&f.json, "json", false, "print one JSON object instead of text")
 	fl.BoolVar(&f.full, "full", false, fmt.Sprintf("print the tree and node table even above %d validators", treePrintLimit))
 	return cmd
@@ -71,12 +75,18 @@ func runTree(w io.Writer, f treeFlags) error {
 	if f.origin < 1 || f.origin > f.size {
 		return fmt.Errorf("%w: --origin must be between 1 and %d, got %d", errBadTreeFlag, f.size, f.origin)
 	}
+	if f.perHop < 1 || f.perHop > raintree.MaxLevelsPerHop {
+		return fmt.Errorf("%w: --levels-per-hop must be between 1 and %d, got %d", errBadTreeFlag, raintree.MaxLevelsPerHop, f.perHop)
+	}
+	if f.perHop > 1 && mode != raintree.ModeCover {
+		return fmt.Errorf("%w: --levels-per-hop %d needs --mode cover (reference runs one level per hop)", errBadTreeFlag, f.perHop)
+	}
 	detailed := !f.json && (f.full || f.size <= treePrintLimit)
-	plan := raintree.Broadcast(f.size, f.origin-1, mode, raintree.Options{RecordEdges: detailed})
+	plan := raintree.Broadcast(f.size, f.origin-1, mode, raintree.Options{RecordEdges: detailed, LevelsPerHop: f.perHop})
 
 	bw := bufio.NewWriterSize(w, 1<<16)
 	if f.json {
-		err = writeTreeJSON(bw, plan)
+		err = writeTreeJSON(bw, plan, f.perHop)
 	} else {
 		err = writeTreeText(bw, plan, detailed)
 	}
@@ -91,6 +101,7 @@ type treeJSON struct {
 	Origin          int            `json:"origin"`
 	Mode            raintree.Mode  `json:"mode"`
 	Levels          int            `json:"levels"`
+	LevelsPerHop    int            `json:"levels_per_hop"`
 	Messages        int            `json:"messages"`
 	LastDeliveryHop int            `json:"last_delivery_hop"`
 	Uncovered       []int          `json:"uncovered"`
@@ -103,12 +114,13 @@ type treeNodeJSON struct {
 	Writes int `json:"writes"`
 }
 
-func writeTreeJSON(w io.Writer, p raintree.Plan) error {
+func writeTreeJSON(w io.Writer, p raintree.Plan, perHop int) error {
 	out := treeJSON{
 		Size:            p.Size,
 		Origin:          p.Origin + 1,
 		Mode:            p.Mode,
 		Levels:          p.Levels,
+		LevelsPerHop:    perHop,
 		Messages:        p.Messages,
 		LastDeliveryHop: p.LastDeliveryHop,
 		Uncovered:       oneBased(p.Uncovered),

@@ -89,6 +89,20 @@ func TestTreeJSONForTwentySevenCover(t *testing.T) {
 	}
 }
 
+func TestTreeWithTwoLevelsPerHopReachesTwentySevenInTwoHops(t *testing.T) {
+	out, err := runTreeCmd(t, "--size", "27", "--levels-per-hop", "2", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := decodeTreeJSON(t, out)
+	if got.LevelsPerHop != 2 || got.Messages != 26 || got.LastDeliveryHop != 2 || len(got.Uncovered) != 0 {
+		t.Errorf("summary = %+v", got)
+	}
+	if origin := got.Nodes[0]; origin.Writes != 10 {
+		t.Errorf("origin wrote %d messages, want 10 (8 parts of three, then 2)", origin.Writes)
+	}
+}
+
 func TestTreeJSONListsUncoveredIDs(t *testing.T) {
 	out, err := runTreeCmd(t, "--size", "8", "--mode", "reference", "--json")
 	if err != nil {
@@ -146,6 +160,9 @@ func TestTreeRejectsBadInput(t *testing.T) {
 		{"origin zero", []string{"--size", "5", "--origin", "0"}, errBadTreeFlag, "--origin"},
 		{"origin past the set", []string{"--size", "5", "--origin", "6"}, errBadTreeFlag, "--origin"},
 		{"unknown mode", []string{"--size", "5", "--mode", "flood"}, raintree.ErrUnknownMode, "flood"},
+		{"zero levels per hop", []string{"--levels-per-hop", "0"}, errBadTreeFlag, "--levels-per-hop"},
+		{"too many levels per hop", []string{"--levels-per-hop", "5"}, errBadTreeFlag, "--levels-per-hop"},
+		{"wide hops in reference mode", []string{"--mode", "reference", "--levels-per-hop", "2"}, errBadTreeFlag, "--mode cover"},
 		{"positional argument", []string{"--size", "5", "extra"}, nil, "extra"},
 	}
 	for _, tt := range tests {

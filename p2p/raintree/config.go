@@ -32,6 +32,11 @@ const (
 	DefaultDeliveryQueueBytes = 64 << 20
 	DefaultACKQueueLen        = 1024
 	DefaultPaceBytes          = 64 << 10
+	DefaultLevelsPerHop       = 2
+	DefaultWideMaxValidators  = 729
+	// MaxLevelsPerHop bounds LevelsPerHop: a hop fans out to up to
+	// 3^LevelsPerHop-1 validators, and each is a neighbour to keep.
+	MaxLevelsPerHop = 4
 )
 
 // ProtocolID is the libp2p protocol the RainTree router speaks on a network.
@@ -127,6 +132,21 @@ type Config struct {
 	// OutboundQueueLen of them wait. Default 64 KiB, about one round trip
 	// of a 20 Mbit/s uplink; 0 sends every frame at once.
 	PaceBytes int
+	// LevelsPerHop is how many ternary levels one hop of a cover-mode
+	// broadcast runs for envelopes below PaceBytes (see CoverTargets):
+	// 2 makes each hop fan out to up to 8 validators and halves the
+	// hops, which is what sets the latency of small messages. Envelopes
+	// of PaceBytes and more always go one level per hop, since for them
+	// each copy costs uplink time and a node's copies leave one after
+	// another. Every validator should use the same value, though mixing
+	// them stays correct. Between 1 and MaxLevelsPerHop; default 2.
+	LevelsPerHop int
+	// WideMaxValidators is the largest validator set LevelsPerHop applies
+	// to; larger sets run one level per hop. Wider hops mean more RainTree
+	// neighbours to keep connected: with 2 levels per hop a validator has
+	// at most 58 up to 729 validators (3^6), but 70 at 1,000 and 82 at
+	// 3,000, above the connection manager's HighWater of 64. Default 729.
+	WideMaxValidators int
 	// DeliveryQueueLen and DeliveryQueueBytes bound accepted messages
 	// waiting for the handler; one beyond either is not delivered by
 	// RainTree (Dropped.DeliveryFull), but was acknowledged and forwarded,
@@ -171,6 +191,8 @@ func DefaultConfig(networkID string) Config {
 		DeliveryQueueBytes: DefaultDeliveryQueueBytes,
 		ACKQueueLen:        DefaultACKQueueLen,
 		PaceBytes:          DefaultPaceBytes,
+		LevelsPerHop:       DefaultLevelsPerHop,
+		WideMaxValidators:  DefaultWideMaxValidators,
 		Unicast:            u,
 	}
 }
@@ -201,6 +223,10 @@ func (c Config) Validate() error {
 			c.Workers, c.InboundQueueLen, c.OutboundQueueLen, c.DeliveryQueueLen, c.ACKQueueLen)
 	case c.PaceBytes < 0:
 		return fmt.Errorf("raintree: PaceBytes %d must not be negative", c.PaceBytes)
+	case c.LevelsPerHop < 1 || c.LevelsPerHop > MaxLevelsPerHop:
+		return fmt.Errorf("raintree: LevelsPerHop %d must be between 1 and %d", c.LevelsPerHop, MaxLevelsPerHop)
+	case c.WideMaxValidators < 0:
+		return fmt.Errorf("raintree: WideMaxValidators %d must not be negative", c.WideMaxValidators)
 	case c.InboundQueueBytes < c.MaxMessageSize+wire.FrameOverhead || c.OutboundQueueBytes < c.MaxMessageSize || c.DeliveryQueueBytes < c.MaxMessageSize:
 		return fmt.Errorf("raintree: InboundQueueBytes %d, OutboundQueueBytes %d and DeliveryQueueBytes %d must each hold a message of MaxMessageSize %d",
 			c.InboundQueueBytes, c.OutboundQueueBytes, c.DeliveryQueueBytes, c.MaxMessageSize)
@@ -216,6 +242,25 @@ func (c Config) Validate() error {
 		return fmt.Errorf("raintree: %w", err)
 	}
 	return nil
+}
+
+// levelsPerHop is how many tree levels one hop runs for an envelope of
+// size bytes over a set of n validators: LevelsPerHop for small envelopes
+// in sets up to WideMaxValidators, one otherwise.
+func (c Config) levelsPerHop(n, size int) int {
+	if n > c.WideMaxValidators || (c.PaceBytes > 0 && size >= c.PaceBytes) {
+		return 1
+	}
+	return c.LevelsPerHop
+}
+
+// PerHops lists the levels per hop this configuration broadcasts with over
+// n validators, for NeighboursOf.
+func (c Config) PerHops(n int) []int {
+	if n > c.WideMaxValidators || c.LevelsPerHop == 1 {
+		return []int{1}
+	}
+	return []int{1, c.LevelsPerHop}
 }
 
 // Clock is the time source for ACK timeouts; tests inject a fake one.

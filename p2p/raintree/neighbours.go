@@ -4,7 +4,9 @@ import "slices"
 
 // Offsets lists, sorted, the distinct ring offsets (recipient index minus
 // sender index, modulo n) of the payload messages of a fault-free
-// broadcast in mode over n validators.
+// broadcast in mode over n validators, united over the given levels per
+// hop (see CoverTargets; none means 1). A router that sends small
+// messages wider than large ones needs both.
 //
 // Every node rotates the ring so that it stands first, so a plan from any
 // origin is the plan from origin 0 shifted round the ring: the targets of a
@@ -17,9 +19,12 @@ import "slices"
 //
 // Re-delegation after a missing ACK reaches further validators; those are
 // not neighbours and are dialled on demand.
-func Offsets(mode Mode, n int) []int {
+func Offsets(mode Mode, n int, perHops ...int) []int {
 	if n <= 1 {
 		return nil
+	}
+	if len(perHops) == 0 {
+		perHops = []int{1}
 	}
 	seen := map[int]bool{}
 	switch mode {
@@ -28,7 +33,7 @@ func Offsets(mode Mode, n int) []int {
 			seen[t.Index] = true
 		}
 	case ModeCover:
-		type state struct{ length, top int }
+		type state struct{ length, top, perHop int }
 		visited := map[state]bool{}
 		var walk func(s state)
 		walk = func(s state) {
@@ -36,12 +41,14 @@ func Offsets(mode Mode, n int) []int {
 				return
 			}
 			visited[s] = true
-			for _, t := range appendCover(nil, n, Span{Start: 0, Len: s.length}, s.top) {
+			for _, t := range appendCover(nil, n, Span{Start: 0, Len: s.length}, s.top, s.perHop) {
 				seen[t.Index] = true
-				walk(state{t.Span.Len, t.Level - 1})
+				walk(state{t.Span.Len, t.Level - 1, s.perHop})
 			}
 		}
-		walk(state{n, Levels(n)})
+		for _, p := range perHops {
+			walk(state{n, Levels(n), max(p, 1)})
+		}
 	default:
 		return nil
 	}
@@ -62,14 +69,14 @@ type Neighbours struct {
 }
 
 // NeighboursOf returns the neighbours of the validator at index self of a
-// set of n in mode.
-func NeighboursOf(mode Mode, n, self int) Neighbours {
+// set of n in mode, for the given levels per hop (see Offsets).
+func NeighboursOf(mode Mode, n, self int, perHops ...int) Neighbours {
 	var nb Neighbours
 	if n <= 1 {
 		return nb
 	}
 	self = mod(self, n)
-	for _, d := range Offsets(mode, n) {
+	for _, d := range Offsets(mode, n, perHops...) {
 		nb.Targets = append(nb.Targets, (self+d)%n)
 		nb.Senders = append(nb.Senders, mod(self-d, n))
 	}

@@ -8,14 +8,19 @@ import (
 
 // targetsOverEveryOrigin plans a broadcast from every origin and collects,
 // per node, whom it sent payload to: the definition Offsets shortcuts.
-func targetsOverEveryOrigin(mode Mode, n int) []map[int]bool {
+func targetsOverEveryOrigin(mode Mode, n int, perHops ...int) []map[int]bool {
 	out := make([]map[int]bool, n)
 	for i := range out {
 		out[i] = map[int]bool{}
 	}
-	for o := range n {
-		for _, e := range Broadcast(n, o, mode, Options{RecordEdges: true}).Edges {
-			out[e.From][e.To] = true
+	if len(perHops) == 0 {
+		perHops = []int{1}
+	}
+	for _, p := range perHops {
+		for o := range n {
+			for _, e := range Broadcast(n, o, mode, Options{RecordEdges: true, LevelsPerHop: p}).Edges {
+				out[e.From][e.To] = true
+			}
 		}
 	}
 	return out
@@ -23,10 +28,12 @@ func targetsOverEveryOrigin(mode Mode, n int) []map[int]bool {
 
 func TestNeighboursMatchPlansFromEveryOrigin(t *testing.T) {
 	sizes := []int{1, 2, 3, 4, 5, 8, 9, 10, 26, 27, 28, 40, 81, 100, 123, 244, 365}
-	for _, mode := range []Mode{ModeCover, ModeReference} {
+	perHops := [][]int{{1}, {1, 2}, {3}}
+	for i, mode := range []Mode{ModeCover, ModeReference, ModeCover, ModeCover} {
+		ph := perHops[max(i-1, 0)]
 		for _, n := range sizes {
-			t.Run(fmt.Sprintf("%s/n=%d", mode, n), func(t *testing.T) {
-				brute := targetsOverEveryOrigin(mode, n)
+			t.Run(fmt.Sprintf("%s/levels per hop %v/n=%d", mode, ph, n), func(t *testing.T) {
+				brute := targetsOverEveryOrigin(mode, n, ph...)
 				senders := make([]map[int]bool, n)
 				for i := range senders {
 					senders[i] = map[int]bool{}
@@ -37,7 +44,7 @@ func TestNeighboursMatchPlansFromEveryOrigin(t *testing.T) {
 					}
 				}
 				for self := range n {
-					nb := NeighboursOf(mode, n, self)
+					nb := NeighboursOf(mode, n, self, ph...)
 					if want := sortedKeys(brute[self]); !slices.Equal(nb.Targets, want) {
 						t.Fatalf("node %d targets %v, planning every origin gives %v", self, nb.Targets, want)
 					}
@@ -92,6 +99,20 @@ func TestOutgoingNeighboursStayLogarithmic(t *testing.T) {
 			if got, bound := len(Offsets(mode, n)), 3*Levels(n); got > bound {
 				t.Errorf("%s n=%d: %d distinct targets, above 3·⌈log₃ N⌉ = %d", mode, n, got, bound)
 			}
+		}
+	}
+	// Two levels per hop for small messages, one for large: each hop fans
+	// out to up to 8, about twice the targets of the ternary tree alone.
+	for _, tt := range []struct{ n, targets, neighbours int }{
+		{100, 19, 34}, {300, 25, 48}, {1_000, 37, 70}, {3_000, 42, 82}, {1_000_000, 73, 142},
+	} {
+		nb := NeighboursOf(ModeCover, tt.n, 7, 1, DefaultLevelsPerHop)
+		if len(nb.Targets) != tt.targets || len(nb.All()) != tt.neighbours {
+			t.Errorf("cover n=%d with 1 and %d levels per hop: %d targets and %d neighbours, want %d and %d",
+				tt.n, DefaultLevelsPerHop, len(nb.Targets), len(nb.All()), tt.targets, tt.neighbours)
+		}
+		if bound := 6 * Levels(tt.n); len(nb.Targets) > bound {
+			t.Errorf("cover n=%d: %d targets, above 6·⌈log₃ N⌉ = %d", tt.n, len(nb.Targets), bound)
 		}
 	}
 }

@@ -2,10 +2,12 @@ package raintree
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"math/bits"
+	"slices"
 	"strings"
 )
 
@@ -61,9 +63,10 @@ type Target struct {
 }
 
 // OriginTargets is what the originator of a broadcast sends: every level from
-// Levels(n) down to 1.
-func OriginTargets(mode Mode, n, self int) []Target {
-	return appendOrigin(nil, mode, n, self)
+// Levels(n) down to 1, perHop levels per hop in cover mode (see
+// CoverTargets). Reference mode ignores perHop.
+func OriginTargets(mode Mode, n, self, perHop int) []Target {
+	return appendOrigin(nil, mode, n, self, perHop)
 }
 
 // ReferenceTargets is what a node sends in reference mode after receiving a
@@ -78,8 +81,17 @@ func ReferenceTargets(n, self, level int) []Target {
 // splits its span in three, sends the second and third parts to their heads
 // and keeps the first, until only itself is left. A span longer than
 // 3^(level-1) cannot be fully handed out; Broadcast never produces one.
-func CoverTargets(n int, span Span, level int) []Target {
-	return appendCover(nil, n, span, level-1)
+//
+// With perHop p > 1 the node runs p levels in one hop: it splits each part
+// again p-1 times and sends every part but its own straight to the part's
+// head, biggest part first, so a hop fans out to up to 3^p-1 recipients
+// and the tree is ⌈levels/p⌉ hops deep. Every target of a hop that covered
+// levels l..l-p+1 gets Level l-p+1, since its part is at most 3^(l-p)
+// long. The message count stays n-1 for any p, and a recipient may use
+// another p than its sender: the span bounds what it hands out, not the
+// sender's p. perHop below 1 means 1.
+func CoverTargets(n int, span Span, level, perHop int) []Target {
+	return appendCover(nil, n, span, level-1, perHop)
 }
 
 // Redelegate moves the responsibility of a target whose head did not
@@ -93,12 +105,12 @@ func Redelegate(n int, t Target) (Target, bool) {
 	return Target{Index: next, Level: t.Level, Span: Span{Start: next, Len: min(t.Span.Len-1, n)}}, true
 }
 
-func appendOrigin(dst []Target, mode Mode, n, self int) []Target {
+func appendOrigin(dst []Target, mode Mode, n, self, perHop int) []Target {
 	switch mode {
 	case ModeReference:
 		return appendReference(dst, n, self, Levels(n))
 	case ModeCover:
-		return appendCover(dst, n, Span{Start: self, Len: n}, Levels(n))
+		return appendCover(dst, n, Span{Start: self, Len: n}, Levels(n), perHop)
 	}
 	return dst
 }
@@ -136,26 +148,46 @@ func window(n, k int) int {
 }
 
 // appendCover runs levels top..1 of the cover rule for the node at
-// span.Start.
-func appendCover(dst []Target, n int, span Span, top int) []Target {
+// span.Start, perHop levels per hop.
+func appendCover(dst []Target, n int, span Span, top, perHop int) []Target {
 	if n <= 1 {
 		return dst
 	}
 	start, length := mod(span.Start, n), min(span.Len, n)
-	for l := top; l >= 1 && length > 1; l-- {
-		a := (length + 2) / 3
-		rest := length - a
-		b := (rest + 1) / 2
-		c := rest - b
-		head2 := (start + a) % n
-		dst = append(dst, Target{Index: head2, Level: l, Span: Span{Start: head2, Len: b}})
-		if c > 0 {
-			head3 := (start + a + b) % n
-			dst = append(dst, Target{Index: head3, Level: l, Span: Span{Start: head3, Len: c}})
-		}
-		length = a
+	perHop = max(perHop, 1)
+	for l := top; l >= 1 && length > 1; l -= perHop {
+		steps := min(perHop, l)
+		mark := len(dst)
+		var own int
+		dst, own = appendParts(dst, n, start, length, steps, l-steps+1, true)
+		// Biggest part first: it has the most levels still to run.
+		slices.SortStableFunc(dst[mark:], func(x, y Target) int { return cmp.Compare(y.Span.Len, x.Span.Len) })
+		length = own
 	}
 	return dst
+}
+
+// appendParts splits the run of length at start in three, steps times
+// over, and appends a target at level for the head of every resulting
+// part, except the first part when keepFirst: the node at start keeps it,
+// and its length is returned. Parts are appended in ring order.
+func appendParts(dst []Target, n, start, length, steps, level int, keepFirst bool) ([]Target, int) {
+	if steps == 0 || length <= 1 {
+		if !keepFirst {
+			dst = append(dst, Target{Index: start, Level: level, Span: Span{Start: start, Len: length}})
+		}
+		return dst, length
+	}
+	a := (length + 2) / 3
+	rest := length - a
+	b := (rest + 1) / 2
+	c := rest - b
+	dst, own := appendParts(dst, n, start, a, steps-1, level, keepFirst)
+	dst, _ = appendParts(dst, n, (start+a)%n, b, steps-1, level, false)
+	if c > 0 {
+		dst, _ = appendParts(dst, n, (start+a+b)%n, c, steps-1, level, false)
+	}
+	return dst, own
 }
 
 func mod(i, n int) int {
@@ -184,6 +216,9 @@ type Options struct {
 	MaxRetries int
 	// RecordEdges keeps every message in Plan.Edges, for printing.
 	RecordEdges bool
+	// LevelsPerHop is how many tree levels a cover-mode hop runs (see
+	// CoverTargets); 0 means 1, the ternary tree.
+	LevelsPerHop int
 }
 
 // Edge is one payload message of a plan. Hop counts network messages from
@@ -246,7 +281,7 @@ func Broadcast(n, origin int, mode Mode, opts Options) Plan {
 		b.done[origin] = true // the origin already owns the whole ring
 	}
 	if !b.down(origin) {
-		b.forward(origin, appendOrigin(b.bufs[0][:0], mode, n, origin), 1)
+		b.forward(origin, appendOrigin(b.bufs[0][:0], mode, n, origin, opts.LevelsPerHop), 1)
 	}
 	p := Plan{
 		Size:      n,
@@ -341,7 +376,7 @@ func (b *broadcaster) send(from int, t Target, hop int, redelegated bool) {
 			return // same responsibility again: propagate once
 		}
 		b.done[to] = true
-		next = appendCover(b.bufs[hop][:0], b.n, t.Span, t.Level-1)
+		next = appendCover(b.bufs[hop][:0], b.n, t.Span, t.Level-1, b.opts.LevelsPerHop)
 	}
 	b.bufs[hop] = next
 	b.forward(to, next, hop+1)

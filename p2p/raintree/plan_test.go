@@ -140,15 +140,22 @@ func TestReferenceMissesIDsFiveAndEightOfEight(t *testing.T) {
 // checkCover asserts the cover guarantees of a fault-free plan.
 func checkCover(t testing.TB, n, origin int) {
 	t.Helper()
-	p := Broadcast(n, origin, ModeCover, Options{})
+	checkWideCover(t, n, origin, 1)
+}
+
+// checkWideCover checks a fault-free cover broadcast run perHop levels per
+// hop: everyone once, n-1 messages, at most ⌈Levels/perHop⌉ hops.
+func checkWideCover(t testing.TB, n, origin, perHop int) {
+	t.Helper()
+	p := Broadcast(n, origin, ModeCover, Options{LevelsPerHop: perHop})
 	if len(p.Uncovered) != 0 {
 		t.Fatalf("n=%d origin=%d: uncovered %v", n, origin, p.Uncovered)
 	}
 	if p.Messages != n-1 {
 		t.Fatalf("n=%d origin=%d: %d messages, want %d", n, origin, p.Messages, n-1)
 	}
-	if p.LastDeliveryHop > Levels(n) {
-		t.Fatalf("n=%d origin=%d: last delivery hop %d > levels %d", n, origin, p.LastDeliveryHop, Levels(n))
+	if hops := (Levels(n) + perHop - 1) / perHop; p.LastDeliveryHop > hops {
+		t.Fatalf("n=%d origin=%d, %d levels per hop: last delivery hop %d > %d", n, origin, perHop, p.LastDeliveryHop, hops)
 	}
 	for i, r := range p.Reads {
 		if want := 1; i != origin && r != want {
@@ -192,7 +199,7 @@ func TestCoverReachesEveryoneOnceWithinLevels(t *testing.T) {
 
 func TestCoverStepsUseEveryLevelLikeRainTree(t *testing.T) {
 	// The originator of 27 sends two messages per level, like RainTree does.
-	got := OriginTargets(ModeCover, 27, 0)
+	got := OriginTargets(ModeCover, 27, 0, 1)
 	want := []Target{
 		{9, 3, Span{9, 9}}, {18, 3, Span{18, 9}},
 		{3, 2, Span{3, 3}}, {6, 2, Span{6, 3}},
@@ -203,8 +210,49 @@ func TestCoverStepsUseEveryLevelLikeRainTree(t *testing.T) {
 	}
 }
 
+func TestWideHopsReachEveryoneOnceInFewerHops(t *testing.T) {
+	for perHop := 2; perHop <= MaxLevelsPerHop; perHop++ {
+		t.Run(fmt.Sprintf("%d levels per hop", perHop), func(t *testing.T) {
+			for n := 1; n <= 800; n++ {
+				checkWideCover(t, n, n/3, perHop)
+			}
+			for _, n := range []int{2186, 2187, 2188, 100_000} {
+				checkWideCover(t, n, 17, perHop)
+			}
+		})
+	}
+	t.Run("a full tree takes exactly ⌈levels/perHop⌉ hops", func(t *testing.T) {
+		for _, tt := range []struct{ n, perHop, hops int }{
+			{729, 1, 6}, {729, 2, 3}, {729, 3, 2}, {729, 4, 2}, {2187, 2, 4}, {60, 2, 2}, {300, 2, 3},
+		} {
+			if got := Broadcast(tt.n, 0, ModeCover, Options{LevelsPerHop: tt.perHop}).LastDeliveryHop; got != tt.hops {
+				t.Errorf("n=%d, %d levels per hop: last delivery at hop %d, want %d", tt.n, tt.perHop, got, tt.hops)
+			}
+		}
+	})
+}
+
+func TestTwoLevelsPerHopSendEightPartsBiggestFirst(t *testing.T) {
+	got := OriginTargets(ModeCover, 27, 0, 2)
+	var want []Target
+	for i := 3; i < 27; i += 3 {
+		want = append(want, Target{i, 2, Span{i, 3}})
+	}
+	want = append(want, Target{1, 1, Span{1, 1}}, Target{2, 1, Span{2, 1}})
+	if !slices.Equal(got, want) {
+		t.Errorf("OriginTargets(cover, 27, 0, 2) =\n%v\nwant\n%v", got, want)
+	}
+	// Uneven parts: the biggest go first, whatever their place on the ring.
+	got = CoverTargets(20, Span{Start: 0, Len: 20}, 4, 2)
+	for i := 1; i < len(got); i++ {
+		if got[i].Span.Len > got[i-1].Span.Len {
+			t.Fatalf("targets not biggest first: %v", got)
+		}
+	}
+}
+
 func TestCoverSpansWrapAroundTheRing(t *testing.T) {
-	got := CoverTargets(10, Span{Start: 8, Len: 4}, 3)
+	got := CoverTargets(10, Span{Start: 8, Len: 4}, 3, 1)
 	want := []Target{{0, 2, Span{0, 1}}, {1, 2, Span{1, 1}}, {9, 1, Span{9, 1}}}
 	if !slices.Equal(got, want) {
 		t.Errorf("CoverTargets = %v, want %v", got, want)
@@ -214,11 +262,13 @@ func TestCoverSpansWrapAroundTheRing(t *testing.T) {
 func TestOriginTargetsMatchTheReceiverRule(t *testing.T) {
 	for n := 1; n <= 100; n++ {
 		top := Levels(n) + 1
-		if got, want := OriginTargets(ModeReference, n, 3%n), ReferenceTargets(n, 3%n, top); !slices.Equal(got, want) {
-			t.Fatalf("n=%d reference: origin %v, receiver at top level %v", n, got, want)
-		}
-		if got, want := OriginTargets(ModeCover, n, 3%n), CoverTargets(n, Span{3 % n, n}, top); !slices.Equal(got, want) {
-			t.Fatalf("n=%d cover: origin %v, receiver at top level %v", n, got, want)
+		for p := 1; p <= MaxLevelsPerHop; p++ {
+			if got, want := OriginTargets(ModeReference, n, 3%n, p), ReferenceTargets(n, 3%n, top); !slices.Equal(got, want) {
+				t.Fatalf("n=%d reference: origin %v, receiver at top level %v", n, got, want)
+			}
+			if got, want := OriginTargets(ModeCover, n, 3%n, p), CoverTargets(n, Span{3 % n, n}, top, p); !slices.Equal(got, want) {
+				t.Fatalf("n=%d cover, %d levels per hop: origin %v, receiver at top level %v", n, p, got, want)
+			}
 		}
 	}
 }
@@ -227,7 +277,7 @@ func TestReferenceLevelOneReceiverSendsNothing(t *testing.T) {
 	if got := ReferenceTargets(1000, 5, 1); len(got) != 0 {
 		t.Errorf("ReferenceTargets at level 1 = %v, want none", got)
 	}
-	if got := CoverTargets(1000, Span{5, 1}, 4); len(got) != 0 {
+	if got := CoverTargets(1000, Span{5, 1}, 4, 1); len(got) != 0 {
 		t.Errorf("CoverTargets for a span of one = %v, want none", got)
 	}
 }
@@ -267,7 +317,7 @@ func TestACKCoversEveryLiveNodeAroundDownNodes(t *testing.T) {
 		n := 1 + r.IntN(400)
 		origin := r.IntN(n)
 		down := randomDown(r, n, origin, []float64{0.05, 0.2, 0.5}[trial%3])
-		p := Broadcast(n, origin, ModeCover, Options{Down: down, ACK: true})
+		p := Broadcast(n, origin, ModeCover, Options{Down: down, ACK: true, LevelsPerHop: 1 + trial%3})
 		if len(p.Uncovered) != 0 {
 			t.Fatalf("trial %d n=%d origin=%d: uncovered %v", trial, n, origin, p.Uncovered)
 		}

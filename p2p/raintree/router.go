@@ -359,7 +359,7 @@ func (r *Router) originate(msg *wire.Message, report bool) (results chan error, 
 	}
 
 	ds := make([]delegation, 0, 2*Levels(n)+n)
-	for _, t := range OriginTargets(mode, n, view.self) {
+	for _, t := range OriginTargets(mode, n, view.self, r.cfg.levelsPerHop(n, len(msg.Raw))) {
 		ds = append(ds, delegation{view: view, mode: mode, target: t, msg: msg})
 	}
 	if r.cfg.Redundancy {
@@ -711,7 +711,7 @@ func (r *Router) onBroadcast(from peer.ID, m *wire.RainTreeMessage) {
 		case ModeReference:
 			targets = ReferenceTargets(n, view.self, level)
 		case ModeCover:
-			targets = CoverTargets(n, span, level)
+			targets = CoverTargets(n, span, level, r.cfg.levelsPerHop(n, len(msg.Raw)))
 		}
 	}
 	for _, t := range targets {

@@ -51,3 +51,28 @@ func TestPacedBroadcastReachesEveryValidator(t *testing.T) {
 		t.Errorf("%d tree frames sent, want 12 (N-1)", paced)
 	}
 }
+
+func TestSmallMessagesInSmallSetsGoTwoLevelsPerHop(t *testing.T) {
+	cfg := DefaultConfig("net")
+	tests := []struct {
+		name       string
+		n, size    int
+		perHop     int
+		neighbours []int
+	}{
+		{"a small message in a small set", 100, 1024, 2, []int{1, 2}},
+		{"a paced message", 100, cfg.PaceBytes, 1, []int{1, 2}},
+		{"a set of 3^6 is still small", DefaultWideMaxValidators, 1024, 2, []int{1, 2}},
+		{"a set above WideMaxValidators", DefaultWideMaxValidators + 1, 1024, 1, []int{1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := cfg.levelsPerHop(tt.n, tt.size); got != tt.perHop {
+				t.Errorf("levelsPerHop(%d, %d) = %d, want %d", tt.n, tt.size, got, tt.perHop)
+			}
+			if got := cfg.PerHops(tt.n); !slices.Equal(got, tt.neighbours) {
+				t.Errorf("PerHops(%d) = %v, want %v", tt.n, got, tt.neighbours)
+			}
+		})
+	}
+}
