@@ -204,6 +204,10 @@ func (c Config) routerConfigs() (raintree.Config, background.Config, error) {
 	rt.ReplayWindow, bg.ReplayWindow = c.ReplayWindow, c.ReplayWindow
 	rt.ClockSkew, bg.ClockSkew = c.ClockSkew, c.ClockSkew
 	rt.Silent, bg.Silent = rt.Silent || c.Silent, bg.Silent || c.Silent
+	if c.Routers != RoutersBoth {
+		// Lazy gossip leans on RainTree to carry the payload to validators.
+		bg.Gossip.LazyAmongValidators = false
+	}
 	if rt.Logger == nil {
 		rt.Logger = c.Logger
 	}

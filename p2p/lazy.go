@@ -27,9 +27,15 @@ func (m *Module) validatorIDs(set *validators.Set) []peer.ID {
 }
 
 // handToGossip hands a broadcast RainTree delivered to a lazy validator's
-// gossip, which feeds the full nodes whose parent this node is.
-func (m *Module) handToGossip(ctx context.Context, bg *background.Router, msg *wire.Message, _ bool) {
+// gossip, which feeds its mesh of full nodes. A large message (PaceBytes
+// and more) is handed only by RainTree's leaves: the uplink of a node with
+// tree targets is busy for seconds carrying the tree, and the leaves, two
+// thirds of the validators, are plenty to seed the full nodes.
+func (m *Module) handToGossip(ctx context.Context, bg *background.Router, msg *wire.Message, leaf bool) {
 	if bg == nil {
+		return
+	}
+	if pace := m.cfg.RainTree.PaceBytes; !leaf && pace > 0 && len(msg.Raw) >= pace {
 		return
 	}
 	if err := bg.Republish(ctx, msg); err != nil && !errors.Is(err, background.ErrClosed) && ctx.Err() == nil {

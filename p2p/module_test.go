@@ -159,7 +159,8 @@ func TestBroadcastReachesEveryNodeExactlyOnce(t *testing.T) {
 		validatorRouters map[p2p.RouterName]bool
 	}{
 		{"a validator's broadcast goes out on raintree and background", 1, map[p2p.RouterName]bool{p2p.RouterRainTree: true, p2p.RouterBackground: true}},
-		{"a full node's broadcast goes out on background only", 5, map[p2p.RouterName]bool{p2p.RouterBackground: true}},
+		// Submitted to a parent validator, which starts it on raintree.
+		{"a full node's broadcast reaches validators through its parent", 5, map[p2p.RouterName]bool{p2p.RouterRainTree: true, p2p.RouterBackground: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

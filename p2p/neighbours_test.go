@@ -37,7 +37,7 @@ func TestValidatorsKeepExactlyTheirRainTreeNeighbours(t *testing.T) {
 	set := nodes[0].mod.ValidatorSet()
 	for _, nd := range nodes {
 		self, _ := set.IndexOf(nd.key.Address)
-		want := raintree.NeighboursOf(raintree.ModeCover, n, self)
+		want := raintree.NeighboursOf(raintree.ModeCover, n, self, perHops(n)...)
 		if len(want.All()) >= n-1 {
 			t.Fatalf("with %d validators every validator is a neighbour; the test needs a larger set", n)
 		}
@@ -86,7 +86,7 @@ func TestValidatorsKeepExactlyTheirRainTreeNeighbours(t *testing.T) {
 			continue
 		}
 		var want []int
-		for _, i := range raintree.NeighboursOf(raintree.ModeCover, smaller.Len(), self).All() {
+		for _, i := range raintree.NeighboursOf(raintree.ModeCover, smaller.Len(), self, perHops(smaller.Len())...).All() {
 			j, _ := set.IndexOfPeer(smaller.At(i).PeerID)
 			want = append(want, j)
 		}
@@ -171,7 +171,7 @@ func TestValidatorAddressesAreHintsNotAPeerstoreCopy(t *testing.T) {
 	set := nodes[0].mod.ValidatorSet()
 	from := nodes[0]
 	self, _ := set.IndexOf(from.key.Address)
-	near := raintree.NeighboursOf(raintree.ModeCover, n, self).All()
+	near := raintree.NeighboursOf(raintree.ModeCover, n, self, perHops(n)...).All()
 	var far *node
 	for _, nd := range nodes[1:] {
 		i, _ := set.IndexOf(nd.key.Address)
@@ -207,7 +207,7 @@ func TestRestartedValidatorRejoins(t *testing.T) {
 	self0, _ := set.IndexOf(nodes[0].key.Address)
 	var back *node
 	for _, nd := range nodes[1:n] {
-		if i, _ := set.IndexOf(nd.key.Address); slices.Contains(raintree.NeighboursOf(raintree.ModeCover, n, self0).Targets, i) {
+		if i, _ := set.IndexOf(nd.key.Address); slices.Contains(raintree.NeighboursOf(raintree.ModeCover, n, self0, perHops(n)...).Targets, i) {
 			back = nd
 			break
 		}
@@ -276,3 +276,6 @@ func TestRestartedValidatorRejoins(t *testing.T) {
 		})
 	}
 }
+
+// perHops is what a default node broadcasts with over n validators.
+func perHops(n int) []int { return raintree.DefaultConfig("net").PerHops(n) }

@@ -24,17 +24,21 @@ func TestBaselineIsStockGossipSubAndDefaultIsShipped(t *testing.T) {
 		g.HeartbeatInterval != stock.HeartbeatInterval || g.HistoryLength != stock.HistoryLength || g.HistoryGossip != stock.HistoryGossip {
 		t.Errorf("gossipsub baseline runs %+v, want pubsub's defaults %+v", g, stock)
 	}
+	if g.LazyAmongValidators || !g.FloodPublish {
+		t.Errorf("gossipsub baseline: lazy %v, flood publish %v; want plain gossipsub with flood publish", g.LazyAmongValidators, g.FloodPublish)
+	}
 	if base.Routers != p2p.RoutersBackgroundOnly || base.Background.PubSub != background.GossipSub {
 		t.Errorf("gossipsub baseline: routers %v, pubsub %s", base.Routers, base.Background.PubSub)
 	}
 
 	def := parse("default")
-	if def.Name() != "default" {
-		t.Errorf("default strategy named %q", def.Name())
+	if def.Name() != "default" || !def.Lazy || def.Ternary {
+		t.Errorf("default strategy named %q, lazy %v, ternary %v; want the shipped lazy gossip and wide hops", def.Name(), def.Lazy, def.Ternary)
 	}
 	got, want := sc.nodeConfig(def, simNode{}), p2p.DefaultConfig()
 	if got.Routers != want.Routers || !reflect.DeepEqual(got.Background.Gossip, want.Background.Gossip) ||
 		got.RainTree.Mode != want.RainTree.Mode || got.RainTree.ACK != want.RainTree.ACK ||
+		got.RainTree.LevelsPerHop != want.RainTree.LevelsPerHop || got.RainTree.WideMaxValidators != want.RainTree.WideMaxValidators ||
 		got.Background.PubSub != want.Background.PubSub {
 		t.Errorf("default runs routers %v, gossip %+v, mode %s, ack %v; want the shipped %v, %+v, %s, %v",
 			got.Routers, got.Background.Gossip, got.RainTree.Mode, got.RainTree.ACK,

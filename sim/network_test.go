@@ -259,13 +259,14 @@ func TestQuietPeriodCoversACKTimeoutAndHeartbeat(t *testing.T) {
 
 // Targets behind silent validators are never reached by cover alone; the
 // wait for each broadcast must end once the network is quiet, not at the
-// timeout, and still count every delivery.
+// timeout, and still count every delivery. One level per hop: two levels
+// reach all nine validators straight from the origin.
 func TestNetworkUnreachableTargetsDoNotWaitForTheTimeout(t *testing.T) {
-	cfg := smallNet("cover")
+	cfg := smallNet("cover+ternary")
 	cfg.SilentValidators = 3
 	cfg.BroadcastTimeout = 20 * time.Second
 	start := time.Now()
-	s := byName(t, runNet(t, cfg), "cover")
+	s := byName(t, runNet(t, cfg), "cover+ternary")
 	if d := time.Since(start); d > 15*time.Second {
 		t.Errorf("run took %v; the quiet period should end each broadcast long before the %v timeout", d, cfg.BroadcastTimeout)
 	}

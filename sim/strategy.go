@@ -46,6 +46,8 @@ func DefaultStrategy() Strategy {
 	if c.Routers == p2p.RoutersRainTreeOnly {
 		s.Gossip = ""
 	}
+	s.Lazy = c.Routers == p2p.RoutersBoth && c.Background.Gossip.LazyAmongValidators
+	s.Ternary = c.RainTree.LevelsPerHop == 1
 	return s
 }
 
@@ -92,8 +94,8 @@ const (
 
 // NetworkStrategies are the strategies RunNetwork compares by default.
 // "default" is what a node ships with (p2p.DefaultConfig, today
-// cover+ack+gossipsub); "cover+gossipsub" is the same without RainTree
-// ACKs.
+// cover+ack+gossipsub+lazy); "cover+gossipsub" runs both routers eagerly,
+// without RainTree ACKs.
 var NetworkStrategies = []string{
 	"reference", "cover", "gossipsub", "randomsub", "floodsub",
 	"reference+gossipsub", "cover+gossipsub", "default",

@@ -22,10 +22,10 @@ import (
 // duration and nothing sleeps for real.
 
 // TestVirtualACKRedelegationReachesValidatorsBehindDownOnes runs RainTree
-// alone with 2 of 10 validators down: without ACKs their subtrees are cut
-// off; with ACKs every live validator is reached, and the validators behind
-// a down one only after the sender gave up on it, which takes real
-// (virtual) time.
+// alone with 2 of 10 validators down, one level per hop so that they have
+// subtrees: without ACKs their subtrees are cut off; with ACKs every live
+// validator is reached, and the validators behind a down one only after
+// the sender gave up on it, which takes real (virtual) time.
 func TestVirtualACKRedelegationReachesValidatorsBehindDownOnes(t *testing.T) {
 	skipVirtualUnderRace(t)
 	if testing.Short() {
@@ -35,14 +35,14 @@ func TestVirtualACKRedelegationReachesValidatorsBehindDownOnes(t *testing.T) {
 		Validators:     10,
 		DownValidators: 2,
 		Broadcasts:     3,
-		Strategies:     mustParseStrategies([]string{"cover", "cover+ack"}),
+		Strategies:     mustParseStrategies([]string{"cover+ternary", "cover+ack+ternary"}),
 		Seed:           3,
 		PayloadSize:    256,
 		Latency:        10 * time.Millisecond,
 		Virtual:        &VirtualLinks{},
 	}
 	res := runVirtual(t, cfg)
-	cover, ack := byName(t, res, "cover"), byName(t, res, "cover+ack")
+	cover, ack := byName(t, res, "cover+ternary"), byName(t, res, "cover+ack+ternary")
 	t.Logf("validator coverage ms: cover %+v, cover+ack %+v", cover.ValidatorCoverageMS, ack.ValidatorCoverageMS)
 	if r := ratioOf(t, cover); r >= 1 {
 		t.Fatalf("premise: cover alone delivered %v with 2 down validators; pick a seed whose down validators have subtrees", r)

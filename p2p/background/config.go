@@ -74,14 +74,16 @@ type GossipParams struct {
 	// peer that joins our mesh is offered (IHAVE) what we published in the
 	// gossip window (catchup.go). Lazy validators never flood-publish.
 	FloodPublish bool
-	// LazyAmongValidators makes validators that run RainTree gossip lazily
-	// with each other (see Config.RainTreeValidator and lazy.go): no mesh
-	// links between validators, IHAVE/IWANT only, and only RainTree's
-	// leaves feed the full nodes. It changes nothing on the wire; full
-	// nodes run plain gossipsub. Default false: it cuts payload bytes to
-	// about 0.6x stock gossipsub's (eager: about 1.1x), but coverage then
-	// depends on how the mesh formed, so its tail latency is longer and
-	// varies from run to run (ADR 0002).
+	// LazyAmongValidators lets RainTree carry the payload to validators
+	// and keeps gossip for the full nodes and for repair (lazy.go): a
+	// validator scores other validators below zero so its mesh holds only
+	// full nodes, meshes at ValidatorD and never flood-publishes; it
+	// republishes whatever RainTree delivers to it; a full node hands its
+	// own broadcasts to a parent validator (submit.go) and forwards gossip
+	// ForwardDelay late (forward.go). Full nodes see plain gossipsub on the
+	// wire. Default true: about 0.35x stock gossipsub's payload bytes at
+	// 100 nodes with delivery 1.0 (ADR 0002); false runs validators as
+	// eager gossipsub peers too, about 1.0x.
 	LazyAmongValidators bool
 	// ValidatorD is the mesh degree a lazy validator aims for (Dlo is one
 	// less; it accepts up to Dhi). Its mesh holds only the full nodes whose
@@ -95,6 +97,15 @@ type GossipParams struct {
 	// 0 forwards at once. It must stay below how long pubsub remembers an
 	// IDONTWANT (3 heartbeats). Default 30ms.
 	ForwardDelay time.Duration
+	// LargeBytes and LargeForwardDelay: a message of at least LargeBytes
+	// waits LargeForwardDelay instead. A large message spreads through
+	// RainTree over seconds, one uplink-bound copy after another, so
+	// validators announce it (IDONTWANT) over seconds too, and a copy a
+	// full node forwards to one that gets it from RainTree soon after costs
+	// a whole block of its downlink. Defaults 64 KiB (RainTree's
+	// PaceBytes) and 1.5s, below IDONTWANT's lifetime.
+	LargeBytes        int
+	LargeForwardDelay time.Duration
 	// SubmitFallback is how long a full node under lazy gossip waits for
 	// its own broadcast, handed to its parent validator, to come back
 	// through gossip before it publishes it on gossip itself. It bounds
@@ -117,6 +128,8 @@ const (
 	DefaultAdvertiseInterval     = time.Minute
 	DefaultValidatorD            = 2
 	DefaultForwardDelay          = 30 * time.Millisecond
+	DefaultLargeBytes            = 64 << 10
+	DefaultLargeForwardDelay     = 1500 * time.Millisecond
 	DefaultSubmitFallback        = time.Second
 	DefaultMaxPending            = 4096
 	// DefaultDirectRate and DefaultDirectBurst bound the direct sends
@@ -135,9 +148,11 @@ func DefaultGossipParams() GossipParams {
 		HistoryGossip:     3,
 		FloodPublish:      true,
 
-		LazyAmongValidators: false,
+		LazyAmongValidators: true,
 		ValidatorD:          DefaultValidatorD,
 		ForwardDelay:        DefaultForwardDelay,
+		LargeBytes:          DefaultLargeBytes,
+		LargeForwardDelay:   DefaultLargeForwardDelay,
 		SubmitFallback:      DefaultSubmitFallback,
 		MaxPending:          DefaultMaxPending,
 	}
@@ -351,6 +366,9 @@ func (g GossipParams) validate() error {
 		return fmt.Errorf("ValidatorD %d must be at least 2 with LazyAmongValidators", g.ValidatorD)
 	case g.LazyAmongValidators && (g.ForwardDelay < 0 || g.ForwardDelay >= g.idontwantLifetime()):
 		return fmt.Errorf("ForwardDelay %v must be at least 0 and below %v, how long pubsub remembers an IDONTWANT", g.ForwardDelay, g.idontwantLifetime())
+	case g.LazyAmongValidators && (g.LargeBytes <= 0 || g.LargeForwardDelay < g.ForwardDelay || g.LargeForwardDelay >= g.idontwantLifetime()):
+		return fmt.Errorf("LargeBytes %d must be positive, and LargeForwardDelay %v at least ForwardDelay %v and below %v, how long pubsub remembers an IDONTWANT",
+			g.LargeBytes, g.LargeForwardDelay, g.ForwardDelay, g.idontwantLifetime())
 	case g.LazyAmongValidators && (g.SubmitFallback <= 0 || g.MaxPending <= 0):
 		return fmt.Errorf("SubmitFallback %v and MaxPending %d must be positive with LazyAmongValidators", g.SubmitFallback, g.MaxPending)
 	}

@@ -26,7 +26,8 @@ import (
 // not get the message (a validator below a silent one in RainTree, a full
 // node whose validators are silent) still gets it, ForwardDelay later.
 // IDONTWANT covers messages of at least 1 KiB (pubsub's threshold);
-// smaller ones are cheap to duplicate.
+// smaller ones are cheap to duplicate. Large messages (LargeBytes) wait
+// LargeForwardDelay: RainTree takes seconds to spread them.
 //
 // The delay holds a validation slot of pubsub's per message: their number
 // is bounded by ValidateQueueSize, and a message beyond it is dropped by
@@ -64,11 +65,20 @@ func (r *Router) validateThenWait(ctx context.Context, from peer.ID, msg *pubsub
 	}
 	r.deliver(msg.ReceivedFrom, m, ViaGossip)
 	msg.ValidatorData = handed{m}
-	t := time.NewTimer(r.cfg.Gossip.ForwardDelay)
+	t := time.NewTimer(r.cfg.Gossip.forwardDelay(len(m.Raw)))
 	defer t.Stop()
 	select {
 	case <-t.C:
 	case <-ctx.Done():
 	}
 	return pubsub.ValidationAccept
+}
+
+// forwardDelay is how long a full node holds a message of size bytes
+// before gossip forwards it.
+func (g GossipParams) forwardDelay(size int) time.Duration {
+	if size >= g.LargeBytes {
+		return g.LargeForwardDelay
+	}
+	return g.ForwardDelay
 }

@@ -28,7 +28,7 @@ func TestAFullNodeForwardsOnlyAfterItsValidatorsSaidTheyHaveIt(t *testing.T) {
 			network := "forward"
 			cfg := testConfig(network)
 			cfg.Gossip.LazyAmongValidators = true
-			cfg.Gossip.ForwardDelay = tt.delay
+			cfg.Gossip.ForwardDelay, cfg.Gossip.LargeForwardDelay = tt.delay, tt.delay
 			vcfg := cfg
 			vcfg.RainTreeValidator = true
 			v := startNodeOn(t, newHostWithConnManager(t), vcfg)
@@ -66,6 +66,26 @@ func TestAFullNodeForwardsOnlyAfterItsValidatorsSaidTheyHaveIt(t *testing.T) {
 			}
 			if s := f.r.Stats(); s.DeliveredGossip != 1 {
 				t.Fatalf("f delivered %d times, want once", s.DeliveredGossip)
+			}
+		})
+	}
+}
+
+func TestLargeMessagesWaitLongerBeforeForwarding(t *testing.T) {
+	g := DefaultGossipParams()
+	tests := []struct {
+		name string
+		size int
+		want time.Duration
+	}{
+		{"a vote", 200, g.ForwardDelay},
+		{"just below LargeBytes", g.LargeBytes - 1, g.ForwardDelay},
+		{"a block", 1 << 20, g.LargeForwardDelay},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := g.forwardDelay(tt.size); got != tt.want {
+				t.Errorf("forwardDelay(%d) = %v, want %v", tt.size, got, tt.want)
 			}
 		})
 	}

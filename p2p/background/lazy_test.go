@@ -54,6 +54,9 @@ func TestLazyGossipConfigIsValidated(t *testing.T) {
 		{"a validator mesh of one", func(g *GossipParams) { g.ValidatorD = 1 }},
 		{"a negative forward delay", func(g *GossipParams) { g.ForwardDelay = -time.Millisecond }},
 		{"a forward delay beyond IDONTWANT's lifetime", func(g *GossipParams) { g.ForwardDelay = 3 * g.HeartbeatInterval }},
+		{"a large-message delay below the forward delay", func(g *GossipParams) { g.LargeForwardDelay = g.ForwardDelay - 1 }},
+		{"a large-message delay beyond IDONTWANT's lifetime", func(g *GossipParams) { g.LargeForwardDelay = 3 * g.HeartbeatInterval }},
+		{"no large-message threshold", func(g *GossipParams) { g.LargeBytes = 0 }},
 		{"no submit fallback", func(g *GossipParams) { g.SubmitFallback = 0 }},
 		{"no room for pending publications", func(g *GossipParams) { g.MaxPending = 0 }},
 	}

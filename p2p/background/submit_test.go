@@ -85,6 +85,7 @@ func TestASubmittedBroadcastIsPublishedOnlyIfItDoesNotComeBack(t *testing.T) {
 // misdirected: refused and counted.
 func TestABroadcastOnUnicastIsRefusedOutsideALazyNetwork(t *testing.T) {
 	cfg := testConfig("nosubmit")
+	cfg.Gossip.LazyAmongValidators = false
 	a, b := startNode(t, cfg), startNode(t, cfg)
 	connect(t, a.h, b.h)
 	msg := envelope(t, a, "not a unicast")
