@@ -28,9 +28,10 @@ func (m *Module) validatorIDs(set *validators.Set) []peer.ID {
 
 // handToGossip hands a broadcast RainTree delivered to a lazy validator's
 // gossip, which feeds its mesh of full nodes. A large message (PaceBytes
-// and more) is handed only by RainTree's leaves: the uplink of a node with
-// tree targets is busy for seconds carrying the tree, and the leaves, two
-// thirds of the validators, are plenty to seed the full nodes.
+// and more) that this node forwards on RainTree (not a leaf) is handed
+// only once its tree frames have left (raintree.Config.OnPacedSent, which
+// passes leaf=true): each copy takes the uplink for a while, and the tree
+// comes first.
 func (m *Module) handToGossip(ctx context.Context, bg *background.Router, msg *wire.Message, leaf bool) {
 	if bg == nil {
 		return

@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -172,11 +173,21 @@ func TestNetworkLazyValidatorsCostWellUnderGossipSub(t *testing.T) {
 	}
 }
 
+// Silent validators cut their subtrees off RainTree; gossip repairs them,
+// through full nodes or, in a network of validators alone, through the
+// IHAVE/IWANT validators still exchange under lazy gossip.
 func TestNetworkShippedDefaultSurvivesThirtyPercentSilentValidators(t *testing.T) {
-	cfg := smallNet("cover+ack+gossipsub")
-	cfg.Validators, cfg.SilentValidators = 10, 3
-	if s := byName(t, runNet(t, cfg), "cover+ack+gossipsub"); ratioOf(t, s) != 1 {
-		t.Errorf("cover+ack+gossipsub with 3/10 silent validators: ratio %v, want 1", ratioOf(t, s))
+	for _, fullNodes := range []int{4, 0} {
+		t.Run(fmt.Sprintf("%d full nodes", fullNodes), func(t *testing.T) {
+			cfg := smallNet("default", "cover+ack+gossipsub")
+			cfg.Validators, cfg.FullNodes, cfg.SilentValidators = 10, fullNodes, 3
+			res := runNet(t, cfg)
+			for _, name := range []string{"default", "cover+ack+gossipsub"} {
+				if s := byName(t, res, name); ratioOf(t, s) != 1 {
+					t.Errorf("%s with 3/10 silent validators: ratio %v, want 1", name, ratioOf(t, s))
+				}
+			}
+		})
 	}
 }
 

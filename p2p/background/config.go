@@ -103,9 +103,18 @@ type GossipParams struct {
 	// validators announce it (IDONTWANT) over seconds too, and a copy a
 	// full node forwards to one that gets it from RainTree soon after costs
 	// a whole block of its downlink. Defaults 64 KiB (RainTree's
-	// PaceBytes) and 1.5s, below IDONTWANT's lifetime.
+	// PaceBytes) and 500ms, below IDONTWANT's lifetime.
 	LargeBytes        int
 	LargeForwardDelay time.Duration
+	// LazyDlazy is, under lazy gossip, how many peers outside its mesh a
+	// node advertises (IHAVE) recent messages to per heartbeat: exactly
+	// that many, as pubsub's GossipFactor, which would raise it to a
+	// quarter of those peers, is set to 0. A node asks (IWANT) every peer
+	// that advertises a message it has not yet received, so while a large
+	// message takes seconds to spread each advertisement can cost a
+	// duplicate copy. Default 2 (stock Dlazy is 6); eager mesh forwarding,
+	// not IHAVE, is what carries and repairs messages quickly.
+	LazyDlazy int
 	// SubmitFallback is how long a full node under lazy gossip waits for
 	// its own broadcast, handed to its parent validator, to come back
 	// through gossip before it publishes it on gossip itself. It bounds
@@ -129,7 +138,8 @@ const (
 	DefaultValidatorD            = 2
 	DefaultForwardDelay          = 30 * time.Millisecond
 	DefaultLargeBytes            = 64 << 10
-	DefaultLargeForwardDelay     = 1500 * time.Millisecond
+	DefaultLargeForwardDelay     = 500 * time.Millisecond
+	DefaultLazyDlazy             = 2
 	DefaultSubmitFallback        = time.Second
 	DefaultMaxPending            = 4096
 	// DefaultDirectRate and DefaultDirectBurst bound the direct sends
@@ -153,6 +163,7 @@ func DefaultGossipParams() GossipParams {
 		ForwardDelay:        DefaultForwardDelay,
 		LargeBytes:          DefaultLargeBytes,
 		LargeForwardDelay:   DefaultLargeForwardDelay,
+		LazyDlazy:           DefaultLazyDlazy,
 		SubmitFallback:      DefaultSubmitFallback,
 		MaxPending:          DefaultMaxPending,
 	}
@@ -369,6 +380,8 @@ func (g GossipParams) validate() error {
 	case g.LazyAmongValidators && (g.LargeBytes <= 0 || g.LargeForwardDelay < g.ForwardDelay || g.LargeForwardDelay >= g.idontwantLifetime()):
 		return fmt.Errorf("LargeBytes %d must be positive, and LargeForwardDelay %v at least ForwardDelay %v and below %v, how long pubsub remembers an IDONTWANT",
 			g.LargeBytes, g.LargeForwardDelay, g.ForwardDelay, g.idontwantLifetime())
+	case g.LazyAmongValidators && g.LazyDlazy < 0:
+		return fmt.Errorf("LazyDlazy %d must not be negative", g.LazyDlazy)
 	case g.LazyAmongValidators && (g.SubmitFallback <= 0 || g.MaxPending <= 0):
 		return fmt.Errorf("SubmitFallback %v and MaxPending %d must be positive with LazyAmongValidators", g.SubmitFallback, g.MaxPending)
 	}

@@ -150,11 +150,17 @@ func (r *Router) appScore(p peer.ID) float64 {
 	return 0
 }
 
-// effectiveGossip is the gossip configuration pubsub runs with: a lazy
+// effectiveGossip is the gossip configuration pubsub runs with: every node
+// of a lazy network advertises to LazyDlazy peers per heartbeat, and a lazy
 // validator aims for a mesh of ValidatorD full nodes, accepts up to Dhi,
 // and never flood-publishes.
 func (c Config) effectiveGossip() GossipParams {
 	g := c.Gossip
+	if c.lazyNetwork() {
+		g.Dlazy = g.LazyDlazy
+	} else {
+		g.LazyAmongValidators = false // nothing lazy about it (see gossipSubParams)
+	}
 	if c.lazy() {
 		g.D, g.Dlo = g.ValidatorD, max(1, g.ValidatorD-1)
 		g.Dhi = max(g.Dhi, g.D)

@@ -19,21 +19,26 @@ func TestEffectiveGossipOfLazyValidators(t *testing.T) {
 		kind      PubSubKind
 		wantD     int
 		wantFlood bool
+		wantDlazy int // exact under lazy gossip; otherwise at least, as pubsub's GossipFactor may raise it
 	}{
-		{"a full node of a lazy network runs the configured mesh and flood publishing", false, true, GossipSub, 7, true},
-		{"a full node of an eager network runs the configured mesh", false, false, GossipSub, 7, true},
-		{"a lazy validator runs a small mesh without flood publishing", true, true, GossipSub, DefaultValidatorD, false},
-		{"an eager validator runs the configured mesh", true, false, GossipSub, 7, true},
-		{"lazy gossip needs gossipsub", true, true, FloodSub, 7, true},
+		{"a full node of a lazy network runs the configured mesh and flood publishing, and advertises to LazyDlazy peers", false, true, GossipSub, 7, true, DefaultLazyDlazy},
+		{"a full node of an eager network runs the configured mesh", false, false, GossipSub, 7, true, 5},
+		{"a lazy validator runs a small mesh without flood publishing, and advertises to LazyDlazy peers", true, true, GossipSub, DefaultValidatorD, false, DefaultLazyDlazy},
+		{"an eager validator runs the configured mesh", true, false, GossipSub, 7, true, 5},
+		{"lazy gossip needs gossipsub", true, true, FloodSub, 7, true, 5},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := testConfig("lazy")
 			c.PubSub, c.RainTreeValidator, c.Gossip.LazyAmongValidators = tt.kind, tt.validator, tt.lazy
-			c.Gossip.D, c.Gossip.FloodPublish = 7, true
+			c.Gossip.D, c.Gossip.Dlazy, c.Gossip.FloodPublish = 7, 5, true
 			g := c.effectiveGossip()
 			if g.D != tt.wantD || g.FloodPublish != tt.wantFlood {
 				t.Fatalf("D=%d flood=%v, want D=%d flood=%v", g.D, g.FloodPublish, tt.wantD, tt.wantFlood)
+			}
+			exact := tt.wantDlazy == DefaultLazyDlazy
+			if p := gossipSubParams(g); p.Dlazy != tt.wantDlazy || (p.GossipFactor == 0) != exact {
+				t.Fatalf("Dlazy=%d GossipFactor=%v, want Dlazy=%d exact=%v", p.Dlazy, p.GossipFactor, tt.wantDlazy, exact)
 			}
 			if tt.kind == GossipSub {
 				// pubsub checks the derived mesh parameters when it starts
@@ -57,6 +62,7 @@ func TestLazyGossipConfigIsValidated(t *testing.T) {
 		{"a large-message delay below the forward delay", func(g *GossipParams) { g.LargeForwardDelay = g.ForwardDelay - 1 }},
 		{"a large-message delay beyond IDONTWANT's lifetime", func(g *GossipParams) { g.LargeForwardDelay = 3 * g.HeartbeatInterval }},
 		{"no large-message threshold", func(g *GossipParams) { g.LargeBytes = 0 }},
+		{"a negative LazyDlazy", func(g *GossipParams) { g.LazyDlazy = -1 }},
 		{"no submit fallback", func(g *GossipParams) { g.SubmitFallback = 0 }},
 		{"no room for pending publications", func(g *GossipParams) { g.MaxPending = 0 }},
 	}

@@ -294,6 +294,9 @@ func gossipSubParams(g GossipParams) pubsub.GossipSubParams {
 	p.Dscore = min(p.Dscore, g.D)
 	p.HeartbeatInterval = g.HeartbeatInterval
 	p.HistoryLength, p.HistoryGossip = g.HistoryLength, g.HistoryGossip
+	if g.LazyAmongValidators {
+		p.GossipFactor = 0 // Dlazy (LazyDlazy) is exact under lazy gossip
+	}
 	return p
 }
 

@@ -159,6 +159,12 @@ type Config struct {
 	// be ProtocolID(NetworkID) and its MaxMessageSize must leave room for
 	// MaxMessageSize plus wire.FrameOverhead.
 	Unicast unicast.Config
+	// OnPacedSent, if set, is called when the last paced frame (see
+	// PaceBytes) of a message waiting in this node's uplink queue has
+	// left, sent or failed: the node's uplink is free of that message's
+	// tree. It runs on the uplink goroutine, so it must return quickly; a
+	// re-delegated frame can make it run again for the same message.
+	OnPacedSent func(msg *wire.Message)
 	// Clock drives ACK timeouts. nil means real time.
 	Clock Clock
 	// Logger receives drop and retry events. nil means slog.Default().

@@ -3,6 +3,8 @@ package raintree
 import (
 	"cmp"
 	"slices"
+
+	"github.com/rainp2p/rainp2p/p2p/wire"
 )
 
 // Large frames share one uplink, one at a time, biggest subtree first.
@@ -113,5 +115,20 @@ func (r *Router) drainUplink() {
 		}
 		r.mu.Unlock()
 		d.report(r.sendTree(d))
+		r.pacedSent(d.msg)
+	}
+}
+
+// pacedSent calls Config.OnPacedSent once no frame of msg waits in the
+// uplink queue any more.
+func (r *Router) pacedSent(msg *wire.Message) {
+	if r.cfg.OnPacedSent == nil {
+		return
+	}
+	r.mu.Lock()
+	waiting := slices.ContainsFunc(r.up.items, func(d delegation) bool { return d.msg.ID == msg.ID })
+	r.mu.Unlock()
+	if !waiting {
+		r.cfg.OnPacedSent(msg)
 	}
 }

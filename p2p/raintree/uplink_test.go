@@ -2,8 +2,11 @@ package raintree
 
 import (
 	"slices"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/rainp2p/rainp2p/p2p/wire"
 )
 
 func TestUplinkSendsHigherLevelsFirstAndKeepsArrivalOrderWithinALevel(t *testing.T) {
@@ -74,5 +77,37 @@ func TestSmallMessagesInSmallSetsGoTwoLevelsPerHop(t *testing.T) {
 				t.Errorf("PerHops(%d) = %v, want %v", tt.n, got, tt.neighbours)
 			}
 		})
+	}
+}
+
+// Every node that forwards a paced message hears once that its uplink is
+// done with it: the origin and the interior nodes of the plan, no leaf.
+func TestOnPacedSentFiresOnceEachForwardingNodeIsDone(t *testing.T) {
+	const n, origin = 13, 4
+	var mu sync.Mutex
+	calls := map[wire.MessageID]int{}
+	c := newMockCluster(t, n, func(cfg *Config) {
+		cfg.PaceBytes = 1
+		cfg.OnPacedSent = func(msg *wire.Message) {
+			mu.Lock()
+			calls[msg.ID]++
+			mu.Unlock()
+		}
+	})
+	id := c.broadcast(origin)
+	plan := Broadcast(n, origin, ModeCover, Options{})
+	forwarders := 0
+	for _, w := range plan.Writes {
+		if w > 0 {
+			forwarders++
+		}
+	}
+	count := func() int { mu.Lock(); defer mu.Unlock(); return calls[id] }
+	eventually(t, 10*time.Second, func() bool { return count() == forwarders },
+		"OnPacedSent ran %d times, want once per forwarding node (%d)", count(), forwarders)
+	eventually(t, 10*time.Second, func() bool { return len(c.missing(id, others(n, origin))) == 0 },
+		"validators %v never delivered", c.missing(id, others(n, origin)))
+	if got := count(); got != forwarders {
+		t.Errorf("OnPacedSent ran %d times after delivery, want %d", got, forwarders)
 	}
 }
