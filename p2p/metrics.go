@@ -111,11 +111,12 @@ var (
 	grayDesc      = desc("gossip_graylisted_peers", "Peers below the gossipsub graylist threshold at the last score inspection.")
 	lowScoreDesc  = desc("gossip_lowest_score", "Lowest gossipsub peer score at the last score inspection.")
 	cmConnsDesc   = desc("connmgr_conns", "Connections the connection manager tracks, with its watermarks.", "kind")
+	lazyDesc      = desc("lazy_gossip_total", "Lazy gossip events: republished (a RainTree delivery handed to gossip), submitted, submit_returned, submit_fallback, submit_error, submission_received, pending_full.", "event")
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{sentDesc, receivedDesc, deliveredDesc, droppedDesc, dupDesc, invalidDesc, retriesDesc, ackTODesc, peersDesc, bytesDesc, sendErrDesc,
-		penaltyDesc, grayDesc, lowScoreDesc, resMemDesc, resConnsDesc, resStrmDesc, resBlockDesc, allowDesc, cmConnsDesc, connsDesc} {
+		penaltyDesc, grayDesc, lowScoreDesc, resMemDesc, resConnsDesc, resStrmDesc, resBlockDesc, allowDesc, cmConnsDesc, connsDesc, lazyDesc} {
 		ch <- d
 	}
 }
@@ -177,6 +178,16 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, d := range drops {
 		counter(droppedDesc, d.v, d.router, d.reason)
+	}
+	for _, e := range []struct {
+		event string
+		v     uint64
+	}{
+		{"republished", b.Republished}, {"submitted", b.Submitted}, {"submit_returned", b.SubmitReturned},
+		{"submit_fallback", b.SubmitFallbacks}, {"submit_error", b.SubmitErrors}, {"submission_received", b.Submissions},
+		{"pending_full", b.PendingFull},
+	} {
+		counter(lazyDesc, e.v, e.event)
 	}
 	counter(dupDesc, s.Duplicates)
 	counter(invalidDesc, s.InvalidPeers, rt)
