@@ -99,6 +99,8 @@ type NetConfig struct {
 	// profile to <prefix>-<strategy>.pprof once its connections are
 	// counted, before the network is torn down.
 	HeapProfile string
+	// tweak, set by tests, edits every node's configuration last.
+	tweak func(*p2p.Config)
 	// Virtual, when set, runs on simulated QUIC links in virtual time
 	// instead of mocknet in wall-clock time; see VirtualLinks. The
 	// default BroadcastTimeout is then DefaultVirtualBroadcastTimeout.
@@ -598,6 +600,15 @@ func (sc *scenario) settleConnections(ctx context.Context, modules []*p2p.Module
 // pubsub's stock ones (background.StockGossipParams) for plain gossipsub,
 // so the baseline does not move when the shipped parameters do.
 func (sc *scenario) nodeConfig(s Strategy, n simNode) p2p.Config {
+	mc := sc.strategyConfig(s, n)
+	if sc.cfg.tweak != nil {
+		sc.cfg.tweak(&mc)
+	}
+	return mc
+}
+
+// strategyConfig is a node's configuration for strategy s.
+func (sc *scenario) strategyConfig(s Strategy, n simNode) p2p.Config {
 	mc := p2p.DefaultConfig()
 	mc.NetworkID = simNetworkID
 	mc.Key = n.key

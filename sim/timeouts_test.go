@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/rainp2p/rainp2p/p2p"
 	"github.com/rainp2p/rainp2p/p2p/raintree"
 	"github.com/rainp2p/rainp2p/p2p/unicast"
 )
@@ -40,6 +41,9 @@ func TestVirtualACKRedelegationReachesValidatorsBehindDownOnes(t *testing.T) {
 		PayloadSize:    256,
 		Latency:        10 * time.Millisecond,
 		Virtual:        &VirtualLinks{},
+		// Dial the down validators rather than skip them (raintree.Config.
+		// SkipDisconnectedAfter), so the dial's timeout path runs.
+		tweak: func(c *p2p.Config) { c.RainTree.SkipDisconnectedAfter = 0 },
 	}
 	res := runVirtual(t, cfg)
 	cover, ack := byName(t, res, "cover+ternary"), byName(t, res, "cover+ack+ternary")
@@ -206,4 +210,36 @@ func TestVirtualUnicastIdleInboundStreamIsResetAfterIdleTimeout(t *testing.T) {
 			t.Errorf("receiver: %d streams accepted, %d frames; want 2, 3", s.StreamsAccepted, s.FramesReceived)
 		}
 	})
+}
+
+// TestVirtualDownNeighboursAreSkippedWithoutWaitingForADial is the same
+// network with the shipped skip (raintree.Config.SkipDisconnectedAfter): a
+// down validator, a neighbour its sender never got a connection to, is
+// re-delegated at once, so every live validator is reached within a few
+// hops instead of after a handshake timeout.
+func TestVirtualDownNeighboursAreSkippedWithoutWaitingForADial(t *testing.T) {
+	skipVirtualUnderRace(t)
+	if testing.Short() {
+		t.Skip("builds simulated QUIC networks")
+	}
+	cfg := NetConfig{
+		Validators:     10,
+		DownValidators: 2,
+		Broadcasts:     3,
+		Strategies:     mustParseStrategies([]string{"cover+ack+ternary"}),
+		Seed:           3,
+		PayloadSize:    256,
+		Latency:        10 * time.Millisecond,
+		Virtual:        &VirtualLinks{},
+		// A network of validators alone broadcasts as soon as it is up,
+		// before the default second of grace has passed.
+		tweak: func(c *p2p.Config) { c.RainTree.SkipDisconnectedAfter = time.Millisecond },
+	}
+	ack := byName(t, runVirtual(t, cfg), "cover+ack+ternary")
+	if r := ratioOf(t, ack); r != 1 {
+		t.Errorf("cover+ack delivered %v, want 1", r)
+	}
+	if q := ack.ValidatorCoverageMS; q == nil || q.Max > 200 {
+		t.Errorf("cover+ack validator coverage %+v: want every broadcast within a few 10ms hops (< 200ms), no dial timeout", q)
+	}
 }

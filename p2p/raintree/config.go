@@ -34,6 +34,7 @@ const (
 	DefaultPaceBytes          = 64 << 10
 	DefaultLevelsPerHop       = 2
 	DefaultWideMaxValidators  = 729
+	DefaultSkipDisconnected   = time.Second
 	// MaxLevelsPerHop bounds LevelsPerHop: a hop fans out to up to
 	// 3^LevelsPerHop-1 validators, and each is a neighbour to keep.
 	MaxLevelsPerHop = 4
@@ -159,6 +160,16 @@ type Config struct {
 	// be ProtocolID(NetworkID) and its MaxMessageSize must leave room for
 	// MaxMessageSize plus wire.FrameOverhead.
 	Unicast unicast.Config
+	// SkipDisconnectedAfter: with ACK on, a tree frame to one of this
+	// node's RainTree targets (its neighbours, which the Module keeps
+	// connected) that has no connection once the node has held the set
+	// this long is re-delegated at once instead of dialled (Stats.
+	// SkippedDisconnected): a dial to a validator that is down can take
+	// the transport's whole handshake timeout, and the span waits for it.
+	// A target that was only between connections gets the message from
+	// gossip. Default 1s, time enough to connect to the neighbours of a
+	// new set; 0 always dials.
+	SkipDisconnectedAfter time.Duration
 	// OnPacedSent, if set, is called when the last paced frame (see
 	// PaceBytes) of a message waiting in this node's uplink queue has
 	// left, sent or failed: the node's uplink is free of that message's
@@ -176,30 +187,31 @@ func DefaultConfig(networkID string) Config {
 	u := unicast.DefaultConfig(ProtocolID(networkID))
 	u.MaxMessageSize = wire.DefaultMaxMessageSize + wire.FrameOverhead
 	return Config{
-		NetworkID:          networkID,
-		Mode:               ModeCover,
-		ACK:                true,
-		ACKTimeout:         DefaultACKTimeout,
-		MaxRetries:         DefaultMaxRetries,
-		MaxMessageSize:     wire.DefaultMaxMessageSize,
-		RecentSets:         DefaultRecentSets,
-		RecentSetTTL:       DefaultRecentSetTTL,
-		SeenCacheSize:      DefaultSeenCacheSize,
-		ReplayWindow:       dedup.DefaultWindow,
-		ClockSkew:          dedup.DefaultSkew,
-		SendTimeout:        DefaultSendTimeout,
-		Workers:            DefaultWorkers,
-		InboundQueueLen:    DefaultInboundQueueLen,
-		InboundQueueBytes:  DefaultInboundQueueBytes,
-		OutboundQueueLen:   DefaultOutboundQueueLen,
-		OutboundQueueBytes: DefaultOutboundQueueBytes,
-		DeliveryQueueLen:   DefaultDeliveryQueueLen,
-		DeliveryQueueBytes: DefaultDeliveryQueueBytes,
-		ACKQueueLen:        DefaultACKQueueLen,
-		PaceBytes:          DefaultPaceBytes,
-		LevelsPerHop:       DefaultLevelsPerHop,
-		WideMaxValidators:  DefaultWideMaxValidators,
-		Unicast:            u,
+		NetworkID:             networkID,
+		Mode:                  ModeCover,
+		ACK:                   true,
+		ACKTimeout:            DefaultACKTimeout,
+		MaxRetries:            DefaultMaxRetries,
+		MaxMessageSize:        wire.DefaultMaxMessageSize,
+		RecentSets:            DefaultRecentSets,
+		RecentSetTTL:          DefaultRecentSetTTL,
+		SeenCacheSize:         DefaultSeenCacheSize,
+		ReplayWindow:          dedup.DefaultWindow,
+		ClockSkew:             dedup.DefaultSkew,
+		SendTimeout:           DefaultSendTimeout,
+		Workers:               DefaultWorkers,
+		InboundQueueLen:       DefaultInboundQueueLen,
+		InboundQueueBytes:     DefaultInboundQueueBytes,
+		OutboundQueueLen:      DefaultOutboundQueueLen,
+		OutboundQueueBytes:    DefaultOutboundQueueBytes,
+		DeliveryQueueLen:      DefaultDeliveryQueueLen,
+		DeliveryQueueBytes:    DefaultDeliveryQueueBytes,
+		ACKQueueLen:           DefaultACKQueueLen,
+		PaceBytes:             DefaultPaceBytes,
+		LevelsPerHop:          DefaultLevelsPerHop,
+		WideMaxValidators:     DefaultWideMaxValidators,
+		SkipDisconnectedAfter: DefaultSkipDisconnected,
+		Unicast:               u,
 	}
 }
 
@@ -231,6 +243,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("raintree: PaceBytes %d must not be negative", c.PaceBytes)
 	case c.LevelsPerHop < 1 || c.LevelsPerHop > MaxLevelsPerHop:
 		return fmt.Errorf("raintree: LevelsPerHop %d must be between 1 and %d", c.LevelsPerHop, MaxLevelsPerHop)
+	case c.SkipDisconnectedAfter < 0:
+		return fmt.Errorf("raintree: SkipDisconnectedAfter %v must not be negative", c.SkipDisconnectedAfter)
 	case c.WideMaxValidators < 0:
 		return fmt.Errorf("raintree: WideMaxValidators %d must not be negative", c.WideMaxValidators)
 	case c.InboundQueueBytes < c.MaxMessageSize+wire.FrameOverhead || c.OutboundQueueBytes < c.MaxMessageSize || c.DeliveryQueueBytes < c.MaxMessageSize:

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 
@@ -27,6 +28,9 @@ var (
 	ErrClosed       = errors.New("raintree: router closed")
 	// ErrQueueFull: the target's outbound queue was full.
 	ErrQueueFull = errors.New("raintree: outbound queue full")
+	// ErrDisconnected: the target, a neighbour, had no connection (see
+	// Config.SkipDisconnectedAfter); its span went to the next validator.
+	ErrDisconnected = errors.New("raintree: neighbour not connected")
 )
 
 // Handler receives a message the router accepted, decoded and verified,
@@ -73,7 +77,11 @@ type Stats struct {
 	SeenEvicted uint64
 	// SendErrors counts frames of any kind the transport refused.
 	SendErrors uint64
-	Dropped    DropStats
+	// SkippedDisconnected counts tree frames re-delegated without a dial
+	// because their target, a RainTree neighbour, had no connection (see
+	// Config.SkipDisconnectedAfter); each also counts in Retries or GaveUp.
+	SkippedDisconnected uint64
+	Dropped             DropStats
 }
 
 // DropStats counts inbound frames dropped, by reason.
@@ -118,7 +126,7 @@ type counters struct {
 	acksUnexpected, ackTimeouts      atomic.Uint64
 	retries, gaveUp                  atomic.Uint64
 	duplicates, unknownSetDelivered  atomic.Uint64
-	sendErrors                       atomic.Uint64
+	sendErrors, skippedDisconnected  atomic.Uint64
 	malformed, tooLarge              atomic.Uint64
 	badSignature, stale              atomic.Uint64
 	inboundFull, outboundFull        atomic.Uint64
@@ -170,6 +178,10 @@ type setView struct {
 	self int
 	// replaced is when a newer set took over (zero while current).
 	replaced time.Time
+	// since is when this node took the set on; targets are its RainTree
+	// targets in it (NeighboursOf), which it keeps connected.
+	since   time.Time
+	targets map[peer.ID]struct{}
 }
 
 func newSetView(set *validators.Set, self identity.Address) *setView {
@@ -237,7 +249,7 @@ func NewRouter(h host.Host, self identity.Address, set *validators.Set, cfg Conf
 		clock:   clock,
 		ctx:     ctx,
 		cancel:  cancel,
-		cur:     view,
+		cur:     stampView(view, cfg, clock),
 		seen:    seen,
 		acks:    newAckTracker[delegation](),
 		out:     make(map[peer.ID]*outQueue),
@@ -272,6 +284,22 @@ func NewRouter(h host.Host, self identity.Address, set *validators.Set, cfg Conf
 	return r, nil
 }
 
+// stampView stamps a new view with the time it was taken on and this node's
+// targets in it.
+func stampView(v *setView, cfg Config, clock Clock) *setView {
+	v.since = clock.Now()
+	if v.self < 0 {
+		return v
+	}
+	n := v.set.Len()
+	nb := NeighboursOf(cfg.Mode, n, v.self, cfg.PerHops(n)...)
+	v.targets = make(map[peer.ID]struct{}, len(nb.Targets))
+	for _, i := range nb.Targets {
+		v.targets[v.set.At(i).PeerID] = struct{}{}
+	}
+	return v
+}
+
 // maxACKFrame bounds a frame on the ACK protocol: an ACK is under 100
 // bytes.
 const maxACKFrame = 1024
@@ -283,7 +311,7 @@ func (r *Router) SetValidators(set *validators.Set) {
 	if set == nil {
 		return
 	}
-	v := newSetView(set, r.self)
+	v := stampView(newSetView(set, r.self), r.cfg, r.clock)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if v.hash == r.cur.hash {
@@ -440,6 +468,7 @@ func (r *Router) Stats() Stats {
 		UnknownSetDelivered: r.c.unknownSetDelivered.Load(),
 		SeenEvicted:         r.seen.Stats().Evicted,
 		SendErrors:          r.c.sendErrors.Load(),
+		SkippedDisconnected: r.c.skippedDisconnected.Load(),
 		Dropped: DropStats{
 			InboundFull:   r.c.inboundFull.Load(),
 			OutboundFull:  r.c.outboundFull.Load(),
@@ -498,6 +527,11 @@ func (r *Router) sendTree(d delegation) error {
 		return fmt.Errorf("encoding broadcast frame: %w", err)
 	}
 	tree := d.target.Level > 0
+	if tree && r.skip(d, to) {
+		r.c.skippedDisconnected.Add(1)
+		r.redelegate(d)
+		return fmt.Errorf("%w: %s", ErrDisconnected, to)
+	}
 	tracked, id := r.cfg.ACK && tree, uint64(0)
 	if tracked {
 		key := ackKey{peer: to, msgID: d.msg.ID, level: d.target.Level, span: frameSpan(m)}
@@ -547,6 +581,22 @@ func (r *Router) sendTree(d delegation) error {
 
 // redelegate hands an unacknowledged target's span to the next validator
 // in it, within MaxRetries.
+// skip reports whether the tree frame d to is better re-delegated at once
+// than dialled: with ACKs on, to is one of this node's targets in the set,
+// which it keeps connected, yet it has had no connection for
+// SkipDisconnectedAfter since this node took the set on. A validator that
+// is down then costs its span no dial timeout; one that is merely between
+// connections gets the message from gossip instead.
+func (r *Router) skip(d delegation, to peer.ID) bool {
+	if !r.cfg.ACK || d.mode != ModeCover || r.cfg.SkipDisconnectedAfter <= 0 {
+		return false
+	}
+	if _, ok := d.view.targets[to]; !ok || r.clock.Now().Sub(d.view.since) < r.cfg.SkipDisconnectedAfter {
+		return false
+	}
+	return r.host.Network().Connectedness(to) != network.Connected
+}
+
 func (r *Router) redelegate(d delegation) {
 	n := d.view.set.Len()
 	next, ok := Redelegate(n, d.target)

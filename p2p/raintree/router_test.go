@@ -1030,3 +1030,41 @@ func TestABurstOfFramesUsesBoundedGoroutines(t *testing.T) {
 		}, "forwarded %+v", r3.Stats())
 	}
 }
+
+// A neighbour with no connection, once the set has been held long enough
+// to connect to it, costs its span no dial: the span goes to the next
+// validator at once.
+func TestADisconnectedNeighbourIsSkippedWithoutADial(t *testing.T) {
+	tests := []struct {
+		name                       string
+		after                      time.Duration
+		wantSkipped, wantSendError uint64
+	}{
+		{"it is skipped once the set is held long enough", time.Nanosecond, 1, 0},
+		{"with skipping off it is dialled first", 0, 0, 1},
+		{"it is dialled while the set is new", time.Hour, 0, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const n = 9
+			// One level per hop: origin 0 hands span 3..5 to validator 3.
+			c := newMockCluster(t, n, func(cfg *Config) { cfg.LevelsPerHop, cfg.SkipDisconnectedAfter = 1, tt.after })
+			a, b := c.nodes[0].host.ID(), c.nodes[3].host.ID()
+			if err := c.mn.UnlinkPeers(a, b); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.mn.DisconnectPeers(a, b); err != nil {
+				t.Fatal(err)
+			}
+			id := c.broadcast(0)
+			live := []int{1, 2, 4, 5, 6, 7, 8}
+			eventually(t, 5*time.Second, func() bool { return len(c.missing(id, live)) == 0 },
+				"validators %v never delivered", c.missing(id, live))
+			eventually(t, 5*time.Second, func() bool { return c.nodes[0].router.Stats().Retries >= 1 },
+				"the span of validator 3 was never re-delegated: %+v", c.nodes[0].router.Stats())
+			if s := c.nodes[0].router.Stats(); s.SkippedDisconnected != tt.wantSkipped || s.SendErrors != tt.wantSendError {
+				t.Errorf("skipped %d, send errors %d; want %d and %d", s.SkippedDisconnected, s.SendErrors, tt.wantSkipped, tt.wantSendError)
+			}
+		})
+	}
+}
