@@ -609,9 +609,50 @@ func (r *Router) redelegate(d delegation) {
 			"span", d.target.Span, "retries", d.retries)
 		return
 	}
-	d.target, d.retries, d.result = next, d.retries+1, nil
+	d.retries, d.result = d.retries+1, nil
 	r.c.retries.Add(1)
-	r.enqueue(d)
+	for _, t := range r.aroundUnconnected(d.view, next) {
+		d.target = t
+		r.enqueue(d)
+	}
+}
+
+// maxConnectedScan bounds how far into a span aroundUnconnected looks for
+// a connected validator.
+const maxConnectedScan = 4
+
+// aroundUnconnected keeps a re-delegated span off a dial: the next
+// validator of a span is rarely one this node keeps connected, and its
+// whole subtree would wait for the dial. If t's head is not connected and
+// one of the next few validators of the span is, each validator before
+// that one gets a span of itself alone (only it waits for its dial) and
+// the connected one the rest of the span. The frames are as many as
+// before: every validator still gets one.
+func (r *Router) aroundUnconnected(v *setView, t Target) []Target {
+	n := v.set.Len()
+	connected := func(i int) bool {
+		return r.host.Network().Connectedness(v.set.At(i).PeerID) == network.Connected
+	}
+	if t.Span.Len <= 1 || connected(t.Index) {
+		return []Target{t}
+	}
+	for k := 1; k <= maxConnectedScan && k < t.Span.Len; k++ {
+		i := (t.Span.Start + k) % n
+		if i == v.self {
+			break
+		}
+		if !connected(i) {
+			continue
+		}
+		out := make([]Target, 0, k+1)
+		out = append(out, Target{Index: i, Level: t.Level, Span: Span{Start: i, Len: t.Span.Len - k}})
+		for j := range k {
+			head := (t.Span.Start + j) % n
+			out = append(out, Target{Index: head, Level: t.Level, Span: Span{Start: head, Len: 1}})
+		}
+		return out
+	}
+	return []Target{t}
 }
 
 // armLocked makes sure a timer fires at the earliest ACK deadline.

@@ -1068,3 +1068,35 @@ func TestADisconnectedNeighbourIsSkippedWithoutADial(t *testing.T) {
 		})
 	}
 }
+
+// When a span is re-delegated to a validator this node has no connection
+// to, that validator gets a span of itself alone and the first connected
+// validator after it the rest: the subtree does not wait for a dial.
+func TestARedelegatedSpanGoesToAConnectedValidator(t *testing.T) {
+	const n = 27
+	// One level per hop: origin 0 hands span 9..17 to validator 9.
+	c := newMockCluster(t, n, func(cfg *Config) { cfg.LevelsPerHop, cfg.SkipDisconnectedAfter = 1, time.Nanosecond })
+	origin := c.nodes[0].host.ID()
+	down, unconnected := c.nodes[9].host.ID(), c.nodes[10].host.ID()
+	if err := c.mn.UnlinkPeers(origin, down); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []peer.ID{down, unconnected} {
+		if err := c.mn.DisconnectPeers(origin, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := c.broadcast(0)
+	live := slices.DeleteFunc(others(n, 0), func(i int) bool { return i == 9 })
+	eventually(t, 5*time.Second, func() bool { return len(c.missing(id, live)) == 0 },
+		"validators %v never delivered", c.missing(id, live))
+	if s := c.nodes[10].router.Stats(); s.TreeSent != 0 {
+		t.Errorf("validator 10, reached by a dial, forwarded %d frames; want none (a span of itself)", s.TreeSent)
+	}
+	if s := c.nodes[11].router.Stats(); s.TreeSent == 0 {
+		t.Error("validator 11, connected, forwarded nothing; want the rest of the span")
+	}
+	if s := c.nodes[0].router.Stats(); s.SkippedDisconnected != 1 || s.Retries != 1 {
+		t.Errorf("origin skipped %d and re-delegated %d times; want 1 and 1", s.SkippedDisconnected, s.Retries)
+	}
+}
