@@ -53,13 +53,19 @@ func newSimCmd() *cobra.Command {
 Network mode (default) builds, for each strategy, a fresh in-process network of
 p2p modules over libp2p mocknet hosts, sends B broadcasts from random live
 nodes one after another and measures delivery, coverage time, payload copies
-and bytes on the wire. Strategies: reference, cover (RainTree alone),
-gossipsub, randomsub, floodsub (gossip alone), reference+gossipsub,
-cover+gossipsub; "+ack" after cover enables RainTree ACKs.
+and bytes on the wire. Strategies: default (the shipped configuration,
+p2p.DefaultConfig), reference, cover (RainTree alone), gossipsub (stock
+parameters), randomsub, floodsub (gossip alone), reference+gossipsub,
+cover+gossipsub; "+ack" after cover enables RainTree ACKs, "+lazy" lazy
+gossip among validators (needs RainTree and gossipsub), "+ternary" one
+RainTree level per hop for every message.
 
 Plan mode (--plan) runs the RainTree planner itself, without hosts, over up to
 millions of validators: delivery, payload messages and hop depth per strategy
-(reference, cover, cover+ack). Fields it cannot measure are null in --json.
+(reference, cover, cover+ack). Fields it cannot measure are null in --json. It
+plans one level per hop, as RainTree sends messages of 64 KiB and more;
+smaller ones go two levels per hop in sets up to 729 validators (rainp2p tree
+--levels-per-hop 2).
 
 Down validators are in the set but never start; silent ones receive and never
 forward. Both are chosen at random from --seed, as are the origins.
