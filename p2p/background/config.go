@@ -103,9 +103,16 @@ type GossipParams struct {
 	// validators announce it (IDONTWANT) over seconds too, and a copy a
 	// full node forwards to one that gets it from RainTree soon after costs
 	// a whole block of its downlink. Defaults 64 KiB (RainTree's
-	// PaceBytes) and 500ms, below IDONTWANT's lifetime.
+	// PaceBytes) and 1.5s, below IDONTWANT's lifetime (2.1s at the default
+	// heartbeat): with 500ms full nodes lagged validators by up to 1.64x
+	// at 1 MiB (ADR 0002).
 	LargeBytes        int
 	LargeForwardDelay time.Duration
+	// MaxHeldBytes bounds the bytes of the messages a full node holds for
+	// their forward delay; a message beyond it is forwarded at once and
+	// counted (Stats.HeldFull). Default 64 MiB: a 20 Mbit/s downlink fills
+	// 3.75 MB in LargeForwardDelay, a 340 Mbit/s one the whole budget.
+	MaxHeldBytes int
 	// LazyDlazy is, under lazy gossip, how many peers outside its mesh a
 	// node advertises (IHAVE) recent messages to per heartbeat: exactly
 	// that many, as pubsub's GossipFactor, which would raise it to a
@@ -138,8 +145,9 @@ const (
 	DefaultValidatorD            = 2
 	DefaultForwardDelay          = 30 * time.Millisecond
 	DefaultLargeBytes            = 64 << 10
-	DefaultLargeForwardDelay     = 500 * time.Millisecond
+	DefaultLargeForwardDelay     = 1500 * time.Millisecond
 	DefaultLazyDlazy             = 2
+	DefaultMaxHeldBytes          = 64 << 20
 	DefaultSubmitFallback        = time.Second
 	DefaultMaxPending            = 4096
 	// DefaultDirectRate and DefaultDirectBurst bound the direct sends
@@ -164,6 +172,7 @@ func DefaultGossipParams() GossipParams {
 		LargeBytes:          DefaultLargeBytes,
 		LargeForwardDelay:   DefaultLargeForwardDelay,
 		LazyDlazy:           DefaultLazyDlazy,
+		MaxHeldBytes:        DefaultMaxHeldBytes,
 		SubmitFallback:      DefaultSubmitFallback,
 		MaxPending:          DefaultMaxPending,
 	}
@@ -382,6 +391,8 @@ func (g GossipParams) validate() error {
 			g.LargeBytes, g.LargeForwardDelay, g.ForwardDelay, g.idontwantLifetime())
 	case g.LazyAmongValidators && g.LazyDlazy < 0:
 		return fmt.Errorf("LazyDlazy %d must not be negative", g.LazyDlazy)
+	case g.LazyAmongValidators && g.MaxHeldBytes <= 0:
+		return fmt.Errorf("MaxHeldBytes %d must be positive", g.MaxHeldBytes)
 	case g.LazyAmongValidators && (g.SubmitFallback <= 0 || g.MaxPending <= 0):
 		return fmt.Errorf("SubmitFallback %v and MaxPending %d must be positive with LazyAmongValidators", g.SubmitFallback, g.MaxPending)
 	}

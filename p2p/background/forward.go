@@ -31,7 +31,10 @@ import (
 //
 // The delay holds a validation slot of pubsub's per message: their number
 // is bounded by ValidateQueueSize, and a message beyond it is dropped by
-// pubsub and counted (Stats.DroppedValidation).
+// pubsub and counted (Stats.DroppedValidation). Their bytes are bounded by
+// MaxHeldBytes: a message beyond it is forwarded at once, and counted
+// (Stats.HeldFull), so a flood of large messages cannot pin memory for the
+// whole delay.
 
 // handed marks a message the validator already gave to the handler, so
 // the delivery loop does not give it again.
@@ -65,6 +68,13 @@ func (r *Router) validateThenWait(ctx context.Context, from peer.ID, msg *pubsub
 	}
 	r.deliver(msg.ReceivedFrom, m, ViaGossip)
 	msg.ValidatorData = handed{m}
+	size := int64(len(m.Raw))
+	if r.held.Add(size) > int64(r.cfg.Gossip.MaxHeldBytes) {
+		r.held.Add(-size)
+		r.c.heldFull.Add(1) // forwarded at once
+		return pubsub.ValidationAccept
+	}
+	defer r.held.Add(-size)
 	t := time.NewTimer(r.cfg.Gossip.forwardDelay(len(m.Raw)))
 	defer t.Stop()
 	select {

@@ -18,10 +18,13 @@ func TestAFullNodeForwardsOnlyAfterItsValidatorsSaidTheyHaveIt(t *testing.T) {
 	tests := []struct {
 		name     string
 		delay    time.Duration
+		maxHeld  int
 		wantCopy bool
+		wantFull uint64 // messages forwarded at once for MaxHeldBytes
 	}{
-		{"forwarding at once sends the validator a copy", 0, true},
-		{"forwarding after the delay sends it none", 250 * time.Millisecond, false}, // IDONTWANTs last 300ms here
+		{"forwarding at once sends the validator a copy", 0, DefaultMaxHeldBytes, true, 0},
+		{"forwarding after the delay sends it none", 250 * time.Millisecond, DefaultMaxHeldBytes, false, 0}, // IDONTWANTs last 300ms here
+		{"a full node that holds too much already forwards at once", 250 * time.Millisecond, 1024, true, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -29,6 +32,7 @@ func TestAFullNodeForwardsOnlyAfterItsValidatorsSaidTheyHaveIt(t *testing.T) {
 			cfg := testConfig(network)
 			cfg.Gossip.LazyAmongValidators = true
 			cfg.Gossip.ForwardDelay, cfg.Gossip.LargeForwardDelay = tt.delay, tt.delay
+			cfg.Gossip.MaxHeldBytes = tt.maxHeld
 			vcfg := cfg
 			vcfg.RainTreeValidator = true
 			v := startNodeOn(t, newHostWithConnManager(t), vcfg)
@@ -57,6 +61,9 @@ func TestAFullNodeForwardsOnlyAfterItsValidatorsSaidTheyHaveIt(t *testing.T) {
 					s := v.r.Stats()
 					return s.DeliveredGossip+s.Duplicates == 1
 				})
+				if held := f.r.Stats().HeldFull; held != tt.wantFull {
+					t.Fatalf("f forwarded %d messages at once for MaxHeldBytes, want %d", held, tt.wantFull)
+				}
 				return
 			}
 			// Absence cannot be awaited: wait out f's delay, then some.

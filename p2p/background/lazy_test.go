@@ -63,6 +63,7 @@ func TestLazyGossipConfigIsValidated(t *testing.T) {
 		{"a large-message delay beyond IDONTWANT's lifetime", func(g *GossipParams) { g.LargeForwardDelay = 3 * g.HeartbeatInterval }},
 		{"no large-message threshold", func(g *GossipParams) { g.LargeBytes = 0 }},
 		{"a negative LazyDlazy", func(g *GossipParams) { g.LazyDlazy = -1 }},
+		{"no room to hold messages", func(g *GossipParams) { g.MaxHeldBytes = 0 }},
 		{"no submit fallback", func(g *GossipParams) { g.SubmitFallback = 0 }},
 		{"no room for pending publications", func(g *GossipParams) { g.MaxPending = 0 }},
 	}

@@ -66,6 +66,8 @@ const (
 // Router per host: pubsub registers host-wide protocol handlers, so a
 // second Router on the same host would take them over.
 type Router struct {
+	// held is the bytes of messages held for their forward delay.
+	held      atomic.Int64
 	host      host.Host
 	self      identity.Address // the address of the host's key
 	cfg       Config

@@ -45,6 +45,9 @@ type Stats struct {
 	// PendingFull counts messages published at once because the queue of
 	// later publications (GossipParams.MaxPending) was full.
 	PendingFull uint64
+	// HeldFull counts messages a full node forwarded without its forward
+	// delay because the messages already held filled MaxHeldBytes.
+	HeldFull uint64
 	// DeliveredGossip and DeliveredUnicast count envelopes handed to the
 	// handler, by path.
 	DeliveredGossip, DeliveredUnicast uint64
@@ -100,7 +103,7 @@ type counters struct {
 	republished, republishErrors      atomic.Uint64
 	submitted, submitErrors           atomic.Uint64
 	submitReturned, submitFallbacks   atomic.Uint64
-	submissions, laterFull            atomic.Uint64
+	submissions, laterFull, heldFull  atomic.Uint64
 	deliveredGossip, deliveredUnicast atomic.Uint64
 	duplicates, silentWithheld        atomic.Uint64
 	gossipStale                       atomic.Uint64
@@ -126,6 +129,7 @@ func (r *Router) Stats() Stats {
 		SubmitFallbacks:         r.c.submitFallbacks.Load(),
 		Submissions:             r.c.submissions.Load(),
 		PendingFull:             r.c.laterFull.Load(),
+		HeldFull:                r.c.heldFull.Load(),
 		DeliveredGossip:         r.c.deliveredGossip.Load(),
 		DeliveredUnicast:        r.c.deliveredUnicast.Load(),
 		Duplicates:              r.c.duplicates.Load(),
