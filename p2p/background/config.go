@@ -127,6 +127,10 @@ type GossipParams struct {
 	// through gossip before it publishes it on gossip itself. It bounds
 	// what a parent that drops submissions can delay. Default 1s.
 	SubmitFallback time.Duration
+	// LargeSubmitFallback is SubmitFallback for messages of LargeBytes and
+	// more, which take RainTree seconds to spread and validators a tree's
+	// worth of uplink before they hand them to gossip. Default 15s.
+	LargeSubmitFallback time.Duration
 	// MaxPending bounds the messages waiting to be published later
 	// (submitted broadcasts waiting for SubmitFallback, and delayed
 	// republications); beyond it they are published at once and counted
@@ -149,6 +153,7 @@ const (
 	DefaultLazyDlazy             = 2
 	DefaultMaxHeldBytes          = 64 << 20
 	DefaultSubmitFallback        = time.Second
+	DefaultLargeSubmitFallback   = 15 * time.Second
 	DefaultMaxPending            = 4096
 	// DefaultDirectRate and DefaultDirectBurst bound the direct sends
 	// (background unicast) accepted from one peer.
@@ -174,6 +179,7 @@ func DefaultGossipParams() GossipParams {
 		LazyDlazy:           DefaultLazyDlazy,
 		MaxHeldBytes:        DefaultMaxHeldBytes,
 		SubmitFallback:      DefaultSubmitFallback,
+		LargeSubmitFallback: DefaultLargeSubmitFallback,
 		MaxPending:          DefaultMaxPending,
 	}
 }
@@ -393,8 +399,9 @@ func (g GossipParams) validate() error {
 		return fmt.Errorf("LazyDlazy %d must not be negative", g.LazyDlazy)
 	case g.LazyAmongValidators && g.MaxHeldBytes <= 0:
 		return fmt.Errorf("MaxHeldBytes %d must be positive", g.MaxHeldBytes)
-	case g.LazyAmongValidators && (g.SubmitFallback <= 0 || g.MaxPending <= 0):
-		return fmt.Errorf("SubmitFallback %v and MaxPending %d must be positive with LazyAmongValidators", g.SubmitFallback, g.MaxPending)
+	case g.LazyAmongValidators && (g.SubmitFallback <= 0 || g.LargeSubmitFallback < g.SubmitFallback || g.MaxPending <= 0):
+		return fmt.Errorf("SubmitFallback %v and MaxPending %d must be positive, and LargeSubmitFallback %v at least SubmitFallback, with LazyAmongValidators",
+			g.SubmitFallback, g.MaxPending, g.LargeSubmitFallback)
 	}
 	return nil
 }

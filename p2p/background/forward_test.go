@@ -78,21 +78,24 @@ func TestAFullNodeForwardsOnlyAfterItsValidatorsSaidTheyHaveIt(t *testing.T) {
 	}
 }
 
-func TestLargeMessagesWaitLongerBeforeForwarding(t *testing.T) {
+func TestLargeMessagesWaitLongerBeforeForwardingAndFallingBack(t *testing.T) {
 	g := DefaultGossipParams()
 	tests := []struct {
-		name string
-		size int
-		want time.Duration
+		name              string
+		size              int
+		forward, fallback time.Duration
 	}{
-		{"a vote", 200, g.ForwardDelay},
-		{"just below LargeBytes", g.LargeBytes - 1, g.ForwardDelay},
-		{"a block", 1 << 20, g.LargeForwardDelay},
+		{"a vote", 200, g.ForwardDelay, g.SubmitFallback},
+		{"just below LargeBytes", g.LargeBytes - 1, g.ForwardDelay, g.SubmitFallback},
+		{"a block", 1 << 20, g.LargeForwardDelay, g.LargeSubmitFallback},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := g.forwardDelay(tt.size); got != tt.want {
-				t.Errorf("forwardDelay(%d) = %v, want %v", tt.size, got, tt.want)
+			if got := g.forwardDelay(tt.size); got != tt.forward {
+				t.Errorf("forwardDelay(%d) = %v, want %v", tt.size, got, tt.forward)
+			}
+			if got := g.submitFallback(tt.size); got != tt.fallback {
+				t.Errorf("submitFallback(%d) = %v, want %v", tt.size, got, tt.fallback)
 			}
 		})
 	}

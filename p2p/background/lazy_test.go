@@ -65,6 +65,7 @@ func TestLazyGossipConfigIsValidated(t *testing.T) {
 		{"a negative LazyDlazy", func(g *GossipParams) { g.LazyDlazy = -1 }},
 		{"no room to hold messages", func(g *GossipParams) { g.MaxHeldBytes = 0 }},
 		{"no submit fallback", func(g *GossipParams) { g.SubmitFallback = 0 }},
+		{"a large-message fallback below the fallback", func(g *GossipParams) { g.LargeSubmitFallback = g.SubmitFallback - 1 }},
 		{"no room for pending publications", func(g *GossipParams) { g.MaxPending = 0 }},
 	}
 	for _, tt := range tests {

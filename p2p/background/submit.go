@@ -30,7 +30,7 @@ func (r *Router) Submit(ctx context.Context, msg *wire.Message) error {
 		return r.Broadcast(ctx, msg)
 	}
 	r.c.submitted.Add(1)
-	if !r.later.add(msg, time.Now().Add(r.cfg.Gossip.SubmitFallback), true) {
+	if !r.later.add(msg, time.Now().Add(r.cfg.Gossip.submitFallback(len(msg.Raw))), true) {
 		r.c.laterFull.Add(1)
 		return r.Broadcast(ctx, msg)
 	}
@@ -191,4 +191,13 @@ func (h *pendingHeap) Pop() any {
 	old[len(old)-1] = nil
 	*h = old[:len(old)-1]
 	return p
+}
+
+// submitFallback is how long a full node waits for its submitted broadcast
+// of size bytes to come back before it publishes it itself.
+func (g GossipParams) submitFallback(size int) time.Duration {
+	if size >= g.LargeBytes {
+		return g.LargeSubmitFallback
+	}
+	return g.SubmitFallback
 }
