@@ -207,6 +207,9 @@ func (c Config) routerConfigs() (raintree.Config, background.Config, error) {
 	if c.Routers != RoutersBoth {
 		// Lazy gossip leans on RainTree to carry the payload to validators.
 		bg.Gossip.LazyAmongValidators = false
+		// Only the background router keeps RainTree neighbours connected;
+		// without it a neighbour with no connection is the normal case.
+		rt.SkipDisconnectedAfter = 0
 	}
 	if rt.Logger == nil {
 		rt.Logger = c.Logger

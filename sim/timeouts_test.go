@@ -243,3 +243,29 @@ func TestVirtualDownNeighboursAreSkippedWithoutWaitingForADial(t *testing.T) {
 		t.Errorf("cover+ack validator coverage %+v: want every broadcast within a few 10ms hops (< 200ms), no dial timeout", q)
 	}
 }
+
+// TestVirtualRainTreeAloneReachesEveryValidator: without the background
+// router nothing keeps a validator connected to its RainTree neighbours,
+// so a target with no connection is the normal case and must be dialled,
+// not skipped (raintree.Config.SkipDisconnectedAfter is off there).
+func TestVirtualRainTreeAloneReachesEveryValidator(t *testing.T) {
+	skipVirtualUnderRace(t)
+	if testing.Short() {
+		t.Skip("builds simulated QUIC networks")
+	}
+	cfg := NetConfig{
+		Validators:  60,
+		Broadcasts:  3,
+		Strategies:  mustParseStrategies([]string{"cover+ack"}),
+		Seed:        1,
+		PayloadSize: 1024,
+		Degree:      DefaultDegree,
+		Gap:         2 * time.Second, // past the skip's second of grace
+		Latency:     10 * time.Millisecond,
+		Virtual:     &VirtualLinks{},
+	}
+	s := byName(t, runVirtual(t, cfg), "cover+ack")
+	if r := ratioOf(t, s); r != 1 {
+		t.Errorf("cover+ack delivered %v, want 1", r)
+	}
+}

@@ -168,7 +168,9 @@ type Config struct {
 	// the transport's whole handshake timeout, and the span waits for it.
 	// A target that was only between connections gets the message from
 	// gossip. Default 1s, time enough to connect to the neighbours of a
-	// new set; 0 always dials.
+	// new set; 0 always dials. Set it only where something keeps the
+	// neighbours connected: the Module turns it off without a background
+	// router, whose dialer does that.
 	SkipDisconnectedAfter time.Duration
 	// OnPacedSent, if set, is called when the last paced frame (see
 	// PaceBytes) of a message waiting in this node's uplink queue has
