@@ -619,7 +619,7 @@ func (r *Router) redelegate(d delegation) {
 
 // maxConnectedScan bounds how far into a span aroundUnconnected looks for
 // a connected validator.
-const maxConnectedScan = 4
+const maxConnectedScan = 16
 
 // aroundUnconnected keeps a re-delegated span off a dial: the next
 // validator of a span is rarely one this node keeps connected, and its
