@@ -23,7 +23,7 @@ func TestAFullNodeForwardsOnlyAfterItsValidatorsSaidTheyHaveIt(t *testing.T) {
 		wantFull uint64 // messages forwarded at once for MaxHeldBytes
 	}{
 		{"forwarding at once sends the validator a copy", 0, DefaultMaxHeldBytes, true, 0},
-		{"forwarding after the delay sends it none", 250 * time.Millisecond, DefaultMaxHeldBytes, false, 0}, // IDONTWANTs last 300ms here
+		{"forwarding after the delay sends it none", 250 * time.Millisecond, DefaultMaxHeldBytes, false, 0},
 		{"a full node that holds too much already forwards at once", 250 * time.Millisecond, 1024, true, 1},
 	}
 	for _, tt := range tests {
@@ -31,6 +31,9 @@ func TestAFullNodeForwardsOnlyAfterItsValidatorsSaidTheyHaveIt(t *testing.T) {
 			network := "forward"
 			cfg := testConfig(network)
 			cfg.Gossip.LazyAmongValidators = true
+			// IDONTWANTs last 3 heartbeats, counted in ticks: at least
+			// 1s here, well past the delay even on a loaded machine.
+			cfg.Gossip.HeartbeatInterval = 500 * time.Millisecond
 			cfg.Gossip.ForwardDelay, cfg.Gossip.LargeForwardDelay = tt.delay, tt.delay
 			cfg.Gossip.MaxHeldBytes = tt.maxHeld
 			vcfg := cfg
