@@ -20,14 +20,18 @@ import (
 // the time to: each mesh link would carry a copy in both directions.
 //
 // A full node therefore hands a valid message to its application at once
-// but lets pubsub forward it only ForwardDelay later. The IDONTWANTs its
-// mesh peers sent on receiving their own copies, validators' included,
-// arrive in the meantime, and pubsub skips those peers. A peer that did
-// not get the message (a validator below a silent one in RainTree, a full
-// node whose validators are silent) still gets it, ForwardDelay later.
-// IDONTWANT covers messages of at least 1 KiB (pubsub's threshold);
-// smaller ones are cheap to duplicate. Large messages (LargeBytes) wait
-// LargeForwardDelay: RainTree takes seconds to spread them.
+// but, when a validator sent it, lets pubsub forward it only ForwardDelay
+// later. The IDONTWANTs its mesh peers sent on receiving their own copies,
+// validators' included, arrive in the meantime, and pubsub skips those
+// peers. A peer that did not get the message (a validator below a silent
+// one in RainTree, a full node whose validators are silent) still gets it,
+// ForwardDelay later. A small message from another full node is forwarded
+// at once: it is already a forward delay behind RainTree (or never was on
+// it, as a stock node's broadcast), so the validators that have it said
+// so long ago and those that lack it need it now. IDONTWANT covers
+// messages of at least 1 KiB (pubsub's threshold); smaller ones are cheap
+// to duplicate. Large messages (LargeBytes) wait LargeForwardDelay from
+// anyone: RainTree takes seconds to spread them.
 //
 // The delay holds a validation slot of pubsub's per message: their number
 // is bounded by ValidateQueueSize, and a message beyond it is dropped by
@@ -56,7 +60,7 @@ func (r *Router) delaysForwarding() bool {
 }
 
 // validateThenWait validates, hands an accepted message from a peer to the
-// handler, and returns after ForwardDelay, when pubsub forwards it.
+// handler, and returns when pubsub may forward it (hold).
 func (r *Router) validateThenWait(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	res := r.validate(ctx, from, msg)
 	if res != pubsub.ValidationAccept || msg.ReceivedFrom == r.host.ID() {
@@ -68,20 +72,29 @@ func (r *Router) validateThenWait(ctx context.Context, from peer.ID, msg *pubsub
 	}
 	r.deliver(msg.ReceivedFrom, m, ViaGossip)
 	msg.ValidatorData = handed{m}
-	size := int64(len(m.Raw))
-	if r.held.Add(size) > int64(r.cfg.Gossip.MaxHeldBytes) {
-		r.held.Add(-size)
-		r.c.heldFull.Add(1) // forwarded at once
-		return pubsub.ValidationAccept
+	r.hold(ctx, msg.ReceivedFrom, len(m.Raw))
+	return pubsub.ValidationAccept
+}
+
+// hold waits as long as a message of size bytes from peer from must wait
+// before pubsub forwards it: not at all for a small one from a full node,
+// nor when MaxHeldBytes are already held (counted).
+func (r *Router) hold(ctx context.Context, from peer.ID, size int) {
+	if size < r.cfg.Gossip.LargeBytes && !r.lazy.contains(from) {
+		return
 	}
-	defer r.held.Add(-size)
-	t := time.NewTimer(r.cfg.Gossip.forwardDelay(len(m.Raw)))
+	if r.held.Add(int64(size)) > int64(r.cfg.Gossip.MaxHeldBytes) {
+		r.held.Add(-int64(size))
+		r.c.heldFull.Add(1)
+		return
+	}
+	defer r.held.Add(-int64(size))
+	t := time.NewTimer(r.cfg.Gossip.forwardDelay(size))
 	defer t.Stop()
 	select {
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	return pubsub.ValidationAccept
 }
 
 // forwardDelay is how long a full node holds a message of size bytes

@@ -9,22 +9,25 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// A full node f gets a message from another full node g while its mesh
-// peer v, a validator, gets it at about the same time from RainTree and
-// republishes it. Forwarding at once sends v a copy it does not need;
-// forwarding ForwardDelay later lets v's IDONTWANT arrive first, and v
-// gets no copy from gossip at all.
+// A full node f gets a message from g while its mesh peer v, a validator,
+// gets it at about the same time from RainTree and republishes it.
+// Forwarding at once sends v a copy it does not need; forwarding
+// ForwardDelay later lets v's IDONTWANT arrive first, and v gets no copy
+// from gossip at all. Only a message from a validator waits: one from a
+// full node is already a delay behind RainTree.
 func TestAFullNodeForwardsOnlyAfterItsValidatorsSaidTheyHaveIt(t *testing.T) {
 	tests := []struct {
-		name     string
-		delay    time.Duration
-		maxHeld  int
-		wantCopy bool
-		wantFull uint64 // messages forwarded at once for MaxHeldBytes
+		name          string
+		delay         time.Duration
+		fromValidator bool // g is a validator, else a full node
+		maxHeld       int
+		wantCopy      bool
+		wantFull      uint64 // messages forwarded at once for MaxHeldBytes
 	}{
-		{"forwarding at once sends the validator a copy", 0, DefaultMaxHeldBytes, true, 0},
-		{"forwarding after the delay sends it none", 250 * time.Millisecond, DefaultMaxHeldBytes, false, 0},
-		{"a full node that holds too much already forwards at once", 250 * time.Millisecond, 1024, true, 1},
+		{"forwarding at once sends the validator a copy", 0, true, DefaultMaxHeldBytes, true, 0},
+		{"forwarding a validator's message after the delay sends it none", 250 * time.Millisecond, true, DefaultMaxHeldBytes, false, 0},
+		{"a small message from a full node is forwarded at once", 250 * time.Millisecond, false, DefaultMaxHeldBytes, true, 0},
+		{"a full node that holds too much already forwards at once", 250 * time.Millisecond, true, 1024, true, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -38,11 +41,15 @@ func TestAFullNodeForwardsOnlyAfterItsValidatorsSaidTheyHaveIt(t *testing.T) {
 			cfg.Gossip.MaxHeldBytes = tt.maxHeld
 			vcfg := cfg
 			vcfg.RainTreeValidator = true
+			gcfg, validators := cfg, 1
+			if tt.fromValidator {
+				gcfg, validators = vcfg, 2
+			}
 			v := startNodeOn(t, newHostWithConnManager(t), vcfg)
 			f := startNodeOn(t, newHostWithConnManager(t), cfg)
-			g := startNodeOn(t, newHostWithConnManager(t), cfg)
+			g := startNodeOn(t, newHostWithConnManager(t), gcfg)
 			for _, n := range []*node{v, f, g} {
-				n.r.SetValidatorIDs([]peer.ID{v.h.ID()})
+				n.r.SetValidatorIDs([]peer.ID{v.h.ID(), g.h.ID()}[:validators])
 			}
 			connect(t, v.h, f.h)
 			connect(t, f.h, g.h)
