@@ -128,16 +128,16 @@ func TestNetworkDefaultStrategyAddsLittleToGossipSub(t *testing.T) {
 		if ratioOf(t, s) != 1 {
 			t.Errorf("%s: ratio %v, want 1", name, ratioOf(t, s))
 		}
-		// The baseline is stock gossipsub (D=6, 1 s heartbeat); RainTree
-		// adds at most one copy per validator.
+		// The baseline is stock gossipsub (D=6, 1 s heartbeat).
 		ratio := *s.PayloadBytesPerBroadcast / *gs.PayloadBytesPerBroadcast
 		t.Logf("%s: %.2fx gossipsub's payload bytes", name, ratio)
-		// Issue 9 asks 1.25x of the default, met at 100 nodes in virtual
-		// time (1.10x, BENCHMARKS.md). In this 13-node wall-clock run a few
-		// gossip copies more or less move the ratio by 0.1 (the default
-		// measured 0.84x to 1.18x), hence a little headroom; the variant
-		// without ACKs measured up to 1.28x.
-		bound := map[string]float64{"default": 1.3, "cover+gossipsub": 1.5}[name]
+		// The default gossips lazily among validators (ADR 0002): 0.3-0.4x
+		// at 100-1,000 nodes in virtual time. Here, 13 nodes on a loaded
+		// machine and 512-byte payloads, below gossipsub's IDONTWANT
+		// threshold, it measured 0.66x; it must never cost more than stock
+		// gossipsub. The eager variant without ACKs measured up to 1.28x
+		// (issue 9 asked 1.25x of the then default).
+		bound := map[string]float64{"default": 1.0, "cover+gossipsub": 1.5}[name]
 		if ratio > bound {
 			t.Errorf("%s: %.0f payload bytes per broadcast, %.2fx gossipsub's %.0f; want <= %.2fx",
 				name, *s.PayloadBytesPerBroadcast, ratio, *gs.PayloadBytesPerBroadcast, bound)
