@@ -212,35 +212,46 @@ func TestVirtualUnicastIdleInboundStreamIsResetAfterIdleTimeout(t *testing.T) {
 	})
 }
 
-// TestVirtualDownNeighboursAreSkippedWithoutWaitingForADial is the same
-// network with the shipped skip (raintree.Config.SkipDisconnectedAfter): a
-// down validator, a neighbour its sender never got a connection to, is
-// re-delegated at once, so every live validator is reached within a few
-// hops instead of after a handshake timeout.
+// TestVirtualDownNeighboursAreSkippedWithoutWaitingForADial runs 10
+// validators, 2 of them down, with both routers (the background router
+// keeps RainTree neighbours connected) and one level per hop, so the down
+// ones have subtrees. With the skip (raintree.Config.SkipDisconnectedAfter)
+// a down neighbour's span goes to the next validator at once; without it
+// the span waits for the dial to fail, and validators lazy among each
+// other get it from gossip only at a heartbeat's IHAVE.
 func TestVirtualDownNeighboursAreSkippedWithoutWaitingForADial(t *testing.T) {
 	skipVirtualUnderRace(t)
 	if testing.Short() {
 		t.Skip("builds simulated QUIC networks")
 	}
-	cfg := NetConfig{
-		Validators:     10,
-		DownValidators: 2,
-		Broadcasts:     3,
-		Strategies:     mustParseStrategies([]string{"cover+ack+ternary"}),
-		Seed:           3,
-		PayloadSize:    256,
-		Latency:        10 * time.Millisecond,
-		Virtual:        &VirtualLinks{},
-		// A network of validators alone broadcasts as soon as it is up,
-		// before the default second of grace has passed.
-		tweak: func(c *p2p.Config) { c.RainTree.SkipDisconnectedAfter = time.Millisecond },
+	const name = "cover+ack+gossipsub+lazy+ternary"
+	run := func(skip time.Duration) *Quantiles {
+		cfg := NetConfig{
+			Validators:     10,
+			DownValidators: 2,
+			Broadcasts:     3,
+			Strategies:     mustParseStrategies([]string{name}),
+			Seed:           3,
+			PayloadSize:    256,
+			Latency:        10 * time.Millisecond,
+			Virtual:        &VirtualLinks{},
+			// A network of validators alone broadcasts as soon as it is
+			// up, before the default second of grace has passed.
+			tweak: func(c *p2p.Config) { c.RainTree.SkipDisconnectedAfter = skip },
+		}
+		s := byName(t, runVirtual(t, cfg), name)
+		if r := ratioOf(t, s); r != 1 {
+			t.Errorf("skip after %v: delivered %v, want 1", skip, r)
+		}
+		return s.ValidatorCoverageMS
 	}
-	ack := byName(t, runVirtual(t, cfg), "cover+ack+ternary")
-	if r := ratioOf(t, ack); r != 1 {
-		t.Errorf("cover+ack delivered %v, want 1", r)
+	skipped, dialled := run(time.Millisecond), run(0)
+	t.Logf("validator coverage ms: skipping %+v, dialling %+v", skipped, dialled)
+	if skipped == nil || dialled == nil || skipped.Max > 200 {
+		t.Fatalf("skipping: validator coverage %+v, want every broadcast within a few 10ms hops (< 200ms)", skipped)
 	}
-	if q := ack.ValidatorCoverageMS; q == nil || q.Max > 200 {
-		t.Errorf("cover+ack validator coverage %+v: want every broadcast within a few 10ms hops (< 200ms), no dial timeout", q)
+	if dialled.Max < 2*skipped.Max {
+		t.Errorf("dialling a down neighbour took %vms, skipping it %vms: want the skip to matter", dialled.Max, skipped.Max)
 	}
 }
 
