@@ -27,16 +27,12 @@ func (m *Module) validatorIDs(set *validators.Set) []peer.ID {
 }
 
 // handToGossip hands a broadcast RainTree delivered to a lazy validator's
-// gossip, which feeds its mesh of full nodes. A large message (PaceBytes
-// and more) that this node forwards on RainTree (not a leaf) is handed
-// only once its tree frames have left (raintree.Config.OnPacedSent, which
-// passes leaf=true): each copy takes the uplink for a while, and the tree
-// comes first.
-func (m *Module) handToGossip(ctx context.Context, bg *background.Router, msg *wire.Message, leaf bool) {
-	if bg == nil {
-		return
-	}
-	if pace := m.cfg.RainTree.PaceBytes; !leaf && pace > 0 && len(msg.Raw) >= pace {
+// gossip, which feeds its mesh of full nodes. treeDone says this node has
+// no RainTree frames of msg left to send (a leaf, or
+// raintree.Config.OnPacedSent). A paced (large) message is handed only
+// then: each copy takes the uplink for a while, and the tree comes first.
+func (m *Module) handToGossip(ctx context.Context, bg *background.Router, msg *wire.Message, treeDone bool) {
+	if bg == nil || !treeDone && m.cfg.RainTree.Paces(len(msg.Raw)) {
 		return
 	}
 	if err := bg.Republish(ctx, msg); err != nil && !errors.Is(err, background.ErrClosed) && ctx.Err() == nil {
@@ -45,8 +41,8 @@ func (m *Module) handToGossip(ctx context.Context, bg *background.Router, msg *w
 }
 
 // broadcastLazy is a lazy validator's broadcast: RainTree carries it to the
-// validators and each of them, this one included, to the full nodes whose
-// parent it is; gossip carries it alone only if RainTree could not take it.
+// validators and each of them, this one included, to its mesh of full
+// nodes; gossip carries it alone only if RainTree could not take it.
 func (m *Module) broadcastLazy(ctx context.Context, rain *raintree.Router, bg *background.Router, msg *wire.Message) error {
 	err := rain.Broadcast(ctx, msg)
 	if err == nil && m.ValidatorSet().Len() <= 1 { // a lone validator's tree reaches nobody

@@ -80,7 +80,7 @@ func (r *Router) validateThenWait(ctx context.Context, from peer.ID, msg *pubsub
 // before pubsub forwards it: not at all for a small one from a full node,
 // nor when MaxHeldBytes are already held (counted).
 func (r *Router) hold(ctx context.Context, from peer.ID, size int) {
-	if size < r.cfg.Gossip.LargeBytes && !r.lazy.contains(from) {
+	if !r.cfg.Gossip.large(size) && !r.lazy.contains(from) {
 		return
 	}
 	if r.held.Add(int64(size)) > int64(r.cfg.Gossip.MaxHeldBytes) {
@@ -100,8 +100,12 @@ func (r *Router) hold(ctx context.Context, from peer.ID, size int) {
 // forwardDelay is how long a full node holds a message of size bytes
 // before gossip forwards it.
 func (g GossipParams) forwardDelay(size int) time.Duration {
-	if size >= g.LargeBytes {
+	if g.large(size) {
 		return g.LargeForwardDelay
 	}
 	return g.ForwardDelay
 }
+
+// large reports whether a message of size bytes gets the large-message
+// delays (LargeBytes).
+func (g GossipParams) large(size int) bool { return size >= g.LargeBytes }

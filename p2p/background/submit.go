@@ -196,7 +196,7 @@ func (h *pendingHeap) Pop() any {
 // submitFallback is how long a full node waits for its submitted broadcast
 // of size bytes to come back before it publishes it itself.
 func (g GossipParams) submitFallback(size int) time.Duration {
-	if size >= g.LargeBytes {
+	if g.large(size) {
 		return g.LargeSubmitFallback
 	}
 	return g.SubmitFallback

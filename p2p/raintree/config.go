@@ -266,11 +266,16 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// Paces reports whether tree frames of an envelope of size bytes are
+// paced: they leave one at a time through the uplink queue and go one
+// level per hop (see PaceBytes).
+func (c Config) Paces(size int) bool { return c.PaceBytes > 0 && size >= c.PaceBytes }
+
 // levelsPerHop is how many tree levels one hop runs for an envelope of
 // size bytes over a set of n validators: LevelsPerHop for small envelopes
 // in sets up to WideMaxValidators, one otherwise.
 func (c Config) levelsPerHop(n, size int) int {
-	if n > c.WideMaxValidators || (c.PaceBytes > 0 && size >= c.PaceBytes) {
+	if n > c.WideMaxValidators || c.Paces(size) {
 		return 1
 	}
 	return c.LevelsPerHop

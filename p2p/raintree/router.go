@@ -522,15 +522,15 @@ func (r *Router) sendTree(d delegation) error {
 	if d.mode == ModeCover {
 		m.SpanStart, m.SpanLen = uint32(d.target.Span.Start), uint32(d.target.Span.Len)
 	}
-	frame, err := proto.Marshal(m)
-	if err != nil {
-		return fmt.Errorf("encoding broadcast frame: %w", err)
-	}
 	tree := d.target.Level > 0
 	if tree && r.skip(d, to) {
 		r.c.skippedDisconnected.Add(1)
 		r.redelegate(d)
 		return fmt.Errorf("%w: %s", ErrDisconnected, to)
+	}
+	frame, err := proto.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encoding broadcast frame: %w", err)
 	}
 	tracked, id := r.cfg.ACK && tree, uint64(0)
 	if tracked {
@@ -579,8 +579,6 @@ func (r *Router) sendTree(d delegation) error {
 	return nil
 }
 
-// redelegate hands an unacknowledged target's span to the next validator
-// in it, within MaxRetries.
 // skip reports whether the tree frame d to is better re-delegated at once
 // than dialled: with ACKs on, to is one of this node's targets in the set,
 // which it keeps connected, yet it has had no connection for
@@ -597,6 +595,8 @@ func (r *Router) skip(d delegation, to peer.ID) bool {
 	return r.host.Network().Connectedness(to) != network.Connected
 }
 
+// redelegate hands an unacknowledged target's span to the next validator
+// in it, within MaxRetries.
 func (r *Router) redelegate(d delegation) {
 	n := d.view.set.Len()
 	next, ok := Redelegate(n, d.target)

@@ -23,7 +23,7 @@ import (
 
 // paced reports whether d goes through the uplink queue.
 func (r *Router) paced(d delegation) bool {
-	return r.cfg.PaceBytes > 0 && d.target.Level > 0 && len(d.msg.Raw) >= r.cfg.PaceBytes
+	return d.target.Level > 0 && r.cfg.Paces(len(d.msg.Raw))
 }
 
 // uplinkQueue holds large tree frames in sending order.
