@@ -22,6 +22,24 @@ import (
 // over simnet, in virtual time, so each wait costs exactly its configured
 // duration and nothing sleeps for real.
 
+// twoOfTenDown is the network of the down-validator tests: 10 validators,
+// 2 of them down, 3 broadcasts over 10 ms links, with RainTree's
+// SkipDisconnectedAfter set to skip. A network of validators alone
+// broadcasts as soon as it is up, before the default second of grace.
+func twoOfTenDown(skip time.Duration, strategies ...string) NetConfig {
+	return NetConfig{
+		Validators:     10,
+		DownValidators: 2,
+		Broadcasts:     3,
+		Strategies:     mustParseStrategies(strategies),
+		Seed:           3,
+		PayloadSize:    256,
+		Latency:        10 * time.Millisecond,
+		Virtual:        &VirtualLinks{},
+		tweak:          func(c *p2p.Config) { c.RainTree.SkipDisconnectedAfter = skip },
+	}
+}
+
 // TestVirtualACKRedelegationReachesValidatorsBehindDownOnes runs RainTree
 // alone with 2 of 10 validators down, one level per hop so that they have
 // subtrees: without ACKs their subtrees are cut off; with ACKs every live
@@ -32,19 +50,9 @@ func TestVirtualACKRedelegationReachesValidatorsBehindDownOnes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds simulated QUIC networks")
 	}
-	cfg := NetConfig{
-		Validators:     10,
-		DownValidators: 2,
-		Broadcasts:     3,
-		Strategies:     mustParseStrategies([]string{"cover+ternary", "cover+ack+ternary"}),
-		Seed:           3,
-		PayloadSize:    256,
-		Latency:        10 * time.Millisecond,
-		Virtual:        &VirtualLinks{},
-		// Dial the down validators rather than skip them (raintree.Config.
-		// SkipDisconnectedAfter), so the dial's timeout path runs.
-		tweak: func(c *p2p.Config) { c.RainTree.SkipDisconnectedAfter = 0 },
-	}
+	// Dial the down validators rather than skip them (raintree.Config.
+	// SkipDisconnectedAfter), so the dial's timeout path runs.
+	cfg := twoOfTenDown(0, "cover+ternary", "cover+ack+ternary")
 	res := runVirtual(t, cfg)
 	cover, ack := byName(t, res, "cover+ternary"), byName(t, res, "cover+ack+ternary")
 	t.Logf("validator coverage ms: cover %+v, cover+ack %+v", cover.ValidatorCoverageMS, ack.ValidatorCoverageMS)
@@ -226,20 +234,7 @@ func TestVirtualDownNeighboursAreSkippedWithoutWaitingForADial(t *testing.T) {
 	}
 	const name = "cover+ack+gossipsub+lazy+ternary"
 	run := func(skip time.Duration) *Quantiles {
-		cfg := NetConfig{
-			Validators:     10,
-			DownValidators: 2,
-			Broadcasts:     3,
-			Strategies:     mustParseStrategies([]string{name}),
-			Seed:           3,
-			PayloadSize:    256,
-			Latency:        10 * time.Millisecond,
-			Virtual:        &VirtualLinks{},
-			// A network of validators alone broadcasts as soon as it is
-			// up, before the default second of grace has passed.
-			tweak: func(c *p2p.Config) { c.RainTree.SkipDisconnectedAfter = skip },
-		}
-		s := byName(t, runVirtual(t, cfg), name)
+		s := byName(t, runVirtual(t, twoOfTenDown(skip, name)), name)
 		if r := ratioOf(t, s); r != 1 {
 			t.Errorf("skip after %v: delivered %v, want 1", skip, r)
 		}
