@@ -111,7 +111,7 @@ var (
 	grayDesc      = desc("gossip_graylisted_peers", "Peers below the gossipsub graylist threshold at the last score inspection.")
 	lowScoreDesc  = desc("gossip_lowest_score", "Lowest gossipsub peer score at the last score inspection.")
 	cmConnsDesc   = desc("connmgr_conns", "Connections the connection manager tracks, with its watermarks.", "kind")
-	lazyDesc      = desc("lazy_gossip_total", "Lazy gossip events: republished (a RainTree delivery handed to gossip), submitted, submit_returned, submit_fallback, submit_error, submission_received, pending_full, held_full (forwarded without delay: MaxHeldBytes).", "event")
+	lazyDesc      = desc("lazy_gossip_total", "Lazy gossip events: republished (a RainTree delivery handed to gossip), submitted, submit_returned, submit_fallback, submit_error, submission_received, pending_full, held_full (forwarded without delay: MaxHeldBytes), released_early (held until every validator in the mesh had it, not the whole forward delay), signals_full (MaxHaveSignals).", "event")
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
@@ -186,6 +186,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		{"republished", b.Republished}, {"submitted", b.Submitted}, {"submit_returned", b.SubmitReturned},
 		{"submit_fallback", b.SubmitFallbacks}, {"submit_error", b.SubmitErrors}, {"submission_received", b.Submissions},
 		{"pending_full", b.PendingFull}, {"held_full", b.HeldFull},
+		{"released_early", b.ReleasedEarly}, {"signals_full", b.SignalsFull},
 	} {
 		counter(lazyDesc, e.v, e.event)
 	}

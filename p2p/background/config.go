@@ -119,6 +119,13 @@ type GossipParams struct {
 	// counted (Stats.HeldFull). Default 64 MiB: a 20 Mbit/s downlink fills
 	// 3.75 MB in LargeForwardDelay, a 340 Mbit/s one the whole budget.
 	MaxHeldBytes int
+	// MaxHaveSignals bounds the message IDs a full node remembers that
+	// validators in its mesh said they have (release.go), each for
+	// LargeForwardDelay: a hold ends as soon as every one of them has said
+	// so. Beyond it the oldest ID is forgotten and counted
+	// (Stats.SignalsFull); a hold for it then lasts its forward delay.
+	// Default 4096 IDs (about 200 KB).
+	MaxHaveSignals int
 	// LazyDlazy is, under lazy gossip, how many peers outside its mesh a
 	// node advertises (IHAVE) recent messages to per heartbeat: exactly
 	// that many, as pubsub's GossipFactor, which would raise it to a
@@ -158,6 +165,7 @@ const (
 	DefaultLargeForwardDelay     = 1500 * time.Millisecond
 	DefaultLazyDlazy             = 2
 	DefaultMaxHeldBytes          = 64 << 20
+	DefaultMaxHaveSignals        = 4096
 	DefaultSubmitFallback        = time.Second
 	DefaultLargeSubmitFallback   = 15 * time.Second
 	DefaultMaxPending            = 4096
@@ -184,6 +192,7 @@ func DefaultGossipParams() GossipParams {
 		LargeForwardDelay:   DefaultLargeForwardDelay,
 		LazyDlazy:           DefaultLazyDlazy,
 		MaxHeldBytes:        DefaultMaxHeldBytes,
+		MaxHaveSignals:      DefaultMaxHaveSignals,
 		SubmitFallback:      DefaultSubmitFallback,
 		LargeSubmitFallback: DefaultLargeSubmitFallback,
 		MaxPending:          DefaultMaxPending,
@@ -405,6 +414,8 @@ func (g GossipParams) validate() error {
 		return fmt.Errorf("LazyDlazy %d must not be negative", g.LazyDlazy)
 	case g.LazyAmongValidators && g.MaxHeldBytes <= 0:
 		return fmt.Errorf("MaxHeldBytes %d must be positive", g.MaxHeldBytes)
+	case g.LazyAmongValidators && g.MaxHaveSignals <= 0:
+		return fmt.Errorf("MaxHaveSignals %d must be positive", g.MaxHaveSignals)
 	case g.LazyAmongValidators && (g.SubmitFallback <= 0 || g.LargeSubmitFallback < g.SubmitFallback || g.MaxPending <= 0):
 		return fmt.Errorf("SubmitFallback %v and MaxPending %d must be positive, and LargeSubmitFallback %v at least SubmitFallback, with LazyAmongValidators",
 			g.SubmitFallback, g.MaxPending, g.LargeSubmitFallback)

@@ -72,14 +72,16 @@ func (r *Router) validateThenWait(ctx context.Context, from peer.ID, msg *pubsub
 	}
 	r.deliver(msg.ReceivedFrom, m, ViaGossip)
 	msg.ValidatorData = handed{m}
-	r.hold(ctx, msg.ReceivedFrom, len(m.Raw))
+	r.hold(ctx, msg.ReceivedFrom, r.gossipID(m), len(m.Raw))
 	return pubsub.ValidationAccept
 }
 
-// hold waits as long as a message of size bytes from peer from must wait
+// hold waits as long as message id of size bytes from peer from must wait
 // before pubsub forwards it: not at all for a small one from a full node,
-// nor when MaxHeldBytes are already held (counted).
-func (r *Router) hold(ctx context.Context, from peer.ID, size int) {
+// nor when MaxHeldBytes are already held (counted); otherwise until every
+// validator in the mesh has said it has it (release.go), or for its
+// forward delay at most.
+func (r *Router) hold(ctx context.Context, from peer.ID, id string, size int) {
 	if !r.cfg.Gossip.large(size) && !r.lazy.contains(from) {
 		return
 	}
@@ -89,11 +91,9 @@ func (r *Router) hold(ctx context.Context, from peer.ID, size int) {
 		return
 	}
 	defer r.held.Add(-int64(size))
-	t := time.NewTimer(r.cfg.Gossip.forwardDelay(size))
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
+	d := r.cfg.Gossip.forwardDelay(size)
+	if r.have.wait(ctx, id, from, d, d/3) {
+		r.c.releasedEarly.Add(1)
 	}
 }
 

@@ -110,3 +110,70 @@ func TestLargeMessagesWaitLongerBeforeForwardingAndFallingBack(t *testing.T) {
 		})
 	}
 }
+
+// A full node f holds validator g's message for its forward delay, but
+// only until v, the other validator in its mesh, says it has the message
+// too: then x, a full node behind f, gets it without waiting out the delay,
+// and v still gets no copy. Had v not spoken (below a silent validator in
+// RainTree), f waits the whole delay and sends v its copy.
+func TestAFullNodeStopsHoldingOnceItsValidatorsHaveTheMessage(t *testing.T) {
+	tests := []struct {
+		name      string
+		republish bool // v gets the message from RainTree and says so
+		wantEarly uint64
+		wantCopy  bool
+	}{
+		{"the validators have it: released early", true, 1, false},
+		{"a validator lacks it: held the whole delay, and it gets a copy", false, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			network := "release"
+			cfg := testConfig(network)
+			cfg.Gossip.LazyAmongValidators = true
+			cfg.Gossip.HeartbeatInterval = 500 * time.Millisecond
+			cfg.Gossip.ForwardDelay = 1200 * time.Millisecond // below 3 heartbeats
+			cfg.Gossip.LargeForwardDelay = cfg.Gossip.ForwardDelay
+			vcfg := cfg
+			vcfg.RainTreeValidator = true
+			g := startNodeOn(t, newHostWithConnManager(t), vcfg)
+			v := startNodeOn(t, newHostWithConnManager(t), vcfg)
+			f := startNodeOn(t, newHostWithConnManager(t), cfg)
+			x := startNodeOn(t, newHostWithConnManager(t), cfg)
+			for _, n := range []*node{g, v, f, x} {
+				n.r.SetValidatorIDs([]peer.ID{g.h.ID(), v.h.ID()})
+			}
+			connect(t, g.h, f.h)
+			connect(t, v.h, f.h)
+			connect(t, x.h, f.h)
+			inMesh := func(of, p *node) bool { return of.h.ConnManager().IsProtected(p.h.ID(), meshTag(network)) }
+			eventually(t, 10*time.Second, "f meshing with g, v and x", func() bool {
+				return inMesh(f, g) && inMesh(g, f) && inMesh(f, v) && inMesh(v, f) && inMesh(f, x) && inMesh(x, f)
+			})
+
+			msg := envelope(t, g, strings.Repeat("x", 2048)) // IDONTWANT needs 1 KiB
+			if err := g.r.Republish(context.Background(), msg); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 5*time.Second, "f getting the message", func() bool { return len(f.in.deliveries(msg)) == 1 })
+			if tt.republish {
+				if err := v.r.Republish(context.Background(), msg); err != nil {
+					t.Fatal(err)
+				}
+			}
+			eventually(t, 5*time.Second, "x getting the message through f", func() bool { return len(x.in.deliveries(msg)) == 1 })
+			if got := f.r.Stats().ReleasedEarly; got != tt.wantEarly {
+				t.Fatalf("f released %d holds early, want %d", got, tt.wantEarly)
+			}
+			if tt.wantCopy {
+				eventually(t, 5*time.Second, "v getting f's copy", func() bool { return len(v.in.deliveries(msg)) == 1 })
+				return
+			}
+			// Absence cannot be awaited: wait out what is left of f's delay.
+			time.Sleep(cfg.Gossip.ForwardDelay)
+			if s := v.r.Stats(); s.DeliveredGossip+s.Duplicates != 0 {
+				t.Fatalf("v got copies from gossip: %+v", s)
+			}
+		})
+	}
+}

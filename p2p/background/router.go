@@ -114,6 +114,9 @@ type Router struct {
 	// catchUp is gossipsub's join-gap repair (nil for the other kinds);
 	// set in Start, before any publication.
 	catchUp *graftCatchUp
+	// have is what the validators in a full node's mesh said they have,
+	// which ends its holds early (release.go); nil unless it holds.
+	have *haveSignals
 	// lazy holds the validator set's peers and a full node's parent
 	// (lazy.go); later the messages waiting to be published (submit.go).
 	lazy  lazySet
@@ -249,6 +252,10 @@ func (r *Router) newPubSub() (*pubsub.PubSub, error) {
 		tr.catchUp = newGraftCatchUp(gs, r.topicName, gossipSubParams(r.cfg.effectiveGossip()))
 	}
 	r.catchUp = tr.catchUp
+	if gs != nil && r.delaysForwarding() {
+		tr.have = newHaveSignals(r.topicName, r.lazy.contains, r.cfg.Gossip, &r.c.signalsFull)
+	}
+	r.have = tr.have
 	opts := []pubsub.Option{
 		// One signature per message: the envelope's, by its originator,
 		// checked in validate. Pubsub messages carry no author, sequence

@@ -48,6 +48,11 @@ type Stats struct {
 	// HeldFull counts messages a full node forwarded without its forward
 	// delay because the messages already held filled MaxHeldBytes.
 	HeldFull uint64
+	// ReleasedEarly counts held messages a full node let pubsub forward
+	// before their forward delay, every validator in its mesh having said
+	// it has them (release.go); SignalsFull the message IDs it forgot to
+	// stay within MaxHaveSignals.
+	ReleasedEarly, SignalsFull uint64
 	// DeliveredGossip and DeliveredUnicast count envelopes handed to the
 	// handler, by path.
 	DeliveredGossip, DeliveredUnicast uint64
@@ -104,6 +109,7 @@ type counters struct {
 	submitted, submitErrors           atomic.Uint64
 	submitReturned, submitFallbacks   atomic.Uint64
 	submissions, laterFull, heldFull  atomic.Uint64
+	releasedEarly, signalsFull        atomic.Uint64
 	deliveredGossip, deliveredUnicast atomic.Uint64
 	duplicates, silentWithheld        atomic.Uint64
 	gossipStale                       atomic.Uint64
@@ -130,6 +136,8 @@ func (r *Router) Stats() Stats {
 		Submissions:             r.c.submissions.Load(),
 		PendingFull:             r.c.laterFull.Load(),
 		HeldFull:                r.c.heldFull.Load(),
+		ReleasedEarly:           r.c.releasedEarly.Load(),
+		SignalsFull:             r.c.signalsFull.Load(),
 		DeliveredGossip:         r.c.deliveredGossip.Load(),
 		DeliveredUnicast:        r.c.deliveredUnicast.Load(),
 		Duplicates:              r.c.duplicates.Load(),
@@ -154,6 +162,7 @@ func (r *Router) Stats() Stats {
 type tracer struct {
 	c       *counters
 	catchUp *graftCatchUp // nil unless the router is gossipsub
+	have    *haveSignals  // nil unless the node delays forwarding
 }
 
 var _ pubsub.RawTracer = tracer{}
@@ -172,7 +181,13 @@ func (t tracer) RejectMessage(_ *pubsub.Message, reason string) {
 
 func (t tracer) UndeliverableMessage(*pubsub.Message) { t.c.droppedSubscriptionFull.Add(1) }
 func (t tracer) DropRPC(*pubsub.RPC, peer.ID)         { t.c.droppedOutbound.Add(1) }
-func (t tracer) DuplicateMessage(*pubsub.Message)     { t.c.duplicates.Add(1) }
+
+func (t tracer) DuplicateMessage(msg *pubsub.Message) {
+	t.c.duplicates.Add(1)
+	if t.have != nil {
+		t.have.duplicate(msg)
+	}
+}
 
 func (t tracer) DeliverMessage(msg *pubsub.Message) {
 	if t.catchUp != nil {
@@ -181,18 +196,36 @@ func (t tracer) DeliverMessage(msg *pubsub.Message) {
 }
 
 func (t tracer) Graft(p peer.ID, topic string) {
+	if t.have != nil {
+		t.have.graft(p, topic)
+	}
 	if t.catchUp != nil {
 		t.catchUp.onGraft(p, topic)
 	}
 }
 
+func (t tracer) Prune(p peer.ID, topic string) {
+	if t.have != nil {
+		t.have.prune(p, topic)
+	}
+}
+
+func (t tracer) OnClosedOutboundStream(p peer.ID) {
+	if t.have != nil {
+		t.have.gone(p)
+	}
+}
+
+func (t tracer) RecvRPC(rpc *pubsub.RPC) {
+	if t.have != nil {
+		t.have.recv(rpc)
+	}
+}
+
 func (tracer) OnNewOutboundStream(peer.ID, protocol.ID)             {}
-func (tracer) OnClosedOutboundStream(peer.ID)                       {}
 func (tracer) Join(string)                                          {}
 func (tracer) Leave(string)                                         {}
-func (tracer) Prune(peer.ID, string)                                {}
 func (tracer) ValidateMessage(*pubsub.Message)                      {}
 func (tracer) ThrottlePeer(peer.ID)                                 {}
-func (tracer) RecvRPC(*pubsub.RPC)                                  {}
 func (tracer) SendRPC(*pubsub.RPC, peer.ID)                         {}
 func (tracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}

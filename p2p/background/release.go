@@ -1,0 +1,238 @@
+package background
+
+import (
+	"context"
+	"crypto/sha256"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Early release of held messages (full nodes of a lazy network).
+//
+// A full node holds a message ForwardDelay (forward.go) so that the
+// validators in its mesh, which get it from RainTree, can say they have it
+// before pubsub forwards it to them. Once every one of them has said so,
+// waiting longer spares no validator a copy: it only keeps the message from
+// the full nodes in the mesh that still lack it. So the hold ends a third
+// of the forward delay (about one link) after the last of them has spoken,
+// the time for the full nodes in the mesh that their own validators fed at
+// about the same moment to say so too; and ForwardDelay bounds only the
+// wait for a validator that does not speak (one below a silent validator
+// in RainTree, which is the one that needs the copy).
+//
+// A validator says it has a message with an IDONTWANT (pubsub sends one to
+// its mesh when it publishes a message of at least 1 KiB, which a lazy
+// validator does for everything RainTree delivers) or by sending a copy.
+// Both reach us through pubsub's RawTracer, on its event loop, as do the
+// changes to our mesh. An IDONTWANT often arrives before the message
+// itself, so what was said is kept per message ID: at most MaxHaveSignals
+// IDs, each for LargeForwardDelay, the oldest dropped first when full
+// (counted). Only validators in our mesh are heard, and only for IDs of
+// our message-ID length.
+//
+// A signal can only end a hold early, never keep a message from anyone:
+// pubsub already skips a peer that claims to have a message, and a lying
+// validator gains nothing but the full nodes behind it getting their copy
+// sooner.
+type haveSignals struct {
+	topic     string
+	validator func(peer.ID) bool
+	max       int
+	ttl       time.Duration
+	full      *atomic.Uint64 // IDs dropped to stay within max
+	now       func() time.Time
+
+	mu    sync.Mutex
+	mesh  map[peer.ID]struct{}
+	ids   map[string]*haveEntry
+	order []string // ids' keys, oldest first
+}
+
+// haveEntry is what the mesh's validators said about one message, and the
+// hold waiting for the rest of them, if any.
+type haveEntry struct {
+	at      time.Time
+	peers   []peer.ID
+	waiting map[peer.ID]struct{}
+	done    chan struct{} // closed when waiting empties
+}
+
+// maxEntryPeers caps the peers remembered per message: a mesh holds at
+// most Dhi peers, and a hold waits for at most that many.
+const maxEntryPeers = 64
+
+func newHaveSignals(topic string, validator func(peer.ID) bool, g GossipParams, full *atomic.Uint64) *haveSignals {
+	return &haveSignals{
+		topic:     topic,
+		validator: validator,
+		max:       g.MaxHaveSignals,
+		ttl:       g.LargeForwardDelay,
+		full:      full,
+		now:       time.Now,
+		mesh:      make(map[peer.ID]struct{}),
+		ids:       make(map[string]*haveEntry),
+	}
+}
+
+func (h *haveSignals) graft(p peer.ID, topic string) {
+	if topic != h.topic {
+		return
+	}
+	h.mu.Lock()
+	h.mesh[p] = struct{}{}
+	h.mu.Unlock()
+}
+
+func (h *haveSignals) prune(p peer.ID, topic string) {
+	if topic != h.topic {
+		return
+	}
+	h.gone(p)
+}
+
+// gone forgets a peer that left the mesh (pruned, or disconnected: pubsub
+// then drops it from the mesh without a Prune event).
+func (h *haveSignals) gone(p peer.ID) {
+	h.mu.Lock()
+	delete(h.mesh, p)
+	h.mu.Unlock()
+}
+
+// recv notes the IDONTWANTs of an incoming RPC.
+func (h *haveSignals) recv(rpc *pubsub.RPC) { h.idontwant(rpc.From(), rpc.GetControl()) }
+
+// idontwant notes the IDONTWANTs in ctl, from peer from.
+func (h *haveSignals) idontwant(from peer.ID, ctl *pb.ControlMessage) {
+	if len(ctl.GetIdontwant()) == 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.heard(from) {
+		return
+	}
+	for _, c := range ctl.GetIdontwant() {
+		for _, id := range c.GetMessageIDs() {
+			if len(id) == sha256.Size {
+				h.note(id, from)
+			}
+		}
+	}
+}
+
+// duplicate notes a copy of a message we already had.
+func (h *haveSignals) duplicate(msg *pubsub.Message) {
+	if msg.GetTopic() != h.topic || msg.ID == "" {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.heard(msg.ReceivedFrom) {
+		h.note(msg.ID, msg.ReceivedFrom)
+	}
+}
+
+// heard reports whether p's word counts: a validator in our mesh. h.mu
+// is held.
+func (h *haveSignals) heard(p peer.ID) bool {
+	_, ok := h.mesh[p]
+	return ok && h.validator(p)
+}
+
+// note records that p has message id, and releases a hold that waited
+// for p last. h.mu is held.
+func (h *haveSignals) note(id string, p peer.ID) {
+	e := h.entry(id)
+	if !slices.Contains(e.peers, p) && len(e.peers) < maxEntryPeers {
+		e.peers = append(e.peers, p)
+	}
+	if e.waiting == nil {
+		return
+	}
+	delete(e.waiting, p)
+	if len(e.waiting) == 0 {
+		close(e.done)
+		e.waiting, e.done = nil, nil
+	}
+}
+
+// entry returns id's entry, making room for a new one by dropping the
+// expired and, when still full, the oldest (counted). h.mu is held.
+func (h *haveSignals) entry(id string) *haveEntry {
+	if e, ok := h.ids[id]; ok {
+		return e
+	}
+	now := h.now()
+	for len(h.order) > 0 {
+		oldest := h.order[0]
+		expired := now.Sub(h.ids[oldest].at) > h.ttl
+		if !expired && len(h.ids) < h.max {
+			break
+		}
+		if !expired {
+			h.full.Add(1)
+		}
+		delete(h.ids, oldest)
+		h.order = h.order[1:]
+	}
+	e := &haveEntry{at: now}
+	h.ids[id] = e
+	h.order = append(h.order, id)
+	return e
+}
+
+// wait returns grace after every validator in the mesh other than from
+// has said it has message id (early, true), after d, or when ctx ends,
+// whichever is first.
+func (h *haveSignals) wait(ctx context.Context, id string, from peer.ID, d, grace time.Duration) (early bool) {
+	start := time.Now()
+	done := h.register(id, from)
+	if done == nil {
+		early, d = grace < d, min(d, grace)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			done = nil
+			if left := d - time.Since(start); grace < left {
+				t.Reset(grace)
+				early = true
+			}
+		case <-t.C:
+			return early
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// register returns a channel closed once the validators in the mesh that
+// have not yet said they have id (from aside) have, or nil if none is
+// left. A second hold of the same message shares the first one's channel.
+func (h *haveSignals) register(id string, from peer.ID) <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	e := h.entry(id)
+	if e.done != nil {
+		return e.done
+	}
+	pending := make(map[peer.ID]struct{})
+	for p := range h.mesh {
+		if p != from && h.validator(p) && !slices.Contains(e.peers, p) {
+			pending[p] = struct{}{}
+		}
+	}
+	if len(pending) == 0 {
+		return nil
+	}
+	e.waiting, e.done = pending, make(chan struct{})
+	return e.done
+}
