@@ -89,20 +89,20 @@ type GossipParams struct {
 	// less; it accepts up to Dhi). Its mesh holds only full nodes
 	// (lazy.go). Default 2, the smallest gossipsub allows.
 	ValidatorD int
-	// ForwardDelay is how long a full node of a lazy network waits before
-	// gossip forwards a message it received (forward.go): the time for its
-	// mesh peers' IDONTWANTs to arrive, so that a link carries a copy only
-	// to a peer that needs it. It delays nothing but forwarding: the
-	// application gets the message at once. It should cover how far apart
-	// RainTree reaches a full node's validators (up to two hops) plus one
-	// link: about three one-way link latencies. Too short costs copies
-	// (30ms on 20ms links: 1.65 payload copies per validator instead of
-	// 1.02), too long costs the repair of silent validators' subtrees (60ms
-	// on 10ms links: validator p99 172ms instead of 88ms; ADR 0002). 0
-	// forwards at once. It must stay below how long pubsub remembers an
-	// IDONTWANT (3 heartbeats). Default 60ms, for links up to about 20ms;
-	// raise it on wider networks.
-	ForwardDelay time.Duration
+	// ForwardDelay and MaxForwardDelay bound how long a full node of a
+	// lazy network holds a message before gossip forwards it (forward.go):
+	// the time for the IDONTWANTs of the validators in its mesh to arrive,
+	// so that a link carries a copy only to a validator that needs it. The
+	// hold ends as soon as they all have spoken (release.go); otherwise it
+	// lasts what the recent spread of their IDONTWANTs calls for, between
+	// the two. It delays nothing but forwarding: the application gets the
+	// message at once. Too short costs copies (a fixed 30ms on 20ms links:
+	// 1.65 payload copies per validator instead of 1.02), too long the
+	// repair of silent validators' subtrees (ADR 0002). A ForwardDelay of
+	// 0 forwards at once. Defaults 60ms, about three one-way latencies of
+	// 20ms links, and 1s, below how long pubsub remembers an IDONTWANT (3
+	// heartbeats); MaxForwardDelay equal to ForwardDelay fixes the delay.
+	ForwardDelay, MaxForwardDelay time.Duration
 	// LargeBytes and LargeForwardDelay: a message of at least LargeBytes
 	// waits LargeForwardDelay instead. A large message spreads through
 	// RainTree over seconds, one uplink-bound copy after another, so
@@ -161,6 +161,7 @@ const (
 	DefaultAdvertiseInterval     = time.Minute
 	DefaultValidatorD            = 2
 	DefaultForwardDelay          = 60 * time.Millisecond
+	DefaultMaxForwardDelay       = time.Second
 	DefaultLargeBytes            = 64 << 10
 	DefaultLargeForwardDelay     = 1500 * time.Millisecond
 	DefaultLazyDlazy             = 2
@@ -188,6 +189,7 @@ func DefaultGossipParams() GossipParams {
 		LazyAmongValidators: true,
 		ValidatorD:          DefaultValidatorD,
 		ForwardDelay:        DefaultForwardDelay,
+		MaxForwardDelay:     DefaultMaxForwardDelay,
 		LargeBytes:          DefaultLargeBytes,
 		LargeForwardDelay:   DefaultLargeForwardDelay,
 		LazyDlazy:           DefaultLazyDlazy,
@@ -405,8 +407,9 @@ func (g GossipParams) validate() error {
 		return fmt.Errorf("want 0 < HistoryGossip <= HistoryLength, have %d and %d", g.HistoryGossip, g.HistoryLength)
 	case g.LazyAmongValidators && g.ValidatorD < 2:
 		return fmt.Errorf("ValidatorD %d must be at least 2 with LazyAmongValidators", g.ValidatorD)
-	case g.LazyAmongValidators && (g.ForwardDelay < 0 || g.ForwardDelay >= g.idontwantLifetime()):
-		return fmt.Errorf("ForwardDelay %v must be at least 0 and below %v, how long pubsub remembers an IDONTWANT", g.ForwardDelay, g.idontwantLifetime())
+	case g.LazyAmongValidators && (g.ForwardDelay < 0 || g.MaxForwardDelay < g.ForwardDelay || g.MaxForwardDelay >= g.idontwantLifetime()):
+		return fmt.Errorf("ForwardDelay %v must be at least 0, and MaxForwardDelay %v at least ForwardDelay and below %v, how long pubsub remembers an IDONTWANT",
+			g.ForwardDelay, g.MaxForwardDelay, g.idontwantLifetime())
 	case g.LazyAmongValidators && (g.LargeBytes <= 0 || g.LargeForwardDelay < g.ForwardDelay || g.LargeForwardDelay >= g.idontwantLifetime()):
 		return fmt.Errorf("LargeBytes %d must be positive, and LargeForwardDelay %v at least ForwardDelay %v and below %v, how long pubsub remembers an IDONTWANT",
 			g.LargeBytes, g.LargeForwardDelay, g.ForwardDelay, g.idontwantLifetime())

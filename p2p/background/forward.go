@@ -91,19 +91,34 @@ func (r *Router) hold(ctx context.Context, from peer.ID, id string, size int) {
 		return
 	}
 	defer r.held.Add(-int64(size))
-	d := r.cfg.Gossip.forwardDelay(size)
-	if r.have.wait(ctx, id, from, d, d/3) {
+	d := r.cfg.Gossip.forwardDelay(size, &r.spread)
+	early, spread := r.have.wait(ctx, id, from, d, d/3)
+	if early {
 		r.c.releasedEarly.Add(1)
+	}
+	if spread >= 0 && !r.cfg.Gossip.large(size) {
+		r.spread.add(spread)
 	}
 }
 
-// forwardDelay is how long a full node holds a message of size bytes
-// before gossip forwards it.
-func (g GossipParams) forwardDelay(size int) time.Duration {
+// forwardDelay is how long a full node holds a message of size bytes at
+// most: LargeForwardDelay for a large one, otherwise what the validators'
+// recent spread calls for (release.go), between ForwardDelay and
+// MaxForwardDelay.
+func (g GossipParams) forwardDelay(size int, spread *spreadEstimate) time.Duration {
 	if g.large(size) {
 		return g.LargeForwardDelay
 	}
-	return g.ForwardDelay
+	return spread.delay(g.ForwardDelay, g.MaxForwardDelay)
+}
+
+// currentForwardDelay is the hold of a small message now, or 0 on a node
+// that does not hold messages.
+func (r *Router) currentForwardDelay() time.Duration {
+	if !r.delaysForwarding() {
+		return 0
+	}
+	return r.cfg.Gossip.forwardDelay(0, &r.spread)
 }
 
 // large reports whether a message of size bytes gets the large-message

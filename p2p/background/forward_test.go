@@ -37,7 +37,7 @@ func TestAFullNodeForwardsOnlyAfterItsValidatorsSaidTheyHaveIt(t *testing.T) {
 			// IDONTWANTs last 3 heartbeats, counted in ticks: at least
 			// 1s here, well past the delay even on a loaded machine.
 			cfg.Gossip.HeartbeatInterval = 500 * time.Millisecond
-			cfg.Gossip.ForwardDelay, cfg.Gossip.LargeForwardDelay = tt.delay, tt.delay
+			cfg.Gossip.ForwardDelay, cfg.Gossip.MaxForwardDelay, cfg.Gossip.LargeForwardDelay = tt.delay, tt.delay, tt.delay
 			cfg.Gossip.MaxHeldBytes = tt.maxHeld
 			vcfg := cfg
 			vcfg.RainTreeValidator = true
@@ -101,7 +101,7 @@ func TestLargeMessagesWaitLongerBeforeForwardingAndFallingBack(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := g.forwardDelay(tt.size); got != tt.forward {
+			if got := g.forwardDelay(tt.size, new(spreadEstimate)); got != tt.forward {
 				t.Errorf("forwardDelay(%d) = %v, want %v", tt.size, got, tt.forward)
 			}
 			if got := g.submitFallback(tt.size); got != tt.fallback {
@@ -133,7 +133,7 @@ func TestAFullNodeStopsHoldingOnceItsValidatorsHaveTheMessage(t *testing.T) {
 			cfg.Gossip.LazyAmongValidators = true
 			cfg.Gossip.HeartbeatInterval = 500 * time.Millisecond
 			cfg.Gossip.ForwardDelay = 1200 * time.Millisecond // below 3 heartbeats
-			cfg.Gossip.LargeForwardDelay = cfg.Gossip.ForwardDelay
+			cfg.Gossip.MaxForwardDelay, cfg.Gossip.LargeForwardDelay = cfg.Gossip.ForwardDelay, cfg.Gossip.ForwardDelay
 			vcfg := cfg
 			vcfg.RainTreeValidator = true
 			g := startNodeOn(t, newHostWithConnManager(t), vcfg)

@@ -60,7 +60,8 @@ func connect(t testing.TB, a, b host.Host) {
 func testConfig(network string) Config {
 	c := DefaultConfig(network)
 	c.Gossip.HeartbeatInterval = 100 * time.Millisecond
-	c.Gossip.LargeForwardDelay = 200 * time.Millisecond // below 3 heartbeats
+	c.Gossip.MaxForwardDelay = 200 * time.Millisecond // below 3 heartbeats
+	c.Gossip.LargeForwardDelay = 200 * time.Millisecond
 	c.AdvertiseInterval = 300 * time.Millisecond
 	c.MaxMessageSize = 64 << 10
 	c.DHT = false

@@ -117,6 +117,9 @@ type Router struct {
 	// have is what the validators in a full node's mesh said they have,
 	// which ends its holds early (release.go); nil unless it holds.
 	have *haveSignals
+	// spread is how far apart the mesh's validators had a message
+	// (release.go), which the forward delay follows.
+	spread spreadEstimate
 	// lazy holds the validator set's peers and a full node's parent
 	// (lazy.go); later the messages waiting to be published (submit.go).
 	lazy  lazySet

@@ -53,6 +53,11 @@ type Stats struct {
 	// it has them (release.go); SignalsFull the message IDs it forgot to
 	// stay within MaxHaveSignals.
 	ReleasedEarly, SignalsFull uint64
+	// ForwardDelay is the longest a full node of a lazy network now holds
+	// a small message: between GossipParams.ForwardDelay and
+	// MaxForwardDelay, after how far apart its validators recently had
+	// one (release.go). 0 on a node that does not hold messages.
+	ForwardDelay time.Duration
 	// DeliveredGossip and DeliveredUnicast count envelopes handed to the
 	// handler, by path.
 	DeliveredGossip, DeliveredUnicast uint64
@@ -138,6 +143,7 @@ func (r *Router) Stats() Stats {
 		HeldFull:                r.c.heldFull.Load(),
 		ReleasedEarly:           r.c.releasedEarly.Load(),
 		SignalsFull:             r.c.signalsFull.Load(),
+		ForwardDelay:            r.currentForwardDelay(),
 		DeliveredGossip:         r.c.deliveredGossip.Load(),
 		DeliveredUnicast:        r.c.deliveredUnicast.Load(),
 		Duplicates:              r.c.duplicates.Load(),
