@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 )
 
 // fabric is the network one strategy's run builds its hosts on: libp2p
@@ -64,6 +65,9 @@ func (f *mocknetFabric) host(i int, n simNode) (host.Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("adding mocknet peer: %w", err)
 	}
+	// A host from libp2p.New answers pings (full nodes measure round trips
+	// to their validators with them); mocknet's does not by itself.
+	ping.NewPingService(h)
 	mh, err := newMocknetHost(h, f)
 	if err != nil {
 		return nil, err

@@ -93,14 +93,14 @@ type GossipParams struct {
 	// lazy network holds a message before gossip forwards it (forward.go):
 	// the time for the IDONTWANTs of the validators in its mesh to arrive,
 	// so that a link carries a copy only to a validator that needs it. The
-	// hold ends as soon as they all have spoken (release.go); otherwise it
-	// lasts what the recent spread of their IDONTWANTs calls for, between
-	// the two. It delays nothing but forwarding: the application gets the
-	// message at once. Too short costs copies (a fixed 30ms on 20ms links:
-	// 1.65 payload copies per validator instead of 1.02), too long the
-	// repair of silent validators' subtrees (ADR 0002). A ForwardDelay of
-	// 0 forwards at once. Defaults 60ms, about three one-way latencies of
-	// 20ms links, and 1s, below how long pubsub remembers an IDONTWANT (3
+	// hold ends soon after they all have spoken (release.go); otherwise it
+	// lasts two round trips to them, as measured by ping (rtt.go), between
+	// the two bounds. It delays nothing but forwarding: the application
+	// gets the message at once. Too short costs copies (a fixed 30ms on
+	// 20ms links: 1.65 payload copies per validator instead of 1.02), too
+	// long the repair of silent validators' subtrees (ADR 0002). A
+	// ForwardDelay of 0 forwards at once. Defaults 60ms, which 10-20ms
+	// links need, and 1s, below how long pubsub remembers an IDONTWANT (3
 	// heartbeats); MaxForwardDelay equal to ForwardDelay fixes the delay.
 	ForwardDelay, MaxForwardDelay time.Duration
 	// LargeBytes and LargeForwardDelay: a message of at least LargeBytes
@@ -124,7 +124,7 @@ type GossipParams struct {
 	// LargeForwardDelay: a hold ends as soon as every one of them has said
 	// so. Beyond it the oldest ID is forgotten and counted
 	// (Stats.SignalsFull); a hold for it then lasts its forward delay.
-	// Default 4096 IDs (about 200 KB).
+	// Default 4096 IDs (about 0.9 MB with three validators in the mesh).
 	MaxHaveSignals int
 	// LazyDlazy is, under lazy gossip, how many peers outside its mesh a
 	// node advertises (IHAVE) recent messages to per heartbeat: exactly

@@ -91,34 +91,42 @@ func (r *Router) hold(ctx context.Context, from peer.ID, id string, size int) {
 		return
 	}
 	defer r.held.Add(-int64(size))
-	d := r.cfg.Gossip.forwardDelay(size, &r.spread)
-	early, spread := r.have.wait(ctx, id, from, d, d/3)
-	if early {
+	d := r.cfg.Gossip.forwardDelay(size, r.meshRTT())
+	if r.have.wait(ctx, id, from, d, r.cfg.Gossip.releaseGrace(size)) {
 		r.c.releasedEarly.Add(1)
-	}
-	if spread >= 0 && !r.cfg.Gossip.large(size) {
-		r.spread.add(spread)
 	}
 }
 
 // forwardDelay is how long a full node holds a message of size bytes at
-// most: LargeForwardDelay for a large one, otherwise what the validators'
-// recent spread calls for (release.go), between ForwardDelay and
-// MaxForwardDelay.
-func (g GossipParams) forwardDelay(size int, spread *spreadEstimate) time.Duration {
+// most: LargeForwardDelay for a large one, otherwise two round trips, rtt
+// being the median round trip to its mesh's validators (rtt.go), between
+// ForwardDelay and MaxForwardDelay.
+func (g GossipParams) forwardDelay(size int, rtt time.Duration) time.Duration {
 	if g.large(size) {
 		return g.LargeForwardDelay
 	}
-	return spread.delay(g.ForwardDelay, g.MaxForwardDelay)
+	return min(max(2*rtt, g.ForwardDelay), g.MaxForwardDelay)
+}
+
+// releaseGrace is how long a hold lasts after the last validator in the
+// mesh said it has the message: about one link (a third of ForwardDelay,
+// which is three), for the full nodes in the mesh that their own
+// validators fed at about the same moment to say so too; a third of
+// LargeForwardDelay for a large message, which takes a link long.
+func (g GossipParams) releaseGrace(size int) time.Duration {
+	if g.large(size) {
+		return g.LargeForwardDelay / 3
+	}
+	return g.ForwardDelay / 3
 }
 
 // currentForwardDelay is the hold of a small message now, or 0 on a node
 // that does not hold messages.
 func (r *Router) currentForwardDelay() time.Duration {
-	if !r.delaysForwarding() {
+	if r.have == nil {
 		return 0
 	}
-	return r.cfg.Gossip.forwardDelay(0, &r.spread)
+	return r.cfg.Gossip.forwardDelay(0, r.meshRTT())
 }
 
 // large reports whether a message of size bytes gets the large-message

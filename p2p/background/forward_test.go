@@ -101,7 +101,7 @@ func TestLargeMessagesWaitLongerBeforeForwardingAndFallingBack(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := g.forwardDelay(tt.size, new(spreadEstimate)); got != tt.forward {
+			if got := g.forwardDelay(tt.size, 0); got != tt.forward {
 				t.Errorf("forwardDelay(%d) = %v, want %v", tt.size, got, tt.forward)
 			}
 			if got := g.submitFallback(tt.size); got != tt.fallback {
@@ -175,5 +175,36 @@ func TestAFullNodeStopsHoldingOnceItsValidatorsHaveTheMessage(t *testing.T) {
 				t.Fatalf("v got copies from gossip: %+v", s)
 			}
 		})
+	}
+}
+
+// A full node pings the validators in its mesh, and holds a small message
+// at most two of their median round trips (rtt.go).
+func TestAFullNodesForwardDelayFollowsTheRoundTripsToItsValidators(t *testing.T) {
+	network := "rtt"
+	cfg := testConfig(network)
+	cfg.Gossip.LazyAmongValidators = true
+	cfg.Gossip.MaxForwardDelay = 290 * time.Millisecond // below 3 heartbeats
+	vcfg := cfg
+	vcfg.RainTreeValidator = true
+	v := startNodeOn(t, newHostWithConnManager(t), vcfg)
+	f := startNodeOn(t, newHostWithConnManager(t), cfg)
+	for _, n := range []*node{v, f} {
+		n.r.SetValidatorIDs([]peer.ID{v.h.ID()})
+	}
+	connect(t, v.h, f.h)
+	eventually(t, 10*time.Second, "f pinging v", func() bool { return f.h.Peerstore().LatencyEWMA(v.h.ID()) > 0 })
+	if got := f.r.Stats().ForwardDelay; got != cfg.Gossip.ForwardDelay {
+		t.Fatalf("forward delay %v on loopback, want the floor %v", got, cfg.Gossip.ForwardDelay)
+	}
+	if s := v.r.Stats(); s.ForwardDelay != 0 {
+		t.Fatalf("a validator reports a forward delay of %v", s.ForwardDelay)
+	}
+	// As if v were 100ms away: the delay becomes 200ms.
+	for range 200 {
+		f.h.Peerstore().RecordLatency(v.h.ID(), 100*time.Millisecond)
+	}
+	if got := f.r.Stats().ForwardDelay; got < 180*time.Millisecond || got > 200*time.Millisecond {
+		t.Fatalf("forward delay %v with 100ms round trips, want about 200ms", got)
 	}
 }

@@ -189,29 +189,27 @@ func (h *haveSignals) entry(id string) *haveEntry {
 
 // wait returns grace after every validator in the mesh other than from
 // has said it has message id (early, true), after d, or when ctx ends,
-// whichever is first. spread is the time the validators took to speak,
-// or -1 if some did not within d.
-func (h *haveSignals) wait(ctx context.Context, id string, from peer.ID, d, grace time.Duration) (early bool, spread time.Duration) {
-	start := time.Now()
+// whichever is first.
+func (h *haveSignals) wait(ctx context.Context, id string, from peer.ID, d, grace time.Duration) (early bool) {
 	done := h.register(id, from)
-	spread = -1
 	if done == nil {
-		early, d, spread = grace < d, min(d, grace), 0
+		early, d = grace < d, min(d, grace)
 	}
+	start := time.Now()
 	t := time.NewTimer(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-done:
-			done, spread = nil, time.Since(start)
-			if left := d - spread; grace < left {
+			done = nil
+			if grace < d-time.Since(start) {
 				t.Reset(grace)
 				early = true
 			}
 		case <-t.C:
-			return early, spread
+			return early
 		case <-ctx.Done():
-			return false, -1
+			return false
 		}
 	}
 }
@@ -239,50 +237,16 @@ func (h *haveSignals) register(id string, from peer.ID) <-chan struct{} {
 	return e.done
 }
 
-// Adapting the forward delay.
-//
-// How long a full node must wait for its mesh's validators depends on how
-// far apart RainTree reaches them: about three link latencies on a quiet
-// network, far more on a wide or loaded one, where a fixed ForwardDelay
-// would forward copies the validators are about to get anyway. So every
-// hold of a small message that ended because the last validator spoke is
-// a sample of that spread (0 when they all had spoken before the message
-// came), and the delay a small message is held at most follows them, as a
-// TCP retransmission timeout follows round trips (RFC 6298): the smoothed
-// spread plus four times its mean deviation, never below ForwardDelay nor
-// above MaxForwardDelay. A hold that timed out is no sample: its silent
-// validator says nothing about the spread. A validator that speaks late
-// on purpose can raise the delay to MaxForwardDelay and no further, which
-// only slows the repair it could as well withhold.
-type spreadEstimate struct {
-	mu       sync.Mutex
-	n        int
-	srtt     time.Duration
-	variance time.Duration
-}
-
-func (e *spreadEstimate) add(d time.Duration) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.n == 0 {
-		e.srtt, e.variance = d, d/2
-	} else {
-		dev := e.srtt - d
-		if dev < 0 {
-			dev = -dev
+// meshValidators lists the validators in the mesh.
+func (h *haveSignals) meshValidators() []peer.ID {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var vs []peer.ID
+	for p := range h.mesh {
+		if h.validator(p) {
+			vs = append(vs, p)
 		}
-		e.variance = (3*e.variance + dev) / 4
-		e.srtt = (7*e.srtt + d) / 8
 	}
-	e.n++
-}
-
-// delay is the current bound, within [floor, ceil].
-func (e *spreadEstimate) delay(floor, ceil time.Duration) time.Duration {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.n == 0 {
-		return floor
-	}
-	return min(max(e.srtt+4*e.variance, floor), ceil)
+	slices.Sort(vs)
+	return vs
 }

@@ -63,7 +63,7 @@ func TestAHoldEndsOnceEveryValidatorInTheMeshHasTheMessage(t *testing.T) {
 			}
 			tt.signal(h)
 			// The sender has the message: it is never waited for.
-			if early, _ := h.wait(context.Background(), id('a'), sender, 50*time.Millisecond, 0); early != tt.wantEarly {
+			if early := h.wait(context.Background(), id('a'), sender, 50*time.Millisecond, 0); early != tt.wantEarly {
 				t.Fatalf("released early: %v, want %v", early, tt.wantEarly)
 			}
 		})
@@ -73,7 +73,7 @@ func TestAHoldEndsOnceEveryValidatorInTheMeshHasTheMessage(t *testing.T) {
 		h.graft(v1, topic)
 		early := make(chan bool)
 		go func() {
-			got, _ := h.wait(context.Background(), id('a'), sender, time.Hour, 0)
+			got := h.wait(context.Background(), id('a'), sender, time.Hour, 0)
 			early <- got
 		}()
 		// wait registers before it blocks; signal until it has.
@@ -94,7 +94,7 @@ func TestAHoldEndsOnceEveryValidatorInTheMeshHasTheMessage(t *testing.T) {
 		h.graft(v1, topic)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		if early, _ := h.wait(ctx, id('a'), sender, time.Hour, 0); early {
+		if h.wait(ctx, id('a'), sender, time.Hour, 0) {
 			t.Fatal("released early without a signal")
 		}
 	})
@@ -115,7 +115,7 @@ func TestHeardMessageIDsStayBoundedAndTheOverflowIsCounted(t *testing.T) {
 		t.Fatalf("%d IDs counted as dropped, want %d", got, 10-limit)
 	}
 	// The newest are kept: the last ID's hold ends at once.
-	if early, _ := h.wait(context.Background(), strings.Repeat("j", 32), "sender", time.Second, 0); !early {
+	if !h.wait(context.Background(), strings.Repeat("j", 32), "sender", time.Second, 0) {
 		t.Fatal("the newest signal was forgotten")
 	}
 	// Expired IDs make room without being counted.
@@ -139,37 +139,23 @@ func dontWant(id string) *pb.ControlMessage {
 
 func gossipMsg(topic string) *pb.Message { return &pb.Message{Topic: &topic} }
 
-func TestTheForwardDelayFollowsHowFarApartTheValidatorsSpoke(t *testing.T) {
-	const floor, ceil = 60 * time.Millisecond, time.Second
+func TestTheForwardDelayIsTwoRoundTripsWithinItsBounds(t *testing.T) {
+	g := DefaultGossipParams()
 	tests := []struct {
-		name     string
-		spreads  []time.Duration
-		min, max time.Duration
+		name string
+		rtt  time.Duration
+		want time.Duration
 	}{
-		{"without a sample it is the floor", nil, floor, floor},
-		{"validators that had it first keep it at the floor", []time.Duration{0, 0, 0, 0}, floor, floor},
-		{"a tight spread under the floor keeps the floor", []time.Duration{20, 25, 20, 25, 20, 25, 20, 25}, floor, floor},
-		{"a steady 200ms spread holds about 200ms", repeat(200, 64), 200 * time.Millisecond, 210 * time.Millisecond},
-		{"a varying spread holds longer than its mean", []time.Duration{100, 300, 100, 300, 100, 300, 100, 300}, 400 * time.Millisecond, ceil},
-		{"spreads beyond the ceiling stop at it", repeat(5000, 8), ceil, ceil},
+		{"no round trip measured: ForwardDelay", 0, g.ForwardDelay},
+		{"short links: ForwardDelay", 20 * time.Millisecond, g.ForwardDelay},
+		{"100ms round trips: 200ms", 100 * time.Millisecond, 200 * time.Millisecond},
+		{"slow links stop at MaxForwardDelay", 2 * time.Second, g.MaxForwardDelay},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var e spreadEstimate
-			for _, d := range tt.spreads {
-				e.add(d * time.Millisecond)
-			}
-			if got := e.delay(floor, ceil); got < tt.min || got > tt.max {
-				t.Fatalf("delay %v after %v ms, want within [%v, %v]", got, tt.spreads, tt.min, tt.max)
+			if got := g.forwardDelay(1024, tt.rtt); got != tt.want {
+				t.Fatalf("forwardDelay with %v round trips = %v, want %v", tt.rtt, got, tt.want)
 			}
 		})
 	}
-}
-
-func repeat(d time.Duration, n int) []time.Duration {
-	s := make([]time.Duration, n)
-	for i := range s {
-		s[i] = d
-	}
-	return s
 }

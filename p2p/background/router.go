@@ -115,11 +115,9 @@ type Router struct {
 	// set in Start, before any publication.
 	catchUp *graftCatchUp
 	// have is what the validators in a full node's mesh said they have,
-	// which ends its holds early (release.go); nil unless it holds.
+	// which ends its holds early and sets how long they last (release.go);
+	// nil unless it holds.
 	have *haveSignals
-	// spread is how far apart the mesh's validators had a message
-	// (release.go), which the forward delay follows.
-	spread spreadEstimate
 	// lazy holds the validator set's peers and a full node's parent
 	// (lazy.go); later the messages waiting to be published (submit.go).
 	lazy  lazySet
@@ -172,6 +170,9 @@ func New(h host.Host, cfg Config, handler Handler) (*Router, error) {
 		direct:     newPeerLimiter(cfg.DirectRate, cfg.DirectBurst),
 		graylist:   make(chan []peer.ID, 1),
 		later:      newLaterQueue(max(cfg.Gossip.MaxPending, 1)),
+	}
+	if r.delaysForwarding() {
+		r.have = newHaveSignals(r.topicName, r.lazy.contains, cfg.Gossip, &r.c.signalsFull)
 	}
 	uc := cfg.Unicast
 	if uc.MaxMessageSize == 0 {
@@ -240,6 +241,9 @@ func (r *Router) Start(ctx context.Context) (err error) {
 	r.wg.Go(r.maintainLoop)
 	r.wg.Go(r.disconnectLoop)
 	r.wg.Go(r.laterLoop)
+	if r.have != nil {
+		r.wg.Go(r.rttLoop)
+	}
 	for id := range r.bootstrap {
 		r.dialLocked(id)
 	}
@@ -255,10 +259,7 @@ func (r *Router) newPubSub() (*pubsub.PubSub, error) {
 		tr.catchUp = newGraftCatchUp(gs, r.topicName, gossipSubParams(r.cfg.effectiveGossip()))
 	}
 	r.catchUp = tr.catchUp
-	if gs != nil && r.delaysForwarding() {
-		tr.have = newHaveSignals(r.topicName, r.lazy.contains, r.cfg.Gossip, &r.c.signalsFull)
-	}
-	r.have = tr.have
+	tr.have = r.have
 	opts := []pubsub.Option{
 		// One signature per message: the envelope's, by its originator,
 		// checked in validate. Pubsub messages carry no author, sequence

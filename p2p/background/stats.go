@@ -55,9 +55,11 @@ type Stats struct {
 	ReleasedEarly, SignalsFull uint64
 	// ForwardDelay is the longest a full node of a lazy network now holds
 	// a small message: between GossipParams.ForwardDelay and
-	// MaxForwardDelay, after how far apart its validators recently had
-	// one (release.go). 0 on a node that does not hold messages.
+	// MaxForwardDelay, after the round trips to its validators (rtt.go).
+	// 0 on a node that does not hold messages. PingErrors counts the pings
+	// that measure those round trips and failed.
 	ForwardDelay time.Duration
+	PingErrors   uint64
 	// DeliveredGossip and DeliveredUnicast count envelopes handed to the
 	// handler, by path.
 	DeliveredGossip, DeliveredUnicast uint64
@@ -115,6 +117,7 @@ type counters struct {
 	submitReturned, submitFallbacks   atomic.Uint64
 	submissions, laterFull, heldFull  atomic.Uint64
 	releasedEarly, signalsFull        atomic.Uint64
+	pingErrors                        atomic.Uint64
 	deliveredGossip, deliveredUnicast atomic.Uint64
 	duplicates, silentWithheld        atomic.Uint64
 	gossipStale                       atomic.Uint64
@@ -144,6 +147,7 @@ func (r *Router) Stats() Stats {
 		ReleasedEarly:           r.c.releasedEarly.Load(),
 		SignalsFull:             r.c.signalsFull.Load(),
 		ForwardDelay:            r.currentForwardDelay(),
+		PingErrors:              r.c.pingErrors.Load(),
 		DeliveredGossip:         r.c.deliveredGossip.Load(),
 		DeliveredUnicast:        r.c.deliveredUnicast.Load(),
 		Duplicates:              r.c.duplicates.Load(),
