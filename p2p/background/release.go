@@ -48,6 +48,10 @@ type haveSignals struct {
 	full      *atomic.Uint64 // IDs dropped to stay within max
 	now       func() time.Time
 
+	// joined is signalled when a validator joins the mesh, so its round
+	// trip is measured at once (rtt.go).
+	joined chan struct{}
+
 	mu    sync.Mutex
 	mesh  map[peer.ID]struct{}
 	ids   map[string]*haveEntry
@@ -75,6 +79,7 @@ func newHaveSignals(topic string, validator func(peer.ID) bool, g GossipParams, 
 		ttl:       g.LargeForwardDelay,
 		full:      full,
 		now:       time.Now,
+		joined:    make(chan struct{}, 1),
 		mesh:      make(map[peer.ID]struct{}),
 		ids:       make(map[string]*haveEntry),
 	}
@@ -87,6 +92,12 @@ func (h *haveSignals) graft(p peer.ID, topic string) {
 	h.mu.Lock()
 	h.mesh[p] = struct{}{}
 	h.mu.Unlock()
+	if h.validator(p) {
+		select {
+		case h.joined <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func (h *haveSignals) prune(p peer.ID, topic string) {

@@ -147,7 +147,8 @@ func TestTheForwardDelayIsTwoRoundTripsWithinItsBounds(t *testing.T) {
 		want time.Duration
 	}{
 		{"no round trip measured: ForwardDelay", 0, g.ForwardDelay},
-		{"short links: ForwardDelay", 20 * time.Millisecond, g.ForwardDelay},
+		{"a LAN: ForwardDelay", 2 * time.Millisecond, g.ForwardDelay},
+		{"10ms links: two round trips", 20 * time.Millisecond, 40 * time.Millisecond},
 		{"100ms round trips: 200ms", 100 * time.Millisecond, 200 * time.Millisecond},
 		{"slow links stop at MaxForwardDelay", 2 * time.Second, g.MaxForwardDelay},
 	}

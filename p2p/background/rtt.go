@@ -17,9 +17,10 @@ import (
 // plus the link their IDONTWANT crosses, plus what queues and processing
 // add to each; about four one-way latencies, two round trips. That is 60
 // ms on 10-15 ms links and far more on a network spread over continents,
-// or on a loaded one. So a full node pings one validator of its mesh
-// every rttInterval (go-libp2p's ping, which keeps a moving average of
-// each peer's round trip in the peerstore) and holds a small message at
+// or on a loaded one. So a full node pings each validator that joins its
+// mesh, and then one validator of its mesh every rttInterval (go-libp2p's
+// ping, which keeps a moving average of each peer's round trip in the
+// peerstore), and holds a small message at
 // most twice the median round trip of the validators in its mesh, never
 // less than ForwardDelay nor more than MaxForwardDelay.
 //
@@ -38,7 +39,8 @@ const (
 	rttTimeout  = 5 * time.Second
 )
 
-// rttLoop pings the mesh's validators in turn until Close.
+// rttLoop pings the mesh's validators in turn until Close, and at once
+// every one that joined the mesh unmeasured.
 func (r *Router) rttLoop() {
 	t := time.NewTicker(rttInterval)
 	defer t.Stop()
@@ -46,6 +48,13 @@ func (r *Router) rttLoop() {
 		select {
 		case <-r.ctx.Done():
 			return
+		case <-r.have.joined:
+			for _, p := range r.have.meshValidators() {
+				if r.host.Peerstore().LatencyEWMA(p) == 0 {
+					r.ping(p)
+				}
+			}
+			continue
 		case <-t.C:
 		}
 		vs := r.have.meshValidators()
