@@ -152,13 +152,11 @@ func TestVirtualSim(t *testing.T) {
 // takes the CPU out of the timings, so delivery must agree exactly and
 // coverage quantiles within 5%.
 //
-// One exception: under lazy gossip (the default) a full node is fed by the
-// validators that happen to hold it in their mesh, and in a network this
-// small a full node is sometimes a hop later in one run than in the other
-// (full-node p99 81 then 120 ms at 40 ms links, p50 41 then 80 ms). So the
-// default's full-node and overall coverage are held to the same delivery
-// and to p99 within a hop and a forward delay; its validator coverage to
-// 5%. At 300 nodes its every quantile agreed within 5% (BENCHMARKS.md).
+// Twenty broadcasts, not five: under lazy gossip a full node is fed by
+// the validators that happen to hold it in their mesh, and in a network
+// this small one full node is a hop later in some broadcasts. With five,
+// whether any broadcast had one decided the full-node p99 (81 or 120 ms
+// at 40 ms links); with twenty, some always does.
 func TestVirtualSimIsReproducible(t *testing.T) {
 	skipVirtualUnderRace(t)
 	if testing.Short() {
@@ -168,7 +166,7 @@ func TestVirtualSimIsReproducible(t *testing.T) {
 		Validators:       10,
 		FullNodes:        3,
 		SilentValidators: 3,
-		Broadcasts:       5,
+		Broadcasts:       20,
 		Strategies:       mustParseStrategies([]string{"cover", "gossipsub", "default"}),
 		Seed:             7,
 		PayloadSize:      1024,
@@ -211,14 +209,6 @@ func TestVirtualSimIsReproducible(t *testing.T) {
 				continue
 			}
 			t.Logf("%s: %s p50 %v / %v ms, p99 %v / %v ms", a.Name, q.name, q.a.P50, q.b.P50, q.a.P99, q.b.P99)
-			if a.Name == "default" && q.name != "validator coverage" {
-				// A full node a hop later moves the quantiles by a link
-				// (or a link and a forward delay); nothing else may.
-				if hops := math.Abs(q.a.P99-q.b.P99) / ms(cfg.Latency); hops > 2.6 {
-					t.Errorf("%s: %s p99 %v then %v ms, more than a hop and a forward delay apart", a.Name, q.name, q.a.P99, q.b.P99)
-				}
-				continue
-			}
 			if !within(q.a.P50, q.b.P50, 0.05) || !within(q.a.P99, q.b.P99, 0.05) {
 				t.Errorf("%s: %s p50 %v then %v ms, p99 %v then %v ms; want within 5%%",
 					a.Name, q.name, q.a.P50, q.b.P50, q.a.P99, q.b.P99)
