@@ -81,7 +81,7 @@ type GossipParams struct {
 	// republishes whatever RainTree delivers to it; a full node hands its
 	// own broadcasts to a parent validator (submit.go) and forwards gossip
 	// ForwardDelay late (forward.go). Full nodes see plain gossipsub on the
-	// wire. Default true: about 0.35x stock gossipsub's payload bytes at
+	// wire. Default true: about 0.38x stock gossipsub's payload bytes at
 	// 100 nodes with delivery 1.0 (ADR 0002); false runs validators as
 	// eager gossipsub peers too, about 1.0x.
 	LazyAmongValidators bool
@@ -101,7 +101,7 @@ type GossipParams struct {
 	// long the repair of silent validators' subtrees (ADR 0002). A
 	// ForwardDelay of 0 forwards at once. Defaults 20ms, for the moments
 	// before a round trip is known and for links of a few milliseconds
-	// (the measured round trips decide beyond that: 40-45ms at 10ms links,
+	// (the measured round trips decide beyond that: about 40ms at 10ms links,
 	// about 80ms at 20ms), and 1s, below how long pubsub remembers an
 	// IDONTWANT (3 heartbeats); MaxForwardDelay equal to ForwardDelay
 	// fixes the delay.

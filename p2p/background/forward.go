@@ -20,12 +20,14 @@ import (
 // the time to: each mesh link would carry a copy in both directions.
 //
 // A full node therefore hands a valid message to its application at once
-// but, when a validator sent it, lets pubsub forward it only ForwardDelay
-// later. The IDONTWANTs its mesh peers sent on receiving their own copies,
-// validators' included, arrive in the meantime, and pubsub skips those
-// peers. A peer that did not get the message (a validator below a silent
-// one in RainTree, a full node whose validators are silent) still gets it,
-// ForwardDelay later. A small message from another full node is forwarded
+// but, when a validator sent it, holds it before pubsub may forward it:
+// until every validator in its mesh has said it has the message
+// (release.go), or for the forward delay, two round trips to them
+// (rtt.go). The IDONTWANTs its mesh peers sent on receiving their own
+// copies, validators' included, arrive in the meantime, and pubsub skips
+// those peers. A peer that did not get the message (a validator below a
+// silent one in RainTree, a full node whose validators are silent) still
+// gets it, a forward delay later. A small message from another full node is forwarded
 // at once: it is already a forward delay behind RainTree (or never was on
 // it, as a stock node's broadcast), so the validators that have it said
 // so long ago and those that lack it need it now. IDONTWANT covers

@@ -29,10 +29,11 @@ import (
 //   - A validator hands every broadcast RainTree delivers to gossip at once
 //     (Republish): pubsub tells its mesh peers it has the message
 //     (IDONTWANT) and pushes it to those that have not said the same.
-//   - A full node forwards what it receives only ForwardDelay later
-//     (forward.go), by which time the validators in its mesh have had the
-//     message from RainTree and said so; only those that did not (below a
-//     silent validator in the tree) get a copy.
+//   - A full node forwards what it receives only once the validators in
+//     its mesh have had the message from RainTree and said so, or after a
+//     forward delay of two round trips to them (forward.go, release.go,
+//     rtt.go); only those that did not (below a silent validator in the
+//     tree) get a copy.
 //   - A full node hands its own broadcast to one connected validator, its
 //     parent (Submit), which starts it on RainTree as if it were its own;
 //     the full node publishes it itself only if it has not come back
