@@ -117,7 +117,7 @@ var (
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{sentDesc, receivedDesc, deliveredDesc, droppedDesc, dupDesc, invalidDesc, retriesDesc, ackTODesc, peersDesc, bytesDesc, sendErrDesc,
-		penaltyDesc, grayDesc, lowScoreDesc, resMemDesc, resConnsDesc, resStrmDesc, resBlockDesc, allowDesc, cmConnsDesc, connsDesc, lazyDesc} {
+		penaltyDesc, grayDesc, lowScoreDesc, resMemDesc, resConnsDesc, resStrmDesc, resBlockDesc, allowDesc, cmConnsDesc, connsDesc, lazyDesc, fwdDelayDesc} {
 		ch <- d
 	}
 }

@@ -96,7 +96,7 @@ func TestResourceFiguresAreExported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := prometheus.NewRegistry()
+	reg := prometheus.NewPedanticRegistry() // every metric collected is described
 	m := startOwned(t, self, set, reg)
 	if err := reg.Register(p2p.NewCollector(m)); err != nil {
 		t.Fatal(err)

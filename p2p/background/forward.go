@@ -93,8 +93,9 @@ func (r *Router) hold(ctx context.Context, from peer.ID, id string, size int) {
 		return
 	}
 	defer r.held.Add(-int64(size))
-	d := r.cfg.Gossip.forwardDelay(size, r.meshRTT())
-	if r.have.wait(ctx, id, from, d, r.cfg.Gossip.releaseGrace(size)) {
+	rtt := r.meshRTT()
+	d := r.cfg.Gossip.forwardDelay(size, rtt)
+	if r.have.wait(ctx, id, from, d, r.cfg.Gossip.releaseGrace(size, rtt)) {
 		r.c.releasedEarly.Add(1)
 	}
 }
@@ -111,15 +112,15 @@ func (g GossipParams) forwardDelay(size int, rtt time.Duration) time.Duration {
 }
 
 // releaseGrace is how long a hold lasts after the last validator in the
-// mesh said it has the message: about one link (a third of ForwardDelay,
-// which is three), for the full nodes in the mesh that their own
-// validators fed at about the same moment to say so too; a third of
-// LargeForwardDelay for a large message, which takes a link long.
-func (g GossipParams) releaseGrace(size int) time.Duration {
+// mesh said it has the message: about one link, half a round trip rtt
+// (and at least a third of ForwardDelay), for the full nodes in the mesh
+// that their own validators fed at about the same moment to say so too; a
+// third of LargeForwardDelay for a large message, which takes a link long.
+func (g GossipParams) releaseGrace(size int, rtt time.Duration) time.Duration {
 	if g.large(size) {
 		return g.LargeForwardDelay / 3
 	}
-	return g.ForwardDelay / 3
+	return max(g.ForwardDelay/3, rtt/2)
 }
 
 // currentForwardDelay is the hold of a small message now, or 0 on a node

@@ -56,6 +56,9 @@ type haveSignals struct {
 	mesh  map[peer.ID]struct{}
 	ids   map[string]*haveEntry
 	order []string // ids' keys, oldest first
+	// holds are the entries a hold waits on; they are never dropped, and
+	// there are at most ValidateQueueSize of them.
+	holds map[*haveEntry]struct{}
 }
 
 // haveEntry is what the mesh's validators said about one message, and the
@@ -82,6 +85,7 @@ func newHaveSignals(topic string, validator func(peer.ID) bool, g GossipParams, 
 		joined:    make(chan struct{}, 1),
 		mesh:      make(map[peer.ID]struct{}),
 		ids:       make(map[string]*haveEntry),
+		holds:     make(map[*haveEntry]struct{}),
 	}
 }
 
@@ -108,17 +112,23 @@ func (h *haveSignals) prune(p peer.ID, topic string) {
 }
 
 // gone forgets a peer that left the mesh (pruned, or disconnected: pubsub
-// then drops it from the mesh without a Prune event).
+// then drops it from the mesh without a Prune event), and stops holds
+// waiting for it.
 func (h *haveSignals) gone(p peer.ID) {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	delete(h.mesh, p)
-	h.mu.Unlock()
+	for e := range h.holds {
+		h.spoke(e, p)
+	}
 }
 
 // recv notes the IDONTWANTs of an incoming RPC.
 func (h *haveSignals) recv(rpc *pubsub.RPC) { h.idontwant(rpc.From(), rpc.GetControl()) }
 
-// idontwant notes the IDONTWANTs in ctl, from peer from.
+// idontwant notes the IDONTWANTs in ctl, from peer from: at most
+// pubsub's own limit of IDs per IDONTWANT (GossipSubMaxIDontWantLength)
+// per RPC, which is what a peer publishing one message at a time sends.
 func (h *haveSignals) idontwant(from peer.ID, ctl *pb.ControlMessage) {
 	if len(ctl.GetIdontwant()) == 0 {
 		return
@@ -128,10 +138,15 @@ func (h *haveSignals) idontwant(from peer.ID, ctl *pb.ControlMessage) {
 	if !h.heard(from) {
 		return
 	}
+	n := 0
 	for _, c := range ctl.GetIdontwant() {
 		for _, id := range c.GetMessageIDs() {
+			if n == pubsub.GossipSubMaxIDontWantLength {
+				return
+			}
 			if len(id) == sha256.Size {
 				h.note(id, from)
+				n++
 			}
 		}
 	}
@@ -163,34 +178,52 @@ func (h *haveSignals) note(id string, p peer.ID) {
 	if !slices.Contains(e.peers, p) && len(e.peers) < maxEntryPeers {
 		e.peers = append(e.peers, p)
 	}
+	h.spoke(e, p)
+}
+
+// spoke takes p off e's hold, and ends the wait when nobody is left.
+// h.mu is held.
+func (h *haveSignals) spoke(e *haveEntry, p peer.ID) {
 	if e.waiting == nil {
 		return
 	}
 	delete(e.waiting, p)
 	if len(e.waiting) == 0 {
 		close(e.done)
-		e.waiting, e.done = nil, nil
+		h.unhold(e)
 	}
 }
 
+// unhold forgets e's hold. h.mu is held.
+func (h *haveSignals) unhold(e *haveEntry) {
+	e.waiting, e.done = nil, nil
+	delete(h.holds, e)
+}
+
 // entry returns id's entry, making room for a new one by dropping the
-// expired and, when still full, the oldest (counted). h.mu is held.
+// expired and, when still full, the oldest (counted), except those a hold
+// waits on, which go to the back. h.mu is held.
 func (h *haveSignals) entry(id string) *haveEntry {
 	if e, ok := h.ids[id]; ok {
 		return e
 	}
 	now := h.now()
-	for len(h.order) > 0 {
+	for range len(h.order) {
 		oldest := h.order[0]
-		expired := now.Sub(h.ids[oldest].at) > h.ttl
+		e := h.ids[oldest]
+		expired := now.Sub(e.at) > h.ttl
 		if !expired && len(h.ids) < h.max {
 			break
+		}
+		h.order = h.order[1:]
+		if _, held := h.holds[e]; held {
+			h.order = append(h.order, oldest)
+			continue
 		}
 		if !expired {
 			h.full.Add(1)
 		}
 		delete(h.ids, oldest)
-		h.order = h.order[1:]
 	}
 	e := &haveEntry{at: now}
 	h.ids[id] = e
@@ -202,9 +235,11 @@ func (h *haveSignals) entry(id string) *haveEntry {
 // has said it has message id (early, true), after d, or when ctx ends,
 // whichever is first.
 func (h *haveSignals) wait(ctx context.Context, id string, from peer.ID, d, grace time.Duration) (early bool) {
-	done := h.register(id, from)
+	e, done := h.register(id, from)
 	if done == nil {
 		early, d = grace < d, min(d, grace)
+	} else {
+		defer h.release(e, done)
 	}
 	start := time.Now()
 	t := time.NewTimer(d)
@@ -225,15 +260,16 @@ func (h *haveSignals) wait(ctx context.Context, id string, from peer.ID, d, grac
 	}
 }
 
-// register returns a channel closed once the validators in the mesh that
-// have not yet said they have id (from aside) have, or nil if none is
-// left. A second hold of the same message shares the first one's channel.
-func (h *haveSignals) register(id string, from peer.ID) <-chan struct{} {
+// register returns id's entry and a channel closed once the validators in
+// the mesh that have not yet said they have id (from aside) have, or a nil
+// channel if none is left. A second hold of the same message shares the
+// first one's channel.
+func (h *haveSignals) register(id string, from peer.ID) (*haveEntry, <-chan struct{}) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	e := h.entry(id)
 	if e.done != nil {
-		return e.done
+		return e, e.done
 	}
 	pending := make(map[peer.ID]struct{})
 	for p := range h.mesh {
@@ -242,10 +278,21 @@ func (h *haveSignals) register(id string, from peer.ID) <-chan struct{} {
 		}
 	}
 	if len(pending) == 0 {
-		return nil
+		return e, nil
 	}
 	e.waiting, e.done = pending, make(chan struct{})
-	return e.done
+	h.holds[e] = struct{}{}
+	return e, e.done
+}
+
+// release ends a hold on e that gave up waiting (its delay ran out, or
+// its context ended) if it still waits with done.
+func (h *haveSignals) release(e *haveEntry, done <-chan struct{}) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if e.done != nil && (<-chan struct{})(e.done) == done {
+		h.unhold(e)
+	}
 }
 
 // meshValidators lists the validators in the mesh.

@@ -2,6 +2,7 @@ package background
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,47 +14,51 @@ import (
 )
 
 // The bookkeeping behind early release, driven the way pubsub's tracer
-// drives it: which signals end a hold, which are ignored, and how the
-// memory of them stays bounded.
+// drives it: which signals end a hold, before it began or while it waits,
+// and which are ignored.
 func TestAHoldEndsOnceEveryValidatorInTheMeshHasTheMessage(t *testing.T) {
 	const topic = "t"
-	id := func(c byte) string { return strings.Repeat(string(c), 32) }
+	a := strings.Repeat("a", 32)
 	sender, v1, v2, fullNode, outsider := peer.ID("sender"), peer.ID("v1"), peer.ID("v2"), peer.ID("full"), peer.ID("outsider")
 	validators := map[peer.ID]bool{sender: true, v1: true, v2: true, outsider: true}
 	tests := []struct {
-		name      string
-		signal    func(h *haveSignals)
-		wantEarly bool
+		name           string
+		before, during func(h *haveSignals)
+		wantEarly      bool
+		wantHeard      []peer.ID // who is on record as having a
 	}{
 		{"both validators said it before the message came", func(h *haveSignals) {
-			h.note(id('a'), v1)
-			h.note(id('a'), v2)
-		}, true},
-		{"one validator's silence keeps the hold", func(h *haveSignals) { h.note(id('a'), v1) }, false},
-		{"a full node's word does not count", func(h *haveSignals) {
-			h.idontwant(fullNode, dontWant(id('a')))
-			h.idontwant(v1, dontWant(id('a')))
-		}, false},
-		{"a validator outside the mesh is not heard", func(h *haveSignals) {
-			h.idontwant(outsider, dontWant(id('a')))
-			h.idontwant(v1, dontWant(id('a')))
-		}, false},
+			h.idontwant(v1, dontWant(a))
+			h.idontwant(v2, dontWant(a))
+		}, nil, true, []peer.ID{v1, v2}},
+		{"the last validator speaking during the hold ends it", func(h *haveSignals) {
+			h.idontwant(v1, dontWant(a))
+		}, func(h *haveSignals) { h.idontwant(v2, dontWant(a)) }, true, []peer.ID{v1, v2}},
+		{"one validator's silence keeps the hold", func(h *haveSignals) { h.idontwant(v1, dontWant(a)) }, nil, false, []peer.ID{v1}},
+		{"a full node's word does not count", nil, func(h *haveSignals) {
+			h.idontwant(fullNode, dontWant(a))
+			h.idontwant(v1, dontWant(a))
+		}, false, []peer.ID{v1}},
+		{"a validator outside the mesh is not heard", nil, func(h *haveSignals) {
+			h.idontwant(outsider, dontWant(a))
+			h.idontwant(v1, dontWant(a))
+		}, false, []peer.ID{v1}},
 		{"an IDONTWANT and a duplicate both count", func(h *haveSignals) {
-			h.idontwant(v1, dontWant(id('a')))
-			h.duplicate(&pubsub.Message{ID: id('a'), ReceivedFrom: v2, Message: gossipMsg(topic)})
-		}, true},
-		{"an ID of another length is ignored", func(h *haveSignals) {
-			h.idontwant(v1, dontWant(id('a')[:31]))
-			h.idontwant(v2, dontWant(id('a')))
-		}, false},
-		{"a pruned validator is no longer waited for", func(h *haveSignals) {
+			h.idontwant(v1, dontWant(a))
+		}, func(h *haveSignals) {
+			h.duplicate(&pubsub.Message{ID: a, ReceivedFrom: v2, Message: gossipMsg(topic)})
+		}, true, []peer.ID{v1, v2}},
+		{"an ID of another length is ignored", nil, func(h *haveSignals) {
+			h.idontwant(v1, dontWant(a[:31]))
+			h.idontwant(v2, dontWant(a))
+		}, false, []peer.ID{v2}},
+		{"a validator pruned before the hold is not waited for", func(h *haveSignals) {
 			h.prune(v2, topic)
-			h.idontwant(v1, dontWant(id('a')))
-		}, true},
-		{"a disconnected validator is no longer waited for", func(h *haveSignals) {
-			h.gone(v2)
-			h.idontwant(v1, dontWant(id('a')))
-		}, true},
+			h.idontwant(v1, dontWant(a))
+		}, nil, true, []peer.ID{v1}},
+		{"a validator that disconnects during the hold is no longer waited for", func(h *haveSignals) {
+			h.idontwant(v1, dontWant(a))
+		}, func(h *haveSignals) { h.gone(v2) }, true, []peer.ID{v1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -61,43 +66,78 @@ func TestAHoldEndsOnceEveryValidatorInTheMeshHasTheMessage(t *testing.T) {
 			for _, p := range []peer.ID{sender, v1, v2, fullNode} {
 				h.graft(p, topic)
 			}
-			tt.signal(h)
+			if tt.before != nil {
+				tt.before(h)
+			}
 			// The sender has the message: it is never waited for.
-			if early := h.wait(context.Background(), id('a'), sender, 50*time.Millisecond, 0); early != tt.wantEarly {
-				t.Fatalf("released early: %v, want %v", early, tt.wantEarly)
+			early := holdInBackground(t, h, a, sender, 200*time.Millisecond)
+			if tt.during != nil {
+				tt.during(h)
+			}
+			if got := <-early; got != tt.wantEarly {
+				t.Fatalf("released early: %v, want %v", got, tt.wantEarly)
+			}
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			if got := h.ids[a].peers; !slices.Equal(got, tt.wantHeard) {
+				t.Fatalf("on record as having it: %v, want %v", got, tt.wantHeard)
+			}
+			if len(h.ids) != 1 || len(h.holds) != 0 {
+				t.Fatalf("%d IDs and %d holds left, want 1 and 0", len(h.ids), len(h.holds))
 			}
 		})
 	}
-	t.Run("a signal during the hold ends it", func(t *testing.T) {
-		h := testHaveSignals(topic, validators, 16)
-		h.graft(v1, topic)
-		early := make(chan bool)
-		go func() {
-			got := h.wait(context.Background(), id('a'), sender, time.Hour, 0)
-			early <- got
-		}()
-		// wait registers before it blocks; signal until it has.
-		for {
-			h.idontwant(v1, dontWant(id('a')))
-			select {
-			case got := <-early:
-				if !got {
-					t.Fatal("hold not released early")
-				}
-				return
-			case <-time.After(time.Millisecond):
-			}
-		}
-	})
 	t.Run("a cancelled hold returns", func(t *testing.T) {
 		h := testHaveSignals(topic, validators, 16)
 		h.graft(v1, topic)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		if h.wait(ctx, id('a'), sender, time.Hour, 0) {
+		if h.wait(ctx, a, sender, time.Hour, 0) {
 			t.Fatal("released early without a signal")
 		}
 	})
+}
+
+// A flood of IDs evicts the oldest, but never the one a hold waits on.
+func TestAWaitedForMessageIDIsNeverDropped(t *testing.T) {
+	const topic = "t"
+	v := peer.ID("v")
+	h := testHaveSignals(topic, map[peer.ID]bool{v: true}, 2)
+	h.graft(v, topic)
+	held := strings.Repeat("h", 32)
+	early := holdInBackground(t, h, held, "sender", time.Hour)
+	for i := range 5 {
+		h.idontwant(v, dontWant(strings.Repeat(string(rune('a'+i)), 32)))
+	}
+	if got := h.full.Load(); got == 0 {
+		t.Fatal("no ID dropped; the test needs the limit to bite")
+	}
+	h.idontwant(v, dontWant(held))
+	if !<-early {
+		t.Fatal("the hold was not released: its entry was dropped")
+	}
+}
+
+// holdInBackground starts a hold of id and returns once it waits (or has
+// ended at once); the channel reports whether it ended early.
+func holdInBackground(t *testing.T, h *haveSignals, id string, from peer.ID, d time.Duration) <-chan bool {
+	t.Helper()
+	early := make(chan bool, 1)
+	go func() { early <- h.wait(context.Background(), id, from, d, 0) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		h.mu.Lock()
+		e := h.ids[id]
+		waiting := e != nil && e.done != nil
+		h.mu.Unlock()
+		if waiting || len(early) > 0 {
+			return early
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the hold never began")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func TestHeardMessageIDsStayBoundedAndTheOverflowIsCounted(t *testing.T) {

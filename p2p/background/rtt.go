@@ -71,16 +71,19 @@ func (r *Router) ping(p peer.ID) {
 	defer cancel()
 	select {
 	case res := <-ping.Ping(ctx, r.host, p):
-		if res.Error != nil {
+		if res.Error != nil && r.ctx.Err() == nil {
 			r.c.pingErrors.Add(1)
 		}
 	case <-ctx.Done():
-		r.c.pingErrors.Add(1)
+		if r.ctx.Err() == nil {
+			r.c.pingErrors.Add(1)
+		}
 	}
 }
 
 // meshRTT is the median of the round trips measured to the validators in
-// the mesh, or 0 when none is known.
+// the mesh (the lower one of an even count, so one slow validator of two
+// does not set it), or 0 when none is known.
 func (r *Router) meshRTT() time.Duration {
 	var rtts []time.Duration
 	for _, p := range r.have.meshValidators() {
@@ -92,5 +95,5 @@ func (r *Router) meshRTT() time.Duration {
 		return 0
 	}
 	slices.Sort(rtts)
-	return rtts[len(rtts)/2]
+	return rtts[(len(rtts)-1)/2]
 }
