@@ -19,12 +19,13 @@ import (
 // validators in its mesh, which get it from RainTree, can say they have it
 // before pubsub forwards it to them. Once every one of them has said so,
 // waiting longer spares no validator a copy: it only keeps the message from
-// the full nodes in the mesh that still lack it. So the hold ends a third
-// of the forward delay (about one link) after the last of them has spoken,
-// the time for the full nodes in the mesh that their own validators fed at
-// about the same moment to say so too; and ForwardDelay bounds only the
-// wait for a validator that does not speak (one below a silent validator
-// in RainTree, which is the one that needs the copy).
+// the full nodes in the mesh that still lack it. So the hold ends half a
+// round trip (about one link; releaseGrace) after the last of them has
+// spoken, the time for the full nodes in the mesh that their own
+// validators fed at about the same moment to say so too; and the forward
+// delay bounds only the wait for a validator that does not speak (one
+// below a silent validator in RainTree, which is the one that needs the
+// copy).
 //
 // A validator says it has a message with an IDONTWANT (pubsub sends one to
 // its mesh when it publishes a message of at least 1 KiB, which a lazy
@@ -33,13 +34,14 @@ import (
 // changes to our mesh. An IDONTWANT often arrives before the message
 // itself, so what was said is kept per message ID: at most MaxHaveSignals
 // IDs, each for LargeForwardDelay, the oldest dropped first when full
-// (counted). Only validators in our mesh are heard, and only for IDs of
-// our message-ID length.
+// (counted), except an ID a hold waits on. Only validators in our mesh are
+// heard, only for IDs of our message-ID length, and at most pubsub's own
+// limit of IDs per IDONTWANT from one RPC.
 //
 // A signal can only end a hold early, never keep a message from anyone:
-// pubsub already skips a peer that claims to have a message, and a lying
-// validator gains nothing but the full nodes behind it getting their copy
-// sooner.
+// pubsub already skips a peer that sent an IDONTWANT for a message (and
+// the one it came from), and a lying validator gains nothing but the full
+// nodes behind it getting their copy sooner.
 type haveSignals struct {
 	topic     string
 	validator func(peer.ID) bool
