@@ -46,10 +46,7 @@ func twoOfTenDown(skip time.Duration, strategies ...string) NetConfig {
 // validator is reached, and the validators behind a down one only after
 // the sender gave up on it, which takes real (virtual) time.
 func TestVirtualACKRedelegationReachesValidatorsBehindDownOnes(t *testing.T) {
-	skipVirtualUnderRace(t)
-	if testing.Short() {
-		t.Skip("builds simulated QUIC networks")
-	}
+	skipVirtualNetwork(t)
 	// Dial the down validators rather than skip them (raintree.Config.
 	// SkipDisconnectedAfter), so the dial's timeout path runs.
 	cfg := twoOfTenDown(0, "cover+ternary", "cover+ack+ternary")
@@ -228,10 +225,7 @@ func TestVirtualUnicastIdleInboundStreamIsResetAfterIdleTimeout(t *testing.T) {
 // the span waits for the dial to fail, and validators lazy among each
 // other get it from gossip only at a heartbeat's IHAVE.
 func TestVirtualDownNeighboursAreSkippedWithoutWaitingForADial(t *testing.T) {
-	skipVirtualUnderRace(t)
-	if testing.Short() {
-		t.Skip("builds simulated QUIC networks")
-	}
+	skipVirtualNetwork(t)
 	const name = "cover+ack+gossipsub+lazy+ternary"
 	run := func(skip time.Duration) *Quantiles {
 		s := byName(t, runVirtual(t, twoOfTenDown(skip, name)), name)
@@ -255,10 +249,7 @@ func TestVirtualDownNeighboursAreSkippedWithoutWaitingForADial(t *testing.T) {
 // so a target with no connection is the normal case and must be dialled,
 // not skipped (raintree.Config.SkipDisconnectedAfter is off there).
 func TestVirtualRainTreeAloneReachesEveryValidator(t *testing.T) {
-	skipVirtualUnderRace(t)
-	if testing.Short() {
-		t.Skip("builds simulated QUIC networks")
-	}
+	skipVirtualNetwork(t)
 	cfg := NetConfig{
 		Validators:  60,
 		Broadcasts:  3,

@@ -105,10 +105,7 @@ func runVirtual(t *testing.T, cfg NetConfig) Result {
 //	go test ./sim -run '^TestVirtualSim$' -count=1 -timeout 0 -args -validators 60 -fullnodes 40 \
 //	    -broadcasts 10 -strategies cover+ack+gossipsub,gossipsub -json /tmp/virtual.json
 func TestVirtualSim(t *testing.T) {
-	skipVirtualUnderRace(t)
-	if testing.Short() {
-		t.Skip("builds simulated QUIC networks")
-	}
+	skipVirtualNetwork(t)
 	cfg, err := virtualConfig()
 	if err != nil {
 		t.Fatal(err)
@@ -158,10 +155,7 @@ func TestVirtualSim(t *testing.T) {
 // whether any broadcast had one decided the full-node p99 (81 or 120 ms
 // at 40 ms links); with twenty, some always does.
 func TestVirtualSimIsReproducible(t *testing.T) {
-	skipVirtualUnderRace(t)
-	if testing.Short() {
-		t.Skip("builds simulated QUIC networks")
-	}
+	skipVirtualNetwork(t)
 	cfg := NetConfig{
 		Validators:       10,
 		FullNodes:        3,
@@ -253,5 +247,15 @@ func TestPairLatencyIsSymmetricBoundedAndFixedBySeed(t *testing.T) {
 	static := newPairLatency(NetConfig{Latency: 7 * time.Millisecond, Virtual: &VirtualLinks{}}, 3)
 	if d := static.of(0, 2); d != 7*time.Millisecond {
 		t.Errorf("static latency %v, want 7ms", d)
+	}
+}
+
+// skipVirtualNetwork skips a test that builds a simulated network under
+// -race (sim/race_test.go) and in -short runs.
+func skipVirtualNetwork(t *testing.T) {
+	t.Helper()
+	skipVirtualUnderRace(t)
+	if testing.Short() {
+		t.Skip("builds simulated QUIC networks")
 	}
 }

@@ -27,13 +27,13 @@ import (
 // copies, validators' included, arrive in the meantime, and pubsub skips
 // those peers. A peer that did not get the message (a validator below a
 // silent one in RainTree, a full node whose validators are silent) still
-// gets it, a forward delay later. A small message from another full node is forwarded
-// at once: it is already a forward delay behind RainTree (or never was on
-// it, as a stock node's broadcast), so the validators that have it said
-// so long ago and those that lack it need it now. IDONTWANT covers
-// messages of at least 1 KiB (pubsub's threshold); smaller ones are cheap
-// to duplicate. Large messages (LargeBytes) wait LargeForwardDelay from
-// anyone: RainTree takes seconds to spread them.
+// gets it, a forward delay later. A small message from another full node
+// is forwarded at once: it is already a forward delay behind RainTree (or
+// never was on it, as a stock node's broadcast), so the validators that
+// have it said so long ago and those that lack it need it now. IDONTWANT
+// covers messages of at least 1 KiB (pubsub's threshold); smaller ones are
+// cheap to duplicate. Large messages (LargeBytes) wait LargeForwardDelay
+// from anyone: RainTree takes seconds to spread them.
 //
 // The delay holds a validation slot of pubsub's per message: their number
 // is bounded by ValidateQueueSize, and a message beyond it is dropped by

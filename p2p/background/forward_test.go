@@ -32,12 +32,7 @@ func TestAFullNodeForwardsOnlyAfterItsValidatorsSaidTheyHaveIt(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			network := "forward"
-			cfg := testConfig(network)
-			cfg.Gossip.LazyAmongValidators = true
-			// IDONTWANTs last 3 heartbeats, counted in ticks: at least
-			// 1s here, well past the delay even on a loaded machine.
-			cfg.Gossip.HeartbeatInterval = 500 * time.Millisecond
-			cfg.Gossip.ForwardDelay, cfg.Gossip.MaxForwardDelay, cfg.Gossip.LargeForwardDelay = tt.delay, tt.delay, tt.delay
+			cfg := holdingConfig(network, tt.delay)
 			cfg.Gossip.MaxHeldBytes = tt.maxHeld
 			vcfg := cfg
 			vcfg.RainTreeValidator = true
@@ -53,10 +48,7 @@ func TestAFullNodeForwardsOnlyAfterItsValidatorsSaidTheyHaveIt(t *testing.T) {
 			}
 			connect(t, v.h, f.h)
 			connect(t, f.h, g.h)
-			inMesh := func(of, p *node) bool { return of.h.ConnManager().IsProtected(p.h.ID(), meshTag(network)) }
-			eventually(t, 10*time.Second, "f meshing with v and g", func() bool {
-				return inMesh(f, v) && inMesh(v, f) && inMesh(f, g) && inMesh(g, f)
-			})
+			awaitMutualMesh(t, network, f, v, g)
 
 			msg := envelope(t, g, strings.Repeat("x", 2048)) // IDONTWANT needs 1 KiB
 			if err := g.r.Broadcast(context.Background(), msg); err != nil {
@@ -129,11 +121,7 @@ func TestAFullNodeStopsHoldingOnceItsValidatorsHaveTheMessage(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			network := "release"
-			cfg := testConfig(network)
-			cfg.Gossip.LazyAmongValidators = true
-			cfg.Gossip.HeartbeatInterval = 500 * time.Millisecond
-			cfg.Gossip.ForwardDelay = 1200 * time.Millisecond // below 3 heartbeats
-			cfg.Gossip.MaxForwardDelay, cfg.Gossip.LargeForwardDelay = cfg.Gossip.ForwardDelay, cfg.Gossip.ForwardDelay
+			cfg := holdingConfig(network, 1200*time.Millisecond)
 			vcfg := cfg
 			vcfg.RainTreeValidator = true
 			g := startNodeOn(t, newHostWithConnManager(t), vcfg)
@@ -146,10 +134,7 @@ func TestAFullNodeStopsHoldingOnceItsValidatorsHaveTheMessage(t *testing.T) {
 			connect(t, g.h, f.h)
 			connect(t, v.h, f.h)
 			connect(t, x.h, f.h)
-			inMesh := func(of, p *node) bool { return of.h.ConnManager().IsProtected(p.h.ID(), meshTag(network)) }
-			eventually(t, 10*time.Second, "f meshing with g, v and x", func() bool {
-				return inMesh(f, g) && inMesh(g, f) && inMesh(f, v) && inMesh(v, f) && inMesh(f, x) && inMesh(x, f)
-			})
+			awaitMutualMesh(t, network, f, g, v, x)
 
 			msg := envelope(t, g, strings.Repeat("x", 2048)) // IDONTWANT needs 1 KiB
 			if err := g.r.Republish(context.Background(), msg); err != nil {
@@ -207,4 +192,31 @@ func TestAFullNodesForwardDelayFollowsTheRoundTripsToItsValidators(t *testing.T)
 	if got := f.r.Stats().ForwardDelay; got < 180*time.Millisecond || got > 200*time.Millisecond {
 		t.Fatalf("forward delay %v with 100ms round trips, want about 200ms", got)
 	}
+}
+
+// holdingConfig is a lazy network's test config whose full nodes hold
+// messages exactly delay, whatever the round trips. IDONTWANTs last 3
+// heartbeats, counted in ticks: at least 1s at 500ms, past any delay used
+// here even on a loaded machine.
+func holdingConfig(network string, delay time.Duration) Config {
+	cfg := testConfig(network)
+	cfg.Gossip.LazyAmongValidators = true
+	cfg.Gossip.HeartbeatInterval = 500 * time.Millisecond
+	cfg.Gossip.ForwardDelay, cfg.Gossip.MaxForwardDelay, cfg.Gossip.LargeForwardDelay = delay, delay, delay
+	return cfg
+}
+
+// awaitMutualMesh waits until f and each of peers hold each other in
+// their gossip mesh.
+func awaitMutualMesh(t *testing.T, network string, f *node, peers ...*node) {
+	t.Helper()
+	inMesh := func(of, p *node) bool { return of.h.ConnManager().IsProtected(p.h.ID(), meshTag(network)) }
+	eventually(t, 10*time.Second, "f meshing with its peers", func() bool {
+		for _, p := range peers {
+			if !inMesh(f, p) || !inMesh(p, f) {
+				return false
+			}
+		}
+		return true
+	})
 }

@@ -15,14 +15,14 @@ import (
 // it from RainTree, have said they have it (release.go). How long that
 // takes at most is how far apart RainTree reaches them: up to two hops,
 // plus the link their IDONTWANT crosses, plus what queues and processing
-// add to each; about four one-way latencies, two round trips. That is 60
-// ms on 10-15 ms links and far more on a network spread over continents,
-// or on a loaded one. So a full node pings each validator that joins its
+// add to each; about four one-way latencies, two round trips. That is 40
+// ms on 10 ms links and far more on a network spread over continents, or
+// on a loaded one. So a full node pings each validator that joins its
 // mesh, and then one validator of its mesh every rttInterval (go-libp2p's
 // ping, which keeps a moving average of each peer's round trip in the
-// peerstore), and holds a small message at
-// most twice the median round trip of the validators in its mesh, never
-// less than ForwardDelay nor more than MaxForwardDelay.
+// peerstore), and holds a small message at most twice the median round
+// trip of the validators in its mesh, never less than ForwardDelay nor
+// more than MaxForwardDelay.
 //
 // Round trips, and not how late validators have said they have messages:
 // a validator below a silent one says so only after gossip has repaired
