@@ -98,6 +98,7 @@ var (
 	invalidDesc   = desc("invalid_peer_messages_total", "Protocol violations held against the sending peer, by router.", "router")
 	retriesDesc   = desc("raintree_retries_total", "RainTree re-delegations after a missing ACK.")
 	ackTODesc     = desc("raintree_ack_timeouts_total", "RainTree frames not acknowledged in time.")
+	forwardDesc   = desc("raintree_forwarding_total", "RainTree forwarding checks of paced frames: not_forwarded (a head acknowledged but proved no forwarding in time; its span went on without it), proof_sent, proof_received (valid), proof_unexpected (late or duplicated).", "event")
 	peersDesc     = desc("peers", "Connected peers per router.", "router")
 	bytesDesc     = desc("unicast_bytes_total", "Unicast transport bytes, by router and direction.", "router", "direction")
 	sendErrDesc   = desc("send_errors_total", "Send and Broadcast calls a router refused.")
@@ -117,7 +118,7 @@ var (
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{sentDesc, receivedDesc, deliveredDesc, droppedDesc, dupDesc, invalidDesc, retriesDesc, ackTODesc, peersDesc, bytesDesc, sendErrDesc,
-		penaltyDesc, grayDesc, lowScoreDesc, resMemDesc, resConnsDesc, resStrmDesc, resBlockDesc, allowDesc, cmConnsDesc, connsDesc, lazyDesc, fwdDelayDesc} {
+		penaltyDesc, grayDesc, lowScoreDesc, resMemDesc, resConnsDesc, resStrmDesc, resBlockDesc, allowDesc, cmConnsDesc, connsDesc, lazyDesc, fwdDelayDesc, forwardDesc} {
 		ch <- d
 	}
 }
@@ -160,6 +161,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		{rt, "too_large", r.Dropped.TooLarge},
 		{rt, "unknown_sender", r.Dropped.UnknownSender},
 		{rt, "unknown_set", r.Dropped.UnknownSet},
+		{rt, "bad_receipt", r.Dropped.BadReceipt},
 		{rt, "gave_up", r.GaveUp},
 		{rt, "send_error", r.SendErrors},
 		{rt, "oversize_in", s.RainTreeUnicast.DroppedOversizeIn},
@@ -196,6 +198,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(invalidDesc, s.InvalidPeers, rt)
 	counter(retriesDesc, r.Retries)
 	counter(ackTODesc, r.AckTimeouts)
+	counter(forwardDesc, r.NotForwarded, "not_forwarded")
+	counter(forwardDesc, r.ProofsSent, "proof_sent")
+	counter(forwardDesc, r.ProofsReceived, "proof_received")
+	counter(forwardDesc, r.ProofsUnexpected, "proof_unexpected")
 	counter(sendErrDesc, s.SendErrors)
 	for _, name := range []string{rt, bg} {
 		ch <- prometheus.MustNewConstMetric(peersDesc, prometheus.GaugeValue, float64(st.Peers[name]), name)

@@ -17,6 +17,9 @@ type ackKey struct {
 	msgID wire.MessageID
 	level int
 	span  Span
+	// proof marks a wait for the proof that the head forwarded the
+	// frame (forwarded.go) rather than for its ACK.
+	proof bool
 }
 
 // ackTracker holds the frames waiting for an ACK, each with a deadline. It
@@ -65,6 +68,16 @@ func (t *ackTracker[T]) Ack(key ackKey) (T, bool) {
 	return t.Remove(ids[0])
 }
 
+// Peek returns the oldest frame waiting under key without settling it.
+func (t *ackTracker[T]) Peek(key ackKey) (T, bool) {
+	ids := t.byKey[key]
+	if len(ids) == 0 {
+		var zero T
+		return zero, false
+	}
+	return t.entries[ids[0]].value, true
+}
+
 // Remove forgets the frame with the given id, e.g. because sending it
 // failed, and reports whether it was still waiting.
 func (t *ackTracker[T]) Remove(id uint64) (T, bool) {
@@ -81,14 +94,14 @@ func (t *ackTracker[T]) Remove(id uint64) (T, bool) {
 }
 
 // Extend moves the deadline of a waiting frame, e.g. from "sent by then"
-// to "acknowledged by then" once the transport took it. It reports whether
-// the frame was still waiting.
-func (t *ackTracker[T]) Extend(id uint64, deadline time.Time) bool {
+// to "acknowledged by then" once the transport took it, and replaces its
+// value. It reports whether the frame was still waiting.
+func (t *ackTracker[T]) Extend(id uint64, deadline time.Time, v T) bool {
 	e, ok := t.entries[id]
 	if !ok {
 		return false
 	}
-	e.deadline = deadline
+	e.deadline, e.value = deadline, v
 	heap.Push(&t.due, due{at: deadline, id: id})
 	return true
 }

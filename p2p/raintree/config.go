@@ -67,6 +67,14 @@ type Config struct {
 	// frames carry a span, so reference targets are never re-delegated.
 	// Default true.
 	ACK bool
+	// CheckForwarding makes a sender, with ACK on, also wait for the proof
+	// that a head it handed a span of others to forwarded it: a receipt
+	// signed by one of the head's own targets (forwarded.go). A head that
+	// acknowledged but sends no valid proof within a wait measured from
+	// the frame (twice its transfer and two round trips) loses the rest of
+	// the span to the next validator, as after a missing ACK
+	// (Stats.NotForwarded). Default true.
+	CheckForwarding bool
 	// ACKTimeout is how long a sender waits for an ACK, counted from when
 	// the transport took the frame (a dial does not eat into it).
 	// Default 2s.
@@ -192,6 +200,7 @@ func DefaultConfig(networkID string) Config {
 		NetworkID:             networkID,
 		Mode:                  ModeCover,
 		ACK:                   true,
+		CheckForwarding:       true,
 		ACKTimeout:            DefaultACKTimeout,
 		MaxRetries:            DefaultMaxRetries,
 		MaxMessageSize:        wire.DefaultMaxMessageSize,

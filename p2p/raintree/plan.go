@@ -209,8 +209,15 @@ type Options struct {
 	Silent []bool
 	// ACK makes senders re-delegate (see Redelegate) around down
 	// recipients. Silent nodes are alive and acknowledge, so they are not
-	// re-delegated. Cover mode only: reference messages carry no span.
+	// re-delegated, unless CheckForwarding. Cover mode only: reference
+	// messages carry no span.
 	ACK bool
+	// CheckForwarding makes senders, with ACK, re-delegate the rest of the
+	// span of a silent recipient that had others to forward to, as
+	// routers do for paced (large) frames (Config.CheckForwarding): the
+	// silent node keeps its copy, the next validator of its span takes
+	// the rest.
+	CheckForwarding bool
 	// MaxRetries bounds re-delegations per target; 0 means as many as the
 	// span allows.
 	MaxRetries int
@@ -322,7 +329,13 @@ type broadcaster struct {
 	bufs          [][]Target // one target buffer per hop, reused
 }
 
-func (b *broadcaster) down(i int) bool   { return b.opts.Down != nil && b.opts.Down[i] }
+func (b *broadcaster) down(i int) bool { return b.opts.Down != nil && b.opts.Down[i] }
+
+// lost reports whether the sender of t re-delegates it: its head is down,
+// or silent with others in its span while forwarding is checked.
+func (b *broadcaster) lost(t Target) bool {
+	return b.down(t.Index) || b.opts.CheckForwarding && b.silent(t.Index) && t.Span.Len > 1
+}
 func (b *broadcaster) silent(i int) bool { return b.opts.Silent != nil && b.opts.Silent[i] }
 
 // forward sends targets from node `from`; hop is the hop of those messages.
@@ -331,7 +344,7 @@ func (b *broadcaster) forward(from int, targets []Target, hop int) {
 	for _, t := range targets {
 		b.send(from, t, hop, false)
 		retries := 0
-		for b.down(t.Index) && b.opts.ACK && b.mode == ModeCover &&
+		for b.lost(t) && b.opts.ACK && b.mode == ModeCover &&
 			(b.opts.MaxRetries == 0 || retries < b.opts.MaxRetries) {
 			next, ok := Redelegate(b.n, t)
 			if !ok {

@@ -354,7 +354,7 @@ func TestWithoutACKRandomDownSetsMiss(t *testing.T) {
 	}
 }
 
-func TestSilentNodesAreNotRedelegated(t *testing.T) {
+func TestSilentNodesAreRedelegatedOnlyWhenForwardingIsChecked(t *testing.T) {
 	silent := make([]bool, 27)
 	silent[9] = true
 	p := Broadcast(27, 0, ModeCover, Options{Silent: silent, ACK: true})
@@ -362,7 +362,23 @@ func TestSilentNodesAreNotRedelegated(t *testing.T) {
 		t.Errorf("silent node read %d times, want 1", p.Reads[9])
 	}
 	if len(p.Uncovered) != 8 {
-		t.Errorf("uncovered = %v, want the 8 others of its span", p.Uncovered)
+		t.Errorf("without forwarding checks, uncovered = %v, want the 8 others of its span", p.Uncovered)
+	}
+	checked := Broadcast(27, 0, ModeCover, Options{Silent: silent, ACK: true, CheckForwarding: true})
+	want := []Edge{{From: 0, To: 10, Level: 3, Hop: 1, Span: Span{Start: 10, Len: 8}, Redelegated: true}}
+	if len(checked.Uncovered) != 0 || checked.Reads[9] != 1 || !slices.Equal(checked.Redelegations, want) {
+		t.Errorf("with forwarding checks: uncovered %v, silent node read %d times, re-delegations %v; want none, 1, %v",
+			checked.Uncovered, checked.Reads[9], checked.Redelegations, want)
+	}
+	if checked.Messages != 26 || slices.Max(checked.Reads) != 1 {
+		t.Errorf("with forwarding checks: %d messages, at most %d reads per node; want 26, one each (the re-delegation replaces the frame 9 sat on)",
+			checked.Messages, slices.Max(checked.Reads))
+	}
+	// A silent leaf has nothing to forward: nothing is re-delegated.
+	leaf := make([]bool, 27)
+	leaf[1] = true
+	if p := Broadcast(27, 0, ModeCover, Options{Silent: leaf, ACK: true, CheckForwarding: true}); len(p.Redelegations) != 0 || len(p.Uncovered) != 0 {
+		t.Errorf("a silent leaf: re-delegations %v, uncovered %v; want none", p.Redelegations, p.Uncovered)
 	}
 }
 

@@ -231,6 +231,7 @@ func (d delegation) report(err error) {
 type ackJob struct {
 	to    peer.ID
 	frame []byte
+	proof bool // a proof of forwarding rather than an ACK
 }
 
 // sendAcks is one of the ackSenders goroutines.
@@ -248,7 +249,11 @@ func (r *Router) sendAcks() {
 				r.log.Debug("ACK not sent", "to", j.to, "err", err)
 				continue
 			}
-			r.c.acksSent.Add(1)
+			if j.proof {
+				r.c.proofsSent.Add(1)
+			} else {
+				r.c.acksSent.Add(1)
+			}
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -31,6 +32,8 @@ var (
 	// ErrDisconnected: the target, a neighbour, had no connection (see
 	// Config.SkipDisconnectedAfter); its span went to the next validator.
 	ErrDisconnected = errors.New("raintree: neighbour not connected")
+
+	errProofOutsideSpan = errors.New("receipt for a frame outside the span")
 )
 
 // Handler receives a message the router accepted, decoded and verified,
@@ -77,6 +80,14 @@ type Stats struct {
 	SeenEvicted uint64
 	// SendErrors counts frames of any kind the transport refused.
 	SendErrors uint64
+	// NotForwarded counts tree frames whose head acknowledged but sent no
+	// valid proof of forwarding in time (Config.CheckForwarding); each
+	// span went on without its head, and counts in Retries or GaveUp.
+	NotForwarded uint64
+	// ProofsSent counts proofs of forwarding sent (on the ACK protocol,
+	// apart from AcksSent); ProofsReceived valid ones received;
+	// ProofsUnexpected proofs nobody waited for (late or duplicated).
+	ProofsSent, ProofsReceived, ProofsUnexpected uint64
 	// SkippedDisconnected counts tree frames re-delegated without a dial
 	// because their target, a RainTree neighbour, had no connection (see
 	// Config.SkipDisconnectedAfter); each also counts in Retries or GaveUp.
@@ -116,6 +127,9 @@ type DropStats struct {
 	UnknownSender uint64
 	// UnknownSet: planned on an unknown set by a non-validator.
 	UnknownSet uint64
+	// BadReceipt: a proof of forwarding whose receipt is malformed, about
+	// a frame outside the span, or not signed by that frame's head.
+	BadReceipt uint64
 }
 
 type counters struct {
@@ -127,6 +141,9 @@ type counters struct {
 	retries, gaveUp                  atomic.Uint64
 	duplicates, unknownSetDelivered  atomic.Uint64
 	sendErrors, skippedDisconnected  atomic.Uint64
+	notForwarded, proofsReceived     atomic.Uint64
+	proofsSent                       atomic.Uint64
+	proofsUnexpected, badReceipt     atomic.Uint64
 	malformed, tooLarge              atomic.Uint64
 	badSignature, stale              atomic.Uint64
 	inboundFull, outboundFull        atomic.Uint64
@@ -146,6 +163,7 @@ type Router struct {
 	clock   Clock
 	uni     *unicast.Router
 	ackUni  *unicast.Router // ACKs, on their own protocol
+	key     crypto.PrivKey  // signs receipts (forwarded.go); nil: none
 	ctx     context.Context // cancelled by Close; bounds every send
 	cancel  context.CancelFunc
 
@@ -202,6 +220,14 @@ type delegation struct {
 	retries int
 	// result, if set, receives the outcome of the first attempt.
 	result chan<- error
+	// vouch is the proof of forwarding this node owes its own sender for
+	// the frame that made it send this one (forwarded.go); nil at the root.
+	vouch *vouch
+	// sentAt is when the transport took the frame, xfer how long that
+	// took; proof marks a wait for the head's proof of forwarding.
+	sentAt time.Time
+	xfer   time.Duration
+	proof  bool
 }
 
 // NewRouter starts a router for the validator self, which must be in set
@@ -249,6 +275,7 @@ func NewRouter(h host.Host, self identity.Address, set *validators.Set, cfg Conf
 		clock:   clock,
 		ctx:     ctx,
 		cancel:  cancel,
+		key:     h.Peerstore().PrivKey(h.ID()),
 		cur:     stampView(view, cfg, clock),
 		seen:    seen,
 		acks:    newAckTracker[delegation](),
@@ -300,8 +327,9 @@ func stampView(v *setView, cfg Config, clock Clock) *setView {
 	return v
 }
 
-// maxACKFrame bounds a frame on the ACK protocol: an ACK is under 100
-// bytes.
+// maxACKFrame bounds a frame on the ACK protocol: an ACK or a proof of
+// forwarding is under 700 bytes with the largest signature libp2p keys
+// make (512 bytes, RSA-4096), under 200 with ed25519.
 const maxACKFrame = 1024
 
 // SetValidators switches to set for new broadcasts. Replaced sets are kept,
@@ -469,6 +497,10 @@ func (r *Router) Stats() Stats {
 		SeenEvicted:         r.seen.Stats().Evicted,
 		SendErrors:          r.c.sendErrors.Load(),
 		SkippedDisconnected: r.c.skippedDisconnected.Load(),
+		NotForwarded:        r.c.notForwarded.Load(),
+		ProofsSent:          r.c.proofsSent.Load(),
+		ProofsReceived:      r.c.proofsReceived.Load(),
+		ProofsUnexpected:    r.c.proofsUnexpected.Load(),
 		Dropped: DropStats{
 			InboundFull:   r.c.inboundFull.Load(),
 			OutboundFull:  r.c.outboundFull.Load(),
@@ -480,6 +512,7 @@ func (r *Router) Stats() Stats {
 			TooLarge:      r.c.tooLarge.Load(),
 			UnknownSender: r.c.unknownSender.Load(),
 			UnknownSet:    r.c.unknownSet.Load(),
+			BadReceipt:    r.c.badReceipt.Load(),
 		},
 	}
 }
@@ -548,11 +581,14 @@ func (r *Router) sendTree(d delegation) error {
 		r.mu.Unlock()
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.SendTimeout)
+	start := r.clock.Now()
 	err = r.uni.Send(ctx, to, frame)
 	cancel()
 	if tracked && err == nil {
+		d.sentAt = r.clock.Now()
+		d.xfer = d.sentAt.Sub(start)
 		r.mu.Lock()
-		if r.acks.Extend(id, r.clock.Now().Add(r.cfg.ACKTimeout)) {
+		if r.acks.Extend(id, d.sentAt.Add(r.cfg.ACKTimeout), d) {
 			r.armLocked()
 		}
 		r.mu.Unlock()
@@ -609,7 +645,7 @@ func (r *Router) redelegate(d delegation) {
 			"span", d.target.Span, "retries", d.retries)
 		return
 	}
-	d.retries, d.result = d.retries+1, nil
+	d.retries, d.result, d.proof = d.retries+1, nil, false
 	r.c.retries.Add(1)
 	for _, t := range r.aroundUnconnected(d.view, next) {
 		d.target = t
@@ -681,7 +717,11 @@ func (r *Router) onTimer(gen uint64) {
 	r.armLocked()
 	r.mu.Unlock()
 	for _, d := range expired {
-		r.c.ackTimeouts.Add(1)
+		if d.proof {
+			r.c.notForwarded.Add(1)
+		} else {
+			r.c.ackTimeouts.Add(1)
+		}
 		r.redelegate(d)
 	}
 }
@@ -713,14 +753,19 @@ func (r *Router) onFrame(from peer.ID, data []byte) {
 	}
 }
 
-// onACKFrame handles a frame on the ACK protocol, which carries ACKs only.
+// onACKFrame handles a frame on the ACK protocol, which carries ACKs and
+// proofs of forwarding only.
 func (r *Router) onACKFrame(from peer.ID, data []byte) {
 	m := &wire.RainTreeMessage{}
-	if err := proto.Unmarshal(data, m); err != nil || m.GetKind() != wire.RainTreeKind_RAIN_TREE_KIND_ACK {
-		r.invalid(&r.c.malformed, from, "not an ACK on the ACK protocol", err)
-		return
+	err := proto.Unmarshal(data, m)
+	switch {
+	case err == nil && m.GetKind() == wire.RainTreeKind_RAIN_TREE_KIND_ACK:
+		r.onAck(from, m)
+	case err == nil && m.GetKind() == wire.RainTreeKind_RAIN_TREE_KIND_FORWARDED:
+		r.onForwarded(from, m)
+	default:
+		r.invalid(&r.c.malformed, from, "not an ACK or a proof on the ACK protocol", err)
 	}
-	r.onAck(from, m)
 }
 
 // knownValidator reports whether id is in the current or a recent set.
@@ -805,8 +850,12 @@ func (r *Router) onBroadcast(from peer.ID, m *wire.RainTreeMessage) {
 			targets = CoverTargets(n, span, level, r.cfg.levelsPerHop(n, len(msg.Raw)))
 		}
 	}
+	var v *vouch
+	if len(targets) > 0 && r.cfg.ACK && mode == ModeCover && r.cfg.Paces(len(msg.Raw)) {
+		v = &vouch{to: from, msgID: msg.ID, level: level, span: span}
+	}
 	for _, t := range targets {
-		r.enqueue(delegation{view: view, mode: mode, target: t, msg: msg})
+		r.enqueue(delegation{view: view, mode: mode, target: t, msg: msg, vouch: v})
 	}
 	r.deliver(from, msg, true, propagate && len(targets) == 0)
 }
@@ -836,12 +885,18 @@ func (r *Router) onAck(from peer.ID, m *wire.RainTreeMessage) {
 	}
 	key := ackKey{peer: from, msgID: id, level: int(m.GetLevel()), span: frameSpan(m)}
 	r.mu.Lock()
-	_, ok := r.acks.Ack(key)
+	d, ok := r.acks.Ack(key)
 	r.mu.Unlock()
-	if ok {
-		r.c.acksReceived.Add(1)
-	} else {
+	if !ok {
 		r.c.acksUnexpected.Add(1)
+		return
+	}
+	r.c.acksReceived.Add(1)
+	if d.vouch != nil {
+		r.vouchFor(d.vouch, m)
+	}
+	if r.checksForwarding(d) {
+		r.awaitProof(from, d)
 	}
 }
 
@@ -853,15 +908,22 @@ func (r *Router) ack(to peer.ID, m *wire.RainTreeMessage) {
 		MessageId: m.GetMessageId(),
 		SpanStart: m.GetSpanStart(),
 		SpanLen:   m.GetSpanLen(),
+		Receipt:   r.receipt(m),
 	})
 	if err != nil {
 		r.log.Warn("encoding ACK", "err", err)
 		return
 	}
+	r.queueACKFrame(ackJob{to: to, frame: frame})
+}
+
+// queueACKFrame queues an ACK or a proof of forwarding for the ACK
+// senders; one that does not fit the ACK queue is dropped and counted.
+func (r *Router) queueACKFrame(j ackJob) {
 	select {
-	case r.ackQ <- ackJob{to: to, frame: frame}:
+	case r.ackQ <- j:
 	default:
-		r.drop(&r.c.ackQueueFull, to, "ACK queue full", nil)
+		r.drop(&r.c.ackQueueFull, j.to, "ACK queue full", nil)
 	}
 }
 

@@ -114,23 +114,32 @@ func gossipIDOf(id MessageID, sig []byte) [sha256.Size]byte {
 }
 
 func writeSigning(w io.Writer, networkID string, e *Envelope) {
-	var n [8]byte
-	u64 := func(v uint64) {
-		binary.BigEndian.PutUint64(n[:], v)
-		w.Write(n[:])
-	}
-	field := func(b []byte) {
-		u64(uint64(len(b)))
-		w.Write(b)
-	}
-	field([]byte(SigningDomain))
-	field([]byte(networkID))
-	field([]byte(e.GetContent().GetTypeUrl()))
-	field(e.GetContent().GetValue())
-	u64(e.GetNonce())
-	u64(uint64(e.GetCreatedAt()))
-	field(e.GetOrigin())
-	field(e.GetRecipient())
+	f := signingWriter{w: w}
+	f.field([]byte(SigningDomain))
+	f.field([]byte(networkID))
+	f.field([]byte(e.GetContent().GetTypeUrl()))
+	f.field(e.GetContent().GetValue())
+	f.u64(e.GetNonce())
+	f.u64(uint64(e.GetCreatedAt()))
+	f.field(e.GetOrigin())
+	f.field(e.GetRecipient())
+}
+
+// signingWriter writes signing strings: integers as 8 bytes big-endian,
+// each variable-length field preceded by its length as such an integer.
+type signingWriter struct {
+	w io.Writer
+	n [8]byte
+}
+
+func (s *signingWriter) u64(v uint64) {
+	binary.BigEndian.PutUint64(s.n[:], v)
+	s.w.Write(s.n[:])
+}
+
+func (s *signingWriter) field(b []byte) {
+	s.u64(uint64(len(b)))
+	s.w.Write(b)
 }
 
 // Sign makes key the originator of e: it sets the origin, the recipient

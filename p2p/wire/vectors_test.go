@@ -74,6 +74,15 @@ func vectors(t *testing.T) [][2]string {
 		setHash[i] = 0x11
 	}
 	origin, _ := crypto.MarshalPublicKey(key.GetPublic())
+	receipt := Receipt{ID: b.ID, SpanStart: 3, SpanLen: 4, Level: 2}
+	sign := func(r Receipt) []byte {
+		sig, err := SignReceipt(key, network, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sig
+	}
+	inner := Receipt{ID: b.ID, SpanStart: 4, SpanLen: 2, Level: 1}
 	return [][2]string{
 		{"seed", hex.EncodeToString(seed)},
 		{"origin", hex.EncodeToString(origin)},
@@ -92,6 +101,15 @@ func vectors(t *testing.T) [][2]string {
 		})},
 		{"raintree_ack", marshal(&RainTreeMessage{
 			Kind: RainTreeKind_RAIN_TREE_KIND_ACK, Level: 2, SpanStart: 3, SpanLen: 4, MessageId: b.ID[:],
+		})},
+		{"receipt_string", hex.EncodeToString(ReceiptBytes(network, receipt))},
+		{"receipt", hex.EncodeToString(sign(receipt))},
+		{"raintree_paced_ack", marshal(&RainTreeMessage{
+			Kind: RainTreeKind_RAIN_TREE_KIND_ACK, Level: 2, SpanStart: 3, SpanLen: 4, MessageId: b.ID[:], Receipt: sign(receipt),
+		})},
+		{"raintree_forwarded", marshal(&RainTreeMessage{
+			Kind: RainTreeKind_RAIN_TREE_KIND_FORWARDED, Level: 2, SpanStart: 3, SpanLen: 4, MessageId: b.ID[:],
+			Receipt: sign(inner), ReceiptSpanStart: 4, ReceiptSpanLen: 2, ReceiptLevel: 1,
 		})},
 		{"unicast_recipient", to.String()},
 		{"unicast_message_id", u.ID.String()},

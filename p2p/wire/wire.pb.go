@@ -35,6 +35,10 @@ const (
 	RainTreeKind_RAIN_TREE_KIND_UNICAST RainTreeKind = 2
 	// An acknowledgement of a BROADCAST message (data is empty).
 	RainTreeKind_RAIN_TREE_KIND_ACK RainTreeKind = 3
+	// Proof that the sender forwarded a BROADCAST message it acknowledged:
+	// the receipt one of its own targets signed (data is empty; on the ACK
+	// protocol).
+	RainTreeKind_RAIN_TREE_KIND_FORWARDED RainTreeKind = 4
 )
 
 // Enum value maps for RainTreeKind.
@@ -44,12 +48,14 @@ var (
 		1: "RAIN_TREE_KIND_BROADCAST",
 		2: "RAIN_TREE_KIND_UNICAST",
 		3: "RAIN_TREE_KIND_ACK",
+		4: "RAIN_TREE_KIND_FORWARDED",
 	}
 	RainTreeKind_value = map[string]int32{
 		"RAIN_TREE_KIND_UNSPECIFIED": 0,
 		"RAIN_TREE_KIND_BROADCAST":   1,
 		"RAIN_TREE_KIND_UNICAST":     2,
 		"RAIN_TREE_KIND_ACK":         3,
+		"RAIN_TREE_KIND_FORWARDED":   4,
 	}
 )
 
@@ -201,9 +207,19 @@ type RainTreeMessage struct {
 	// The 32-byte message ID of the envelope in data. It correlates ACKs
 	// with the broadcast they acknowledge; on BROADCAST frames it must equal
 	// the ID the receiver computes.
-	MessageId     []byte `protobuf:"bytes,10,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	MessageId []byte `protobuf:"bytes,10,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	// ACK: the acknowledging validator's signature over its receipt of the
+	// frame (docs/PROTOCOL.md, "Forwarding receipts"). FORWARDED: the
+	// receipt of one of the sender's own targets, which its sender checks.
+	Receipt []byte `protobuf:"bytes,11,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	// FORWARDED: the frame the receipt is about, which the signer received:
+	// its span (starting at the signer) and level. level, span_start and
+	// span_len name the frame the FORWARDED sender itself received.
+	ReceiptSpanStart uint32 `protobuf:"varint,12,opt,name=receipt_span_start,json=receiptSpanStart,proto3" json:"receipt_span_start,omitempty"`
+	ReceiptSpanLen   uint32 `protobuf:"varint,13,opt,name=receipt_span_len,json=receiptSpanLen,proto3" json:"receipt_span_len,omitempty"`
+	ReceiptLevel     uint32 `protobuf:"varint,14,opt,name=receipt_level,json=receiptLevel,proto3" json:"receipt_level,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *RainTreeMessage) Reset() {
@@ -306,6 +322,34 @@ func (x *RainTreeMessage) GetMessageId() []byte {
 	return nil
 }
 
+func (x *RainTreeMessage) GetReceipt() []byte {
+	if x != nil {
+		return x.Receipt
+	}
+	return nil
+}
+
+func (x *RainTreeMessage) GetReceiptSpanStart() uint32 {
+	if x != nil {
+		return x.ReceiptSpanStart
+	}
+	return 0
+}
+
+func (x *RainTreeMessage) GetReceiptSpanLen() uint32 {
+	if x != nil {
+		return x.ReceiptSpanLen
+	}
+	return 0
+}
+
+func (x *RainTreeMessage) GetReceiptLevel() uint32 {
+	if x != nil {
+		return x.ReceiptLevel
+	}
+	return 0
+}
+
 // BackgroundMessage is the background router's frame, on gossip and on its
 // unicast protocol alike.
 type BackgroundMessage struct {
@@ -366,7 +410,7 @@ const file_wire_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x04 \x01(\x03R\tcreatedAt\x12\x1c\n" +
 	"\tsignature\x18\x05 \x01(\fR\tsignature\x12\x1c\n" +
-	"\trecipient\x18\x06 \x01(\fR\trecipient\"\xa9\x02\n" +
+	"\trecipient\x18\x06 \x01(\fR\trecipient\"\xc0\x03\n" +
 	"\x0fRainTreeMessage\x12\x14\n" +
 	"\x05level\x18\x01 \x01(\rR\x05level\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12.\n" +
@@ -381,14 +425,19 @@ const file_wire_proto_rawDesc = "" +
 	"\x04mode\x18\t \x01(\tR\x04mode\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\n" +
-	" \x01(\fR\tmessageId\"'\n" +
+	" \x01(\fR\tmessageId\x12\x18\n" +
+	"\areceipt\x18\v \x01(\fR\areceipt\x12,\n" +
+	"\x12receipt_span_start\x18\f \x01(\rR\x10receiptSpanStart\x12(\n" +
+	"\x10receipt_span_len\x18\r \x01(\rR\x0ereceiptSpanLen\x12#\n" +
+	"\rreceipt_level\x18\x0e \x01(\rR\freceiptLevel\"'\n" +
 	"\x11BackgroundMessage\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data*\x80\x01\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data*\x9e\x01\n" +
 	"\fRainTreeKind\x12\x1e\n" +
 	"\x1aRAIN_TREE_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18RAIN_TREE_KIND_BROADCAST\x10\x01\x12\x1a\n" +
 	"\x16RAIN_TREE_KIND_UNICAST\x10\x02\x12\x16\n" +
-	"\x12RAIN_TREE_KIND_ACK\x10\x03B%Z#github.com/rainp2p/rainp2p/p2p/wireb\x06proto3"
+	"\x12RAIN_TREE_KIND_ACK\x10\x03\x12\x1c\n" +
+	"\x18RAIN_TREE_KIND_FORWARDED\x10\x04B%Z#github.com/rainp2p/rainp2p/p2p/wireb\x06proto3"
 
 var (
 	file_wire_proto_rawDescOnce sync.Once
