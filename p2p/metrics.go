@@ -31,6 +31,9 @@ type Stats struct {
 	RainTreeUnicast unicast.Stats
 	// RainTreeACKUnicast is the transport of RainTree's ACK protocol.
 	RainTreeACKUnicast unicast.Stats
+	// RainTreeProofUnicast is the transport of RainTree's proofs of
+	// forwarding.
+	RainTreeProofUnicast unicast.Stats
 	// Resources is the resource manager's state (zero before Start).
 	Resources ResourceStats
 	// Conns is the connection manager's view, when it exposes one.
@@ -63,6 +66,7 @@ func (m *Module) Stats() Stats {
 		s.RainTree = rain.Stats()
 		s.RainTreeUnicast = rain.UnicastStats()
 		s.RainTreeACKUnicast = rain.ACKUnicastStats()
+		s.RainTreeProofUnicast = rain.ProofUnicastStats()
 	}
 	if bg != nil {
 		s.Background = bg.Stats()
@@ -224,7 +228,7 @@ func collectPenalties(ch chan<- prometheus.Metric, s Stats) {
 	for _, u := range []struct {
 		router string
 		st     unicast.Stats
-	}{{string(RouterRainTree), s.RainTreeUnicast}, {"raintree_ack", s.RainTreeACKUnicast}, {string(RouterBackground), s.Background.Unicast}} {
+	}{{string(RouterRainTree), s.RainTreeUnicast}, {"raintree_ack", s.RainTreeACKUnicast}, {"raintree_proof", s.RainTreeProofUnicast}, {string(RouterBackground), s.Background.Unicast}} {
 		counter(u.st.Strikes, u.router, "unicast_strike")
 		counter(u.st.FrameTimeouts, u.router, "unicast_frame_timeout")
 		counter(u.st.DroppedNoMemory, u.router, "unicast_no_memory")

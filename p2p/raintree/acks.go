@@ -94,14 +94,14 @@ func (t *ackTracker[T]) Remove(id uint64) (T, bool) {
 }
 
 // Extend moves the deadline of a waiting frame, e.g. from "sent by then"
-// to "acknowledged by then" once the transport took it, and replaces its
-// value. It reports whether the frame was still waiting.
-func (t *ackTracker[T]) Extend(id uint64, deadline time.Time, v T) bool {
+// to "acknowledged by then" once the transport took it. It reports whether
+// the frame was still waiting.
+func (t *ackTracker[T]) Extend(id uint64, deadline time.Time) bool {
 	e, ok := t.entries[id]
 	if !ok {
 		return false
 	}
-	e.deadline, e.value = deadline, v
+	e.deadline = deadline
 	heap.Push(&t.due, due{at: deadline, id: id})
 	return true
 }

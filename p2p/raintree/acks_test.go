@@ -211,24 +211,24 @@ func TestAckTrackerExtendMovesTheDeadline(t *testing.T) {
 	k := ackKey{peer: "p", msgID: wire.MessageID{1}, level: 1}
 	id := tr.Add(k, clock.Now().Add(time.Hour), "sending")
 	clock.Advance(time.Minute)
-	if !tr.Extend(id, clock.Now().Add(time.Second), "sent") {
+	if !tr.Extend(id, clock.Now().Add(time.Second)) {
 		t.Fatal("Extend lost a waiting frame")
 	}
-	if v, ok := tr.Peek(k); !ok || v != "sent" {
-		t.Fatalf("Peek = %q, %v; want the value Extend set, still waiting", v, ok)
+	if v, ok := tr.Peek(k); !ok || v != "sending" {
+		t.Fatalf("Peek = %q, %v; want the frame, still waiting", v, ok)
 	}
 	if at, _ := tr.Next(); !at.Equal(clock.Now().Add(time.Second)) {
 		t.Fatalf("Next = %v, want the extended deadline", at)
 	}
 	clock.Advance(time.Second)
-	if got := tr.Expire(clock.Now()); !slices.Equal(got, []string{"sent"}) {
+	if got := tr.Expire(clock.Now()); !slices.Equal(got, []string{"sending"}) {
 		t.Fatalf("Expire = %q at the extended deadline", got)
 	}
 	clock.Advance(time.Hour)
 	if got := tr.Expire(clock.Now()); len(got) != 0 {
 		t.Fatalf("the original deadline expired the frame again: %q", got)
 	}
-	if tr.Extend(id, clock.Now(), "again") {
+	if tr.Extend(id, clock.Now()) {
 		t.Fatal("Extend revived an expired frame")
 	}
 }

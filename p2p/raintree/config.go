@@ -51,6 +51,13 @@ func ACKProtocolID(networkID string) protocol.ID {
 	return protocol.ID("/rainp2p/" + networkID + "/raintree/ack/1.0.0")
 }
 
+// ProofProtocolID is the libp2p protocol proofs of forwarding travel on
+// (forwarded.go). A node of an older version has no handler for it, so it
+// neither receives proofs nor is sent any it would take for garbage.
+func ProofProtocolID(networkID string) protocol.ID {
+	return protocol.ID("/rainp2p/" + networkID + "/raintree/proof/1.0.0")
+}
+
 // Config configures a Router. Start from DefaultConfig: Validate rejects
 // zero limits rather than silently substituting defaults.
 type Config struct {
@@ -69,11 +76,11 @@ type Config struct {
 	ACK bool
 	// CheckForwarding makes a sender, with ACK on, also wait for the proof
 	// that a head it handed a span of others to forwarded it: a receipt
-	// signed by one of the head's own targets (forwarded.go). A head that
-	// acknowledged but sends no valid proof within a wait measured from
-	// the frame (twice its transfer and two round trips) loses the rest of
-	// the span to the next validator, as after a missing ACK
-	// (Stats.NotForwarded). Default true.
+	// signed by one of the head's own targets (forwarded.go), for paced
+	// frames. A head that acknowledged but sends no valid proof within
+	// twice the time from the frame's send to its ACK, plus 10 ms, or that
+	// sends an invalid one, loses the rest of the span to the next
+	// validator, as after a missing ACK (Stats.NotForwarded). Default true.
 	CheckForwarding bool
 	// ACKTimeout is how long a sender waits for an ACK, counted from when
 	// the transport took the frame (a dial does not eat into it).

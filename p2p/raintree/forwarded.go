@@ -20,10 +20,12 @@ import (
 // FORWARDED frame). The sender checks that the receipt is about a frame
 // of the same message inside the span it handed over, past its head,
 // signed by the key the validator set lists for that frame's head. If no
-// valid proof comes within forwardWait of the ACK, it re-delegates the
-// span without its head (Redelegate), as for a missing ACK. Neither a
+// valid proof comes within forwardWait of the ACK, or an invalid one
+// comes, it re-delegates the span without its head (Redelegate), as for a
+// missing ACK. A head checks a receipt before it relays it. Neither a
 // relay nor the head can forge the proof; a head and one of its targets
-// that collude can (docs/SECURITY.md).
+// that collude can (docs/SECURITY.md). Proofs travel on their own
+// protocol (ProofProtocolID), which older nodes do not speak.
 
 // vouch is the proof a validator owes for a frame it received and
 // forwards: whom to send it to and which frame it is about. The targets
@@ -40,12 +42,14 @@ type vouch struct {
 // scheduling.
 const forwardSlack = 10 * time.Millisecond
 
-// forwardWait is how long after d's ACK its head's proof may take: the
-// head forwards a frame like d's (the transfer d took, twice for margin)
-// and two round trips pass, its own frame's link and ACK and the proof's
-// link (rtt, measured from d's send to its ACK, is at least one).
-func forwardWait(d delegation, rtt time.Duration) time.Duration {
-	return 2*d.xfer + 2*rtt + forwardSlack
+// forwardWait is how long after a frame's ACK its head's proof may take,
+// elapsed being the time from the start of the frame's send to its ACK:
+// the head forwards a frame of the same size (a transfer like ours) and
+// two more links pass, its target's ACK and the proof, about another
+// round trip like ours. Twice elapsed leaves as much again for the head's
+// queues.
+func forwardWait(elapsed time.Duration) time.Duration {
+	return 2*max(elapsed, 0) + forwardSlack
 }
 
 // checksForwarding reports whether d's head owes a proof of forwarding: a
@@ -62,7 +66,6 @@ func (r *Router) checksForwarding(d delegation) bool {
 // acknowledged, forwarded it.
 func (r *Router) awaitProof(from peer.ID, d delegation) {
 	now := r.clock.Now()
-	rtt := max(now.Sub(d.sentAt), 0)
 	d.proof = true
 	key := ackKey{peer: from, msgID: d.msg.ID, level: d.target.Level, span: d.target.Span, proof: true}
 	r.mu.Lock()
@@ -70,14 +73,30 @@ func (r *Router) awaitProof(from peer.ID, d delegation) {
 	if r.closed {
 		return
 	}
-	r.acks.Add(key, now.Add(forwardWait(d, rtt)), d)
+	r.acks.Add(key, now.Add(forwardWait(now.Sub(d.sentAt))), d)
 	r.armLocked()
 }
 
-// vouchFor sends v's proof once, made of the receipt in ack, an ACK for
-// one of v's targets.
-func (r *Router) vouchFor(v *vouch, ack *wire.RainTreeMessage) {
-	if len(ack.GetReceipt()) == 0 || !v.sent.CompareAndSwap(false, true) {
+// receiptOf names the frame d sent.
+func receiptOf(d delegation) wire.Receipt {
+	return wire.Receipt{ID: d.msg.ID, SpanStart: uint32(d.target.Span.Start), SpanLen: uint32(d.target.Span.Len), Level: uint32(d.target.Level)}
+}
+
+// vouchFor sends d.vouch's proof, once, made of the receipt in ack: the
+// ACK from's for the frame d. The receipt is checked first, so this node
+// never relays one its sender would hold against it; a bad one is held
+// against from, and the next target's may still serve.
+func (r *Router) vouchFor(from peer.ID, d delegation, ack *wire.RainTreeMessage) {
+	v := d.vouch
+	if len(ack.GetReceipt()) == 0 || v.sent.Load() {
+		return
+	}
+	rc := receiptOf(d)
+	if err := wire.VerifyReceipt(d.view.set.At(d.target.Index).PublicKey, r.cfg.NetworkID, rc, ack.GetReceipt()); err != nil {
+		r.invalid(&r.c.badReceipt, from, "receipt in an ACK", err)
+		return
+	}
+	if !v.sent.CompareAndSwap(false, true) {
 		return
 	}
 	frame, err := proto.Marshal(&wire.RainTreeMessage{
@@ -87,9 +106,9 @@ func (r *Router) vouchFor(v *vouch, ack *wire.RainTreeMessage) {
 		SpanStart:        uint32(v.span.Start),
 		SpanLen:          uint32(v.span.Len),
 		Receipt:          ack.GetReceipt(),
-		ReceiptSpanStart: ack.GetSpanStart(),
-		ReceiptSpanLen:   ack.GetSpanLen(),
-		ReceiptLevel:     ack.GetLevel(),
+		ReceiptSpanStart: rc.SpanStart,
+		ReceiptSpanLen:   rc.SpanLen,
+		ReceiptLevel:     rc.Level,
 	})
 	if err != nil {
 		r.log.Warn("encoding a forwarding proof", "err", err)
@@ -98,9 +117,22 @@ func (r *Router) vouchFor(v *vouch, ack *wire.RainTreeMessage) {
 	r.queueACKFrame(ackJob{to: v.to, frame: frame, proof: true})
 }
 
+// onProofFrame handles a frame on the proof protocol, which carries
+// proofs of forwarding only.
+func (r *Router) onProofFrame(from peer.ID, data []byte) {
+	m := &wire.RainTreeMessage{}
+	if err := proto.Unmarshal(data, m); err != nil || m.GetKind() != wire.RainTreeKind_RAIN_TREE_KIND_FORWARDED {
+		r.invalid(&r.c.malformed, from, "not a proof on the proof protocol", err)
+		return
+	}
+	r.onForwarded(from, m)
+}
+
 // onForwarded settles the proof that from forwarded a frame we sent it,
-// once the receipt in m checks out (checkProof); a proof nobody waits for
-// is counted and ignored, an invalid one held against from.
+// if the receipt in m checks out (checkProof). A proof nobody waits for is
+// counted and ignored. An invalid one is held against from, which checks
+// receipts before relaying them, and ends the wait at once: the span goes
+// on without from, and further proofs cost no signature check.
 func (r *Router) onForwarded(from peer.ID, m *wire.RainTreeMessage) {
 	id, err := wire.ParseMessageID(m.GetMessageId())
 	if err != nil {
@@ -115,26 +147,33 @@ func (r *Router) onForwarded(from peer.ID, m *wire.RainTreeMessage) {
 		r.c.proofsUnexpected.Add(1)
 		return
 	}
-	if err := r.checkProof(d, m); err != nil {
-		r.invalid(&r.c.badReceipt, from, "forwarding proof", err)
-		return
-	}
+	proofErr := r.checkProof(d, m)
 	r.mu.Lock()
-	_, ok = r.acks.Ack(key)
+	d, ok = r.acks.Ack(key)
 	r.mu.Unlock()
-	if ok {
+	switch {
+	case !ok: // settled or expired meanwhile
+		r.c.proofsUnexpected.Add(1)
+	case proofErr != nil:
+		r.invalid(&r.c.badReceipt, from, "forwarding proof", proofErr)
+		r.c.notForwarded.Add(1)
+		r.redelegate(d)
+	default:
 		r.c.proofsReceived.Add(1)
 	}
 }
 
 // checkProof verifies that m's receipt is about a frame of d's message
 // whose span lies inside d's span, past its head, and that the validator
-// at the start of that span signed it.
+// at the start of that span signed it. Any other receipt_level than the
+// one signed fails the signature.
 func (r *Router) checkProof(d delegation, m *wire.RainTreeMessage) error {
 	n := d.view.set.Len()
 	start, length := int(m.GetReceiptSpanStart()), int(m.GetReceiptSpanLen())
-	offset := mod(start-d.target.Span.Start, n)
-	if start >= n || length < 1 || offset == 0 || offset+length > d.target.Span.Len {
+	if start >= n || length < 1 {
+		return errProofOutsideSpan
+	}
+	if offset := mod(start-d.target.Span.Start, n); offset == 0 || offset+length > d.target.Span.Len {
 		return errProofOutsideSpan
 	}
 	rc := wire.Receipt{ID: d.msg.ID, SpanStart: uint32(start), SpanLen: uint32(length), Level: m.GetReceiptLevel()}

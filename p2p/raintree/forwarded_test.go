@@ -2,6 +2,8 @@ package raintree
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -66,78 +68,130 @@ func TestAHeadThatAcknowledgesButDoesNotForwardLosesItsSpan(t *testing.T) {
 	}
 }
 
-// A validator that sits on a frame cannot talk its sender out of
-// re-delegating: a proof counts only with a receipt for a frame of the
-// same message inside its span, past itself, signed by that frame's head.
-func TestOnlyAReceiptSignedInsideTheSpanProvesForwarding(t *testing.T) {
+// proofCluster is a cluster of 9 on loopback TCP with paced frames checked, validator 3
+// silent, every node on clock, whose origin 0 has broadcast and heard
+// validator 6's proof, so it waits only for 3's. reported counts the
+// peers each node's router held something against.
+func proofCluster(t *testing.T, clock *fakeClock) (c *cluster, id wire.MessageID, reported func(at int) map[peer.ID]int) {
+	t.Helper()
 	const n, silent = 9, 3
-	clock := newFakeClock()
 	var mu sync.Mutex
-	reported := map[peer.ID]int{}
-	mutate := func(cfg *Config) {
-		pacedTernary(cfg)
-		cfg.Clock, cfg.ACKTimeout = clock, time.Hour
-		cfg.OnInvalid = func(p peer.ID, err error) {
-			mu.Lock()
-			defer mu.Unlock()
-			reported[p]++
+	seen := make([]map[peer.ID]int, n)
+	mutate := func(i int) func(*Config) {
+		return func(cfg *Config) {
+			pacedTernary(cfg)
+			cfg.Clock, cfg.ACKTimeout = clock, time.Hour
+			cfg.Silent = i == silent
+			cfg.OnInvalid = func(p peer.ID, err error) {
+				mu.Lock()
+				defer mu.Unlock()
+				seen[i][p]++
+			}
 		}
 	}
-	c := newMockCluster(t, n, mutate)
-	_ = c.nodes[silent].router.Close()
-	c.startNode(c.nodes[silent], c.set, testConfig(func(cfg *Config) { mutate(cfg); cfg.Silent = true }))
+	for i := range seen {
+		seen[i] = map[peer.ID]int{}
+	}
+	c = newTCPClusterEach(t, n, mutate)
 	env, id := newEnvelopeAt(t, c.nodes[0].key, "proof", clock.Now())
 	if err := c.nodes[0].router.Broadcast(context.Background(), env); err != nil {
 		t.Fatal(err)
 	}
-	origin := c.nodes[0].router
-	eventually(t, 5*time.Second, func() bool { return origin.Stats().ProofsReceived == 1 }, "validator 6 never proved it forwarded")
-
-	proof := func(signer crypto.PrivKey, msg wire.MessageID, start, length uint32) []byte {
-		rc := wire.Receipt{ID: msg, SpanStart: start, SpanLen: length, Level: 1}
-		sig, err := wire.SignReceipt(signer, testNetwork, rc)
-		if err != nil {
-			t.Fatal(err)
+	// Its four targets (3, 6, 1, 2) acknowledged, so it waits for 3's and
+	// 6's proofs, and 6's came.
+	eventually(t, 5*time.Second, func() bool {
+		s := c.nodes[0].router.Stats()
+		return s.AcksReceived == 4 && s.ProofsReceived == 1
+	}, "origin: %+v; nodes: %v", c.nodes[0].router.Stats(), func() (out []string) {
+		for i, nd := range c.nodes {
+			s := nd.router.Stats()
+			out = append(out, fmt.Sprintf("%d: received %d, ACKs sent %d, send errors %d", i, s.TreeReceived, s.AcksSent, s.SendErrors))
 		}
-		frame, err := proto.Marshal(&wire.RainTreeMessage{
-			Kind: wire.RainTreeKind_RAIN_TREE_KIND_FORWARDED, MessageId: id[:], Level: 2, SpanStart: silent, SpanLen: 3,
-			Receipt: sig, ReceiptSpanStart: start, ReceiptSpanLen: length, ReceiptLevel: 1,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return frame
+		return out
+	}())
+	return c, id, func(at int) map[peer.ID]int {
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(seen[at])
 	}
+}
+
+// forwardedFrame is the proof validator 3 owes origin 0 (its frame: span
+// 3..5, level 2), carrying signer's receipt for a frame with span
+// start+length at receiptLevel, claimed to be at claimedLevel.
+func forwardedFrame(t *testing.T, signer crypto.PrivKey, msg, id wire.MessageID, start, length, signedLevel, claimedLevel uint32) []byte {
+	t.Helper()
+	sig, err := wire.SignReceipt(signer, testNetwork, wire.Receipt{ID: msg, SpanStart: start, SpanLen: length, Level: signedLevel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame, err := proto.Marshal(&wire.RainTreeMessage{
+		Kind: wire.RainTreeKind_RAIN_TREE_KIND_FORWARDED, MessageId: id[:], Level: 2, SpanStart: 3, SpanLen: 3,
+		Receipt: sig, ReceiptSpanStart: start, ReceiptSpanLen: length, ReceiptLevel: claimedLevel,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return frame
+}
+
+// A validator that sits on a frame cannot talk its sender out of
+// re-delegating: a proof counts only with a receipt for a frame of the
+// same message inside its span, past itself, signed by that frame's head.
+// A bad proof ends the wait at once, and is held against the head.
+func TestOnlyAReceiptSignedInsideTheSpanProvesForwarding(t *testing.T) {
 	other := wire.MessageID{0xee}
-	forged := []struct {
+	tests := []struct {
 		name  string
-		frame []byte
+		proof func(c *cluster, id wire.MessageID) []byte
 	}{
-		{"signed by the silent head itself", proof(c.nodes[silent].key, id, 4, 1)},
-		{"signed by a target, for another message", proof(c.nodes[4].key, other, 4, 1)},
-		{"signed by a validator outside the span", proof(c.nodes[7].key, id, 7, 1)},
-		{"the head's own frame", proof(c.nodes[silent].key, id, silent, 3)},
+		{"signed by the silent head itself", func(c *cluster, id wire.MessageID) []byte {
+			return forwardedFrame(t, c.nodes[3].key, id, id, 4, 1, 1, 1)
+		}},
+		{"signed by a target, for another message", func(c *cluster, id wire.MessageID) []byte {
+			return forwardedFrame(t, c.nodes[4].key, other, id, 4, 1, 1, 1)
+		}},
+		{"signed by a target, claimed at another level", func(c *cluster, id wire.MessageID) []byte {
+			return forwardedFrame(t, c.nodes[4].key, id, id, 4, 1, 1, 2)
+		}},
+		{"signed by a validator outside the span", func(c *cluster, id wire.MessageID) []byte {
+			return forwardedFrame(t, c.nodes[7].key, id, id, 7, 1, 1, 1)
+		}},
+		{"the head's own frame", func(c *cluster, id wire.MessageID) []byte {
+			return forwardedFrame(t, c.nodes[3].key, id, id, 3, 3, 2, 2)
+		}},
+		{"a frame beyond the ring", func(c *cluster, id wire.MessageID) []byte {
+			return forwardedFrame(t, c.nodes[4].key, id, id, 200, 1, 1, 1)
+		}},
+		{"a frame of no length", func(c *cluster, id wire.MessageID) []byte {
+			return forwardedFrame(t, c.nodes[4].key, id, id, 4, 0, 1, 1)
+		}},
 	}
-	for _, f := range forged {
-		if err := c.nodes[silent].router.ackUni.Send(context.Background(), c.nodes[0].host.ID(), f.frame); err != nil {
-			t.Fatalf("%s: %v", f.name, err)
-		}
-	}
-	eventually(t, 5*time.Second, func() bool { return origin.Stats().Dropped.BadReceipt == uint64(len(forged)) },
-		"bad receipts counted: %d, want %d", origin.Stats().Dropped.BadReceipt, len(forged))
-	mu.Lock()
-	if reported[c.nodes[silent].host.ID()] != len(forged) || len(reported) != 1 {
-		t.Errorf("reported %v, want the silent head %d times", reported, len(forged))
-	}
-	mu.Unlock()
-	if s := origin.Stats(); s.ProofsReceived != 1 || s.NotForwarded != 0 {
-		t.Fatalf("after forged proofs: %d proofs, %d not forwarded; want 1 and 0 (still waiting)", s.ProofsReceived, s.NotForwarded)
-	}
-
-	clock.Advance(time.Minute) // past the proof's wait, not the ACKs'
-	eventually(t, 5*time.Second, func() bool { return len(c.missing(id, others(n, 0))) == 0 }, "missing %v", c.missing(id, others(n, 0)))
-	if s := origin.Stats(); s.NotForwarded != 1 || s.Retries != 1 {
-		t.Errorf("after the wait: %d not forwarded, %d retries; want 1 and 1", s.NotForwarded, s.Retries)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := newFakeClock()
+			c, id, reported := proofCluster(t, clock)
+			origin, head := c.nodes[0].router, c.nodes[3]
+			for range 2 { // the second finds no wait: no check, no penalty
+				if err := head.router.proofUni.Send(context.Background(), c.nodes[0].host.ID(), tt.proof(c, id)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			eventually(t, 5*time.Second, func() bool { return origin.Stats().ProofsUnexpected == 1 }, "the second proof was not counted: %+v", origin.Stats())
+			// No clock moved: the bad proof itself ended the wait.
+			eventually(t, 5*time.Second, func() bool { return len(c.missing(id, others(9, 0))) == 0 }, "missing %v", c.missing(id, others(9, 0)))
+			// Validator 4, which took the rest of the span, proves it
+			// forwarded to 5.
+			eventually(t, 5*time.Second, func() bool { return origin.Stats().ProofsReceived == 2 }, "4 never proved it forwarded")
+			s := origin.Stats()
+			if s.Dropped.BadReceipt != 1 || s.NotForwarded != 1 || s.Retries != 1 {
+				t.Errorf("origin: %d bad receipts, %d not forwarded, %d retries; want 1, 1, 1",
+					s.Dropped.BadReceipt, s.NotForwarded, s.Retries)
+			}
+			if got := reported(0); got[head.host.ID()] != 1 || len(got) != 1 {
+				t.Errorf("origin reported %v, want the silent head once", got)
+			}
+		})
 	}
 }
 
@@ -145,30 +199,10 @@ func TestOnlyAReceiptSignedInsideTheSpanProvesForwarding(t *testing.T) {
 // it: a head and one of its targets that collude go undetected, and the
 // rest of the span is left to gossip, as before forwarding was checked.
 func TestAReceiptFromInsideTheSpanSettlesTheWait(t *testing.T) {
-	const n, silent = 9, 3
 	clock := newFakeClock()
-	mutate := func(cfg *Config) { pacedTernary(cfg); cfg.Clock, cfg.ACKTimeout = clock, time.Hour }
-	c := newMockCluster(t, n, mutate)
-	_ = c.nodes[silent].router.Close()
-	c.startNode(c.nodes[silent], c.set, testConfig(func(cfg *Config) { mutate(cfg); cfg.Silent = true }))
-	env, id := newEnvelopeAt(t, c.nodes[0].key, "collusion", clock.Now())
-	if err := c.nodes[0].router.Broadcast(context.Background(), env); err != nil {
-		t.Fatal(err)
-	}
+	c, id, _ := proofCluster(t, clock)
 	origin := c.nodes[0].router
-	eventually(t, 5*time.Second, func() bool { return origin.Stats().ProofsReceived == 1 }, "validator 6 never proved it forwarded")
-	sig, err := wire.SignReceipt(c.nodes[4].key, testNetwork, wire.Receipt{ID: id, SpanStart: 4, SpanLen: 1, Level: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	frame, err := proto.Marshal(&wire.RainTreeMessage{
-		Kind: wire.RainTreeKind_RAIN_TREE_KIND_FORWARDED, MessageId: id[:], Level: 2, SpanStart: silent, SpanLen: 3,
-		Receipt: sig, ReceiptSpanStart: 4, ReceiptSpanLen: 1, ReceiptLevel: 1,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.nodes[silent].router.ackUni.Send(context.Background(), c.nodes[0].host.ID(), frame); err != nil {
+	if err := c.nodes[3].router.proofUni.Send(context.Background(), c.nodes[0].host.ID(), forwardedFrame(t, c.nodes[4].key, id, id, 4, 1, 1, 1)); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 5*time.Second, func() bool { return origin.Stats().ProofsReceived == 2 }, "a valid receipt did not settle the wait")
@@ -178,5 +212,78 @@ func TestAReceiptFromInsideTheSpanSettlesTheWait(t *testing.T) {
 	}
 	if got := c.missing(id, []int{4, 5}); !slices.Equal(got, []int{4, 5}) {
 		t.Errorf("missing %v; the silent head's targets should have had nothing from RainTree", got)
+	}
+}
+
+// The wait for a proof is twice the time from the send to the ACK, plus
+// forwardSlack. On a clock that did not move during the exchange, that is
+// forwardSlack to the nanosecond.
+func TestTheProofWaitEndsAtItsDeadline(t *testing.T) {
+	for _, tt := range []struct{ elapsed, want time.Duration }{
+		{0, forwardSlack}, {-time.Second, forwardSlack}, {100 * time.Millisecond, 200*time.Millisecond + forwardSlack},
+	} {
+		if got := forwardWait(tt.elapsed); got != tt.want {
+			t.Errorf("forwardWait(%v) = %v, want %v", tt.elapsed, got, tt.want)
+		}
+	}
+	clock := newFakeClock()
+	c, id, _ := proofCluster(t, clock)
+	origin := c.nodes[0].router
+	clock.Advance(forwardSlack - time.Nanosecond)
+	if s := origin.Stats(); s.NotForwarded != 0 {
+		t.Fatalf("gave up %v early", time.Nanosecond)
+	}
+	clock.Advance(time.Nanosecond)
+	eventually(t, 5*time.Second, func() bool { return len(c.missing(id, others(9, 0))) == 0 }, "missing %v", c.missing(id, others(9, 0)))
+	if s := origin.Stats(); s.NotForwarded != 1 || s.Retries != 1 {
+		t.Errorf("at the deadline: %d not forwarded, %d retries; want 1 and 1", s.NotForwarded, s.Retries)
+	}
+}
+
+// A head checks a target's receipt before relaying it: a receipt that
+// does not verify is held against the target and not relayed, and of the
+// valid ones only the first is.
+func TestAHeadRelaysOnlyAValidReceiptAndOnlyOnce(t *testing.T) {
+	var mu sync.Mutex
+	reported := map[peer.ID]int{}
+	c := newMockCluster(t, 9, func(cfg *Config) {
+		pacedTernary(cfg)
+		cfg.OnInvalid = func(p peer.ID, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			reported[p]++
+		}
+	})
+	env, id := newEnvelope(t, c.nodes[0].key, "vouch")
+	head := c.nodes[3].router
+	// The frame 3 sent 4, on behalf of the frame 0 sent 3.
+	d := delegation{view: head.cur, mode: ModeCover, target: Target{Index: 4, Level: 1, Span: Span{Start: 4, Len: 1}}, msg: env,
+		vouch: &vouch{to: c.nodes[0].host.ID(), msgID: id, level: 2, span: Span{Start: 3, Len: 3}}}
+	target := c.nodes[4].host.ID()
+	ack := func(signer crypto.PrivKey) *wire.RainTreeMessage {
+		sig, err := wire.SignReceipt(signer, testNetwork, receiptOf(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &wire.RainTreeMessage{Kind: wire.RainTreeKind_RAIN_TREE_KIND_ACK, Level: 1, SpanStart: 4, SpanLen: 1, MessageId: id[:], Receipt: sig}
+	}
+	head.vouchFor(target, d, ack(c.nodes[5].key)) // signed by another validator
+	if s := head.Stats(); s.Dropped.BadReceipt != 1 || d.vouch.sent.Load() {
+		t.Fatalf("a bad receipt: %d counted, relayed %v; want 1, false", s.Dropped.BadReceipt, d.vouch.sent.Load())
+	}
+	head.vouchFor(target, d, ack(c.nodes[4].key))
+	head.vouchFor(target, d, ack(c.nodes[4].key))
+	origin := c.nodes[0].router
+	eventually(t, 5*time.Second, func() bool { return origin.Stats().ProofsUnexpected == 1 }, "the proof did not reach 0")
+	if s := head.Stats(); s.ProofsSent != 1 || s.Dropped.BadReceipt != 1 {
+		t.Errorf("head: %d proofs sent, %d bad receipts; want 1 and 1", s.ProofsSent, s.Dropped.BadReceipt)
+	}
+	if s := origin.Stats(); s.Dropped.BadReceipt != 0 {
+		t.Errorf("the relayed receipt was bad at 0: %+v", s.Dropped)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if reported[target] != 1 || len(reported) != 1 {
+		t.Errorf("reported %v, want the target once", reported)
 	}
 }

@@ -242,7 +242,11 @@ func (r *Router) sendAcks() {
 			return
 		case j := <-r.ackQ:
 			ctx, cancel := context.WithTimeout(r.ctx, r.cfg.SendTimeout)
-			err := r.ackUni.Send(ctx, j.to, j.frame)
+			uni := r.ackUni
+			if j.proof {
+				uni = r.proofUni
+			}
+			err := uni.Send(ctx, j.to, j.frame)
 			cancel()
 			if err != nil {
 				r.c.sendErrors.Add(1)

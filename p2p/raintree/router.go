@@ -155,17 +155,18 @@ type counters struct {
 // decides nothing itself: targets come from the plan's step functions. It
 // is safe for concurrent use.
 type Router struct {
-	host    host.Host
-	self    identity.Address
-	cfg     Config
-	handler Handler
-	log     *slog.Logger
-	clock   Clock
-	uni     *unicast.Router
-	ackUni  *unicast.Router // ACKs, on their own protocol
-	key     crypto.PrivKey  // signs receipts (forwarded.go); nil: none
-	ctx     context.Context // cancelled by Close; bounds every send
-	cancel  context.CancelFunc
+	host     host.Host
+	self     identity.Address
+	cfg      Config
+	handler  Handler
+	log      *slog.Logger
+	clock    Clock
+	uni      *unicast.Router
+	ackUni   *unicast.Router // ACKs, on their own protocol
+	proofUni *unicast.Router // proofs of forwarding (forwarded.go)
+	key      crypto.PrivKey  // signs receipts (forwarded.go); nil: none
+	ctx      context.Context // cancelled by Close; bounds every send
+	cancel   context.CancelFunc
 
 	mu       sync.Mutex
 	closed   bool
@@ -223,10 +224,9 @@ type delegation struct {
 	// vouch is the proof of forwarding this node owes its own sender for
 	// the frame that made it send this one (forwarded.go); nil at the root.
 	vouch *vouch
-	// sentAt is when the transport took the frame, xfer how long that
-	// took; proof marks a wait for the head's proof of forwarding.
+	// sentAt is when this frame's send began; proof marks a wait for the
+	// head's proof of forwarding.
 	sentAt time.Time
-	xfer   time.Duration
 	proof  bool
 }
 
@@ -296,9 +296,16 @@ func NewRouter(h host.Host, self identity.Address, set *validators.Set, cfg Conf
 		cancel()
 		return nil, fmt.Errorf("raintree: %w", err)
 	}
-	if r.uni, err = unicast.New(h, cfg.Unicast, r.onFrame); err != nil {
+	proofCfg := unicast.DefaultConfig(ProofProtocolID(cfg.NetworkID))
+	proofCfg.MaxMessageSize, proofCfg.Trusted, proofCfg.Logger = maxACKFrame, cfg.Unicast.Trusted, cfg.Unicast.Logger
+	if r.proofUni, err = unicast.New(h, proofCfg, r.onProofFrame); err != nil {
 		cancel()
 		_ = r.ackUni.Close()
+		return nil, fmt.Errorf("raintree: %w", err)
+	}
+	if r.uni, err = unicast.New(h, cfg.Unicast, r.onFrame); err != nil {
+		cancel()
+		_ = errors.Join(r.ackUni.Close(), r.proofUni.Close())
 		return nil, fmt.Errorf("raintree: %w", err)
 	}
 	for range cfg.Workers {
@@ -327,9 +334,9 @@ func stampView(v *setView, cfg Config, clock Clock) *setView {
 	return v
 }
 
-// maxACKFrame bounds a frame on the ACK protocol: an ACK or a proof of
-// forwarding is under 700 bytes with the largest signature libp2p keys
-// make (512 bytes, RSA-4096), under 200 with ed25519.
+// maxACKFrame bounds a frame on the ACK and proof protocols: an ACK or a
+// proof of forwarding is under 700 bytes with the largest signature
+// libp2p keys make (512 bytes, RSA-4096), under 200 with ed25519.
 const maxACKFrame = 1024
 
 // SetValidators switches to set for new broadcasts. Replaced sets are kept,
@@ -535,7 +542,7 @@ func (r *Router) Close() error {
 	r.cancel()
 	r.in.close()
 	r.wg.Wait()
-	return errors.Join(r.uni.Close(), r.ackUni.Close())
+	return errors.Join(r.uni.Close(), r.ackUni.Close(), r.proofUni.Close())
 }
 
 // sendTree sends one broadcast frame. A tree frame (level >= 1) waits for
@@ -576,19 +583,17 @@ func (r *Router) sendTree(d delegation) error {
 		// Registered before sending so that a quick ACK finds it; the
 		// ACK timeout proper starts once the transport took the frame,
 		// so dialing a fresh connection does not eat into it.
-		id = r.acks.Add(key, r.clock.Now().Add(r.cfg.SendTimeout+r.cfg.ACKTimeout), d)
+		d.sentAt = r.clock.Now()
+		id = r.acks.Add(key, d.sentAt.Add(r.cfg.SendTimeout+r.cfg.ACKTimeout), d)
 		r.armLocked()
 		r.mu.Unlock()
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.SendTimeout)
-	start := r.clock.Now()
 	err = r.uni.Send(ctx, to, frame)
 	cancel()
 	if tracked && err == nil {
-		d.sentAt = r.clock.Now()
-		d.xfer = d.sentAt.Sub(start)
 		r.mu.Lock()
-		if r.acks.Extend(id, d.sentAt.Add(r.cfg.ACKTimeout), d) {
+		if r.acks.Extend(id, r.clock.Now().Add(r.cfg.ACKTimeout)) {
 			r.armLocked()
 		}
 		r.mu.Unlock()
@@ -753,19 +758,14 @@ func (r *Router) onFrame(from peer.ID, data []byte) {
 	}
 }
 
-// onACKFrame handles a frame on the ACK protocol, which carries ACKs and
-// proofs of forwarding only.
+// onACKFrame handles a frame on the ACK protocol, which carries ACKs only.
 func (r *Router) onACKFrame(from peer.ID, data []byte) {
 	m := &wire.RainTreeMessage{}
-	err := proto.Unmarshal(data, m)
-	switch {
-	case err == nil && m.GetKind() == wire.RainTreeKind_RAIN_TREE_KIND_ACK:
-		r.onAck(from, m)
-	case err == nil && m.GetKind() == wire.RainTreeKind_RAIN_TREE_KIND_FORWARDED:
-		r.onForwarded(from, m)
-	default:
-		r.invalid(&r.c.malformed, from, "not an ACK or a proof on the ACK protocol", err)
+	if err := proto.Unmarshal(data, m); err != nil || m.GetKind() != wire.RainTreeKind_RAIN_TREE_KIND_ACK {
+		r.invalid(&r.c.malformed, from, "not an ACK on the ACK protocol", err)
+		return
 	}
+	r.onAck(from, m)
 }
 
 // knownValidator reports whether id is in the current or a recent set.
@@ -893,7 +893,7 @@ func (r *Router) onAck(from peer.ID, m *wire.RainTreeMessage) {
 	}
 	r.c.acksReceived.Add(1)
 	if d.vouch != nil {
-		r.vouchFor(d.vouch, m)
+		r.vouchFor(from, d, m)
 	}
 	if r.checksForwarding(d) {
 		r.awaitProof(from, d)
@@ -1018,3 +1018,6 @@ func (r *Router) UnicastStats() unicast.Stats { return r.uni.Stats() }
 
 // ACKUnicastStats returns the counters of the ACK protocol's transport.
 func (r *Router) ACKUnicastStats() unicast.Stats { return r.ackUni.Stats() }
+
+// ProofUnicastStats returns the counters of the proof protocol's transport.
+func (r *Router) ProofUnicastStats() unicast.Stats { return r.proofUni.Stats() }

@@ -141,6 +141,12 @@ func testConfig(mutate func(*Config)) Config {
 // newMockCluster starts n validators on a fully connected mocknet.
 func newMockCluster(t *testing.T, n int, mutate func(*Config)) *cluster {
 	t.Helper()
+	return newMockClusterEach(t, n, func(int) func(*Config) { return mutate })
+}
+
+// newMockClusterEach is newMockCluster with a configuration per validator.
+func newMockClusterEach(t *testing.T, n int, mutate func(i int) func(*Config)) *cluster {
+	t.Helper()
 	mn := mocknet.New()
 	t.Cleanup(func() { _ = mn.Close() })
 	keys := newKeys(t, n)
@@ -158,12 +164,20 @@ func newMockCluster(t *testing.T, n int, mutate func(*Config)) *cluster {
 	if err := mn.ConnectAllButSelf(); err != nil {
 		t.Fatal(err)
 	}
-	c.start(mutate)
+	for i, nd := range c.nodes {
+		c.startNode(nd, c.set, testConfig(mutate(i)))
+	}
 	return c
 }
 
 // newTCPCluster starts n validators as real libp2p hosts on loopback TCP.
 func newTCPCluster(t *testing.T, n int, mutate func(*Config)) *cluster {
+	t.Helper()
+	return newTCPClusterEach(t, n, func(int) func(*Config) { return mutate })
+}
+
+// newTCPClusterEach is newTCPCluster with a configuration per validator.
+func newTCPClusterEach(t *testing.T, n int, mutate func(i int) func(*Config)) *cluster {
 	t.Helper()
 	keys := newKeys(t, n)
 	c := &cluster{t: t, set: newSet(t, 1, keys)}
@@ -186,7 +200,9 @@ func newTCPCluster(t *testing.T, n int, mutate func(*Config)) *cluster {
 			}
 		}
 	}
-	c.start(mutate)
+	for i, nd := range c.nodes {
+		c.startNode(nd, c.set, testConfig(mutate(i)))
+	}
 	return c
 }
 
