@@ -17,6 +17,7 @@ import (
 // Defaults used by DefaultConfig.
 const (
 	DefaultACKTimeout    = 2 * time.Second
+	DefaultForwardSlack  = 100 * time.Millisecond
 	DefaultMaxRetries    = 3
 	DefaultRecentSets    = 4
 	DefaultRecentSetTTL  = 2 * time.Minute
@@ -78,10 +79,16 @@ type Config struct {
 	// that a head it handed a span of others to forwarded it: a receipt
 	// signed by one of the head's own targets (forwarded.go), for paced
 	// frames. A head that acknowledged but sends no valid proof within
-	// twice the time from the frame's send to its ACK, plus 10 ms, or that
-	// sends an invalid one, loses the rest of the span to the next
+	// twice the time from the frame's send to its ACK, plus ForwardSlack,
+	// or that sends an invalid one, loses the rest of the span to the next
 	// validator, as after a missing ACK (Stats.NotForwarded). Default true.
 	CheckForwarding bool
+	// ForwardSlack is added to the wait for a proof of forwarding: on fast
+	// links the send-to-ACK time is tiny and a busy head's scheduling sets
+	// the pace. Too short, and a slow honest head loses its span (the
+	// block then reaches it twice); too long, and a head that sits on a
+	// block costs its span that much more. Default 100 ms.
+	ForwardSlack time.Duration
 	// ACKTimeout is how long a sender waits for an ACK, counted from when
 	// the transport took the frame (a dial does not eat into it).
 	// Default 2s.
@@ -208,6 +215,7 @@ func DefaultConfig(networkID string) Config {
 		Mode:                  ModeCover,
 		ACK:                   true,
 		CheckForwarding:       true,
+		ForwardSlack:          DefaultForwardSlack,
 		ACKTimeout:            DefaultACKTimeout,
 		MaxRetries:            DefaultMaxRetries,
 		MaxMessageSize:        wire.DefaultMaxMessageSize,
@@ -263,6 +271,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("raintree: LevelsPerHop %d must be between 1 and %d", c.LevelsPerHop, MaxLevelsPerHop)
 	case c.SkipDisconnectedAfter < 0:
 		return fmt.Errorf("raintree: SkipDisconnectedAfter %v must not be negative", c.SkipDisconnectedAfter)
+	case c.ForwardSlack < 0:
+		return fmt.Errorf("raintree: ForwardSlack %v must not be negative", c.ForwardSlack)
 	case c.WideMaxValidators < 0:
 		return fmt.Errorf("raintree: WideMaxValidators %d must not be negative", c.WideMaxValidators)
 	case c.InboundQueueBytes < c.MaxMessageSize+wire.FrameOverhead || c.OutboundQueueBytes < c.MaxMessageSize || c.DeliveryQueueBytes < c.MaxMessageSize:

@@ -38,18 +38,15 @@ type vouch struct {
 	sent  atomic.Bool
 }
 
-// forwardSlack is added to a forwarding proof's wait for queues and
-// scheduling.
-const forwardSlack = 10 * time.Millisecond
-
 // forwardWait is how long after a frame's ACK its head's proof may take,
 // elapsed being the time from the start of the frame's send to its ACK:
 // the head forwards a frame of the same size (a transfer like ours) and
 // two more links pass, its target's ACK and the proof, about another
 // round trip like ours. Twice elapsed leaves as much again for the head's
-// queues.
-func forwardWait(elapsed time.Duration) time.Duration {
-	return 2*max(elapsed, 0) + forwardSlack
+// queues, and slack (Config.ForwardSlack) covers links so fast that
+// scheduling dominates.
+func forwardWait(elapsed, slack time.Duration) time.Duration {
+	return 2*max(elapsed, 0) + slack
 }
 
 // checksForwarding reports whether d's head owes a proof of forwarding: a
@@ -73,7 +70,7 @@ func (r *Router) awaitProof(from peer.ID, d delegation) {
 	if r.closed {
 		return
 	}
-	r.acks.Add(key, now.Add(forwardWait(now.Sub(d.sentAt))), d)
+	r.acks.Add(key, now.Add(forwardWait(now.Sub(d.sentAt), r.cfg.ForwardSlack)), d)
 	r.armLocked()
 }
 
@@ -117,29 +114,17 @@ func (r *Router) vouchFor(from peer.ID, d delegation, ack *wire.RainTreeMessage)
 	r.queueACKFrame(ackJob{to: v.to, frame: frame, proof: true})
 }
 
-// onProofFrame handles a frame on the proof protocol, which carries
-// proofs of forwarding only.
-func (r *Router) onProofFrame(from peer.ID, data []byte) {
-	m := &wire.RainTreeMessage{}
-	if err := proto.Unmarshal(data, m); err != nil || m.GetKind() != wire.RainTreeKind_RAIN_TREE_KIND_FORWARDED {
-		r.invalid(&r.c.malformed, from, "not a proof on the proof protocol", err)
-		return
-	}
-	r.onForwarded(from, m)
-}
-
 // onForwarded settles the proof that from forwarded a frame we sent it,
 // if the receipt in m checks out (checkProof). A proof nobody waits for is
 // counted and ignored. An invalid one is held against from, which checks
 // receipts before relaying them, and ends the wait at once: the span goes
 // on without from, and further proofs cost no signature check.
 func (r *Router) onForwarded(from peer.ID, m *wire.RainTreeMessage) {
-	id, err := wire.ParseMessageID(m.GetMessageId())
+	key, err := keyOf(from, m, true)
 	if err != nil {
 		r.invalid(&r.c.badReceipt, from, "forwarding proof without a message ID", err)
 		return
 	}
-	key := ackKey{peer: from, msgID: id, level: int(m.GetLevel()), span: frameSpan(m), proof: true}
 	r.mu.Lock()
 	d, ok := r.acks.Peek(key)
 	r.mu.Unlock()

@@ -141,39 +141,35 @@ func forwardedFrame(t *testing.T, signer crypto.PrivKey, msg, id wire.MessageID,
 // A bad proof ends the wait at once, and is held against the head.
 func TestOnlyAReceiptSignedInsideTheSpanProvesForwarding(t *testing.T) {
 	other := wire.MessageID{0xee}
+	// Each proof carries signer's receipt of a frame of msg with span
+	// start+length, signed at one level and claimed at another.
 	tests := []struct {
-		name  string
-		proof func(c *cluster, id wire.MessageID) []byte
+		name                   string
+		signer                 int
+		msg                    *wire.MessageID // nil: the broadcast's
+		start, length          uint32
+		signedLevel, claimedAt uint32
 	}{
-		{"signed by the silent head itself", func(c *cluster, id wire.MessageID) []byte {
-			return forwardedFrame(t, c.nodes[3].key, id, id, 4, 1, 1, 1)
-		}},
-		{"signed by a target, for another message", func(c *cluster, id wire.MessageID) []byte {
-			return forwardedFrame(t, c.nodes[4].key, other, id, 4, 1, 1, 1)
-		}},
-		{"signed by a target, claimed at another level", func(c *cluster, id wire.MessageID) []byte {
-			return forwardedFrame(t, c.nodes[4].key, id, id, 4, 1, 1, 2)
-		}},
-		{"signed by a validator outside the span", func(c *cluster, id wire.MessageID) []byte {
-			return forwardedFrame(t, c.nodes[7].key, id, id, 7, 1, 1, 1)
-		}},
-		{"the head's own frame", func(c *cluster, id wire.MessageID) []byte {
-			return forwardedFrame(t, c.nodes[3].key, id, id, 3, 3, 2, 2)
-		}},
-		{"a frame beyond the ring", func(c *cluster, id wire.MessageID) []byte {
-			return forwardedFrame(t, c.nodes[4].key, id, id, 200, 1, 1, 1)
-		}},
-		{"a frame of no length", func(c *cluster, id wire.MessageID) []byte {
-			return forwardedFrame(t, c.nodes[4].key, id, id, 4, 0, 1, 1)
-		}},
+		{"signed by the silent head itself", 3, nil, 4, 1, 1, 1},
+		{"signed by a target, for another message", 4, &other, 4, 1, 1, 1},
+		{"signed by a target, claimed at another level", 4, nil, 4, 1, 1, 2},
+		{"signed by a validator outside the span", 7, nil, 7, 1, 1, 1},
+		{"the head's own frame", 3, nil, 3, 3, 2, 2},
+		{"a frame beyond the ring", 4, nil, 200, 1, 1, 1},
+		{"a frame of no length", 4, nil, 4, 0, 1, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clock := newFakeClock()
 			c, id, reported := proofCluster(t, clock)
 			origin, head := c.nodes[0].router, c.nodes[3]
+			msg := id
+			if tt.msg != nil {
+				msg = *tt.msg
+			}
+			proof := forwardedFrame(t, c.nodes[tt.signer].key, msg, id, tt.start, tt.length, tt.signedLevel, tt.claimedAt)
 			for range 2 { // the second finds no wait: no check, no penalty
-				if err := head.router.proofUni.Send(context.Background(), c.nodes[0].host.ID(), tt.proof(c, id)); err != nil {
+				if err := head.router.proofUni.Send(context.Background(), c.nodes[0].host.ID(), proof); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -216,20 +212,20 @@ func TestAReceiptFromInsideTheSpanSettlesTheWait(t *testing.T) {
 }
 
 // The wait for a proof is twice the time from the send to the ACK, plus
-// forwardSlack. On a clock that did not move during the exchange, that is
-// forwardSlack to the nanosecond.
+// ForwardSlack. On a clock that did not move during the exchange, that is
+// ForwardSlack to the nanosecond.
 func TestTheProofWaitEndsAtItsDeadline(t *testing.T) {
 	for _, tt := range []struct{ elapsed, want time.Duration }{
-		{0, forwardSlack}, {-time.Second, forwardSlack}, {100 * time.Millisecond, 200*time.Millisecond + forwardSlack},
+		{0, DefaultForwardSlack}, {-time.Second, DefaultForwardSlack}, {100 * time.Millisecond, 200*time.Millisecond + DefaultForwardSlack},
 	} {
-		if got := forwardWait(tt.elapsed); got != tt.want {
+		if got := forwardWait(tt.elapsed, DefaultForwardSlack); got != tt.want {
 			t.Errorf("forwardWait(%v) = %v, want %v", tt.elapsed, got, tt.want)
 		}
 	}
 	clock := newFakeClock()
 	c, id, _ := proofCluster(t, clock)
 	origin := c.nodes[0].router
-	clock.Advance(forwardSlack - time.Nanosecond)
+	clock.Advance(DefaultForwardSlack - time.Nanosecond)
 	if s := origin.Stats(); s.NotForwarded != 0 {
 		t.Fatalf("gave up %v early", time.Nanosecond)
 	}

@@ -292,13 +292,13 @@ func NewRouter(h host.Host, self identity.Address, set *validators.Set, cfg Conf
 	defer r.mu.Unlock()
 	ackCfg := unicast.DefaultConfig(ACKProtocolID(cfg.NetworkID))
 	ackCfg.MaxMessageSize, ackCfg.Trusted, ackCfg.Logger = maxACKFrame, cfg.Unicast.Trusted, cfg.Unicast.Logger
-	if r.ackUni, err = unicast.New(h, ackCfg, r.onACKFrame); err != nil {
+	if r.ackUni, err = unicast.New(h, ackCfg, r.onlyKind(wire.RainTreeKind_RAIN_TREE_KIND_ACK, r.onAck)); err != nil {
 		cancel()
 		return nil, fmt.Errorf("raintree: %w", err)
 	}
 	proofCfg := unicast.DefaultConfig(ProofProtocolID(cfg.NetworkID))
 	proofCfg.MaxMessageSize, proofCfg.Trusted, proofCfg.Logger = maxACKFrame, cfg.Unicast.Trusted, cfg.Unicast.Logger
-	if r.proofUni, err = unicast.New(h, proofCfg, r.onProofFrame); err != nil {
+	if r.proofUni, err = unicast.New(h, proofCfg, r.onlyKind(wire.RainTreeKind_RAIN_TREE_KIND_FORWARDED, r.onForwarded)); err != nil {
 		cancel()
 		_ = r.ackUni.Close()
 		return nil, fmt.Errorf("raintree: %w", err)
@@ -758,14 +758,18 @@ func (r *Router) onFrame(from peer.ID, data []byte) {
 	}
 }
 
-// onACKFrame handles a frame on the ACK protocol, which carries ACKs only.
-func (r *Router) onACKFrame(from peer.ID, data []byte) {
-	m := &wire.RainTreeMessage{}
-	if err := proto.Unmarshal(data, m); err != nil || m.GetKind() != wire.RainTreeKind_RAIN_TREE_KIND_ACK {
-		r.invalid(&r.c.malformed, from, "not an ACK on the ACK protocol", err)
-		return
+// onlyKind handles the frames of a protocol that carries one kind of
+// frame (ACKs, proofs of forwarding): it passes those to handle and holds
+// anything else against its sender.
+func (r *Router) onlyKind(kind wire.RainTreeKind, handle func(peer.ID, *wire.RainTreeMessage)) func(peer.ID, []byte) {
+	return func(from peer.ID, data []byte) {
+		m := &wire.RainTreeMessage{}
+		if err := proto.Unmarshal(data, m); err != nil || m.GetKind() != kind {
+			r.invalid(&r.c.malformed, from, "not "+kind.String()+" on its own protocol", err)
+			return
+		}
+		handle(from, m)
 	}
-	r.onAck(from, m)
 }
 
 // knownValidator reports whether id is in the current or a recent set.
@@ -878,12 +882,11 @@ func (r *Router) onUnicast(from peer.ID, m *wire.RainTreeMessage) {
 }
 
 func (r *Router) onAck(from peer.ID, m *wire.RainTreeMessage) {
-	id, err := wire.ParseMessageID(m.GetMessageId())
+	key, err := keyOf(from, m, false)
 	if err != nil {
 		r.invalid(&r.c.malformed, from, "ACK without a message ID", err)
 		return
 	}
-	key := ackKey{peer: from, msgID: id, level: int(m.GetLevel()), span: frameSpan(m)}
 	r.mu.Lock()
 	d, ok := r.acks.Ack(key)
 	r.mu.Unlock()
@@ -998,6 +1001,16 @@ func (r *Router) observe(k seenKey, msg *wire.Message) dedup.Verdict {
 func isMember(s *validators.Set, id peer.ID) bool {
 	_, ok := s.IndexOfPeer(id)
 	return ok
+}
+
+// keyOf is what an ACK (proof false) or a proof of forwarding from from
+// settles: the frame it names.
+func keyOf(from peer.ID, m *wire.RainTreeMessage, proof bool) (ackKey, error) {
+	id, err := wire.ParseMessageID(m.GetMessageId())
+	if err != nil {
+		return ackKey{}, err
+	}
+	return ackKey{peer: from, msgID: id, level: int(m.GetLevel()), span: frameSpan(m), proof: proof}, nil
 }
 
 // frameSpan is the span a frame carries; zero for reference frames.

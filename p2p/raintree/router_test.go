@@ -728,6 +728,7 @@ func TestConfigValidate(t *testing.T) {
 		{"levels per hop above the maximum", func(c *Config) { c.LevelsPerHop = MaxLevelsPerHop + 1 }, false},
 		{"one level per hop", func(c *Config) { c.LevelsPerHop = 1 }, true},
 		{"negative wide-tree limit", func(c *Config) { c.WideMaxValidators = -1 }, false},
+		{"negative forwarding slack", func(c *Config) { c.ForwardSlack = -1 }, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
