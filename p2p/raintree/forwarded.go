@@ -59,17 +59,16 @@ func (r *Router) checksForwarding(d delegation) bool {
 		r.cfg.Paces(len(d.msg.Raw))
 }
 
-// awaitProof starts waiting for the proof that d's head, which has just
-// acknowledged, forwarded it.
-func (r *Router) awaitProof(from peer.ID, d delegation) {
-	now := r.clock.Now()
-	d.proof = true
-	key := ackKey{peer: from, msgID: d.msg.ID, level: d.target.Level, span: d.target.Span, proof: true}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// awaitProofLocked starts waiting for the proof that d's head, which has
+// just acknowledged, forwarded it. The caller holds r.mu, and settled the
+// ACK in the same critical section, so no proof finds neither wait.
+func (r *Router) awaitProofLocked(from peer.ID, d delegation) {
 	if r.closed {
 		return
 	}
+	now := r.clock.Now()
+	d.proof = true
+	key := ackKey{peer: from, msgID: d.msg.ID, level: d.target.Level, span: d.target.Span, proof: true}
 	r.acks.Add(key, now.Add(forwardWait(now.Sub(d.sentAt), r.cfg.ForwardSlack)), d)
 	r.armLocked()
 }
@@ -115,10 +114,12 @@ func (r *Router) vouchFor(from peer.ID, d delegation, ack *wire.RainTreeMessage)
 }
 
 // onForwarded settles the proof that from forwarded a frame we sent it,
-// if the receipt in m checks out (checkProof). A proof nobody waits for is
-// counted and ignored. An invalid one is held against from, which checks
-// receipts before relaying them, and ends the wait at once: the span goes
-// on without from, and further proofs cost no signature check.
+// if the receipt in m checks out (checkProof). The wait is claimed before
+// the check, so each costs at most one; a proof that overtook its ACK
+// (they travel on different streams) settles the ACK's wait instead. A
+// proof nobody waits for is counted and ignored. An invalid one is held
+// against from, which checks receipts before relaying them, and ends the
+// wait at once: the span goes on without from.
 func (r *Router) onForwarded(from peer.ID, m *wire.RainTreeMessage) {
 	key, err := keyOf(from, m, true)
 	if err != nil {
@@ -126,26 +127,24 @@ func (r *Router) onForwarded(from peer.ID, m *wire.RainTreeMessage) {
 		return
 	}
 	r.mu.Lock()
-	d, ok := r.acks.Peek(key)
+	d, ok := r.acks.Ack(key)
+	if !ok {
+		ackWait := key
+		ackWait.proof = false
+		d, ok = r.acks.Ack(ackWait)
+	}
 	r.mu.Unlock()
 	if !ok {
 		r.c.proofsUnexpected.Add(1)
 		return
 	}
-	proofErr := r.checkProof(d, m)
-	r.mu.Lock()
-	d, ok = r.acks.Ack(key)
-	r.mu.Unlock()
-	switch {
-	case !ok: // settled or expired meanwhile
-		r.c.proofsUnexpected.Add(1)
-	case proofErr != nil:
-		r.invalid(&r.c.badReceipt, from, "forwarding proof", proofErr)
+	if err := r.checkProof(d, m); err != nil {
+		r.invalid(&r.c.badReceipt, from, "forwarding proof", err)
 		r.c.notForwarded.Add(1)
 		r.redelegate(d)
-	default:
-		r.c.proofsReceived.Add(1)
+		return
 	}
+	r.c.proofsReceived.Add(1)
 }
 
 // checkProof verifies that m's receipt is about a frame of d's message
@@ -154,10 +153,11 @@ func (r *Router) onForwarded(from peer.ID, m *wire.RainTreeMessage) {
 // one signed fails the signature.
 func (r *Router) checkProof(d delegation, m *wire.RainTreeMessage) error {
 	n := d.view.set.Len()
-	start, length := int(m.GetReceiptSpanStart()), int(m.GetReceiptSpanLen())
-	if start >= n || length < 1 {
+	// Compared as sent, before any conversion can turn them negative.
+	if m.GetReceiptSpanStart() >= uint32(n) || m.GetReceiptSpanLen() < 1 || m.GetReceiptSpanLen() > uint32(n) {
 		return errProofOutsideSpan
 	}
+	start, length := int(m.GetReceiptSpanStart()), int(m.GetReceiptSpanLen())
 	if offset := mod(start-d.target.Span.Start, n); offset == 0 || offset+length > d.target.Span.Len {
 		return errProofOutsideSpan
 	}

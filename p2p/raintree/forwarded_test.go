@@ -156,6 +156,7 @@ func TestOnlyAReceiptSignedInsideTheSpanProvesForwarding(t *testing.T) {
 		{"signed by a validator outside the span", 7, nil, 7, 1, 1, 1},
 		{"the head's own frame", 3, nil, 3, 3, 2, 2},
 		{"a frame beyond the ring", 4, nil, 200, 1, 1, 1},
+		{"a frame at 2^31, negative as a 32-bit int", 4, nil, 1<<31 + 2, 1, 1, 1},
 		{"a frame of no length", 4, nil, 4, 0, 1, 1},
 	}
 	for _, tt := range tests {

@@ -889,6 +889,9 @@ func (r *Router) onAck(from peer.ID, m *wire.RainTreeMessage) {
 	}
 	r.mu.Lock()
 	d, ok := r.acks.Ack(key)
+	if ok && r.checksForwarding(d) {
+		r.awaitProofLocked(from, d)
+	}
 	r.mu.Unlock()
 	if !ok {
 		r.c.acksUnexpected.Add(1)
@@ -897,9 +900,6 @@ func (r *Router) onAck(from peer.ID, m *wire.RainTreeMessage) {
 	r.c.acksReceived.Add(1)
 	if d.vouch != nil {
 		r.vouchFor(from, d, m)
-	}
-	if r.checksForwarding(d) {
-		r.awaitProof(from, d)
 	}
 }
 
