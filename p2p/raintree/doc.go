@@ -3,12 +3,14 @@
 // cover mode a span of the ring), it says which validators that node must
 // send to next.
 //
-// Everything here is pure: no I/O, no goroutines, no clocks. The router that
-// sends messages and runs ACK timers calls the step functions
-// ([OriginTargets], [ReferenceTargets], [CoverTargets], [Redelegate]); the
-// `rainp2p tree` command and the simulator call [Broadcast], which drives the
-// very same step functions over a whole network to predict coverage, message
-// counts and per-node load.
+// The planning (plan.go, neighbours.go) is pure: no I/O, no goroutines, no
+// clocks. The [Router] sends frames, runs ACK timers and checks that heads
+// forward large frames (router.go, acks.go, queues.go, uplink.go,
+// forwarded.go); it calls the step functions ([OriginTargets],
+// [ReferenceTargets], [CoverTargets], [Redelegate]). The `rainp2p tree`
+// command and the simulator call [Broadcast], which drives the very same
+// step functions over a whole network to predict coverage, message counts
+// and per-node load.
 //
 // Two modes exist. [ModeReference] is the published RainTree rule, kept
 // bit-for-bit so that its read/write counts can be compared with the paper,
@@ -17,6 +19,6 @@
 // [Span] of the ring to cover, so every validator receives exactly once with
 // N-1 messages and at most Levels(N) hops.
 //
-// This package does not know about peers, addresses or wire formats; indexes
-// are positions in the validator set sorted by address.
+// The planning does not know about peers, addresses or wire formats;
+// indexes are positions in the validator set sorted by address.
 package raintree
