@@ -18,6 +18,7 @@ import (
 const (
 	DefaultACKTimeout    = 2 * time.Second
 	DefaultForwardSlack  = 100 * time.Millisecond
+	DefaultLaggardTTL    = 10 * time.Minute
 	DefaultMaxRetries    = 3
 	DefaultRecentSets    = 4
 	DefaultRecentSetTTL  = 2 * time.Minute
@@ -83,6 +84,13 @@ type Config struct {
 	// or that sends an invalid one, loses the rest of the span to the next
 	// validator, as after a missing ACK (Stats.NotForwarded). Default true.
 	CheckForwarding bool
+	// LaggardTTL is how long a head that failed to prove it forwarded a
+	// paced frame of ours stays a laggard: while it does, this node hands
+	// it paced frames of itself alone and the rest of their span to the
+	// next validator at once (Stats.SkippedLaggards), instead of waiting
+	// for a proof that has not come before; a valid proof from it ends it
+	// early. 0 turns it off. Default 10 min.
+	LaggardTTL time.Duration
 	// ForwardSlack is added to the wait for a proof of forwarding: on fast
 	// links the send-to-ACK time is tiny and a busy head's scheduling sets
 	// the pace. Too short, and a slow honest head loses its span (the
@@ -216,6 +224,7 @@ func DefaultConfig(networkID string) Config {
 		ACK:                   true,
 		CheckForwarding:       true,
 		ForwardSlack:          DefaultForwardSlack,
+		LaggardTTL:            DefaultLaggardTTL,
 		ACKTimeout:            DefaultACKTimeout,
 		MaxRetries:            DefaultMaxRetries,
 		MaxMessageSize:        wire.DefaultMaxMessageSize,
@@ -271,6 +280,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("raintree: LevelsPerHop %d must be between 1 and %d", c.LevelsPerHop, MaxLevelsPerHop)
 	case c.SkipDisconnectedAfter < 0:
 		return fmt.Errorf("raintree: SkipDisconnectedAfter %v must not be negative", c.SkipDisconnectedAfter)
+	case c.LaggardTTL < 0:
+		return fmt.Errorf("raintree: LaggardTTL %v must not be negative", c.LaggardTTL)
 	case c.ForwardSlack < 0:
 		return fmt.Errorf("raintree: ForwardSlack %v must not be negative", c.ForwardSlack)
 	case c.WideMaxValidators < 0:

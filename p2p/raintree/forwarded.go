@@ -140,11 +140,63 @@ func (r *Router) onForwarded(from peer.ID, m *wire.RainTreeMessage) {
 	}
 	if err := r.checkProof(d, m); err != nil {
 		r.invalid(&r.c.badReceipt, from, "forwarding proof", err)
-		r.c.notForwarded.Add(1)
-		r.redelegate(d)
+		r.notForwarded(d)
 		return
 	}
 	r.c.proofsReceived.Add(1)
+	r.mu.Lock()
+	delete(r.laggards, from)
+	r.mu.Unlock()
+}
+
+// notForwarded gives up on d's head, which proved no forwarding: it
+// becomes a laggard (Config.LaggardTTL) and the span goes on without it.
+func (r *Router) notForwarded(d delegation) {
+	r.c.notForwarded.Add(1)
+	if r.cfg.LaggardTTL > 0 {
+		head := d.view.set.At(d.target.Index).PeerID
+		r.mu.Lock()
+		r.laggards[head] = r.clock.Now()
+		r.pruneLaggardsLocked(d.view.set.Len())
+		r.mu.Unlock()
+	}
+	r.redelegate(d)
+}
+
+// pruneLaggardsLocked forgets expired laggards once there are more than
+// the n validators of the set.
+func (r *Router) pruneLaggardsLocked(n int) {
+	if len(r.laggards) <= n {
+		return
+	}
+	now := r.clock.Now()
+	for p, at := range r.laggards {
+		if now.Sub(at) >= r.cfg.LaggardTTL {
+			delete(r.laggards, p)
+		}
+	}
+}
+
+// passLaggard keeps a paced frame's span from a head that recently proved
+// no forwarding: the head gets a frame of itself alone, and the next
+// validator the rest of the span, both queued now. It reports whether it
+// did so, in which case d itself is not to be sent.
+func (r *Router) passLaggard(d delegation, to peer.ID) bool {
+	if !r.checksForwarding(d) || r.cfg.LaggardTTL <= 0 {
+		return false
+	}
+	r.mu.Lock()
+	at, ok := r.laggards[to]
+	r.mu.Unlock()
+	if !ok || r.clock.Now().Sub(at) >= r.cfg.LaggardTTL {
+		return false
+	}
+	r.c.skippedLaggards.Add(1)
+	alone := d
+	alone.target.Span = Span{Start: d.target.Index, Len: 1}
+	r.enqueue(alone)
+	r.redelegate(d)
+	return true
 }
 
 // checkProof verifies that m's receipt is about a frame of d's message

@@ -284,3 +284,37 @@ func TestAHeadRelaysOnlyAValidReceiptAndOnlyOnce(t *testing.T) {
 		t.Errorf("reported %v, want the target once", reported)
 	}
 }
+
+// A head that proved no forwarding is a laggard for LaggardTTL: the next
+// paced frame it would head goes to it alone, and the rest of its span to
+// the next validator at once, with no second wait.
+func TestALaggardGetsFramesOfItselfAloneUntilItsTimeIsUp(t *testing.T) {
+	const n, silent = 9, 3
+	tests := []struct {
+		name         string
+		ttl          time.Duration
+		notForwarded uint64
+		skipped      uint64
+	}{
+		{"a laggard is passed over at once", DefaultLaggardTTL, 1, 1},
+		{"without laggards, each frame waits for its proof", 0, 2, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newMockClusterEach(t, n, func(i int) func(*Config) {
+				return func(cfg *Config) { pacedTernary(cfg); cfg.LaggardTTL, cfg.Silent = tt.ttl, i == silent }
+			})
+			origin := c.nodes[0].router
+			for round := 1; round <= 2; round++ { // the laggard, 3, is among those that must deliver
+				id := c.broadcast(0)
+				eventually(t, 10*time.Second, func() bool { return len(c.missing(id, others(n, 0))) == 0 },
+					"round %d: missing %v", round, c.missing(id, others(n, 0)))
+				eventually(t, 5*time.Second, func() bool { return origin.Stats().ProofsReceived == uint64(2*round) },
+					"round %d: %d proofs, want %d (6 and the next head of 3's span)", round, origin.Stats().ProofsReceived, 2*round)
+			}
+			if s := origin.Stats(); s.NotForwarded != tt.notForwarded || s.SkippedLaggards != tt.skipped {
+				t.Errorf("%d not forwarded, %d laggards passed over; want %d and %d", s.NotForwarded, s.SkippedLaggards, tt.notForwarded, tt.skipped)
+			}
+		})
+	}
+}

@@ -84,6 +84,10 @@ type Stats struct {
 	// valid proof of forwarding in time (Config.CheckForwarding); each
 	// span went on without its head, and counts in Retries or GaveUp.
 	NotForwarded uint64
+	// SkippedLaggards counts paced frames whose head recently failed to
+	// prove it forwarded (Config.LaggardTTL): it got a frame of itself
+	// alone and the next validator the rest of the span.
+	SkippedLaggards uint64
 	// ProofsSent counts proofs of forwarding sent (on the ACK protocol,
 	// apart from AcksSent); ProofsReceived valid ones received;
 	// ProofsUnexpected proofs nobody waited for (late or duplicated).
@@ -142,6 +146,7 @@ type counters struct {
 	duplicates, unknownSetDelivered  atomic.Uint64
 	sendErrors, skippedDisconnected  atomic.Uint64
 	notForwarded, proofsReceived     atomic.Uint64
+	skippedLaggards                  atomic.Uint64
 	proofsSent                       atomic.Uint64
 	proofsUnexpected, badReceipt     atomic.Uint64
 	malformed, tooLarge              atomic.Uint64
@@ -168,12 +173,15 @@ type Router struct {
 	ctx      context.Context // cancelled by Close; bounds every send
 	cancel   context.CancelFunc
 
-	mu       sync.Mutex
-	closed   bool
-	cur      *setView
-	recent   []*setView // replaced sets, newest first
-	seen     *dedup.Deduper[seenKey]
-	acks     *ackTracker[delegation]
+	mu     sync.Mutex
+	closed bool
+	cur    *setView
+	recent []*setView // replaced sets, newest first
+	seen   *dedup.Deduper[seenKey]
+	acks   *ackTracker[delegation]
+	// laggards are heads that failed to prove they forwarded a paced
+	// frame, with when (forwarded.go); at most one entry per validator.
+	laggards map[peer.ID]time.Time
 	timer    Timer
 	timerAt  time.Time
 	timerGen uint64
@@ -267,21 +275,22 @@ func NewRouter(h host.Host, self identity.Address, set *validators.Set, cfg Conf
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Router{
-		host:    h,
-		self:    self,
-		cfg:     cfg,
-		handler: handler,
-		log:     log.With("router", "raintree"),
-		clock:   clock,
-		ctx:     ctx,
-		cancel:  cancel,
-		key:     h.Peerstore().PrivKey(h.ID()),
-		cur:     stampView(view, cfg, clock),
-		seen:    seen,
-		acks:    newAckTracker[delegation](),
-		out:     make(map[peer.ID]*outQueue),
-		in:      newInbox(cfg.InboundQueueLen, cfg.InboundQueueBytes),
-		ackQ:    make(chan ackJob, cfg.ACKQueueLen),
+		host:     h,
+		self:     self,
+		cfg:      cfg,
+		handler:  handler,
+		log:      log.With("router", "raintree"),
+		clock:    clock,
+		ctx:      ctx,
+		cancel:   cancel,
+		key:      h.Peerstore().PrivKey(h.ID()),
+		cur:      stampView(view, cfg, clock),
+		seen:     seen,
+		acks:     newAckTracker[delegation](),
+		laggards: map[peer.ID]time.Time{},
+		out:      make(map[peer.ID]*outQueue),
+		in:       newInbox(cfg.InboundQueueLen, cfg.InboundQueueBytes),
+		ackQ:     make(chan ackJob, cfg.ACKQueueLen),
 		// A delivery of each slot may pin a message of MaxMessageSize.
 		deliveries: make(chan delivery, cfg.DeliveryQueueLen),
 	}
@@ -505,6 +514,7 @@ func (r *Router) Stats() Stats {
 		SendErrors:          r.c.sendErrors.Load(),
 		SkippedDisconnected: r.c.skippedDisconnected.Load(),
 		NotForwarded:        r.c.notForwarded.Load(),
+		SkippedLaggards:     r.c.skippedLaggards.Load(),
 		ProofsSent:          r.c.proofsSent.Load(),
 		ProofsReceived:      r.c.proofsReceived.Load(),
 		ProofsUnexpected:    r.c.proofsUnexpected.Load(),
@@ -567,6 +577,9 @@ func (r *Router) sendTree(d delegation) error {
 		r.c.skippedDisconnected.Add(1)
 		r.redelegate(d)
 		return fmt.Errorf("%w: %s", ErrDisconnected, to)
+	}
+	if r.passLaggard(d, to) {
+		return nil
 	}
 	frame, err := proto.Marshal(m)
 	if err != nil {
@@ -723,10 +736,10 @@ func (r *Router) onTimer(gen uint64) {
 	r.mu.Unlock()
 	for _, d := range expired {
 		if d.proof {
-			r.c.notForwarded.Add(1)
-		} else {
-			r.c.ackTimeouts.Add(1)
+			r.notForwarded(d)
+			continue
 		}
+		r.c.ackTimeouts.Add(1)
 		r.redelegate(d)
 	}
 }

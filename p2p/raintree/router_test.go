@@ -729,6 +729,8 @@ func TestConfigValidate(t *testing.T) {
 		{"one level per hop", func(c *Config) { c.LevelsPerHop = 1 }, true},
 		{"negative wide-tree limit", func(c *Config) { c.WideMaxValidators = -1 }, false},
 		{"negative forwarding slack", func(c *Config) { c.ForwardSlack = -1 }, false},
+		{"negative laggard time", func(c *Config) { c.LaggardTTL = -1 }, false},
+		{"no laggards", func(c *Config) { c.LaggardTTL = 0 }, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
