@@ -110,7 +110,7 @@ func (r *Router) vouchFor(from peer.ID, d delegation, ack *wire.RainTreeMessage)
 		r.log.Warn("encoding a forwarding proof", "err", err)
 		return
 	}
-	r.queueACKFrame(ackJob{to: v.to, frame: frame, proof: true})
+	r.queueACKFrame(ackJob{to: v.to, frame: frame, via: r.proofUni, sent: &r.c.proofsSent})
 }
 
 // onForwarded settles the proof that from forwarded a frame we sent it,

@@ -3,9 +3,11 @@ package raintree
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/rainp2p/rainp2p/p2p/unicast"
 	"github.com/rainp2p/rainp2p/p2p/wire"
 )
 
@@ -231,7 +233,8 @@ func (d delegation) report(err error) {
 type ackJob struct {
 	to    peer.ID
 	frame []byte
-	proof bool // a proof of forwarding rather than an ACK
+	via   *unicast.Router // the ACK or the proof protocol
+	sent  *atomic.Uint64  // counts it once sent
 }
 
 // sendAcks is one of the ackSenders goroutines.
@@ -242,22 +245,14 @@ func (r *Router) sendAcks() {
 			return
 		case j := <-r.ackQ:
 			ctx, cancel := context.WithTimeout(r.ctx, r.cfg.SendTimeout)
-			uni := r.ackUni
-			if j.proof {
-				uni = r.proofUni
-			}
-			err := uni.Send(ctx, j.to, j.frame)
+			err := j.via.Send(ctx, j.to, j.frame)
 			cancel()
 			if err != nil {
 				r.c.sendErrors.Add(1)
 				r.log.Debug("ACK not sent", "to", j.to, "err", err)
 				continue
 			}
-			if j.proof {
-				r.c.proofsSent.Add(1)
-			} else {
-				r.c.acksSent.Add(1)
-			}
+			j.sent.Add(1)
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rainp2p/rainp2p/p2p/dedup"
@@ -88,7 +89,7 @@ type Stats struct {
 	// prove it forwarded (Config.LaggardTTL): it got a frame of itself
 	// alone and the next validator the rest of the span.
 	SkippedLaggards uint64
-	// ProofsSent counts proofs of forwarding sent (on the ACK protocol,
+	// ProofsSent counts proofs of forwarding sent (on their own protocol,
 	// apart from AcksSent); ProofsReceived valid ones received;
 	// ProofsUnexpected proofs nobody waited for (late or duplicated).
 	ProofsSent, ProofsReceived, ProofsUnexpected uint64
@@ -299,15 +300,11 @@ func NewRouter(h host.Host, self identity.Address, set *validators.Set, cfg Conf
 	// below) see the assignments.
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ackCfg := unicast.DefaultConfig(ACKProtocolID(cfg.NetworkID))
-	ackCfg.MaxMessageSize, ackCfg.Trusted, ackCfg.Logger = maxACKFrame, cfg.Unicast.Trusted, cfg.Unicast.Logger
-	if r.ackUni, err = unicast.New(h, ackCfg, r.onlyKind(wire.RainTreeKind_RAIN_TREE_KIND_ACK, r.onAck)); err != nil {
+	if r.ackUni, err = unicast.New(h, cfg.smallFrames(ACKProtocolID(cfg.NetworkID)), r.onlyKind(wire.RainTreeKind_RAIN_TREE_KIND_ACK, r.onAck)); err != nil {
 		cancel()
 		return nil, fmt.Errorf("raintree: %w", err)
 	}
-	proofCfg := unicast.DefaultConfig(ProofProtocolID(cfg.NetworkID))
-	proofCfg.MaxMessageSize, proofCfg.Trusted, proofCfg.Logger = maxACKFrame, cfg.Unicast.Trusted, cfg.Unicast.Logger
-	if r.proofUni, err = unicast.New(h, proofCfg, r.onlyKind(wire.RainTreeKind_RAIN_TREE_KIND_FORWARDED, r.onForwarded)); err != nil {
+	if r.proofUni, err = unicast.New(h, cfg.smallFrames(ProofProtocolID(cfg.NetworkID)), r.onlyKind(wire.RainTreeKind_RAIN_TREE_KIND_FORWARDED, r.onForwarded)); err != nil {
 		cancel()
 		_ = r.ackUni.Close()
 		return nil, fmt.Errorf("raintree: %w", err)
@@ -347,6 +344,15 @@ func stampView(v *setView, cfg Config, clock Clock) *setView {
 // proof of forwarding is under 700 bytes with the largest signature
 // libp2p keys make (512 bytes, RSA-4096), under 200 with ed25519.
 const maxACKFrame = 1024
+
+// smallFrames configures the transport of a protocol of small frames (ACKs,
+// proofs of forwarding) like the payload protocol's, but for frames of at
+// most maxACKFrame.
+func (c Config) smallFrames(id protocol.ID) unicast.Config {
+	u := unicast.DefaultConfig(id)
+	u.MaxMessageSize, u.Trusted, u.Logger = maxACKFrame, c.Unicast.Trusted, c.Unicast.Logger
+	return u
+}
 
 // SetValidators switches to set for new broadcasts. Replaced sets are kept,
 // up to RecentSets and for RecentSetTTL, so broadcasts planned on them keep
@@ -930,7 +936,7 @@ func (r *Router) ack(to peer.ID, m *wire.RainTreeMessage) {
 		r.log.Warn("encoding ACK", "err", err)
 		return
 	}
-	r.queueACKFrame(ackJob{to: to, frame: frame})
+	r.queueACKFrame(ackJob{to: to, frame: frame, via: r.ackUni, sent: &r.c.acksSent})
 }
 
 // queueACKFrame queues an ACK or a proof of forwarding for the ACK
