@@ -42,11 +42,11 @@ type vouch struct {
 // elapsed being the time from the start of the frame's send to its ACK:
 // the head forwards a frame of the same size (a transfer like ours) and
 // two more links pass, its target's ACK and the proof, about another
-// round trip like ours. Twice elapsed leaves as much again for the head's
-// queues, and slack (Config.ForwardSlack) covers links so fast that
-// scheduling dominates.
-func forwardWait(elapsed, slack time.Duration) time.Duration {
-	return 2*max(elapsed, 0) + slack
+// round trip like ours. factor (Config.ForwardFactor, at least 1) leaves
+// room for a slower or busier head, and slack (Config.ForwardSlack)
+// covers links so fast that scheduling dominates.
+func forwardWait(elapsed time.Duration, factor float64, slack time.Duration) time.Duration {
+	return time.Duration(factor*float64(max(elapsed, 0))) + slack
 }
 
 // checksForwarding reports whether d's head owes a proof of forwarding: a
@@ -69,7 +69,7 @@ func (r *Router) awaitProofLocked(from peer.ID, d delegation) {
 	now := r.clock.Now()
 	d.proof = true
 	key := ackKey{peer: from, msgID: d.msg.ID, level: d.target.Level, span: d.target.Span, proof: true}
-	r.acks.Add(key, now.Add(forwardWait(now.Sub(d.sentAt), r.cfg.ForwardSlack)), d)
+	r.acks.Add(key, now.Add(forwardWait(now.Sub(d.sentAt), r.cfg.ForwardFactor, r.cfg.ForwardSlack)), d)
 	r.armLocked()
 }
 

@@ -218,15 +218,22 @@ func TestAReceiptFromInsideTheSpanSettlesTheWait(t *testing.T) {
 	}
 }
 
-// The wait for a proof is twice the time from the send to the ACK, plus
-// ForwardSlack. On a clock that did not move during the exchange, that is
-// the slack (here testSlack) to the nanosecond.
+// The wait for a proof is ForwardFactor times the time from the send to
+// the ACK, plus ForwardSlack. On a clock that did not move during the
+// exchange, that is the slack (here testSlack) to the nanosecond.
 func TestTheProofWaitEndsAtItsDeadline(t *testing.T) {
-	for _, tt := range []struct{ elapsed, want time.Duration }{
-		{0, DefaultForwardSlack}, {-time.Second, DefaultForwardSlack}, {100 * time.Millisecond, 200*time.Millisecond + DefaultForwardSlack},
+	for _, tt := range []struct {
+		elapsed time.Duration
+		factor  float64
+		want    time.Duration
+	}{
+		{0, DefaultForwardFactor, DefaultForwardSlack},
+		{-time.Second, DefaultForwardFactor, DefaultForwardSlack},
+		{400 * time.Millisecond, DefaultForwardFactor, 800*time.Millisecond + DefaultForwardSlack},
+		{400 * time.Millisecond, 1.25, 500*time.Millisecond + DefaultForwardSlack},
 	} {
-		if got := forwardWait(tt.elapsed, DefaultForwardSlack); got != tt.want {
-			t.Errorf("forwardWait(%v) = %v, want %v", tt.elapsed, got, tt.want)
+		if got := forwardWait(tt.elapsed, tt.factor, DefaultForwardSlack); got != tt.want {
+			t.Errorf("forwardWait(%v, %v) = %v, want %v", tt.elapsed, tt.factor, got, tt.want)
 		}
 	}
 	clock := newFakeClock()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"runtime"
 	"slices"
 	"strings"
@@ -729,6 +730,9 @@ func TestConfigValidate(t *testing.T) {
 		{"one level per hop", func(c *Config) { c.LevelsPerHop = 1 }, true},
 		{"negative wide-tree limit", func(c *Config) { c.WideMaxValidators = -1 }, false},
 		{"negative forwarding slack", func(c *Config) { c.ForwardSlack = -1 }, false},
+		{"a proof wait shorter than a transfer", func(c *Config) { c.ForwardFactor = 0.9 }, false},
+		{"a proof wait that is not a number", func(c *Config) { c.ForwardFactor = math.NaN() }, false},
+		{"a proof wait of one transfer", func(c *Config) { c.ForwardFactor = 1 }, true},
 		{"negative laggard time", func(c *Config) { c.LaggardTTL = -1 }, false},
 		{"no laggards", func(c *Config) { c.LaggardTTL = 0 }, true},
 	}
