@@ -153,8 +153,8 @@ func (r *Router) appScore(p peer.ID) float64 {
 
 // effectiveGossip is the gossip configuration pubsub runs with: every node
 // of a lazy network advertises to LazyDlazy peers per heartbeat, and a lazy
-// validator aims for a mesh of ValidatorD full nodes, accepts up to Dhi,
-// and never flood-publishes.
+// validator aims for a mesh of ValidatorD full nodes, keeps at most
+// ValidatorDhi, and never flood-publishes.
 func (c Config) effectiveGossip() GossipParams {
 	g := c.Gossip
 	if c.lazyNetwork() {
@@ -164,7 +164,7 @@ func (c Config) effectiveGossip() GossipParams {
 	}
 	if c.lazy() {
 		g.D, g.Dlo = g.ValidatorD, max(1, g.ValidatorD-1)
-		g.Dhi = max(g.Dhi, g.D)
+		g.Dhi = max(g.ValidatorDhi, g.D)
 		g.FloodPublish = false
 	}
 	return g

@@ -18,23 +18,25 @@ func TestEffectiveGossipOfLazyValidators(t *testing.T) {
 		lazy      bool
 		kind      PubSubKind
 		wantD     int
+		wantDhi   int
 		wantFlood bool
 		wantDlazy int // exact under lazy gossip; otherwise at least, as pubsub's GossipFactor may raise it
 	}{
-		{"a full node of a lazy network runs the configured mesh and flood publishing, and advertises to LazyDlazy peers", false, true, GossipSub, 7, true, DefaultLazyDlazy},
-		{"a full node of an eager network runs the configured mesh", false, false, GossipSub, 7, true, 5},
-		{"a lazy validator runs a small mesh without flood publishing, and advertises to LazyDlazy peers", true, true, GossipSub, DefaultValidatorD, false, DefaultLazyDlazy},
-		{"an eager validator runs the configured mesh", true, false, GossipSub, 7, true, 5},
-		{"lazy gossip needs gossipsub", true, true, FloodSub, 7, true, 5},
+		{"a full node of a lazy network runs the configured mesh and flood publishing, and advertises to LazyDlazy peers", false, true, GossipSub, 7, 12, true, DefaultLazyDlazy},
+		{"a full node of an eager network runs the configured mesh", false, false, GossipSub, 7, 12, true, 5},
+		{"a lazy validator runs a small, capped mesh without flood publishing, and advertises to LazyDlazy peers", true, true, GossipSub, DefaultValidatorD, 3, false, DefaultLazyDlazy},
+		{"an eager validator runs the configured mesh", true, false, GossipSub, 7, 12, true, 5},
+		{"lazy gossip needs gossipsub", true, true, FloodSub, 7, 12, true, 5},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := testConfig("lazy")
 			c.PubSub, c.RainTreeValidator, c.Gossip.LazyAmongValidators = tt.kind, tt.validator, tt.lazy
-			c.Gossip.D, c.Gossip.Dlazy, c.Gossip.FloodPublish = 7, 5, true
+			c.Gossip.D, c.Gossip.Dhi, c.Gossip.Dlazy, c.Gossip.FloodPublish = 7, 12, 5, true
+			c.Gossip.ValidatorDhi = 3
 			g := c.effectiveGossip()
-			if g.D != tt.wantD || g.FloodPublish != tt.wantFlood {
-				t.Fatalf("D=%d flood=%v, want D=%d flood=%v", g.D, g.FloodPublish, tt.wantD, tt.wantFlood)
+			if g.D != tt.wantD || g.Dhi != tt.wantDhi || g.FloodPublish != tt.wantFlood {
+				t.Fatalf("D=%d Dhi=%d flood=%v, want D=%d Dhi=%d flood=%v", g.D, g.Dhi, g.FloodPublish, tt.wantD, tt.wantDhi, tt.wantFlood)
 			}
 			exact := tt.wantDlazy == DefaultLazyDlazy
 			if p := gossipSubParams(g); p.Dlazy != tt.wantDlazy || (p.GossipFactor == 0) != exact {
@@ -57,6 +59,7 @@ func TestLazyGossipConfigIsValidated(t *testing.T) {
 		edit func(*GossipParams)
 	}{
 		{"a validator mesh of one", func(g *GossipParams) { g.ValidatorD = 1 }},
+		{"a validator mesh capped below its degree", func(g *GossipParams) { g.ValidatorDhi = g.ValidatorD - 1 }},
 		{"a negative forward delay", func(g *GossipParams) { g.ForwardDelay = -time.Millisecond }},
 		{"a forward delay beyond IDONTWANT's lifetime", func(g *GossipParams) { g.ForwardDelay = 3 * g.HeartbeatInterval }},
 		{"a maximum forward delay below the forward delay", func(g *GossipParams) { g.MaxForwardDelay = g.ForwardDelay - 1 }},
@@ -148,6 +151,58 @@ func TestLazyValidatorsMeshOnlyWithFullNodes(t *testing.T) {
 			eventually(t, 10*time.Second, "the broadcast reaching both peers", func() bool {
 				return len(b.in.deliveries(env)) == 1 && len(c.in.deliveries(env)) == 1
 			})
+		})
+	}
+}
+
+// A lazy validator keeps at most ValidatorDhi full nodes in its mesh,
+// however many graft it: each may push it a block RainTree is bringing.
+// An eager validator keeps up to Dhi, so six full nodes all stay.
+func TestALazyValidatorKeepsAtMostValidatorDhiFullNodesInItsMesh(t *testing.T) {
+	tests := []struct {
+		name     string
+		lazy     bool
+		min, max int
+	}{
+		{"lazy: between ValidatorD and ValidatorDhi", true, 2, 3},
+		{"eager: every full node that grafted", false, 6, 6},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const network = "meshcap"
+			cfg := testConfig(network)
+			cfg.Gossip.LazyAmongValidators = tt.lazy
+			cfg.Gossip.ValidatorD, cfg.Gossip.ValidatorDhi = 2, 3
+			vcfg := cfg
+			vcfg.RainTreeValidator = true
+			v := startNodeOn(t, newHostWithConnManager(t), vcfg)
+			v.r.SetValidatorIDs(nil)
+			var fulls []*node
+			for range 6 {
+				f := startNodeOn(t, newHostWithConnManager(t), cfg)
+				f.r.SetValidatorIDs([]peer.ID{v.h.ID()})
+				connect(t, f.h, v.h)
+				fulls = append(fulls, f)
+			}
+			meshed := func() int {
+				n := 0
+				for _, f := range fulls {
+					if v.h.ConnManager().IsProtected(f.h.ID(), meshTag(network)) {
+						n++
+					}
+				}
+				return n
+			}
+			eventually(t, 10*time.Second, "the validator's mesh filling", func() bool { return meshed() >= tt.min })
+			// The full nodes, alone with the validator, graft it at every
+			// heartbeat: watch several for a mesh beyond the cap.
+			deadline := time.Now().Add(10 * cfg.Gossip.HeartbeatInterval)
+			for time.Now().Before(deadline) {
+				if n := meshed(); n > tt.max {
+					t.Fatalf("the validator keeps %d full nodes in its mesh, want at most %d", n, tt.max)
+				}
+				time.Sleep(cfg.Gossip.HeartbeatInterval / 4)
+			}
 		})
 	}
 }
