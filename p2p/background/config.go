@@ -95,7 +95,7 @@ type GossipParams struct {
 	// 8.5 s coverage target in 7 of 19 runs, 4 gave 2.9–3.2 copies and
 	// met it in 6 of 7; but with 4 (or fewer) full nodes find fewer
 	// validators to mesh with, and small messages reached them 40% later
-	// (full-node p99 64 against 45 ms at 100 nodes; the same at 300).
+	// (full-node p99 64 against 45 ms at 100 nodes; unchanged at 300).
 	// Networks whose traffic is mostly blocks may want 4 (ADR 0002).
 	// Defaults 2, the smallest gossipsub allows, and 12, as Dhi.
 	ValidatorD, ValidatorDhi int
