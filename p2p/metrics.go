@@ -192,7 +192,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}{
 		{"republished", b.Republished}, {"submitted", b.Submitted}, {"submit_returned", b.SubmitReturned},
 		{"submit_fallback", b.SubmitFallbacks}, {"submit_error", b.SubmitErrors}, {"submission_received", b.Submissions},
-		{"pending_full", b.PendingFull}, {"held_full", b.HeldFull},
+		{"pending_full", b.PendingFull}, {"held", b.Held}, {"held_full", b.HeldFull},
 		{"released_early", b.ReleasedEarly}, {"signals_full", b.SignalsFull},
 	} {
 		counter(lazyDesc, e.v, e.event)

@@ -93,6 +93,7 @@ func (r *Router) hold(ctx context.Context, from peer.ID, id string, size int) {
 		return
 	}
 	defer r.held.Add(-int64(size))
+	r.c.held.Add(1)
 	rtt := r.meshRTT()
 	d := r.cfg.Gossip.forwardDelay(size, rtt)
 	if r.have.wait(ctx, id, from, d, r.cfg.Gossip.releaseGrace(size, rtt)) {

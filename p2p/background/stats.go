@@ -45,9 +45,10 @@ type Stats struct {
 	// PendingFull counts messages published at once because the queue of
 	// later publications (GossipParams.MaxPending) was full.
 	PendingFull uint64
-	// HeldFull counts messages a full node forwarded without its forward
+	// Held counts messages a full node held before letting pubsub forward
+	// them (forward.go); HeldFull those it forwarded without its forward
 	// delay because the messages already held filled MaxHeldBytes.
-	HeldFull uint64
+	Held, HeldFull uint64
 	// ReleasedEarly counts held messages a full node let pubsub forward
 	// before their forward delay, every validator in its mesh having said
 	// it has them (release.go); SignalsFull the message IDs it forgot to
@@ -116,6 +117,7 @@ type counters struct {
 	submitted, submitErrors           atomic.Uint64
 	submitReturned, submitFallbacks   atomic.Uint64
 	submissions, laterFull, heldFull  atomic.Uint64
+	held                              atomic.Uint64
 	releasedEarly, signalsFull        atomic.Uint64
 	pingErrors                        atomic.Uint64
 	deliveredGossip, deliveredUnicast atomic.Uint64
@@ -143,6 +145,7 @@ func (r *Router) Stats() Stats {
 		SubmitFallbacks:         r.c.submitFallbacks.Load(),
 		Submissions:             r.c.submissions.Load(),
 		PendingFull:             r.c.laterFull.Load(),
+		Held:                    r.c.held.Load(),
 		HeldFull:                r.c.heldFull.Load(),
 		ReleasedEarly:           r.c.releasedEarly.Load(),
 		SignalsFull:             r.c.signalsFull.Load(),
