@@ -343,6 +343,7 @@ type firstDeliveries struct {
 	mu        sync.Mutex
 	nonces    map[uint64]int
 	at        [][]time.Time
+	via       [][]p2p.RouterName
 	isTarget  []bool
 	remaining []atomic.Int64
 	done      []chan struct{}
@@ -357,7 +358,7 @@ func (fd *firstDeliveries) record(node int, d p2p.Delivery) {
 	j, ok := fd.nonces[d.Envelope.GetNonce()]
 	first := ok && fd.at[node][j].IsZero()
 	if first {
-		fd.at[node][j] = d.ReceivedAt
+		fd.at[node][j], fd.via[node][j] = d.ReceivedAt, d.Router
 	}
 	fd.mu.Unlock()
 	if first && fd.isTarget[node] && fd.remaining[j].Add(-1) == 0 {
@@ -446,6 +447,7 @@ func (sc *scenario) run(ctx context.Context, s Strategy, label string, progress 
 	fd := &firstDeliveries{
 		nonces:    map[uint64]int{},
 		at:        make([][]time.Time, len(sc.nodes)),
+		via:       make([][]p2p.RouterName, len(sc.nodes)),
 		isTarget:  make([]bool, len(sc.nodes)),
 		remaining: make([]atomic.Int64, cfg.Broadcasts),
 		done:      make([]chan struct{}, cfg.Broadcasts),
@@ -455,6 +457,7 @@ func (sc *scenario) run(ctx context.Context, s Strategy, label string, progress 
 	defer func() { close(stop); collectors.Wait() }()
 	for i, m := range modules {
 		fd.at[i] = make([]time.Time, cfg.Broadcasts)
+		fd.via[i] = make([]p2p.RouterName, cfg.Broadcasts)
 		if m == nil {
 			continue
 		}
@@ -524,8 +527,11 @@ func (sc *scenario) run(ctx context.Context, s Strategy, label string, progress 
 		case endDeadline:
 			note = fmt.Sprintf(" (timeout %v)", cfg.BroadcastTimeout)
 		}
-		fmt.Fprintf(progress, "sim: %s: broadcast %d/%d: %d/%d reached%s\n", label, j+1, cfg.Broadcasts,
-			targets-1-int(fd.remaining[j].Load()), targets-1, note)
+		fd.mu.Lock()
+		b := sc.tallyBroadcast(fd, j, o, sent[j])
+		fd.mu.Unlock()
+		fmt.Fprintf(progress, "sim: %s: broadcast %d/%d from a %s: %d/%d reached, the last after %v%s\n", label, j+1, cfg.Broadcasts,
+			b.OriginRole, b.Reached, b.Targets, max(b.val.last, b.fn.last).Round(time.Microsecond), note)
 		if cfg.Virtual != nil {
 			// Drain: duplicates still queued on slow uplinks would
 			// otherwise delay the next broadcast by an amount set by
@@ -796,42 +802,21 @@ func (sc *scenario) summarise(s Strategy, fd *firstDeliveries, origins []int, se
 			live++
 		}
 	}
+	perBroadcast := make([]BroadcastResult, len(origins))
 	for j, o := range origins {
-		var last, valLast, fnLast time.Duration
-		reached, valReached, fnReached := false, false, false
-		for i, t := range fd.isTarget {
-			if !t || i == o {
-				continue
-			}
-			validator := sc.nodes[i].validator
-			if validator {
-				valTargets++
-			} else {
-				fnTargets++
-			}
-			at := fd.at[i][j]
-			if at.IsZero() {
-				continue
-			}
-			d := max(at.Sub(sent[j]), 0)
-			curve = append(curve, d)
-			last, reached = max(last, d), true
-			if validator {
-				valDelivered++
-				valLast, valReached = max(valLast, d), true
-			} else {
-				fnDelivered++
-				fnLast, fnReached = max(fnLast, d), true
-			}
+		b := sc.tallyBroadcast(fd, j, o, sent[j])
+		perBroadcast[j] = b.BroadcastResult
+		curve = append(curve, b.delays...)
+		valTargets, valDelivered = valTargets+b.val.targets, valDelivered+b.val.delivered
+		fnTargets, fnDelivered = fnTargets+b.fn.targets, fnDelivered+b.fn.delivered
+		if b.val.delivered+b.fn.delivered > 0 {
+			coverage = append(coverage, max(b.val.last, b.fn.last))
 		}
-		if reached {
-			coverage = append(coverage, last)
+		if b.val.delivered > 0 {
+			valCoverage = append(valCoverage, b.val.last)
 		}
-		if valReached {
-			valCoverage = append(valCoverage, valLast)
-		}
-		if fnReached {
-			fnCoverage = append(fnCoverage, fnLast)
+		if b.fn.delivered > 0 {
+			fnCoverage = append(fnCoverage, b.fn.last)
 		}
 	}
 	slices.Sort(curve)
@@ -850,6 +835,7 @@ func (sc *scenario) summarise(s Strategy, fd *firstDeliveries, origins []int, se
 		ValidatorCoverageMS:         quantilesMS(valCoverage),
 		Curve:                       curve,
 		Targets:                     valTargets + fnTargets,
+		PerBroadcast:                perBroadcast,
 	}
 	if !s.RainTreeOnly() {
 		r.FullNodeDeliveryRatio = ratio(fnDelivered, fnTargets)
@@ -873,6 +859,68 @@ func (sc *scenario) summarise(s Strategy, fd *firstDeliveries, origins []int, se
 	}
 	r.PayloadCopiesPerNode = &RoleCopies{Validator: perNode(traffic.toValidators, vals), FullNode: perNode(traffic.toFullNodes, fulls)}
 	return r
+}
+
+// roleTally counts one role's targets of a broadcast, those that
+// delivered it, and the delay of the last of them.
+type roleTally struct {
+	targets, delivered int
+	last               time.Duration
+	lastVia            p2p.RouterName
+}
+
+func (t *roleTally) add(at time.Time, via p2p.RouterName, sent time.Time) (time.Duration, bool) {
+	t.targets++
+	if at.IsZero() {
+		return 0, false
+	}
+	d := max(at.Sub(sent), 0)
+	t.delivered++
+	if t.delivered == 1 || d >= t.last {
+		t.last, t.lastVia = d, via
+	}
+	return d, true
+}
+
+// broadcastTally is what summarise needs of one broadcast.
+type broadcastTally struct {
+	BroadcastResult
+	val, fn roleTally
+	delays  []time.Duration // of every reached target
+}
+
+// tallyBroadcast measures broadcast j, sent by node o at sent. The caller
+// holds fd.mu.
+func (sc *scenario) tallyBroadcast(fd *firstDeliveries, j, o int, sent time.Time) broadcastTally {
+	b := broadcastTally{BroadcastResult: BroadcastResult{Origin: o, OriginRole: roleOf(sc.nodes[o]), FirstVia: map[string]int{}}}
+	for i, t := range fd.isTarget {
+		if !t || i == o {
+			continue
+		}
+		tally := &b.fn
+		if sc.nodes[i].validator {
+			tally = &b.val
+		}
+		if d, ok := tally.add(fd.at[i][j], fd.via[i][j], sent); ok {
+			b.delays = append(b.delays, d)
+			b.FirstVia[string(fd.via[i][j])]++
+		}
+	}
+	b.Targets, b.Reached = b.val.targets+b.fn.targets, b.val.delivered+b.fn.delivered
+	if b.val.delivered > 0 {
+		b.ValidatorCoverageMS, b.LastValidatorVia = ptr(ms(b.val.last)), ptr(string(b.val.lastVia))
+	}
+	if b.fn.delivered > 0 {
+		b.FullNodeCoverageMS = ptr(ms(b.fn.last))
+	}
+	return b
+}
+
+func roleOf(n simNode) string {
+	if n.validator {
+		return RoleValidator
+	}
+	return RoleFullNode
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/rainp2p/rainp2p/p2p"
 )
 
 // smallNet is a quick network: 9 validators, 4 full nodes, 5 broadcasts
@@ -74,6 +76,48 @@ func TestNetworkCoverPlusGossipSubSurvivesSilentValidators(t *testing.T) {
 	s := byName(t, runNet(t, cfg), "cover+gossipsub")
 	if ratioOf(t, s) != 1 {
 		t.Errorf("cover+gossipsub with 3/9 silent validators: ratio %v, want 1", ratioOf(t, s))
+	}
+}
+
+// per_broadcast adds up to the strategy's summary: every reached target
+// is counted once by the router that reached it first, and the slowest
+// broadcast is the coverage maximum.
+func TestNetworkPerBroadcastResultsAddUpToTheSummary(t *testing.T) {
+	cfg := smallNet("cover", "cover+gossipsub")
+	cfg.SilentValidators = 3
+	res := runNet(t, cfg)
+	for _, s := range res.Strategies {
+		if len(s.PerBroadcast) != cfg.Broadcasts {
+			t.Fatalf("%s: %d broadcasts listed, want %d", s.Name, len(s.PerBroadcast), cfg.Broadcasts)
+		}
+		var reached, targets int
+		var slowest float64
+		for j, b := range s.PerBroadcast {
+			vias := 0
+			for _, n := range b.FirstVia {
+				vias += n
+			}
+			if vias != b.Reached || b.Reached > b.Targets {
+				t.Errorf("%s broadcast %d: first_via %v sums to %d, reached %d of %d", s.Name, j, b.FirstVia, vias, b.Reached, b.Targets)
+			}
+			if wantRole := roleOf(simNode{validator: b.Origin < cfg.Validators}); b.OriginRole != wantRole {
+				t.Errorf("%s broadcast %d: origin %d is a %s, want %s", s.Name, j, b.Origin, b.OriginRole, wantRole)
+			}
+			if b.ValidatorCoverageMS == nil || b.LastValidatorVia == nil {
+				t.Fatalf("%s broadcast %d reached no validator", s.Name, j)
+			}
+			reached, targets = reached+b.Reached, targets+b.Targets
+			slowest = max(slowest, *b.ValidatorCoverageMS)
+		}
+		if targets != s.Targets || reached != len(s.Curve) || slowest != s.ValidatorCoverageMS.Max {
+			t.Errorf("%s: per broadcast %d reached of %d, slowest %v ms; summary %d of %d, %v ms",
+				s.Name, reached, targets, slowest, len(s.Curve), s.Targets, s.ValidatorCoverageMS.Max)
+		}
+	}
+	for _, b := range byName(t, res, "cover").PerBroadcast {
+		if b.OriginRole != RoleValidator || b.FirstVia[string(p2p.RouterBackground)] != 0 || b.FullNodeCoverageMS != nil {
+			t.Errorf("RainTree alone: %+v, want validator origins, no gossip and no full nodes", b)
+		}
 	}
 }
 

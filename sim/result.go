@@ -107,6 +107,12 @@ type StrategyResult struct {
 	// and broadcast, by the recipient's role. Network mode only.
 	PayloadCopiesPerNode *RoleCopies `json:"payload_copies_per_node"`
 
+	// PerBroadcast lists the broadcasts in the order sent: where each
+	// started, how long it took and which router reached its targets
+	// first, so a slow tail can be traced to its broadcasts. Network mode
+	// only.
+	PerBroadcast []BroadcastResult `json:"per_broadcast"`
+
 	// WallMS is the wall-clock time this strategy's run took, network
 	// set-up included: the cost of the measurement, not a measurement.
 	// Network mode only.
@@ -151,6 +157,33 @@ func countQuantiles(counts []int) *CountQuantiles {
 	}
 	return &CountQuantiles{P50: rank(0.50), P99: rank(0.99), Max: s[len(s)-1]}
 }
+
+// BroadcastResult is one broadcast of a network run.
+type BroadcastResult struct {
+	// Origin is the sending node's index (validators first, in set
+	// order); OriginRole is "validator" or "fullnode".
+	Origin     int    `json:"origin"`
+	OriginRole string `json:"origin_role"`
+	// Reached counts the targets that delivered it, of Targets.
+	Reached int `json:"reached"`
+	Targets int `json:"targets"`
+	// ValidatorCoverageMS and FullNodeCoverageMS are the times from send
+	// to the last first delivery among validator and full-node targets;
+	// null when none of them delivered it.
+	ValidatorCoverageMS *float64 `json:"validator_coverage_ms"`
+	FullNodeCoverageMS  *float64 `json:"fullnode_coverage_ms"`
+	// FirstVia counts reached targets by the router that delivered to
+	// them first ("raintree" or "background"), LastValidatorVia names it
+	// for the last validator reached (null when none was).
+	FirstVia         map[string]int `json:"first_via"`
+	LastValidatorVia *string        `json:"last_validator_via"`
+}
+
+// Roles of a node in BroadcastResult.OriginRole.
+const (
+	RoleValidator = "validator"
+	RoleFullNode  = "fullnode"
+)
 
 // RoleCopies is a per-node figure by role; a role with no running node is
 // null.

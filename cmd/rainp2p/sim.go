@@ -70,6 +70,11 @@ smaller ones go two levels per hop in sets up to 729 validators (rainp2p tree
 Down validators are in the set but never start; silent ones receive and never
 forward. Both are chosen at random from --seed, as are the origins.
 
+In network mode --json also lists every broadcast ("per_broadcast"): its
+origin and the origin's role, its coverage for validators and full nodes, and
+how many targets each router reached first, so a slow tail can be traced to
+the broadcasts behind it. Progress lines on stderr give each broadcast's time.
+
 Network-mode times are wall clock ("time_base": "wall" in --json): two cores
 drive every node, so they grow with CPU load. For times set by the links
 alone, run the same networks on simulated QUIC links in virtual time:

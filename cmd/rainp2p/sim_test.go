@@ -61,7 +61,7 @@ var strategyKeys = []string{
 	"name", "delivery_ratio", "validator_delivery_ratio", "fullnode_delivery_ratio",
 	"payload_messages_per_broadcast", "payload_bytes_per_broadcast", "duplicates_per_node",
 	"coverage_ms", "validator_coverage_ms", "fullnode_coverage_ms", "wall_ms",
-	"raintree_peers_per_validator", "connections_per_node", "peak_rss_bytes", "payload_copies_per_node",
+	"raintree_peers_per_validator", "connections_per_node", "peak_rss_bytes", "payload_copies_per_node", "per_broadcast",
 }
 
 func TestSimCommandIsRegistered(t *testing.T) {
@@ -97,8 +97,9 @@ func TestSimPlanJSON(t *testing.T) {
 				t.Errorf("%s lacks %s", name, k)
 			}
 		}
-		if string(s["coverage_ms"]) != "null" || string(s["fullnode_delivery_ratio"]) != "null" {
-			t.Errorf("%s: coverage_ms %s, fullnode ratio %s; want null in plan mode", name, s["coverage_ms"], s["fullnode_delivery_ratio"])
+		if string(s["coverage_ms"]) != "null" || string(s["fullnode_delivery_ratio"]) != "null" || string(s["per_broadcast"]) != "null" {
+			t.Errorf("%s: coverage_ms %s, fullnode ratio %s, per_broadcast %s; want null in plan mode",
+				name, s["coverage_ms"], s["fullnode_delivery_ratio"], s["per_broadcast"])
 		}
 	}
 	if string(ss["cover+ack"]["delivery_ratio"]) != "1" {
@@ -136,6 +137,10 @@ func TestSimNetworkJSONShapeAndReport(t *testing.T) {
 		var q map[string]float64
 		if err := json.Unmarshal(s["coverage_ms"], &q); err != nil || len(q) != 3 {
 			t.Errorf("%s coverage_ms = %s, want {p50,p99,max}", name, s["coverage_ms"])
+		}
+		var each []map[string]json.RawMessage
+		if err := json.Unmarshal(s["per_broadcast"], &each); err != nil || len(each) != 3 || each[0]["first_via"] == nil {
+			t.Errorf("%s per_broadcast = %s, want three broadcasts", name, s["per_broadcast"])
 		}
 	}
 	if got := string(ss["cover"]["fullnode_delivery_ratio"]); got != "null" {
