@@ -566,27 +566,11 @@ func (r *Router) Close() error {
 // once instead of waiting for the timeout.
 func (r *Router) sendTree(d delegation) error {
 	to := d.view.set.At(d.target.Index).PeerID
-	m := &wire.RainTreeMessage{
-		Level:     uint32(d.target.Level),
-		Data:      d.msg.Raw,
-		Kind:      wire.RainTreeKind_RAIN_TREE_KIND_BROADCAST,
-		SetHeight: d.view.set.Height(),
-		SetHash:   []byte(d.view.hash),
-		MessageId: d.msg.ID[:],
-		Mode:      string(d.mode),
-	}
-	if d.mode == ModeCover {
-		m.SpanStart, m.SpanLen = uint32(d.target.Span.Start), uint32(d.target.Span.Len)
-	}
 	tree := d.target.Level > 0
-	if tree && r.skip(d, to) {
-		r.c.skippedDisconnected.Add(1)
-		r.redelegate(d)
-		return fmt.Errorf("%w: %s", ErrDisconnected, to)
+	if passed, err := r.passOver(d, to); passed {
+		return err
 	}
-	if r.passLaggard(d, to) {
-		return nil
-	}
+	m := treeFrame(d)
 	frame, err := proto.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encoding broadcast frame: %w", err)
@@ -637,6 +621,36 @@ func (r *Router) sendTree(d delegation) error {
 		r.c.redundantSent.Add(1)
 	}
 	return nil
+}
+
+// treeFrame is the broadcast frame of d.
+func treeFrame(d delegation) *wire.RainTreeMessage {
+	m := &wire.RainTreeMessage{
+		Level:     uint32(d.target.Level),
+		Data:      d.msg.Raw,
+		Kind:      wire.RainTreeKind_RAIN_TREE_KIND_BROADCAST,
+		SetHeight: d.view.set.Height(),
+		SetHash:   []byte(d.view.hash),
+		MessageId: d.msg.ID[:],
+		Mode:      string(d.mode),
+	}
+	if d.mode == ModeCover {
+		m.SpanStart, m.SpanLen = uint32(d.target.Span.Start), uint32(d.target.Span.Len)
+	}
+	return m
+}
+
+// passOver hands d's span on without sending d to its head when the head
+// is better avoided: one with no connection (skip: the span goes to the
+// next validator, and ErrDisconnected is returned) or a recent laggard
+// (passLaggard). It reports whether it did.
+func (r *Router) passOver(d delegation, to peer.ID) (bool, error) {
+	if d.target.Level > 0 && r.skip(d, to) {
+		r.c.skippedDisconnected.Add(1)
+		r.redelegate(d)
+		return true, fmt.Errorf("%w: %s", ErrDisconnected, to)
+	}
+	return r.passLaggard(d, to), nil
 }
 
 // skip reports whether the tree frame d to is better re-delegated at once
