@@ -18,6 +18,10 @@ type Stats struct {
 	// TooOld and TooNew count envelopes the deduper refused as created outside the
 	// replay window or at or below its floor (see package dedup).
 	TooOld, TooNew uint64
+	// DedupEvicted counts message IDs the deduper forgot early to stay
+	// within Config.DedupCapacity; a copy arriving later is refused as
+	// too old rather than delivered twice.
+	DedupEvicted uint64
 	// InvalidPeers counts protocol violations routers held against the
 	// sending peer (Config.OnInvalidPeer).
 	InvalidPeers uint64
@@ -59,6 +63,7 @@ func (m *Module) Stats() Stats {
 		Duplicates:   ds.Duplicates,
 		TooOld:       ds.TooOld,
 		TooNew:       ds.TooNew,
+		DedupEvicted: ds.Evicted,
 		InvalidPeers: m.invalidPeers.Load(),
 		SendErrors:   m.sendErrors.Load(),
 	}
@@ -117,12 +122,13 @@ var (
 	lowScoreDesc  = desc("gossip_lowest_score", "Lowest gossipsub peer score at the last score inspection.")
 	cmConnsDesc   = desc("connmgr_conns", "Connections the connection manager tracks, with its watermarks.", "kind")
 	fwdDelayDesc  = desc("forward_delay_seconds", "The longest a full node of a lazy network now holds a small message before gossip forwards it: two round trips to its mesh's validators, within ForwardDelay and MaxForwardDelay (0 on validators).")
+	forgotDesc    = desc("records_forgotten_total", "Records dropped early to stay within their bound, by store: dedup (DedupCapacity), raintree_seen (RainTree's seen spans), unicast_strikes (MaxStrikeRecords, all transports), rate_limit_buckets (MaxRateLimitedPeers).", "store")
 	lazyDesc      = desc("lazy_gossip_total", "Lazy gossip events: republished (a RainTree delivery handed to gossip), submitted, submit_returned, submit_fallback, submit_error, submission_received, pending_full, held (a full node held a message before forwarding it), held_full (forwarded without delay: MaxHeldBytes), released_early (held until every validator in the mesh had it, not the whole forward delay), signals_full (MaxHaveSignals).", "event")
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{sentDesc, receivedDesc, deliveredDesc, droppedDesc, dupDesc, invalidDesc, retriesDesc, ackTODesc, peersDesc, bytesDesc, sendErrDesc,
-		penaltyDesc, grayDesc, lowScoreDesc, resMemDesc, resConnsDesc, resStrmDesc, resBlockDesc, allowDesc, cmConnsDesc, connsDesc, lazyDesc, fwdDelayDesc, forwardDesc} {
+		penaltyDesc, grayDesc, lowScoreDesc, resMemDesc, resConnsDesc, resStrmDesc, resBlockDesc, allowDesc, cmConnsDesc, connsDesc, lazyDesc, fwdDelayDesc, forwardDesc, forgotDesc} {
 		ch <- d
 	}
 }
@@ -180,6 +186,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		{bg, "outbound_queue_full", b.DroppedOutbound},
 		{bg, "oversize_in", b.Unicast.DroppedOversizeIn},
 		{bg, "rate_limited", b.DroppedRateLimited},
+		{bg, "peer_gater", b.DroppedThrottled},
 		{"module", "too_old", s.TooOld},
 		{"module", "too_new", s.TooNew},
 	}
@@ -219,7 +226,22 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(bytesDesc, b.Unicast.BytesSent, bg, "sent")
 	counter(bytesDesc, b.Unicast.BytesReceived, bg, "received")
 	collectPenalties(ch, s)
+	collectForgotten(ch, s)
 	collectResources(ch, s)
+}
+
+func collectForgotten(ch chan<- prometheus.Metric, s Stats) {
+	strikes := s.RainTreeUnicast.StrikesForgotten + s.RainTreeACKUnicast.StrikesForgotten +
+		s.RainTreeProofUnicast.StrikesForgotten + s.Background.Unicast.StrikesForgotten
+	for _, f := range []struct {
+		store string
+		v     uint64
+	}{
+		{"dedup", s.DedupEvicted}, {"raintree_seen", s.RainTree.SeenEvicted},
+		{"unicast_strikes", strikes}, {"rate_limit_buckets", s.Background.RateLimitForgotten},
+	} {
+		ch <- prometheus.MustNewConstMetric(forgotDesc, prometheus.CounterValue, float64(f.v), f.store)
+	}
 }
 
 func collectPenalties(ch chan<- prometheus.Metric, s Stats) {
@@ -257,7 +279,7 @@ func collectResources(ch chan<- prometheus.Metric, s Stats) {
 	for _, b := range []struct {
 		name string
 		v    uint64
-	}{{"conn", r.BlockedConns}, {"stream", r.BlockedStreams}, {"peer", r.BlockedPeers}, {"protocol", r.BlockedProtocols}, {"memory", r.BlockedMemory}} {
+	}{{"conn", r.BlockedConns}, {"stream", r.BlockedStreams}, {"peer", r.BlockedPeers}, {"protocol", r.BlockedProtocols}, {"service", r.BlockedServices}, {"memory", r.BlockedMemory}} {
 		ch <- prometheus.MustNewConstMetric(resBlockDesc, prometheus.CounterValue, float64(b.v), b.name)
 	}
 	gauge(allowDesc, float64(r.Allowlisted))

@@ -247,6 +247,7 @@ func (a *allowlist) size() int {
 // MetricsReporter.
 type rcmgrCounters struct {
 	blockedConns, blockedStreams, blockedPeers, blockedProtocols, blockedMemory atomic.Uint64
+	blockedServices                                                             atomic.Uint64
 }
 
 func (c *rcmgrCounters) AllowConn(network.Direction, bool)      {}
@@ -259,8 +260,8 @@ func (c *rcmgrCounters) AllowProtocol(protocol.ID)              {}
 func (c *rcmgrCounters) BlockProtocol(protocol.ID)              { c.blockedProtocols.Add(1) }
 func (c *rcmgrCounters) BlockProtocolPeer(protocol.ID, peer.ID) { c.blockedProtocols.Add(1) }
 func (c *rcmgrCounters) AllowService(string)                    {}
-func (c *rcmgrCounters) BlockService(string)                    {}
-func (c *rcmgrCounters) BlockServicePeer(string, peer.ID)       {}
+func (c *rcmgrCounters) BlockService(string)                    { c.blockedServices.Add(1) }
+func (c *rcmgrCounters) BlockServicePeer(string, peer.ID)       { c.blockedServices.Add(1) }
 func (c *rcmgrCounters) AllowMemory(int)                        {}
 func (c *rcmgrCounters) BlockMemory(int)                        { c.blockedMemory.Add(1) }
 
@@ -277,6 +278,9 @@ type ResourceStats struct {
 	StreamsInbound, StreamsOutbound              int
 	// Blocked* count refusals by kind.
 	BlockedConns, BlockedStreams, BlockedPeers, BlockedProtocols, BlockedMemory uint64
+	// BlockedServices counts streams refused at a service's limits
+	// (libp2p's own services: identify, ping, ...).
+	BlockedServices uint64
 	// Allowlisted is how many validator multiaddrs are allowlisted.
 	Allowlisted int
 }
@@ -315,7 +319,7 @@ func resourceStats(rm network.ResourceManager, networkID string, c *rcmgrCounter
 	if c != nil {
 		s.BlockedConns, s.BlockedStreams = c.blockedConns.Load(), c.blockedStreams.Load()
 		s.BlockedPeers, s.BlockedProtocols = c.blockedPeers.Load(), c.blockedProtocols.Load()
-		s.BlockedMemory = c.blockedMemory.Load()
+		s.BlockedMemory, s.BlockedServices = c.blockedMemory.Load(), c.blockedServices.Load()
 	}
 	s.Allowlisted = al.size()
 	return s

@@ -111,6 +111,7 @@ func runNode(ctx context.Context, dir, logLevel, adminAddr string, stderr interf
 	reloaded := reloadOnSIGHUP(ctx, hup, live, log)
 	defer func() { cancel(); <-reloaded }()
 	done := make(chan struct{})
+	defer func() { cancel(); <-done }() // also on the early returns below
 	go func() {
 		defer close(done)
 		for {
@@ -136,8 +137,6 @@ func runNode(ctx context.Context, dir, logLevel, adminAddr string, stderr interf
 	log.Info("node ready", "address", st.Address, "role", st.Role, "admin", url, "listen", st.ListenAddrs)
 
 	err = srv.Serve(ctx, ln)
-	cancel()
-	<-done
 	log.Info("node stopped")
 	if errors.Is(err, context.Canceled) {
 		err = nil

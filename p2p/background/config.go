@@ -188,6 +188,9 @@ const (
 	// (background unicast) accepted from one peer.
 	DefaultDirectRate  = 100
 	DefaultDirectBurst = 200
+	// DefaultMaxRateLimitedPeers is how many peers' direct-send buckets
+	// are kept.
+	DefaultMaxRateLimitedPeers = 4096
 )
 
 // DefaultGossipParams returns the gossipsub parameters described on
@@ -302,6 +305,10 @@ type Config struct {
 	// (Stats.DroppedRateLimited). Default 100/s, bursts of 200.
 	DirectRate  float64
 	DirectBurst int
+	// MaxRateLimitedPeers bounds the peers whose DirectRate buckets are
+	// kept; beyond it idle buckets are dropped first, then arbitrary ones,
+	// counted in Stats.RateLimitForgotten. Default 4096.
+	MaxRateLimitedPeers int
 	// Unicast configures the background unicast path. Its MaxMessageSize
 	// may be left 0, meaning MaxMessageSize plus the frame overhead.
 	Unicast unicast.Config
@@ -327,6 +334,7 @@ func DefaultConfig(networkID string) Config {
 		Scoring:               DefaultScoreParams(),
 		DirectRate:            DefaultDirectRate,
 		DirectBurst:           DefaultDirectBurst,
+		MaxRateLimitedPeers:   DefaultMaxRateLimitedPeers,
 		ReplayWindow:          dedup.DefaultWindow,
 		ClockSkew:             dedup.DefaultSkew,
 		Unicast:               uc,
@@ -379,6 +387,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("background: AdvertiseInterval %v must be positive", c.AdvertiseInterval)
 	case !(c.DirectRate > 0) || c.DirectBurst <= 0:
 		return fmt.Errorf("background: DirectRate %v and DirectBurst %d must be positive", c.DirectRate, c.DirectBurst)
+	case c.MaxRateLimitedPeers <= 0:
+		return fmt.Errorf("background: MaxRateLimitedPeers %d must be positive", c.MaxRateLimitedPeers)
 	case c.ReplayWindow <= 0 || c.ClockSkew < 0:
 		return fmt.Errorf("background: ReplayWindow %v must be positive and ClockSkew %v not negative", c.ReplayWindow, c.ClockSkew)
 	}

@@ -49,6 +49,7 @@ func TestConfigValidate(t *testing.T) {
 		{"the validation queue must be positive", func(c *Config) { c.ValidateQueueSize = 0 }, "ValidateQueueSize"},
 		{"the outbound queue must be positive", func(c *Config) { c.PeerOutboundQueueSize = -1 }, "PeerOutboundQueueSize"},
 		{"the advertise interval must be positive", func(c *Config) { c.AdvertiseInterval = 0 }, "AdvertiseInterval"},
+		{"rate-limit buckets must be kept for some peers", func(c *Config) { c.MaxRateLimitedPeers = 0 }, "MaxRateLimitedPeers"},
 		{"mesh degrees must be ordered", func(c *Config) { c.Gossip.Dlo = 9 }, "Dlo"},
 		{"history gossip cannot exceed history", func(c *Config) { c.Gossip.HistoryGossip = 7 }, "HistoryGossip"},
 		{"gossip params do not matter for floodsub", func(c *Config) { c.PubSub = FloodSub; c.Gossip = GossipParams{} }, ""},

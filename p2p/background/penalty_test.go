@@ -2,6 +2,7 @@ package background
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -148,5 +149,36 @@ func TestDirectSendsBeyondTheRateAreDroppedAndCounted(t *testing.T) {
 		eventually(t, 10*time.Second, "another peer's send, unaffected by the flood", func() bool {
 			return victim.r.Stats().DeliveredUnicast == st.DeliveredUnicast+1
 		})
+	}
+}
+
+// A peer that spent its burst keeps an empty bucket while the victim keeps
+// at most MaxRateLimitedPeers of them. Past that, an idle bucket (full
+// again) goes first, losing nothing; here none is idle, so the flooder's
+// is forgotten, counted, and it may send one more burst.
+func TestRateLimitBucketsAreBoundedAndForgettingIsCounted(t *testing.T) {
+	cfg := testConfig("rate-bound")
+	cfg.DirectRate, cfg.DirectBurst, cfg.MaxRateLimitedPeers = 0.01, 2, 1
+	victim, flooder, other := startNode(t, cfg), startNode(t, cfg), startNode(t, cfg)
+	connect(t, flooder.h, victim.h)
+	connect(t, other.h, victim.h)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	send := func(from *node, n int, tag string) {
+		for i := range n {
+			if err := from.r.Send(ctx, victim.h.ID(), direct(t, from, addr(t, victim), fmt.Sprint(tag, i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	handled := func(n uint64) func() bool {
+		return func() bool { st := victim.r.Stats(); return st.DeliveredUnicast+st.DroppedRateLimited == n }
+	}
+	send(flooder, 3, "flood")
+	eventually(t, 10*time.Second, "the flood to be handled", handled(3))
+	send(other, 1, "other")
+	eventually(t, 10*time.Second, "the other peer's send", handled(4))
+	if st := victim.r.Stats(); st.RateLimitForgotten != 1 || st.DroppedRateLimited != 1 || st.DeliveredUnicast != 3 {
+		t.Fatalf("stats %+v, want the flooder's bucket forgotten once, 1 dropped, 3 delivered", st)
 	}
 }

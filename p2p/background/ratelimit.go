@@ -2,28 +2,29 @@ package background
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"golang.org/x/time/rate"
 )
 
-// maxRateLimited bounds the peers whose direct-send token buckets are
-// kept. When it is reached, buckets that have refilled (idle peers) are
-// dropped first; a peer whose bucket is forgotten starts again with a full
-// burst, which at worst lets a peer with many IDs send one burst per ID.
-const maxRateLimited = 4096
-
-// peerLimiter is a token bucket per sending peer.
+// peerLimiter is a token bucket per sending peer, for at most max peers
+// (Config.MaxRateLimitedPeers). When it is reached, buckets that have
+// refilled (idle peers) are dropped first, losing nothing; then arbitrary
+// ones, counted in forgotten: such a peer starts again with a full burst,
+// which at worst lets a peer with many IDs send one burst per ID.
 type peerLimiter struct {
 	limit rate.Limit
 	burst int
+	max   int
 
-	mu sync.Mutex
-	m  map[peer.ID]*rate.Limiter
+	mu        sync.Mutex
+	m         map[peer.ID]*rate.Limiter
+	forgotten atomic.Uint64
 }
 
-func newPeerLimiter(perSecond float64, burst int) *peerLimiter {
-	return &peerLimiter{limit: rate.Limit(perSecond), burst: burst, m: map[peer.ID]*rate.Limiter{}}
+func newPeerLimiter(perSecond float64, burst, max int) *peerLimiter {
+	return &peerLimiter{limit: rate.Limit(perSecond), burst: burst, max: max, m: map[peer.ID]*rate.Limiter{}}
 }
 
 // allow takes one token from p's bucket.
@@ -32,7 +33,7 @@ func (l *peerLimiter) allow(p peer.ID) bool {
 	defer l.mu.Unlock()
 	lim, ok := l.m[p]
 	if !ok {
-		if len(l.m) >= maxRateLimited {
+		if len(l.m) >= l.max {
 			l.pruneLocked()
 		}
 		lim = rate.NewLimiter(l.limit, l.burst)
@@ -48,9 +49,10 @@ func (l *peerLimiter) pruneLocked() {
 		}
 	}
 	for p := range l.m {
-		if len(l.m) < maxRateLimited {
+		if len(l.m) < l.max {
 			return
 		}
 		delete(l.m, p)
+		l.forgotten.Add(1)
 	}
 }

@@ -167,7 +167,7 @@ func New(h host.Host, cfg Config, handler Handler) (*Router, error) {
 		static:     make(map[peer.ID]struct{}),
 		validators: make(map[peer.ID]struct{}),
 		dialing:    make(map[peer.ID]*dialer),
-		direct:     newPeerLimiter(cfg.DirectRate, cfg.DirectBurst),
+		direct:     newPeerLimiter(cfg.DirectRate, cfg.DirectBurst, cfg.MaxRateLimitedPeers),
 		graylist:   make(chan []peer.ID, 1),
 		later:      newLaterQueue(max(cfg.Gossip.MaxPending, 1)),
 	}

@@ -81,12 +81,18 @@ type Stats struct {
 	// DroppedValidation counts messages dropped before validation because
 	// the validation queue was full or validation was throttled.
 	DroppedValidation uint64
+	// DroppedThrottled counts RPCs whose messages pubsub's peer gater
+	// (ScoreParams.PeerGater) dropped, keeping only their control part.
+	DroppedThrottled uint64
 	// DroppedOutbound counts RPCs pubsub dropped because a peer's outbound
 	// queue was full.
 	DroppedOutbound uint64
 	// DroppedRateLimited counts direct sends dropped because their sender
 	// exceeded DirectRate.
 	DroppedRateLimited uint64
+	// RateLimitForgotten counts peers whose direct-send bucket was
+	// forgotten before it refilled, to stay within MaxRateLimitedPeers.
+	RateLimitForgotten uint64
 	// Graylisted is how many peers were below the graylist threshold at
 	// the last score inspection, LowestScore the lowest score then.
 	Graylisted  uint64
@@ -126,6 +132,7 @@ type counters struct {
 	gossipRejected, unicastRejected   rejectionCounters
 	droppedSubscriptionFull           atomic.Uint64
 	droppedValidation                 atomic.Uint64
+	droppedThrottled                  atomic.Uint64
 	droppedOutbound                   atomic.Uint64
 	droppedRateLimited                atomic.Uint64
 	graylisted, lowestScore           atomic.Uint64 // lowestScore holds float64 bits
@@ -159,8 +166,10 @@ func (r *Router) Stats() Stats {
 		GossipRejected:          r.c.gossipRejected.snapshot(),
 		UnicastRejected:         r.c.unicastRejected.snapshot(),
 		DroppedSubscriptionFull: r.c.droppedSubscriptionFull.Load(),
+		DroppedThrottled:        r.c.droppedThrottled.Load(),
 		DroppedValidation:       r.c.droppedValidation.Load(),
 		DroppedOutbound:         r.c.droppedOutbound.Load(),
+		RateLimitForgotten:      r.direct.forgotten.Load(),
 		DroppedRateLimited:      r.c.droppedRateLimited.Load(),
 		Graylisted:              r.c.graylisted.Load(),
 		LowestScore:             math.Float64frombits(r.c.lowestScore.Load()),
@@ -239,6 +248,6 @@ func (tracer) OnNewOutboundStream(peer.ID, protocol.ID)             {}
 func (tracer) Join(string)                                          {}
 func (tracer) Leave(string)                                         {}
 func (tracer) ValidateMessage(*pubsub.Message)                      {}
-func (tracer) ThrottlePeer(peer.ID)                                 {}
+func (t tracer) ThrottlePeer(peer.ID)                               { t.c.droppedThrottled.Add(1) }
 func (tracer) SendRPC(*pubsub.RPC, peer.ID)                         {}
 func (tracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}

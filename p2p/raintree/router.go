@@ -744,12 +744,16 @@ func (r *Router) armLocked() {
 	r.timer = r.clock.AfterFunc(max(next.Sub(r.clock.Now()), 0), func() { r.onTimer(gen) })
 }
 
+// onTimer runs on the clock's goroutine; it joins r.wg while it works, so
+// Close waits for a call already past the closed check.
 func (r *Router) onTimer(gen uint64) {
 	r.mu.Lock()
 	if r.closed || gen != r.timerGen {
 		r.mu.Unlock()
 		return // stopped or superseded
 	}
+	r.wg.Add(1)
+	defer r.wg.Done()
 	r.timer = nil
 	expired := r.acks.Expire(r.clock.Now())
 	r.armLocked()

@@ -20,6 +20,8 @@ const (
 	DefaultFrameTimeout    = 20 * time.Second
 	DefaultMalformedLimit  = 3
 	DefaultMalformedWindow = 10 * time.Minute
+	// DefaultMaxStrikeRecords is how many peers' strikes are remembered.
+	DefaultMaxStrikeRecords = 4096
 )
 
 // Config configures a Router. Start from DefaultConfig: Validate rejects
@@ -50,6 +52,10 @@ type Config struct {
 	// the limit also closes every connection to the peer. Default 3 in 10m.
 	MalformedLimit  int
 	MalformedWindow time.Duration
+	// MaxStrikeRecords bounds the peers whose strikes are remembered;
+	// beyond it the expired records go first, then arbitrary ones, counted
+	// in Stats.StrikesForgotten. Default 4096.
+	MaxStrikeRecords int
 	// Trusted, when set, names peers (validators) whose frames may use the
 	// whole of the resource manager's memory limits; other peers' frames
 	// are refused once a scope is 40% full (network.ReservationPriorityLow),
@@ -71,6 +77,8 @@ func DefaultConfig(id protocol.ID) Config {
 		FrameTimeout:    DefaultFrameTimeout,
 		MalformedLimit:  DefaultMalformedLimit,
 		MalformedWindow: DefaultMalformedWindow,
+
+		MaxStrikeRecords: DefaultMaxStrikeRecords,
 	}
 }
 
@@ -93,6 +101,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("unicast: MalformedLimit %d must be positive", c.MalformedLimit)
 	case c.MalformedWindow <= 0:
 		return fmt.Errorf("unicast: MalformedWindow %v must be positive", c.MalformedWindow)
+	case c.MaxStrikeRecords <= 0:
+		return fmt.Errorf("unicast: MaxStrikeRecords %d must be positive", c.MaxStrikeRecords)
 	}
 	return nil
 }

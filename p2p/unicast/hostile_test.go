@@ -93,6 +93,35 @@ func TestRepeatedMalformedFramesResetStreamsThenCloseTheConnection(t *testing.T)
 	}
 }
 
+// Peers that each send one bad frame fill the strike records; past
+// MaxStrikeRecords the router forgets one and counts it, and the records
+// stay bounded.
+func TestStrikeRecordsAreBoundedAndForgettingIsCounted(t *testing.T) {
+	hb := newHost(t, transports[0].addr, nil)
+	rb := newRouter(t, hb, func(peer.ID, []byte) {}, func(c *Config) { c.MaxStrikeRecords = 2 })
+	ctx := ctxT(t)
+	for i := range 3 {
+		ha := newHost(t, transports[0].addr, nil)
+		learn(ha, hb)
+		raw, err := ha.NewStream(ctx, hb.ID(), testProto)
+		if err != nil {
+			t.Fatalf("peer %d: %v", i, err)
+		}
+		if _, err := raw.Write(binary.AppendUvarint(nil, 0)); err != nil { // an empty frame
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool { return rb.Stats().Strikes == uint64(i+1) })
+	}
+	if s := rb.Stats(); s.StrikesForgotten != 1 || s.PeersDisconnected != 0 {
+		t.Fatalf("stats %+v, want one forgotten record and nobody disconnected", s)
+	}
+	rb.strikes.mu.Lock()
+	defer rb.strikes.mu.Unlock()
+	if n := len(rb.strikes.m); n > 2 {
+		t.Fatalf("%d strike records kept, MaxStrikeRecords 2", n)
+	}
+}
+
 func TestPenalizeCountsTowardsTheLimit(t *testing.T) {
 	ha, hb := newHost(t, transports[0].addr, nil), newHost(t, transports[0].addr, nil)
 	var rb *Router

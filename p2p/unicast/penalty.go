@@ -2,24 +2,25 @@ package unicast
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// maxStrikeRecords bounds the peers whose strikes are remembered. Beyond
-// it, expired records are pruned and then an arbitrary one is forgotten:
-// a peer with many IDs gains nothing, since each of its streams is reset
-// on its first malformed frame anyway.
-const maxStrikeRecords = 4096
-
-// strikes counts malformed frames per peer within a window.
+// strikes counts malformed frames per peer within a window, for at most
+// max peers (Config.MaxStrikeRecords). Beyond it, expired records are
+// pruned and then arbitrary ones are forgotten, counted in forgotten: a
+// peer with many IDs gains little, since each of its streams is reset on
+// its first malformed frame anyway.
 type strikes struct {
 	limit  int
 	window time.Duration
+	max    int
 
-	mu sync.Mutex
-	m  map[peer.ID]strikeRecord
+	mu        sync.Mutex
+	m         map[peer.ID]strikeRecord
+	forgotten atomic.Uint64
 }
 
 type strikeRecord struct {
@@ -27,8 +28,8 @@ type strikeRecord struct {
 	first time.Time
 }
 
-func newStrikes(limit int, window time.Duration) *strikes {
-	return &strikes{limit: limit, window: window, m: map[peer.ID]strikeRecord{}}
+func newStrikes(limit int, window time.Duration, max int) *strikes {
+	return &strikes{limit: limit, window: window, max: max, m: map[peer.ID]strikeRecord{}}
 }
 
 // add records one strike against p at now and reports whether p has
@@ -39,7 +40,7 @@ func (s *strikes) add(p peer.ID, now time.Time) bool {
 	rec, ok := s.m[p]
 	if !ok || now.Sub(rec.first) > s.window {
 		rec = strikeRecord{first: now}
-		if !ok && len(s.m) >= maxStrikeRecords {
+		if !ok && len(s.m) >= s.max {
 			s.pruneLocked(now)
 		}
 	}
@@ -59,9 +60,10 @@ func (s *strikes) pruneLocked(now time.Time) {
 		}
 	}
 	for p := range s.m {
-		if len(s.m) < maxStrikeRecords {
+		if len(s.m) < s.max {
 			return
 		}
 		delete(s.m, p)
+		s.forgotten.Add(1)
 	}
 }

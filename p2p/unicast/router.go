@@ -100,7 +100,7 @@ func New(h host.Host, cfg Config, handler Handler) (*Router, error) {
 		peers:   make(map[peer.ID]*outPeer),
 		streams: make(map[network.Stream]struct{}),
 		pools:   newFramePools(cfg.MaxMessageSize),
-		strikes: newStrikes(cfg.MalformedLimit, cfg.MalformedWindow),
+		strikes: newStrikes(cfg.MalformedLimit, cfg.MalformedWindow, cfg.MaxStrikeRecords),
 	}
 	h.SetStreamHandler(cfg.ProtocolID, r.handleStream)
 	return r, nil

@@ -510,6 +510,7 @@ func TestConfigValidate(t *testing.T) {
 		{"zero write timeout is invalid", func(c *Config) { c.WriteTimeout = 0 }, false},
 		{"zero idle timeout is invalid", func(c *Config) { c.IdleTimeout = 0 }, false},
 		{"zero dial timeout is invalid", func(c *Config) { c.DialTimeout = 0 }, false},
+		{"no strike records is invalid", func(c *Config) { c.MaxStrikeRecords = 0 }, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

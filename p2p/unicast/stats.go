@@ -31,6 +31,9 @@ type Stats struct {
 	// PeersDisconnected counts peers whose connections were closed for
 	// reaching MalformedLimit.
 	PeersDisconnected uint64
+	// StrikesForgotten counts peers whose unexpired strikes were forgotten
+	// to stay within MaxStrikeRecords.
+	StrikesForgotten uint64
 	// Reconnects counts outbound streams reopened because the previous one
 	// to the same peer broke or was ended by the peer.
 	Reconnects uint64
@@ -70,6 +73,7 @@ func (r *Router) Stats() Stats {
 		Strikes:            r.c.strikes.Load(),
 		Penalized:          r.c.penalized.Load(),
 		PeersDisconnected:  r.c.peersDisconnected.Load(),
+		StrikesForgotten:   r.strikes.forgotten.Load(),
 		Reconnects:         r.c.reconnects.Load(),
 		StreamsOpened:      r.c.streamsOpened.Load(),
 		StreamsAccepted:    r.c.streamsAccepted.Load(),
