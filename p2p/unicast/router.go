@@ -64,10 +64,13 @@ type Router struct {
 }
 
 // outPeer serializes Sends to one peer. sem is a one-slot semaphore rather
-// than a mutex so that waiting for it honours the caller's context.
+// than a mutex so that waiting for it honours the caller's context. An
+// outPeer is forgotten once it has no stream and no Send using it, so the
+// map holds no more peers than there are streams and Sends.
 type outPeer struct {
-	sem chan struct{}
-	cur *outStream // guarded by sem
+	sem   chan struct{}
+	cur   *outStream // guarded by sem
+	users int        // Sends between peer and release; guarded by Router.mu
 }
 
 type outStream struct {
@@ -136,9 +139,10 @@ func (r *Router) Send(ctx context.Context, to peer.ID, data []byte) (err error) 
 	select {
 	case p.sem <- struct{}{}:
 	case <-ctx.Done():
+		r.release(to, p, false)
 		return fmt.Errorf("sending to %s: waiting for stream: %w", to, ctx.Err())
 	}
-	defer func() { <-p.sem }()
+	defer r.release(to, p, true)
 
 	st, fresh, err := r.stream(ctx, to, p)
 	if err != nil {
@@ -208,7 +212,43 @@ func (r *Router) peer(id peer.ID) (*outPeer, error) {
 		p = &outPeer{sem: make(chan struct{}, 1)}
 		r.peers[id] = p
 	}
+	p.users++
 	return p, nil
+}
+
+// release ends a Send's use of p, giving up p.sem if it holds it, and
+// forgets p when nothing uses it and it has no live stream.
+func (r *Router) release(id peer.ID, p *outPeer, holds bool) {
+	idle := true
+	if holds {
+		idle = p.cur == nil || p.cur.dead.Load()
+		<-p.sem
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p.users--
+	if p.users == 0 && idle && r.peers[id] == p {
+		delete(r.peers, id)
+	}
+}
+
+// forgetIdle forgets id's outPeer once its stream st has ended, unless a
+// Send is using it.
+func (r *Router) forgetIdle(id peer.ID, st *outStream) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, ok := r.peers[id]
+	if !ok || p.users > 0 {
+		return
+	}
+	select {
+	case p.sem <- struct{}{}: // free: users is 0
+		if p.cur == nil || p.cur == st {
+			delete(r.peers, id)
+		}
+		<-p.sem
+	default:
+	}
 }
 
 // stream returns the cached outbound stream to id or opens a new one.
@@ -248,7 +288,9 @@ func (r *Router) watch(st *outStream) {
 	_, err := io.Copy(io.Discard, st.s)
 	st.dead.Store(true)
 	_ = st.s.Reset()
-	r.log.Debug("outbound stream ended", "peer", st.s.Conn().RemotePeer(), "err", err)
+	id := st.s.Conn().RemotePeer()
+	r.forgetIdle(id, st)
+	r.log.Debug("outbound stream ended", "peer", id, "err", err)
 }
 
 func (r *Router) drop(p *outPeer, st *outStream) {

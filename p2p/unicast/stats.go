@@ -35,7 +35,9 @@ type Stats struct {
 	// to stay within MaxStrikeRecords.
 	StrikesForgotten uint64
 	// Reconnects counts outbound streams reopened because the previous one
-	// to the same peer broke or was ended by the peer.
+	// to the same peer broke or was ended by the peer while a Send was
+	// under way or before the Router forgot it (a peer whose stream ended
+	// while idle is forgotten, and its next Send opens a fresh stream).
 	Reconnects uint64
 	// StreamsOpened counts outbound streams; StreamsAccepted inbound ones.
 	StreamsOpened   uint64
