@@ -274,7 +274,7 @@ func TestReplayAfterAFloodIsNeverDeliveredTwice(t *testing.T) {
 		s := victim.mod.Stats()
 		return s.TooOld >= before.TooOld+2 && s.Background.Submissions > before.Background.Submissions
 	}, func() string { return fmt.Sprintf("stats %+v", victim.mod.Stats()) })
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // absence cannot be awaited: a second delivery would show by now
 	if n := len(victim.deliveries(captured.GetNonce())); n != 1 {
 		t.Fatalf("the captured unicast was delivered %d times", n)
 	}

@@ -34,7 +34,7 @@ func TestPeerJoiningTheMeshGetsRecentMessages(t *testing.T) {
 	c := startNode(t, cfg)
 	connect(t, c.h, b.h)
 	eventually(t, 5*time.Second, "c to catch up on the broadcast", func() bool { return len(c.in.deliveries(env)) > 0 })
-	time.Sleep(3 * cfg.Gossip.HeartbeatInterval)
+	time.Sleep(3 * cfg.Gossip.HeartbeatInterval) // absence of a second delivery cannot be awaited
 	if got := c.in.deliveries(env); len(got) != 1 || got[0].origin != addr(t, a) || got[0].from != b.h.ID() || got[0].via != ViaGossip {
 		t.Fatalf("c got %+v, want one delivery from %s relayed by %s via gossip", got, addr(t, a), b.h.ID())
 	}

@@ -472,6 +472,7 @@ func TestCrashedValidators(t *testing.T) {
 			eventually(t, 10*time.Second, func() bool { return len(c.missing(nonce, covered)) == 0 },
 				"live validators %v never delivered", c.missing(nonce, covered))
 			if !ack {
+				// Absence cannot be awaited: give the holes time to fill, were they not holes.
 				time.Sleep(500 * time.Millisecond)
 				if got := c.missing(nonce, live); !slices.Equal(got, plan.Uncovered) {
 					t.Errorf("without ACK, %v missed the broadcast; plan says %v", got, plan.Uncovered)
@@ -643,7 +644,7 @@ func TestSilentNodeDeliversAndAcknowledgesButDoesNotForward(t *testing.T) {
 	plan := Broadcast(n, 0, ModeCover, Options{Silent: silentAt(n, 3)})
 	covered := slices.DeleteFunc(others(n, 0), func(i int) bool { return slices.Contains(plan.Uncovered, i) })
 	eventually(t, 5*time.Second, func() bool { return len(c.missing(nonce, covered)) == 0 }, "missing %v", c.missing(nonce, covered))
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // absence cannot be awaited: a late forward would show by now
 	if got := c.missing(nonce, others(n, 0)); !slices.Equal(got, plan.Uncovered) || len(got) == 0 {
 		t.Errorf("missed %v, plan says %v", got, plan.Uncovered)
 	}
@@ -699,7 +700,7 @@ func TestCoverDuplicateIsAcknowledgedButNeitherDeliveredNorPropagatedAgain(t *te
 		s := c.nodes[3].router.Stats()
 		return s.Duplicates == 1 && s.TreeSent == 2 && s.AcksSent == 2
 	}, "validator 3 should count one duplicate, forward 2 frames once and ACK both copies: %+v", c.nodes[3].router.Stats())
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // absence cannot be awaited: a second forward would show by now
 	if s := c.nodes[3].router.Stats(); s.TreeSent != 2 || c.nodes[3].got(nonce, true) != 1 {
 		t.Errorf("validator 3 forwarded %d frames and delivered %d copies, want 2 and 1", s.TreeSent, c.nodes[3].got(nonce, true))
 	}
@@ -792,7 +793,7 @@ func TestUnknownSetFromAValidatorIsDeliveredButNotPropagated(t *testing.T) {
 	if c.nodes[3].got(nonce, true) != 1 {
 		t.Error("a validator's frame on an unknown set was not delivered")
 	}
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // absence cannot be awaited: a forward would show by now
 	if s := c.nodes[3].router.Stats(); s.TreeSent != 0 {
 		t.Errorf("a frame on an unknown set was forwarded %d times", s.TreeSent)
 	}
