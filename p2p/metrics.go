@@ -122,13 +122,14 @@ var (
 	lowScoreDesc  = desc("gossip_lowest_score", "Lowest gossipsub peer score at the last score inspection.")
 	cmConnsDesc   = desc("connmgr_conns", "Connections the connection manager tracks, with its watermarks.", "kind")
 	fwdDelayDesc  = desc("forward_delay_seconds", "The longest a full node of a lazy network now holds a small message before gossip forwards it: two round trips to its mesh's validators, within ForwardDelay and MaxForwardDelay (0 on validators).")
+	discErrDesc   = desc("discovery_errors_total", "Failed discovery steps, by kind: bootstrap_dial (retried with backoff), discovery_round (a DHT round), discovered_dial (a peer a round found).", "kind")
 	forgotDesc    = desc("records_forgotten_total", "Records dropped early to stay within their bound, by store: dedup (DedupCapacity), raintree_seen (RainTree's seen spans), unicast_strikes (MaxStrikeRecords, all transports), rate_limit_buckets (MaxRateLimitedPeers).", "store")
 	lazyDesc      = desc("lazy_gossip_total", "Lazy gossip events: republished (a RainTree delivery handed to gossip), submitted, submit_returned, submit_fallback, submit_error, submission_received, pending_full, held (a full node held a message before forwarding it), held_full (forwarded without delay: MaxHeldBytes), released_early (held until every validator in the mesh had it, not the whole forward delay), signals_full (MaxHaveSignals).", "event")
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{sentDesc, receivedDesc, deliveredDesc, droppedDesc, dupDesc, invalidDesc, retriesDesc, ackTODesc, peersDesc, bytesDesc, sendErrDesc,
-		penaltyDesc, grayDesc, lowScoreDesc, resMemDesc, resConnsDesc, resStrmDesc, resBlockDesc, allowDesc, cmConnsDesc, connsDesc, lazyDesc, fwdDelayDesc, forwardDesc, forgotDesc} {
+		penaltyDesc, grayDesc, lowScoreDesc, resMemDesc, resConnsDesc, resStrmDesc, resBlockDesc, allowDesc, cmConnsDesc, connsDesc, lazyDesc, fwdDelayDesc, forwardDesc, forgotDesc, discErrDesc} {
 		ch <- d
 	}
 }
@@ -227,6 +228,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(bytesDesc, b.Unicast.BytesReceived, bg, "received")
 	collectPenalties(ch, s)
 	collectForgotten(ch, s)
+	counter(discErrDesc, b.BootstrapDialErrors, "bootstrap_dial")
+	counter(discErrDesc, b.DiscoveryErrors, "discovery_round")
+	counter(discErrDesc, b.DiscoveredDialErrors, "discovered_dial")
 	collectResources(ch, s)
 }
 

@@ -111,7 +111,7 @@ func TestResourceFiguresAreExported(t *testing.T) {
 	}
 	for _, want := range []string{
 		"rainp2p_resource_memory_bytes", "rainp2p_resource_blocked_total", "rainp2p_resource_allowlisted_addrs",
-		"rainp2p_penalties_total", "rainp2p_gossip_graylisted_peers", "rainp2p_connmgr_conns", "rainp2p_lazy_gossip_total", "rainp2p_forward_delay_seconds", "rainp2p_records_forgotten_total",
+		"rainp2p_penalties_total", "rainp2p_gossip_graylisted_peers", "rainp2p_connmgr_conns", "rainp2p_lazy_gossip_total", "rainp2p_forward_delay_seconds", "rainp2p_records_forgotten_total", "rainp2p_discovery_errors_total",
 	} {
 		if !have[want] {
 			t.Errorf("%s missing from /metrics", want)

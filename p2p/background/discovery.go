@@ -198,6 +198,7 @@ func (r *Router) dialBootstrap(ctx context.Context, id peer.ID) {
 		if ctx.Err() != nil {
 			return
 		}
+		r.c.bootstrapDialErrors.Add(1)
 		r.log.Debug("dialing bootstrap peer", "peer", id, "err", err, "retry_in", backoff)
 		timer.Reset(jitter(backoff))
 		backoff = min(2*backoff, maxBackoff)
@@ -251,6 +252,7 @@ func (r *Router) maintainLoop() {
 				if r.ctx.Err() != nil {
 					return
 				}
+				r.c.discoveryErrors.Add(1)
 				r.log.Debug("discovery round failed", "err", err, "retry_in", retry)
 				next = min(retry, next)
 				retry = min(2*retry, r.cfg.AdvertiseInterval)
@@ -311,6 +313,7 @@ func (r *Router) discover(disc *drouting.RoutingDiscovery) error {
 			cctx, ccancel := context.WithTimeout(ctx, dialTimeout)
 			defer ccancel()
 			if err := r.host.Connect(cctx, ai); err != nil {
+				r.c.discoveredDialErrors.Add(1)
 				r.log.Debug("dialing discovered peer", "peer", ai.ID, "err", err)
 			}
 		})

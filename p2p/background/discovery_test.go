@@ -86,7 +86,7 @@ func TestBootstrapDialRetriesUntilThePeerIsUp(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("Start blocked for %v on an unreachable bootstrap peer", d)
 	}
-	time.Sleep(500 * time.Millisecond) // a few failed attempts
+	eventually(t, 10*time.Second, "a few failed attempts, counted", func() bool { return n.r.Stats().BootstrapDialErrors >= 2 })
 
 	// Bring up a node under the same identity and address.
 	hub := startNodeOn(t, newHost(t, libp2p.Identity(key), libp2p.ListenAddrs(hubInfo.Addrs...)), cfg)

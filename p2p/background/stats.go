@@ -99,6 +99,10 @@ type Stats struct {
 	LowestScore float64
 	// ScoreDisconnects counts connections closed to graylisted peers.
 	ScoreDisconnects uint64
+	// BootstrapDialErrors counts failed dials to bootstrap peers (each is
+	// retried with backoff), DiscoveryErrors failed DHT discovery rounds,
+	// and DiscoveredDialErrors failed dials to peers discovery found.
+	BootstrapDialErrors, DiscoveryErrors, DiscoveredDialErrors uint64
 	// Unicast is the embedded unicast router's own counters.
 	Unicast unicast.Stats
 }
@@ -137,6 +141,9 @@ type counters struct {
 	droppedRateLimited                atomic.Uint64
 	graylisted, lowestScore           atomic.Uint64 // lowestScore holds float64 bits
 	scoreDisconnects                  atomic.Uint64
+	bootstrapDialErrors               atomic.Uint64
+	discoveryErrors                   atomic.Uint64
+	discoveredDialErrors              atomic.Uint64
 }
 
 // Stats returns the current counters.
@@ -173,6 +180,9 @@ func (r *Router) Stats() Stats {
 		DroppedRateLimited:      r.c.droppedRateLimited.Load(),
 		Graylisted:              r.c.graylisted.Load(),
 		LowestScore:             math.Float64frombits(r.c.lowestScore.Load()),
+		BootstrapDialErrors:     r.c.bootstrapDialErrors.Load(),
+		DiscoveryErrors:         r.c.discoveryErrors.Load(),
+		DiscoveredDialErrors:    r.c.discoveredDialErrors.Load(),
 		ScoreDisconnects:        r.c.scoreDisconnects.Load(),
 		Unicast:                 r.uc.Stats(),
 	}
