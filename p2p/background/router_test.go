@@ -206,7 +206,11 @@ func TestWaitReady(t *testing.T) {
 	}
 
 	go func() { done <- a.r.WaitReady(context.Background(), 10) }()
-	time.Sleep(50 * time.Millisecond)
+	select { // it waits: ten peers will not come
+	case err := <-done:
+		t.Fatalf("WaitReady(10) returned %v with %d peers", err, len(a.r.TopicPeers()))
+	case <-time.After(100 * time.Millisecond): // absence cannot be awaited
+	}
 	_ = a.r.Close()
 	if err := <-done; !errors.Is(err, ErrClosed) {
 		t.Fatalf("after Close: got %v, want ErrClosed", err)
