@@ -346,11 +346,12 @@ func stampView(v *setView, cfg Config, clock Clock) *setView {
 const maxACKFrame = 1024
 
 // smallFrames configures the transport of a protocol of small frames (ACKs,
-// proofs of forwarding) like the payload protocol's, but for frames of at
-// most maxACKFrame.
+// proofs of forwarding) like the payload protocol's (Config.Unicast: its
+// timeouts, strike limits and trust), but for frames of at most
+// maxACKFrame.
 func (c Config) smallFrames(id protocol.ID) unicast.Config {
-	u := unicast.DefaultConfig(id)
-	u.MaxMessageSize, u.Trusted, u.Logger = maxACKFrame, c.Unicast.Trusted, c.Unicast.Logger
+	u := c.Unicast
+	u.ProtocolID, u.MaxMessageSize = id, maxACKFrame
 	return u
 }
 

@@ -706,6 +706,25 @@ func TestCoverDuplicateIsAcknowledgedButNeitherDeliveredNorPropagatedAgain(t *te
 	}
 }
 
+// The ACK and proof transports follow the payload transport's
+// configuration, limits included, except for their own protocol and the
+// small frame size.
+func TestSmallFrameTransportsFollowTheUnicastConfig(t *testing.T) {
+	cfg := testConfig(func(c *Config) {
+		c.Unicast.MalformedLimit, c.Unicast.IdleTimeout, c.Unicast.MaxStrikeRecords = 7, time.Minute, 9
+	})
+	u := cfg.smallFrames("/ack")
+	if u.ProtocolID != "/ack" || u.MaxMessageSize != maxACKFrame {
+		t.Fatalf("protocol %s, max %d; want /ack, %d", u.ProtocolID, u.MaxMessageSize, maxACKFrame)
+	}
+	if u.MalformedLimit != 7 || u.IdleTimeout != time.Minute || u.MaxStrikeRecords != 9 || u.WriteTimeout != cfg.Unicast.WriteTimeout {
+		t.Fatalf("small-frame transport %+v does not follow Config.Unicast", u)
+	}
+	if err := u.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	tests := []struct {
 		name   string
