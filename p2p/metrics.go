@@ -123,7 +123,7 @@ var (
 	cmConnsDesc   = desc("connmgr_conns", "Connections the connection manager tracks, with its watermarks.", "kind")
 	fwdDelayDesc  = desc("forward_delay_seconds", "The longest a full node of a lazy network now holds a small message before gossip forwards it: two round trips to its mesh's validators, within ForwardDelay and MaxForwardDelay (0 on validators).")
 	discErrDesc   = desc("discovery_errors_total", "Failed discovery steps, by kind: bootstrap_dial (retried with backoff), discovery_round (a DHT round), discovered_dial (a peer a round found).", "kind")
-	forgotDesc    = desc("records_forgotten_total", "Records dropped early to stay within their bound, by store: dedup (DedupCapacity), raintree_seen (RainTree's seen spans), unicast_strikes (MaxStrikeRecords, all transports), rate_limit_buckets (MaxRateLimitedPeers).", "store")
+	forgotDesc    = desc("records_forgotten_total", "Records dropped early to stay within their bound, by store: dedup (DedupCapacity), raintree_seen (RainTree's seen spans), unicast_strikes (MaxStrikeRecords, all transports), rate_limit_buckets (MaxRateLimitedPeers), gossip_catch_up (recent messages beyond pubsub's MaxIHaveLength, not advertised to a newly grafted peer).", "store")
 	lazyDesc      = desc("lazy_gossip_total", "Lazy gossip events: republished (a RainTree delivery handed to gossip), submitted, submit_returned, submit_fallback, submit_error, submission_received, pending_full, held (a full node held a message before forwarding it), held_full (forwarded without delay: MaxHeldBytes), released_early (held until every validator in the mesh had it, not the whole forward delay), signals_full (MaxHaveSignals).", "event")
 )
 
@@ -243,6 +243,7 @@ func collectForgotten(ch chan<- prometheus.Metric, s Stats) {
 	}{
 		{"dedup", s.DedupEvicted}, {"raintree_seen", s.RainTree.SeenEvicted},
 		{"unicast_strikes", strikes}, {"rate_limit_buckets", s.Background.RateLimitForgotten},
+		{"gossip_catch_up", s.Background.CatchUpForgotten},
 	} {
 		ch <- prometheus.MustNewConstMetric(forgotDesc, prometheus.CounterValue, float64(f.v), f.store)
 	}

@@ -2,6 +2,7 @@ package background
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -37,9 +38,12 @@ type graftCatchUp struct {
 	// inside the message cache's lifetime so every advertised message can
 	// still be served when the IWANT comes back.
 	window time.Duration
-	// limit caps the IDs in one IHAVE at what the receiver accepts.
-	limit int
-	now   func() time.Time
+	// limit caps the IDs in one IHAVE at what the receiver accepts
+	// (pubsub's MaxIHaveLength); older ones are forgotten, counted in
+	// forgotten when it is set.
+	limit     int
+	now       func() time.Time
+	forgotten *atomic.Uint64
 
 	mu     sync.Mutex
 	recent []recentMessage // oldest first
@@ -104,6 +108,9 @@ func (g *graftCatchUp) record(id string, from peer.ID) {
 	g.expireLocked(now)
 	if len(g.recent) >= g.limit {
 		g.recent = g.recent[1:]
+		if g.forgotten != nil {
+			g.forgotten.Add(1)
+		}
 	}
 	g.recent = append(g.recent, recentMessage{id: id, from: from, at: now})
 }

@@ -2,6 +2,7 @@ package background
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,6 +68,7 @@ func TestGraftCatchUpAdvertisesOnlyTheGossipWindow(t *testing.T) {
 	p.HeartbeatInterval, p.HistoryGossip, p.HistoryLength = time.Second, 3, 5
 	p.MaxIHaveLength = 3
 	g := newGraftCatchUp(nil, "topic", p)
+	g.forgotten = new(atomic.Uint64)
 	now := time.Unix(1000, 0)
 	g.now = func() time.Time { return now }
 	if g.window != 3*time.Second {
@@ -99,10 +101,13 @@ func TestGraftCatchUpAdvertisesOnlyTheGossipWindow(t *testing.T) {
 	check("someone", "from neighbour", "own")
 	check(neighbour, "own")
 
-	// At the cap the oldest entries make room.
+	// At the cap the oldest entries make room, counted.
 	deliver("x", "topic", "")
 	deliver("y", "topic", "")
 	check("someone", "own", "x", "y")
+	if n := g.forgotten.Load(); n != 1 {
+		t.Fatalf("%d entries forgotten at the cap, want 1 (the expired one just expires)", n)
+	}
 
 	// A window of zero (HistoryLength 1) turns catch-up off.
 	p.HistoryLength, p.HistoryGossip = 1, 1

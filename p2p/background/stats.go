@@ -93,6 +93,9 @@ type Stats struct {
 	// RateLimitForgotten counts peers whose direct-send bucket was
 	// forgotten before it refilled, to stay within MaxRateLimitedPeers.
 	RateLimitForgotten uint64
+	// CatchUpForgotten counts recent messages left out of the IHAVE a
+	// newly grafted mesh peer gets, beyond pubsub's MaxIHaveLength.
+	CatchUpForgotten uint64
 	// Graylisted is how many peers were below the graylist threshold at
 	// the last score inspection, LowestScore the lowest score then.
 	Graylisted  uint64
@@ -144,11 +147,13 @@ type counters struct {
 	bootstrapDialErrors               atomic.Uint64
 	discoveryErrors                   atomic.Uint64
 	discoveredDialErrors              atomic.Uint64
+	catchUpForgotten                  atomic.Uint64
 }
 
 // Stats returns the current counters.
 func (r *Router) Stats() Stats {
 	return Stats{
+		CatchUpForgotten:        r.c.catchUpForgotten.Load(),
 		Published:               r.c.published.Load(),
 		PublishErrors:           r.c.publishErrors.Load(),
 		Republished:             r.c.republished.Load(),
