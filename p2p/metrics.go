@@ -187,7 +187,6 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		{bg, "outbound_queue_full", b.DroppedOutbound},
 		{bg, "oversize_in", b.Unicast.DroppedOversizeIn},
 		{bg, "rate_limited", b.DroppedRateLimited},
-		{bg, "peer_gater", b.DroppedThrottled},
 		{"module", "too_old", s.TooOld},
 		{"module", "too_new", s.TooNew},
 	}
@@ -265,6 +264,7 @@ func collectPenalties(ch chan<- prometheus.Metric, s Stats) {
 	bg := s.Background
 	counter(bg.ScoreDisconnects, string(RouterBackground), "gossip_graylist_disconnect")
 	counter(bg.DroppedRateLimited, string(RouterBackground), "direct_rate_limited")
+	counter(bg.ThrottledRPCs, string(RouterBackground), "gossip_throttled_rpc")
 	ch <- prometheus.MustNewConstMetric(grayDesc, prometheus.GaugeValue, float64(bg.Graylisted))
 	ch <- prometheus.MustNewConstMetric(lowScoreDesc, prometheus.GaugeValue, bg.LowestScore)
 }

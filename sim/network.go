@@ -530,8 +530,12 @@ func (sc *scenario) run(ctx context.Context, s Strategy, label string, progress 
 		fd.mu.Lock()
 		b := sc.tallyBroadcast(fd, j, o, sent[j])
 		fd.mu.Unlock()
-		fmt.Fprintf(progress, "sim: %s: broadcast %d/%d from a %s: %d/%d reached, the last after %v%s\n", label, j+1, cfg.Broadcasts,
-			b.OriginRole, b.Reached, b.Targets, max(b.val.last, b.fn.last).Round(time.Microsecond), note)
+		last := "none"
+		if b.Reached > 0 {
+			last = max(b.val.last, b.fn.last).Round(time.Microsecond).String()
+		}
+		fmt.Fprintf(progress, "sim: %s: broadcast %d/%d from a %s: %d/%d reached, the last after %s%s\n", label, j+1, cfg.Broadcasts,
+			b.OriginRole, b.Reached, b.Targets, last, note)
 		if cfg.Virtual != nil {
 			// Drain: duplicates still queued on slow uplinks would
 			// otherwise delay the next broadcast by an amount set by
@@ -867,9 +871,10 @@ type roleTally struct {
 	targets, delivered int
 	last               time.Duration
 	lastVia            p2p.RouterName
+	lastNode           int
 }
 
-func (t *roleTally) add(at time.Time, via p2p.RouterName, sent time.Time) (time.Duration, bool) {
+func (t *roleTally) add(node int, at time.Time, via p2p.RouterName, sent time.Time) (time.Duration, bool) {
 	t.targets++
 	if at.IsZero() {
 		return 0, false
@@ -877,7 +882,7 @@ func (t *roleTally) add(at time.Time, via p2p.RouterName, sent time.Time) (time.
 	d := max(at.Sub(sent), 0)
 	t.delivered++
 	if t.delivered == 1 || d >= t.last {
-		t.last, t.lastVia = d, via
+		t.last, t.lastVia, t.lastNode = d, via, node
 	}
 	return d, true
 }
@@ -901,17 +906,17 @@ func (sc *scenario) tallyBroadcast(fd *firstDeliveries, j, o int, sent time.Time
 		if sc.nodes[i].validator {
 			tally = &b.val
 		}
-		if d, ok := tally.add(fd.at[i][j], fd.via[i][j], sent); ok {
+		if d, ok := tally.add(i, fd.at[i][j], fd.via[i][j], sent); ok {
 			b.delays = append(b.delays, d)
 			b.FirstVia[string(fd.via[i][j])]++
 		}
 	}
 	b.Targets, b.Reached = b.val.targets+b.fn.targets, b.val.delivered+b.fn.delivered
 	if b.val.delivered > 0 {
-		b.ValidatorCoverageMS, b.LastValidatorVia = ptr(ms(b.val.last)), ptr(string(b.val.lastVia))
+		b.ValidatorCoverageMS, b.LastValidatorVia, b.LastValidator = ptr(ms(b.val.last)), ptr(string(b.val.lastVia)), ptr(b.val.lastNode)
 	}
 	if b.fn.delivered > 0 {
-		b.FullNodeCoverageMS = ptr(ms(b.fn.last))
+		b.FullNodeCoverageMS, b.LastFullNode = ptr(ms(b.fn.last)), ptr(b.fn.lastNode)
 	}
 	return b
 }

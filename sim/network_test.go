@@ -103,8 +103,14 @@ func TestNetworkPerBroadcastResultsAddUpToTheSummary(t *testing.T) {
 			if wantRole := roleOf(simNode{validator: b.Origin < cfg.Validators}); b.OriginRole != wantRole {
 				t.Errorf("%s broadcast %d: origin %d is a %s, want %s", s.Name, j, b.Origin, b.OriginRole, wantRole)
 			}
-			if b.ValidatorCoverageMS == nil || b.LastValidatorVia == nil {
+			if b.ValidatorCoverageMS == nil || b.LastValidatorVia == nil || b.LastValidator == nil {
 				t.Fatalf("%s broadcast %d reached no validator", s.Name, j)
+			}
+			if v := *b.LastValidator; v >= cfg.Validators || v == b.Origin {
+				t.Errorf("%s broadcast %d: last validator %d is no validator target", s.Name, j, v)
+			}
+			if f := b.LastFullNode; f != nil && *f < cfg.Validators {
+				t.Errorf("%s broadcast %d: last full node %d is a validator", s.Name, j, *f)
 			}
 			reached, targets = reached+b.Reached, targets+b.Targets
 			slowest = max(slowest, *b.ValidatorCoverageMS)

@@ -177,6 +177,10 @@ type BroadcastResult struct {
 	// for the last validator reached (null when none was).
 	FirstVia         map[string]int `json:"first_via"`
 	LastValidatorVia *string        `json:"last_validator_via"`
+	// LastValidator and LastFullNode are the node indices of the last
+	// validator and full node reached; null when none was.
+	LastValidator *int `json:"last_validator"`
+	LastFullNode  *int `json:"last_fullnode"`
 }
 
 // Roles of a node in BroadcastResult.OriginRole.

@@ -81,9 +81,10 @@ type Stats struct {
 	// DroppedValidation counts messages dropped before validation because
 	// the validation queue was full or validation was throttled.
 	DroppedValidation uint64
-	// DroppedThrottled counts RPCs whose messages pubsub's peer gater
-	// (ScoreParams.PeerGater) dropped, keeping only their control part.
-	DroppedThrottled uint64
+	// ThrottledRPCs counts RPCs pubsub's peer gater (ScoreParams.PeerGater)
+	// throttled: their messages were dropped and only their control part
+	// read. Pubsub reports them whether or not they carried messages.
+	ThrottledRPCs uint64
 	// DroppedOutbound counts RPCs pubsub dropped because a peer's outbound
 	// queue was full.
 	DroppedOutbound uint64
@@ -139,7 +140,7 @@ type counters struct {
 	gossipRejected, unicastRejected   rejectionCounters
 	droppedSubscriptionFull           atomic.Uint64
 	droppedValidation                 atomic.Uint64
-	droppedThrottled                  atomic.Uint64
+	throttledRPCs                     atomic.Uint64
 	droppedOutbound                   atomic.Uint64
 	droppedRateLimited                atomic.Uint64
 	graylisted, lowestScore           atomic.Uint64 // lowestScore holds float64 bits
@@ -178,7 +179,7 @@ func (r *Router) Stats() Stats {
 		GossipRejected:          r.c.gossipRejected.snapshot(),
 		UnicastRejected:         r.c.unicastRejected.snapshot(),
 		DroppedSubscriptionFull: r.c.droppedSubscriptionFull.Load(),
-		DroppedThrottled:        r.c.droppedThrottled.Load(),
+		ThrottledRPCs:           r.c.throttledRPCs.Load(),
 		DroppedValidation:       r.c.droppedValidation.Load(),
 		DroppedOutbound:         r.c.droppedOutbound.Load(),
 		RateLimitForgotten:      r.direct.forgotten.Load(),
@@ -263,6 +264,6 @@ func (tracer) OnNewOutboundStream(peer.ID, protocol.ID)             {}
 func (tracer) Join(string)                                          {}
 func (tracer) Leave(string)                                         {}
 func (tracer) ValidateMessage(*pubsub.Message)                      {}
-func (t tracer) ThrottlePeer(peer.ID)                               { t.c.droppedThrottled.Add(1) }
+func (t tracer) ThrottlePeer(peer.ID)                               { t.c.throttledRPCs.Add(1) }
 func (tracer) SendRPC(*pubsub.RPC, peer.ID)                         {}
 func (tracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}

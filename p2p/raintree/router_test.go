@@ -1046,7 +1046,7 @@ func TestABurstOfFramesUsesBoundedGoroutines(t *testing.T) {
 	send(frames[0])
 	eventually(t, 10*time.Second, func() bool {
 		s := r3.Stats()
-		return s.TreeReceived == 1 && s.AcksSent == 1 && s.TreeSent == 2
+		return s.TreeReceived == 1 && s.AcksSent == 1 && s.TreeSent == 2 && s.AcksReceived == 2
 	}, "warm-up %+v", r3.Stats())
 	frames = frames[1:]
 	base := ownGoroutines(t)
@@ -1078,7 +1078,7 @@ func TestABurstOfFramesUsesBoundedGoroutines(t *testing.T) {
 	// Validator 3 forwards every frame to 2 targets and acknowledges it:
 	// spawning per frame would add hundreds of goroutines.
 	t.Logf("goroutines: %d before, peak %d", base, peak.Load())
-	if extra := peak.Load() - int64(base); extra > 10 {
+	if extra := peak.Load() - int64(base); extra > 20 {
 		t.Fatalf("the burst raised the goroutine count by %d", extra)
 	}
 	if s := r3.Stats(); s.TreeSent+s.Dropped.OutboundFull != 2*s.TreeReceived {

@@ -219,31 +219,35 @@ func (r *Router) peer(id peer.ID) (*outPeer, error) {
 // release ends a Send's use of p, giving up p.sem if it holds it, and
 // forgets p when nothing uses it and it has no live stream.
 func (r *Router) release(id peer.ID, p *outPeer, holds bool) {
-	idle := true
 	if holds {
-		idle = p.cur == nil || p.cur.dead.Load()
 		<-p.sem
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p.users--
-	if p.users == 0 && idle && r.peers[id] == p {
-		delete(r.peers, id)
+	r.forgetLocked(id, p)
+}
+
+// forgetIdle forgets id's outPeer once its stream has ended, unless a
+// Send is using it.
+func (r *Router) forgetIdle(id peer.ID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p, ok := r.peers[id]; ok {
+		r.forgetLocked(id, p)
 	}
 }
 
-// forgetIdle forgets id's outPeer once its stream st has ended, unless a
-// Send is using it.
-func (r *Router) forgetIdle(id peer.ID, st *outStream) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	p, ok := r.peers[id]
-	if !ok || p.users > 0 {
+// forgetLocked deletes id's p when no Send uses it and its stream, if
+// any, has ended. With no users p.sem is free (Sends give it up before
+// taking r.mu); taking it here lets p.cur be read. r.mu is held.
+func (r *Router) forgetLocked(id peer.ID, p *outPeer) {
+	if p.users > 0 || r.peers[id] != p {
 		return
 	}
 	select {
-	case p.sem <- struct{}{}: // free: users is 0
-		if p.cur == nil || p.cur == st {
+	case p.sem <- struct{}{}:
+		if p.cur == nil || p.cur.dead.Load() {
 			delete(r.peers, id)
 		}
 		<-p.sem
@@ -289,7 +293,7 @@ func (r *Router) watch(st *outStream) {
 	st.dead.Store(true)
 	_ = st.s.Reset()
 	id := st.s.Conn().RemotePeer()
-	r.forgetIdle(id, st)
+	r.forgetIdle(id)
 	r.log.Debug("outbound stream ended", "peer", id, "err", err)
 }
 

@@ -604,6 +604,37 @@ func TestTimedOutSendKeepsEarlierFrames(t *testing.T) {
 	}
 }
 
+// A Send that gave up waiting for its turn must not make the router
+// forget a peer whose stream is live: the next Send would open a second
+// stream, and frames on two streams may arrive out of order.
+func TestAnAbandonedWaitKeepsALiveStream(t *testing.T) {
+	ha, hb := newHost(t, transports[0].addr, nil), newHost(t, transports[0].addr, nil)
+	inB := newInbox()
+	ra := newRouter(t, ha, func(peer.ID, []byte) {})
+	newRouter(t, hb, inB.handle)
+	learn(ha, hb)
+	ctx := ctxT(t)
+	if err := ra.Send(ctx, hb.ID(), []byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	inB.wait(t, 1)
+	p, err := ra.peer(hb.ID()) // a Send that then gives up waiting
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra.release(hb.ID(), p, false)
+	if n := outPeers(ra); n != 1 {
+		t.Fatalf("%d peers after an abandoned wait, want the live one kept", n)
+	}
+	if err := ra.Send(ctx, hb.ID(), []byte("two")); err != nil {
+		t.Fatal(err)
+	}
+	inB.wait(t, 2)
+	if s := ra.Stats(); s.StreamsOpened != 1 {
+		t.Fatalf("%d streams opened, want the first one reused", s.StreamsOpened)
+	}
+}
+
 // outPeers is how many peers r keeps send state for.
 func outPeers(r *Router) int {
 	r.mu.Lock()
