@@ -46,6 +46,7 @@ type haveSignals struct {
 	topic     string
 	validator func(peer.ID) bool
 	max       int
+	maxPeers  int // per message: entryPeers
 	ttl       time.Duration
 	full      *atomic.Uint64 // IDs dropped to stay within max
 	now       func() time.Time
@@ -72,15 +73,18 @@ type haveEntry struct {
 	done    chan struct{} // closed when waiting empties
 }
 
-// maxEntryPeers caps the peers remembered per message: a mesh holds at
-// most Dhi peers, and a hold waits for at most that many.
-const maxEntryPeers = 64
+// entryPeers caps the peers remembered per message. Only validators in
+// the mesh are heard, and a mesh holds Dhi peers after each heartbeat's
+// pruning; grafts accepted between heartbeats may pass it, hence twice
+// that, and at least 64.
+func entryPeers(g GossipParams) int { return max(64, 2*g.Dhi) }
 
 func newHaveSignals(topic string, validator func(peer.ID) bool, g GossipParams, full *atomic.Uint64) *haveSignals {
 	return &haveSignals{
 		topic:     topic,
 		validator: validator,
 		max:       g.MaxHaveSignals,
+		maxPeers:  entryPeers(g),
 		ttl:       g.LargeForwardDelay,
 		full:      full,
 		now:       time.Now,
@@ -177,7 +181,7 @@ func (h *haveSignals) heard(p peer.ID) bool {
 // for p last. h.mu is held.
 func (h *haveSignals) note(id string, p peer.ID) {
 	e := h.entry(id)
-	if !slices.Contains(e.peers, p) && len(e.peers) < maxEntryPeers {
+	if !slices.Contains(e.peers, p) && len(e.peers) < h.maxPeers {
 		e.peers = append(e.peers, p)
 	}
 	h.spoke(e, p)

@@ -200,3 +200,23 @@ func TestTheForwardDelayIsTwoRoundTripsWithinItsBounds(t *testing.T) {
 		})
 	}
 }
+
+func TestTheSignalsKeptPerMessageCoverTheLargestMesh(t *testing.T) {
+	tests := []struct {
+		name string
+		dhi  int
+		want int
+	}{
+		{"a default mesh keeps the floor of 64", DefaultGossipParams().Dhi, 64},
+		{"a mesh of 100 keeps twice its bound", 100, 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := DefaultGossipParams()
+			g.Dhi = tt.dhi
+			if got := entryPeers(g); got != tt.want {
+				t.Fatalf("entryPeers with Dhi %d = %d, want %d", tt.dhi, got, tt.want)
+			}
+		})
+	}
+}
