@@ -531,8 +531,8 @@ func (sc *scenario) run(ctx context.Context, s Strategy, label string, progress 
 		b := sc.tallyBroadcast(fd, j, o, sent[j])
 		fd.mu.Unlock()
 		last := "none"
-		if b.Reached > 0 {
-			last = max(b.val.last, b.fn.last).Round(time.Microsecond).String()
+		if d, ok := b.last(); ok {
+			last = d.Round(time.Microsecond).String()
 		}
 		fmt.Fprintf(progress, "sim: %s: broadcast %d/%d from a %s: %d/%d reached, the last after %s%s\n", label, j+1, cfg.Broadcasts,
 			b.OriginRole, b.Reached, b.Targets, last, note)
@@ -813,8 +813,8 @@ func (sc *scenario) summarise(s Strategy, fd *firstDeliveries, origins []int, se
 		curve = append(curve, b.delays...)
 		valTargets, valDelivered = valTargets+b.val.targets, valDelivered+b.val.delivered
 		fnTargets, fnDelivered = fnTargets+b.fn.targets, fnDelivered+b.fn.delivered
-		if b.val.delivered+b.fn.delivered > 0 {
-			coverage = append(coverage, max(b.val.last, b.fn.last))
+		if d, ok := b.last(); ok {
+			coverage = append(coverage, d)
 		}
 		if b.val.delivered > 0 {
 			valCoverage = append(valCoverage, b.val.last)
@@ -892,6 +892,12 @@ type broadcastTally struct {
 	BroadcastResult
 	val, fn roleTally
 	delays  []time.Duration // of every reached target
+}
+
+// last is the delay of the broadcast's last first delivery, and whether
+// anyone delivered it.
+func (b broadcastTally) last() (time.Duration, bool) {
+	return max(b.val.last, b.fn.last), b.Reached > 0
 }
 
 // tallyBroadcast measures broadcast j, sent by node o at sent. The caller

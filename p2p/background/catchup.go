@@ -40,7 +40,7 @@ type graftCatchUp struct {
 	window time.Duration
 	// limit caps the IDs in one IHAVE at what the receiver accepts
 	// (pubsub's MaxIHaveLength); older ones are forgotten, counted in
-	// forgotten when it is set.
+	// forgotten.
 	limit     int
 	now       func() time.Time
 	forgotten *atomic.Uint64
@@ -55,18 +55,19 @@ type recentMessage struct {
 	at   time.Time
 }
 
-func newGraftCatchUp(rt *pubsub.GossipSubRouter, topic string, p pubsub.GossipSubParams) *graftCatchUp {
+func newGraftCatchUp(rt *pubsub.GossipSubRouter, topic string, p pubsub.GossipSubParams, forgotten *atomic.Uint64) *graftCatchUp {
 	// The cache drops a message after HistoryLength heartbeat shifts, the
 	// first of which can come right after it was stored, so only
 	// HistoryLength-1 intervals are guaranteed. HistoryGossip is how far
 	// back gossipsub's own IHAVEs reach.
 	windows := min(p.HistoryGossip, p.HistoryLength-1)
 	return &graftCatchUp{
-		rt:     rt,
-		topic:  topic,
-		window: time.Duration(windows) * p.HeartbeatInterval,
-		limit:  p.MaxIHaveLength,
-		now:    time.Now,
+		rt:        rt,
+		topic:     topic,
+		window:    time.Duration(windows) * p.HeartbeatInterval,
+		limit:     p.MaxIHaveLength,
+		now:       time.Now,
+		forgotten: forgotten,
 	}
 }
 
@@ -108,9 +109,7 @@ func (g *graftCatchUp) record(id string, from peer.ID) {
 	g.expireLocked(now)
 	if len(g.recent) >= g.limit {
 		g.recent = g.recent[1:]
-		if g.forgotten != nil {
-			g.forgotten.Add(1)
-		}
+		g.forgotten.Add(1)
 	}
 	g.recent = append(g.recent, recentMessage{id: id, from: from, at: now})
 }

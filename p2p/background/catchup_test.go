@@ -67,8 +67,7 @@ func TestGraftCatchUpAdvertisesOnlyTheGossipWindow(t *testing.T) {
 	p := pubsub.DefaultGossipSubParams()
 	p.HeartbeatInterval, p.HistoryGossip, p.HistoryLength = time.Second, 3, 5
 	p.MaxIHaveLength = 3
-	g := newGraftCatchUp(nil, "topic", p)
-	g.forgotten = new(atomic.Uint64)
+	g := newGraftCatchUp(nil, "topic", p, new(atomic.Uint64))
 	now := time.Unix(1000, 0)
 	g.now = func() time.Time { return now }
 	if g.window != 3*time.Second {
@@ -111,7 +110,7 @@ func TestGraftCatchUpAdvertisesOnlyTheGossipWindow(t *testing.T) {
 
 	// A window of zero (HistoryLength 1) turns catch-up off.
 	p.HistoryLength, p.HistoryGossip = 1, 1
-	if g := newGraftCatchUp(nil, "topic", p); g.window != 0 {
+	if g := newGraftCatchUp(nil, "topic", p, new(atomic.Uint64)); g.window != 0 {
 		t.Fatalf("window %v with HistoryLength 1, want 0", g.window)
 	}
 }

@@ -256,8 +256,7 @@ func (r *Router) newPubSub() (*pubsub.PubSub, error) {
 	tr := tracer{c: &r.c}
 	if r.cfg.PubSub != RandomSub && r.cfg.PubSub != FloodSub {
 		gs = pubsub.DefaultGossipSubRouter(r.host)
-		tr.catchUp = newGraftCatchUp(gs, r.topicName, gossipSubParams(r.cfg.effectiveGossip()))
-		tr.catchUp.forgotten = &r.c.catchUpForgotten
+		tr.catchUp = newGraftCatchUp(gs, r.topicName, gossipSubParams(r.cfg.effectiveGossip()), &r.c.catchUpForgotten)
 	}
 	r.catchUp = tr.catchUp
 	tr.have = r.have

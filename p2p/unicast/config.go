@@ -69,15 +69,14 @@ type Config struct {
 // DefaultConfig returns a complete Config for the given protocol.
 func DefaultConfig(id protocol.ID) Config {
 	return Config{
-		ProtocolID:      id,
-		MaxMessageSize:  DefaultMaxMessageSize,
-		WriteTimeout:    DefaultWriteTimeout,
-		IdleTimeout:     DefaultIdleTimeout,
-		DialTimeout:     DefaultDialTimeout,
-		FrameTimeout:    DefaultFrameTimeout,
-		MalformedLimit:  DefaultMalformedLimit,
-		MalformedWindow: DefaultMalformedWindow,
-
+		ProtocolID:       id,
+		MaxMessageSize:   DefaultMaxMessageSize,
+		WriteTimeout:     DefaultWriteTimeout,
+		IdleTimeout:      DefaultIdleTimeout,
+		DialTimeout:      DefaultDialTimeout,
+		FrameTimeout:     DefaultFrameTimeout,
+		MalformedLimit:   DefaultMalformedLimit,
+		MalformedWindow:  DefaultMalformedWindow,
 		MaxStrikeRecords: DefaultMaxStrikeRecords,
 	}
 }
