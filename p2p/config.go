@@ -24,6 +24,8 @@ const (
 	DefaultDeliveryBuffer = 1024
 	// DefaultFullNodeValidatorPeers is Config.FullNodeValidatorPeers'.
 	DefaultFullNodeValidatorPeers = 4
+	// DefaultHandoverRedial is Config.HandoverRedial's default.
+	DefaultHandoverRedial = time.Minute
 )
 
 // DefaultListenAddrs listen on every interface, TCP and QUIC, on ports the
@@ -96,6 +98,14 @@ type Config struct {
 	// own peer ID, so full nodes spread over the set. The set's other
 	// addresses are only address hints. Default 4.
 	FullNodeValidatorPeers int
+	// HandoverRedial is how often at most a full node dials one of the
+	// validators it hands its broadcasts to (background.GossipParams'
+	// SubmitInParts) when it has no connection to it: once when it takes
+	// a validator set on, and again only when a broadcast found the
+	// validator unconnected (its share then went through the parent).
+	// There is no redial loop, so validators that trim full nodes'
+	// connections are not dialled back in a cycle. Default 1 min.
+	HandoverRedial time.Duration
 	// RainTree configures the RainTree router (validators only).
 	RainTree raintree.Config
 	// Background configures the gossip router every node runs.
@@ -125,6 +135,7 @@ func DefaultConfig() Config {
 		ConnManager:    DefaultConnManagerConfig(),
 
 		FullNodeValidatorPeers: DefaultFullNodeValidatorPeers,
+		HandoverRedial:         DefaultHandoverRedial,
 		RainTree:               raintree.DefaultConfig(DefaultNetworkID),
 		Background:             background.DefaultConfig(DefaultNetworkID),
 		Resources:              DefaultResources(),
@@ -174,6 +185,8 @@ func (c Config) Validate() error {
 		return fail("DeliveryBuffer %d must not be negative", c.DeliveryBuffer)
 	case c.FullNodeValidatorPeers < 0:
 		return fail("FullNodeValidatorPeers %d must not be negative", c.FullNodeValidatorPeers)
+	case c.HandoverRedial <= 0:
+		return fail("HandoverRedial %v must be positive", c.HandoverRedial)
 	}
 	if c.Host == nil {
 		if err := c.ConnManager.validate(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/rainp2p/rainp2p/p2p/background"
+	"github.com/rainp2p/rainp2p/p2p/dedup"
 	"github.com/rainp2p/rainp2p/p2p/raintree"
 	"github.com/rainp2p/rainp2p/p2p/validators"
 	"github.com/rainp2p/rainp2p/p2p/wire"
@@ -62,10 +63,16 @@ func (m *Module) broadcastLazy(ctx context.Context, rain *raintree.Router, bg *b
 }
 
 // relaySubmission starts a broadcast a full node handed to this node
-// (background.ViaSubmit), once: on RainTree from a validator, on gossip
-// otherwise (a former validator the full node still took for one).
-func (m *Module) relaySubmission(from peer.ID, msg *wire.Message) {
-	if !m.firstSight(RouterBackground, from, msg) {
+// (background.ViaSubmit): on RainTree from a validator (see
+// relayOnRainTree), on gossip otherwise (a former validator the full node
+// still took for one), and delivers it, once. A handover of parts is
+// started even when the message came another way first (gossip may bring
+// it before the submission): RainTree itself keeps a part from being
+// started twice.
+func (m *Module) relaySubmission(from peer.ID, msg *wire.Message, parts wire.Handover) {
+	v := m.sight(RouterBackground, from, msg)
+	first := v == dedup.First
+	if !first && (v != dedup.Duplicate || len(parts.Parts) == 0) {
 		return
 	}
 	rain, bg, err := m.routers()
@@ -74,16 +81,39 @@ func (m *Module) relaySubmission(from peer.ID, msg *wire.Message) {
 	}
 	switch {
 	case rain != nil:
-		if err := rain.Relay(msg); err != nil {
+		if err := relayOnRainTree(rain, from, msg, parts, first); err != nil {
 			m.sendErrors.Add(1)
 			m.log.Debug("relaying a submitted broadcast on raintree", "from", from, "err", err)
 		}
-		m.handToGossip(m.ctx, bg, msg, false)
-	case bg != nil:
+		if first {
+			m.handToGossip(m.ctx, bg, msg, false)
+		}
+	case bg != nil && first:
 		if err := bg.Broadcast(m.ctx, msg); err != nil {
 			m.sendErrors.Add(1)
 			m.log.Debug("publishing a submitted broadcast", "from", from, "err", err)
 		}
 	}
-	m.hand(m.ctx, RouterBackground, from, msg, true)
+	if first {
+		m.hand(m.ctx, RouterBackground, from, msg, true)
+	}
+}
+
+// relayOnRainTree starts a submitted broadcast on the parts of the ring
+// its full node handed over, or, the first time it is seen, on the whole
+// ring when it handed none or RainTree refused them
+// (raintree.ErrBadHandover: another set, parts that overlap, or a
+// submitter that is not the origin): a bad handover costs duplicates,
+// never the message.
+func relayOnRainTree(rain *raintree.Router, from peer.ID, msg *wire.Message, h wire.Handover, first bool) error {
+	if len(h.Parts) > 0 {
+		spans := make([]raintree.Span, len(h.Parts))
+		for i, p := range h.Parts {
+			spans[i] = raintree.Span{Start: p.Start, Len: p.Len}
+		}
+		if err := rain.RelayParts(from, msg, h.SetHash, spans); !errors.Is(err, raintree.ErrBadHandover) || !first {
+			return err
+		}
+	}
+	return rain.Relay(msg)
 }

@@ -27,6 +27,9 @@ type Stats struct {
 	InvalidPeers uint64
 	// SendErrors counts Send and Broadcast calls a router refused.
 	SendErrors uint64
+	// HandoverDialErrors counts a full node's failed dials to the
+	// validators it hands its broadcasts to (Config.HandoverRedial).
+	HandoverDialErrors uint64
 	// RainTree is zero while this node is not a validator.
 	RainTree   raintree.Stats
 	Background background.Stats
@@ -60,12 +63,13 @@ func (m *Module) Stats() Stats {
 			RouterRainTree:   m.delivered[0].Load(),
 			RouterBackground: m.delivered[1].Load(),
 		},
-		Duplicates:   ds.Duplicates,
-		TooOld:       ds.TooOld,
-		TooNew:       ds.TooNew,
-		DedupEvicted: ds.Evicted,
-		InvalidPeers: m.invalidPeers.Load(),
-		SendErrors:   m.sendErrors.Load(),
+		Duplicates:         ds.Duplicates,
+		TooOld:             ds.TooOld,
+		TooNew:             ds.TooNew,
+		DedupEvicted:       ds.Evicted,
+		InvalidPeers:       m.invalidPeers.Load(),
+		SendErrors:         m.sendErrors.Load(),
+		HandoverDialErrors: m.headDialErrors.Load(),
 	}
 	if rain != nil {
 		s.RainTree = rain.Stats()
@@ -122,9 +126,9 @@ var (
 	lowScoreDesc  = desc("gossip_lowest_score", "Lowest gossipsub peer score at the last score inspection.")
 	cmConnsDesc   = desc("connmgr_conns", "Connections the connection manager tracks, with its watermarks.", "kind")
 	fwdDelayDesc  = desc("forward_delay_seconds", "The longest a full node of a lazy network now holds a small message before gossip forwards it: two round trips to its mesh's validators, within ForwardDelay and MaxForwardDelay (0 on validators).")
-	discErrDesc   = desc("discovery_errors_total", "Failed discovery steps, by kind: bootstrap_dial (retried with backoff), discovery_round (a DHT round), discovered_dial (a peer a round found).", "kind")
+	discErrDesc   = desc("discovery_errors_total", "Failed discovery steps, by kind: bootstrap_dial (retried with backoff), discovery_round (a DHT round), discovered_dial (a peer a round found), handover_dial (a full node's dial to a validator it hands broadcasts to).", "kind")
 	forgotDesc    = desc("records_forgotten_total", "Records dropped early to stay within their bound, by store: dedup (DedupCapacity), raintree_seen (RainTree's seen spans), unicast_strikes (MaxStrikeRecords, all transports), rate_limit_buckets (MaxRateLimitedPeers), gossip_catch_up (recent messages beyond pubsub's MaxIHaveLength, not advertised to a newly grafted peer).", "store")
-	lazyDesc      = desc("lazy_gossip_total", "Lazy gossip events: republished (a RainTree delivery handed to gossip), submitted, submit_returned, submit_fallback, submit_error, submission_received, pending_full, held (a full node held a message before forwarding it), held_full (forwarded without delay: MaxHeldBytes), released_early (held until every validator in the mesh had it, not the whole forward delay), signals_full (MaxHaveSignals).", "event")
+	lazyDesc      = desc("lazy_gossip_total", "Lazy gossip events: republished (a RainTree delivery handed to gossip), submitted, share_sent (a full node's share of a broadcast handed over in parts, sent straight to its head), submit_returned, submit_fallback, submit_error, submission_received, parts_relayed (ring parts of handovers a validator started), handover_refused (a handover started on the whole ring instead: another set, overlapping parts, or not from the origin), pending_full, held (a full node held a message before forwarding it), held_full (forwarded without delay: MaxHeldBytes), released_early (held until every validator in the mesh had it, not the whole forward delay), signals_full (MaxHaveSignals).", "event")
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
@@ -200,7 +204,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		{"republished", b.Republished}, {"submitted", b.Submitted}, {"submit_returned", b.SubmitReturned},
 		{"submit_fallback", b.SubmitFallbacks}, {"submit_error", b.SubmitErrors}, {"submission_received", b.Submissions},
 		{"pending_full", b.PendingFull}, {"held", b.Held}, {"held_full", b.HeldFull},
-		{"released_early", b.ReleasedEarly}, {"signals_full", b.SignalsFull},
+		{"released_early", b.ReleasedEarly}, {"signals_full", b.SignalsFull}, {"share_sent", b.SharesSent},
+		{"parts_relayed", s.RainTree.PartsRelayed}, {"handover_refused", s.RainTree.HandoversRefused},
 	} {
 		counter(lazyDesc, e.v, e.event)
 	}
@@ -230,6 +235,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(discErrDesc, b.BootstrapDialErrors, "bootstrap_dial")
 	counter(discErrDesc, b.DiscoveryErrors, "discovery_round")
 	counter(discErrDesc, b.DiscoveredDialErrors, "discovered_dial")
+	counter(discErrDesc, s.HandoverDialErrors, "handover_dial")
 	collectResources(ch, s)
 }
 

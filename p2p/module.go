@@ -117,6 +117,11 @@ type Module struct {
 	delivered    [2]atomic.Uint64 // by router: raintree, background
 	invalidPeers atomic.Uint64
 	sendErrors   atomic.Uint64
+	// headDials paces a full node's dials to its handover heads, dials
+	// tracks them (Close waits), headDialErrors counts the failed ones.
+	headDials      headDials
+	dials          sync.WaitGroup
+	headDialErrors atomic.Uint64
 }
 
 // New validates cfg and returns a Module ready to Start.
@@ -144,6 +149,8 @@ func New(cfg Config) (*Module, error) {
 		dedup:  d,
 		out:    make(chan Delivery, cfg.DeliveryBuffer),
 		book:   map[identity.Address]peer.ID{},
+
+		headDials: headDials{every: cfg.HandoverRedial},
 	}, nil
 }
 
@@ -237,6 +244,9 @@ func (m *Module) applySetLocked(set *validators.Set) error {
 	if m.bg != nil {
 		m.bg.SetValidatorPeers(keep)
 		m.bg.SetValidatorIDs(m.validatorIDs(set))
+	}
+	if !isValidator {
+		m.dialHeads(set, m.handoverTargets(m.bg, set, 0))
 	}
 
 	switch {
@@ -395,7 +405,7 @@ func (m *Module) BroadcastEnvelope(ctx context.Context, env *wire.Envelope) erro
 	case rain != nil && bg != nil && bg.Lazy():
 		return m.broadcastLazy(ctx, rain, bg, msg)
 	case rain == nil && bg != nil && bg.LazyNetwork():
-		if err := bg.Submit(ctx, msg); err != nil {
+		if err := m.submit(ctx, bg, msg); err != nil {
 			m.sendErrors.Add(1)
 			return fmt.Errorf("broadcast: background: %w", err)
 		}
@@ -545,9 +555,9 @@ func (m *Module) seal(env *wire.Envelope, to identity.Address) (*wire.Message, e
 	return wire.Seal(m.cfg.NetworkID, env, m.cfg.Key.Private, to, time.Now(), m.cfg.MaxMessageSize)
 }
 
-func (m *Module) onBackground(from peer.ID, msg *wire.Message, via background.Via) {
+func (m *Module) onBackground(from peer.ID, msg *wire.Message, via background.Via, parts wire.Handover) {
 	if via == background.ViaSubmit {
-		m.relaySubmission(from, msg)
+		m.relaySubmission(from, msg, parts)
 		return
 	}
 	m.deliver(m.ctx, RouterBackground, from, msg, via == background.ViaGossip)
@@ -578,11 +588,17 @@ func (m *Module) deliver(ctx context.Context, r RouterName, relay peer.ID, msg *
 // firstSight records msg in the deduper and reports whether this is its
 // first valid sighting.
 func (m *Module) firstSight(r RouterName, relay peer.ID, msg *wire.Message) bool {
+	return m.sight(r, relay, msg) == dedup.First
+}
+
+// sight records msg in the deduper and returns its verdict; a message
+// outside the replay window is logged.
+func (m *Module) sight(r RouterName, relay peer.ID, msg *wire.Message) dedup.Verdict {
 	v := m.dedup.Observe(msg.ID, msg.CreatedAt)
 	if v != dedup.First && v != dedup.Duplicate {
 		m.log.Debug("refusing message outside the replay window", "router", r, "relay", relay, "verdict", v, "created", msg.CreatedAt)
 	}
-	return v == dedup.First
+	return v
 }
 
 // hand gives a message seen for the first time to the application.
@@ -633,6 +649,7 @@ func (m *Module) Close() error {
 func (m *Module) stopLocked() error {
 	var errs []error
 	m.cancel()
+	m.dials.Wait()
 	if m.rain != nil {
 		errs = append(errs, m.rain.Close())
 		m.rain = nil

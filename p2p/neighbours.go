@@ -30,8 +30,10 @@ func (m *Module) updateNeighboursLocked(set *validators.Set, isValidator bool) [
 		for _, i := range nb.Targets {
 			keep = append(keep, set.At(i).AddrInfo())
 		}
-	case len(m.cfg.Background.BootstrapPeers) == 0:
-		keep = joinPeers(set, m.host.ID(), m.cfg.FullNodeValidatorPeers)
+	default:
+		if len(m.cfg.Background.BootstrapPeers) == 0 {
+			keep = joinPeers(set, m.host.ID(), m.cfg.FullNodeValidatorPeers)
+		}
 	}
 	cm := m.host.ConnManager()
 	for id := range next {

@@ -104,6 +104,9 @@ func TestFullNodeWithoutBootstrapPeersJoinsThroughAFewValidators(t *testing.T) {
 	nodes := network(t, validatorsN, 1, func(c *p2p.Config) {
 		c.Background.BootstrapPeers = nil
 		c.Background.DHT = false // only the validator set can connect the full node
+		// Its handover heads would be every validator of so small a set
+		// (TestAFullNodeHandsItsBroadcastToTheHeadsOfTheRingsParts).
+		c.Background.Gossip.SubmitInParts = false
 	})
 	full := nodes[validatorsN]
 	set := full.mod.ValidatorSet()

@@ -376,7 +376,7 @@ func (sc *scenario) run(ctx context.Context, s Strategy, label string, progress 
 			err = cerr
 		}
 	}()
-	counter := &wireCounter{rainProtocol: raintree.ProtocolID(simNetworkID)}
+	counter := &wireCounter{rainProtocol: raintree.ProtocolID(simNetworkID), backgroundUnicast: background.UnicastProtocolID(simNetworkID)}
 	vals := make(map[peer.ID]bool, sc.set.Len())
 	for _, v := range sc.set.Validators() {
 		vals[v.PeerID] = true

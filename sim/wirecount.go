@@ -20,15 +20,16 @@ import (
 // wireCounter counts what the routers write on their streams, summed over
 // every host of one simulated network. Payload copies are recognised by
 // decoding the byte stream of each protocol, so the count does not depend
-// on router internals: RainTree frames of kind BROADCAST, and the Publish
-// entries of pubsub RPCs (gossip forwards and IWANT answers alike). ACKs,
+// on router internals: RainTree frames of kind BROADCAST, the Publish
+// entries of pubsub RPCs (gossip forwards and IWANT answers alike), and
+// every background unicast frame (a full node's submission). ACKs,
 // subscriptions, GRAFT/PRUNE and IHAVE/IWANT count as wire bytes only.
 type wireCounter struct {
-	rainProtocol protocol.ID
-	payloadMsgs  atomic.Int64
-	payloadBytes atomic.Int64
-	wireBytes    atomic.Int64
-	undecodable  atomic.Int64 // frames the counter could not parse
+	rainProtocol, backgroundUnicast protocol.ID
+	payloadMsgs                     atomic.Int64
+	payloadBytes                    atomic.Int64
+	wireBytes                       atomic.Int64
+	undecodable                     atomic.Int64 // frames the counter could not parse
 	// routerReadBytes counts bytes read on RainTree and pubsub streams:
 	// it moves while a large payload is still crossing a slow link,
 	// before any frame is complete.
@@ -96,6 +97,9 @@ const (
 	framesOther frameKind = iota
 	framesRainTree
 	framesPubSub
+	// framesBackgroundUnicast: background direct sends and full nodes'
+	// submissions, each frame an envelope (a payload copy).
+	framesBackgroundUnicast
 )
 
 func (c *wireCounter) wrap(s network.Stream) network.Stream {
@@ -103,6 +107,8 @@ func (c *wireCounter) wrap(s network.Stream) network.Stream {
 	switch p := string(s.Protocol()); {
 	case protocol.ID(p) == c.rainProtocol:
 		kind = framesRainTree
+	case protocol.ID(p) == c.backgroundUnicast:
+		kind = framesBackgroundUnicast
 	case strings.HasPrefix(p, "/meshsub/"), strings.HasPrefix(p, "/floodsub/"), strings.HasPrefix(p, "/randomsub/"):
 		kind = framesPubSub
 	}
@@ -110,7 +116,8 @@ func (c *wireCounter) wrap(s network.Stream) network.Stream {
 }
 
 // countingStream splits what is written into uvarint-length-prefixed
-// frames, the framing of both RainTree's unicast and pubsub.
+// frames, the framing of RainTree's and the background's unicast and of
+// pubsub.
 type countingStream struct {
 	network.Stream
 	c    *wireCounter
@@ -173,5 +180,7 @@ func (s *countingStream) count(frame []byte, wireLen int) {
 		for _, m := range rpc.GetPublish() {
 			s.payloadCopy(int64(proto.Size(m)))
 		}
+	case framesBackgroundUnicast:
+		s.payloadCopy(int64(wireLen))
 	}
 }

@@ -153,6 +153,14 @@ type GossipParams struct {
 	// through gossip before it publishes it on gossip itself. It bounds
 	// what a parent that drops submissions can delay. Default 1s.
 	SubmitFallback time.Duration
+	// SubmitInParts makes a full node under lazy gossip hand a small
+	// broadcast (one RainTree does not pace) straight to the validators that head
+	// the parts of the ring RainTree's first hop would make (p2p wires
+	// this up with raintree.HandoverTargets), rather than all of it to
+	// its parent: the broadcast then takes as many hops as a validator's
+	// own, not one more. The full node keeps those validators connected.
+	// Default true.
+	SubmitInParts bool
 	// LargeSubmitFallback is SubmitFallback for messages of LargeBytes and
 	// more, which take RainTree seconds to spread and validators a tree's
 	// worth of uplink before they hand them to gossip. Default 15s.
@@ -214,6 +222,7 @@ func DefaultGossipParams() GossipParams {
 		MaxHeldBytes:        DefaultMaxHeldBytes,
 		MaxHaveSignals:      DefaultMaxHaveSignals,
 		SubmitFallback:      DefaultSubmitFallback,
+		SubmitInParts:       true,
 		LargeSubmitFallback: DefaultLargeSubmitFallback,
 		MaxPending:          DefaultMaxPending,
 	}

@@ -163,7 +163,7 @@ func TestNewRunsTheCanonicalPubSubKind(t *testing.T) {
 	h := newHost(t, libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
 	cfg := testConfig("kind")
 	cfg.PubSub = " FloodSub "
-	r, err := New(h, cfg, func(peer.ID, *wire.Message, Via) {})
+	r, err := New(h, cfg, func(peer.ID, *wire.Message, Via, wire.Handover) {})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,7 +72,7 @@ func (r *Router) validateThenWait(ctx context.Context, from peer.ID, msg *pubsub
 	if m.Origin == r.self {
 		r.later.cameBack(m.ID)
 	}
-	r.deliver(msg.ReceivedFrom, m, ViaGossip)
+	r.deliver(msg.ReceivedFrom, m, ViaGossip, wire.Handover{})
 	msg.ValidatorData = handed{m}
 	r.hold(ctx, msg.ReceivedFrom, r.gossipID(m), len(m.Raw))
 	return pubsub.ValidationAccept

@@ -81,7 +81,7 @@ type inbox struct {
 	got map[string][]delivery
 }
 
-func (b *inbox) handle(from peer.ID, msg *wire.Message, via Via) {
+func (b *inbox) handle(from peer.ID, msg *wire.Message, via Via, _ wire.Handover) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.got == nil {

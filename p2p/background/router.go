@@ -51,8 +51,10 @@ const (
 // goroutines (the gossip delivery loop, unicast streams, and in Silent mode
 // pubsub's validation workers) and must not block for long: a slow handler
 // fills the subscription buffer and messages are dropped
-// (Stats.DroppedSubscriptionFull).
-type Handler func(from peer.ID, msg *wire.Message, via Via)
+// (Stats.DroppedSubscriptionFull). parts is what a submission hands over
+// (wire.Handover; the zero value for the whole ring, and for every other
+// delivery).
+type Handler func(from peer.ID, msg *wire.Message, via Via, parts wire.Handover)
 
 type state int
 
@@ -359,7 +361,7 @@ func (r *Router) validate(_ context.Context, _ peer.ID, msg *pubsub.Message) pub
 		// Ignore keeps the message out of the subscription, the message
 		// cache and every forwarding path, so hand it over here instead.
 		r.c.silentWithheld.Add(1)
-		r.deliver(msg.ReceivedFrom, m, ViaGossip)
+		r.deliver(msg.ReceivedFrom, m, ViaGossip, wire.Handover{})
 		return pubsub.ValidationIgnore
 	}
 	return pubsub.ValidationAccept
@@ -422,18 +424,18 @@ func (r *Router) deliverLoop() {
 			r.later.cameBack(m.ID)
 		}
 		if _, done := msg.ValidatorData.(handed); !done {
-			r.deliver(msg.ReceivedFrom, m, ViaGossip)
+			r.deliver(msg.ReceivedFrom, m, ViaGossip, wire.Handover{})
 		}
 	}
 }
 
-func (r *Router) deliver(from peer.ID, env *wire.Message, via Via) {
+func (r *Router) deliver(from peer.ID, env *wire.Message, via Via, parts wire.Handover) {
 	if via != ViaUnicast {
 		r.c.deliveredGossip.Add(1)
 	} else {
 		r.c.deliveredUnicast.Add(1)
 	}
-	r.handler(from, env, via)
+	r.handler(from, env, via, parts)
 }
 
 // onUnicast handles a direct message. The frame is copied, since the
@@ -443,11 +445,11 @@ func (r *Router) onUnicast(from peer.ID, data []byte) {
 		r.c.droppedRateLimited.Add(1)
 		return
 	}
-	m, err := wire.OpenBackground(r.cfg.NetworkID, bytes.Clone(data), r.cfg.MaxMessageSize)
+	m, parts, err := wire.OpenSubmission(r.cfg.NetworkID, bytes.Clone(data), r.cfg.MaxMessageSize)
 	switch {
 	case err == nil && !m.IsUnicast() && r.cfg.lazyNetwork():
 		r.c.submissions.Add(1)
-		r.deliver(from, m, ViaSubmit)
+		r.deliver(from, m, ViaSubmit, parts)
 		return
 	case err == nil && m.Recipient != r.self:
 		err = fmt.Errorf("%w: for %s", wire.ErrMisdirected, m.Recipient)
@@ -458,7 +460,7 @@ func (r *Router) onUnicast(from peer.ID, data []byte) {
 		r.uc.Penalize(from)
 		return
 	}
-	r.deliver(from, m, ViaUnicast)
+	r.deliver(from, m, ViaUnicast, wire.Handover{})
 }
 
 // topicIfStarted returns the topic, or ErrNotStarted / ErrClosed.
@@ -527,10 +529,16 @@ func (r *Router) Send(ctx context.Context, to peer.ID, msg *wire.Message) error 
 	if closed {
 		return ErrClosed
 	}
+	return r.sendSubmission(ctx, to, msg, wire.Handover{})
+}
+
+// sendSubmission sends msg to one peer over background unicast with the
+// handover h (the zero one for a direct send, or a whole-ring submission).
+func (r *Router) sendSubmission(ctx context.Context, to peer.ID, msg *wire.Message, h wire.Handover) error {
 	if msg == nil || len(msg.Raw) > r.cfg.MaxMessageSize {
 		return fmt.Errorf("sending to %s: %w", to, wire.ErrTooLarge)
 	}
-	frame, err := wire.EncodeBackground(msg.Raw)
+	frame, err := wire.EncodeSubmission(msg.Raw, h)
 	if err != nil {
 		return fmt.Errorf("sending to %s: %w", to, err)
 	}

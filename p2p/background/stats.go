@@ -36,10 +36,12 @@ type Stats struct {
 	// that it handed to gossip; RepublishErrors those gossip refused.
 	Republished, RepublishErrors uint64
 	// Submitted counts a lazy full node's broadcasts handed to its parent
-	// validator (SubmitErrors: the send failed, so it published instead);
-	// SubmitReturned those that came back through gossip in time,
-	// SubmitFallbacks those it then published itself.
-	Submitted, SubmitErrors, SubmitReturned, SubmitFallbacks uint64
+	// validator (SubmitErrors: a send failed; a share's then went to the
+	// parent, the parent's was published instead); SubmitReturned those
+	// that came back through gossip in time, SubmitFallbacks those it then
+	// published itself. SharesSent counts the shares of broadcasts handed
+	// over in parts (SubmitInShares) that went straight to their heads.
+	Submitted, SubmitErrors, SubmitReturned, SubmitFallbacks, SharesSent uint64
 	// Submissions counts broadcasts full nodes handed to this node.
 	Submissions uint64
 	// PendingFull counts messages published at once because the queue of
@@ -129,6 +131,7 @@ type counters struct {
 	published, publishErrors          atomic.Uint64
 	republished, republishErrors      atomic.Uint64
 	submitted, submitErrors           atomic.Uint64
+	sharesSent                        atomic.Uint64
 	submitReturned, submitFallbacks   atomic.Uint64
 	submissions, laterFull, heldFull  atomic.Uint64
 	held                              atomic.Uint64
@@ -161,6 +164,7 @@ func (r *Router) Stats() Stats {
 		RepublishErrors:         r.c.republishErrors.Load(),
 		Submitted:               r.c.submitted.Load(),
 		SubmitErrors:            r.c.submitErrors.Load(),
+		SharesSent:              r.c.sharesSent.Load(),
 		SubmitReturned:          r.c.submitReturned.Load(),
 		SubmitFallbacks:         r.c.submitFallbacks.Load(),
 		Submissions:             r.c.submissions.Load(),

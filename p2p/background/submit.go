@@ -7,6 +7,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/rainp2p/rainp2p/p2p/wire"
 )
 
@@ -17,11 +20,33 @@ import (
 // drops it, or one that left), it is published on gossip. Without a parent
 // it is published at once, as Broadcast does.
 func (r *Router) Submit(ctx context.Context, msg *wire.Message) error {
+	return r.SubmitInShares(ctx, msg, nil, nil)
+}
+
+// Share is one validator's share of a full node's broadcast handed over in
+// parts: the runs of the ring it starts (raintree.HandoverTargets).
+type Share struct {
+	To    peer.ID
+	Parts []wire.Part
+}
+
+// SubmitInShares is Submit with the ring handed over in shares, all sent
+// at once, each to its validator, so that the broadcast skips the hop
+// through the parent. setHash names the validator set the parts index. The
+// shares of validators not connected go to the parent with its own, as do,
+// in a second submission, those whose send failed; the parent sends such
+// parts to their heads. With no shares the parent gets the whole ring.
+func (r *Router) SubmitInShares(ctx context.Context, msg *wire.Message, setHash []byte, shares []Share) error {
 	parent := r.Parent()
 	if parent == "" {
 		return r.Broadcast(ctx, msg)
 	}
-	if err := r.Send(ctx, parent, msg); err != nil {
+	shares = r.withParentShare(parent, shares)
+	failed, err := r.sendShares(ctx, msg, setHash, parent, shares)
+	if err == nil && len(failed) > 0 {
+		err = r.sendSubmission(ctx, parent, msg, wire.Handover{SetHash: setHash, Parts: failed})
+	}
+	if err != nil {
 		if errors.Is(err, ErrClosed) {
 			return err
 		}
@@ -35,6 +60,64 @@ func (r *Router) Submit(ctx context.Context, msg *wire.Message) error {
 		return r.Broadcast(ctx, msg)
 	}
 	return nil
+}
+
+// withParentShare folds the parent's share and those of validators not
+// connected into one share for the parent, first in the list; none with
+// parts means the whole ring. It is left out when every part has a
+// connected head other than the parent.
+func (r *Router) withParentShare(parent peer.ID, shares []Share) []Share {
+	if len(shares) == 0 {
+		return []Share{{To: parent}}
+	}
+	net := r.host.Network()
+	var mine []wire.Part
+	out := make([]Share, 0, len(shares)+1)
+	for _, s := range shares {
+		if s.To == parent || net.Connectedness(s.To) != network.Connected {
+			mine = append(mine, s.Parts...)
+			continue
+		}
+		out = append(out, s)
+	}
+	if len(mine) > 0 {
+		out = append([]Share{{To: parent, Parts: mine}}, out...)
+	}
+	return out
+}
+
+// sendShares sends every share to its validator, all at once. It returns
+// the parts of the shares other than the parent's whose send failed
+// (counted in Stats.SubmitErrors), and the error of the parent's send.
+func (r *Router) sendShares(ctx context.Context, msg *wire.Message, setHash []byte, parent peer.ID, shares []Share) ([]wire.Part, error) {
+	var (
+		mu        sync.Mutex
+		failed    []wire.Part
+		parentErr error
+		wg        sync.WaitGroup
+	)
+	for _, s := range shares {
+		wg.Go(func() {
+			err := r.sendSubmission(ctx, s.To, msg, wire.Handover{SetHash: setHash, Parts: s.Parts})
+			switch {
+			case s.To == parent:
+				parentErr = err
+			case err == nil:
+				r.c.sharesSent.Add(1)
+			default:
+				r.c.submitErrors.Add(1)
+				r.log.Debug("handing a share to its validator failed; the parent takes it", "to", s.To, "err", err)
+				mu.Lock()
+				failed = append(failed, s.Parts...)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if parentErr == nil && r.ctx.Err() != nil {
+		parentErr = ErrClosed
+	}
+	return failed, parentErr
 }
 
 // RepublishAt is Republish at a later time: the message waits in a

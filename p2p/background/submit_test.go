@@ -27,8 +27,8 @@ func TestASubmittedBroadcastIsPublishedOnlyIfItDoesNotComeBack(t *testing.T) {
 
 			// The parent relays (or not) what it is handed, as the Module does.
 			parent := &node{h: newHost(t), in: &inbox{}}
-			r, err := New(parent.h, vcfg, func(from peer.ID, msg *wire.Message, via Via) {
-				parent.in.handle(from, msg, via)
+			r, err := New(parent.h, vcfg, func(from peer.ID, msg *wire.Message, via Via, _ wire.Handover) {
+				parent.in.handle(from, msg, via, wire.Handover{})
 				if via == ViaSubmit && parentRelays {
 					go parent.r.Republish(context.Background(), msg) //nolint:errcheck // the test checks the outcome
 				}

@@ -18,7 +18,7 @@ import (
 
 func newUnstartedRouter(t testing.TB) *Router {
 	t.Helper()
-	r, err := New(newHost(t), testConfig("fuzz"), func(peer.ID, *wire.Message, Via) {})
+	r, err := New(newHost(t), testConfig("fuzz"), func(peer.ID, *wire.Message, Via, wire.Handover) {})
 	if err != nil {
 		t.Fatal(err)
 	}

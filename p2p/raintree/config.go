@@ -325,10 +325,10 @@ func (c Config) Validate() error {
 // level per hop (see PaceBytes).
 func (c Config) Paces(size int) bool { return c.PaceBytes > 0 && size >= c.PaceBytes }
 
-// levelsPerHop is how many tree levels one hop runs for an envelope of
+// LevelsPerHopFor is how many tree levels one hop runs for an envelope of
 // size bytes over a set of n validators: LevelsPerHop for small envelopes
 // in sets up to WideMaxValidators, one otherwise.
-func (c Config) levelsPerHop(n, size int) int {
+func (c Config) LevelsPerHopFor(n, size int) int {
 	if n > c.WideMaxValidators || c.Paces(size) {
 		return 1
 	}

@@ -69,6 +69,27 @@ func OriginTargets(mode Mode, n, self, perHop int) []Target {
 	return appendOrigin(nil, mode, n, self, perHop)
 }
 
+// HandoverTargets is how a node outside the set, a full node, hands its
+// own broadcast to the validators in cover mode: the whole ring from start
+// split perHop levels deep, one target for the head of every part, start's
+// own part included. Each head then runs its part as if a validator root
+// had sent it, so the tree below is the one a broadcast from start would
+// have, and the full node's broadcast is as many hops deep as start's own.
+func HandoverTargets(n, start, perHop int) []Target {
+	if n < 1 {
+		return nil
+	}
+	l := Levels(n)
+	steps := min(max(perHop, 1), l)
+	dst, _ := appendParts(nil, n, mod(start, n), n, steps, l-steps+1, false)
+	slices.SortStableFunc(dst, func(x, y Target) int { return cmp.Compare(y.Span.Len, x.Span.Len) })
+	return dst
+}
+
+// PartLevel is the level of a tree frame for a part of length n: the one
+// whose recipient can hand out all of it.
+func PartLevel(n int) int { return Levels(n) + 1 }
+
 // ReferenceTargets is what a node sends in reference mode after receiving a
 // message at level: it runs levels level-1 down to 1 from its own rotated
 // view. Levels above Levels(n) are treated as Levels(n).

@@ -475,3 +475,69 @@ func BenchmarkBroadcastReference1e5(b *testing.B) {
 		Broadcast(100_000, 0, ModeReference, Options{})
 	}
 }
+
+// walkHandover delivers a full node's handover (HandoverTargets, each head
+// planning its part by PartLevel as a relaying validator does) and returns
+// how often each validator got it and the hop of the last delivery.
+func walkHandover(n, start, perHop int) (reads []int, last int) {
+	reads = make([]int, n)
+	type frame struct {
+		t   Target
+		hop int
+	}
+	var queue []frame
+	for _, t := range HandoverTargets(n, start, perHop) {
+		queue = append(queue, frame{Target{t.Index, PartLevel(t.Span.Len), t.Span}, 1})
+	}
+	for len(queue) > 0 {
+		f := queue[0]
+		queue = queue[1:]
+		reads[f.t.Index]++
+		last = max(last, f.hop)
+		for _, t := range CoverTargets(n, f.t.Span, f.t.Level, perHop) {
+			queue = append(queue, frame{t, f.hop + 1})
+		}
+	}
+	return reads, last
+}
+
+func TestAFullNodesHandoverReachesEveryValidatorOnceAHopSoonerThanThroughAParent(t *testing.T) {
+	for _, perHop := range []int{1, 2} {
+		for n := 1; n <= 800; n++ {
+			start := n / 3
+			reads, last := walkHandover(n, start, perHop)
+			for i, r := range reads {
+				if r != 1 {
+					t.Fatalf("n=%d, %d levels per hop: validator %d read the handover %d times", n, perHop, i, r)
+				}
+			}
+			origin := Broadcast(n, start, ModeCover, Options{LevelsPerHop: perHop}).LastDeliveryHop
+			// Never deeper than the hop to a parent and the parent's tree.
+			if n > 1 && last > origin+1 {
+				t.Fatalf("n=%d, %d levels per hop: last delivery at hop %d, a validator's own at %d", n, perHop, last, origin)
+			}
+			// Two levels a hop: the hop to the heads is the origin's first.
+			if perHop == 2 && slices.Contains([]int{20, 60, 100, 180, 300, 600, 729}, n) && last != origin {
+				t.Fatalf("n=%d: last delivery at hop %d, a validator's own at %d", n, last, origin)
+			}
+			if heads := len(HandoverTargets(n, start, perHop)); heads > 9 || perHop == 1 && heads > 3 {
+				t.Fatalf("n=%d, %d levels per hop: %d heads", n, perHop, heads)
+			}
+		}
+	}
+}
+
+func TestAHandoverSendsTheBiggestPartsFirstFromTheStart(t *testing.T) {
+	got := HandoverTargets(60, 10, 2)
+	if len(got) != 9 || !slices.ContainsFunc(got, func(t Target) bool { return t.Index == 10 && t.Span == Span{10, 7} }) {
+		t.Fatalf("HandoverTargets(60, 10, 2) = %v: want nine parts, one of 7 headed by 10", got)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i].Span.Len > got[i-1].Span.Len {
+			t.Fatalf("parts not biggest first: %v", got)
+		}
+	}
+	if got := HandoverTargets(0, 0, 2); got != nil {
+		t.Errorf("HandoverTargets of an empty set = %v, want none", got)
+	}
+}

@@ -33,6 +33,10 @@ var (
 	// ErrDisconnected: the target, a neighbour, had no connection (see
 	// Config.SkipDisconnectedAfter); its span went to the next validator.
 	ErrDisconnected = errors.New("raintree: neighbour not connected")
+	// ErrBadHandover: a full node's handover (RelayParts) names a set this
+	// validator does not know itself in, or parts that are not disjoint
+	// runs of the ring.
+	ErrBadHandover = errors.New("raintree: handover not on a known set or not disjoint parts of the ring")
 
 	errProofOutsideSpan = errors.New("receipt for a frame outside the span")
 )
@@ -65,6 +69,10 @@ type Stats struct {
 	AckTimeouts uint64
 	// Retries counts re-delegations to the next validator of a span.
 	Retries uint64
+	// PartsRelayed counts the ring parts of full nodes' handovers this
+	// validator started (RelayParts); HandoversRefused the handovers it
+	// refused and relayed on the whole ring instead.
+	PartsRelayed, HandoversRefused uint64
 	// GaveUp counts unacknowledged targets that could not be re-delegated:
 	// retries exhausted, span exhausted, or a reference frame.
 	GaveUp uint64
@@ -147,7 +155,8 @@ type counters struct {
 	duplicates, unknownSetDelivered  atomic.Uint64
 	sendErrors, skippedDisconnected  atomic.Uint64
 	notForwarded, proofsReceived     atomic.Uint64
-	skippedLaggards                  atomic.Uint64
+	skippedLaggards, partsRelayed    atomic.Uint64
+	handoversRefused                 atomic.Uint64
 	proofsSent                       atomic.Uint64
 	proofsUnexpected, badReceipt     atomic.Uint64
 	malformed, tooLarge              atomic.Uint64
@@ -438,7 +447,7 @@ func (r *Router) originate(msg *wire.Message, report bool) (results chan error, 
 	}
 
 	ds := make([]delegation, 0, 2*Levels(n)+n)
-	for _, t := range OriginTargets(mode, n, view.self, r.cfg.levelsPerHop(n, len(msg.Raw))) {
+	for _, t := range OriginTargets(mode, n, view.self, r.cfg.LevelsPerHopFor(n, len(msg.Raw))) {
 		ds = append(ds, delegation{view: view, mode: mode, target: t, msg: msg})
 	}
 	if r.cfg.Redundancy {
@@ -504,6 +513,8 @@ func (r *Router) Send(ctx context.Context, to peer.ID, msg *wire.Message) error 
 func (r *Router) Stats() Stats {
 	return Stats{
 		TreeSent:            r.c.treeSent.Load(),
+		PartsRelayed:        r.c.partsRelayed.Load(),
+		HandoversRefused:    r.c.handoversRefused.Load(),
 		TreeReceived:        r.c.treeReceived.Load(),
 		RedundantSent:       r.c.redundantSent.Load(),
 		RedundantReceived:   r.c.redundantReceived.Load(),
@@ -889,7 +900,7 @@ func (r *Router) onBroadcast(from peer.ID, m *wire.RainTreeMessage) {
 		case ModeReference:
 			targets = ReferenceTargets(n, view.self, level)
 		case ModeCover:
-			targets = CoverTargets(n, span, level, r.cfg.levelsPerHop(n, len(msg.Raw)))
+			targets = CoverTargets(n, span, level, r.cfg.LevelsPerHopFor(n, len(msg.Raw)))
 		}
 	}
 	var v *vouch

@@ -72,8 +72,8 @@ func TestSmallMessagesInSmallSetsGoTwoLevelsPerHop(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := cfg.levelsPerHop(tt.n, tt.size); got != tt.perHop {
-				t.Errorf("levelsPerHop(%d, %d) = %d, want %d", tt.n, tt.size, got, tt.perHop)
+			if got := cfg.LevelsPerHopFor(tt.n, tt.size); got != tt.perHop {
+				t.Errorf("LevelsPerHopFor(%d, %d) = %d, want %d", tt.n, tt.size, got, tt.perHop)
 			}
 			if got := cfg.PerHops(tt.n); !slices.Equal(got, tt.neighbours) {
 				t.Errorf("PerHops(%d) = %v, want %v", tt.n, got, tt.neighbours)

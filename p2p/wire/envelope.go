@@ -111,26 +111,8 @@ func EncodeBackground(envelope []byte) ([]byte, error) {
 // frame of at most max bytes of envelope (max <= 0 means
 // DefaultMaxMessageSize). The result aliases b.
 func BackgroundEnvelope(b []byte, max int) ([]byte, error) {
-	if max <= 0 {
-		max = DefaultMaxMessageSize
-	}
-	if err := checkSize(len(b), max+FrameOverhead); err != nil {
-		return nil, err
-	}
-	var data []byte
-	err := parseFields(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
-		if num == 1 {
-			if typ != protowire.BytesType {
-				return fmt.Errorf("%w: background message: field 1 has wire type %d", ErrMalformed, typ)
-			}
-			data = v
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("background message: %w", err)
-	}
-	return data, nil
+	data, _, err := parseBackground(b, max)
+	return data, err
 }
 
 // DecodeBackground parses a background frame and checks the envelope inside

@@ -76,6 +76,8 @@ func FuzzBackgroundFrame(f *testing.F) {
 	f.Add(frame)
 	f.Add([]byte{0x0a, 0x01})
 	f.Add([]byte{0x0a, 0x00, 0x0a, 0x00})
+	sub, _ := EncodeSubmission(m.Raw, Handover{SetHash: []byte{1, 2}, Parts: []Part{{3, 4}, {7, 1}}})
+	f.Add(sub)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if id := BackgroundMessageID(testNetwork, in); len(id) != IDLen {
 			t.Fatalf("gossip ID of %d bytes", len(id))
@@ -90,6 +92,15 @@ func FuzzBackgroundFrame(f *testing.F) {
 		}
 		if !bytes.Equal(data, want.GetData()) {
 			t.Fatalf("envelope bytes %x, proto.Unmarshal %x", data, want.GetData())
+		}
+		if _, h, err := parseBackground(in, 0); err != nil || !bytes.Equal(h.SetHash, want.GetSetHash()) || len(h.Parts) != len(want.GetParts()) {
+			t.Fatalf("handover %+v (%v), proto.Unmarshal %v", h, err, &want)
+		} else {
+			for i, p := range want.GetParts() {
+				if h.Parts[i] != (Part{Start: int(p.GetStart()), Len: int(p.GetLen())}) {
+					t.Fatalf("part %d: %+v, proto.Unmarshal %v", i, h.Parts[i], p)
+				}
+			}
 		}
 		if bm, err := OpenBackground(testNetwork, in, 0); err == nil {
 			if g := GossipID(testNetwork, bm.Envelope); BackgroundMessageID(testNetwork, in) != string(g[:]) {

@@ -355,7 +355,15 @@ func (x *RainTreeMessage) GetReceiptLevel() uint32 {
 type BackgroundMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A serialized Envelope.
-	Data          []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	Data []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// A submission handed over in parts (docs/PROTOCOL.md section 5): the
+	// hash of the validator set the parts index, as RainTree frames carry
+	// it. Empty on gossip and on a submission of the whole ring.
+	SetHash []byte `protobuf:"bytes,2,opt,name=set_hash,json=setHash,proto3" json:"set_hash,omitempty"`
+	// The runs of the sorted validator ring the receiving validator starts
+	// the broadcast on, at most 12. Empty: the whole ring, the receiver
+	// being its root.
+	Parts         []*RingPart `protobuf:"bytes,3,rep,name=parts,proto3" json:"parts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -397,6 +405,74 @@ func (x *BackgroundMessage) GetData() []byte {
 	return nil
 }
 
+func (x *BackgroundMessage) GetSetHash() []byte {
+	if x != nil {
+		return x.SetHash
+	}
+	return nil
+}
+
+func (x *BackgroundMessage) GetParts() []*RingPart {
+	if x != nil {
+		return x.Parts
+	}
+	return nil
+}
+
+// RingPart is a run of the sorted validator ring: len validators from
+// index start, wrapping round.
+type RingPart struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Start         uint32                 `protobuf:"varint,1,opt,name=start,proto3" json:"start,omitempty"`
+	Len           uint32                 `protobuf:"varint,2,opt,name=len,proto3" json:"len,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RingPart) Reset() {
+	*x = RingPart{}
+	mi := &file_wire_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RingPart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RingPart) ProtoMessage() {}
+
+func (x *RingPart) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RingPart.ProtoReflect.Descriptor instead.
+func (*RingPart) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RingPart) GetStart() uint32 {
+	if x != nil {
+		return x.Start
+	}
+	return 0
+}
+
+func (x *RingPart) GetLen() uint32 {
+	if x != nil {
+		return x.Len
+	}
+	return 0
+}
+
 var File_wire_proto protoreflect.FileDescriptor
 
 const file_wire_proto_rawDesc = "" +
@@ -429,9 +505,14 @@ const file_wire_proto_rawDesc = "" +
 	"\areceipt\x18\v \x01(\fR\areceipt\x12,\n" +
 	"\x12receipt_span_start\x18\f \x01(\rR\x10receiptSpanStart\x12(\n" +
 	"\x10receipt_span_len\x18\r \x01(\rR\x0ereceiptSpanLen\x12#\n" +
-	"\rreceipt_level\x18\x0e \x01(\rR\freceiptLevel\"'\n" +
+	"\rreceipt_level\x18\x0e \x01(\rR\freceiptLevel\"p\n" +
 	"\x11BackgroundMessage\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data*\x9e\x01\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x19\n" +
+	"\bset_hash\x18\x02 \x01(\fR\asetHash\x12,\n" +
+	"\x05parts\x18\x03 \x03(\v2\x16.rainp2p.wire.RingPartR\x05parts\"2\n" +
+	"\bRingPart\x12\x14\n" +
+	"\x05start\x18\x01 \x01(\rR\x05start\x12\x10\n" +
+	"\x03len\x18\x02 \x01(\rR\x03len*\x9e\x01\n" +
 	"\fRainTreeKind\x12\x1e\n" +
 	"\x1aRAIN_TREE_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18RAIN_TREE_KIND_BROADCAST\x10\x01\x12\x1a\n" +
@@ -452,22 +533,24 @@ func file_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_wire_proto_goTypes = []any{
 	(RainTreeKind)(0),         // 0: rainp2p.wire.RainTreeKind
 	(*Envelope)(nil),          // 1: rainp2p.wire.Envelope
 	(*RainTreeMessage)(nil),   // 2: rainp2p.wire.RainTreeMessage
 	(*BackgroundMessage)(nil), // 3: rainp2p.wire.BackgroundMessage
-	(*anypb.Any)(nil),         // 4: google.protobuf.Any
+	(*RingPart)(nil),          // 4: rainp2p.wire.RingPart
+	(*anypb.Any)(nil),         // 5: google.protobuf.Any
 }
 var file_wire_proto_depIdxs = []int32{
-	4, // 0: rainp2p.wire.Envelope.content:type_name -> google.protobuf.Any
+	5, // 0: rainp2p.wire.Envelope.content:type_name -> google.protobuf.Any
 	0, // 1: rainp2p.wire.RainTreeMessage.kind:type_name -> rainp2p.wire.RainTreeKind
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	4, // 2: rainp2p.wire.BackgroundMessage.parts:type_name -> rainp2p.wire.RingPart
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_wire_proto_init() }
@@ -481,7 +564,7 @@ func file_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,105 @@
+package p2p
+
+import (
+	"context"
+	"hash/fnv"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rainp2p/rainp2p/p2p/background"
+	"github.com/rainp2p/rainp2p/p2p/raintree"
+	"github.com/rainp2p/rainp2p/p2p/validators"
+	"github.com/rainp2p/rainp2p/p2p/wire"
+)
+
+// submit hands a full node's broadcast to the validators. A small one goes
+// in shares straight to the heads of the ring's parts
+// (raintree.HandoverTargets, from a place drawn from this node's ID), so
+// it takes as many hops as a validator's own; the shares of heads it has
+// no connection to go through the parent, and those heads are dialled for
+// the next time (dialHeads). A paced one goes whole to the parent, whose
+// tree sends fewer copies of it from this node's uplink.
+func (m *Module) submit(ctx context.Context, bg *background.Router, msg *wire.Message) error {
+	set := m.ValidatorSet()
+	targets := m.handoverTargets(bg, set, len(msg.Raw))
+	if len(targets) == 0 {
+		return bg.Submit(ctx, msg)
+	}
+	shares := make([]background.Share, len(targets))
+	for i, t := range targets {
+		shares[i] = background.Share{To: set.At(t.Index).PeerID, Parts: []wire.Part{{Start: t.Span.Start, Len: t.Span.Len}}}
+	}
+	m.dialHeads(set, targets)
+	return bg.SubmitInShares(ctx, msg, set.Hash(), shares)
+}
+
+// handoverTargets is how this full node, with background router bg, hands
+// over a broadcast of size bytes (none: whole, to its parent).
+func (m *Module) handoverTargets(bg *background.Router, set *validators.Set, size int) []raintree.Target {
+	rt, g := m.cfg.RainTree, m.cfg.Background.Gossip
+	if bg == nil || !bg.LazyNetwork() || set == nil || set.Len() == 0 || !g.SubmitInParts ||
+		rt.Mode != raintree.ModeCover || rt.Paces(size) {
+		return nil
+	}
+	n := set.Len()
+	return raintree.HandoverTargets(n, handoverStart(n, m.host.ID()), rt.LevelsPerHopFor(n, size))
+}
+
+// handoverStart is where a full node's handovers start on a ring of n:
+// drawn from its ID, so that full nodes spread over the ring and each
+// keeps the same heads connected.
+func handoverStart(n int, self peer.ID) int {
+	h := fnv.New64a()
+	h.Write([]byte(self))
+	return int(h.Sum64() % uint64(n))
+}
+
+// headDialTimeout bounds one dial to a handover head.
+const headDialTimeout = 10 * time.Second
+
+// dialHeads dials, in the background, the heads of targets this node has
+// no connection to and has not dialled within Config.HandoverRedial.
+func (m *Module) dialHeads(set *validators.Set, targets []raintree.Target) {
+	now := time.Now()
+	for _, t := range targets {
+		v := set.At(t.Index)
+		if m.host.Network().Connectedness(v.PeerID) == network.Connected || !m.headDials.due(v.PeerID, now) {
+			continue
+		}
+		m.dials.Go(func() {
+			ctx, cancel := context.WithTimeout(m.ctx, headDialTimeout)
+			defer cancel()
+			if err := m.host.Connect(ctx, v.AddrInfo()); err != nil && m.ctx.Err() == nil {
+				m.headDialErrors.Add(1)
+				m.log.Debug("dialling a handover head", "peer", v.PeerID, "err", err)
+			}
+		})
+	}
+}
+
+// headDials remembers when a full node last dialled each of its handover
+// heads, so that it dials each at most once per interval. It holds at
+// most 2 × wire.MaxParts heads, and starts afresh past that (after set
+// changes).
+type headDials struct {
+	mu    sync.Mutex
+	every time.Duration
+	last  map[peer.ID]time.Time
+}
+
+// due reports whether id may be dialled at now, and if so records it.
+func (d *headDials) due(id peer.ID, now time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if t, ok := d.last[id]; ok && now.Sub(t) < d.every {
+		return false
+	}
+	if d.last == nil || len(d.last) >= 2*wire.MaxParts {
+		d.last = map[peer.ID]time.Time{}
+	}
+	d.last[id] = now
+	return true
+}

@@ -1,0 +1,133 @@
+package p2p_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/rainp2p/rainp2p/p2p"
+	"github.com/rainp2p/rainp2p/p2p/background"
+	"github.com/rainp2p/rainp2p/p2p/identity"
+	"github.com/rainp2p/rainp2p/p2p/unicast"
+	"github.com/rainp2p/rainp2p/p2p/wire"
+)
+
+// A full node hands a small broadcast straight to the validators heading
+// the parts of the ring, which it keeps connected, so its broadcast skips
+// the hop through a parent; every validator still gets it once, and each
+// part is started by its head.
+func TestAFullNodeHandsItsBroadcastToTheHeadsOfTheRingsParts(t *testing.T) {
+	const validatorsN = 12
+	nodes := network(t, validatorsN, 1, func(c *p2p.Config) {
+		c.Background.BootstrapPeers = nil
+		c.Background.DHT = false // only the validator set can connect the full node
+	})
+	full := nodes[validatorsN]
+	heads := p2p.HandoverHeads(full.mod)
+	if len(heads) != 9 {
+		t.Fatalf("the full node hands over to %d heads, want 9 (two levels over 12 validators)", len(heads))
+	}
+	waitFor(t, 20*time.Second, "the full node to connect its heads", func() bool {
+		return !slices.ContainsFunc(heads, func(id peer.ID) bool { return !connected(full, id) })
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	env, err := full.mod.Broadcast(ctx, wrapperspb.String("from a full node"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "every validator to deliver the broadcast", func() bool {
+		for _, n := range nodes[:validatorsN] {
+			if len(n.deliveries(env.GetNonce())) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	var parts, refused uint64
+	for _, n := range nodes[:validatorsN] {
+		parts += n.mod.Stats().RainTree.PartsRelayed
+		refused += n.mod.Stats().RainTree.HandoversRefused
+	}
+	bg := full.mod.Stats().Background
+	// The parent takes its own share; the other eight go straight.
+	if bg.SharesSent != 8 || bg.Submitted != 1 || bg.SubmitErrors != 0 || parts != 9 || refused != 0 {
+		t.Errorf("shares sent %d, submitted %d (errors %d), parts relayed %d, refused %d; want 8, 1 (0), 9, 0",
+			bg.SharesSent, bg.Submitted, bg.SubmitErrors, parts, refused)
+	}
+	for _, n := range nodes[:validatorsN] {
+		if d := n.deliveries(env.GetNonce()); len(d) != 1 {
+			t.Errorf("validator %s delivered %d copies", n.host.ID(), len(d))
+		}
+	}
+}
+
+func connected(n *node, id peer.ID) bool {
+	return slices.Contains(n.mod.Host().Network().Peers(), id)
+}
+
+// Attack: a peer hands a validator another node's broadcast with a part
+// of one validator, before the origin does, so that the validator would
+// start it on itself alone. The validator refuses the handover, holds it
+// against the peer, and starts the broadcast on the whole ring: every
+// validator gets it once, through RainTree.
+func TestAHandoverOfAnotherNodesBroadcastIsRefusedAndTheWholeRingRelaysIt(t *testing.T) {
+	const validatorsN = 9
+	nodes := network(t, validatorsN, 0, nil)
+	victim := nodes[4]
+	set := victim.mod.ValidatorSet()
+	self, _ := set.IndexOfPeer(victim.host.ID())
+
+	originKey, err := identity.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := wire.NewEnvelope(wrapperspb.String("someone else's"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := wire.Seal("module-test", env, originKey.Private, identity.Address{}, time.Now(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame, err := wire.EncodeSubmission(msg.Raw, wire.Handover{SetHash: set.Hash(), Parts: []wire.Part{{Start: self, Len: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ah, _ := newHost(t)
+	defer ah.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := ah.Connect(ctx, peer.AddrInfo{ID: victim.host.ID(), Addrs: victim.host.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	u, err := unicast.New(ah, unicast.DefaultConfig(background.UnicastProtocolID("module-test")), func(peer.ID, []byte) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	before := victim.mod.Stats()
+	if err := u.Send(ctx, victim.host.ID(), frame); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "every validator to deliver the broadcast", func() bool {
+		for _, n := range nodes {
+			if len(n.deliveries(env.GetNonce())) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	s := victim.mod.Stats()
+	if s.RainTree.HandoversRefused != 1 || s.RainTree.PartsRelayed != 0 || s.InvalidPeers != before.InvalidPeers+1 {
+		t.Errorf("refused %d, parts relayed %d, invalid peers +%d; want 1, 0, +1",
+			s.RainTree.HandoversRefused, s.RainTree.PartsRelayed, s.InvalidPeers-before.InvalidPeers)
+	}
+	if sent := s.RainTree.TreeSent - before.RainTree.TreeSent; sent < 2 {
+		t.Errorf("the victim sent %d tree frames; the whole ring from it takes more than one", sent)
+	}
+}

@@ -1,0 +1,96 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"slices"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+func TestASubmissionCarriesItsPartsAndTheSameEnvelope(t *testing.T) {
+	m := sealed(t, testKey(t), "parts")
+	h := Handover{SetHash: bytes.Repeat([]byte{7}, 32), Parts: []Part{{Start: 9, Len: 7}, {Start: 0, Len: 1}}}
+	frame, err := EncodeSubmission(m.Raw, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, gotH, err := OpenSubmission(testNetwork, frame, 0)
+	if err != nil || got.ID != m.ID || !bytes.Equal(gotH.SetHash, h.SetHash) || !slices.Equal(gotH.Parts, h.Parts) {
+		t.Fatalf("OpenSubmission = %v, %+v, %v; want %v, %+v", got, gotH, err, m.ID, h)
+	}
+	// Gossip and whole-ring submissions are the same bytes as before.
+	plain, _ := EncodeBackground(m.Raw)
+	whole, _ := EncodeSubmission(m.Raw, Handover{})
+	if !bytes.Equal(plain, whole) {
+		t.Error("a whole-ring submission is not the plain background frame")
+	}
+	if BackgroundMessageID(testNetwork, frame) != BackgroundMessageID(testNetwork, plain) {
+		t.Error("the parts change the gossip message ID")
+	}
+}
+
+func TestSubmissionsWithBadPartsAreRefused(t *testing.T) {
+	m := sealed(t, testKey(t), "parts")
+	part := func(fields ...uint64) []byte {
+		var b []byte
+		for i, x := range fields {
+			b = protowire.AppendTag(b, protowire.Number(i+1), protowire.VarintType)
+			b = protowire.AppendVarint(b, x)
+		}
+		return b
+	}
+	frame := func(parts ...[]byte) []byte {
+		b := protowire.AppendTag(nil, 1, protowire.BytesType)
+		b = protowire.AppendBytes(b, m.Raw)
+		for _, p := range parts {
+			b = protowire.AppendTag(b, 3, protowire.BytesType)
+			b = protowire.AppendBytes(b, p)
+		}
+		return b
+	}
+	many := make([][]byte, MaxParts+1)
+	for i := range many {
+		many[i] = part(uint64(i), 1)
+	}
+	for _, tt := range []struct {
+		name  string
+		frame []byte
+	}{
+		{"an empty part", frame(part(3, 0))},
+		{"a part without a length", frame(part(3))},
+		{"a start beyond 32 bits", frame(part(1<<32, 1))},
+		{"more parts than MaxParts", frame(many...)},
+		{"a set hash longer than 64 bytes", append(frame(), append(protowire.AppendTag(nil, 2, protowire.BytesType), protowire.AppendBytes(nil, make([]byte, 65))...)...)},
+		{"a set hash of the wrong wire type", append(frame(), protowire.AppendVarint(protowire.AppendTag(nil, 2, protowire.VarintType), 1)...)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, _, err := OpenSubmission(testNetwork, tt.frame, 0); !errors.Is(err, ErrMalformed) {
+				t.Errorf("OpenSubmission = %v, want ErrMalformed", err)
+			}
+		})
+	}
+	if _, err := EncodeSubmission(m.Raw, Handover{Parts: make([]Part, MaxParts+1)}); !errors.Is(err, ErrMalformed) {
+		t.Errorf("EncodeSubmission of too many parts = %v, want ErrMalformed", err)
+	}
+	if _, err := EncodeSubmission(m.Raw, Handover{Parts: []Part{{Start: 1, Len: 0}}}); !errors.Is(err, ErrMalformed) {
+		t.Errorf("EncodeSubmission of an empty part = %v, want ErrMalformed", err)
+	}
+}
+
+// The largest handover fits in the room a frame has around its envelope.
+func TestTheLargestHandoverFitsTheFrameOverhead(t *testing.T) {
+	env := bytes.Repeat([]byte{1}, DefaultMaxMessageSize)
+	parts := make([]Part, MaxParts)
+	for i := range parts {
+		parts[i] = Part{Start: 1<<32 - 1, Len: 1<<32 - 1}
+	}
+	frame, err := EncodeSubmission(env, Handover{SetHash: make([]byte, 32), Parts: parts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if over := len(frame) - len(env); over > FrameOverhead {
+		t.Errorf("a full handover adds %d bytes, FrameOverhead is %d", over, FrameOverhead)
+	}
+}
