@@ -95,6 +95,7 @@ func vectors(t *testing.T) [][2]string {
 		{"envelope", hex.EncodeToString(b.Raw)},
 		{"gossip_id", hex.EncodeToString(gid[:])},
 		{"background_frame", hex.EncodeToString(frame)},
+		{"submission_frame", hex.EncodeToString(submission(t, b.Raw, setHash))},
 		{"raintree_broadcast", marshal(&RainTreeMessage{
 			Kind: RainTreeKind_RAIN_TREE_KIND_BROADCAST, Level: 2, Data: b.Raw, SetHeight: 7, SetHash: setHash,
 			SpanStart: 3, SpanLen: 4, MessageId: b.ID[:], Mode: "cover",
@@ -177,4 +178,15 @@ func TestProtocolDocVectors(t *testing.T) {
 	if err != nil || m.Origin.String() != doc["address"] || m.ID.String() != doc["message_id"] {
 		t.Fatalf("documented envelope opens as %+v, %v", m, err)
 	}
+}
+
+// submission is the vectors' envelope handed over in two parts, 3+4 and
+// 0+1, on the vectors' set hash.
+func submission(t *testing.T, raw, setHash []byte) []byte {
+	t.Helper()
+	frame, err := EncodeSubmission(raw, Handover{SetHash: setHash, Parts: []Part{{Start: 3, Len: 4}, {Start: 0, Len: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return frame
 }
