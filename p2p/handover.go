@@ -2,7 +2,6 @@ package p2p
 
 import (
 	"context"
-	"hash/fnv"
 	"sync"
 	"time"
 
@@ -15,16 +14,19 @@ import (
 	"github.com/rainp2p/rainp2p/p2p/wire"
 )
 
-// submit hands a full node's broadcast to the validators. A small one goes
-// in shares straight to the heads of the ring's parts
-// (raintree.HandoverTargets, from a place drawn from this node's ID), so
-// it takes as many hops as a validator's own; the shares of heads it has
-// no connection to go through the parent, and those heads are dialled for
-// the next time (dialHeads). A paced one goes whole to the parent, whose
-// tree sends fewer copies of it from this node's uplink.
+// submit hands a full node's broadcast to the validators. A small one of
+// its own goes in shares straight to the heads of the ring's parts
+// (raintree.HandoverTargets from raintree.HandoverStart), so it takes as
+// many hops as a validator's own; the shares of heads it has no
+// connection to go through the parent, and those heads are dialled for
+// the next time (dialHeads). A paced one, or one signed by another node
+// (validators take parts only from the origin), goes whole to the parent.
 func (m *Module) submit(ctx context.Context, bg *background.Router, msg *wire.Message) error {
 	set := m.ValidatorSet()
-	targets := m.handoverTargets(bg, set, len(msg.Raw))
+	var targets []raintree.Target
+	if msg.Origin == m.cfg.Key.Address {
+		targets = m.handoverTargets(bg, set, len(msg.Raw))
+	}
 	if len(targets) == 0 {
 		return bg.Submit(ctx, msg)
 	}
@@ -45,23 +47,12 @@ func (m *Module) handoverTargets(bg *background.Router, set *validators.Set, siz
 		return nil
 	}
 	n := set.Len()
-	return raintree.HandoverTargets(n, handoverStart(n, m.host.ID()), rt.LevelsPerHopFor(n, size))
+	return raintree.HandoverTargets(n, raintree.HandoverStart(n, []byte(m.host.ID())), rt.LevelsPerHopFor(n, size))
 }
-
-// handoverStart is where a full node's handovers start on a ring of n:
-// drawn from its ID, so that full nodes spread over the ring and each
-// keeps the same heads connected.
-func handoverStart(n int, self peer.ID) int {
-	h := fnv.New64a()
-	h.Write([]byte(self))
-	return int(h.Sum64() % uint64(n))
-}
-
-// headDialTimeout bounds one dial to a handover head.
-const headDialTimeout = 10 * time.Second
 
 // dialHeads dials, in the background, the heads of targets this node has
-// no connection to and has not dialled within Config.HandoverRedial.
+// no connection to and has not dialled within Config.HandoverRedial, each
+// dial given up after that long. Nothing is dialled once Close began.
 func (m *Module) dialHeads(set *validators.Set, targets []raintree.Target) {
 	now := time.Now()
 	for _, t := range targets {
@@ -69,8 +60,8 @@ func (m *Module) dialHeads(set *validators.Set, targets []raintree.Target) {
 		if m.host.Network().Connectedness(v.PeerID) == network.Connected || !m.headDials.due(v.PeerID, now) {
 			continue
 		}
-		m.dials.Go(func() {
-			ctx, cancel := context.WithTimeout(m.ctx, headDialTimeout)
+		m.headDials.start(func() {
+			ctx, cancel := context.WithTimeout(m.ctx, m.cfg.HandoverRedial)
 			defer cancel()
 			if err := m.host.Connect(ctx, v.AddrInfo()); err != nil && m.ctx.Err() == nil {
 				m.headDialErrors.Add(1)
@@ -81,13 +72,15 @@ func (m *Module) dialHeads(set *validators.Set, targets []raintree.Target) {
 }
 
 // headDials remembers when a full node last dialled each of its handover
-// heads, so that it dials each at most once per interval. It holds at
-// most 2 × wire.MaxParts heads, and starts afresh past that (after set
-// changes).
+// heads, so that it dials each at most once per interval, and runs the
+// dials. It holds at most 2 × wire.MaxParts heads (nine per set), and
+// starts afresh past that (after set changes).
 type headDials struct {
-	mu    sync.Mutex
-	every time.Duration
-	last  map[peer.ID]time.Time
+	mu     sync.Mutex
+	every  time.Duration
+	last   map[peer.ID]time.Time
+	closed bool
+	wg     sync.WaitGroup
 }
 
 // due reports whether id may be dialled at now, and if so records it.
@@ -102,4 +95,22 @@ func (d *headDials) due(id peer.ID, now time.Time) bool {
 	}
 	d.last[id] = now
 	return true
+}
+
+// start runs dial in its own goroutine, unless close was called.
+func (d *headDials) start(dial func()) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.closed {
+		d.wg.Go(dial)
+	}
+}
+
+// close refuses further dials and waits for those running; their context
+// must be cancelled first.
+func (d *headDials) close() {
+	d.mu.Lock()
+	d.closed = true
+	d.mu.Unlock()
+	d.wg.Wait()
 }

@@ -66,6 +66,56 @@ func TestAFullNodeHandsItsBroadcastToTheHeadsOfTheRingsParts(t *testing.T) {
 	}
 }
 
+// A full node that broadcasts an envelope another node signed hands it
+// over whole: validators take parts only from the origin, so parts would
+// only earn it refusals.
+func TestAFullNodeHandsAnotherNodesEnvelopeOverWhole(t *testing.T) {
+	const validatorsN = 12
+	nodes := network(t, validatorsN, 1, func(c *p2p.Config) {
+		c.Background.BootstrapPeers = nil
+		c.Background.DHT = false
+	})
+	full := nodes[validatorsN]
+	heads := p2p.HandoverHeads(full.mod)
+	waitFor(t, 20*time.Second, "the full node to connect its heads", func() bool {
+		return !slices.ContainsFunc(heads, func(id peer.ID) bool { return !connected(full, id) })
+	})
+	otherKey, err := identity.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := wire.NewEnvelope(wrapperspb.String("signed elsewhere"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := wire.Seal("module-test", env, otherKey.Private, identity.Address{}, time.Now(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := full.mod.BroadcastEnvelope(ctx, msg.Envelope); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "every validator to deliver the broadcast", func() bool {
+		for _, n := range nodes[:validatorsN] {
+			if len(n.deliveries(env.GetNonce())) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	var parts, refused, invalid uint64
+	for _, n := range nodes[:validatorsN] {
+		s := n.mod.Stats()
+		parts, refused, invalid = parts+s.RainTree.PartsRelayed, refused+s.RainTree.HandoversRefused, invalid+s.InvalidPeers
+	}
+	if bg := full.mod.Stats().Background; bg.SharesSent != 0 || bg.Submitted != 1 || parts != 0 || refused != 0 || invalid != 0 {
+		t.Errorf("shares sent %d, submitted %d, parts relayed %d, refused %d, invalid peers %d; want 0, 1, 0, 0, 0",
+			bg.SharesSent, bg.Submitted, parts, refused, invalid)
+	}
+}
+
 func connected(n *node, id peer.ID) bool {
 	return slices.Contains(n.mod.Host().Network().Peers(), id)
 }

@@ -117,10 +117,9 @@ type Module struct {
 	delivered    [2]atomic.Uint64 // by router: raintree, background
 	invalidPeers atomic.Uint64
 	sendErrors   atomic.Uint64
-	// headDials paces a full node's dials to its handover heads, dials
-	// tracks them (Close waits), headDialErrors counts the failed ones.
+	// headDials paces and runs a full node's dials to its handover heads
+	// (Close waits for them); headDialErrors counts the failed ones.
 	headDials      headDials
-	dials          sync.WaitGroup
 	headDialErrors atomic.Uint64
 }
 
@@ -649,7 +648,7 @@ func (m *Module) Close() error {
 func (m *Module) stopLocked() error {
 	var errs []error
 	m.cancel()
-	m.dials.Wait()
+	m.headDials.close()
 	if m.rain != nil {
 		errs = append(errs, m.rain.Close())
 		m.rain = nil

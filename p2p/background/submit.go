@@ -99,6 +99,8 @@ func (r *Router) sendShares(ctx context.Context, msg *wire.Message, setHash []by
 	for _, s := range shares {
 		wg.Go(func() {
 			err := r.sendSubmission(ctx, s.To, msg, wire.Handover{SetHash: setHash, Parts: s.Parts})
+			mu.Lock()
+			defer mu.Unlock()
 			switch {
 			case s.To == parent:
 				parentErr = err
@@ -107,9 +109,7 @@ func (r *Router) sendShares(ctx context.Context, msg *wire.Message, setHash []by
 			default:
 				r.c.submitErrors.Add(1)
 				r.log.Debug("handing a share to its validator failed; the parent takes it", "to", s.To, "err", err)
-				mu.Lock()
 				failed = append(failed, s.Parts...)
-				mu.Unlock()
 			}
 		})
 	}

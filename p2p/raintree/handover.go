@@ -2,6 +2,7 @@ package raintree
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -15,14 +16,21 @@ import (
 // cover mode: a part that starts at this validator is planned from here
 // as if a tree frame had brought it, and any other (one whose head the
 // full node could not reach) is sent to its head as a tree frame, with ACK
-// re-delegation like every tree frame. It returns ErrBadHandover, having
-// sent nothing, and counts it in Stats.HandoversRefused, when the set is
-// not one this validator knows itself in, when from is not msg's origin,
-// or when the parts are not disjoint runs of the ring (the last two held
-// against from: only the origin hands its broadcast over, and it splits
-// the ring). The caller then relays the whole ring (Relay): a bad
-// handover costs duplicates, never a message, and nobody but the origin
-// can choose which parts of a broadcast a validator starts.
+// re-delegation like every tree frame; if this validator has no
+// connection to that head either, the part goes to the next connected
+// validator in it, as a re-delegated span does (each one before it
+// getting a part of itself alone). A part is started once: a resend of it
+// is counted in Stats.Duplicates and dropped.
+//
+// It returns ErrBadHandover, having sent nothing, and counts it in
+// Stats.HandoversRefused, when the set is not one this validator knows
+// itself in, or when from is not msg's origin or the parts are not
+// distinct parts from HandoverParts for from (these two held against
+// from: only the origin hands its broadcast over, and its parts follow
+// from its ID). The caller then relays the whole ring (Relay) if the
+// message is new to it: a bad handover costs duplicates, never a message,
+// nobody but the origin can choose which parts of a broadcast a validator
+// starts, and the origin only among its own few.
 func (r *Router) RelayParts(from peer.ID, msg *wire.Message, setHash []byte, parts []Span) error {
 	if msg == nil || len(msg.Raw) > r.cfg.MaxMessageSize {
 		return fmt.Errorf("raintree: relaying parts: %w", wire.ErrTooLarge)
@@ -41,8 +49,8 @@ func (r *Router) RelayParts(from peer.ID, msg *wire.Message, setHash []byte, par
 	case view == nil || view.self < 0 || r.cfg.Mode != ModeCover:
 		r.drop(&r.c.handoversRefused, from, "a handover on a set not planned here", ErrBadHandover)
 		return ErrBadHandover
-	case !disjointParts(view.set.Len(), parts):
-		r.invalid(&r.c.handoversRefused, from, "a handover of overlapping parts", ErrBadHandover)
+	case !validHandover(view.set.Len(), from, parts):
+		r.invalid(&r.c.handoversRefused, from, "a handover of parts not its own or overlapping", ErrBadHandover)
 		return ErrBadHandover
 	}
 	r.c.partsRelayed.Add(uint64(len(parts)))
@@ -53,36 +61,46 @@ func (r *Router) RelayParts(from peer.ID, msg *wire.Message, setHash []byte, par
 }
 
 // handoverDelegations lists the tree frames this validator sends for the
-// parts of a handover.
+// parts of a handover, each part once.
 func (r *Router) handoverDelegations(view *setView, msg *wire.Message, parts []Span) []delegation {
 	n := view.set.Len()
 	perHop := r.cfg.LevelsPerHopFor(n, len(msg.Raw))
 	var ds []delegation
 	for _, p := range parts {
-		if p.Start != view.self {
-			t := Target{Index: p.Start, Level: PartLevel(p.Len), Span: p}
-			ds = append(ds, delegation{view: view, mode: ModeCover, target: t, msg: msg})
+		// The seen memory only ever holds spans starting here for frames
+		// received, so a part starting elsewhere has a key of its own.
+		switch v := r.observe(seenKey{id: msg.ID, span: p}, msg); v {
+		case dedup.First:
+		case dedup.Duplicate:
+			r.c.duplicates.Add(1)
+			continue
+		default:
+			r.c.stale.Add(1)
 			continue
 		}
-		if r.observe(seenKey{id: msg.ID, span: p}, msg) != dedup.First {
-			continue // a tree frame brought this part first
+		if p.Start == view.self {
+			for _, t := range CoverTargets(n, p, PartLevel(p.Len), perHop) {
+				ds = append(ds, delegation{view: view, mode: ModeCover, target: t, msg: msg})
+			}
+			continue
 		}
-		for _, t := range CoverTargets(n, p, PartLevel(p.Len), perHop) {
+		// The full node could not reach this head; often nor can we.
+		for _, t := range r.aroundUnconnected(view, Target{Index: p.Start, Level: PartLevel(p.Len), Span: p}) {
 			ds = append(ds, delegation{view: view, mode: ModeCover, target: t, msg: msg})
 		}
 	}
 	return ds
 }
 
-// disjointParts reports whether parts are non-empty, pairwise disjoint
-// runs of a ring of n.
-func disjointParts(n int, parts []Span) bool {
-	total := 0
+// validHandover reports whether parts are distinct, pairwise disjoint
+// parts the full node from may hand over on a ring of n (HandoverParts).
+func validHandover(n int, from peer.ID, parts []Span) bool {
+	if len(parts) == 0 {
+		return false
+	}
+	allowed := HandoverParts(n, []byte(from))
 	for i, p := range parts {
-		if p.Start < 0 || p.Start >= n || p.Len < 1 || p.Len > n {
-			return false
-		}
-		if total += p.Len; total > n {
+		if !slices.Contains(allowed, p) {
 			return false
 		}
 		for _, q := range parts[:i] {
@@ -91,5 +109,5 @@ func disjointParts(n int, parts []Span) bool {
 			}
 		}
 	}
-	return len(parts) > 0
+	return true
 }

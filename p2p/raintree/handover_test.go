@@ -1,6 +1,7 @@
 package raintree
 
 import (
+	"context"
 	"errors"
 	"sync/atomic"
 	"testing"
@@ -22,7 +23,7 @@ func TestAHandoverReachesEveryValidatorOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	msg, id := newEnvelope(t, fullKey, "handed over")
-	targets := HandoverTargets(n, 5, 2)
+	targets := HandoverTargets(n, HandoverStart(n, []byte(full)), 2)
 	if len(targets) != 9 {
 		t.Fatalf("%d targets, want 9", len(targets))
 	}
@@ -58,17 +59,21 @@ func TestAHandoverReachesEveryValidatorOnce(t *testing.T) {
 	}
 }
 
-// Only the origin chooses the parts a validator starts, on a set the
-// validator knows, and parts may not overlap; anything else is refused,
-// counted, and held against the sender unless the set merely changed.
-func TestHandoversThatAreNotTheOriginsOwnOrOverlapAreRefused(t *testing.T) {
+// Only the origin chooses the parts a validator starts, among the few its
+// ID allows, on a set the validator knows, and parts may not overlap;
+// anything else is refused, counted, and held against the sender unless
+// the set merely changed.
+func TestHandoversThatAreNotTheOriginsOwnPartsAreRefused(t *testing.T) {
+	const n = 4
 	var invalid atomic.Int64
-	c := newTCPCluster(t, 4, func(cfg *Config) {
+	c := newTCPCluster(t, n, func(cfg *Config) {
 		cfg.OnInvalid = func(peer.ID, error) { invalid.Add(1) }
 	})
 	fullKey := newKeys(t, 1)[0]
 	full, _ := peer.IDFromPrivateKey(fullKey)
 	msg, _ := newEnvelope(t, fullKey, "handed over")
+	start := HandoverStart(n, []byte(full))
+	thirds, ninths := HandoverTargets(n, start, 1), HandoverTargets(n, start, 2)
 	r := c.nodes[0].router
 	for _, tt := range []struct {
 		name    string
@@ -77,13 +82,12 @@ func TestHandoversThatAreNotTheOriginsOwnOrOverlapAreRefused(t *testing.T) {
 		parts   []Span
 		invalid bool
 	}{
-		{"a handover by another node than the origin", c.nodes[1].host.ID(), c.set.Hash(), []Span{{0, 2}}, true},
-		{"overlapping parts", full, c.set.Hash(), []Span{{0, 3}, {2, 2}}, true},
-		{"parts wrapping round onto each other", full, c.set.Hash(), []Span{{3, 3}, {0, 1}}, true},
-		{"a part past the ring", full, c.set.Hash(), []Span{{4, 1}}, true},
-		{"more validators than the ring", full, c.set.Hash(), []Span{{0, 5}}, true},
+		{"a handover by another node than the origin", c.nodes[1].host.ID(), c.set.Hash(), []Span{ninths[0].Span}, true},
+		{"overlapping parts", full, c.set.Hash(), []Span{thirds[0].Span, ninths[0].Span}, true},
+		{"the same part twice", full, c.set.Hash(), []Span{ninths[0].Span, ninths[0].Span}, true},
+		{"a part the origin's ID does not give it", full, c.set.Hash(), []Span{{Start: start, Len: 3}}, true},
 		{"no parts", full, c.set.Hash(), nil, true},
-		{"a set this validator does not know", full, []byte("another set"), []Span{{0, 2}}, false},
+		{"a set this validator does not know", full, []byte("another set"), []Span{ninths[0].Span}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			before, refused := invalid.Load(), r.Stats().HandoversRefused
@@ -101,8 +105,74 @@ func TestHandoversThatAreNotTheOriginsOwnOrOverlapAreRefused(t *testing.T) {
 	if s := r.Stats(); s.TreeSent != 0 || s.PartsRelayed != 0 {
 		t.Errorf("refused handovers sent %d frames, relayed %d parts", s.TreeSent, s.PartsRelayed)
 	}
-	// The origin's own disjoint parts, wrapping round the ring, are fine.
-	if err := r.RelayParts(full, msg, c.set.Hash(), []Span{{0, 1}, {3, 1}, {1, 2}}); err != nil {
-		t.Errorf("a valid handover: %v", err)
+}
+
+// The origin may resend its handover (it cannot know what arrived), but
+// each part is started once: a resend sends nothing and is counted.
+func TestAResentHandoverStartsNoPartTwice(t *testing.T) {
+	const n = 12
+	c := newTCPCluster(t, n, nil)
+	fullKey := newKeys(t, 1)[0]
+	full, _ := peer.IDFromPrivateKey(fullKey)
+	msg, id := newEnvelope(t, fullKey, "again")
+	targets := HandoverTargets(n, HandoverStart(n, []byte(full)), 1)
+	parent := c.nodes[targets[0].Index].router
+	parts := []Span{targets[0].Span, targets[1].Span, targets[2].Span}
+	for range 5 {
+		if err := parent.RelayParts(full, msg, c.set.Hash(), parts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var others []int
+	for i := range n {
+		if i != targets[0].Index {
+			others = append(others, i)
+		}
+	}
+	eventually(t, 10*time.Second, func() bool { return len(c.missing(id, others)) == 0 }, "validators %v never got it", c.missing(id, others))
+	eventually(t, 10*time.Second, func() bool { return c.sum(func(s Stats) uint64 { return s.AcksReceived }) == n-1 }, "ACKs")
+	if sent := c.sum(func(s Stats) uint64 { return s.TreeSent }); sent != n-1 {
+		t.Errorf("%d tree frames for five copies of a whole-ring handover, want %d", sent, n-1)
+	}
+	if dup := parent.Stats().Duplicates; dup != 4*uint64(len(parts)) {
+		t.Errorf("%d resent parts counted, want %d", dup, 4*len(parts))
+	}
+}
+
+// A part handed to a validator with no connection to its head either goes
+// to the next validator of the part it is connected to, as a re-delegated
+// span does, and the head gets a part of itself alone.
+func TestAHandedOnPartAvoidsADialToItsHead(t *testing.T) {
+	const n = 12
+	c := newTCPCluster(t, n, nil)
+	fullKey := newKeys(t, 1)[0]
+	full, _ := peer.IDFromPrivateKey(fullKey)
+	msg, id := newEnvelope(t, fullKey, "around the head")
+	first := HandoverTargets(n, HandoverStart(n, []byte(full)), 1)[0] // four validators
+	head, part := first.Index, first.Span
+	parent := c.nodes[(head+6)%n]
+	next := c.nodes[(head+1)%n]
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := parent.host.Connect(ctx, peer.AddrInfo{ID: next.host.ID(), Addrs: next.host.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := parent.router.RelayParts(full, msg, c.set.Hash(), []Span{part}); err != nil {
+		t.Fatal(err)
+	}
+	var want []int
+	for k := range part.Len {
+		want = append(want, (head+k)%n)
+	}
+	eventually(t, 10*time.Second, func() bool { return len(c.missing(id, want)) == 0 }, "validators %v never got the part", c.missing(id, want))
+	if got := parent.router.Stats().TreeSent; got != 2 {
+		t.Errorf("the parent sent %d tree frames, want 2 (the rest of the part to the next validator, the head alone)", got)
+	}
+	rest := CoverTargets(n, Span{Start: (head + 1) % n, Len: part.Len - 1}, PartLevel(part.Len), 2)
+	if got := next.router.Stats().TreeSent; got != uint64(len(rest)) {
+		t.Errorf("the next validator sent %d tree frames, want %d", got, len(rest))
+	}
+	if got := c.nodes[head].router.Stats().TreeSent; got != 0 {
+		t.Errorf("the head sent %d tree frames, want 0", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"math/bits"
 	"slices"
@@ -71,19 +72,53 @@ func OriginTargets(mode Mode, n, self, perHop int) []Target {
 
 // HandoverTargets is how a node outside the set, a full node, hands its
 // own broadcast to the validators in cover mode: the whole ring from start
-// split perHop levels deep, one target for the head of every part, start's
-// own part included. Each head then runs its part as if a validator root
-// had sent it, so the tree below is the one a broadcast from start would
-// have, and the full node's broadcast is as many hops deep as start's own.
+// split perHop levels deep (at most MaxHandoverLevels), one target for the
+// head of every part, start's own part included, biggest first. Each head
+// then runs its part as if a validator root had sent it, so the tree below
+// is the one a broadcast from start would have, and the full node's
+// broadcast is as many hops deep as start's own.
 func HandoverTargets(n, start, perHop int) []Target {
 	if n < 1 {
 		return nil
 	}
 	l := Levels(n)
-	steps := min(max(perHop, 1), l)
+	steps := min(max(perHop, 1), MaxHandoverLevels, l)
 	dst, _ := appendParts(nil, n, mod(start, n), n, steps, l-steps+1, false)
 	slices.SortStableFunc(dst, func(x, y Target) int { return cmp.Compare(y.Span.Len, x.Span.Len) })
 	return dst
+}
+
+// MaxHandoverLevels bounds how deep a handover splits the ring: two
+// levels, nine parts, which fit a submission (wire.MaxParts).
+const MaxHandoverLevels = 2
+
+// HandoverStart is where the handovers of the full node whose peer ID
+// bytes are id start on a ring of n: FNV-1a-64 of the ID, modulo n. Full
+// nodes spread over the ring, each keeps the same heads, and a validator
+// can tell which parts a full node may hand over (HandoverParts).
+func HandoverStart(n int, id []byte) int {
+	if n < 1 {
+		return 0
+	}
+	h := fnv.New64a()
+	h.Write(id)
+	return int(h.Sum64() % uint64(n))
+}
+
+// HandoverParts lists the parts a full node with peer ID bytes id may hand
+// over on a ring of n: those of HandoverTargets from its HandoverStart,
+// one or two levels deep (the full node's own configuration decides).
+func HandoverParts(n int, id []byte) []Span {
+	start := HandoverStart(n, id)
+	var out []Span
+	for perHop := 1; perHop <= MaxHandoverLevels; perHop++ {
+		for _, t := range HandoverTargets(n, start, perHop) {
+			if !slices.Contains(out, t.Span) {
+				out = append(out, t.Span)
+			}
+		}
+	}
+	return out
 }
 
 // PartLevel is the level of a tree frame for a part of length n: the one

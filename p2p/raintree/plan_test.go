@@ -537,6 +537,9 @@ func TestAHandoverSendsTheBiggestPartsFirstFromTheStart(t *testing.T) {
 			t.Fatalf("parts not biggest first: %v", got)
 		}
 	}
+	if got := len(HandoverTargets(729, 0, MaxLevelsPerHop)); got != 9 {
+		t.Errorf("a handover with %d levels per hop has %d parts, want 9: it splits at most two levels deep", MaxLevelsPerHop, got)
+	}
 	if got := HandoverTargets(0, 0, 2); got != nil {
 		t.Errorf("HandoverTargets of an empty set = %v, want none", got)
 	}

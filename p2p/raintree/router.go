@@ -33,10 +33,11 @@ var (
 	// ErrDisconnected: the target, a neighbour, had no connection (see
 	// Config.SkipDisconnectedAfter); its span went to the next validator.
 	ErrDisconnected = errors.New("raintree: neighbour not connected")
-	// ErrBadHandover: a full node's handover (RelayParts) names a set this
-	// validator does not know itself in, or parts that are not disjoint
-	// runs of the ring.
-	ErrBadHandover = errors.New("raintree: handover not on a known set or not disjoint parts of the ring")
+	// ErrBadHandover: a full node's handover (RelayParts) is not from the
+	// message's origin, names a set this validator does not know itself
+	// in, or holds parts that are not distinct parts of the origin's own
+	// (HandoverParts).
+	ErrBadHandover = errors.New("raintree: handover not the origin's own parts on a known set")
 
 	errProofOutsideSpan = errors.New("receipt for a frame outside the span")
 )
