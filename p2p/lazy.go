@@ -27,13 +27,13 @@ func (m *Module) validatorIDs(set *validators.Set) []peer.ID {
 	return ids
 }
 
-// handToGossip hands a broadcast RainTree delivered to a lazy validator's
-// gossip, which feeds its mesh of full nodes. treeDone says this node has
-// no RainTree frames of msg left to send (a leaf, or
-// raintree.Config.OnPacedSent). A paced (large) message is handed only
-// then: each copy takes the uplink for a while, and the tree comes first.
-func (m *Module) handToGossip(ctx context.Context, bg *background.Router, msg *wire.Message, treeDone bool) {
-	if bg == nil || !treeDone && m.cfg.RainTree.Paces(len(msg.Raw)) {
+// handToGossip hands a broadcast RainTree delivered to a lazy validator
+// (or that it originated, or a full node handed it) to its gossip, which
+// feeds its mesh of full nodes. It is called once this node's RainTree
+// frames of msg have left (raintree.Config.OnTreeSent; a leaf at once):
+// every copy shares the uplink, and the tree comes first.
+func (m *Module) handToGossip(ctx context.Context, bg *background.Router, msg *wire.Message) {
+	if bg == nil {
 		return
 	}
 	if err := bg.Republish(ctx, msg); err != nil && !errors.Is(err, background.ErrClosed) && ctx.Err() == nil {
@@ -50,8 +50,7 @@ func (m *Module) broadcastLazy(ctx context.Context, rain *raintree.Router, bg *b
 		err = ErrNoPeers
 	}
 	if err == nil {
-		m.handToGossip(ctx, bg, msg, false)
-		return nil
+		return nil // gossip gets it once the tree frames have left
 	}
 	m.sendErrors.Add(1)
 	m.log.Warn("raintree could not take a broadcast; gossip carries it", "err", err)
@@ -81,12 +80,13 @@ func (m *Module) relaySubmission(from peer.ID, msg *wire.Message, parts wire.Han
 	}
 	switch {
 	case rain != nil:
+		// Gossip gets it once the tree frames have left (handToGossip).
 		if err := relayOnRainTree(rain, from, msg, parts, first); err != nil {
 			m.sendErrors.Add(1)
 			m.log.Debug("relaying a submitted broadcast on raintree", "from", from, "err", err)
-		}
-		if first {
-			m.handToGossip(m.ctx, bg, msg, false)
+			if first {
+				m.handToGossip(m.ctx, bg, msg)
+			}
 		}
 	case bg != nil && first:
 		if err := bg.Broadcast(m.ctx, msg); err != nil {

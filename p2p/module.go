@@ -270,14 +270,10 @@ func (m *Module) applySetLocked(set *validators.Set) error {
 				rt.Penalize(from)
 			}
 		}
-		// A large message a node forwards goes to gossip once its tree
-		// frames have left (handToGossip).
-		rtCfg.OnPacedSent = func(msg *wire.Message) { m.handToGossip(rctx, bg, msg, true) }
-		r, err := raintree.NewRouter(hintedHost{m.host, m}, m.cfg.Key.Address, set, rtCfg, func(from peer.ID, msg *wire.Message, broadcast, leaf bool) {
-			// Gossip first: a slow application must not hold up full nodes.
-			if broadcast {
-				m.handToGossip(rctx, bg, msg, leaf)
-			}
+		// A broadcast goes to gossip once this node's tree frames of it
+		// have left (handToGossip), whichever way it came.
+		rtCfg.OnTreeSent = func(msg *wire.Message) { m.handToGossip(rctx, bg, msg) }
+		r, err := raintree.NewRouter(hintedHost{m.host, m}, m.cfg.Key.Address, set, rtCfg, func(from peer.ID, msg *wire.Message, broadcast, _ bool) {
 			m.deliver(rctx, RouterRainTree, from, msg, broadcast)
 		})
 		if err != nil {

@@ -216,12 +216,16 @@ type Config struct {
 	// neighbours connected: the Module turns it off without a background
 	// router, whose dialer does that.
 	SkipDisconnectedAfter time.Duration
-	// OnPacedSent, if set, is called when the last paced frame (see
-	// PaceBytes) of a message waiting in this node's uplink queue has
-	// left, sent or failed: the node's uplink is free of that message's
-	// tree. It runs on the uplink goroutine, so it must return quickly; a
-	// re-delegated frame can make it run again for the same message.
-	OnPacedSent func(msg *wire.Message)
+	// OnTreeSent, if set, is called when this node's tree frames of a
+	// message have left, sent or failed: for small messages once the
+	// last hop of the frames a receipt (an origination, a handover)
+	// called for is written, at once when it called for none; for paced
+	// ones (see PaceBytes) when none waits in the uplink queue any more.
+	// The node's uplink is then free of that message's tree. It runs on a
+	// sending goroutine, so it must return quickly; a re-delegated paced
+	// frame, or a second receipt (another span, a resent handover), can
+	// make it run again for the same message.
+	OnTreeSent func(msg *wire.Message)
 	// Clock drives ACK timeouts. nil means real time.
 	Clock Clock
 	// Logger receives drop and retry events. nil means slog.Default().

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/rainp2p/rainp2p/p2p/dedup"
@@ -54,9 +55,7 @@ func (r *Router) RelayParts(from peer.ID, msg *wire.Message, setHash []byte, par
 		return ErrBadHandover
 	}
 	r.c.partsRelayed.Add(uint64(len(parts)))
-	for _, d := range r.handoverDelegations(view, msg, parts) {
-		r.enqueue(d)
-	}
+	r.sendHops(msg, r.handoverDelegations(view, msg, parts))
 	return nil
 }
 
@@ -84,8 +83,8 @@ func (r *Router) handoverDelegations(view *setView, msg *wire.Message, parts []S
 			}
 			continue
 		}
-		// The full node could not reach this head; often nor can we.
-		for _, t := range r.aroundUnconnected(view, Target{Index: p.Start, Level: PartLevel(p.Len), Span: p}) {
+		// The full node could not reach this head, so it may be down.
+		for _, t := range r.aroundHandedOnHead(view, Target{Index: p.Start, Level: PartLevel(p.Len), Span: p}) {
 			ds = append(ds, delegation{view: view, mode: ModeCover, target: t, msg: msg})
 		}
 	}
@@ -110,4 +109,21 @@ func validHandover(n int, from peer.ID, parts []Span) bool {
 		}
 	}
 	return true
+}
+
+// aroundHandedOnHead plans a part whose head the full node could not
+// reach: as a re-delegated span when this validator is not connected to
+// the head either (aroundUnconnected), and if no validator of the part is
+// connected, the head alone and the rest to the next validator, so that a
+// head that is down delays only itself.
+func (r *Router) aroundHandedOnHead(v *setView, t Target) []Target {
+	ts := r.aroundUnconnected(v, t)
+	if len(ts) > 1 || t.Span.Len <= 1 || r.host.Network().Connectedness(v.set.At(t.Index).PeerID) == network.Connected {
+		return ts
+	}
+	rest, _ := Redelegate(v.set.Len(), t)
+	if rest.Index == v.self {
+		return ts // this validator sits inside the part: the head's frame reaches it
+	}
+	return []Target{{Index: t.Index, Level: t.Level, Span: Span{Start: t.Index, Len: 1}}, rest}
 }

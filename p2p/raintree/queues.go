@@ -149,6 +149,61 @@ func (r *Router) work() {
 	}
 }
 
+// hopBatch holds back a node's frames of its next hop in a broadcast
+// until those of this hop have been written (or dropped): on a shared
+// uplink, frames sent together share it, so the frames whose parts have
+// the most levels still to run go first and arrive sooner.
+type hopBatch struct {
+	msg  *wire.Message
+	left atomic.Int32
+	next []delegation
+}
+
+// sendHops sends the frames ds that one receipt of msg (or its origin, or
+// a handover) calls for, a hop at a time: the frames of ds's first hop
+// (its leading run of one level; planners list hops in order) at once,
+// the rest once those are written. When none are left, or there were none,
+// Config.OnTreeSent is called. Paced frames have their own order and
+// notice (uplink.go).
+func (r *Router) sendHops(msg *wire.Message, ds []delegation) {
+	if len(ds) == 0 {
+		r.treeSent(msg)
+		return
+	}
+	if r.paced(ds[0]) {
+		for _, d := range ds {
+			r.enqueue(d)
+		}
+		return
+	}
+	k := 1
+	for k < len(ds) && ds[k].target.Level == ds[0].target.Level {
+		k++
+	}
+	b := &hopBatch{msg: msg, next: ds[k:]}
+	b.left.Store(int32(k))
+	for _, d := range ds[:k] {
+		d.batch = b
+		r.enqueue(d)
+	}
+}
+
+// written counts d's frame written or dropped, and sends the next hop once
+// every frame of d's hop is.
+func (r *Router) written(d delegation) {
+	if d.batch != nil && d.batch.left.Add(-1) == 0 {
+		r.sendHops(d.batch.msg, d.batch.next)
+	}
+}
+
+// treeSent tells Config.OnTreeSent that this node's tree frames of msg
+// have left.
+func (r *Router) treeSent(msg *wire.Message) {
+	if r.cfg.OnTreeSent != nil {
+		r.cfg.OnTreeSent(msg)
+	}
+}
+
 // outQueue is one target's pending frames.
 type outQueue struct {
 	items   []delegation
@@ -180,6 +235,7 @@ func (r *Router) enqueue(d delegation) {
 		r.c.outboundFull.Add(1)
 		r.log.Debug("outbound queue full", "to", to, "level", d.target.Level)
 		d.report(ErrQueueFull)
+		r.written(d)
 		if r.cfg.ACK && d.target.Level > 0 {
 			r.c.ackTimeouts.Add(1)
 			r.redelegate(d)
@@ -220,6 +276,7 @@ func (r *Router) drain(to peer.ID, q *outQueue) {
 		r.outBytes -= int64(len(d.msg.Raw))
 		r.mu.Unlock()
 		d.report(r.sendTree(d))
+		r.written(d)
 	}
 }
 

@@ -247,6 +247,8 @@ type delegation struct {
 	// head's proof of forwarding.
 	sentAt time.Time
 	proof  bool
+	// batch, if set, is the hop this frame belongs to (enqueueByHop).
+	batch *hopBatch
 }
 
 // NewRouter starts a router for the validator self, which must be in set
@@ -461,10 +463,10 @@ func (r *Router) originate(msg *wire.Message, report bool) (results chan error, 
 	if report {
 		results = make(chan error, len(ds))
 	}
-	for _, d := range ds {
-		d.result = results
-		r.enqueue(d)
+	for i := range ds {
+		ds[i].result = results
 	}
+	r.sendHops(msg, ds)
 	return results, len(ds), nil
 }
 
@@ -696,7 +698,7 @@ func (r *Router) redelegate(d delegation) {
 			"span", d.target.Span, "retries", d.retries)
 		return
 	}
-	d.retries, d.result, d.proof = d.retries+1, nil, false
+	d.retries, d.result, d.proof, d.batch = d.retries+1, nil, false, nil
 	r.c.retries.Add(1)
 	for _, t := range r.aroundUnconnected(d.view, next) {
 		d.target = t
@@ -908,9 +910,11 @@ func (r *Router) onBroadcast(from peer.ID, m *wire.RainTreeMessage) {
 	if len(targets) > 0 && r.cfg.ACK && mode == ModeCover && r.cfg.Paces(len(msg.Raw)) {
 		v = &vouch{to: from, msgID: msg.ID, level: level, span: span}
 	}
-	for _, t := range targets {
-		r.enqueue(delegation{view: view, mode: mode, target: t, msg: msg, vouch: v})
+	ds := make([]delegation, len(targets))
+	for i, t := range targets {
+		ds[i] = delegation{view: view, mode: mode, target: t, msg: msg, vouch: v}
 	}
+	r.sendHops(msg, ds)
 	r.deliver(from, msg, true, propagate && len(targets) == 0)
 }
 

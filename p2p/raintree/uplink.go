@@ -119,16 +119,16 @@ func (r *Router) drainUplink() {
 	}
 }
 
-// pacedSent calls Config.OnPacedSent once no frame of msg waits in the
+// pacedSent calls Config.OnTreeSent once no frame of msg waits in the
 // uplink queue any more.
 func (r *Router) pacedSent(msg *wire.Message) {
-	if r.cfg.OnPacedSent == nil {
+	if r.cfg.OnTreeSent == nil {
 		return
 	}
 	r.mu.Lock()
 	waiting := slices.ContainsFunc(r.up.items, func(d delegation) bool { return d.msg.ID == msg.ID })
 	r.mu.Unlock()
 	if !waiting {
-		r.cfg.OnPacedSent(msg)
+		r.cfg.OnTreeSent(msg)
 	}
 }

@@ -1,6 +1,7 @@
 package raintree
 
 import (
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -82,37 +83,48 @@ func TestSmallMessagesInSmallSetsGoTwoLevelsPerHop(t *testing.T) {
 	}
 }
 
-// Every node that forwards a paced message hears once that its uplink is
-// done with it: the origin and the interior nodes of the plan, no leaf.
-func TestOnPacedSentFiresOnceEachForwardingNodeIsDone(t *testing.T) {
+// Every node hears once that its uplink is done with a broadcast, paced
+// or not: a node that forwards it once its frames have been written, a
+// leaf at once.
+func TestOnTreeSentFiresOnceEachNodeIsDoneWithItsFrames(t *testing.T) {
 	const n, origin = 13, 4
-	var mu sync.Mutex
-	calls := map[wire.MessageID]int{}
-	c := newMockCluster(t, n, func(cfg *Config) {
-		cfg.PaceBytes = 1
-		// A proof of forwarding that is late on a loaded machine would
-		// add a forwarder; forwarded_test.go covers the checks.
-		cfg.CheckForwarding = false
-		cfg.OnPacedSent = func(msg *wire.Message) {
+	for _, paced := range []bool{true, false} {
+		t.Run(fmt.Sprintf("paced %v", paced), func(t *testing.T) {
+			var mu sync.Mutex
+			sentAtCall := map[int][]uint64{} // node -> its TreeSent at each call
+			var c *cluster
+			c = newMockClusterEach(t, n, func(i int) func(*Config) {
+				return func(cfg *Config) {
+					if paced {
+						cfg.PaceBytes = 1
+					}
+					// A proof of forwarding that is late on a loaded machine
+					// would add a forwarder; forwarded_test.go covers the checks.
+					cfg.CheckForwarding = false
+					cfg.LevelsPerHop = 1
+					cfg.OnTreeSent = func(*wire.Message) {
+						mu.Lock()
+						defer mu.Unlock()
+						sentAtCall[i] = append(sentAtCall[i], c.nodes[i].router.Stats().TreeSent)
+					}
+				}
+			})
+			c.broadcast(origin)
+			plan := Broadcast(n, origin, ModeCover, Options{})
+			calls := func() int {
+				mu.Lock()
+				defer mu.Unlock()
+				return len(sentAtCall)
+			}
+			eventually(t, 10*time.Second, func() bool { return calls() == n }, "OnTreeSent ran on %d nodes, want all %d", calls(), n)
+			eventually(t, 10*time.Second, func() bool { return c.sum(func(s Stats) uint64 { return s.AcksReceived }) == n-1 }, "ACKs")
 			mu.Lock()
-			calls[msg.ID]++
-			mu.Unlock()
-		}
-	})
-	id := c.broadcast(origin)
-	plan := Broadcast(n, origin, ModeCover, Options{})
-	forwarders := 0
-	for _, w := range plan.Writes {
-		if w > 0 {
-			forwarders++
-		}
-	}
-	count := func() int { mu.Lock(); defer mu.Unlock(); return calls[id] }
-	eventually(t, 10*time.Second, func() bool { return count() == forwarders },
-		"OnPacedSent ran %d times, want once per forwarding node (%d)", count(), forwarders)
-	eventually(t, 10*time.Second, func() bool { return len(c.missing(id, others(n, origin))) == 0 },
-		"validators %v never delivered", c.missing(id, others(n, origin)))
-	if got := count(); got != forwarders {
-		t.Errorf("OnPacedSent ran %d times after delivery, want %d", got, forwarders)
+			defer mu.Unlock()
+			for i, at := range sentAtCall {
+				if len(at) != 1 || at[0] != uint64(plan.Writes[i]) {
+					t.Errorf("node %d: OnTreeSent after %v frames, want once after its %d", i, at, plan.Writes[i])
+				}
+			}
+		})
 	}
 }
