@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"go.uber.org/goleak"
@@ -63,7 +64,11 @@ func newHost(t *testing.T) (*identity.Key, host.Host, validators.Validator) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := libp2p.New(libp2p.Identity(k.Private), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	// TCP only: a QUIC dial still in flight when a host closes can leave
+	// quic-go's transport goroutines behind (go-libp2p issue 2514), which
+	// goleak would report against whichever test ran last.
+	h, err := libp2p.New(libp2p.Identity(k.Private), libp2p.NoTransports, libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
 	if err != nil {
 		t.Fatal(err)
 	}
