@@ -25,6 +25,8 @@ const (
 	DefaultRecentSetTTL  = 2 * time.Minute
 	DefaultSeenCacheSize = dedup.DefaultCapacity
 	DefaultSendTimeout   = 10 * time.Second
+	// DefaultHopHold is Config.HopHold's default.
+	DefaultHopHold = 100 * time.Millisecond
 
 	DefaultWorkers            = 4
 	DefaultInboundQueueLen    = 256
@@ -155,6 +157,13 @@ type Config struct {
 	OnInvalid func(from peer.ID, err error)
 	// SendTimeout bounds one frame's send, dial included. Default 10s.
 	SendTimeout time.Duration
+	// HopHold bounds how long a node holds back the frames of its next
+	// hop in a broadcast while those of this hop are being written (a hop
+	// at a time, so the frames with the most levels to run share the
+	// uplink with fewer others): a target that stalls its stream delays
+	// the next hop by at most this much. Default 100ms, far more than a
+	// hop of small frames takes to write at a few Mbit/s.
+	HopHold time.Duration
 	// Workers is how many goroutines verify, acknowledge, forward and
 	// deliver inbound payload frames. Default 4.
 	Workers int
@@ -253,6 +262,7 @@ func DefaultConfig(networkID string) Config {
 		ReplayWindow:          dedup.DefaultWindow,
 		ClockSkew:             dedup.DefaultSkew,
 		SendTimeout:           DefaultSendTimeout,
+		HopHold:               DefaultHopHold,
 		Workers:               DefaultWorkers,
 		InboundQueueLen:       DefaultInboundQueueLen,
 		InboundQueueBytes:     DefaultInboundQueueBytes,
@@ -288,6 +298,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("raintree: RecentSetTTL %v must not be negative", c.RecentSetTTL)
 	case c.SeenCacheSize <= 0:
 		return fmt.Errorf("raintree: SeenCacheSize %d must be positive", c.SeenCacheSize)
+	case c.HopHold <= 0:
+		return fmt.Errorf("raintree: HopHold %v must be positive", c.HopHold)
 	case c.SendTimeout <= 0:
 		return fmt.Errorf("raintree: SendTimeout %v must be positive", c.SendTimeout)
 	case c.Workers <= 0 || c.InboundQueueLen <= 0 || c.OutboundQueueLen <= 0 || c.DeliveryQueueLen <= 0 || c.ACKQueueLen <= 0:

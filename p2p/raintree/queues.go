@@ -150,21 +150,24 @@ func (r *Router) work() {
 }
 
 // hopBatch holds back a node's frames of its next hop in a broadcast
-// until those of this hop have been written (or dropped): on a shared
-// uplink, frames sent together share it, so the frames whose parts have
-// the most levels still to run go first and arrive sooner.
+// until those of this hop have been written (or dropped), or HopHold
+// passed: on a shared uplink, frames sent together share it, so the
+// frames whose parts have the most levels still to run go first and
+// arrive sooner.
 type hopBatch struct {
-	msg  *wire.Message
-	left atomic.Int32
-	next []delegation
+	msg     *wire.Message
+	left    atomic.Int32
+	next    []delegation
+	release sync.Once
+	timer   Timer
 }
 
 // sendHops sends the frames ds that one receipt of msg (or its origin, or
 // a handover) calls for, a hop at a time: the frames of ds's first hop
 // (its leading run of one level; planners list hops in order) at once,
-// the rest once those are written. When none are left, or there were none,
-// Config.OnTreeSent is called. Paced frames have their own order and
-// notice (uplink.go).
+// the rest once those are written or HopHold passed. When none are left,
+// or there were none, Config.OnTreeSent is called. Paced frames have
+// their own order and notice (uplink.go).
 func (r *Router) sendHops(msg *wire.Message, ds []delegation) {
 	if len(ds) == 0 {
 		r.treeSent(msg)
@@ -182,6 +185,9 @@ func (r *Router) sendHops(msg *wire.Message, ds []delegation) {
 	}
 	b := &hopBatch{msg: msg, next: ds[k:]}
 	b.left.Store(int32(k))
+	if len(b.next) > 0 {
+		b.timer = r.clock.AfterFunc(r.cfg.HopHold, func() { r.nextHop(b) })
+	}
 	for _, d := range ds[:k] {
 		d.batch = b
 		r.enqueue(d)
@@ -192,8 +198,20 @@ func (r *Router) sendHops(msg *wire.Message, ds []delegation) {
 // every frame of d's hop is.
 func (r *Router) written(d delegation) {
 	if d.batch != nil && d.batch.left.Add(-1) == 0 {
-		r.sendHops(d.batch.msg, d.batch.next)
+		if d.batch.timer != nil {
+			d.batch.timer.Stop()
+		}
+		r.nextHop(d.batch)
 	}
+}
+
+// nextHop sends b's next hop, once, unless the router is closing.
+func (r *Router) nextHop(b *hopBatch) {
+	b.release.Do(func() {
+		if r.ctx.Err() == nil {
+			r.sendHops(b.msg, b.next)
+		}
+	})
 }
 
 // treeSent tells Config.OnTreeSent that this node's tree frames of msg

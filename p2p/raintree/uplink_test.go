@@ -1,11 +1,16 @@
 package raintree
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/rainp2p/rainp2p/p2p/wire"
 )
@@ -126,5 +131,65 @@ func TestOnTreeSentFiresOnceEachNodeIsDoneWithItsFrames(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Attack: a first-hop target whose frame cannot be written (its address
+// accepts TCP connections and never answers, so the dial hangs until
+// SendTimeout) holds the origin's next hop back for at most HopHold, not
+// for the whole send.
+func TestAStalledTargetHoldsTheNextHopBackOnlyForHopHold(t *testing.T) {
+	const n, origin = 9, 0
+	c := newTCPCluster(t, n, func(cfg *Config) {
+		cfg.LevelsPerHop, cfg.SkipDisconnectedAfter, cfg.SendTimeout = 1, 0, time.Minute
+	})
+	tarpit, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			conn, err := tarpit.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, conn) // never read, never answered
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		tarpit.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, conn := range held {
+			conn.Close()
+		}
+	})
+	first := OriginTargets(ModeCover, n, origin, 1)[0].Index
+	ps := c.nodes[origin].host.Peerstore()
+	stalled := c.nodes[first].host.ID()
+	ps.ClearAddrs(stalled)
+	ps.AddAddr(stalled, ma.StringCast("/ip4/127.0.0.1/tcp/"+strconv.Itoa(tarpit.Addr().(*net.TCPAddr).Port)), time.Hour)
+
+	env, id := newEnvelope(t, c.nodes[origin].key, "past a stalled target")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = c.nodes[origin].router.Broadcast(ctx, env) }() // waits on the stalled send
+	var lower []int                                                // the origin's own part, sent after its first hop
+	for _, tg := range OriginTargets(ModeCover, n, origin, 1) {
+		if tg.Level == 1 {
+			lower = append(lower, tg.Index)
+		}
+	}
+	start := time.Now()
+	eventually(t, 20*time.Second, func() bool { return len(c.missing(id, lower)) == 0 }, "validators %v never got it", c.missing(id, lower))
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Errorf("the origin's last hop took %v behind a stalled first-hop frame; HopHold is %v", waited, DefaultHopHold)
+	}
+	if sent := c.nodes[origin].router.Stats().TreeSent; sent == 0 {
+		t.Error("nothing was written: the test did not stall one target only")
 	}
 }
