@@ -225,15 +225,16 @@ type Config struct {
 	// neighbours connected: the Module turns it off without a background
 	// router, whose dialer does that.
 	SkipDisconnectedAfter time.Duration
-	// OnTreeSent, if set, is called when this node's tree frames of a
-	// message have left, sent or failed: for small messages once the
-	// last hop of the frames a receipt (an origination, a handover)
-	// called for is written, at once when it called for none; for paced
-	// ones (see PaceBytes) when none waits in the uplink queue any more.
-	// The node's uplink is then free of that message's tree. It runs on a
-	// sending goroutine, so it must return quickly; a re-delegated paced
-	// frame, or a second receipt (another span, a resent handover), can
-	// make it run again for the same message.
+	// OnTreeSent, if set, is called when this node is done sending the
+	// tree frames of a message one receipt (an origination, a frame, a
+	// handover) called for: for small messages once its last hop is
+	// written or HopHold released it, at once when it called for none;
+	// for paced ones (see PaceBytes) when none waits in the uplink queue
+	// any more. It runs on a router goroutine (a sender, a worker, a
+	// timer) or the caller's of Broadcast, Relay or RelayParts, so it
+	// must return quickly; a second receipt of the message (another
+	// span, a resent handover, a level-0 copy) or a re-delegated paced
+	// frame can make it run again for the same message.
 	OnTreeSent func(msg *wire.Message)
 	// Clock drives ACK timeouts. nil means real time.
 	Clock Clock

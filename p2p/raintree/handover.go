@@ -1,6 +1,7 @@
 package raintree
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 
@@ -55,7 +56,10 @@ func (r *Router) RelayParts(from peer.ID, msg *wire.Message, setHash []byte, par
 		return ErrBadHandover
 	}
 	r.c.partsRelayed.Add(uint64(len(parts)))
-	r.sendHops(msg, r.handoverDelegations(view, msg, parts))
+	ds := r.handoverDelegations(view, msg, parts)
+	// Parts are planned one after another; hops go highest level first.
+	slices.SortStableFunc(ds, func(x, y delegation) int { return cmp.Compare(y.target.Level, x.target.Level) })
+	r.sendHops(msg, ds)
 	return nil
 }
 

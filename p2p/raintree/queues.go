@@ -153,7 +153,8 @@ func (r *Router) work() {
 // until those of this hop have been written (or dropped), or HopHold
 // passed: on a shared uplink, frames sent together share it, so the
 // frames whose parts have the most levels still to run go first and
-// arrive sooner.
+// arrive sooner. The last hop's batch ends the chain (Config.OnTreeSent)
+// the same way.
 type hopBatch struct {
 	msg     *wire.Message
 	left    atomic.Int32
@@ -164,10 +165,11 @@ type hopBatch struct {
 
 // sendHops sends the frames ds that one receipt of msg (or its origin, or
 // a handover) calls for, a hop at a time: the frames of ds's first hop
-// (its leading run of one level; planners list hops in order) at once,
-// the rest once those are written or HopHold passed. When none are left,
-// or there were none, Config.OnTreeSent is called. Paced frames have
-// their own order and notice (uplink.go).
+// (its leading run of one level; callers list hops in order, highest
+// level first) at once, the rest once those are written or HopHold
+// passed. When the last hop is, or there were no frames,
+// Config.OnTreeSent is called. Paced frames have their own order and
+// notice (uplink.go).
 func (r *Router) sendHops(msg *wire.Message, ds []delegation) {
 	if len(ds) == 0 {
 		r.treeSent(msg)
@@ -185,32 +187,33 @@ func (r *Router) sendHops(msg *wire.Message, ds []delegation) {
 	}
 	b := &hopBatch{msg: msg, next: ds[k:]}
 	b.left.Store(int32(k))
-	if len(b.next) > 0 {
-		b.timer = r.clock.AfterFunc(r.cfg.HopHold, func() { r.nextHop(b) })
-	}
+	b.timer = r.clock.AfterFunc(r.cfg.HopHold, func() { r.nextHop(b) })
 	for _, d := range ds[:k] {
 		d.batch = b
 		r.enqueue(d)
 	}
 }
 
-// written counts d's frame written or dropped, and sends the next hop once
-// every frame of d's hop is.
+// written counts d's frame written or dropped, and goes on to the next
+// hop once every frame of d's hop is.
 func (r *Router) written(d delegation) {
 	if d.batch != nil && d.batch.left.Add(-1) == 0 {
-		if d.batch.timer != nil {
-			d.batch.timer.Stop()
-		}
+		d.batch.timer.Stop()
 		r.nextHop(d.batch)
 	}
 }
 
-// nextHop sends b's next hop, once, unless the router is closing.
+// nextHop sends b's next hop (or ends the chain after the last), once.
+// Once the router is closing, the held frames only report ErrClosed.
 func (r *Router) nextHop(b *hopBatch) {
 	b.release.Do(func() {
-		if r.ctx.Err() == nil {
-			r.sendHops(b.msg, b.next)
+		if r.ctx.Err() != nil {
+			for _, d := range b.next {
+				d.report(ErrClosed)
+			}
+			return
 		}
+		r.sendHops(b.msg, b.next)
 	})
 }
 

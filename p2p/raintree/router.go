@@ -247,7 +247,7 @@ type delegation struct {
 	// head's proof of forwarding.
 	sentAt time.Time
 	proof  bool
-	// batch, if set, is the hop this frame belongs to (enqueueByHop).
+	// batch, if set, is the hop this frame belongs to (sendHops).
 	batch *hopBatch
 }
 

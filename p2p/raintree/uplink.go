@@ -77,6 +77,7 @@ func (r *Router) enqueueUplink(d delegation) {
 			r.c.ackTimeouts.Add(1)
 			r.redelegate(d)
 		}
+		r.pacedSent(d.msg) // nothing of it may be left to wait for
 		return
 	}
 	r.outBytes += size

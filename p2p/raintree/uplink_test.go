@@ -2,6 +2,7 @@ package raintree
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -143,6 +144,56 @@ func TestAStalledTargetHoldsTheNextHopBackOnlyForHopHold(t *testing.T) {
 	c := newTCPCluster(t, n, func(cfg *Config) {
 		cfg.LevelsPerHop, cfg.SkipDisconnectedAfter, cfg.SendTimeout = 1, 0, time.Minute
 	})
+	tarpitFirstTarget(t, c, origin)
+	env, id := newEnvelope(t, c.nodes[origin].key, "past a stalled target")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = c.nodes[origin].router.Broadcast(ctx, env) }() // waits on the stalled send
+	var lower []int                                                // the origin's own part, sent after its first hop
+	for _, tg := range OriginTargets(ModeCover, n, origin, 1) {
+		if tg.Level == 1 {
+			lower = append(lower, tg.Index)
+		}
+	}
+	start := time.Now()
+	eventually(t, 20*time.Second, func() bool { return len(c.missing(id, lower)) == 0 }, "validators %v never got it", c.missing(id, lower))
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Errorf("the origin's last hop took %v behind a stalled first-hop frame; HopHold is %v", waited, DefaultHopHold)
+	}
+	if sent := c.nodes[origin].router.Stats().TreeSent; sent == 0 {
+		t.Error("nothing was written: the test did not stall one target only")
+	}
+}
+
+// A Broadcast whose next hop is held when the router closes returns, the
+// held frames reporting ErrClosed, rather than waiting on them forever.
+func TestABroadcastWithAHopHeldReturnsWhenTheRouterCloses(t *testing.T) {
+	const n, origin = 9, 0
+	c := newTCPCluster(t, n, func(cfg *Config) {
+		cfg.LevelsPerHop, cfg.SkipDisconnectedAfter, cfg.SendTimeout, cfg.HopHold = 1, 0, time.Minute, time.Minute
+	})
+	tarpitFirstTarget(t, c, origin)
+	env, _ := newEnvelope(t, c.nodes[origin].key, "held")
+	done := make(chan error, 1)
+	go func() { done <- c.nodes[origin].router.Broadcast(context.Background(), env) }()
+	eventually(t, 10*time.Second, func() bool { return c.nodes[origin].router.Stats().TreeSent > 0 }, "the first hop's other frame was never written")
+	if err := c.nodes[origin].router.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("Broadcast = %v, want ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Broadcast still waiting after Close")
+	}
+}
+
+// tarpitFirstTarget points origin at a TCP listener that accepts and never
+// answers for its first first-hop target, so that frame's send hangs.
+func tarpitFirstTarget(t *testing.T, c *cluster, origin int) {
+	t.Helper()
 	tarpit, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -168,28 +219,10 @@ func TestAStalledTargetHoldsTheNextHopBackOnlyForHopHold(t *testing.T) {
 			conn.Close()
 		}
 	})
+	n := len(c.nodes)
 	first := OriginTargets(ModeCover, n, origin, 1)[0].Index
 	ps := c.nodes[origin].host.Peerstore()
 	stalled := c.nodes[first].host.ID()
 	ps.ClearAddrs(stalled)
 	ps.AddAddr(stalled, ma.StringCast("/ip4/127.0.0.1/tcp/"+strconv.Itoa(tarpit.Addr().(*net.TCPAddr).Port)), time.Hour)
-
-	env, id := newEnvelope(t, c.nodes[origin].key, "past a stalled target")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = c.nodes[origin].router.Broadcast(ctx, env) }() // waits on the stalled send
-	var lower []int                                                // the origin's own part, sent after its first hop
-	for _, tg := range OriginTargets(ModeCover, n, origin, 1) {
-		if tg.Level == 1 {
-			lower = append(lower, tg.Index)
-		}
-	}
-	start := time.Now()
-	eventually(t, 20*time.Second, func() bool { return len(c.missing(id, lower)) == 0 }, "validators %v never got it", c.missing(id, lower))
-	if waited := time.Since(start); waited > 5*time.Second {
-		t.Errorf("the origin's last hop took %v behind a stalled first-hop frame; HopHold is %v", waited, DefaultHopHold)
-	}
-	if sent := c.nodes[origin].router.Stats().TreeSent; sent == 0 {
-		t.Error("nothing was written: the test did not stall one target only")
-	}
 }
