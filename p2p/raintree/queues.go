@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/rainp2p/rainp2p/p2p/unicast"
@@ -166,8 +167,8 @@ type hopBatch struct {
 // sendHops sends the frames ds that one receipt of msg (or its origin, or
 // a handover) calls for, a hop at a time: the frames of ds's first hop
 // (its leading run of one level; callers list hops in order, highest
-// level first) at once, the rest once those are written or HopHold
-// passed. When the last hop is, or there were no frames,
+// level first) at once, the rest once those to connected targets are
+// written or HopHold passed. When the last hop is, or there were no frames,
 // Config.OnTreeSent is called. Paced frames have their own order and
 // notice (uplink.go).
 func (r *Router) sendHops(msg *wire.Message, ds []delegation) {
@@ -185,12 +186,29 @@ func (r *Router) sendHops(msg *wire.Message, ds []delegation) {
 	for k < len(ds) && ds[k].target.Level == ds[0].target.Level {
 		k++
 	}
+	// Only frames to connected targets hold the next hop back: a dial
+	// takes a round trip or more, and to a validator that is down, seconds.
+	hop := ds[:k]
+	held := 0
+	for i := range hop {
+		if r.host.Network().Connectedness(hop[i].view.set.At(hop[i].target.Index).PeerID) == network.Connected {
+			hop[i], hop[held] = hop[held], hop[i]
+			held++
+		}
+	}
 	b := &hopBatch{msg: msg, next: ds[k:]}
-	b.left.Store(int32(k))
-	b.timer = r.clock.AfterFunc(r.cfg.HopHold, func() { r.nextHop(b) })
-	for _, d := range ds[:k] {
-		d.batch = b
+	b.left.Store(int32(held))
+	if held > 0 {
+		b.timer = r.clock.AfterFunc(r.cfg.HopHold, func() { r.nextHop(b) })
+	}
+	for i, d := range hop {
+		if i < held {
+			d.batch = b
+		}
 		r.enqueue(d)
+	}
+	if held == 0 {
+		r.nextHop(b)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/rainp2p/rainp2p/p2p/wire"
@@ -135,33 +136,41 @@ func TestOnTreeSentFiresOnceEachNodeIsDoneWithItsFrames(t *testing.T) {
 	}
 }
 
-// Attack: a first-hop target whose frame cannot be written (its address
-// accepts TCP connections and never answers, so the dial hangs until
-// SendTimeout) holds the origin's next hop back for at most HopHold, not
-// for the whole send.
+// Attack: a first-hop target whose frame cannot be written holds the
+// origin's next hop back for at most HopHold, not for the whole send:
+// with a connected target that stops reading, the next hop waits
+// HopHold; a target the origin must dial first (its address a tarpit that
+// never answers) does not hold it back at all.
 func TestAStalledTargetHoldsTheNextHopBackOnlyForHopHold(t *testing.T) {
-	const n, origin = 9, 0
-	c := newTCPCluster(t, n, func(cfg *Config) {
-		cfg.LevelsPerHop, cfg.SkipDisconnectedAfter, cfg.SendTimeout = 1, 0, time.Minute
-	})
-	tarpitFirstTarget(t, c, origin)
-	env, id := newEnvelope(t, c.nodes[origin].key, "past a stalled target")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = c.nodes[origin].router.Broadcast(ctx, env) }() // waits on the stalled send
-	var lower []int                                                // the origin's own part, sent after its first hop
-	for _, tg := range OriginTargets(ModeCover, n, origin, 1) {
-		if tg.Level == 1 {
-			lower = append(lower, tg.Index)
-		}
-	}
-	start := time.Now()
-	eventually(t, 20*time.Second, func() bool { return len(c.missing(id, lower)) == 0 }, "validators %v never got it", c.missing(id, lower))
-	if waited := time.Since(start); waited > 5*time.Second {
-		t.Errorf("the origin's last hop took %v behind a stalled first-hop frame; HopHold is %v", waited, DefaultHopHold)
-	}
-	if sent := c.nodes[origin].router.Stats().TreeSent; sent == 0 {
-		t.Error("nothing was written: the test did not stall one target only")
+	for _, tt := range []struct {
+		name  string
+		stall func(t *testing.T, c *cluster, origin int)
+	}{
+		{"a connected target that stops reading", stallFirstTarget},
+		{"a target behind a dial that hangs", tarpitFirstTarget},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			const n, origin = 9, 0
+			c := newTCPCluster(t, n, func(cfg *Config) {
+				cfg.LevelsPerHop, cfg.SkipDisconnectedAfter, cfg.SendTimeout = 1, 0, time.Minute
+			})
+			tt.stall(t, c, origin)
+			env, id := newEnvelope(t, c.nodes[origin].key, "past a stalled target")
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go func() { _ = c.nodes[origin].router.Broadcast(ctx, env) }() // waits on the stalled send
+			var lower []int                                                // the origin's own part, sent after its first hop
+			for _, tg := range OriginTargets(ModeCover, n, origin, 1) {
+				if tg.Level == 1 {
+					lower = append(lower, tg.Index)
+				}
+			}
+			start := time.Now()
+			eventually(t, 20*time.Second, func() bool { return len(c.missing(id, lower)) == 0 }, "validators %v never got it", c.missing(id, lower))
+			if waited := time.Since(start); waited > 5*time.Second {
+				t.Errorf("the origin's last hop took %v behind a stalled first-hop frame; HopHold is %v", waited, DefaultHopHold)
+			}
+		})
 	}
 }
 
@@ -172,7 +181,7 @@ func TestABroadcastWithAHopHeldReturnsWhenTheRouterCloses(t *testing.T) {
 	c := newTCPCluster(t, n, func(cfg *Config) {
 		cfg.LevelsPerHop, cfg.SkipDisconnectedAfter, cfg.SendTimeout, cfg.HopHold = 1, 0, time.Minute, time.Minute
 	})
-	tarpitFirstTarget(t, c, origin)
+	stallFirstTarget(t, c, origin)
 	env, _ := newEnvelope(t, c.nodes[origin].key, "held")
 	done := make(chan error, 1)
 	go func() { done <- c.nodes[origin].router.Broadcast(context.Background(), env) }()
@@ -190,8 +199,45 @@ func TestABroadcastWithAHopHeldReturnsWhenTheRouterCloses(t *testing.T) {
 	}
 }
 
+// stallFirstTarget makes origin's first first-hop target a connected peer
+// that stops reading RainTree frames, and fills the stream to it with a
+// frame larger than the stream's window, so that origin's next frame to it
+// waits.
+func stallFirstTarget(t *testing.T, c *cluster, origin int) {
+	t.Helper()
+	first := c.nodes[OriginTargets(ModeCover, len(c.nodes), origin, 1)[0].Index]
+	_ = first.router.Close()
+	first.router = nil
+	streams := make(chan network.Stream, 4)
+	first.host.SetStreamHandler(ProtocolID(testNetwork), func(s network.Stream) { streams <- s }) // never read
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() {
+		cancel()
+		for {
+			select {
+			case s := <-streams:
+				_ = s.Reset()
+			default:
+				return
+			}
+		}
+	})
+	r := c.nodes[origin].router
+	go func() { _ = r.uni.Send(ctx, first.host.ID(), make([]byte, 2<<20)) }()
+	var s network.Stream
+	eventually(t, 10*time.Second, func() bool {
+		select {
+		case s = <-streams:
+			return true
+		default:
+			return false
+		}
+	}, "the stalled target never got a stream")
+	t.Cleanup(func() { _ = s.Reset() })
+}
+
 // tarpitFirstTarget points origin at a TCP listener that accepts and never
-// answers for its first first-hop target, so that frame's send hangs.
+// answers for its first first-hop target, so that frame's dial hangs.
 func tarpitFirstTarget(t *testing.T, c *cluster, origin int) {
 	t.Helper()
 	tarpit, err := net.Listen("tcp", "127.0.0.1:0")
