@@ -158,11 +158,12 @@ type Config struct {
 	// SendTimeout bounds one frame's send, dial included. Default 10s.
 	SendTimeout time.Duration
 	// HopHold bounds how long a node holds back the frames of its next
-	// hop in a broadcast while those of this hop are being written (a hop
-	// at a time, so the frames with the most levels to run share the
-	// uplink with fewer others): a target that stalls its stream delays
-	// the next hop by at most this much. Default 100ms, far more than a
-	// hop of small frames takes to write at a few Mbit/s.
+	// hop in a broadcast while this hop's frames to connected targets are
+	// being written (a hop at a time, so the frames with the most levels
+	// to run share the uplink with fewer others; frames that need a dial
+	// hold nothing back): a target that stalls its stream delays the
+	// next hop by at most this much. Default 100ms, far more than a hop
+	// of small frames takes to write at a few Mbit/s.
 	HopHold time.Duration
 	// Workers is how many goroutines verify, acknowledge, forward and
 	// deliver inbound payload frames. Default 4.
