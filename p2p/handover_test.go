@@ -85,18 +85,8 @@ func TestAFullNodeHandsAnotherNodesEnvelopeOverWhole(t *testing.T) {
 	waitFor(t, 20*time.Second, "the full node to connect its heads", func() bool {
 		return !slices.ContainsFunc(heads, func(id peer.ID) bool { return !connected(full, id) })
 	})
-	otherKey, err := identity.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	env, err := wire.NewEnvelope(wrapperspb.String("signed elsewhere"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg, err := wire.Seal("module-test", env, otherKey.Private, identity.Address{}, time.Now(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	msg := signedElsewhere(t, "signed elsewhere")
+	env := msg.Envelope
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := full.mod.BroadcastEnvelope(ctx, msg.Envelope); err != nil {
@@ -137,18 +127,8 @@ func TestAHandoverOfAnotherNodesBroadcastIsRefusedAndTheWholeRingRelaysIt(t *tes
 	set := victim.mod.ValidatorSet()
 	self, _ := set.IndexOfPeer(victim.host.ID())
 
-	originKey, err := identity.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	env, err := wire.NewEnvelope(wrapperspb.String("someone else's"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg, err := wire.Seal("module-test", env, originKey.Private, identity.Address{}, time.Now(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	msg := signedElsewhere(t, "someone else's")
+	env := msg.Envelope
 	frame, err := wire.EncodeSubmission(msg.Raw, wire.Handover{SetHash: set.Hash(), Parts: []wire.Part{{Start: self, Len: 1}}})
 	if err != nil {
 		t.Fatal(err)
@@ -185,4 +165,23 @@ func TestAHandoverOfAnotherNodesBroadcastIsRefusedAndTheWholeRingRelaysIt(t *tes
 	if sent := s.RainTree.TreeSent - before.RainTree.TreeSent; sent < 2 {
 		t.Errorf("the victim sent %d tree frames; the whole ring from it takes more than one", sent)
 	}
+}
+
+// signedElsewhere is a broadcast of text signed by a fresh key, a node
+// outside the test network.
+func signedElsewhere(t *testing.T, text string) *wire.Message {
+	t.Helper()
+	key, err := identity.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := wire.NewEnvelope(wrapperspb.String(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := wire.Seal("module-test", env, key.Private, identity.Address{}, time.Now(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msg
 }
