@@ -116,7 +116,7 @@ func TestOnTreeSentFiresOnceEachNodeIsDoneWithItsFrames(t *testing.T) {
 					}
 				}
 			})
-			c.broadcast(origin)
+			id := c.broadcast(origin)
 			plan := Broadcast(n, origin, ModeCover, Options{})
 			calls := func() int {
 				mu.Lock()
@@ -124,12 +124,17 @@ func TestOnTreeSentFiresOnceEachNodeIsDoneWithItsFrames(t *testing.T) {
 				return len(sentAtCall)
 			}
 			eventually(t, 10*time.Second, func() bool { return calls() == n }, "OnTreeSent ran on %d nodes, want all %d", calls(), n)
-			eventually(t, 10*time.Second, func() bool { return c.sum(func(s Stats) uint64 { return s.AcksReceived }) == n-1 }, "ACKs")
+			eventually(t, 10*time.Second, func() bool { return len(c.missing(id, others(n, origin))) == 0 },
+				"validators %v never delivered", c.missing(id, others(n, origin)))
+			// A frame re-delegated on a loaded machine (a late ACK) adds
+			// frames and a call; without one each node is exact.
+			exact := c.sum(func(s Stats) uint64 { return s.Retries + s.AckTimeouts }) == 0
 			mu.Lock()
 			defer mu.Unlock()
 			for i, at := range sentAtCall {
-				if len(at) != 1 || at[0] != uint64(plan.Writes[i]) {
-					t.Errorf("node %d: OnTreeSent after %v frames, want once after its %d", i, at, plan.Writes[i])
+				want := uint64(plan.Writes[i])
+				if at[0] < want || exact && (len(at) != 1 || at[0] != want) {
+					t.Errorf("node %d: OnTreeSent after %v frames, want once after its %d", i, at, want)
 				}
 			}
 		})
