@@ -15,11 +15,3 @@ func HandoverHeads(m *Module) []peer.ID {
 	}
 	return ids
 }
-
-// FullNodeParent is the validator the full node m submits whole
-// broadcasts to, and hands the shares it cannot send itself.
-func FullNodeParent(m *Module) peer.ID {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.bg.Parent()
-}

@@ -48,21 +48,22 @@ func TestAFullNodeHandsItsBroadcastToTheHeadsOfTheRingsParts(t *testing.T) {
 		}
 		return true
 	})
-	var parts, refused uint64
-	for _, n := range nodes[:validatorsN] {
-		parts += n.mod.Stats().RainTree.PartsRelayed
-		refused += n.mod.Stats().RainTree.HandoversRefused
-	}
 	bg := full.mod.Stats().Background
-	// A parent that heads a part gets its share as a submission of its
-	// own; every other share goes straight to its head.
-	straight := uint64(len(heads))
-	if slices.Contains(heads, p2p.FullNodeParent(full.mod)) {
-		straight--
+	var parts, refused, received uint64
+	count := func() {
+		parts, refused, received = 0, 0, 0
+		for _, n := range nodes[:validatorsN] {
+			s := n.mod.Stats()
+			parts, refused, received = parts+s.RainTree.PartsRelayed, refused+s.RainTree.HandoversRefused, received+s.Background.Submissions
+		}
 	}
-	if bg.SharesSent != straight || bg.Submitted != 1 || bg.SubmitErrors != 0 || parts != 9 || refused != 0 {
-		t.Errorf("shares sent %d, submitted %d (errors %d), parts relayed %d, refused %d; want %d, 1 (0), 9, 0",
-			bg.SharesSent, bg.Submitted, bg.SubmitErrors, parts, refused, straight)
+	// A head may deliver by gossip before its share is handled.
+	waitFor(t, 20*time.Second, "every share to be handled", func() bool { count(); return received >= bg.SharesSent && parts >= 9 })
+	// Every share went straight to its head, but the parent's own, if it
+	// heads a part: it came as the parent's submission.
+	if bg.SharesSent < uint64(len(heads))-1 || received-bg.SharesSent > 1 || bg.Submitted != 1 || bg.SubmitErrors != 0 || parts != 9 || refused != 0 {
+		t.Errorf("shares sent %d of %d, submissions received %d, submitted %d (errors %d), parts relayed %d, refused %d; want 8 or 9, at most one more, 1 (0), 9, 0",
+			bg.SharesSent, len(heads), received, bg.Submitted, bg.SubmitErrors, parts, refused)
 	}
 	for _, n := range nodes[:validatorsN] {
 		if d := n.deliveries(env.GetNonce()); len(d) != 1 {
