@@ -155,7 +155,7 @@ func (r *Router) work() {
 // passed: on a shared uplink, frames sent together share it, so the
 // frames whose parts have the most levels still to run go first and
 // arrive sooner. The last hop's batch ends the chain (Config.OnTreeSent)
-// the same way.
+// once its frames are written, each within SendTimeout.
 type hopBatch struct {
 	msg     *wire.Message
 	left    atomic.Int32
@@ -168,8 +168,8 @@ type hopBatch struct {
 // a handover) calls for, a hop at a time: the frames of ds's first hop
 // (its leading run of one level; callers list hops in order, highest
 // level first) at once, the rest once those to connected targets are
-// written or HopHold passed. When the last hop is, or there were no frames,
-// Config.OnTreeSent is called. Paced frames have their own order and
+// written or HopHold passed. When the last hop is written, or there were
+// no frames, Config.OnTreeSent is called. Paced frames have their own order and
 // notice (uplink.go).
 func (r *Router) sendHops(msg *wire.Message, ds []delegation) {
 	if len(ds) == 0 {
@@ -198,7 +198,10 @@ func (r *Router) sendHops(msg *wire.Message, ds []delegation) {
 	}
 	b := &hopBatch{msg: msg, next: ds[k:]}
 	b.left.Store(int32(held))
-	if held > 0 {
+	if held > 0 && len(b.next) > 0 {
+		// The last hop is not timed: what waits on it is only the notice,
+		// and a timer per receipt would be a goroutine per receipt when
+		// they fire together.
 		b.timer = r.clock.AfterFunc(r.cfg.HopHold, func() { r.nextHop(b) })
 	}
 	for i, d := range hop {
@@ -216,7 +219,9 @@ func (r *Router) sendHops(msg *wire.Message, ds []delegation) {
 // hop once every frame of d's hop is.
 func (r *Router) written(d delegation) {
 	if d.batch != nil && d.batch.left.Add(-1) == 0 {
-		d.batch.timer.Stop()
+		if d.batch.timer != nil {
+			d.batch.timer.Stop()
+		}
 		r.nextHop(d.batch)
 	}
 }
