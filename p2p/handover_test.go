@@ -40,14 +40,7 @@ func TestAFullNodeHandsItsBroadcastToTheHeadsOfTheRingsParts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "every validator to deliver the broadcast", func() bool {
-		for _, n := range nodes[:validatorsN] {
-			if len(n.deliveries(env.GetNonce())) != 1 {
-				return false
-			}
-		}
-		return true
-	})
+	waitDeliveredOnce(t, nodes[:validatorsN], env.GetNonce())
 	bg := full.mod.Stats().Background
 	var parts, refused, received uint64
 	count := func() {
@@ -93,14 +86,7 @@ func TestAFullNodeHandsAnotherNodesEnvelopeOverWhole(t *testing.T) {
 	if err := full.mod.BroadcastEnvelope(ctx, msg.Envelope); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "every validator to deliver the broadcast", func() bool {
-		for _, n := range nodes[:validatorsN] {
-			if len(n.deliveries(env.GetNonce())) != 1 {
-				return false
-			}
-		}
-		return true
-	})
+	waitDeliveredOnce(t, nodes[:validatorsN], env.GetNonce())
 	var parts, refused, invalid uint64
 	for _, n := range nodes[:validatorsN] {
 		s := n.mod.Stats()
@@ -150,14 +136,7 @@ func TestAHandoverOfAnotherNodesBroadcastIsRefusedAndTheWholeRingRelaysIt(t *tes
 	if err := u.Send(ctx, victim.host.ID(), frame); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "every validator to deliver the broadcast", func() bool {
-		for _, n := range nodes {
-			if len(n.deliveries(env.GetNonce())) != 1 {
-				return false
-			}
-		}
-		return true
-	})
+	waitDeliveredOnce(t, nodes, env.GetNonce())
 	s := victim.mod.Stats()
 	if s.RainTree.HandoversRefused != 1 || s.RainTree.PartsRelayed != 0 || s.InvalidPeers != before.InvalidPeers+1 {
 		t.Errorf("refused %d, parts relayed %d, invalid peers +%d; want 1, 0, +1",
@@ -185,4 +164,18 @@ func signedElsewhere(t *testing.T, text string) *wire.Message {
 		t.Fatal(err)
 	}
 	return msg
+}
+
+// waitDeliveredOnce waits until every node of nodes has delivered the
+// envelope with nonce exactly once.
+func waitDeliveredOnce(t *testing.T, nodes []*node, nonce uint64) {
+	t.Helper()
+	waitFor(t, 20*time.Second, "every validator to deliver the broadcast", func() bool {
+		for _, n := range nodes {
+			if len(n.deliveries(nonce)) != 1 {
+				return false
+			}
+		}
+		return true
+	})
 }

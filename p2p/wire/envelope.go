@@ -99,12 +99,10 @@ func DecodeEnvelope(b []byte, max int) (*Envelope, error) {
 	return e, nil
 }
 
-// EncodeBackground frames an encoded envelope for the background router.
+// EncodeBackground frames an encoded envelope for the background router:
+// a submission of the whole ring, which is also the gossip frame.
 func EncodeBackground(envelope []byte) ([]byte, error) {
-	if len(envelope) == 0 {
-		return nil, ErrEmpty
-	}
-	return proto.Marshal(&BackgroundMessage{Data: envelope})
+	return EncodeSubmission(envelope, Handover{})
 }
 
 // BackgroundEnvelope returns the serialized envelope inside a background
