@@ -1,6 +1,10 @@
 package p2p
 
-import "github.com/libp2p/go-libp2p/core/peer"
+import (
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rainp2p/rainp2p/p2p/wire"
+)
 
 // HandoverHeads lists the validators the full node m hands a small
 // broadcast to (submit), in the order it sends to them.
@@ -15,3 +19,7 @@ func HandoverHeads(m *Module) []peer.ID {
 	}
 	return ids
 }
+
+// HopsAfter is how many RainTree hops after validator from the full node
+// m expects the last validator to get msg (background.Config.HopsAfter).
+func HopsAfter(m *Module, msg *wire.Message, from peer.ID) (int, bool) { return m.hopsAfter(msg, from) }

@@ -114,3 +114,34 @@ func (d *headDials) close() {
 	d.mu.Unlock()
 	d.wg.Wait()
 }
+
+// hopsAfter is background.Config.HopsAfter: how many RainTree hops after
+// validator from the last validator of the set in force gets msg when
+// nothing fails. A validator's broadcast runs the tree rooted at it;
+// anyone else's the handover in parts from the start its signer's ID
+// gives (raintree.HandoverHops). A full node holds a message that long
+// for the validators in its mesh to say they have it (background
+// forward.go), so a wrong answer costs a copy or a few milliseconds of
+// repair, never the message.
+func (m *Module) hopsAfter(msg *wire.Message, from peer.ID) (int, bool) {
+	set, rt := m.trusted.Load(), m.cfg.RainTree
+	size := len(msg.Raw)
+	if set == nil || rt.Mode != raintree.ModeCover || rt.Paces(size) || !m.cfg.Background.Gossip.SubmitInParts {
+		return 0, false
+	}
+	i, ok := set.IndexOfPeer(from)
+	if !ok {
+		return 0, false
+	}
+	n := set.Len()
+	perHop := rt.LevelsPerHopFor(n, size)
+	if root, ok := set.IndexOf(msg.Origin); ok {
+		return raintree.TreeHops(n, perHop) - raintree.Hops(n, i-root, perHop), true
+	}
+	signer, err := msg.Signer()
+	if err != nil {
+		return 0, false
+	}
+	hop, last := raintree.HandoverHops(n, i-raintree.HandoverStart(n, []byte(signer)), perHop)
+	return last - hop, true
+}

@@ -3,6 +3,7 @@ package p2p_test
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/rainp2p/rainp2p/p2p"
 	"github.com/rainp2p/rainp2p/p2p/background"
 	"github.com/rainp2p/rainp2p/p2p/identity"
+	"github.com/rainp2p/rainp2p/p2p/raintree"
 	"github.com/rainp2p/rainp2p/p2p/unicast"
 	"github.com/rainp2p/rainp2p/p2p/wire"
 )
@@ -178,4 +180,71 @@ func waitDeliveredOnce(t *testing.T, nodes []*node, nonce uint64) {
 		}
 		return true
 	})
+}
+
+// A full node holds a small message from a validator for as many links as
+// RainTree still takes to reach its last validator after that one
+// (background forward.go): it reads them off the plan of the broadcast,
+// the tree rooted at a validator origin or the handover in parts of
+// anyone else, and cannot tell for blocks or for senders outside the set.
+func TestAFullNodeKnowsHowManyRainTreeHopsAreStillToGo(t *testing.T) {
+	const validatorsN = 20 // two hops, and a hop after a handover's heads
+	nodes := network(t, validatorsN, 1, nil)
+	fn := nodes[validatorsN]
+	set := fn.mod.ValidatorSet()
+	n, rt := set.Len(), p2p.DefaultConfig().RainTree
+	perHop := rt.LevelsPerHopFor(n, 1024)
+	index := func(nd *node) int {
+		i, ok := set.IndexOfPeer(nd.host.ID())
+		if !ok {
+			t.Fatalf("%s is not in the set", nd.host.ID())
+		}
+		return i
+	}
+	sign := func(by *node, size int) *wire.Message {
+		env, err := wire.NewEnvelope(wrapperspb.String(strings.Repeat("x", size)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, err := wire.Seal("module-test", env, by.key.Private, identity.Address{}, time.Now(), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msg
+	}
+	root := nodes[3]
+	var last *node // a validator the root's tree reaches at its last hop
+	for _, nd := range nodes[:validatorsN] {
+		if raintree.Hops(n, index(nd)-index(root), perHop) == raintree.TreeHops(n, perHop) {
+			last = nd
+		}
+	}
+	start := raintree.HandoverStart(n, []byte(fn.host.ID()))
+	head := raintree.HandoverTargets(n, start, perHop)[0].Index
+	hop, handoverLast := raintree.HandoverHops(n, head-start, perHop)
+	tests := []struct {
+		name   string
+		msg    *wire.Message
+		from   peer.ID
+		want   int
+		wantOK bool
+	}{
+		{"from the root of a validator's broadcast: the whole tree", sign(root, 1024), root.host.ID(), raintree.TreeHops(n, perHop), true},
+		{"from a validator at the tree's last hop: none", sign(root, 1024), last.host.ID(), 0, true},
+		{"from the head of a full node's part: the rest of the handover", sign(fn, 1024), set.At(head).PeerID, handoverLast - hop, true},
+		{"a block: cannot tell", sign(root, rt.PaceBytes), root.host.ID(), 0, false},
+		{"from outside the set: cannot tell", sign(root, 1024), fn.host.ID(), 0, false},
+	}
+	if raintree.TreeHops(n, perHop) < 2 || handoverLast-hop < 1 {
+		t.Fatalf("%d validators make a tree of %d hops, a handover of %d after its heads: too shallow to tell the cases apart",
+			n, raintree.TreeHops(n, perHop), handoverLast-hop)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := p2p.HopsAfter(fn.mod, tt.msg, tt.from)
+			if got != tt.want || ok != tt.wantOK {
+				t.Fatalf("HopsAfter = %d, %v; want %d, %v", got, ok, tt.want, tt.wantOK)
+			}
+		})
+	}
 }

@@ -193,6 +193,7 @@ func (m *Module) Start(ctx context.Context) (err error) {
 		}
 		bgCfg.Unicast.Trusted = m.isValidatorPeer
 		bgCfg.RainTreeValidator = m.cfg.Routers == RoutersBoth && set.Contains(m.cfg.Key.Address)
+		bgCfg.HopsAfter = m.hopsAfter
 		if m.bg, err = background.New(hintedHost{m.host, m}, bgCfg, m.onBackground); err != nil {
 			return fmt.Errorf("creating background router: %w", err)
 		}

@@ -22,7 +22,10 @@ import (
 // A full node therefore hands a valid message to its application at once
 // but, when a validator sent it, holds it before pubsub may forward it:
 // until every validator in its mesh has said it has the message
-// (release.go), or for the forward delay, two round trips to them
+// (release.go), or for as long as RainTree still takes to reach its last
+// validator after the one that sent it, a link for each hop the plan of
+// the broadcast has left (Config.HopsAfter) and one more, or, when the
+// plan is unknown, for the forward delay, two round trips to them
 // (rtt.go). The IDONTWANTs its mesh peers sent on receiving their own
 // copies, validators' included, arrive in the meantime, and pubsub skips
 // those peers. A peer that did not get the message (a validator below a
@@ -74,16 +77,17 @@ func (r *Router) validateThenWait(ctx context.Context, from peer.ID, msg *pubsub
 	}
 	r.deliver(msg.ReceivedFrom, m, ViaGossip, wire.Handover{})
 	msg.ValidatorData = handed{m}
-	r.hold(ctx, msg.ReceivedFrom, r.gossipID(m), len(m.Raw))
+	r.hold(ctx, msg.ReceivedFrom, m)
 	return pubsub.ValidationAccept
 }
 
-// hold waits as long as message id of size bytes from peer from must wait
-// before pubsub forwards it: not at all for a small one from a full node,
-// nor when MaxHeldBytes are already held (counted); otherwise until every
-// validator in the mesh has said it has it (release.go), or for its
-// forward delay at most.
-func (r *Router) hold(ctx context.Context, from peer.ID, id string, size int) {
+// hold waits as long as message m from peer from must wait before pubsub
+// forwards it: not at all for a small one from a full node, nor when
+// MaxHeldBytes are already held (counted); otherwise until every validator
+// in the mesh has said it has it (release.go), or for its forward delay at
+// most.
+func (r *Router) hold(ctx context.Context, from peer.ID, m *wire.Message) {
+	size := len(m.Raw)
 	if !r.cfg.Gossip.large(size) && !r.lazy.contains(from) {
 		return
 	}
@@ -96,7 +100,12 @@ func (r *Router) hold(ctx context.Context, from peer.ID, id string, size int) {
 	r.c.held.Add(1)
 	rtt := r.meshRTT()
 	d := r.cfg.Gossip.forwardDelay(size, rtt)
-	if r.have.wait(ctx, id, from, d, r.cfg.Gossip.releaseGrace(size, rtt)) {
+	if r.cfg.HopsAfter != nil && !r.cfg.Gossip.large(size) {
+		if hops, ok := r.cfg.HopsAfter(m, from); ok {
+			d = r.cfg.Gossip.treeDelay(hops, rtt)
+		}
+	}
+	if r.have.wait(ctx, r.gossipID(m), from, d, r.cfg.Gossip.releaseGrace(size, rtt)) {
 		r.c.releasedEarly.Add(1)
 	}
 }
@@ -110,6 +119,17 @@ func (g GossipParams) forwardDelay(size int, rtt time.Duration) time.Duration {
 		return g.LargeForwardDelay
 	}
 	return min(max(2*rtt, g.ForwardDelay), g.MaxForwardDelay)
+}
+
+// treeDelay is how long a full node holds a small message from a validator
+// that RainTree reaches hops hops before its last validator: a link for
+// each of those hops and one more, for what queues add, (hops+1)/2 round
+// trips, between ForwardDelay and the forward delay. A validator that
+// gets it later still is below a silent one, and the sooner it has the
+// copy the better. The copy from the validator and the IDONTWANTs of the
+// others cross one link each, so that link is not waited for.
+func (g GossipParams) treeDelay(hops int, rtt time.Duration) time.Duration {
+	return min(max(time.Duration(hops+1)*rtt/2, g.ForwardDelay), g.forwardDelay(0, rtt))
 }
 
 // releaseGrace is how long a hold lasts after the last validator in the

@@ -3,10 +3,13 @@ package background
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rainp2p/rainp2p/p2p/wire"
 )
 
 // A full node f gets a message from g while its mesh peer v, a validator,
@@ -38,6 +41,8 @@ func TestAFullNodeForwardsOnlyAfterItsValidatorsSaidTheyHaveIt(t *testing.T) {
 			network := "forward"
 			cfg := holdingConfig(network, tt.delay)
 			cfg.Gossip.MaxHeldBytes = tt.maxHeld
+			var asked atomic.Int32 // how often f asked how many RainTree hops remain
+			cfg.HopsAfter = func(*wire.Message, peer.ID) (int, bool) { asked.Add(1); return 1, true }
 			vcfg := cfg
 			vcfg.RainTreeValidator = true
 			gcfg, validators := cfg, 1
@@ -71,6 +76,9 @@ func TestAFullNodeForwardsOnlyAfterItsValidatorsSaidTheyHaveIt(t *testing.T) {
 				if s.HeldFull != tt.wantFull {
 					t.Fatalf("f forwarded %d messages at once for MaxHeldBytes, want %d", s.HeldFull, tt.wantFull)
 				}
+				if n := asked.Load(); n != 0 {
+					t.Fatalf("f asked %d times how many RainTree hops remain for a message it does not hold", n)
+				}
 				return
 			}
 			if err := v.r.Republish(context.Background(), msg); err != nil { // as RainTree's delivery would
@@ -83,6 +91,9 @@ func TestAFullNodeForwardsOnlyAfterItsValidatorsSaidTheyHaveIt(t *testing.T) {
 			}
 			if s := f.r.Stats(); s.DeliveredGossip != 1 || s.Held != 1 {
 				t.Fatalf("f delivered %d times and held %d messages, want once each", s.DeliveredGossip, s.Held)
+			}
+			if n := asked.Load(); n != 1 {
+				t.Fatalf("f asked %d times how many RainTree hops remain for the message it held, want once", n)
 			}
 		})
 	}

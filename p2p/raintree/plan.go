@@ -246,6 +246,122 @@ func appendParts(dst []Target, n, start, length, steps, level int, keepFirst boo
 	return dst, own
 }
 
+// Hops is the network hop at which a cover-mode broadcast over a ring of
+// n first reaches the validator offset places after its root (0 for the
+// root itself), perHop levels per hop, without faults: the hop Broadcast
+// records for it. It runs in O(levels) time.
+func Hops(n, offset, perHop int) int {
+	if n <= 1 {
+		return 0
+	}
+	return hopsTo(n, Levels(n), max(perHop, 1), mod(offset, n))
+}
+
+// HandoverHops is Hops for a full node's handover in parts from start
+// (HandoverTargets): the hop at which it reaches the validator offset
+// places after start, and the hop at which it reaches its last one. The
+// full node's own send to the heads is hop 1.
+func HandoverHops(n, offset, perHop int) (hop, last int) {
+	if n < 1 {
+		return 0, 0
+	}
+	perHop = max(perHop, 1)
+	steps := min(perHop, MaxHandoverLevels, Levels(n))
+	o := mod(offset, n)
+	head, plen := partAt(n, steps, o)
+	hop = 1 + hopsTo(plen, Levels(plen), perHop, o-head)
+	parts, _ := appendParts(nil, n, 0, n, steps, 0, false)
+	for _, p := range distinctLengths(parts) {
+		last = max(last, 1+spanHops(p, Levels(p), perHop))
+	}
+	return hop, last
+}
+
+// hopsTo is the hop at which the node heading a span of length, top
+// levels high, reaches offset o of it.
+func hopsTo(length, top, perHop, o int) int {
+	hops := 0
+	for o != 0 {
+		head, plen, rest, ok := nextHead(length, top, perHop, o)
+		if !ok {
+			return hops
+		}
+		hops++
+		o, length, top = o-head, plen, rest
+	}
+	return hops
+}
+
+// nextHead follows the hops of the node at offset 0 of a span of length,
+// top levels high, to the part that holds offset o: its head's offset,
+// its length, and the levels its head runs below it.
+func nextHead(length, top, perHop, o int) (head, plen, rest int, ok bool) {
+	for l := top; l >= 1 && length > 1; l -= perHop {
+		steps := min(perHop, l)
+		head, plen = partAt(length, steps, o)
+		if head != 0 {
+			return head, plen, l - steps, true
+		}
+		length = plen
+	}
+	return 0, 0, 0, false
+}
+
+// partAt is the part holding offset o when a run of length is split in
+// three steps times over, as appendParts splits it: its offset and length.
+func partAt(length, steps, o int) (start, plen int) {
+	for ; steps > 0 && length > 1; steps-- {
+		a := (length + 2) / 3
+		b := (length - a + 1) / 2
+		switch {
+		case o < a:
+			length = a
+		case o < a+b:
+			start, o, length = start+a, o-a, b
+		default:
+			start, o, length = start+a+b, o-a-b, length-a-b
+		}
+	}
+	return start, length
+}
+
+// TreeHops is the hop at which a cover-mode broadcast over a ring of n,
+// perHop levels per hop, reaches its last validator without faults
+// (Broadcast's LastDeliveryHop), whatever its root.
+func TreeHops(n, perHop int) int {
+	if n <= 1 {
+		return 0
+	}
+	return spanHops(n, Levels(n), max(perHop, 1))
+}
+
+// spanHops is how many hops the node heading a span of length, top
+// levels high, takes to reach all of it. Parts of the same length run the
+// same tree, so each split follows each length once.
+func spanHops(length, top, perHop int) int {
+	deepest := 0
+	for l := top; l >= 1 && length > 1; l -= perHop {
+		steps := min(perHop, l)
+		parts, own := appendParts(nil, length, 0, length, steps, 0, true)
+		for _, p := range distinctLengths(parts) {
+			deepest = max(deepest, 1+spanHops(p, l-steps, perHop))
+		}
+		length = own
+	}
+	return deepest
+}
+
+// distinctLengths lists the lengths of the spans of targets, once each.
+func distinctLengths(targets []Target) []int {
+	var out []int
+	for _, t := range targets {
+		if !slices.Contains(out, t.Span.Len) {
+			out = append(out, t.Span.Len)
+		}
+	}
+	return out
+}
+
 func mod(i, n int) int {
 	i %= n
 	if i < 0 {

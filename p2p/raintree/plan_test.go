@@ -479,8 +479,8 @@ func BenchmarkBroadcastReference1e5(b *testing.B) {
 // walkHandover delivers a full node's handover (HandoverTargets, each head
 // planning its part by PartLevel as a relaying validator does) and returns
 // how often each validator got it and the hop of the last delivery.
-func walkHandover(n, start, perHop int) (reads []int, last int) {
-	reads = make([]int, n)
+func walkHandover(n, start, perHop int) (reads, hops []int, last int) {
+	reads, hops = make([]int, n), make([]int, n)
 	type frame struct {
 		t   Target
 		hop int
@@ -493,19 +493,22 @@ func walkHandover(n, start, perHop int) (reads []int, last int) {
 		f := queue[0]
 		queue = queue[1:]
 		reads[f.t.Index]++
+		if hops[f.t.Index] == 0 {
+			hops[f.t.Index] = f.hop
+		}
 		last = max(last, f.hop)
 		for _, t := range CoverTargets(n, f.t.Span, f.t.Level, perHop) {
 			queue = append(queue, frame{t, f.hop + 1})
 		}
 	}
-	return reads, last
+	return reads, hops, last
 }
 
 func TestAFullNodesHandoverReachesEveryValidatorOnceAHopSoonerThanThroughAParent(t *testing.T) {
 	for _, perHop := range []int{1, 2} {
 		for n := 1; n <= 800; n++ {
 			start := n / 3
-			reads, last := walkHandover(n, start, perHop)
+			reads, _, last := walkHandover(n, start, perHop)
 			for i, r := range reads {
 				if r != 1 {
 					t.Fatalf("n=%d, %d levels per hop: validator %d read the handover %d times", n, perHop, i, r)
@@ -542,5 +545,44 @@ func TestAHandoverSendsTheBiggestPartsFirstFromTheStart(t *testing.T) {
 	}
 	if got := HandoverTargets(0, 0, 2); got != nil {
 		t.Errorf("HandoverTargets of an empty set = %v, want none", got)
+	}
+}
+
+func TestHopsAreTheHopsABroadcastReachesEachValidatorAt(t *testing.T) {
+	for _, perHop := range []int{1, 2, 3} {
+		for n := 1; n <= 400; n++ {
+			root := n / 2
+			p := Broadcast(n, root, ModeCover, Options{LevelsPerHop: perHop, RecordEdges: true})
+			want := make([]int, n)
+			for _, e := range p.Edges {
+				if want[e.To] == 0 {
+					want[e.To] = e.Hop
+				}
+			}
+			for v := range n {
+				if got := Hops(n, v-root, perHop); got != want[v] {
+					t.Fatalf("n=%d, %d levels per hop: Hops(offset %d) = %d, the broadcast reached it at hop %d", n, perHop, v-root, got, want[v])
+				}
+			}
+			if got := TreeHops(n, perHop); got != p.LastDeliveryHop {
+				t.Fatalf("n=%d, %d levels per hop: TreeHops = %d, the broadcast's last delivery was at hop %d", n, perHop, got, p.LastDeliveryHop)
+			}
+		}
+	}
+}
+
+func TestHandoverHopsAreTheHopsAHandoverReachesEachValidatorAt(t *testing.T) {
+	for _, perHop := range []int{1, 2} {
+		for n := 1; n <= 400; n++ {
+			start := n / 3
+			_, hops, last := walkHandover(n, start, perHop)
+			for v := range n {
+				hop, gotLast := HandoverHops(n, v-start, perHop)
+				if hop != hops[v] || gotLast != last {
+					t.Fatalf("n=%d, %d levels per hop: HandoverHops(offset %d) = %d, %d; the handover reached it at hop %d and its last at %d",
+						n, perHop, v-start, hop, gotLast, hops[v], last)
+				}
+			}
+		}
 	}
 }

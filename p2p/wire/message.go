@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/rainp2p/rainp2p/p2p/identity"
 )
@@ -71,6 +72,15 @@ type Message struct {
 
 // IsUnicast reports whether the envelope is addressed to one node.
 func (m *Message) IsUnicast() bool { return !m.Recipient.IsZero() }
+
+// Signer returns the peer ID of the key that signed the envelope.
+func (m *Message) Signer() (peer.ID, error) {
+	pub, err := crypto.UnmarshalPublicKey(m.Envelope.GetOrigin())
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrBadOrigin, err)
+	}
+	return identity.PeerIDFromPublicKey(pub)
+}
 
 // SigningBytes returns the byte string an envelope's signature is about
 // (docs/PROTOCOL.md): the domain tag, the network ID, the content's type
