@@ -48,6 +48,18 @@ import (
 // keep flowing. Invalid messages (P4) push a lazy peer down as anyone else.
 const lazyScore = -100
 
+// keptScore is the application score a full node of a lazy network gives
+// the validators: above anything first deliveries (P2, at most 25) give a
+// full node, so that when its mesh is oversubscribed and pubsub prunes it
+// to D, keeping the Dscore best-scoring peers, it keeps the validators
+// that grafted it. Otherwise a validator, whose mesh is a couple of full
+// nodes, could be pruned by all of them at once (heartbeats coincide) and
+// spend up to a heartbeat with no mesh at all; a validator below a silent
+// one in RainTree then waited for IHAVE, hundreds of milliseconds, where
+// its full nodes' forward would have come in tens (ADR 0002). Silent
+// validators, which never deliver first, were pruned first.
+const keptScore = 30
+
 // parentRetry bounds how often a full node without a connected parent
 // looks for one: the score function runs for every peer on every refresh.
 const parentRetry = time.Second
@@ -143,10 +155,16 @@ func (r *Router) Parent() peer.ID {
 }
 
 // appScore is gossipsub's application-specific score (P5): a lazy
-// validator's score for the other validators.
+// validator's score for the other validators (lazyScore), and a full node
+// of a lazy network's for the validators (keptScore).
 func (r *Router) appScore(p peer.ID) float64 {
-	if r.cfg.lazy() && r.lazy.contains(p) {
+	switch {
+	case !r.lazy.contains(p):
+		return 0
+	case r.cfg.lazy():
 		return lazyScore
+	case r.cfg.lazyNetwork() && !r.cfg.RainTreeValidator:
+		return keptScore
 	}
 	return 0
 }

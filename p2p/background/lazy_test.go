@@ -207,6 +207,61 @@ func TestALazyValidatorKeepsAtMostValidatorDhiFullNodesInItsMesh(t *testing.T) {
 	}
 }
 
+// A full node whose mesh is oversubscribed keeps the validators that
+// grafted it when pubsub prunes it (keptScore): a validator's mesh is a
+// couple of full nodes, and pruned by all of them at once it would have
+// none until its next heartbeat, so a broadcast RainTree did not bring it
+// would wait for IHAVE.
+func TestAFullNodePruningItsMeshKeepsItsValidators(t *testing.T) {
+	const network = "keepvalidators"
+	cfg := testConfig(network)
+	cfg.Gossip.LazyAmongValidators = true
+	cfg.Gossip.D, cfg.Gossip.Dlo, cfg.Gossip.Dhi = 2, 1, 3 // Dscore 2
+	vcfg := cfg
+	vcfg.RainTreeValidator = true
+	v := startNodeOn(t, newHostWithConnManager(t), vcfg)
+	f := startNodeOn(t, newHostWithConnManager(t), cfg)
+	v.r.SetValidatorIDs(nil)
+	f.r.SetValidatorIDs([]peer.ID{v.h.ID()})
+	connect(t, v.h, f.h)
+	awaitMutualMesh(t, network, f, v)
+
+	inMesh := func(of, p *node) bool { return of.h.ConnManager().IsProtected(p.h.ID(), meshTag(network)) }
+	var others []*node
+	for range 5 {
+		g := startNodeOn(t, newHostWithConnManager(t), cfg)
+		g.r.SetValidatorIDs([]peer.ID{v.h.ID()})
+		connect(t, f.h, g.h) // f dials: it accepts their grafts beyond Dhi, and prunes at its heartbeat
+		others = append(others, g)
+	}
+	grafted := map[*node]bool{} // full nodes seen in f's mesh
+	out := func() int { // of those, the ones f no longer has: pruned
+		n := 0
+		for g := range grafted {
+			if !inMesh(f, g) {
+				n++
+			}
+		}
+		return n
+	}
+	deadline := time.Now().Add(20 * cfg.Gossip.HeartbeatInterval)
+	for time.Now().Before(deadline) {
+		if !inMesh(f, v) {
+			t.Fatalf("f pruned the validator from its mesh (%d of %d full nodes that grafted it are out)", out(), len(grafted))
+		}
+		for _, g := range others {
+			if inMesh(f, g) {
+				grafted[g] = true
+			}
+		}
+		time.Sleep(cfg.Gossip.HeartbeatInterval / 10)
+	}
+	if len(grafted) < 3 || out() == 0 {
+		t.Fatalf("%d full nodes grafted f and %d were pruned: its mesh (Dhi 3, with the validator) was never pruned, so keeping the validator proves nothing",
+			len(grafted), out())
+	}
+}
+
 func TestLazyScoreSitsBetweenTheMeshAndTheGossipThreshold(t *testing.T) {
 	maxFirstDeliveries := firstDeliveriesWeight * firstDeliveriesCap
 	if lazyScore+maxFirstDeliveries >= 0 {
@@ -214,6 +269,26 @@ func TestLazyScoreSitsBetweenTheMeshAndTheGossipThreshold(t *testing.T) {
 	}
 	if d := DefaultScoreParams(); lazyScore <= d.GossipThreshold {
 		t.Errorf("lazy score %v is at or below the gossip threshold %v: no IHAVE/IWANT repair", float64(lazyScore), d.GossipThreshold)
+	}
+}
+
+func TestAFullNodeRanksValidatorsAboveAnyFullNode(t *testing.T) {
+	if maxFirstDeliveries := firstDeliveriesWeight * firstDeliveriesCap; keptScore <= maxFirstDeliveries {
+		t.Errorf("kept score %v is at or below a full node's best first-delivery reward %v: pruning may drop a validator first", float64(keptScore), maxFirstDeliveries)
+	}
+	r := &Router{cfg: testConfig("rank")}
+	r.cfg.Gossip.LazyAmongValidators = true
+	v, f := peer.ID("validator"), peer.ID("full node")
+	r.lazy.replace([]peer.ID{v})
+	if got := r.appScore(v); got != keptScore {
+		t.Errorf("a full node scores a validator %v, want %v", got, float64(keptScore))
+	}
+	if got := r.appScore(f); got != 0 {
+		t.Errorf("a full node scores another full node %v, want 0", got)
+	}
+	r.cfg.RainTreeValidator = true
+	if got := r.appScore(v); got != lazyScore {
+		t.Errorf("a lazy validator scores another validator %v, want %v", got, float64(lazyScore))
 	}
 }
 
