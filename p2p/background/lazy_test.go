@@ -234,8 +234,10 @@ func TestAFullNodePruningItsMeshKeepsItsValidators(t *testing.T) {
 		connect(t, f.h, g.h) // f dials: it accepts their grafts beyond Dhi, and prunes at its heartbeat
 		others = append(others, g)
 	}
-	grafted := map[*node]bool{} // full nodes seen in f's mesh
-	out := func() int { // of those, the ones f no longer has: pruned
+	// grafted are the full nodes seen in f's mesh; out counts those f no
+	// longer has: pruned.
+	grafted := map[*node]bool{}
+	out := func() int {
 		n := 0
 		for g := range grafted {
 			if !inMesh(f, g) {
