@@ -126,7 +126,7 @@ func (d *headDials) close() {
 func (m *Module) hopsAfter(msg *wire.Message, from peer.ID) (int, bool) {
 	set, rt := m.trusted.Load(), m.cfg.RainTree
 	size := len(msg.Raw)
-	if set == nil || rt.Mode != raintree.ModeCover || rt.Paces(size) || !m.cfg.Background.Gossip.SubmitInParts {
+	if set == nil || rt.Mode != raintree.ModeCover || rt.Paces(size) {
 		return 0, false
 	}
 	i, ok := set.IndexOfPeer(from)
@@ -139,7 +139,7 @@ func (m *Module) hopsAfter(msg *wire.Message, from peer.ID) (int, bool) {
 		return raintree.TreeHops(n, perHop) - raintree.Hops(n, i-root, perHop), true
 	}
 	signer, err := msg.Signer()
-	if err != nil {
+	if err != nil || !m.cfg.Background.Gossip.SubmitInParts {
 		return 0, false
 	}
 	hop, last := raintree.HandoverHops(n, i-raintree.HandoverStart(n, []byte(signer)), perHop)

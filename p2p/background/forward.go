@@ -84,7 +84,8 @@ func (r *Router) validateThenWait(ctx context.Context, from peer.ID, msg *pubsub
 // hold waits as long as message m from peer from must wait before pubsub
 // forwards it: not at all for a small one from a full node, nor when
 // MaxHeldBytes are already held (counted); otherwise until every validator
-// in the mesh has said it has it (release.go), or for its forward delay at
+// in the mesh has said it has it (release.go), or for the RainTree hops it
+// has left (treeDelay) or, when those are unknown, its forward delay at
 // most.
 func (r *Router) hold(ctx context.Context, from peer.ID, m *wire.Message) {
 	size := len(m.Raw)
