@@ -24,7 +24,8 @@ import (
 // until every validator in its mesh has said it has the message
 // (release.go), or for as long as RainTree still takes to reach its last
 // validator after the one that sent it, a link for each hop the plan of
-// the broadcast has left (Config.HopsAfter) and one more, or, when the
+// the broadcast has left (Config.HopsAfter) and a round trip more, or,
+// when the
 // plan is unknown, for the forward delay, two round trips to them
 // (rtt.go). The IDONTWANTs its mesh peers sent on receiving their own
 // copies, validators' included, arrive in the meantime, and pubsub skips
@@ -124,13 +125,14 @@ func (g GossipParams) forwardDelay(size int, rtt time.Duration) time.Duration {
 
 // treeDelay is how long a full node holds a small message from a validator
 // that RainTree reaches hops hops before its last validator: a link for
-// each of those hops and one more, for what queues add, (hops+1)/2 round
-// trips, between ForwardDelay and the forward delay. A validator that
-// gets it later still is below a silent one, and the sooner it has the
-// copy the better. The copy from the validator and the IDONTWANTs of the
-// others cross one link each, so that link is not waited for.
+// each of those hops and a round trip more, for what queues and
+// processing add (a loaded node's hop takes several links), (hops+2)/2
+// round trips, between ForwardDelay and the forward delay. A validator
+// that gets it later still is below a silent one, and the sooner it has
+// the copy the better. The copy from the validator and the IDONTWANTs of
+// the others cross one link each, so that link is not waited for.
 func (g GossipParams) treeDelay(hops int, rtt time.Duration) time.Duration {
-	return min(max(time.Duration(hops+1)*rtt/2, g.ForwardDelay), g.forwardDelay(0, rtt))
+	return min(max(time.Duration(hops+2)*rtt/2, g.ForwardDelay), g.forwardDelay(0, rtt))
 }
 
 // releaseGrace is how long a hold lasts after the last validator in the

@@ -201,7 +201,7 @@ func TestTheForwardDelayIsTwoRoundTripsWithinItsBounds(t *testing.T) {
 	}
 }
 
-func TestAHoldLastsALinkForEveryRainTreeHopStillToGoAndOneMore(t *testing.T) {
+func TestAHoldLastsALinkForEveryRainTreeHopStillToGoAndARoundTripMore(t *testing.T) {
 	g := DefaultGossipParams()
 	tests := []struct {
 		name string
@@ -210,11 +210,11 @@ func TestAHoldLastsALinkForEveryRainTreeHopStillToGoAndOneMore(t *testing.T) {
 		want time.Duration
 	}{
 		{"no round trip measured: ForwardDelay", 2, 0, g.ForwardDelay},
-		{"from the last hop on 10ms links: the floor, ForwardDelay", 0, 20 * time.Millisecond, g.ForwardDelay},
-		{"one hop to go on 10ms links: two links", 1, 20 * time.Millisecond, 20 * time.Millisecond},
-		{"two hops to go on 10ms links: three links", 2, 20 * time.Millisecond, 30 * time.Millisecond},
-		{"from the last hop on 50ms links: one link", 0, 100 * time.Millisecond, 50 * time.Millisecond},
-		{"more hops than two round trips cover: two round trips", 6, 20 * time.Millisecond, 40 * time.Millisecond},
+		{"from the last hop on 10ms links: a round trip", 0, 20 * time.Millisecond, 20 * time.Millisecond},
+		{"one hop to go on 10ms links: three links", 1, 20 * time.Millisecond, 30 * time.Millisecond},
+		{"from the last hop on 2ms links: the floor, ForwardDelay", 0, 4 * time.Millisecond, g.ForwardDelay},
+		{"from the last hop on 50ms links: a round trip", 0, 100 * time.Millisecond, 100 * time.Millisecond},
+		{"more hops than two round trips cover: two round trips", 3, 20 * time.Millisecond, 40 * time.Millisecond},
 		{"slow links stop at MaxForwardDelay", 1, 2 * time.Second, g.MaxForwardDelay},
 	}
 	for _, tt := range tests {
