@@ -110,20 +110,19 @@ type GossipParams struct {
 	// hold ends soon after they all have spoken (release.go); otherwise it
 	// lasts a link (half a round trip, as measured by ping, rtt.go) for
 	// every RainTree hop the broadcast has left after the validator that
-	// sent it, and one more (HopsAfter), or two round trips when that is
-	// unknown, between the two bounds. It delays nothing but forwarding:
-	// the application gets the message at once. Too short costs copies (a
-	// fixed 30ms on 20ms links: 1.65 payload copies per validator instead
-	// of 1.02; 10ms instead of 20 as the floor on 10ms links: 0.50 instead
-	// of 0.44 times stock gossipsub's payload with 30% of validators
-	// silent), too long the repair of silent validators' subtrees (ADR
-	// 0002). A ForwardDelay of 0 forwards at once. Defaults 20ms, for the
-	// moments before a round trip is known and for links of a few
-	// milliseconds (the measured round trips decide beyond that: 20 to
-	// 40ms at 10ms links, 40 to 80ms at 20ms), and 1s, below how long
-	// pubsub remembers an
-	// IDONTWANT (3 heartbeats); MaxForwardDelay equal to ForwardDelay
-	// fixes the delay.
+	// sent it, and a round trip more (HopsAfter), or two round trips when
+	// that is unknown, between the two bounds. It delays nothing but
+	// forwarding: the application gets the message at once. Too short
+	// costs copies (a fixed 30ms on 20ms links: 1.65 payload copies per
+	// validator instead of 1.02; a link of slack instead of a round trip:
+	// 0.50-0.56 instead of 0.45-0.50 times stock gossipsub's payload in
+	// rainp2p sim with 30% of validators silent), too long the repair of
+	// silent validators' subtrees (ADR 0002). A ForwardDelay of 0 forwards
+	// at once. Defaults 20ms, for the moments before a round trip is known
+	// and for links of a few milliseconds (the measured round trips decide
+	// beyond that: 20 to 40ms at 10ms links, 40 to 80ms at 20ms), and 1s,
+	// below how long pubsub remembers an IDONTWANT (3 heartbeats);
+	// MaxForwardDelay equal to ForwardDelay fixes the delay.
 	ForwardDelay, MaxForwardDelay time.Duration
 	// LargeBytes and LargeForwardDelay: a message of at least LargeBytes
 	// waits LargeForwardDelay instead. A large message spreads through
@@ -307,9 +306,9 @@ type Config struct {
 	// HopsAfter, when set, tells a full node of a lazy network how many
 	// RainTree hops after validator from the last validator gets msg when
 	// nothing fails (false when it cannot tell), so that it holds a small
-	// message from from about a link per hop and one more rather than two
-	// round trips (forward.go). The Module sets it from the validator
-	// set; nil means two round trips.
+	// message from from about a link per hop and a round trip more rather
+	// than two round trips (forward.go). The Module sets it from the
+	// validator set; nil means two round trips.
 	HopsAfter func(msg *wire.Message, from peer.ID) (hops int, ok bool)
 	// ReplayWindow and ClockSkew bound the creation time of gossip that is
 	// delivered and forwarded (see package dedup); older or newer valid
