@@ -124,24 +124,54 @@ func (d *headDials) close() {
 // forward.go), so a wrong answer costs a copy or a few milliseconds of
 // repair, never the message.
 func (m *Module) hopsAfter(msg *wire.Message, from peer.ID) (int, bool) {
-	set, rt := m.trusted.Load(), m.cfg.RainTree
+	d, rt := m.depths.Load(), m.cfg.RainTree
 	size := len(msg.Raw)
-	if set == nil || rt.Mode != raintree.ModeCover || rt.Paces(size) {
+	if d == nil || rt.Mode != raintree.ModeCover || rt.Paces(size) {
 		return 0, false
 	}
-	i, ok := set.IndexOfPeer(from)
+	i, ok := d.set.IndexOfPeer(from)
 	if !ok {
 		return 0, false
 	}
-	n := set.Len()
+	n := d.set.Len()
 	perHop := rt.LevelsPerHopFor(n, size)
-	if root, ok := set.IndexOf(msg.Origin); ok {
-		return raintree.TreeHops(n, perHop) - raintree.Hops(n, i-root, perHop), true
+	if root, ok := d.set.IndexOf(msg.Origin); ok {
+		return d.of(perHop).tree - raintree.Hops(n, i-root, perHop), true
 	}
 	signer, err := msg.Signer()
 	if err != nil || !m.cfg.Background.Gossip.SubmitInParts {
 		return 0, false
 	}
-	hop, last := raintree.HandoverHops(n, i-raintree.HandoverStart(n, []byte(signer)), perHop)
-	return last - hop, true
+	start := raintree.HandoverStart(n, []byte(signer))
+	return d.of(perHop).handover - raintree.HandoverHops(n, i-start, perHop), true
+}
+
+// planDepths are a set's tree depths for the levels per hop small and
+// paced broadcasts use, computed once when the set is taken on: a full
+// node asks for them for every message it holds.
+type planDepths struct {
+	set   *validators.Set
+	small int // levels per hop of small broadcasts
+	depth [2]treeDepth
+}
+
+// treeDepth is the hop at which a broadcast reaches its last validator:
+// a validator's (tree) and a full node's handed over in parts (handover).
+type treeDepth struct{ tree, handover int }
+
+func newPlanDepths(set *validators.Set, rt raintree.Config) *planDepths {
+	n := set.Len()
+	d := &planDepths{set: set, small: rt.LevelsPerHopFor(n, 0)}
+	for i, perHop := range [2]int{1, d.small} {
+		d.depth[i] = treeDepth{raintree.TreeHops(n, perHop), raintree.HandoverTreeHops(n, perHop)}
+	}
+	return d
+}
+
+// of returns the depths for perHop levels per hop.
+func (d *planDepths) of(perHop int) treeDepth {
+	if perHop == d.small {
+		return d.depth[1]
+	}
+	return d.depth[0]
 }

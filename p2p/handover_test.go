@@ -219,9 +219,12 @@ func TestAFullNodeKnowsHowManyRainTreeHopsAreStillToGo(t *testing.T) {
 			last = nd
 		}
 	}
+	if last == nil {
+		t.Fatalf("no validator of %d is at the last hop of a tree %d hops deep", n, raintree.TreeHops(n, perHop))
+	}
 	start := raintree.HandoverStart(n, []byte(fn.host.ID()))
 	head := raintree.HandoverTargets(n, start, perHop)[0].Index
-	hop, handoverLast := raintree.HandoverHops(n, head-start, perHop)
+	hop, handoverLast := raintree.HandoverHops(n, head-start, perHop), raintree.HandoverTreeHops(n, perHop)
 	tests := []struct {
 		name   string
 		msg    *wire.Message

@@ -113,6 +113,8 @@ type Module struct {
 	trusted   atomic.Pointer[validators.Set]
 	rc        rcmgrCounters
 	allowlist *allowlist
+	// depths are the set in force's tree depths, for hopsAfter.
+	depths atomic.Pointer[planDepths]
 
 	delivered    [2]atomic.Uint64 // by router: raintree, background
 	invalidPeers atomic.Uint64
@@ -231,6 +233,7 @@ func (m *Module) UpdateValidators(set *validators.Set) error {
 func (m *Module) applySetLocked(set *validators.Set) error {
 	m.set = set
 	m.trusted.Store(set)
+	m.depths.Store(newPlanDepths(set, m.cfg.RainTree))
 	m.allowlist.update(set, m.host.ID())
 	m.bookMu.Lock()
 	for _, v := range set.Validators() {

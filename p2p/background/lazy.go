@@ -31,9 +31,11 @@ import (
 //     (IDONTWANT) and pushes it to those that have not said the same.
 //   - A full node forwards what it receives only once the validators in
 //     its mesh have had the message from RainTree and said so, or after a
-//     forward delay of two round trips to them (forward.go, release.go,
-//     rtt.go); only those that did not (below a silent validator in the
-//     tree) get a copy.
+//     link for each RainTree hop the broadcast has left and a round trip
+//     more (two round trips when its plan is unknown; forward.go,
+//     release.go, rtt.go); only those that did not (below a silent
+//     validator in the tree) get a copy. It scores the validators
+//     keptScore, so that it keeps them in its mesh.
 //   - A full node hands its own broadcast to one connected validator, its
 //     parent (Submit), which starts it on RainTree as if it were its own;
 //     the full node publishes it itself only if it has not come back
@@ -189,9 +191,10 @@ func (c Config) effectiveGossip() GossipParams {
 }
 
 // lazyOnlyScoreOptions installs scoring with nothing but the application
-// score, for lazy gossip with Config.Scoring disabled.
+// score, for lazy gossip with Config.Scoring disabled: on validators and
+// full nodes alike.
 func (r *Router) lazyOnlyScoreOptions() []pubsub.Option {
-	if !r.cfg.lazy() {
+	if !r.cfg.lazyNetwork() {
 		return nil
 	}
 	d := DefaultScoreParams()

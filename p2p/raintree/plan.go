@@ -82,7 +82,7 @@ func HandoverTargets(n, start, perHop int) []Target {
 		return nil
 	}
 	l := Levels(n)
-	steps := min(max(perHop, 1), MaxHandoverLevels, l)
+	steps := handoverSteps(n, max(perHop, 1))
 	dst, _ := appendParts(nil, n, mod(start, n), n, steps, l-steps+1, false)
 	slices.SortStableFunc(dst, func(x, y Target) int { return cmp.Compare(y.Span.Len, x.Span.Len) })
 	return dst
@@ -259,23 +259,35 @@ func Hops(n, offset, perHop int) int {
 
 // HandoverHops is Hops for a full node's handover in parts from start
 // (HandoverTargets): the hop at which it reaches the validator offset
-// places after start, and the hop at which it reaches its last one. The
-// full node's own send to the heads is hop 1.
-func HandoverHops(n, offset, perHop int) (hop, last int) {
+// places after start. The full node's own send to the heads is hop 1.
+func HandoverHops(n, offset, perHop int) int {
 	if n < 1 {
-		return 0, 0
+		return 0
 	}
 	perHop = max(perHop, 1)
-	steps := min(perHop, MaxHandoverLevels, Levels(n))
 	o := mod(offset, n)
-	head, plen := partAt(n, steps, o)
-	hop = 1 + hopsTo(plen, Levels(plen), perHop, o-head)
-	parts, _ := appendParts(nil, n, 0, n, steps, 0, false)
+	head, plen := partAt(n, handoverSteps(n, perHop), o)
+	return 1 + hopsTo(plen, Levels(plen), perHop, o-head)
+}
+
+// HandoverTreeHops is the hop at which a full node's handover in parts
+// reaches its last validator, wherever it starts (TreeHops for a
+// handover).
+func HandoverTreeHops(n, perHop int) int {
+	if n < 1 {
+		return 0
+	}
+	perHop = max(perHop, 1)
+	parts, _ := appendParts(nil, n, 0, n, handoverSteps(n, perHop), 0, false)
+	last := 0
 	for _, p := range distinctLengths(parts) {
 		last = max(last, 1+spanHops(p, Levels(p), perHop))
 	}
-	return hop, last
+	return last
 }
+
+// handoverSteps is how many levels a handover splits the ring of n.
+func handoverSteps(n, perHop int) int { return min(perHop, MaxHandoverLevels, Levels(n)) }
 
 // hopsTo is the hop at which the node heading a span of length, top
 // levels high, reaches offset o of it.

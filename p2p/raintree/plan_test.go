@@ -577,11 +577,13 @@ func TestHandoverHopsAreTheHopsAHandoverReachesEachValidatorAt(t *testing.T) {
 			start := n / 3
 			_, hops, last := walkHandover(n, start, perHop)
 			for v := range n {
-				hop, gotLast := HandoverHops(n, v-start, perHop)
-				if hop != hops[v] || gotLast != last {
-					t.Fatalf("n=%d, %d levels per hop: HandoverHops(offset %d) = %d, %d; the handover reached it at hop %d and its last at %d",
-						n, perHop, v-start, hop, gotLast, hops[v], last)
+				if hop := HandoverHops(n, v-start, perHop); hop != hops[v] {
+					t.Fatalf("n=%d, %d levels per hop: HandoverHops(offset %d) = %d; the handover reached it at hop %d",
+						n, perHop, v-start, hop, hops[v])
 				}
+			}
+			if got := HandoverTreeHops(n, perHop); got != last {
+				t.Fatalf("n=%d, %d levels per hop: HandoverTreeHops = %d; the handover reached its last validator at hop %d", n, perHop, got, last)
 			}
 		}
 	}
