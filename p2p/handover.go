@@ -125,8 +125,7 @@ func (d *headDials) close() {
 // repair, never the message.
 func (m *Module) hopsAfter(msg *wire.Message, from peer.ID) (int, bool) {
 	d, rt := m.depths.Load(), m.cfg.RainTree
-	size := len(msg.Raw)
-	if d == nil || rt.Mode != raintree.ModeCover || rt.Paces(size) {
+	if d == nil || rt.Mode != raintree.ModeCover || rt.Paces(len(msg.Raw)) {
 		return 0, false
 	}
 	i, ok := d.set.IndexOfPeer(from)
@@ -134,44 +133,30 @@ func (m *Module) hopsAfter(msg *wire.Message, from peer.ID) (int, bool) {
 		return 0, false
 	}
 	n := d.set.Len()
-	perHop := rt.LevelsPerHopFor(n, size)
 	if root, ok := d.set.IndexOf(msg.Origin); ok {
-		return d.of(perHop).tree - raintree.Hops(n, i-root, perHop), true
+		return d.tree - raintree.Hops(n, i-root, d.perHop), true
 	}
 	signer, err := msg.Signer()
 	if err != nil || !m.cfg.Background.Gossip.SubmitInParts {
 		return 0, false
 	}
 	start := raintree.HandoverStart(n, []byte(signer))
-	return d.of(perHop).handover - raintree.HandoverHops(n, i-start, perHop), true
+	return d.handover - raintree.HandoverHops(n, i-start, d.perHop), true
 }
 
-// planDepths are a set's tree depths for the levels per hop small and
-// paced broadcasts use, computed once when the set is taken on: a full
-// node asks for them for every message it holds.
+// planDepths are the hops at which a small broadcast reaches the last
+// validator of set, a validator's (tree) and a full node's handed over in
+// parts (handover), computed once when the set is taken on: a full node
+// asks for them for every message it holds. Paced broadcasts, which run
+// another number of levels per hop, are never asked about.
 type planDepths struct {
-	set   *validators.Set
-	small int // levels per hop of small broadcasts
-	depth [2]treeDepth
+	set            *validators.Set
+	perHop         int // levels per hop of small broadcasts
+	tree, handover int
 }
-
-// treeDepth is the hop at which a broadcast reaches its last validator:
-// a validator's (tree) and a full node's handed over in parts (handover).
-type treeDepth struct{ tree, handover int }
 
 func newPlanDepths(set *validators.Set, rt raintree.Config) *planDepths {
 	n := set.Len()
-	d := &planDepths{set: set, small: rt.LevelsPerHopFor(n, 0)}
-	for i, perHop := range [2]int{1, d.small} {
-		d.depth[i] = treeDepth{raintree.TreeHops(n, perHop), raintree.HandoverTreeHops(n, perHop)}
-	}
-	return d
-}
-
-// of returns the depths for perHop levels per hop.
-func (d *planDepths) of(perHop int) treeDepth {
-	if perHop == d.small {
-		return d.depth[1]
-	}
-	return d.depth[0]
+	perHop := rt.LevelsPerHopFor(n, 0)
+	return &planDepths{set: set, perHop: perHop, tree: raintree.TreeHops(n, perHop), handover: raintree.HandoverTreeHops(n, perHop)}
 }
