@@ -13,8 +13,10 @@ import (
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 
 	"github.com/rainp2p/rainp2p/p2p/identity"
 	"github.com/rainp2p/rainp2p/p2p/unicast"
@@ -238,11 +240,19 @@ func (r *Router) Start(ctx context.Context) (err error) {
 	if r.sub, err = r.topic.Subscribe(pubsub.WithBufferSize(r.cfg.SubscriptionBuffer)); err != nil {
 		return fmt.Errorf("background: subscribing to %s: %w", r.topicName, err)
 	}
+	// Connectedness changes tell laterLoop that a full node's parent left.
+	left, err := r.host.EventBus().Subscribe(new(event.EvtPeerConnectednessChanged), eventbus.BufSize(connEventBuffer))
+	if err != nil {
+		return fmt.Errorf("background: subscribing to connection events: %w", err)
+	}
 	r.state = stateStarted
 	r.wg.Go(r.deliverLoop)
 	r.wg.Go(r.maintainLoop)
 	r.wg.Go(r.disconnectLoop)
-	r.wg.Go(r.laterLoop)
+	r.wg.Go(func() {
+		defer left.Close()
+		r.laterLoop(left.Out())
+	})
 	if r.have != nil {
 		r.wg.Go(r.rttLoop)
 	}
@@ -252,6 +262,11 @@ func (r *Router) Start(ctx context.Context) (err error) {
 	r.log.Info("background started", "topic", r.topicName, "pubsub", r.cfg.PubSub, "dht", r.cfg.DHT, "silent", r.cfg.Silent)
 	return nil
 }
+
+// connEventBuffer is how many connectedness changes may wait for
+// laterLoop before the host's event bus waits for it: it handles each in
+// O(pending submissions).
+const connEventBuffer = 256
 
 func (r *Router) newPubSub() (*pubsub.PubSub, error) {
 	var gs *pubsub.GossipSubRouter

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -55,7 +56,7 @@ func (r *Router) SubmitInShares(ctx context.Context, msg *wire.Message, setHash 
 		return r.Broadcast(ctx, msg)
 	}
 	r.c.submitted.Add(1)
-	if !r.later.add(msg, time.Now().Add(r.cfg.Gossip.submitFallback(len(msg.Raw))), true) {
+	if !r.later.add(msg, time.Now().Add(r.cfg.Gossip.submitFallback(len(msg.Raw))), parent) {
 		r.c.laterFull.Add(1)
 		return r.Broadcast(ctx, msg)
 	}
@@ -130,7 +131,7 @@ func (r *Router) RepublishAt(ctx context.Context, msg *wire.Message, at time.Tim
 	if !time.Now().Before(at) {
 		return r.Republish(ctx, msg)
 	}
-	if !r.later.add(msg, at, false) {
+	if !r.later.add(msg, at, "") {
 		r.c.laterFull.Add(1)
 		return r.Republish(ctx, msg)
 	}
@@ -138,7 +139,11 @@ func (r *Router) RepublishAt(ctx context.Context, msg *wire.Message, at time.Tim
 }
 
 // laterLoop publishes what waits in r.later when it is due, until Close.
-func (r *Router) laterLoop() {
+// A submission whose parent disconnects is due at once: the parent cannot
+// start it any more, and may have lost it on the way (a connection
+// trimmed or reset while the frame was in flight is otherwise only
+// noticed when the fallback runs out, seconds later for a block).
+func (r *Router) laterLoop(left <-chan any) {
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	for {
@@ -153,6 +158,11 @@ func (r *Router) laterLoop() {
 			return
 		case <-r.later.wake:
 			continue
+		case e := <-left:
+			if ev, ok := e.(event.EvtPeerConnectednessChanged); !ok || ev.Connectedness == network.Connected ||
+				r.later.parentLeft(ev.Peer, time.Now()) == 0 {
+				continue
+			}
 		case <-t.C:
 		}
 		for _, p := range r.later.due(time.Now()) {
@@ -166,6 +176,9 @@ func (r *Router) publishLater(p pending) {
 	case p.submitted && p.returned:
 		r.c.submitReturned.Add(1)
 	case p.submitted:
+		if p.parentLeft {
+			r.c.submitParentLeft.Add(1)
+		}
 		r.c.submitFallbacks.Add(1)
 		if err := r.publish(r.ctx, p.msg); err != nil && r.ctx.Err() == nil {
 			r.c.publishErrors.Add(1)
@@ -182,9 +195,11 @@ func (r *Router) publishLater(p pending) {
 type pending struct {
 	msg *wire.Message
 	at  time.Time
-	// submitted marks our own broadcast handed to the parent; returned
-	// that gossip has since brought it back, so it need not be published.
-	submitted, returned bool
+	// submitted marks our own broadcast handed to parent; returned that
+	// gossip has since brought it back, so it need not be published;
+	// parentLeft that the parent disconnected before either.
+	submitted, returned, parentLeft bool
+	parent                          peer.ID
 }
 
 // laterQueue holds the messages waiting to be published, earliest first,
@@ -202,16 +217,17 @@ func newLaterQueue(limit int) *laterQueue {
 	return &laterQueue{limit: limit, submitted: map[wire.MessageID]*pending{}, wake: make(chan struct{}, 1)}
 }
 
-// add queues msg for at; it reports false when the queue is full.
-func (q *laterQueue) add(msg *wire.Message, at time.Time, submitted bool) bool {
+// add queues msg for at, our own broadcast submitted to parent unless
+// parent is empty; it reports false when the queue is full.
+func (q *laterQueue) add(msg *wire.Message, at time.Time, parent peer.ID) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.items) >= q.limit {
 		return false
 	}
-	p := &pending{msg: msg, at: at, submitted: submitted}
+	p := &pending{msg: msg, at: at, submitted: parent != "", parent: parent}
 	heap.Push(&q.items, p)
-	if submitted {
+	if p.submitted {
 		q.submitted[msg.ID] = p
 	}
 	if q.items[0] == p {
@@ -230,6 +246,24 @@ func (q *laterQueue) cameBack(id wire.MessageID) {
 	if p, ok := q.submitted[id]; ok {
 		p.returned = true
 	}
+}
+
+// parentLeft makes the submissions handed to parent that have not come
+// back due at now, and returns how many there were.
+func (q *laterQueue) parentLeft(parent peer.ID, now time.Time) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := 0
+	for _, p := range q.submitted {
+		if p.parent == parent && !p.returned && p.at.After(now) {
+			p.at, p.parentLeft = now, true
+			n++
+		}
+	}
+	if n > 0 {
+		heap.Init(&q.items)
+	}
+	return n
 }
 
 func (q *laterQueue) next() (time.Time, bool) {

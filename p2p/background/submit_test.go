@@ -13,15 +13,26 @@ import (
 // A full node hands its broadcast to its parent. When the parent starts
 // it, the broadcast comes back through gossip and the full node does not
 // publish it; when the parent drops it, the full node publishes it after
-// SubmitFallback and the rest of the network still gets it.
+// SubmitFallback, or as soon as the parent disconnects, and the rest of
+// the network still gets it.
 func TestASubmittedBroadcastIsPublishedOnlyIfItDoesNotComeBack(t *testing.T) {
-	for _, parentRelays := range []bool{true, false} {
-		name := map[bool]string{true: "parent relays", false: "parent drops"}[parentRelays]
-		t.Run(name, func(t *testing.T) {
+	for _, tc := range []struct {
+		name                       string
+		parentRelays, parentLeaves bool
+		fallback                   time.Duration
+	}{
+		{name: "parent relays", parentRelays: true, fallback: 300 * time.Millisecond},
+		{name: "parent drops", fallback: 300 * time.Millisecond},
+		// A fallback longer than the test: only the disconnection can
+		// make the full node publish in time.
+		{name: "parent drops and disconnects", parentLeaves: true, fallback: time.Hour},
+	} {
+		parentRelays := tc.parentRelays
+		t.Run(tc.name, func(t *testing.T) {
 			network := "submit"
 			cfg := testConfig(network)
 			cfg.Gossip.LazyAmongValidators = true
-			cfg.Gossip.SubmitFallback = 300 * time.Millisecond
+			cfg.Gossip.SubmitFallback, cfg.Gossip.LargeSubmitFallback = tc.fallback, max(tc.fallback, cfg.Gossip.LargeSubmitFallback)
 			vcfg := cfg
 			vcfg.RainTreeValidator = true
 
@@ -59,6 +70,11 @@ func TestASubmittedBroadcastIsPublishedOnlyIfItDoesNotComeBack(t *testing.T) {
 				d := parent.in.deliveries(msg)
 				return len(d) == 1 && d[0].via == ViaSubmit && d[0].from == f.h.ID()
 			})
+			if tc.parentLeaves {
+				if err := parent.h.Network().ClosePeer(f.h.ID()); err != nil {
+					t.Fatal(err)
+				}
+			}
 			eventually(t, 5*time.Second, "g getting the broadcast", func() bool { return len(g.in.deliveries(msg)) == 1 })
 			eventually(t, 5*time.Second, "the fallback decision", func() bool {
 				s := f.r.Stats()
@@ -73,6 +89,9 @@ func TestASubmittedBroadcastIsPublishedOnlyIfItDoesNotComeBack(t *testing.T) {
 			}
 			if !parentRelays && s.SubmitFallbacks != 1 {
 				t.Fatalf("the dropped broadcast was not published: %+v", s)
+			}
+			if want := map[bool]uint64{true: 1}[tc.parentLeaves]; s.SubmitParentLeft != want {
+				t.Fatalf("published %d submissions because the parent left, want %d", s.SubmitParentLeft, want)
 			}
 			if got := parent.r.Stats().Submissions; got != 1 {
 				t.Fatalf("parent counted %d submissions", got)
