@@ -9,6 +9,7 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/rainp2p/rainp2p/p2p/wire"
 )
@@ -49,9 +50,26 @@ func TestScoringConfigIsValidatedAndBuildsValidPubsubParams(t *testing.T) {
 
 // A stock gossipsub peer that publishes invalid messages on the topic is
 // graylisted and disconnected within a few heartbeats, while an honest
-// peer's messages keep arriving.
+// peer's messages keep arriving. A validator is no exception: the score a
+// full node of a lazy network gives the validators to keep them in its
+// mesh (keptScore) does not keep one that sends invalid messages, in its
+// mesh or connected.
 func TestAnInvalidGossipSpammerIsGraylistedAndDisconnected(t *testing.T) {
-	cfg := testConfig("spam")
+	for _, tc := range []struct {
+		name      string
+		validator bool
+	}{
+		{name: "a stranger"},
+		{name: "a validator the full node keeps in its mesh", validator: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) { spamAndAwaitDisconnection(t, tc.validator) })
+	}
+}
+
+func spamAndAwaitDisconnection(t *testing.T, validator bool) {
+	const net = "spam"
+	cfg := testConfig(net)
+	cfg.Gossip.LazyAmongValidators = validator
 	victim, honest := startNode(t, cfg), startNode(t, cfg)
 	connect(t, honest.h, victim.h)
 
@@ -60,18 +78,36 @@ func TestAnInvalidGossipSpammerIsGraylistedAndDisconnected(t *testing.T) {
 	defer cancel()
 	ps, err := pubsub.NewGossipSub(ctx, spamHost, pubsub.WithMaxMessageSize(1<<20),
 		pubsub.WithNoAuthor(), pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
-		pubsub.WithMessageIdFn(func(m *pb.Message) string { return wire.BackgroundMessageID("spam", m.GetData()) }))
+		pubsub.WithMessageIdFn(func(m *pb.Message) string { return wire.BackgroundMessageID(net, m.GetData()) }))
 	if err != nil {
 		t.Fatal(err)
 	}
-	topic, err := ps.Join(TopicName("spam"))
+	topic, err := ps.Join(TopicName(net))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer topic.Close()
+	if validator {
+		// Both peers are validators to the victim, a full node: it scores
+		// them keptScore.
+		victim.r.SetValidatorIDs([]peer.ID{spamHost.ID(), honest.h.ID()})
+	}
+	sub, err := topic.Subscribe() // a subscriber is grafted
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Cancel()
 	connect(t, spamHost, victim.h)
 	waitReady(t, victim, 1)
 	eventually(t, 10*time.Second, "the spammer to see the victim on the topic", func() bool { return len(topic.ListPeers()) > 0 })
+	if validator {
+		eventually(t, 10*time.Second, "the spamming validator in the victim's mesh", func() bool {
+			return victim.h.ConnManager().IsProtected(spamHost.ID(), meshTag(net))
+		})
+		if sc, ok := victim.r.Score(spamHost.ID()); !ok || sc < keptScore {
+			t.Fatalf("before the spam the victim scores the validator %v (known %v), want at least %v", sc, ok, float64(keptScore))
+		}
+	}
 
 	const spam = 5000
 	start := time.Now()
@@ -103,7 +139,7 @@ func TestAnInvalidGossipSpammerIsGraylistedAndDisconnected(t *testing.T) {
 	if sc, ok := victim.r.Score(spamHost.ID()); !ok || sc >= cfg.Scoring.GraylistThreshold {
 		t.Fatalf("spammer score %v (known %v), want below %v", sc, ok, cfg.Scoring.GraylistThreshold)
 	}
-	if sc, ok := victim.r.Score(honest.h.ID()); ok && sc < 0 {
+	if sc, ok := victim.r.Score(honest.h.ID()); ok && sc < 0 || validator && sc < keptScore {
 		t.Fatalf("the honest peer lost score: %v", sc)
 	}
 	t.Logf("spammer disconnected %v after its first message (heartbeat %v), having published %d; the victim rejected %d",
