@@ -240,7 +240,6 @@ func (r *Router) Start(ctx context.Context) (err error) {
 	if r.sub, err = r.topic.Subscribe(pubsub.WithBufferSize(r.cfg.SubscriptionBuffer)); err != nil {
 		return fmt.Errorf("background: subscribing to %s: %w", r.topicName, err)
 	}
-	// Connectedness changes tell laterLoop that a full node's parent left.
 	left, err := r.host.EventBus().Subscribe(new(event.EvtPeerConnectednessChanged), eventbus.BufSize(connEventBuffer))
 	if err != nil {
 		return fmt.Errorf("background: subscribing to connection events: %w", err)
@@ -249,10 +248,8 @@ func (r *Router) Start(ctx context.Context) (err error) {
 	r.wg.Go(r.deliverLoop)
 	r.wg.Go(r.maintainLoop)
 	r.wg.Go(r.disconnectLoop)
-	r.wg.Go(func() {
-		defer left.Close()
-		r.laterLoop(left.Out())
-	})
+	r.wg.Go(r.laterLoop)
+	r.wg.Go(func() { r.watchParents(left) })
 	if r.have != nil {
 		r.wg.Go(r.rttLoop)
 	}
@@ -264,8 +261,8 @@ func (r *Router) Start(ctx context.Context) (err error) {
 }
 
 // connEventBuffer is how many connectedness changes may wait for
-// laterLoop before the host's event bus waits for it: it handles each in
-// O(pending submissions).
+// watchParents before the host's event bus waits for it; it handles each
+// in O(pending submissions).
 const connEventBuffer = 256
 
 func (r *Router) newPubSub() (*pubsub.PubSub, error) {

@@ -139,11 +139,7 @@ func (r *Router) RepublishAt(ctx context.Context, msg *wire.Message, at time.Tim
 }
 
 // laterLoop publishes what waits in r.later when it is due, until Close.
-// A submission whose parent disconnects is due at once: the parent cannot
-// start it any more, and may have lost it on the way (a connection
-// trimmed or reset while the frame was in flight is otherwise only
-// noticed when the fallback runs out, seconds later for a block).
-func (r *Router) laterLoop(left <-chan any) {
+func (r *Router) laterLoop() {
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	for {
@@ -158,15 +154,33 @@ func (r *Router) laterLoop(left <-chan any) {
 			return
 		case <-r.later.wake:
 			continue
-		case e := <-left:
-			if ev, ok := e.(event.EvtPeerConnectednessChanged); !ok || ev.Connectedness == network.Connected ||
-				r.later.parentLeft(ev.Peer, time.Now()) == 0 {
-				continue
-			}
 		case <-t.C:
 		}
 		for _, p := range r.later.due(time.Now()) {
 			r.publishLater(p)
+		}
+	}
+}
+
+// watchParents makes a submission due at once when the parent it went to
+// disconnects, until Close: the parent cannot start it any more, and may
+// have lost it on the way (a connection trimmed or reset while the frame
+// was in flight is otherwise only noticed when the fallback runs out,
+// seconds later for a block). It only takes events off the host's event
+// bus, so publishing never holds the bus up.
+func (r *Router) watchParents(sub event.Subscription) {
+	defer sub.Close()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case e, ok := <-sub.Out():
+			if !ok {
+				return
+			}
+			if ev, ok := e.(event.EvtPeerConnectednessChanged); ok && ev.Connectedness != network.Connected {
+				r.later.parentLeft(ev.Peer, time.Now())
+			}
 		}
 	}
 }
@@ -262,6 +276,10 @@ func (q *laterQueue) parentLeft(parent peer.ID, now time.Time) int {
 	}
 	if n > 0 {
 		heap.Init(&q.items)
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
 	}
 	return n
 }
