@@ -69,7 +69,6 @@ func TestAnInvalidGossipSpammerIsGraylistedAndDisconnected(t *testing.T) {
 func spamAndAwaitDisconnection(t *testing.T, validator bool) {
 	const net = "spam"
 	cfg := testConfig(net)
-	cfg.Gossip.LazyAmongValidators = validator
 	victim, honest := startNode(t, cfg), startNode(t, cfg)
 	connect(t, honest.h, victim.h)
 
@@ -89,14 +88,14 @@ func spamAndAwaitDisconnection(t *testing.T, validator bool) {
 	defer topic.Close()
 	if validator {
 		// Both peers are validators to the victim, a full node: it scores
-		// them keptScore.
+		// them keptScore, and grafts the spammer once it subscribes.
 		victim.r.SetValidatorIDs([]peer.ID{spamHost.ID(), honest.h.ID()})
+		sub, err := topic.Subscribe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Cancel()
 	}
-	sub, err := topic.Subscribe() // a subscriber is grafted
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Cancel()
 	connect(t, spamHost, victim.h)
 	waitReady(t, victim, 1)
 	eventually(t, 10*time.Second, "the spammer to see the victim on the topic", func() bool { return len(topic.ListPeers()) > 0 })
