@@ -202,7 +202,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		v     uint64
 	}{
 		{"republished", b.Republished}, {"submitted", b.Submitted}, {"submit_returned", b.SubmitReturned},
-		{"submit_fallback", b.SubmitFallbacks}, {"submit_parent_left", b.SubmitParentLeft}, {"submit_error", b.SubmitErrors}, {"submission_received", b.Submissions},
+		{"submit_fallback", b.SubmitFallbacks}, {"submit_recipient_left", b.SubmitRecipientLeft}, {"submit_error", b.SubmitErrors}, {"submission_received", b.Submissions},
 		{"pending_full", b.PendingFull}, {"held", b.Held}, {"held_full", b.HeldFull},
 		{"released_early", b.ReleasedEarly}, {"signals_full", b.SignalsFull}, {"share_sent", b.SharesSent},
 		{"parts_relayed", s.RainTree.PartsRelayed}, {"handover_refused", s.RainTree.HandoversRefused},

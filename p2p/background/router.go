@@ -249,7 +249,7 @@ func (r *Router) Start(ctx context.Context) (err error) {
 	r.wg.Go(r.maintainLoop)
 	r.wg.Go(r.disconnectLoop)
 	r.wg.Go(r.laterLoop)
-	r.wg.Go(func() { r.watchParents(left) })
+	r.wg.Go(func() { r.watchRecipients(left) })
 	if r.have != nil {
 		r.wg.Go(r.rttLoop)
 	}
@@ -261,7 +261,7 @@ func (r *Router) Start(ctx context.Context) (err error) {
 }
 
 // connEventBuffer is how many connectedness changes may wait for
-// watchParents before the host's event bus waits for it; it handles each
+// watchRecipients before the host's event bus waits for it; it handles each
 // in O(pending submissions).
 const connEventBuffer = 256
 

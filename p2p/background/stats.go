@@ -39,12 +39,13 @@ type Stats struct {
 	// validator (SubmitErrors: a send failed; a share's then went to the
 	// parent, the parent's was published instead); SubmitReturned those
 	// that came back through gossip in time, SubmitFallbacks those it then
-	// published itself, SubmitParentLeft those of them published as soon
-	// as the parent disconnected, before the fallback ran out. SharesSent
+	// published itself, SubmitRecipientLeft those of them published as
+	// soon as a validator they went to disconnected, before the fallback
+	// ran out. SharesSent
 	// counts the shares of broadcasts handed over in parts
 	// (SubmitInShares) that went straight to their heads.
 	Submitted, SubmitErrors, SubmitReturned, SubmitFallbacks, SharesSent uint64
-	SubmitParentLeft                                                     uint64
+	SubmitRecipientLeft                                                  uint64
 	// Submissions counts broadcasts full nodes handed to this node.
 	Submissions uint64
 	// PendingFull counts messages published at once because the queue of
@@ -136,7 +137,7 @@ type counters struct {
 	submitted, submitErrors           atomic.Uint64
 	sharesSent                        atomic.Uint64
 	submitReturned, submitFallbacks   atomic.Uint64
-	submitParentLeft                  atomic.Uint64
+	submitRecipientLeft               atomic.Uint64
 	submissions, laterFull, heldFull  atomic.Uint64
 	held                              atomic.Uint64
 	releasedEarly, signalsFull        atomic.Uint64
@@ -171,7 +172,7 @@ func (r *Router) Stats() Stats {
 		SharesSent:              r.c.sharesSent.Load(),
 		SubmitReturned:          r.c.submitReturned.Load(),
 		SubmitFallbacks:         r.c.submitFallbacks.Load(),
-		SubmitParentLeft:        r.c.submitParentLeft.Load(),
+		SubmitRecipientLeft:     r.c.submitRecipientLeft.Load(),
 		Submissions:             r.c.submissions.Load(),
 		PendingFull:             r.c.laterFull.Load(),
 		Held:                    r.c.held.Load(),

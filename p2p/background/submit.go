@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -56,11 +57,24 @@ func (r *Router) SubmitInShares(ctx context.Context, msg *wire.Message, setHash 
 		return r.Broadcast(ctx, msg)
 	}
 	r.c.submitted.Add(1)
-	if !r.later.add(msg, time.Now().Add(r.cfg.Gossip.submitFallback(len(msg.Raw))), parent) {
+	if !r.later.add(msg, time.Now().Add(r.cfg.Gossip.submitFallback(len(msg.Raw))), recipients(parent, shares, len(failed) > 0)) {
 		r.c.laterFull.Add(1)
 		return r.Broadcast(ctx, msg)
 	}
 	return nil
+}
+
+// recipients lists the validators a submission went to: every share's,
+// and the parent when it took the parts whose send failed.
+func recipients(parent peer.ID, shares []Share, parentTookFailed bool) []peer.ID {
+	to := make([]peer.ID, 0, len(shares)+1)
+	for _, s := range shares {
+		to = append(to, s.To)
+	}
+	if parentTookFailed && !slices.Contains(to, parent) {
+		to = append(to, parent)
+	}
+	return to
 }
 
 // withParentShare folds the parent's share and those of validators not
@@ -131,7 +145,7 @@ func (r *Router) RepublishAt(ctx context.Context, msg *wire.Message, at time.Tim
 	if !time.Now().Before(at) {
 		return r.Republish(ctx, msg)
 	}
-	if !r.later.add(msg, at, "") {
+	if !r.later.add(msg, at, nil) {
 		r.c.laterFull.Add(1)
 		return r.Republish(ctx, msg)
 	}
@@ -162,13 +176,13 @@ func (r *Router) laterLoop() {
 	}
 }
 
-// watchParents makes a submission due at once when the parent it went to
-// disconnects, until Close: the parent cannot start it any more, and may
-// have lost it on the way (a connection trimmed or reset while the frame
+// watchRecipients makes a submission due at once when a validator it went
+// to disconnects, until Close: that validator cannot start it any more,
+// and may have lost it on the way (a connection trimmed or reset while the frame
 // was in flight is otherwise only noticed when the fallback runs out,
 // seconds later for a block). It only takes events off the host's event
 // bus, so publishing never holds the bus up.
-func (r *Router) watchParents(sub event.Subscription) {
+func (r *Router) watchRecipients(sub event.Subscription) {
 	defer sub.Close()
 	for {
 		select {
@@ -179,7 +193,7 @@ func (r *Router) watchParents(sub event.Subscription) {
 				return
 			}
 			if ev, ok := e.(event.EvtPeerConnectednessChanged); ok && ev.Connectedness != network.Connected {
-				r.later.parentLeft(ev.Peer, time.Now())
+				r.later.recipientLeft(ev.Peer, time.Now())
 			}
 		}
 	}
@@ -190,8 +204,8 @@ func (r *Router) publishLater(p pending) {
 	case p.submitted && p.returned:
 		r.c.submitReturned.Add(1)
 	case p.submitted:
-		if p.parentLeft {
-			r.c.submitParentLeft.Add(1)
+		if p.recipientLeft {
+			r.c.submitRecipientLeft.Add(1)
 		}
 		r.c.submitFallbacks.Add(1)
 		if err := r.publish(r.ctx, p.msg); err != nil && r.ctx.Err() == nil {
@@ -209,11 +223,11 @@ func (r *Router) publishLater(p pending) {
 type pending struct {
 	msg *wire.Message
 	at  time.Time
-	// submitted marks our own broadcast handed to parent; returned that
-	// gossip has since brought it back, so it need not be published;
-	// parentLeft that the parent disconnected before either.
-	submitted, returned, parentLeft bool
-	parent                          peer.ID
+	// submitted marks our own broadcast handed to the validators in to;
+	// returned that gossip has since brought it back, so it need not be
+	// published; recipientLeft that one of them disconnected before.
+	submitted, returned, recipientLeft bool
+	to                                 []peer.ID
 }
 
 // laterQueue holds the messages waiting to be published, earliest first,
@@ -231,15 +245,15 @@ func newLaterQueue(limit int) *laterQueue {
 	return &laterQueue{limit: limit, submitted: map[wire.MessageID]*pending{}, wake: make(chan struct{}, 1)}
 }
 
-// add queues msg for at, our own broadcast submitted to parent unless
-// parent is empty; it reports false when the queue is full.
-func (q *laterQueue) add(msg *wire.Message, at time.Time, parent peer.ID) bool {
+// add queues msg for at, our own broadcast submitted to the validators
+// in to unless to is empty; it reports false when the queue is full.
+func (q *laterQueue) add(msg *wire.Message, at time.Time, to []peer.ID) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.items) >= q.limit {
 		return false
 	}
-	p := &pending{msg: msg, at: at, submitted: parent != "", parent: parent}
+	p := &pending{msg: msg, at: at, submitted: len(to) > 0, to: to}
 	heap.Push(&q.items, p)
 	if p.submitted {
 		q.submitted[msg.ID] = p
@@ -262,15 +276,15 @@ func (q *laterQueue) cameBack(id wire.MessageID) {
 	}
 }
 
-// parentLeft makes the submissions handed to parent that have not come
+// recipientLeft makes the submissions handed to p that have not come
 // back due at now, and returns how many there were.
-func (q *laterQueue) parentLeft(parent peer.ID, now time.Time) int {
+func (q *laterQueue) recipientLeft(p peer.ID, now time.Time) int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	n := 0
-	for _, p := range q.submitted {
-		if p.parent == parent && !p.returned && p.at.After(now) {
-			p.at, p.parentLeft = now, true
+	for _, s := range q.submitted {
+		if !s.returned && s.at.After(now) && slices.Contains(s.to, p) {
+			s.at, s.recipientLeft = now, true
 			n++
 		}
 	}

@@ -2,6 +2,7 @@ package background
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -90,8 +91,8 @@ func TestASubmittedBroadcastIsPublishedOnlyIfItDoesNotComeBack(t *testing.T) {
 			if !parentRelays && s.SubmitFallbacks != 1 {
 				t.Fatalf("the dropped broadcast was not published: %+v", s)
 			}
-			if want := map[bool]uint64{true: 1}[tc.parentLeaves]; s.SubmitParentLeft != want {
-				t.Fatalf("published %d submissions because the parent left, want %d", s.SubmitParentLeft, want)
+			if want := map[bool]uint64{true: 1}[tc.parentLeaves]; s.SubmitRecipientLeft != want {
+				t.Fatalf("published %d submissions because the parent left, want %d", s.SubmitRecipientLeft, want)
 			}
 			if got := parent.r.Stats().Submissions; got != 1 {
 				t.Fatalf("parent counted %d submissions", got)
@@ -114,5 +115,45 @@ func TestABroadcastOnUnicastIsRefusedOutsideALazyNetwork(t *testing.T) {
 	eventually(t, 5*time.Second, "the refusal", func() bool { return b.r.Stats().UnicastRejected.Signature == 1 })
 	if b.in.total() != 0 || b.r.Stats().Submissions != 0 {
 		t.Fatal("a broadcast on unicast was delivered")
+	}
+}
+
+// A submission becomes due at once when any validator it was handed to
+// leaves, unless it already came back; other peers leaving change nothing.
+func TestASubmissionIsDueOnceAValidatorItWentToLeaves(t *testing.T) {
+	now := time.Now()
+	later := now.Add(time.Hour)
+	a, b, c := peer.ID("a"), peer.ID("b"), peer.ID("c")
+	msg := func(n byte) *wire.Message { return &wire.Message{ID: wire.MessageID{n}} }
+	for _, tt := range []struct {
+		name     string
+		left     peer.ID
+		returned bool
+		due      int
+	}{
+		{"a share's validator leaves", b, false, 1},
+		{"a peer it was not handed to leaves", c, false, 0},
+		{"it had come back already", a, true, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			q := newLaterQueue(8)
+			m := msg(1)
+			if !q.add(m, later, recipients(a, []Share{{To: a}, {To: b}}, false)) || !q.add(msg(2), later, nil) {
+				t.Fatal("queue refused")
+			}
+			if tt.returned {
+				q.cameBack(m.ID)
+			}
+			if got := q.recipientLeft(tt.left, now); got != tt.due {
+				t.Fatalf("recipientLeft = %d, want %d", got, tt.due)
+			}
+			due := q.due(now)
+			if len(due) != tt.due || tt.due == 1 && (due[0].msg != m || !due[0].recipientLeft) {
+				t.Fatalf("due now: %+v", due)
+			}
+		})
+	}
+	if got := recipients(a, []Share{{To: b}}, true); !slices.Equal(got, []peer.ID{b, a}) {
+		t.Errorf("recipients with the failed parts resent to the parent = %v", got)
 	}
 }
