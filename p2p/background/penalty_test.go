@@ -138,7 +138,7 @@ func spamAndAwaitDisconnection(t *testing.T, validator bool) {
 	if sc, ok := victim.r.Score(spamHost.ID()); !ok || sc >= cfg.Scoring.GraylistThreshold {
 		t.Fatalf("spammer score %v (known %v), want below %v", sc, ok, cfg.Scoring.GraylistThreshold)
 	}
-	if sc, ok := victim.r.Score(honest.h.ID()); ok && sc < 0 || validator && sc < keptScore {
+	if sc, ok := victim.r.Score(honest.h.ID()); (ok && sc < 0) || (validator && sc < keptScore) {
 		t.Fatalf("the honest peer lost score: %v", sc)
 	}
 	t.Logf("spammer disconnected %v after its first message (heartbeat %v), having published %d; the victim rejected %d",

@@ -13,10 +13,9 @@ import (
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
-	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 
 	"github.com/rainp2p/rainp2p/p2p/identity"
 	"github.com/rainp2p/rainp2p/p2p/unicast"
@@ -126,6 +125,8 @@ type Router struct {
 	// (lazy.go); later the messages waiting to be published (submit.go).
 	lazy  lazySet
 	later *laterQueue
+	// connClosed tells later when a connection closes (submit.go).
+	connClosed *network.NotifyBundle
 
 	closeOnce sync.Once
 	closeErr  error
@@ -175,6 +176,9 @@ func New(h host.Host, cfg Config, handler Handler) (*Router, error) {
 		graylist:   make(chan []peer.ID, 1),
 		later:      newLaterQueue(max(cfg.Gossip.MaxPending, 1)),
 	}
+	r.connClosed = &network.NotifyBundle{DisconnectedF: func(_ network.Network, c network.Conn) {
+		r.later.recipientLeft(c.RemotePeer(), time.Now())
+	}}
 	if r.delaysForwarding() {
 		r.have = newHaveSignals(r.topicName, r.lazy.contains, cfg.Gossip, &r.c.signalsFull)
 	}
@@ -240,16 +244,12 @@ func (r *Router) Start(ctx context.Context) (err error) {
 	if r.sub, err = r.topic.Subscribe(pubsub.WithBufferSize(r.cfg.SubscriptionBuffer)); err != nil {
 		return fmt.Errorf("background: subscribing to %s: %w", r.topicName, err)
 	}
-	left, err := r.host.EventBus().Subscribe(new(event.EvtPeerConnectednessChanged), eventbus.BufSize(connEventBuffer))
-	if err != nil {
-		return fmt.Errorf("background: subscribing to connection events: %w", err)
-	}
 	r.state = stateStarted
 	r.wg.Go(r.deliverLoop)
 	r.wg.Go(r.maintainLoop)
 	r.wg.Go(r.disconnectLoop)
 	r.wg.Go(r.laterLoop)
-	r.wg.Go(func() { r.watchRecipients(left) })
+	r.host.Network().Notify(r.connClosed)
 	if r.have != nil {
 		r.wg.Go(r.rttLoop)
 	}
@@ -259,11 +259,6 @@ func (r *Router) Start(ctx context.Context) (err error) {
 	r.log.Info("background started", "topic", r.topicName, "pubsub", r.cfg.PubSub, "dht", r.cfg.DHT, "silent", r.cfg.Silent)
 	return nil
 }
-
-// connEventBuffer is how many connectedness changes may wait for
-// watchRecipients before the host's event bus waits for it; it handles each
-// in O(pending submissions).
-const connEventBuffer = 256
 
 func (r *Router) newPubSub() (*pubsub.PubSub, error) {
 	var gs *pubsub.GossipSubRouter
@@ -626,6 +621,7 @@ func (r *Router) Close() error {
 			// Fails harmlessly if Start stopped before registering it.
 			_ = ps.UnregisterTopicValidator(r.topicName)
 		}
+		r.host.Network().StopNotify(r.connClosed)
 		r.cancel()
 		r.wg.Wait()
 		if d != nil {

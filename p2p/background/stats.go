@@ -40,8 +40,8 @@ type Stats struct {
 	// parent, the parent's was published instead); SubmitReturned those
 	// that came back through gossip in time, SubmitFallbacks those it then
 	// published itself, SubmitRecipientLeft those of them published as
-	// soon as a validator they went to disconnected, before the fallback
-	// ran out. SharesSent
+	// soon as a connection to the parent of a whole-ring submission
+	// closed, before the fallback ran out. SharesSent
 	// counts the shares of broadcasts handed over in parts
 	// (SubmitInShares) that went straight to their heads.
 	Submitted, SubmitErrors, SubmitReturned, SubmitFallbacks, SharesSent uint64

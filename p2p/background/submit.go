@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -19,7 +18,8 @@ import (
 // gossip, by handing it to its parent validator over background unicast.
 // The parent starts it on RainTree and gossip brings it back here. If it
 // has not come back within GossipParams.SubmitFallback (a parent that
-// drops it, or one that left), it is published on gossip. Without a parent
+// drops it, or one that left), it is published on gossip; a whole-ring
+// submission (a block) also as soon as a connection to the parent closes. Without a parent
 // it is published at once, as Broadcast does.
 func (r *Router) Submit(ctx context.Context, msg *wire.Message) error {
 	return r.SubmitInShares(ctx, msg, nil, nil)
@@ -57,25 +57,29 @@ func (r *Router) SubmitInShares(ctx context.Context, msg *wire.Message, setHash 
 		return r.Broadcast(ctx, msg)
 	}
 	r.c.submitted.Add(1)
-	if !r.later.add(msg, time.Now().Add(r.cfg.Gossip.submitFallback(len(msg.Raw))), recipients(parent, shares, len(failed) > 0)) {
+	var whole []peer.ID
+	if len(shares) == 1 && len(shares[0].Parts) == 0 {
+		whole = []peer.ID{parent}
+	}
+	if !r.later.add(msg, time.Now().Add(r.cfg.Gossip.submitFallback(len(msg.Raw))), true, whole) {
 		r.c.laterFull.Add(1)
 		return r.Broadcast(ctx, msg)
+	}
+	if len(whole) > 0 && r.host.Network().Connectedness(parent) != network.Connected {
+		r.later.recipientLeft(parent, time.Now()) // it left while the frame was on its way
 	}
 	return nil
 }
 
-// recipients lists the validators a submission went to: every share's,
-// and the parent when it took the parts whose send failed.
-func recipients(parent peer.ID, shares []Share, parentTookFailed bool) []peer.ID {
-	to := make([]peer.ID, 0, len(shares)+1)
-	for _, s := range shares {
-		to = append(to, s.To)
-	}
-	if parentTookFailed && !slices.Contains(to, parent) {
-		to = append(to, parent)
-	}
-	return to
-}
+// A submission of the whole ring (a block, or a full node that hands
+// over no parts) is published as soon as a connection to its parent
+// closes, rather than when the fallback runs out (15 s for a block): the
+// parent may have lost the frame with the connection (a connection
+// manager trimming it while the frame was in flight), and if it did not,
+// the full node's publish costs copies, not the message. A submission in
+// parts is not: the other heads bring it back, and a head that leaves
+// costs at most SubmitFallback, which a hostile head could otherwise
+// turn into a publish of every broadcast handed to it.
 
 // withParentShare folds the parent's share and those of validators not
 // connected into one share for the parent, first in the list; none with
@@ -145,7 +149,7 @@ func (r *Router) RepublishAt(ctx context.Context, msg *wire.Message, at time.Tim
 	if !time.Now().Before(at) {
 		return r.Republish(ctx, msg)
 	}
-	if !r.later.add(msg, at, nil) {
+	if !r.later.add(msg, at, false, nil) {
 		r.c.laterFull.Add(1)
 		return r.Republish(ctx, msg)
 	}
@@ -176,29 +180,6 @@ func (r *Router) laterLoop() {
 	}
 }
 
-// watchRecipients makes a submission due at once when a validator it went
-// to disconnects, until Close: that validator cannot start it any more,
-// and may have lost it on the way (a connection trimmed or reset while the frame
-// was in flight is otherwise only noticed when the fallback runs out,
-// seconds later for a block). It only takes events off the host's event
-// bus, so publishing never holds the bus up.
-func (r *Router) watchRecipients(sub event.Subscription) {
-	defer sub.Close()
-	for {
-		select {
-		case <-r.ctx.Done():
-			return
-		case e, ok := <-sub.Out():
-			if !ok {
-				return
-			}
-			if ev, ok := e.(event.EvtPeerConnectednessChanged); ok && ev.Connectedness != network.Connected {
-				r.later.recipientLeft(ev.Peer, time.Now())
-			}
-		}
-	}
-}
-
 func (r *Router) publishLater(p pending) {
 	switch {
 	case p.submitted && p.returned:
@@ -223,9 +204,10 @@ func (r *Router) publishLater(p pending) {
 type pending struct {
 	msg *wire.Message
 	at  time.Time
-	// submitted marks our own broadcast handed to the validators in to;
-	// returned that gossip has since brought it back, so it need not be
-	// published; recipientLeft that one of them disconnected before.
+	// submitted marks our own broadcast handed over; returned that gossip
+	// has since brought it back, so it need not be published;
+	// recipientLeft that a connection to a validator in to (the parent of
+	// a whole-ring submission) closed before.
 	submitted, returned, recipientLeft bool
 	to                                 []peer.ID
 }
@@ -245,15 +227,16 @@ func newLaterQueue(limit int) *laterQueue {
 	return &laterQueue{limit: limit, submitted: map[wire.MessageID]*pending{}, wake: make(chan struct{}, 1)}
 }
 
-// add queues msg for at, our own broadcast submitted to the validators
-// in to unless to is empty; it reports false when the queue is full.
-func (q *laterQueue) add(msg *wire.Message, at time.Time, to []peer.ID) bool {
+// add queues msg for at: a republication when submitted is false, else
+// our own submitted broadcast, due early if a connection to one of to
+// closes (recipientLeft). It reports false when the queue is full.
+func (q *laterQueue) add(msg *wire.Message, at time.Time, submitted bool, to []peer.ID) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.items) >= q.limit {
 		return false
 	}
-	p := &pending{msg: msg, at: at, submitted: len(to) > 0, to: to}
+	p := &pending{msg: msg, at: at, submitted: submitted, to: to}
 	heap.Push(&q.items, p)
 	if p.submitted {
 		q.submitted[msg.ID] = p
@@ -276,8 +259,10 @@ func (q *laterQueue) cameBack(id wire.MessageID) {
 	}
 }
 
-// recipientLeft makes the submissions handed to p that have not come
-// back due at now, and returns how many there were.
+// recipientLeft makes the submissions due at now that have not come back
+// and list p, a peer a connection to has closed, and returns how many
+// there were. It runs on the swarm's notification of the closed
+// connection, so it does no I/O.
 func (q *laterQueue) recipientLeft(p peer.ID, now time.Time) int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -314,7 +299,7 @@ func (q *laterQueue) due(now time.Time) []pending {
 	var out []pending
 	for len(q.items) > 0 && !q.items[0].at.After(now) {
 		p := heap.Pop(&q.items).(*pending)
-		if p.submitted {
+		if p.submitted && q.submitted[p.msg.ID] == p {
 			delete(q.submitted, p.msg.ID)
 		}
 		out = append(out, *p)

@@ -2,7 +2,6 @@ package background
 
 import (
 	"context"
-	"slices"
 	"testing"
 	"time"
 
@@ -118,27 +117,27 @@ func TestABroadcastOnUnicastIsRefusedOutsideALazyNetwork(t *testing.T) {
 	}
 }
 
-// A submission becomes due at once when any validator it was handed to
-// leaves, unless it already came back; other peers leaving change nothing.
-func TestASubmissionIsDueOnceAValidatorItWentToLeaves(t *testing.T) {
+// A whole-ring submission becomes due at once when a connection to its
+// parent closes, unless it already came back; other peers leaving change
+// nothing, and what waited before it still waits.
+func TestASubmissionIsDueOnceAConnectionToItsParentCloses(t *testing.T) {
 	now := time.Now()
-	later := now.Add(time.Hour)
-	a, b, c := peer.ID("a"), peer.ID("b"), peer.ID("c")
-	msg := func(n byte) *wire.Message { return &wire.Message{ID: wire.MessageID{n}} }
+	parent, other := peer.ID("parent"), peer.ID("other")
 	for _, tt := range []struct {
 		name     string
 		left     peer.ID
 		returned bool
 		due      int
 	}{
-		{"a share's validator leaves", b, false, 1},
-		{"a peer it was not handed to leaves", c, false, 0},
-		{"it had come back already", a, true, 0},
+		{"the parent leaves", parent, false, 1},
+		{"a peer it was not handed to leaves", other, false, 0},
+		{"it had come back already", parent, true, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			q := newLaterQueue(8)
-			m := msg(1)
-			if !q.add(m, later, recipients(a, []Share{{To: a}, {To: b}}, false)) || !q.add(msg(2), later, nil) {
+			first, m := &wire.Message{ID: wire.MessageID{1}}, &wire.Message{ID: wire.MessageID{2}}
+			// Queued first and due first: the heap must reorder for m.
+			if !q.add(first, now.Add(time.Minute), false, nil) || !q.add(m, now.Add(time.Hour), true, []peer.ID{parent}) {
 				t.Fatal("queue refused")
 			}
 			if tt.returned {
@@ -151,9 +150,9 @@ func TestASubmissionIsDueOnceAValidatorItWentToLeaves(t *testing.T) {
 			if len(due) != tt.due || tt.due == 1 && (due[0].msg != m || !due[0].recipientLeft) {
 				t.Fatalf("due now: %+v", due)
 			}
+			if next, ok := q.next(); !ok || !next.Equal(now.Add(time.Minute)) && tt.due == 1 {
+				t.Fatalf("next due %v, %v: the earlier entry should still wait", next, ok)
+			}
 		})
-	}
-	if got := recipients(a, []Share{{To: b}}, true); !slices.Equal(got, []peer.ID{b, a}) {
-		t.Errorf("recipients with the failed parts resent to the parent = %v", got)
 	}
 }
