@@ -99,12 +99,13 @@ type GossipParams struct {
 	// Since full nodes keep the validators that graft them (keptScore),
 	// a validator's mesh only shrinks when it prunes it itself, so its cap
 	// is what bounds it: 5 keeps a block's full-node p99 within 1.5x the
-	// validators' (1.50-1.62x with 12), small messages as quick as with
+	// validators' healthy and with 30% silent (1.71x in one run with 10%
+	// down; 1.50-1.62x healthy with 12), small messages as quick as with
 	// 12, and, with 30% of validators silent, about 0.2 fewer copies per
 	// validator than 6 on a loaded network. 4 saves more copies still,
 	// but leaves some full nodes without a validator in their mesh (small
 	// messages a link or two later; a block's full-node p99 up to 1.64x
-	// the validators' in one run of six), ADR 0002. Defaults 2, the
+	// the validators' in one run of nine), ADR 0002. Defaults 2, the
 	// smallest gossipsub allows, and 5.
 	ValidatorD, ValidatorDhi int
 	// ForwardDelay and MaxForwardDelay bound how long a full node of a
