@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
@@ -39,8 +40,14 @@ func TestEffectiveGossipOfLazyValidators(t *testing.T) {
 				t.Fatalf("D=%d Dhi=%d flood=%v, want D=%d Dhi=%d flood=%v", g.D, g.Dhi, g.FloodPublish, tt.wantD, tt.wantDhi, tt.wantFlood)
 			}
 			exact := tt.wantDlazy == DefaultLazyDlazy
-			if p := gossipSubParams(g); p.Dlazy != tt.wantDlazy || (p.GossipFactor == 0) != exact {
+			p := gossipSubParams(g)
+			if p.Dlazy != tt.wantDlazy || (p.GossipFactor == 0) != exact {
 				t.Fatalf("Dlazy=%d GossipFactor=%v, want Dlazy=%d exact=%v", p.Dlazy, p.GossipFactor, tt.wantDlazy, exact)
+			}
+			// A lazy network prunes by score alone, so full nodes keep
+			// their validators; elsewhere pubsub's default.
+			if wantDscore := map[bool]int{true: g.D, false: min(pubsub.DefaultGossipSubParams().Dscore, g.D)}[exact]; p.Dscore != wantDscore {
+				t.Fatalf("Dscore=%d, want %d", p.Dscore, wantDscore)
 			}
 			if tt.kind == GossipSub {
 				// pubsub checks the derived mesh parameters when it starts
@@ -207,32 +214,64 @@ func TestALazyValidatorKeepsAtMostValidatorDhiFullNodesInItsMesh(t *testing.T) {
 	}
 }
 
-// A full node whose mesh is oversubscribed keeps the validators that
-// grafted it when pubsub prunes it (keptScore): a validator's mesh is a
-// couple of full nodes, and pruned by all of them at once it would have
-// none until its next heartbeat, so a broadcast RainTree did not bring it
-// would wait for IHAVE.
+// A full node of a lazy network scores the validators keptScore, and
+// pruning its oversubscribed mesh keeps the best-scoring peers only, so
+// it keeps every validator that grafted it, up to D: also more of them
+// than pubsub's default Dscore (4), which would keep the rest at random.
 func TestAFullNodePruningItsMeshKeepsItsValidators(t *testing.T) {
-	const network = "keepvalidators"
-	cfg := testConfig(network)
-	cfg.Gossip.LazyAmongValidators = true
-	cfg.Gossip.D, cfg.Gossip.Dlo, cfg.Gossip.Dhi = 2, 1, 3 // Dscore 2
-	vcfg := cfg
-	vcfg.RainTreeValidator = true
-	v := startNodeOn(t, newHostWithConnManager(t), vcfg)
-	f := startNodeOn(t, newHostWithConnManager(t), cfg)
-	v.r.SetValidatorIDs(nil)
-	f.r.SetValidatorIDs([]peer.ID{v.h.ID()})
-	connect(t, v.h, f.h)
-	awaitMutualMesh(t, network, f, v)
+	for _, tc := range []struct {
+		name               string
+		d, dlo, dhi        int
+		validators, others int
+	}{
+		// Pruned to D = 2 of 12: by chance, the validator would stay 1
+		// time in 6.
+		{name: "one validator, a mesh of two", d: 2, dlo: 1, dhi: 3, validators: 1, others: 11},
+		// Pruned to D = 5 of 13: keeping 4 at random would keep the
+		// fifth validator 1 time in 9.
+		{name: "five validators, more than pubsub's Dscore", d: 5, dlo: 4, dhi: 6, validators: 5, others: 8},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const network = "keepvalidators"
+			cfg := testConfig(network)
+			cfg.Gossip.LazyAmongValidators = true
+			cfg.Gossip.D, cfg.Gossip.Dlo, cfg.Gossip.Dhi = tc.d, tc.dlo, tc.dhi
+			vcfg := cfg
+			vcfg.RainTreeValidator = true
+			f := startNodeOn(t, newHostWithConnManager(t), cfg)
+			var vals []*node
+			var ids []peer.ID
+			for range tc.validators {
+				v := startNodeOn(t, newHostWithConnManager(t), vcfg)
+				v.r.SetValidatorIDs(nil)
+				vals, ids = append(vals, v), append(ids, v.h.ID())
+			}
+			f.r.SetValidatorIDs(ids)
+			// f dials the first, as a full node dials its heads: pubsub
+			// keeps Dout outbound peers in a mesh before any by score.
+			connect(t, f.h, vals[0].h)
+			for _, v := range vals[1:] {
+				connect(t, v.h, f.h)
+			}
+			awaitMutualMesh(t, network, f, vals...)
+			awaitPruningKeeps(t, network, cfg, f, vals, ids, tc.others)
+		})
+	}
+}
 
+// awaitPruningKeeps connects others full nodes to f, which graft it
+// beyond Dhi, and fails if f prunes one of vals from its mesh during 20
+// heartbeats; it also fails if f never pruned anyone, which would prove
+// nothing.
+func awaitPruningKeeps(t *testing.T, network string, cfg Config, f *node, vals []*node, ids []peer.ID, others int) {
+	t.Helper()
 	inMesh := func(of, p *node) bool { return of.h.ConnManager().IsProtected(p.h.ID(), meshTag(network)) }
-	var others []*node
-	for range 11 { // pruned to D = 2 of 12: by chance, the validator would stay 1 time in 6
+	var fulls []*node
+	for range others {
 		g := startNodeOn(t, newHostWithConnManager(t), cfg)
-		g.r.SetValidatorIDs([]peer.ID{v.h.ID()})
+		g.r.SetValidatorIDs(ids)
 		connect(t, f.h, g.h) // f dials: it accepts their grafts beyond Dhi, and prunes at its heartbeat
-		others = append(others, g)
+		fulls = append(fulls, g)
 	}
 	// grafted are the full nodes seen in f's mesh; out counts those f no
 	// longer has: pruned.
@@ -248,10 +287,12 @@ func TestAFullNodePruningItsMeshKeepsItsValidators(t *testing.T) {
 	}
 	deadline := time.Now().Add(20 * cfg.Gossip.HeartbeatInterval)
 	for time.Now().Before(deadline) {
-		if !inMesh(f, v) {
-			t.Fatalf("f pruned the validator from its mesh (%d of %d full nodes that grafted it are out)", out(), len(grafted))
+		for i, v := range vals {
+			if !inMesh(f, v) {
+				t.Fatalf("f pruned validator %d of %d from its mesh (%d of %d full nodes that grafted it are out)", i, len(vals), out(), len(grafted))
+			}
 		}
-		for _, g := range others {
+		for _, g := range fulls {
 			if inMesh(f, g) {
 				grafted[g] = true
 			}
@@ -259,8 +300,8 @@ func TestAFullNodePruningItsMeshKeepsItsValidators(t *testing.T) {
 		time.Sleep(cfg.Gossip.HeartbeatInterval / 10)
 	}
 	if len(grafted) < 3 || out() == 0 {
-		t.Fatalf("%d full nodes grafted f and %d were pruned: its mesh (Dhi 3, with the validator) was never pruned, so keeping the validator proves nothing",
-			len(grafted), out())
+		t.Fatalf("%d full nodes grafted f and %d were pruned: its mesh (Dhi %d, with the validators) was never pruned, so keeping the validators proves nothing",
+			len(grafted), out(), cfg.Gossip.Dhi)
 	}
 }
 

@@ -318,6 +318,10 @@ func gossipSubParams(g GossipParams) pubsub.GossipSubParams {
 	p.HistoryLength, p.HistoryGossip = g.HistoryLength, g.HistoryGossip
 	if g.LazyAmongValidators {
 		p.GossipFactor = 0 // Dlazy (LazyDlazy) is exact under lazy gossip
+		// Pruning keeps the D best-scoring peers, none at random: a full
+		// node keeps its validators (keptScore) even when more than
+		// pubsub's default 4 of them grafted it (lazy.go).
+		p.Dscore = g.D
 	}
 	return p
 }
