@@ -90,6 +90,15 @@ type NetConfig struct {
 	// ReadyTimeout bounds the wait for gossip topic peers. Default
 	// DefaultReadyTimeout, or 40ms per node if that is longer.
 	ReadyTimeout time.Duration
+	// GossipSettle is how long the network runs, once every node sees its
+	// gossip topic peers, before the first broadcast: time for gossipsub
+	// to graft its meshes and prune those oversubscribed. 0 means two
+	// heartbeats (1.4 s). The first broadcasts of a large network can
+	// meet meshes still being pruned (at 1,000 nodes a validator briefly
+	// without a mesh got one hundreds of milliseconds late, stock
+	// gossipsub's too; six heartbeats removed it, ADR 0002): a longer
+	// settle measures a network past its start-up.
+	GossipSettle time.Duration
 	// ConnSettle is how long after a network starts its connections are
 	// counted at the earliest. 0 means, for --degree wiring on mocknet,
 	// the connection manager's grace period plus one check, so every
@@ -127,8 +136,8 @@ func (c NetConfig) validate() error {
 		return fmt.Errorf("%w: %w", ErrBadConfig, ErrLossUnsupported)
 	case c.Degree < 0:
 		return fmt.Errorf("%w: degree must not be negative, got %d", ErrBadConfig, c.Degree)
-	case c.BroadcastTimeout < 0 || c.Gap < 0 || c.ReadyTimeout < 0:
-		return fmt.Errorf("%w: timeouts and gap must not be negative", ErrBadConfig)
+	case c.BroadcastTimeout < 0 || c.Gap < 0 || c.ReadyTimeout < 0 || c.GossipSettle < 0:
+		return fmt.Errorf("%w: timeouts, gap and gossip settle must not be negative", ErrBadConfig)
 	}
 	if c.Virtual != nil {
 		if newVirtualFabric == nil {
@@ -183,6 +192,9 @@ func RunNetwork(ctx context.Context, cfg NetConfig, progress io.Writer) (Result,
 	}
 	if cfg.ReadyTimeout == 0 {
 		cfg.ReadyTimeout = max(DefaultReadyTimeout, nodes*40*time.Millisecond)
+	}
+	if cfg.GossipSettle == 0 {
+		cfg.GossipSettle = 2 * background.DefaultGossipParams().HeartbeatInterval
 	}
 	if err := cfg.validate(); err != nil {
 		return Result{}, err
@@ -671,7 +683,7 @@ func (sc *scenario) connect(ctx context.Context, fab fabric, modules []*p2p.Modu
 
 // waitGossipReady waits until every running node sees min(D, its
 // connected peers) topic peers (with --degree wiring: min(Dlo, its running
-// bootstrap peers)), then two heartbeats so gossipsub meshes are grafted.
+// bootstrap peers)), then GossipSettle so gossipsub meshes are grafted.
 // After ReadyTimeout it warns on progress and returns, so a slow start-up
 // shows in the delivery figures rather than aborting a long run.
 func (sc *scenario) waitGossipReady(parent context.Context, modules []*p2p.Module, label string, progress io.Writer) error {
@@ -720,7 +732,7 @@ func (sc *scenario) waitGossipReady(parent context.Context, modules []*p2p.Modul
 		fmt.Fprintf(progress, "sim: %s: warning: %d nodes still short of gossip topic peers after %v; running anyway\n",
 			label, short, sc.cfg.ReadyTimeout)
 	}
-	return sleep(parent, 2*params.HeartbeatInterval)
+	return sleep(parent, sc.cfg.GossipSettle)
 }
 
 // settleQuiet is how long nothing may move before the network counts as

@@ -152,6 +152,7 @@ func TestNetworkRejectsBadInput(t *testing.T) {
 		"no broadcasts":              func(c *NetConfig) { c.Broadcasts = 0 },
 		"every validator down":       func(c *NetConfig) { c.DownValidators = 9 },
 		"negative broadcast timeout": func(c *NetConfig) { c.BroadcastTimeout = -time.Second },
+		"negative gossip settle":     func(c *NetConfig) { c.GossipSettle = -time.Second },
 	}
 	for name, mutate := range tests {
 		t.Run(name, func(t *testing.T) {

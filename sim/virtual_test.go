@@ -18,7 +18,7 @@ var virtualFlags = struct {
 	validators, fullnodes, broadcasts, silent, down, size, degree *int
 	strategies, jsonPath                                          *string
 	seed                                                          *uint64
-	latency, latencyMax, timeout                                  *time.Duration
+	latency, latencyMax, timeout, gossipSettle                    *time.Duration
 	uplinkMbps, downlinkMbps                                      *float64
 }{
 	validators: flag.Int("validators", 8, "TestVirtualSim: number of validators"),
@@ -36,6 +36,8 @@ var virtualFlags = struct {
 	latencyMax: flag.Duration("latency-max", 0, "TestVirtualSim: draw each pair's one-way latency, fixed by the seed, uniformly up to this"),
 	timeout: flag.Duration("timeout", 0, "TestVirtualSim: longest virtual wait for one broadcast (default "+
 		DefaultVirtualBroadcastTimeout.String()+"; a quiet network ends it sooner)"),
+	gossipSettle: flag.Duration("gossip-settle", 0, "TestVirtualSim: how long the network runs, once every node sees its gossip topic peers, "+
+		"before the first broadcast (default two heartbeats)"),
 	uplinkMbps:   flag.Float64("uplink-mbps", DefaultBandwidth/1e6, "TestVirtualSim: every node's uplink in Mbit/s"),
 	downlinkMbps: flag.Float64("downlink-mbps", DefaultBandwidth/1e6, "TestVirtualSim: every node's downlink in Mbit/s"),
 }
@@ -59,6 +61,7 @@ func virtualConfig() (NetConfig, error) {
 		Latency:          *f.latency,
 		Degree:           *f.degree,
 		BroadcastTimeout: *f.timeout,
+		GossipSettle:     *f.gossipSettle,
 		Virtual: &VirtualLinks{
 			LatencyMax:  *f.latencyMax,
 			UplinkBPS:   int(*f.uplinkMbps * 1e6),

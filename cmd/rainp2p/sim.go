@@ -32,6 +32,7 @@ type simFlags struct {
 	seed                         uint64
 	size                         int
 	latency, timeout, gap        time.Duration
+	gossipSettle                 time.Duration
 	loss                         float64
 	degree                       int
 	maxRetries                   int
@@ -106,6 +107,7 @@ alone, run the same networks on simulated QUIC links in virtual time:
 	fl.IntVar(&f.degree, "degree", sim.DefaultDegree, "bootstrap peers per node, which it dials itself; 0 connects every pair instead (network mode)")
 	fl.DurationVar(&f.timeout, "timeout", 0, fmt.Sprintf("longest wait for one broadcast to reach every target; it ends sooner once no payload moves for a quiet period; 0: %v, or 20ms per node when longer (network mode)", sim.DefaultBroadcastTimeout))
 	fl.DurationVar(&f.gap, "gap", sim.DefaultGap, "pause between broadcasts (network mode)")
+	fl.DurationVar(&f.gossipSettle, "gossip-settle", 0, "how long the network runs, once every node sees its gossip topic peers, before the first broadcast; 0: two gossip heartbeats (1.4s); longer measures a network past its start-up (network mode)")
 	fl.IntVar(&f.maxRetries, "max-retries", 0, "ACK re-delegations per target in plan mode; 0 means unbounded")
 	fl.BoolVar(&f.json, "json", false, "print exactly one JSON object instead of a table")
 	fl.StringVar(&f.report, "report", "", "also write a self-contained HTML report to this file")
@@ -189,6 +191,7 @@ func runSim(ctx context.Context, fs *pflag.FlagSet, f simFlags, stdout, stderr i
 				Degree:           f.degree,
 				BroadcastTimeout: f.timeout,
 				Gap:              f.gap,
+				GossipSettle:     f.gossipSettle,
 				HeapProfile:      f.heapProfile,
 			}, stderr)
 		}

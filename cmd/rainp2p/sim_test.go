@@ -167,6 +167,7 @@ func TestSimRejectsBadFlags(t *testing.T) {
 		{"--loss", "0.05"},
 		{"--max-retries", "2"},
 		{"--size", "0"},
+		{"--gossip-settle", "-1s"},
 	}
 	for _, args := range tests {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
