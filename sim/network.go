@@ -92,8 +92,9 @@ type NetConfig struct {
 	ReadyTimeout time.Duration
 	// GossipSettle is how long the network runs, once every node sees its
 	// gossip topic peers, before the first broadcast: time for gossipsub
-	// to graft its meshes and prune those oversubscribed. 0 means two
-	// heartbeats (1.4 s). The first broadcasts of a large network can
+	// to graft its meshes and prune those oversubscribed. 0 means 1.4 s,
+	// two of the default stack's 700 ms heartbeats (1.4 of stock
+	// gossipsub's 1 s). The first broadcasts of a large network can
 	// meet meshes still being pruned (at 1,000 nodes a validator briefly
 	// without a mesh got one hundreds of milliseconds late, stock
 	// gossipsub's too; six heartbeats removed it, ADR 0002): a longer

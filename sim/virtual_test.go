@@ -37,7 +37,7 @@ var virtualFlags = struct {
 	timeout: flag.Duration("timeout", 0, "TestVirtualSim: longest virtual wait for one broadcast (default "+
 		DefaultVirtualBroadcastTimeout.String()+"; a quiet network ends it sooner)"),
 	gossipSettle: flag.Duration("gossip-settle", 0, "TestVirtualSim: how long the network runs, once every node sees its gossip topic peers, "+
-		"before the first broadcast (default two heartbeats)"),
+		"before the first broadcast (0: 1.4s, two of the default stack's heartbeats)"),
 	uplinkMbps:   flag.Float64("uplink-mbps", DefaultBandwidth/1e6, "TestVirtualSim: every node's uplink in Mbit/s"),
 	downlinkMbps: flag.Float64("downlink-mbps", DefaultBandwidth/1e6, "TestVirtualSim: every node's downlink in Mbit/s"),
 }

@@ -42,7 +42,7 @@ type simFlags struct {
 }
 
 // networkOnlyFlags make no sense with --plan.
-var networkOnlyFlags = []string{"fullnodes", "size", "latency", "loss", "degree", "timeout", "gap", "heap-profile"}
+var networkOnlyFlags = []string{"fullnodes", "size", "latency", "loss", "degree", "timeout", "gap", "gossip-settle", "heap-profile"}
 
 func newSimCmd() *cobra.Command {
 	var f simFlags
@@ -107,7 +107,7 @@ alone, run the same networks on simulated QUIC links in virtual time:
 	fl.IntVar(&f.degree, "degree", sim.DefaultDegree, "bootstrap peers per node, which it dials itself; 0 connects every pair instead (network mode)")
 	fl.DurationVar(&f.timeout, "timeout", 0, fmt.Sprintf("longest wait for one broadcast to reach every target; it ends sooner once no payload moves for a quiet period; 0: %v, or 20ms per node when longer (network mode)", sim.DefaultBroadcastTimeout))
 	fl.DurationVar(&f.gap, "gap", sim.DefaultGap, "pause between broadcasts (network mode)")
-	fl.DurationVar(&f.gossipSettle, "gossip-settle", 0, "how long the network runs, once every node sees its gossip topic peers, before the first broadcast; 0: two gossip heartbeats (1.4s); longer measures a network past its start-up (network mode)")
+	fl.DurationVar(&f.gossipSettle, "gossip-settle", 0, "how long the network runs, once every node sees its gossip topic peers, before the first broadcast; 0: 1.4s, two of the default stack's heartbeats; longer measures a network past its start-up (network mode)")
 	fl.IntVar(&f.maxRetries, "max-retries", 0, "ACK re-delegations per target in plan mode; 0 means unbounded")
 	fl.BoolVar(&f.json, "json", false, "print exactly one JSON object instead of a table")
 	fl.StringVar(&f.report, "report", "", "also write a self-contained HTML report to this file")

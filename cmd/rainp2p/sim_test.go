@@ -168,6 +168,7 @@ func TestSimRejectsBadFlags(t *testing.T) {
 		{"--max-retries", "2"},
 		{"--size", "0"},
 		{"--gossip-settle", "-1s"},
+		{"--plan", "--gossip-settle", "5s"},
 	}
 	for _, args := range tests {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {

@@ -216,8 +216,10 @@ func TestALazyValidatorKeepsAtMostValidatorDhiFullNodesInItsMesh(t *testing.T) {
 
 // A full node of a lazy network scores the validators keptScore, and
 // pruning its oversubscribed mesh keeps the best-scoring peers only, so
-// it keeps every validator that grafted it, up to D: also more of them
-// than pubsub's default Dscore (4), which would keep the rest at random.
+// it keeps every validator that grafted it, up to D (less the Dout slots
+// pubsub fills with peers it dialled, when too few of those kept are):
+// also more of them than pubsub's default Dscore (4), which would keep
+// 4 by score and the rest of D at random.
 func TestAFullNodePruningItsMeshKeepsItsValidators(t *testing.T) {
 	for _, tc := range []struct {
 		name               string
@@ -227,8 +229,8 @@ func TestAFullNodePruningItsMeshKeepsItsValidators(t *testing.T) {
 		// Pruned to D = 2 of 12: by chance, the validator would stay 1
 		// time in 6.
 		{name: "one validator, a mesh of two", d: 2, dlo: 1, dhi: 3, validators: 1, others: 11},
-		// Pruned to D = 5 of 13: keeping 4 at random would keep the
-		// fifth validator 1 time in 9.
+		// Pruned to D = 5 of 13: keeping 4 by score and one at random
+		// would keep the fifth validator 1 time in 9.
 		{name: "five validators, more than pubsub's Dscore", d: 5, dlo: 4, dhi: 6, validators: 5, others: 8},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

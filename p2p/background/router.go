@@ -320,7 +320,9 @@ func gossipSubParams(g GossipParams) pubsub.GossipSubParams {
 		p.GossipFactor = 0 // Dlazy (LazyDlazy) is exact under lazy gossip
 		// Pruning keeps the D best-scoring peers, none at random: a full
 		// node keeps its validators (keptScore) even when more than
-		// pubsub's default 4 of them grafted it (lazy.go).
+		// pubsub's default 4 of them grafted it (lazy.go), less the Dout
+		// slots pubsub still fills with peers it dialled when too few of
+		// those kept are.
 		p.Dscore = g.D
 	}
 	return p
