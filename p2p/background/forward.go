@@ -25,8 +25,7 @@ import (
 // (release.go), or for as long as RainTree still takes to reach its last
 // validator after the one that sent it, a link for each hop the plan of
 // the broadcast has left (Config.HopsAfter) and a round trip more, or,
-// when the
-// plan is unknown, for the forward delay, two round trips to them
+// when the plan is unknown, for the forward delay, two round trips to them
 // (rtt.go). The IDONTWANTs its mesh peers sent on receiving their own
 // copies, validators' included, arrive in the meantime, and pubsub skips
 // those peers. A peer that did not get the message (a validator below a

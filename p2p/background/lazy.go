@@ -54,8 +54,9 @@ const lazyScore = -100
 // the validators: above anything first deliveries (P2, at most 25) give a
 // full node, so that when its mesh is oversubscribed and pubsub prunes it
 // to D, keeping the Dscore best-scoring peers (Dscore is D in a lazy
-// network, gossipSubParams), it keeps the validators that grafted it. Otherwise a validator, whose mesh is a couple of full
-// nodes, could be pruned by all of them at once (heartbeats coincide) and
+// network, gossipSubParams), it keeps the validators that grafted it.
+// Otherwise a validator, whose mesh is a couple of full nodes, could be
+// pruned by all of them at once (heartbeats coincide) and
 // spend up to a heartbeat with no mesh at all; a validator below a silent
 // one in RainTree then waited for IHAVE, hundreds of milliseconds, where
 // its full nodes' forward would have come in tens (ADR 0002). Silent

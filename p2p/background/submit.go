@@ -4,7 +4,6 @@ import (
 	"container/heap"
 	"context"
 	"errors"
-	"slices"
 	"sync"
 	"time"
 
@@ -19,8 +18,8 @@ import (
 // The parent starts it on RainTree and gossip brings it back here. If it
 // has not come back within GossipParams.SubmitFallback (a parent that
 // drops it, or one that left), it is published on gossip; a whole-ring
-// submission (a block) also as soon as a connection to the parent closes. Without a parent
-// it is published at once, as Broadcast does.
+// submission (a block) also as soon as a connection to the parent
+// closes. Without a parent it is published at once, as Broadcast does.
 func (r *Router) Submit(ctx context.Context, msg *wire.Message) error {
 	return r.SubmitInShares(ctx, msg, nil, nil)
 }
@@ -57,29 +56,28 @@ func (r *Router) SubmitInShares(ctx context.Context, msg *wire.Message, setHash 
 		return r.Broadcast(ctx, msg)
 	}
 	r.c.submitted.Add(1)
-	var whole []peer.ID
+	// A whole-ring submission (a block, or a full node that hands over no
+	// parts) is due as soon as a connection to its parent closes, not when
+	// the fallback runs out (15 s for a block): the parent may have lost
+	// the frame with the connection (a connection manager trimming it
+	// while the frame was in flight), and if it did not, publishing costs
+	// copies, not the message. A submission in parts is not: its other
+	// heads bring it back, a head that leaves costs at most SubmitFallback,
+	// and a hostile head could otherwise force a publication of every
+	// broadcast handed to it.
+	var whole peer.ID // the parent of a whole-ring submission
 	if len(shares) == 1 && len(shares[0].Parts) == 0 {
-		whole = []peer.ID{parent}
+		whole = parent
 	}
 	if !r.later.add(msg, time.Now().Add(r.cfg.Gossip.submitFallback(len(msg.Raw))), true, whole) {
 		r.c.laterFull.Add(1)
 		return r.Broadcast(ctx, msg)
 	}
-	if len(whole) > 0 && r.host.Network().Connectedness(parent) != network.Connected {
+	if whole != "" && r.host.Network().Connectedness(parent) != network.Connected {
 		r.later.recipientLeft(parent, time.Now()) // it left while the frame was on its way
 	}
 	return nil
 }
-
-// A submission of the whole ring (a block, or a full node that hands
-// over no parts) is published as soon as a connection to its parent
-// closes, rather than when the fallback runs out (15 s for a block): the
-// parent may have lost the frame with the connection (a connection
-// manager trimming it while the frame was in flight), and if it did not,
-// the full node's publish costs copies, not the message. A submission in
-// parts is not: the other heads bring it back, and a head that leaves
-// costs at most SubmitFallback, which a hostile head could otherwise
-// turn into a publish of every broadcast handed to it.
 
 // withParentShare folds the parent's share and those of validators not
 // connected into one share for the parent, first in the list; none with
@@ -149,7 +147,7 @@ func (r *Router) RepublishAt(ctx context.Context, msg *wire.Message, at time.Tim
 	if !time.Now().Before(at) {
 		return r.Republish(ctx, msg)
 	}
-	if !r.later.add(msg, at, false, nil) {
+	if !r.later.add(msg, at, false, "") {
 		r.c.laterFull.Add(1)
 		return r.Republish(ctx, msg)
 	}
@@ -206,10 +204,10 @@ type pending struct {
 	at  time.Time
 	// submitted marks our own broadcast handed over; returned that gossip
 	// has since brought it back, so it need not be published;
-	// recipientLeft that a connection to a validator in to (the parent of
-	// a whole-ring submission) closed before.
+	// recipientLeft that a connection to parent (of a whole-ring
+	// submission; empty otherwise) closed before.
 	submitted, returned, recipientLeft bool
-	to                                 []peer.ID
+	parent                             peer.ID
 }
 
 // laterQueue holds the messages waiting to be published, earliest first,
@@ -228,15 +226,15 @@ func newLaterQueue(limit int) *laterQueue {
 }
 
 // add queues msg for at: a republication when submitted is false, else
-// our own submitted broadcast, due early if a connection to one of to
-// closes (recipientLeft). It reports false when the queue is full.
-func (q *laterQueue) add(msg *wire.Message, at time.Time, submitted bool, to []peer.ID) bool {
+// our own submitted broadcast, due early if a connection to parent, when
+// set, closes (recipientLeft). It reports false when the queue is full.
+func (q *laterQueue) add(msg *wire.Message, at time.Time, submitted bool, parent peer.ID) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.items) >= q.limit {
 		return false
 	}
-	p := &pending{msg: msg, at: at, submitted: submitted, to: to}
+	p := &pending{msg: msg, at: at, submitted: submitted, parent: parent}
 	heap.Push(&q.items, p)
 	if p.submitted {
 		q.submitted[msg.ID] = p
@@ -260,7 +258,7 @@ func (q *laterQueue) cameBack(id wire.MessageID) {
 }
 
 // recipientLeft makes the submissions due at now that have not come back
-// and list p, a peer a connection to has closed, and returns how many
+// and went to p, a peer a connection to has closed, and returns how many
 // there were. It runs on the swarm's notification of the closed
 // connection, so it does no I/O.
 func (q *laterQueue) recipientLeft(p peer.ID, now time.Time) int {
@@ -268,7 +266,7 @@ func (q *laterQueue) recipientLeft(p peer.ID, now time.Time) int {
 	defer q.mu.Unlock()
 	n := 0
 	for _, s := range q.submitted {
-		if !s.returned && s.at.After(now) && slices.Contains(s.to, p) {
+		if !s.returned && s.at.After(now) && s.parent == p {
 			s.at, s.recipientLeft = now, true
 			n++
 		}

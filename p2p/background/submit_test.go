@@ -137,7 +137,7 @@ func TestASubmissionIsDueOnceAConnectionToItsParentCloses(t *testing.T) {
 			q := newLaterQueue(8)
 			first, m := &wire.Message{ID: wire.MessageID{1}}, &wire.Message{ID: wire.MessageID{2}}
 			// Queued first and due first: the heap must reorder for m.
-			if !q.add(first, now.Add(time.Minute), false, nil) || !q.add(m, now.Add(time.Hour), true, []peer.ID{parent}) {
+			if !q.add(first, now.Add(time.Minute), false, "") || !q.add(m, now.Add(time.Hour), true, parent) {
 				t.Fatal("queue refused")
 			}
 			if tt.returned {
