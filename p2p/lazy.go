@@ -14,15 +14,14 @@ import (
 	"github.com/rainp2p/rainp2p/p2p/wire"
 )
 
-// validatorIDs lists the validators' peer IDs other than this node's.
-// Under lazy gossip a validator keeps them out of its mesh and a full node
-// all but its parent (background/lazy.go).
+// validatorIDs lists the validators' peer IDs in ring order. Under lazy
+// gossip a validator keeps the others out of its mesh, and a full node
+// picks its parent among them and checks its parent's proofs against
+// them (background/lazy.go, background/proof.go).
 func (m *Module) validatorIDs(set *validators.Set) []peer.ID {
-	var ids []peer.ID
+	ids := make([]peer.ID, 0, set.Len())
 	for _, v := range set.Validators() {
-		if v.PeerID != m.host.ID() {
-			ids = append(ids, v.PeerID)
-		}
+		ids = append(ids, v.PeerID)
 	}
 	return ids
 }
@@ -79,9 +78,12 @@ func (m *Module) relaySubmission(from peer.ID, msg *wire.Message, parts wire.Han
 		return
 	}
 	switch {
+	case m.cfg.Silent:
+		// Fault injection: starting a broadcast for a full node is
+		// forwarding it, which a silent node never does.
 	case rain != nil:
 		// Gossip gets it once the tree frames have left (handToGossip).
-		if err := relayOnRainTree(rain, from, msg, parts, first); err != nil {
+		if err := relayOnRainTree(rain, from, msg, parts, first, bg); err != nil {
 			m.sendErrors.Add(1)
 			m.log.Debug("relaying a submitted broadcast on raintree", "from", from, "err", err)
 			if first {
@@ -105,7 +107,12 @@ func (m *Module) relaySubmission(from peer.ID, msg *wire.Message, parts wire.Han
 // (raintree.ErrBadHandover: another set, parts that overlap, or a
 // submitter that is not the origin): a bad handover costs duplicates,
 // never the message.
-func relayOnRainTree(rain *raintree.Router, from peer.ID, msg *wire.Message, h wire.Handover, first bool) error {
+func relayOnRainTree(rain *raintree.Router, from peer.ID, msg *wire.Message, h wire.Handover, first bool, bg *background.Router) error {
+	if h.WantProof && len(h.Parts) == 0 && bg != nil {
+		// The full node awaits the proof that its block started
+		// (background/proof.go).
+		return rain.RelayProving(msg, func(p wire.Proof) { bg.SendProof(from, p) })
+	}
 	if len(h.Parts) > 0 {
 		spans := make([]raintree.Span, len(h.Parts))
 		for i, p := range h.Parts {

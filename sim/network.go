@@ -759,11 +759,18 @@ const (
 // up: a few link latencies, plus the longest delay after which a strategy
 // may still send a payload copy without any traffic in between: the ACK
 // timeout before a RainTree re-delegation, a heartbeat before gossipsub's
-// IHAVE gossip brings a missed message.
+// IHAVE gossip brings a missed message, and, for a full node's block under
+// the shipped configuration, the wait for its parent's proof before it
+// hands the block to the next parent, whose first bytes arrive a
+// transfer (at most an ACK timeout) later.
 func (sc *scenario) quietPeriod(s Strategy) time.Duration {
 	var extra time.Duration
+	ackTimeout := raintree.DefaultConfig(simNetworkID).ACKTimeout
 	if s.ACK {
-		extra = max(extra, raintree.DefaultConfig(simNetworkID).ACKTimeout)
+		extra = max(extra, ackTimeout)
+	}
+	if wait := background.DefaultGossipParams().ProofWait(len(sc.payload)); s.Default && wait > 0 {
+		extra = max(extra, wait+ackTimeout)
 	}
 	if s.Gossip == string(background.GossipSub) {
 		extra = max(extra, background.DefaultGossipParams().HeartbeatInterval, background.StockGossipParams().HeartbeatInterval)

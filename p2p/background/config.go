@@ -183,6 +183,28 @@ type GossipParams struct {
 	// republications); beyond it they are published at once and counted
 	// in Stats.PendingFull. Default 4096.
 	MaxPending int
+	// SubmitProofWait is how long per started MiB a full node waits for
+	// its parent's proof that it started a whole-ring submission of
+	// LargeBytes or more (a block) on RainTree: the signed receipt of one
+	// of the parent's own targets (docs/PROTOCOL.md section 5). Without it
+	// the full node takes the parent for one that sits on blocks, passes
+	// it over for UnprovenParentTTL and hands the block to its next
+	// parent, at most MaxSubmitAttempts parents in all, then publishes it.
+	// At 20 Mbit/s an honest parent's proof comes about a second after the
+	// send of a MiB begins (the block crosses two links of that speed);
+	// 2s leaves room for uplinks half as fast. Zero turns proofs off: the
+	// full node then waits LargeSubmitFallback. Default 2s.
+	SubmitProofWait time.Duration
+	// UnprovenParentTTL is how long a full node passes over a parent that
+	// gave no proof (SubmitProofWait). Default 10m.
+	UnprovenParentTTL time.Duration
+	// MaxSubmitAttempts bounds the parents a block is handed to before
+	// the full node publishes it itself. Default 3.
+	MaxSubmitAttempts int
+	// MaxProofQueue bounds the proofs a validator has yet to send to the
+	// full nodes whose blocks it started; beyond it they are dropped and
+	// counted in Stats.ProofsDropped. Default 64.
+	MaxProofQueue int
 }
 
 // Defaults used by DefaultConfig.
@@ -205,6 +227,10 @@ const (
 	DefaultSubmitFallback        = time.Second
 	DefaultLargeSubmitFallback   = 15 * time.Second
 	DefaultMaxPending            = 4096
+	DefaultSubmitProofWait       = 2 * time.Second
+	DefaultUnprovenParentTTL     = 10 * time.Minute
+	DefaultMaxSubmitAttempts     = 3
+	DefaultMaxProofQueue         = 64
 	// DefaultDirectRate and DefaultDirectBurst bound the direct sends
 	// (background unicast) accepted from one peer.
 	DefaultDirectRate  = 100
@@ -238,6 +264,10 @@ func DefaultGossipParams() GossipParams {
 		SubmitInParts:       true,
 		LargeSubmitFallback: DefaultLargeSubmitFallback,
 		MaxPending:          DefaultMaxPending,
+		SubmitProofWait:     DefaultSubmitProofWait,
+		UnprovenParentTTL:   DefaultUnprovenParentTTL,
+		MaxSubmitAttempts:   DefaultMaxSubmitAttempts,
+		MaxProofQueue:       DefaultMaxProofQueue,
 	}
 }
 
@@ -478,6 +508,10 @@ func (g GossipParams) validate() error {
 	case g.LazyAmongValidators && (g.SubmitFallback <= 0 || g.LargeSubmitFallback < g.SubmitFallback || g.MaxPending <= 0):
 		return fmt.Errorf("SubmitFallback %v and MaxPending %d must be positive, and LargeSubmitFallback %v at least SubmitFallback, with LazyAmongValidators",
 			g.SubmitFallback, g.MaxPending, g.LargeSubmitFallback)
+	case g.LazyAmongValidators && (g.SubmitProofWait < 0 || g.MaxProofQueue <= 0):
+		return fmt.Errorf("SubmitProofWait %v must not be negative, and MaxProofQueue %d must be positive, with LazyAmongValidators", g.SubmitProofWait, g.MaxProofQueue)
+	case g.LazyAmongValidators && g.SubmitProofWait > 0 && (g.UnprovenParentTTL <= 0 || g.MaxSubmitAttempts < 1):
+		return fmt.Errorf("UnprovenParentTTL %v and MaxSubmitAttempts %d must be positive with SubmitProofWait", g.UnprovenParentTTL, g.MaxSubmitAttempts)
 	}
 	return nil
 }

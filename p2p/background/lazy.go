@@ -71,23 +71,74 @@ const parentRetry = time.Second
 // parent. The score function reads it on pubsub's event loop while the
 // Module replaces it, hence the lock.
 type lazySet struct {
-	mu         sync.Mutex
-	ids        map[peer.ID]struct{}
+	mu  sync.Mutex
+	ids map[peer.ID]struct{}
+	// ring is the set in ring order, self included.
+	ring       []peer.ID
 	parent     peer.ID
 	lastSearch time.Time
+	// passedOver holds the parents that proved no block, until when they
+	// are passed over (proof.go); only validators of the set.
+	passedOver map[peer.ID]time.Time
 }
 
-func (l *lazySet) replace(ids []peer.ID) {
-	m := make(map[peer.ID]struct{}, len(ids))
-	for _, id := range ids {
-		m[id] = struct{}{}
+// replace takes on the set ring, in ring order; self is left out of ids.
+func (l *lazySet) replace(self peer.ID, ring []peer.ID) {
+	m := make(map[peer.ID]struct{}, len(ring))
+	for _, id := range ring {
+		if id != self {
+			m[id] = struct{}{}
+		}
 	}
 	l.mu.Lock()
-	l.ids = m
+	l.ids, l.ring = m, ring
 	if _, ok := m[l.parent]; !ok {
 		l.parent, l.lastSearch = "", time.Time{}
 	}
+	for id := range l.passedOver {
+		if _, ok := m[id]; !ok {
+			delete(l.passedOver, id)
+		}
+	}
 	l.mu.Unlock()
+}
+
+// at returns the validator at index i of the ring.
+func (l *lazySet) at(i int) (peer.ID, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if i < 0 || i >= len(l.ring) {
+		return "", false
+	}
+	return l.ring[i], true
+}
+
+// passOver makes parentOf skip validator id until until, and look for
+// another parent at once if id is the current one.
+func (l *lazySet) passOver(id peer.ID, until time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.ids[id]; !ok {
+		return
+	}
+	if l.passedOver == nil {
+		l.passedOver = map[peer.ID]time.Time{}
+	}
+	l.passedOver[id] = until
+	if l.parent == id {
+		l.parent, l.lastSearch = "", time.Time{}
+	}
+}
+
+// passedOverLocked reports whether id is passed over at now, forgetting
+// it once it no longer is.
+func (l *lazySet) passedOverLocked(id peer.ID, now time.Time) bool {
+	until, ok := l.passedOver[id]
+	if ok && !now.Before(until) {
+		delete(l.passedOver, id)
+		return false
+	}
+	return ok
 }
 
 func (l *lazySet) contains(id peer.ID) bool {
@@ -114,7 +165,7 @@ func (l *lazySet) parentOf(self peer.ID, net network.Network) peer.ID {
 	l.parent, l.lastSearch = "", now
 	var best uint64
 	for id := range l.ids {
-		if net.Connectedness(id) != network.Connected {
+		if net.Connectedness(id) != network.Connected || l.passedOverLocked(id, now) {
 			continue
 		}
 		if h := pairHash(self, id); l.parent == "" || h < best {
@@ -143,10 +194,11 @@ func (c Config) lazyNetwork() bool {
 	return c.Gossip.LazyAmongValidators && (c.PubSub == GossipSub || c.PubSub == "")
 }
 
-// SetValidatorIDs replaces the peer IDs of the validator set: under lazy
-// gossip a validator keeps them out of its mesh, and a full node picks its
-// parent among them.
-func (r *Router) SetValidatorIDs(ids []peer.ID) { r.lazy.replace(ids) }
+// SetValidatorIDs replaces the peer IDs of the validator set, in ring
+// order (this node's own ID, if there, is skipped): under lazy gossip a
+// validator keeps them out of its mesh, and a full node picks its parent
+// among them and checks its parent's proofs against them (proof.go).
+func (r *Router) SetValidatorIDs(ring []peer.ID) { r.lazy.replace(r.host.ID(), ring) }
 
 // Parent returns the validator a full node of a lazy network submits its
 // broadcasts to, or "" (not such a full node, or no validator connected).

@@ -324,7 +324,7 @@ func TestAFullNodeRanksValidatorsAboveAnyFullNode(t *testing.T) {
 	r := &Router{cfg: testConfig("rank")}
 	r.cfg.Gossip.LazyAmongValidators = true
 	v, f := peer.ID("validator"), peer.ID("full node")
-	r.lazy.replace([]peer.ID{v})
+	r.lazy.replace("", []peer.ID{v})
 	if got := r.appScore(v); got != keptScore {
 		t.Errorf("a full node scores a validator %v, want %v", got, float64(keptScore))
 	}

@@ -70,9 +70,10 @@ func testConfig(network string) Config {
 }
 
 type delivery struct {
-	from   peer.ID // the relay
-	origin identity.Address
-	via    Via
+	from      peer.ID // the relay
+	origin    identity.Address
+	via       Via
+	wantProof bool // a submission asked for a proof
 }
 
 // inbox records what a node's handler received.
@@ -81,13 +82,13 @@ type inbox struct {
 	got map[string][]delivery
 }
 
-func (b *inbox) handle(from peer.ID, msg *wire.Message, via Via, _ wire.Handover) {
+func (b *inbox) handle(from peer.ID, msg *wire.Message, via Via, h wire.Handover) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.got == nil {
 		b.got = make(map[string][]delivery)
 	}
-	b.got[string(msg.ID[:])] = append(b.got[string(msg.ID[:])], delivery{from, msg.Origin, via})
+	b.got[string(msg.ID[:])] = append(b.got[string(msg.ID[:])], delivery{from, msg.Origin, via, h.WantProof})
 }
 
 func (b *inbox) deliveries(msg *wire.Message) []delivery {

@@ -125,6 +125,9 @@ type Router struct {
 	// (lazy.go); later the messages waiting to be published (submit.go).
 	lazy  lazySet
 	later *laterQueue
+	// proofs holds the proofs of started blocks this validator owes full
+	// nodes (proof.go).
+	proofs chan proofJob
 	// connClosed tells later when a connection closes (submit.go).
 	connClosed *network.NotifyBundle
 
@@ -175,6 +178,7 @@ func New(h host.Host, cfg Config, handler Handler) (*Router, error) {
 		direct:     newPeerLimiter(cfg.DirectRate, cfg.DirectBurst, cfg.MaxRateLimitedPeers),
 		graylist:   make(chan []peer.ID, 1),
 		later:      newLaterQueue(max(cfg.Gossip.MaxPending, 1)),
+		proofs:     make(chan proofJob, max(cfg.Gossip.MaxProofQueue, 0)),
 	}
 	r.connClosed = &network.NotifyBundle{DisconnectedF: func(_ network.Network, c network.Conn) {
 		r.later.recipientLeft(c.RemotePeer(), time.Now())
@@ -249,6 +253,7 @@ func (r *Router) Start(ctx context.Context) (err error) {
 	r.wg.Go(r.maintainLoop)
 	r.wg.Go(r.disconnectLoop)
 	r.wg.Go(r.laterLoop)
+	r.wg.Go(r.proofLoop)
 	r.host.Network().Notify(r.connClosed)
 	if r.have != nil {
 		r.wg.Go(r.rttLoop)
@@ -458,8 +463,11 @@ func (r *Router) onUnicast(from peer.ID, data []byte) {
 		r.c.droppedRateLimited.Add(1)
 		return
 	}
-	m, parts, err := wire.OpenSubmission(r.cfg.NetworkID, bytes.Clone(data), r.cfg.MaxMessageSize)
+	m, parts, proof, err := wire.OpenUnicast(r.cfg.NetworkID, bytes.Clone(data), r.cfg.MaxMessageSize)
 	switch {
+	case err == nil && proof != nil:
+		r.onProof(from, *proof)
+		return
 	case err == nil && !m.IsUnicast() && r.cfg.lazyNetwork():
 		r.c.submissions.Add(1)
 		r.deliver(from, m, ViaSubmit, parts)

@@ -39,13 +39,24 @@ type Stats struct {
 	// validator (SubmitErrors: a send failed; a share's then went to the
 	// parent, the parent's was published instead); SubmitReturned those
 	// that came back through gossip in time, SubmitFallbacks those it then
-	// published itself, SubmitRecipientLeft those of them published as
-	// soon as a connection to the parent of a whole-ring submission
-	// closed, before the fallback ran out. SharesSent
+	// published itself, SubmitRecipientLeft those due as soon as a
+	// connection to the parent of a whole-ring submission closed, before
+	// the fallback (or a block's proof) ran out. SharesSent
 	// counts the shares of broadcasts handed over in parts
 	// (SubmitInShares) that went straight to their heads.
 	Submitted, SubmitErrors, SubmitReturned, SubmitFallbacks, SharesSent uint64
 	SubmitRecipientLeft                                                  uint64
+	// SubmitUnproven counts a full node's blocks whose parent proved
+	// nothing in time (GossipParams.SubmitProofWait), Resubmitted those
+	// then handed to the next parent (the others were published).
+	// ProofsAccepted counts the proofs it took, ProofsRejected those that
+	// did not verify (the sender is penalised), ProofsUnexpected valid
+	// ones for no block awaiting one from their sender. On a validator,
+	// ProofsSent counts the proofs it sent full nodes, ProofsDropped those
+	// it could not (queue full, or the send failed).
+	SubmitUnproven, Resubmitted                      uint64
+	ProofsAccepted, ProofsRejected, ProofsUnexpected uint64
+	ProofsSent, ProofsDropped                        uint64
 	// Submissions counts broadcasts full nodes handed to this node.
 	Submissions uint64
 	// PendingFull counts messages published at once because the queue of
@@ -138,6 +149,10 @@ type counters struct {
 	sharesSent                        atomic.Uint64
 	submitReturned, submitFallbacks   atomic.Uint64
 	submitRecipientLeft               atomic.Uint64
+	submitUnproven, resubmitted       atomic.Uint64
+	proofsAccepted, proofsRejected    atomic.Uint64
+	proofsUnexpected                  atomic.Uint64
+	proofsSent, proofsDropped         atomic.Uint64
 	submissions, laterFull, heldFull  atomic.Uint64
 	held                              atomic.Uint64
 	releasedEarly, signalsFull        atomic.Uint64
@@ -173,6 +188,13 @@ func (r *Router) Stats() Stats {
 		SubmitReturned:          r.c.submitReturned.Load(),
 		SubmitFallbacks:         r.c.submitFallbacks.Load(),
 		SubmitRecipientLeft:     r.c.submitRecipientLeft.Load(),
+		SubmitUnproven:          r.c.submitUnproven.Load(),
+		Resubmitted:             r.c.resubmitted.Load(),
+		ProofsAccepted:          r.c.proofsAccepted.Load(),
+		ProofsRejected:          r.c.proofsRejected.Load(),
+		ProofsUnexpected:        r.c.proofsUnexpected.Load(),
+		ProofsSent:              r.c.proofsSent.Load(),
+		ProofsDropped:           r.c.proofsDropped.Load(),
 		Submissions:             r.c.submissions.Load(),
 		PendingFull:             r.c.laterFull.Load(),
 		Held:                    r.c.held.Load(),

@@ -69,14 +69,31 @@ func (r *Router) SubmitInShares(ctx context.Context, msg *wire.Message, setHash 
 	if len(shares) == 1 && len(shares[0].Parts) == 0 {
 		whole = parent
 	}
-	if !r.later.add(msg, time.Now().Add(r.cfg.Gossip.submitFallback(len(msg.Raw))), true, whole) {
-		r.c.laterFull.Add(1)
+	if !r.queueSubmission(msg, whole, 0) {
 		return r.Broadcast(ctx, msg)
 	}
-	if whole != "" && r.host.Network().Connectedness(parent) != network.Connected {
+	return nil
+}
+
+// queueSubmission queues msg, our broadcast just submitted (to parent for
+// a whole-ring submission, else ""; attempt counts the parents before
+// it), until it is due: at the fallback, or, for a block handed to a
+// parent, when that parent's proof is (proof.go). It reports false,
+// counted, when the queue is full.
+func (r *Router) queueSubmission(msg *wire.Message, parent peer.ID, attempt int) bool {
+	now := time.Now()
+	p := &pending{msg: msg, at: now.Add(r.cfg.Gossip.submitFallback(len(msg.Raw))), submitted: true, parent: parent, attempt: attempt}
+	if wait := r.cfg.Gossip.ProofWait(len(msg.Raw)); parent != "" && wait > 0 {
+		p.fallbackAt, p.at, p.awaitProof = p.at, now.Add(wait), true
+	}
+	if !r.later.add(p) {
+		r.c.laterFull.Add(1)
+		return false
+	}
+	if parent != "" && r.host.Network().Connectedness(parent) != network.Connected {
 		r.later.recipientLeft(parent, time.Now()) // it left while the frame was on its way
 	}
-	return nil
+	return true
 }
 
 // withParentShare folds the parent's share and those of validators not
@@ -115,7 +132,11 @@ func (r *Router) sendShares(ctx context.Context, msg *wire.Message, setHash []by
 	)
 	for _, s := range shares {
 		wg.Go(func() {
-			err := r.sendSubmission(ctx, s.To, msg, wire.Handover{SetHash: setHash, Parts: s.Parts})
+			h := wire.Handover{SetHash: setHash, Parts: s.Parts}
+			if len(s.Parts) == 0 { // the whole ring, to the parent
+				h.WantProof = r.cfg.Gossip.ProofWait(len(msg.Raw)) > 0
+			}
+			err := r.sendSubmission(ctx, s.To, msg, h)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -147,7 +168,7 @@ func (r *Router) RepublishAt(ctx context.Context, msg *wire.Message, at time.Tim
 	if !time.Now().Before(at) {
 		return r.Republish(ctx, msg)
 	}
-	if !r.later.add(msg, at, false, "") {
+	if !r.later.add(&pending{msg: msg, at: at}) {
 		r.c.laterFull.Add(1)
 		return r.Republish(ctx, msg)
 	}
@@ -179,22 +200,30 @@ func (r *Router) laterLoop() {
 }
 
 func (r *Router) publishLater(p pending) {
+	if p.recipientLeft {
+		r.c.submitRecipientLeft.Add(1)
+	}
 	switch {
 	case p.submitted && p.returned:
 		r.c.submitReturned.Add(1)
+	case p.submitted && p.awaitProof:
+		r.resubmit(p)
 	case p.submitted:
-		if p.recipientLeft {
-			r.c.submitRecipientLeft.Add(1)
-		}
-		r.c.submitFallbacks.Add(1)
-		if err := r.publish(r.ctx, p.msg); err != nil && r.ctx.Err() == nil {
-			r.c.publishErrors.Add(1)
-			r.log.Debug("publishing a submitted broadcast that did not come back", "err", err)
-		}
+		r.publishFallback(p)
 	default:
 		if err := r.Republish(r.ctx, p.msg); err != nil && r.ctx.Err() == nil {
 			r.log.Debug("republishing", "err", err)
 		}
+	}
+}
+
+// publishFallback publishes our submitted broadcast p, which did not come
+// back, on gossip.
+func (r *Router) publishFallback(p pending) {
+	r.c.submitFallbacks.Add(1)
+	if err := r.publish(r.ctx, p.msg); err != nil && r.ctx.Err() == nil {
+		r.c.publishErrors.Add(1)
+		r.log.Debug("publishing a submitted broadcast that did not come back", "err", err)
 	}
 }
 
@@ -208,6 +237,13 @@ type pending struct {
 	// submission; empty otherwise) closed before.
 	submitted, returned, recipientLeft bool
 	parent                             peer.ID
+	// awaitProof marks a block whose parent has yet to prove it started
+	// it (proof.go): at is then the proof's deadline, and fallbackAt
+	// the fallback's; proven that the proof came. attempt counts the
+	// parents the block was handed to before this one.
+	awaitProof, proven bool
+	fallbackAt         time.Time
+	attempt            int
 }
 
 // laterQueue holds the messages waiting to be published, earliest first,
@@ -225,26 +261,44 @@ func newLaterQueue(limit int) *laterQueue {
 	return &laterQueue{limit: limit, submitted: map[wire.MessageID]*pending{}, wake: make(chan struct{}, 1)}
 }
 
-// add queues msg for at: a republication when submitted is false, else
-// our own submitted broadcast, due early if a connection to parent, when
-// set, closes (recipientLeft). It reports false when the queue is full.
-func (q *laterQueue) add(msg *wire.Message, at time.Time, submitted bool, parent peer.ID) bool {
+// add queues p: a republication, or our own submitted broadcast, due
+// early if a connection to its parent, when set, closes (recipientLeft).
+// It reports false when the queue is full.
+func (q *laterQueue) add(p *pending) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.items) >= q.limit {
 		return false
 	}
-	p := &pending{msg: msg, at: at, submitted: submitted, parent: parent}
 	heap.Push(&q.items, p)
 	if p.submitted {
-		q.submitted[msg.ID] = p
+		q.submitted[p.msg.ID] = p
 	}
 	if q.items[0] == p {
-		select {
-		case q.wake <- struct{}{}:
-		default:
-		}
+		q.wakeLocked()
 	}
+	return true
+}
+
+func (q *laterQueue) wakeLocked() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// proven records parent's proof that it started our block id, which is
+// then due at its fallback. It reports whether such a block awaited it.
+func (q *laterQueue) proven(id wire.MessageID, parent peer.ID) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	p, ok := q.submitted[id]
+	if !ok || !p.awaitProof || p.parent != parent {
+		return false
+	}
+	p.awaitProof, p.proven, p.at = false, true, p.fallbackAt
+	heap.Init(&q.items)
+	q.wakeLocked()
 	return true
 }
 
@@ -266,17 +320,14 @@ func (q *laterQueue) recipientLeft(p peer.ID, now time.Time) int {
 	defer q.mu.Unlock()
 	n := 0
 	for _, s := range q.submitted {
-		if !s.returned && s.at.After(now) && s.parent == p {
+		if !s.returned && !s.proven && s.at.After(now) && s.parent == p {
 			s.at, s.recipientLeft = now, true
 			n++
 		}
 	}
 	if n > 0 {
 		heap.Init(&q.items)
-		select {
-		case q.wake <- struct{}{}:
-		default:
-		}
+		q.wakeLocked()
 	}
 	return n
 }

@@ -33,25 +33,12 @@ func TestASubmittedBroadcastIsPublishedOnlyIfItDoesNotComeBack(t *testing.T) {
 			cfg := testConfig(network)
 			cfg.Gossip.LazyAmongValidators = true
 			cfg.Gossip.SubmitFallback, cfg.Gossip.LargeSubmitFallback = tc.fallback, max(tc.fallback, cfg.Gossip.LargeSubmitFallback)
-			vcfg := cfg
-			vcfg.RainTreeValidator = true
-
 			// The parent relays (or not) what it is handed, as the Module does.
-			parent := &node{h: newHost(t), in: &inbox{}}
-			r, err := New(parent.h, vcfg, func(from peer.ID, msg *wire.Message, via Via, _ wire.Handover) {
-				parent.in.handle(from, msg, via, wire.Handover{})
-				if via == ViaSubmit && parentRelays {
-					go parent.r.Republish(context.Background(), msg) //nolint:errcheck // the test checks the outcome
+			parent := startValidator(t, cfg, func(v *node, _ peer.ID, msg *wire.Message) {
+				if parentRelays {
+					go v.r.Republish(context.Background(), msg) //nolint:errcheck // the test checks the outcome
 				}
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			parent.r = r
-			t.Cleanup(func() { _ = r.Close() })
-			if err := r.Start(context.Background()); err != nil {
-				t.Fatal(err)
-			}
 			f, g := startNode(t, cfg), startNode(t, cfg)
 			for _, n := range []*node{f, g} {
 				n.r.SetValidatorIDs([]peer.ID{parent.h.ID()})
@@ -137,7 +124,7 @@ func TestASubmissionIsDueOnceAConnectionToItsParentCloses(t *testing.T) {
 			q := newLaterQueue(8)
 			first, m := &wire.Message{ID: wire.MessageID{1}}, &wire.Message{ID: wire.MessageID{2}}
 			// Queued first and due first: the heap must reorder for m.
-			if !q.add(first, now.Add(time.Minute), false, "") || !q.add(m, now.Add(time.Hour), true, parent) {
+			if !q.add(&pending{msg: first, at: now.Add(time.Minute)}) || !q.add(&pending{msg: m, at: now.Add(time.Hour), submitted: true, parent: parent}) {
 				t.Fatal("queue refused")
 			}
 			if tt.returned {

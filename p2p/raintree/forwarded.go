@@ -1,6 +1,7 @@
 package raintree
 
 import (
+	"bytes"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +37,9 @@ type vouch struct {
 	level int
 	span  Span
 	sent  atomic.Bool
+	// report, when set, takes the proof instead of a FORWARDED frame to
+	// to: the root of a full node's submission (Router.RelayProving).
+	report func(wire.Proof)
 }
 
 // forwardWait is how long after a frame's ACK its head's proof may take,
@@ -84,7 +88,8 @@ func receiptOf(d delegation) wire.Receipt {
 // against from, and the next target's may still serve.
 func (r *Router) vouchFor(from peer.ID, d delegation, ack *wire.RainTreeMessage) {
 	v := d.vouch
-	if len(ack.GetReceipt()) == 0 || v.sent.Load() {
+	// A full node takes only a receipt of a frame its head forwards.
+	if len(ack.GetReceipt()) == 0 || v.sent.Load() || v.report != nil && d.target.Span.Len < 2 {
 		return
 	}
 	rc := receiptOf(d)
@@ -93,6 +98,11 @@ func (r *Router) vouchFor(from peer.ID, d delegation, ack *wire.RainTreeMessage)
 		return
 	}
 	if !v.sent.CompareAndSwap(false, true) {
+		return
+	}
+	if v.report != nil {
+		r.c.proofsSent.Add(1)
+		v.report(wire.Proof{Receipt: rc, Sig: bytes.Clone(ack.GetReceipt())})
 		return
 	}
 	frame, err := proto.Marshal(&wire.RainTreeMessage{

@@ -331,3 +331,49 @@ func TestALaggardGetsFramesOfItselfAloneUntilItsTimeIsUp(t *testing.T) {
 		})
 	}
 }
+
+// The root of a full node's block proves to the full node that it started
+// it: it hands over, once, the first receipt one of its targets signed,
+// which verifies against that target's key in the set; a message too
+// small to be paced owes no proof.
+func TestARootProvesAFullNodesBlockOnceWithATargetsReceipt(t *testing.T) {
+	const n = 9
+	for _, paced := range []bool{true, false} {
+		t.Run(fmt.Sprintf("paced %v", paced), func(t *testing.T) {
+			c := newMockCluster(t, n, func(cfg *Config) {
+				cfg.LevelsPerHop, cfg.ForwardSlack = 1, testSlack
+				if paced {
+					cfg.PaceBytes = 1
+				}
+			})
+			msg, id := newEnvelope(t, newKeys(t, 1)[0], "a full node's block")
+			var mu sync.Mutex
+			var proofs []wire.Proof
+			if err := c.nodes[0].router.RelayProving(msg, func(p wire.Proof) { mu.Lock(); proofs = append(proofs, p); mu.Unlock() }); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 10*time.Second, func() bool { return len(c.missing(id, others(n, 0))) == 0 }, "missing %v", c.missing(id, others(n, 0)))
+			rootFrames := uint64(len(OriginTargets(ModeCover, n, 0, 1)))
+			eventually(t, 10*time.Second, func() bool { return c.nodes[0].router.Stats().AcksReceived == rootFrames }, "the root's ACKs")
+			mu.Lock()
+			defer mu.Unlock()
+			if !paced {
+				if len(proofs) != 0 {
+					t.Fatalf("%d proofs of a small message", len(proofs))
+				}
+				return
+			}
+			if len(proofs) != 1 {
+				t.Fatalf("%d proofs, want 1", len(proofs))
+			}
+			p := proofs[0]
+			head := int(p.Receipt.SpanStart)
+			if p.Receipt.ID != id || head == 0 || head >= n || p.Receipt.SpanLen < 2 {
+				t.Fatalf("proof of %+v", p.Receipt)
+			}
+			if err := wire.VerifyReceipt(c.set.At(head).PublicKey, testNetwork, p.Receipt, p.Sig); err != nil {
+				t.Fatalf("the proof does not verify against its head's key: %v", err)
+			}
+		})
+	}
+}

@@ -394,7 +394,7 @@ func (r *Router) SetValidators(set *validators.Set) {
 // until Close. With ACK on, a failed first attempt is re-delegated rather
 // than reported; with ACK off it is returned.
 func (r *Router) Broadcast(ctx context.Context, msg *wire.Message) error {
-	results, sends, err := r.originate(msg, true)
+	results, sends, err := r.originate(msg, true, nil)
 	if err != nil {
 		return err
 	}
@@ -423,13 +423,28 @@ func (r *Router) Broadcast(ctx context.Context, msg *wire.Message) error {
 // returns once the sends are queued; failures are re-delegated with ACK
 // on, and counted either way.
 func (r *Router) Relay(msg *wire.Message) error {
-	_, _, err := r.originate(msg, false)
+	_, _, err := r.originate(msg, false, nil)
 	return err
 }
 
-// originate queues the root's sends of msg. With report, each send's
-// first attempt reports on the returned channel.
-func (r *Router) originate(msg *wire.Message, report bool) (results chan error, sends int, err error) {
+// RelayProving is Relay that also hands prove, once, the first valid
+// receipt one of this root's targets gives for a paced (large) frame of
+// msg that it forwards (a span of more than itself): the proof a full
+// node that submitted msg whole waits for
+// (forwarded.go). prove runs on the ACK's goroutine and must not block.
+// Without forwarding checks, or for a small message, it is never called.
+func (r *Router) RelayProving(msg *wire.Message, prove func(wire.Proof)) error {
+	var v *vouch
+	if msg != nil && prove != nil && r.cfg.ACK && r.cfg.Mode == ModeCover && r.cfg.Paces(len(msg.Raw)) {
+		v = &vouch{msgID: msg.ID, report: prove}
+	}
+	_, _, err := r.originate(msg, false, v)
+	return err
+}
+
+// originate queues the root's sends of msg, each owing v (nil for none).
+// With report, each send's first attempt reports on the returned channel.
+func (r *Router) originate(msg *wire.Message, report bool, v *vouch) (results chan error, sends int, err error) {
 	if msg == nil || len(msg.Raw) > r.cfg.MaxMessageSize {
 		return nil, 0, fmt.Errorf("raintree: broadcast: %w", wire.ErrTooLarge)
 	}
@@ -451,7 +466,7 @@ func (r *Router) originate(msg *wire.Message, report bool) (results chan error, 
 
 	ds := make([]delegation, 0, 2*Levels(n)+n)
 	for _, t := range OriginTargets(mode, n, view.self, r.cfg.LevelsPerHopFor(n, len(msg.Raw))) {
-		ds = append(ds, delegation{view: view, mode: mode, target: t, msg: msg})
+		ds = append(ds, delegation{view: view, mode: mode, target: t, msg: msg, vouch: v})
 	}
 	if r.cfg.Redundancy {
 		for i := range n {

@@ -109,8 +109,8 @@ func EncodeBackground(envelope []byte) ([]byte, error) {
 // frame of at most max bytes of envelope (max <= 0 means
 // DefaultMaxMessageSize). The result aliases b.
 func BackgroundEnvelope(b []byte, max int) ([]byte, error) {
-	data, _, err := parseBackground(b, max)
-	return data, err
+	f, err := parseBackground(b, max)
+	return f.data, err
 }
 
 // DecodeBackground parses a background frame and checks the envelope inside

@@ -93,7 +93,9 @@ func FuzzBackgroundFrame(f *testing.F) {
 		if !bytes.Equal(data, want.GetData()) {
 			t.Fatalf("envelope bytes %x, proto.Unmarshal %x", data, want.GetData())
 		}
-		if _, h, err := parseBackground(in, 0); err != nil || !bytes.Equal(h.SetHash, want.GetSetHash()) || len(h.Parts) != len(want.GetParts()) {
+		f, err := parseBackground(in, 0)
+		h := f.handover
+		if err != nil || !bytes.Equal(h.SetHash, want.GetSetHash()) || len(h.Parts) != len(want.GetParts()) {
 			t.Fatalf("handover %+v (%v), proto.Unmarshal %v", h, err, &want)
 		} else {
 			for i, p := range want.GetParts() {

@@ -29,6 +29,9 @@ type Part struct {
 type Handover struct {
 	SetHash []byte
 	Parts   []Part
+	// WantProof asks the validator of a whole-ring submission for its
+	// proof that it started the message (EncodeProof).
+	WantProof bool
 }
 
 // EncodeSubmission frames an encoded envelope for background unicast with
@@ -40,7 +43,7 @@ func EncodeSubmission(envelope []byte, h Handover) ([]byte, error) {
 	if len(h.Parts) > MaxParts || len(h.SetHash) > maxSetHash {
 		return nil, fmt.Errorf("%w: submission of %d parts, set hash of %d bytes", ErrMalformed, len(h.Parts), len(h.SetHash))
 	}
-	m := &BackgroundMessage{Data: envelope, SetHash: h.SetHash}
+	m := &BackgroundMessage{Data: envelope, SetHash: h.SetHash, WantProof: h.WantProof}
 	for _, p := range h.Parts {
 		if p.Start < 0 || p.Len < 1 || uint64(p.Start) > 1<<32-1 || uint64(p.Len) > 1<<32-1 {
 			return nil, fmt.Errorf("%w: ring part %+v", ErrMalformed, p)
@@ -51,32 +54,61 @@ func EncodeSubmission(envelope []byte, h Handover) ([]byte, error) {
 }
 
 // OpenSubmission is OpenBackground for a submission: it also returns the
-// parts the frame hands over.
+// parts the frame hands over. A proof (EncodeProof) is ErrEmpty here.
 func OpenSubmission(networkID string, b []byte, max int) (*Message, Handover, error) {
-	data, h, err := parseBackground(b, max)
-	if err != nil {
-		return nil, Handover{}, err
+	m, h, _, err := OpenUnicast(networkID, b, max)
+	if err == nil && m == nil {
+		err = fmt.Errorf("%w: a proof, not a submission", ErrEmpty)
 	}
-	m, err := Open(networkID, data, max)
-	if err != nil {
-		return nil, Handover{}, err
-	}
-	return m, h, nil
+	return m, h, err
 }
 
-// parseBackground splits a background frame into the envelope (aliasing
-// b) and a submission's handover.
-func parseBackground(b []byte, max int) ([]byte, Handover, error) {
+// OpenUnicast opens a frame of the background router's unicast protocol:
+// a submission or direct message, whose message and handover it returns,
+// or a parent's proof (EncodeProof), which it returns alone, the message
+// nil. A frame with both is malformed.
+func OpenUnicast(networkID string, b []byte, max int) (*Message, Handover, *Proof, error) {
+	f, err := parseBackground(b, max)
+	switch {
+	case err != nil:
+		return nil, Handover{}, nil, err
+	case f.proof != nil && (len(f.data) > 0 || len(f.handover.Parts) > 0 || len(f.handover.SetHash) > 0 || f.handover.WantProof):
+		return nil, Handover{}, nil, fmt.Errorf("%w: background message: a proof with a message", ErrMalformed)
+	case f.proof != nil:
+		return nil, Handover{}, f.proof, nil
+	}
+	m, err := Open(networkID, f.data, max)
+	if err != nil {
+		return nil, Handover{}, nil, err
+	}
+	return m, f.handover, nil, nil
+}
+
+// backgroundFrame is a parsed background frame: the envelope (aliasing
+// the frame), a submission's handover, or a proof.
+type backgroundFrame struct {
+	data     []byte
+	handover Handover
+	proof    *Proof
+}
+
+// parseBackground splits a background frame into its fields.
+func parseBackground(b []byte, max int) (backgroundFrame, error) {
+	var f backgroundFrame
 	if max <= 0 {
 		max = DefaultMaxMessageSize
 	}
 	if err := checkSize(len(b), max+FrameOverhead); err != nil {
-		return nil, Handover{}, err
+		return f, err
 	}
-	var data []byte
-	var h Handover
-	err := parseFields(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
-		if num < 1 || num > 3 {
+	err := parseFields(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
+		switch {
+		case num == 5 && typ == protowire.VarintType:
+			f.handover.WantProof = x != 0
+			return nil
+		case num == 5:
+			return fmt.Errorf("%w: background message: field 5 has wire type %d", ErrMalformed, typ)
+		case num < 1 || num > 4:
 			return nil
 		}
 		if typ != protowire.BytesType {
@@ -84,28 +116,34 @@ func parseBackground(b []byte, max int) ([]byte, Handover, error) {
 		}
 		switch num {
 		case 1:
-			data = v
+			f.data = v
 		case 2:
 			if len(v) > maxSetHash {
 				return fmt.Errorf("%w: background message: set hash of %d bytes", ErrMalformed, len(v))
 			}
-			h.SetHash = v
+			f.handover.SetHash = v
 		case 3:
-			if len(h.Parts) == MaxParts {
+			if len(f.handover.Parts) == MaxParts {
 				return fmt.Errorf("%w: background message: more than %d ring parts", ErrMalformed, MaxParts)
 			}
 			p, err := parsePart(v)
 			if err != nil {
 				return err
 			}
-			h.Parts = append(h.Parts, p)
+			f.handover.Parts = append(f.handover.Parts, p)
+		case 4:
+			p, err := parseProof(v)
+			if err != nil {
+				return err
+			}
+			f.proof = &p
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, Handover{}, fmt.Errorf("background message: %w", err)
+		return backgroundFrame{}, fmt.Errorf("background message: %w", err)
 	}
-	return data, h, nil
+	return f, nil
 }
 
 // parsePart decodes a RingPart; a part must hold at least one validator.
@@ -129,4 +167,67 @@ func parsePart(b []byte) (Part, error) {
 		err = fmt.Errorf("%w: empty ring part", ErrMalformed)
 	}
 	return p, err
+}
+
+// maxProofSig bounds a proof's signature; ed25519 signatures are 64 bytes.
+const maxProofSig = 128
+
+// Proof is a parent validator's proof that it started a full node's
+// whole-ring submission on RainTree: the receipt one of its targets signed
+// for the frame of it that target received (docs/PROTOCOL.md section 5).
+type Proof struct {
+	Receipt Receipt
+	Sig     []byte
+}
+
+// EncodeProof frames p for background unicast.
+func EncodeProof(p Proof) ([]byte, error) {
+	if len(p.Sig) == 0 || len(p.Sig) > maxProofSig {
+		return nil, fmt.Errorf("%w: proof signature of %d bytes", ErrMalformed, len(p.Sig))
+	}
+	return proto.Marshal(&BackgroundMessage{Proof: &SubmissionProof{
+		MessageId:        p.Receipt.ID[:],
+		Receipt:          p.Sig,
+		ReceiptSpanStart: p.Receipt.SpanStart,
+		ReceiptSpanLen:   p.Receipt.SpanLen,
+		ReceiptLevel:     p.Receipt.Level,
+	}})
+}
+
+// parseProof decodes a SubmissionProof; it needs a message ID and a
+// signature of at most maxProofSig bytes.
+func parseProof(b []byte) (Proof, error) {
+	var p Proof
+	var id []byte
+	err := parseFields(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
+		switch {
+		case num < 1 || num > 5:
+			return nil
+		case num <= 2 && typ != protowire.BytesType, num > 2 && (typ != protowire.VarintType || x > 1<<32-1):
+			return fmt.Errorf("%w: proof: field %d", ErrMalformed, num)
+		}
+		switch num {
+		case 1:
+			id = v
+		case 2:
+			p.Sig = v
+		case 3:
+			p.Receipt.SpanStart = uint32(x)
+		case 4:
+			p.Receipt.SpanLen = uint32(x)
+		case 5:
+			p.Receipt.Level = uint32(x)
+		}
+		return nil
+	})
+	if err != nil {
+		return Proof{}, err
+	}
+	if p.Receipt.ID, err = ParseMessageID(id); err != nil {
+		return Proof{}, fmt.Errorf("proof: %w", err)
+	}
+	if len(p.Sig) == 0 || len(p.Sig) > maxProofSig {
+		return Proof{}, fmt.Errorf("%w: proof signature of %d bytes", ErrMalformed, len(p.Sig))
+	}
+	return p, nil
 }

@@ -94,3 +94,63 @@ func TestTheLargestHandoverFitsTheFrameOverhead(t *testing.T) {
 		t.Errorf("a full handover adds %d bytes, FrameOverhead is %d", over, FrameOverhead)
 	}
 }
+
+// A parent's proof travels alone on background unicast: OpenUnicast
+// returns it with no message, and a submission reader refuses it.
+func TestAProofFrameCarriesItsReceiptAlone(t *testing.T) {
+	m := sealed(t, testKey(t), "a block")
+	p := Proof{Receipt: Receipt{ID: m.ID, SpanStart: 3, SpanLen: 4, Level: 2}, Sig: bytes.Repeat([]byte{9}, 64)}
+	frame, err := EncodeProof(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, proof, err := OpenUnicast(testNetwork, frame, 0)
+	if err != nil || got != nil || proof == nil || proof.Receipt != p.Receipt || !bytes.Equal(proof.Sig, p.Sig) {
+		t.Fatalf("OpenUnicast = %v, %+v, %v; want the proof alone", got, proof, err)
+	}
+	if _, _, err := OpenSubmission(testNetwork, frame, 0); !errors.Is(err, ErrEmpty) {
+		t.Errorf("OpenSubmission of a proof = %v, want ErrEmpty", err)
+	}
+	sub, _ := EncodeSubmission(m.Raw, Handover{WantProof: true})
+	if got, h, proof, err := OpenUnicast(testNetwork, sub, 0); err != nil || got == nil || got.ID != m.ID || proof != nil || !h.WantProof {
+		t.Errorf("OpenUnicast of a submission asking for a proof = %v, %+v, %v, %v", got, h, proof, err)
+	}
+}
+
+func TestMalformedProofsAreRefused(t *testing.T) {
+	m := sealed(t, testKey(t), "a block")
+	proofField := func(fields ...[]byte) []byte {
+		var inner []byte
+		for _, f := range fields {
+			inner = append(inner, f...)
+		}
+		return protowire.AppendBytes(protowire.AppendTag(nil, 4, protowire.BytesType), inner)
+	}
+	id := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), m.ID[:])
+	sig := func(n int) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), make([]byte, n))
+	}
+	data := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), m.Raw)
+	for _, tt := range []struct {
+		name  string
+		frame []byte
+	}{
+		{"a proof next to a message", append(slices.Clone(data), proofField(id, sig(64))...)},
+		{"a proof asking for a proof", append(protowire.AppendVarint(protowire.AppendTag(nil, 5, protowire.VarintType), 1), proofField(id, sig(64))...)},
+		{"want_proof of the wrong wire type", append(slices.Clone(data), protowire.AppendBytes(protowire.AppendTag(nil, 5, protowire.BytesType), []byte{1})...)},
+		{"a proof without a message ID", proofField(sig(64))},
+		{"a proof without a signature", proofField(id)},
+		{"a signature longer than 128 bytes", proofField(id, sig(129))},
+		{"a span start beyond 32 bits", proofField(id, sig(64), protowire.AppendVarint(protowire.AppendTag(nil, 3, protowire.VarintType), 1<<32))},
+		{"a span of the wrong wire type", proofField(id, sig(64), protowire.AppendBytes(protowire.AppendTag(nil, 4, protowire.BytesType), []byte{1}))},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, _, _, err := OpenUnicast(testNetwork, tt.frame, 0); !errors.Is(err, ErrMalformed) {
+				t.Errorf("OpenUnicast = %v, want ErrMalformed", err)
+			}
+		})
+	}
+	if _, err := EncodeProof(Proof{Receipt: Receipt{ID: m.ID}}); !errors.Is(err, ErrMalformed) {
+		t.Errorf("EncodeProof without a signature = %v, want ErrMalformed", err)
+	}
+}

@@ -363,7 +363,14 @@ type BackgroundMessage struct {
 	// The runs of the sorted validator ring the receiving validator starts
 	// the broadcast on, at most 12. Empty: the whole ring, the receiver
 	// being its root.
-	Parts         []*RingPart `protobuf:"bytes,3,rep,name=parts,proto3" json:"parts,omitempty"`
+	Parts []*RingPart `protobuf:"bytes,3,rep,name=parts,proto3" json:"parts,omitempty"`
+	// On background unicast only, and then alone: a parent validator's proof
+	// that it started a full node's whole-ring submission of a paced size on
+	// RainTree (docs/PROTOCOL.md section 5).
+	Proof *SubmissionProof `protobuf:"bytes,4,opt,name=proof,proto3" json:"proof,omitempty"`
+	// A whole-ring submission of a full node that takes proofs: the
+	// validator sends it a SubmissionProof once the block has started.
+	WantProof     bool `protobuf:"varint,5,opt,name=want_proof,json=wantProof,proto3" json:"want_proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -419,6 +426,104 @@ func (x *BackgroundMessage) GetParts() []*RingPart {
 	return nil
 }
 
+func (x *BackgroundMessage) GetProof() *SubmissionProof {
+	if x != nil {
+		return x.Proof
+	}
+	return nil
+}
+
+func (x *BackgroundMessage) GetWantProof() bool {
+	if x != nil {
+		return x.WantProof
+	}
+	return false
+}
+
+// SubmissionProof is the receipt one of a parent's RainTree targets signed
+// for the frame of a full node's submission it received, as in an ACK of a
+// paced frame, with the frame it names.
+type SubmissionProof struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The 32-byte message ID of the submitted envelope.
+	MessageId []byte `protobuf:"bytes,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	// The target's signature over its receipt (docs/PROTOCOL.md,
+	// "Forwarding receipts").
+	Receipt []byte `protobuf:"bytes,2,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	// The frame the target received: its span (starting at the target) and
+	// level.
+	ReceiptSpanStart uint32 `protobuf:"varint,3,opt,name=receipt_span_start,json=receiptSpanStart,proto3" json:"receipt_span_start,omitempty"`
+	ReceiptSpanLen   uint32 `protobuf:"varint,4,opt,name=receipt_span_len,json=receiptSpanLen,proto3" json:"receipt_span_len,omitempty"`
+	ReceiptLevel     uint32 `protobuf:"varint,5,opt,name=receipt_level,json=receiptLevel,proto3" json:"receipt_level,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *SubmissionProof) Reset() {
+	*x = SubmissionProof{}
+	mi := &file_wire_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmissionProof) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmissionProof) ProtoMessage() {}
+
+func (x *SubmissionProof) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmissionProof.ProtoReflect.Descriptor instead.
+func (*SubmissionProof) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SubmissionProof) GetMessageId() []byte {
+	if x != nil {
+		return x.MessageId
+	}
+	return nil
+}
+
+func (x *SubmissionProof) GetReceipt() []byte {
+	if x != nil {
+		return x.Receipt
+	}
+	return nil
+}
+
+func (x *SubmissionProof) GetReceiptSpanStart() uint32 {
+	if x != nil {
+		return x.ReceiptSpanStart
+	}
+	return 0
+}
+
+func (x *SubmissionProof) GetReceiptSpanLen() uint32 {
+	if x != nil {
+		return x.ReceiptSpanLen
+	}
+	return 0
+}
+
+func (x *SubmissionProof) GetReceiptLevel() uint32 {
+	if x != nil {
+		return x.ReceiptLevel
+	}
+	return 0
+}
+
 // RingPart is a run of the sorted validator ring: len validators from
 // index start, wrapping round.
 type RingPart struct {
@@ -431,7 +536,7 @@ type RingPart struct {
 
 func (x *RingPart) Reset() {
 	*x = RingPart{}
-	mi := &file_wire_proto_msgTypes[3]
+	mi := &file_wire_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -443,7 +548,7 @@ func (x *RingPart) String() string {
 func (*RingPart) ProtoMessage() {}
 
 func (x *RingPart) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[3]
+	mi := &file_wire_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -456,7 +561,7 @@ func (x *RingPart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RingPart.ProtoReflect.Descriptor instead.
 func (*RingPart) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{3}
+	return file_wire_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RingPart) GetStart() uint32 {
@@ -505,11 +610,21 @@ const file_wire_proto_rawDesc = "" +
 	"\areceipt\x18\v \x01(\fR\areceipt\x12,\n" +
 	"\x12receipt_span_start\x18\f \x01(\rR\x10receiptSpanStart\x12(\n" +
 	"\x10receipt_span_len\x18\r \x01(\rR\x0ereceiptSpanLen\x12#\n" +
-	"\rreceipt_level\x18\x0e \x01(\rR\freceiptLevel\"p\n" +
+	"\rreceipt_level\x18\x0e \x01(\rR\freceiptLevel\"\xc4\x01\n" +
 	"\x11BackgroundMessage\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x19\n" +
 	"\bset_hash\x18\x02 \x01(\fR\asetHash\x12,\n" +
-	"\x05parts\x18\x03 \x03(\v2\x16.rainp2p.wire.RingPartR\x05parts\"2\n" +
+	"\x05parts\x18\x03 \x03(\v2\x16.rainp2p.wire.RingPartR\x05parts\x123\n" +
+	"\x05proof\x18\x04 \x01(\v2\x1d.rainp2p.wire.SubmissionProofR\x05proof\x12\x1d\n" +
+	"\n" +
+	"want_proof\x18\x05 \x01(\bR\twantProof\"\xc7\x01\n" +
+	"\x0fSubmissionProof\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x01 \x01(\fR\tmessageId\x12\x18\n" +
+	"\areceipt\x18\x02 \x01(\fR\areceipt\x12,\n" +
+	"\x12receipt_span_start\x18\x03 \x01(\rR\x10receiptSpanStart\x12(\n" +
+	"\x10receipt_span_len\x18\x04 \x01(\rR\x0ereceiptSpanLen\x12#\n" +
+	"\rreceipt_level\x18\x05 \x01(\rR\freceiptLevel\"2\n" +
 	"\bRingPart\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\rR\x05start\x12\x10\n" +
 	"\x03len\x18\x02 \x01(\rR\x03len*\x9e\x01\n" +
@@ -533,24 +648,26 @@ func file_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_wire_proto_goTypes = []any{
 	(RainTreeKind)(0),         // 0: rainp2p.wire.RainTreeKind
 	(*Envelope)(nil),          // 1: rainp2p.wire.Envelope
 	(*RainTreeMessage)(nil),   // 2: rainp2p.wire.RainTreeMessage
 	(*BackgroundMessage)(nil), // 3: rainp2p.wire.BackgroundMessage
-	(*RingPart)(nil),          // 4: rainp2p.wire.RingPart
-	(*anypb.Any)(nil),         // 5: google.protobuf.Any
+	(*SubmissionProof)(nil),   // 4: rainp2p.wire.SubmissionProof
+	(*RingPart)(nil),          // 5: rainp2p.wire.RingPart
+	(*anypb.Any)(nil),         // 6: google.protobuf.Any
 }
 var file_wire_proto_depIdxs = []int32{
-	5, // 0: rainp2p.wire.Envelope.content:type_name -> google.protobuf.Any
+	6, // 0: rainp2p.wire.Envelope.content:type_name -> google.protobuf.Any
 	0, // 1: rainp2p.wire.RainTreeMessage.kind:type_name -> rainp2p.wire.RainTreeKind
-	4, // 2: rainp2p.wire.BackgroundMessage.parts:type_name -> rainp2p.wire.RingPart
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	5, // 2: rainp2p.wire.BackgroundMessage.parts:type_name -> rainp2p.wire.RingPart
+	4, // 3: rainp2p.wire.BackgroundMessage.proof:type_name -> rainp2p.wire.SubmissionProof
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_wire_proto_init() }
@@ -564,7 +681,7 @@ func file_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

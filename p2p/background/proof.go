@@ -1,0 +1,144 @@
+package background
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rainp2p/rainp2p/p2p/wire"
+)
+
+// Proofs of a started block (GossipParams.SubmitProofWait). A full node
+// hands its block whole to one parent validator, so a parent that takes
+// it and starts nothing (silent, or hostile) used to hold it up for the
+// whole LargeSubmitFallback, and then gossip alone carried it. Now the
+// parent proves that it started the block on RainTree: it relays to the
+// full node the signed receipt one of its own targets put in its ACK
+// (raintree.Router.RelayProving), as a proof frame on background unicast.
+// The full node accepts a receipt only for the block it submitted to that
+// parent, for a frame of more than one validator headed by a validator of
+// the set other than the parent, signed with that validator's key. With
+// none in time it passes the parent over and hands the block to its next
+// parent. A parent and one of its targets that collude can forge the
+// proof, as for the validators' own forwarding checks (docs/SECURITY.md).
+
+// proofJob is a proof this validator owes the full node to.
+type proofJob struct {
+	to    peer.ID
+	proof wire.Proof
+}
+
+// SendProof queues p for the full node to, which submitted the block p is
+// about. It never blocks: beyond GossipParams.MaxProofQueue waiting
+// proofs it drops p, counted in Stats.ProofsDropped.
+func (r *Router) SendProof(to peer.ID, p wire.Proof) {
+	select {
+	case r.proofs <- proofJob{to: to, proof: p}:
+	default:
+		r.c.proofsDropped.Add(1)
+	}
+}
+
+// proofLoop sends the queued proofs until Close.
+func (r *Router) proofLoop() {
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case j := <-r.proofs:
+			r.sendProof(j)
+		}
+	}
+}
+
+func (r *Router) sendProof(j proofJob) {
+	frame, err := wire.EncodeProof(j.proof)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Gossip.SubmitFallback)
+		err = r.uc.Send(ctx, j.to, frame)
+		cancel()
+	}
+	if err != nil {
+		r.c.proofsDropped.Add(1)
+		r.log.Debug("sending a proof of a started block", "to", j.to, "err", err)
+		return
+	}
+	r.c.proofsSent.Add(1)
+}
+
+// onProof takes a parent's proof that it started our block. A proof for
+// no block awaiting one from that peer is ignored (counted): it may come
+// after the block came back. A proof that does not verify is the
+// sender's misbehaviour.
+func (r *Router) onProof(from peer.ID, p wire.Proof) {
+	if err := r.checkProof(from, p); err != nil {
+		r.c.proofsRejected.Add(1)
+		r.log.Debug("rejecting a proof of a started block", "from", from, "err", err)
+		r.uc.Penalize(from)
+		return
+	}
+	if !r.later.proven(p.Receipt.ID, from) {
+		r.c.proofsUnexpected.Add(1)
+		return
+	}
+	r.c.proofsAccepted.Add(1)
+}
+
+// checkProof verifies that p's receipt is signed by the validator heading
+// the frame it names, that the frame held others, and that its head is
+// not the parent (from).
+func (r *Router) checkProof(from peer.ID, p wire.Proof) error {
+	rc := p.Receipt
+	head, ok := r.lazy.at(int(rc.SpanStart))
+	switch {
+	case !ok:
+		return fmt.Errorf("receipt names validator %d, not in the set", rc.SpanStart)
+	case head == from:
+		return fmt.Errorf("receipt signed by the parent itself")
+	case rc.SpanLen < 2:
+		return fmt.Errorf("receipt for a frame of %d validators", rc.SpanLen)
+	}
+	pub, err := head.ExtractPublicKey()
+	if err != nil {
+		return fmt.Errorf("key of %s: %w", head, err)
+	}
+	return wire.VerifyReceipt(pub, r.cfg.NetworkID, rc, p.Sig)
+}
+
+// ProofWait is how long a full node's whole-ring submission of size
+// bytes waits for its parent's proof, or zero when it needs none (small,
+// or proofs off): SubmitProofWait for every MiB begun.
+func (g GossipParams) ProofWait(size int) time.Duration {
+	if !g.large(size) || g.SubmitProofWait <= 0 {
+		return 0
+	}
+	const mib = 1 << 20
+	return g.SubmitProofWait * time.Duration((size+mib-1)/mib)
+}
+
+// resubmit hands a block whose parent gave no proof in time to the next
+// parent, passing the silent one over for UnprovenParentTTL; after
+// MaxSubmitAttempts parents, or with none left, it publishes the block.
+// It runs on laterLoop and sends on a goroutine of its own.
+func (r *Router) resubmit(p pending) {
+	r.c.submitUnproven.Add(1)
+	g := r.cfg.Gossip
+	r.lazy.passOver(p.parent, time.Now().Add(g.UnprovenParentTTL))
+	next := r.Parent()
+	if next == "" || p.attempt+1 >= g.MaxSubmitAttempts {
+		r.publishFallback(p)
+		return
+	}
+	r.wg.Go(func() {
+		if err := r.sendSubmission(r.ctx, next, p.msg, wire.Handover{WantProof: true}); err != nil {
+			r.c.submitErrors.Add(1)
+			r.log.Debug("handing a block to the next parent failed; publishing", "parent", next, "err", err)
+			r.publishFallback(p)
+			return
+		}
+		r.c.resubmitted.Add(1)
+		r.queueSubmission(p.msg, next, p.attempt+1)
+	})
+}

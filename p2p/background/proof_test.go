@@ -1,0 +1,161 @@
+package background
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rainp2p/rainp2p/p2p/wire"
+)
+
+// startValidator starts a validator's router on real hosts whose handler
+// records what it gets and calls onSubmit for a full node's submission.
+func startValidator(t *testing.T, cfg Config, onSubmit func(v *node, from peer.ID, msg *wire.Message)) *node {
+	t.Helper()
+	cfg.RainTreeValidator = true
+	v := &node{h: newHost(t), in: &inbox{}}
+	r, err := New(v.h, cfg, func(from peer.ID, msg *wire.Message, via Via, h wire.Handover) {
+		v.in.handle(from, msg, via, h)
+		if via == ViaSubmit && onSubmit != nil {
+			onSubmit(v, from, msg)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.r = r
+	t.Cleanup(func() { _ = r.Close() })
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// Attack: the parent a full node hands its block to takes it and starts
+// nothing, or answers with a proof it forged. The full node waits only
+// SubmitProofWait for a proof signed by another validator of the set,
+// then passes that parent over and hands the block to its next parent,
+// which starts it; a valid proof keeps the block with its parent. The
+// fallback is an hour, so only the proof decides.
+func TestAFullNodeHandsItsBlockOnWhenItsParentProvesNothing(t *testing.T) {
+	xKey, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := peer.IDFromPrivateKey(xKey) // a validator of the set, not running
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		// proof is what the parent answers with, given the set's ring and
+		// its own key; nil for nothing.
+		proof func(t *testing.T, parent *node, ring []peer.ID, msg *wire.Message) *wire.Proof
+		valid bool
+	}{
+		{name: "the parent proves with another validator's receipt", valid: true,
+			proof: func(t *testing.T, _ *node, ring []peer.ID, msg *wire.Message) *wire.Proof {
+				return receiptProof(t, xKey, ring, x, msg, 2)
+			}},
+		{name: "the parent stays silent"},
+		{name: "the parent signs the receipt itself",
+			proof: func(t *testing.T, parent *node, ring []peer.ID, msg *wire.Message) *wire.Proof {
+				return receiptProof(t, parent.h.Peerstore().PrivKey(parent.h.ID()), ring, x, msg, 2)
+			}},
+		{name: "the parent proves a frame of its target alone",
+			proof: func(t *testing.T, _ *node, ring []peer.ID, msg *wire.Message) *wire.Proof {
+				return receiptProof(t, xKey, ring, x, msg, 1)
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig("proof")
+			cfg.Gossip.LazyAmongValidators = true
+			cfg.Gossip.LargeBytes = 1 << 10
+			cfg.Gossip.SubmitProofWait = 300 * time.Millisecond
+			cfg.Gossip.LargeSubmitFallback = time.Hour
+			var ring []peer.ID
+			var first peer.ID
+			answer := func(v *node, from peer.ID, msg *wire.Message) {
+				if d := v.in.deliveries(msg); len(d) != 1 || !d[0].wantProof {
+					t.Errorf("the block came without asking for a proof: %+v", d)
+				}
+				if v.h.ID() != first || tc.proof == nil {
+					if v.h.ID() != first {
+						go v.r.Republish(context.Background(), msg) //nolint:errcheck // the test checks the outcome
+					}
+					return
+				}
+				if p := tc.proof(t, v, ring, msg); p != nil {
+					v.r.SendProof(from, *p)
+				}
+			}
+			a, b := startValidator(t, cfg, answer), startValidator(t, cfg, answer)
+			f := startNode(t, cfg)
+			ring = []peer.ID{a.h.ID(), b.h.ID(), x}
+			f.r.SetValidatorIDs(ring)
+			connect(t, f.h, a.h)
+			connect(t, f.h, b.h)
+			eventually(t, 5*time.Second, "f's parent", func() bool { first = f.r.Parent(); return first != "" })
+			parent, next := a, b
+			if first == b.h.ID() {
+				parent, next = b, a
+			}
+			waitReady(t, f, 2)
+
+			msg := envelope(t, f, strings.Repeat("b", 2<<10))
+			if err := f.r.Submit(context.Background(), msg); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 5*time.Second, "the parent getting the block", func() bool { return len(parent.in.deliveries(msg)) == 1 })
+			if tc.valid {
+				eventually(t, 5*time.Second, "the proof", func() bool { return f.r.Stats().ProofsAccepted == 1 })
+				// Proven, the block waits for the fallback, an hour away.
+				if due, ok := f.r.later.next(); !ok || time.Until(due) < 30*time.Minute {
+					t.Fatalf("the proven block is due in %v", time.Until(due))
+				}
+				if s := f.r.Stats(); s.SubmitUnproven != 0 || s.Resubmitted != 0 || len(next.in.deliveries(msg)) != 0 {
+					t.Fatalf("a proven block was handed on: %+v", s)
+				}
+				if f.r.Parent() != first {
+					t.Fatal("a parent that proved its block was passed over")
+				}
+				return
+			}
+			eventually(t, 5*time.Second, "the next parent getting the block", func() bool {
+				d := next.in.deliveries(msg)
+				return len(d) == 1 && d[0].via == ViaSubmit
+			})
+			s := f.r.Stats()
+			if s.SubmitUnproven != 1 || s.Resubmitted != 1 || s.ProofsAccepted != 0 || s.SubmitFallbacks != 0 {
+				t.Fatalf("unproven %d, resubmitted %d, proofs accepted %d, fallbacks %d; want 1, 1, 0, 0",
+					s.SubmitUnproven, s.Resubmitted, s.ProofsAccepted, s.SubmitFallbacks)
+			}
+			if want := map[bool]uint64{true: 1}[tc.proof != nil]; s.ProofsRejected != want {
+				t.Fatalf("rejected %d proofs, want %d", s.ProofsRejected, want)
+			}
+			if got := f.r.Parent(); got != next.h.ID() {
+				t.Fatalf("the parent is %s after it proved nothing, want the next one", got)
+			}
+		})
+	}
+}
+
+// receiptProof is the proof made of signer's receipt of a frame of msg of
+// span validators headed by head, an index of ring.
+func receiptProof(t *testing.T, signer crypto.PrivKey, ring []peer.ID, head peer.ID, msg *wire.Message, span uint32) *wire.Proof {
+	t.Helper()
+	i := 0
+	for ring[i] != head {
+		i++
+	}
+	rc := wire.Receipt{ID: msg.ID, SpanStart: uint32(i), SpanLen: span, Level: 1}
+	sig, err := wire.SignReceipt(signer, "proof", rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &wire.Proof{Receipt: rc, Sig: sig}
+}
