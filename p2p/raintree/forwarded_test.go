@@ -354,7 +354,7 @@ func TestARootProvesAFullNodesBlockOnceWithATargetsReceipt(t *testing.T) {
 			}
 			eventually(t, 10*time.Second, func() bool { return len(c.missing(id, others(n, 0))) == 0 }, "missing %v", c.missing(id, others(n, 0)))
 			rootFrames := uint64(len(OriginTargets(ModeCover, n, 0, 1)))
-			eventually(t, 10*time.Second, func() bool { return c.nodes[0].router.Stats().AcksReceived == rootFrames }, "the root's ACKs")
+			eventually(t, 10*time.Second, func() bool { return c.nodes[0].router.Stats().AcksReceived >= rootFrames }, "the root's ACKs")
 			mu.Lock()
 			defer mu.Unlock()
 			if !paced {
