@@ -246,7 +246,7 @@ func (m *Module) applySetLocked(set *validators.Set) error {
 	keep := m.updateNeighboursLocked(set, isValidator)
 	if m.bg != nil {
 		m.bg.SetValidatorPeers(keep)
-		m.bg.SetValidatorIDs(m.validatorIDs(set))
+		m.bg.SetValidatorIDs(set.Hash(), m.validatorIDs(set))
 	}
 	if !isValidator {
 		m.dialHeads(set, m.handoverTargets(m.bg, set, 0))

@@ -53,7 +53,7 @@ func TestAFullNodeForwardsOnlyAfterItsValidatorsSaidTheyHaveIt(t *testing.T) {
 			f := startNodeOn(t, newHostWithConnManager(t), cfg)
 			g := startNodeOn(t, newHostWithConnManager(t), gcfg)
 			for _, n := range []*node{v, f, g} {
-				n.r.SetValidatorIDs([]peer.ID{v.h.ID(), g.h.ID()}[:validators])
+				n.r.SetValidatorIDs(nil, []peer.ID{v.h.ID(), g.h.ID()}[:validators])
 			}
 			connect(t, v.h, f.h)
 			connect(t, f.h, g.h)
@@ -148,7 +148,7 @@ func TestAFullNodeStopsHoldingOnceItsValidatorsHaveTheMessage(t *testing.T) {
 			f := startNodeOn(t, newHostWithConnManager(t), cfg)
 			x := startNodeOn(t, newHostWithConnManager(t), cfg)
 			for _, n := range []*node{g, v, f, x} {
-				n.r.SetValidatorIDs([]peer.ID{g.h.ID(), v.h.ID()})
+				n.r.SetValidatorIDs(nil, []peer.ID{g.h.ID(), v.h.ID()})
 			}
 			connect(t, g.h, f.h)
 			connect(t, v.h, f.h)
@@ -194,7 +194,7 @@ func TestAFullNodesForwardDelayFollowsTheRoundTripsToItsValidators(t *testing.T)
 	v := startNodeOn(t, newHostWithConnManager(t), vcfg)
 	f := startNodeOn(t, newHostWithConnManager(t), cfg)
 	for _, n := range []*node{v, f} {
-		n.r.SetValidatorIDs([]peer.ID{v.h.ID()})
+		n.r.SetValidatorIDs(nil, []peer.ID{v.h.ID()})
 	}
 	connect(t, v.h, f.h)
 	eventually(t, 10*time.Second, "f pinging v", func() bool { return f.h.Peerstore().LatencyEWMA(v.h.ID()) > 0 })

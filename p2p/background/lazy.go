@@ -1,6 +1,7 @@
 package background
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"hash/fnv"
@@ -73,8 +74,10 @@ const parentRetry = time.Second
 type lazySet struct {
 	mu  sync.Mutex
 	ids map[peer.ID]struct{}
-	// ring is the set in ring order, self included.
+	// ring is the set in ring order, self included, and ringHash the
+	// set's hash.
 	ring       []peer.ID
+	ringHash   []byte
 	parent     peer.ID
 	lastSearch time.Time
 	// passedOver holds the parents that proved no block, until when they
@@ -82,8 +85,9 @@ type lazySet struct {
 	passedOver map[peer.ID]time.Time
 }
 
-// replace takes on the set ring, in ring order; self is left out of ids.
-func (l *lazySet) replace(self peer.ID, ring []peer.ID) {
+// replace takes on the set ring of hash setHash, in ring order; self is
+// left out of ids.
+func (l *lazySet) replace(self peer.ID, setHash []byte, ring []peer.ID) {
 	m := make(map[peer.ID]struct{}, len(ring))
 	for _, id := range ring {
 		if id != self {
@@ -91,7 +95,7 @@ func (l *lazySet) replace(self peer.ID, ring []peer.ID) {
 		}
 	}
 	l.mu.Lock()
-	l.ids, l.ring = m, ring
+	l.ids, l.ring, l.ringHash = m, ring, setHash
 	if _, ok := m[l.parent]; !ok {
 		l.parent, l.lastSearch = "", time.Time{}
 	}
@@ -103,14 +107,37 @@ func (l *lazySet) replace(self peer.ID, ring []peer.ID) {
 	l.mu.Unlock()
 }
 
-// at returns the validator at index i of the ring.
-func (l *lazySet) at(i int) (peer.ID, bool) {
+// at returns the validator at index i of the ring of the set with hash
+// setHash; ok is false for another set or an index outside the ring.
+func (l *lazySet) at(setHash []byte, i int) (id peer.ID, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if i < 0 || i >= len(l.ring) {
+	if !bytes.Equal(setHash, l.ringHash) || i < 0 || i >= len(l.ring) {
 		return "", false
 	}
 	return l.ring[i], true
+}
+
+func (l *lazySet) ringLen() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.ring)
+}
+
+// sameSet reports whether setHash names the set taken on last.
+func (l *lazySet) sameSet(setHash []byte) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Equal(setHash, l.ringHash)
+}
+
+// restore stops passing id over: it proved a block after all.
+func (l *lazySet) restore(id peer.ID) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.passedOver[id]
+	delete(l.passedOver, id)
+	return ok
 }
 
 // passOver makes parentOf skip validator id until until, and look for
@@ -194,11 +221,13 @@ func (c Config) lazyNetwork() bool {
 	return c.Gossip.LazyAmongValidators && (c.PubSub == GossipSub || c.PubSub == "")
 }
 
-// SetValidatorIDs replaces the peer IDs of the validator set, in ring
-// order (this node's own ID, if there, is skipped): under lazy gossip a
+// SetValidatorIDs replaces the peer IDs of the validator set with hash
+// setHash, in ring order (this node's own ID, if there, is skipped): under lazy gossip a
 // validator keeps them out of its mesh, and a full node picks its parent
 // among them and checks its parent's proofs against them (proof.go).
-func (r *Router) SetValidatorIDs(ring []peer.ID) { r.lazy.replace(r.host.ID(), ring) }
+func (r *Router) SetValidatorIDs(setHash []byte, ring []peer.ID) {
+	r.lazy.replace(r.host.ID(), setHash, ring)
+}
 
 // Parent returns the validator a full node of a lazy network submits its
 // broadcasts to, or "" (not such a full node, or no validator connected).

@@ -125,14 +125,14 @@ func TestLazyValidatorsMeshOnlyWithFullNodes(t *testing.T) {
 			a := startNodeOn(t, newHostWithConnManager(t), vcfg)
 			b := startNodeOn(t, newHostWithConnManager(t), vcfg)
 			c := startNodeOn(t, newHostWithConnManager(t), cfg)
-			a.r.SetValidatorIDs([]peer.ID{b.h.ID()})
-			b.r.SetValidatorIDs([]peer.ID{a.h.ID()})
+			a.r.SetValidatorIDs(nil, []peer.ID{b.h.ID()})
+			b.r.SetValidatorIDs(nil, []peer.ID{a.h.ID()})
 			connect(t, a.h, b.h)
 			connect(t, a.h, c.h)
 			connect(t, b.h, c.h)
 
 			inMesh := func(of, p *node) bool { return of.h.ConnManager().IsProtected(p.h.ID(), meshTag(network)) }
-			c.r.SetValidatorIDs([]peer.ID{a.h.ID(), b.h.ID()})
+			c.r.SetValidatorIDs(nil, []peer.ID{a.h.ID(), b.h.ID()})
 			eventually(t, 10*time.Second, "validators meshing with the full node", func() bool {
 				return inMesh(a, c) && inMesh(b, c) && inMesh(c, a) && inMesh(c, b)
 			})
@@ -183,11 +183,11 @@ func TestALazyValidatorKeepsAtMostValidatorDhiFullNodesInItsMesh(t *testing.T) {
 			vcfg := cfg
 			vcfg.RainTreeValidator = true
 			v := startNodeOn(t, newHostWithConnManager(t), vcfg)
-			v.r.SetValidatorIDs(nil)
+			v.r.SetValidatorIDs(nil, nil)
 			var fulls []*node
 			for range 6 {
 				f := startNodeOn(t, newHostWithConnManager(t), cfg)
-				f.r.SetValidatorIDs([]peer.ID{v.h.ID()})
+				f.r.SetValidatorIDs(nil, []peer.ID{v.h.ID()})
 				connect(t, f.h, v.h)
 				fulls = append(fulls, f)
 			}
@@ -245,10 +245,10 @@ func TestAFullNodePruningItsMeshKeepsItsValidators(t *testing.T) {
 			var ids []peer.ID
 			for range tc.validators {
 				v := startNodeOn(t, newHostWithConnManager(t), vcfg)
-				v.r.SetValidatorIDs(nil)
+				v.r.SetValidatorIDs(nil, nil)
 				vals, ids = append(vals, v), append(ids, v.h.ID())
 			}
-			f.r.SetValidatorIDs(ids)
+			f.r.SetValidatorIDs(nil, ids)
 			// f dials the first, as a full node dials its heads: pubsub
 			// keeps Dout outbound peers in a mesh before any by score.
 			connect(t, f.h, vals[0].h)
@@ -271,7 +271,7 @@ func awaitPruningKeeps(t *testing.T, network string, cfg Config, f *node, vals [
 	var fulls []*node
 	for range others {
 		g := startNodeOn(t, newHostWithConnManager(t), cfg)
-		g.r.SetValidatorIDs(ids)
+		g.r.SetValidatorIDs(nil, ids)
 		connect(t, f.h, g.h) // f dials: it accepts their grafts beyond Dhi, and prunes at its heartbeat
 		fulls = append(fulls, g)
 	}
@@ -324,7 +324,7 @@ func TestAFullNodeRanksValidatorsAboveAnyFullNode(t *testing.T) {
 	r := &Router{cfg: testConfig("rank")}
 	r.cfg.Gossip.LazyAmongValidators = true
 	v, f := peer.ID("validator"), peer.ID("full node")
-	r.lazy.replace("", []peer.ID{v})
+	r.lazy.replace("", nil, []peer.ID{v})
 	if got := r.appScore(v); got != keptScore {
 		t.Errorf("a full node scores a validator %v, want %v", got, float64(keptScore))
 	}
@@ -344,7 +344,7 @@ func TestAFullNodesParentIsAConnectedValidatorAndStaysWhileConnected(t *testing.
 	vcfg.RainTreeValidator = true
 	a, b := startNode(t, vcfg), startNode(t, vcfg)
 	f := startNode(t, cfg)
-	f.r.SetValidatorIDs([]peer.ID{a.h.ID(), b.h.ID()})
+	f.r.SetValidatorIDs(nil, []peer.ID{a.h.ID(), b.h.ID()})
 	if p := f.r.Parent(); p != "" {
 		t.Fatalf("parent %s without any connection", p)
 	}

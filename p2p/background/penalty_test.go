@@ -89,7 +89,7 @@ func spamAndAwaitDisconnection(t *testing.T, validator bool) {
 	if validator {
 		// Both peers are validators to the victim, a full node: it scores
 		// them keptScore, and grafts the spammer once it subscribes.
-		victim.r.SetValidatorIDs([]peer.ID{spamHost.ID(), honest.h.ID()})
+		victim.r.SetValidatorIDs(nil, []peer.ID{spamHost.ID(), honest.h.ID()})
 		sub, err := topic.Subscribe()
 		if err != nil {
 			t.Fatal(err)

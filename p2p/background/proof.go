@@ -68,11 +68,17 @@ func (r *Router) sendProof(j proofJob) {
 	r.c.proofsSent.Add(1)
 }
 
-// onProof takes a parent's proof that it started our block. A proof for
-// no block awaiting one from that peer is ignored (counted): it may come
-// after the block came back. A proof that does not verify is the
-// sender's misbehaviour.
+// onProof takes a parent's proof that it started our block. A proof on
+// another validator set than ours is ignored, not held against the
+// sender: the set may just have changed on either side. A proof that
+// does not verify on ours is the sender's misbehaviour. A valid proof
+// for no block awaiting one from that peer is counted and ignored, but
+// a parent passed over that proves late is a parent again.
 func (r *Router) onProof(from peer.ID, p wire.Proof) {
+	if !r.lazy.sameSet(p.SetHash) {
+		r.c.proofsUnexpected.Add(1)
+		return
+	}
 	if err := r.checkProof(from, p); err != nil {
 		r.c.proofsRejected.Add(1)
 		r.log.Debug("rejecting a proof of a started block", "from", from, "err", err)
@@ -81,6 +87,7 @@ func (r *Router) onProof(from peer.ID, p wire.Proof) {
 	}
 	if !r.later.proven(p.Receipt.ID, from) {
 		r.c.proofsUnexpected.Add(1)
+		r.lazy.restore(from)
 		return
 	}
 	r.c.proofsAccepted.Add(1)
@@ -91,7 +98,7 @@ func (r *Router) onProof(from peer.ID, p wire.Proof) {
 // not the parent (from).
 func (r *Router) checkProof(from peer.ID, p wire.Proof) error {
 	rc := p.Receipt
-	head, ok := r.lazy.at(int(rc.SpanStart))
+	head, ok := r.lazy.at(p.SetHash, int(rc.SpanStart))
 	switch {
 	case !ok:
 		return fmt.Errorf("receipt names validator %d, not in the set", rc.SpanStart)
@@ -105,6 +112,16 @@ func (r *Router) checkProof(from peer.ID, p wire.Proof) error {
 		return fmt.Errorf("key of %s: %w", head, err)
 	}
 	return wire.VerifyReceipt(pub, r.cfg.NetworkID, rc, p.Sig)
+}
+
+// minProofRing is the smallest validator set whose root sends a frame of
+// two validators or more: below it no parent can prove a block.
+const minProofRing = 5
+
+// wantsProof reports whether a whole-ring submission of size bytes asks
+// its parent for a proof and waits for it.
+func (r *Router) wantsProof(size int) bool {
+	return r.cfg.Gossip.ProofWait(size) > 0 && r.lazy.ringLen() >= minProofRing
 }
 
 // ProofWait is how long a full node's whole-ring submission of size
@@ -131,14 +148,28 @@ func (r *Router) resubmit(p pending) {
 		r.publishFallback(p)
 		return
 	}
-	r.wg.Go(func() {
-		if err := r.sendSubmission(r.ctx, next, p.msg, wire.Handover{WantProof: true}); err != nil {
-			r.c.submitErrors.Add(1)
-			r.log.Debug("handing a block to the next parent failed; publishing", "parent", next, "err", err)
-			r.publishFallback(p)
-			return
-		}
+	r.wg.Go(func() { r.handTo(next, p.msg, p.attempt+1) })
+}
+
+// handTo hands our block msg to parent, the attempt-th parent to get it.
+// It is queued first, due at the fallback, so that gossip bringing it
+// back during the send is not missed; once sent, it is due when the
+// parent's proof is, and at once if the send failed (the next parent).
+func (r *Router) handTo(parent peer.ID, msg *wire.Message, attempt int) {
+	fallback := time.Now().Add(r.cfg.Gossip.submitFallback(len(msg.Raw)))
+	p := &pending{msg: msg, at: fallback, submitted: true, parent: parent, attempt: attempt, awaitProof: true, fallbackAt: fallback}
+	if !r.later.add(p) {
+		r.c.laterFull.Add(1)
+		r.publishFallback(*p)
+		return
+	}
+	due := time.Now()
+	if err := r.sendSubmission(r.ctx, parent, msg, wire.Handover{WantProof: true}); err != nil {
+		r.c.submitErrors.Add(1)
+		r.log.Debug("handing a block to the next parent failed", "parent", parent, "err", err)
+	} else {
 		r.c.resubmitted.Add(1)
-		r.queueSubmission(p.msg, next, p.attempt+1)
-	})
+		due = time.Now().Add(r.cfg.Gossip.ProofWait(len(msg.Raw)))
+	}
+	r.later.awaitProof(msg.ID, parent, due)
 }

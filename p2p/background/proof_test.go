@@ -3,6 +3,7 @@ package background
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,29 +47,43 @@ func TestAFullNodeHandsItsBlockOnWhenItsParentProvesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x, err := peer.IDFromPrivateKey(xKey) // a validator of the set, not running
-	if err != nil {
-		t.Fatal(err)
-	}
+	// x, y and z are validators of the set that do not run: five make a
+	// ring whose root has frames of two validators or more.
+	x, y, z := keyID(t, xKey), keyID(t, nil), keyID(t, nil)
+	setHash := []byte("the set")
 	for _, tc := range []struct {
 		name string
-		// proof is what the parent answers with, given the set's ring and
-		// its own key; nil for nothing.
+		// proof is what the parent answers with, given the set's ring;
+		// nil for nothing.
 		proof func(t *testing.T, parent *node, ring []peer.ID, msg *wire.Message) *wire.Proof
-		valid bool
+		// valid: the proof is accepted; penalised: it is held against
+		// the parent; late: a valid proof comes after the wait.
+		valid, penalised, late bool
 	}{
 		{name: "the parent proves with another validator's receipt", valid: true,
 			proof: func(t *testing.T, _ *node, ring []peer.ID, msg *wire.Message) *wire.Proof {
-				return receiptProof(t, xKey, ring, x, msg, 2)
+				return receiptProof(t, xKey, setHash, ring, x, msg, 2)
 			}},
 		{name: "the parent stays silent"},
-		{name: "the parent signs the receipt itself",
+		{name: "the parent signs another validator's receipt with its own key", penalised: true,
 			proof: func(t *testing.T, parent *node, ring []peer.ID, msg *wire.Message) *wire.Proof {
-				return receiptProof(t, parent.h.Peerstore().PrivKey(parent.h.ID()), ring, x, msg, 2)
+				return receiptProof(t, parent.h.Peerstore().PrivKey(parent.h.ID()), setHash, ring, x, msg, 2)
 			}},
-		{name: "the parent proves a frame of its target alone",
+		{name: "the parent proves with its own receipt", penalised: true,
+			proof: func(t *testing.T, parent *node, ring []peer.ID, msg *wire.Message) *wire.Proof {
+				return receiptProof(t, parent.h.Peerstore().PrivKey(parent.h.ID()), setHash, ring, parent.h.ID(), msg, 2)
+			}},
+		{name: "the parent proves a frame of its target alone", penalised: true,
 			proof: func(t *testing.T, _ *node, ring []peer.ID, msg *wire.Message) *wire.Proof {
-				return receiptProof(t, xKey, ring, x, msg, 1)
+				return receiptProof(t, xKey, setHash, ring, x, msg, 1)
+			}},
+		{name: "the parent proves after the wait, and is a parent again", late: true,
+			proof: func(t *testing.T, _ *node, ring []peer.ID, msg *wire.Message) *wire.Proof {
+				return receiptProof(t, xKey, setHash, ring, x, msg, 2)
+			}},
+		{name: "the parent proves on another set",
+			proof: func(t *testing.T, _ *node, ring []peer.ID, msg *wire.Message) *wire.Proof {
+				return receiptProof(t, xKey, []byte("another set"), ring, x, msg, 2)
 			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -76,27 +91,38 @@ func TestAFullNodeHandsItsBlockOnWhenItsParentProvesNothing(t *testing.T) {
 			cfg.Gossip.LazyAmongValidators = true
 			cfg.Gossip.LargeBytes = 1 << 10
 			cfg.Gossip.SubmitProofWait = 300 * time.Millisecond
+			if tc.valid { // room for a loaded machine: the proof must win
+				cfg.Gossip.SubmitProofWait = 10 * time.Second
+			}
 			cfg.Gossip.LargeSubmitFallback = time.Hour
 			var ring []peer.ID
 			var first peer.ID
+			var full atomic.Pointer[Router] // the full node's, for the answers
 			answer := func(v *node, from peer.ID, msg *wire.Message) {
 				if d := v.in.deliveries(msg); len(d) != 1 || !d[0].wantProof {
 					t.Errorf("the block came without asking for a proof: %+v", d)
 				}
-				if v.h.ID() != first || tc.proof == nil {
-					if v.h.ID() != first {
-						go v.r.Republish(context.Background(), msg) //nolint:errcheck // the test checks the outcome
-					}
+				if v.h.ID() != first {
+					go v.r.Republish(context.Background(), msg) //nolint:errcheck // the test checks the outcome
 					return
 				}
-				if p := tc.proof(t, v, ring, msg); p != nil {
-					v.r.SendProof(from, *p)
+				switch {
+				case tc.late:
+					p := *tc.proof(t, v, ring, msg)
+					// Sent once the block has gone to the next parent.
+					go func() {
+						eventually(t, 5*time.Second, "the block handed on", func() bool { return full.Load().Stats().Resubmitted == 1 })
+						v.r.SendProof(from, p)
+					}()
+				case tc.proof != nil:
+					v.r.SendProof(from, *tc.proof(t, v, ring, msg))
 				}
 			}
 			a, b := startValidator(t, cfg, answer), startValidator(t, cfg, answer)
 			f := startNode(t, cfg)
-			ring = []peer.ID{a.h.ID(), b.h.ID(), x}
-			f.r.SetValidatorIDs(ring)
+			full.Store(f.r)
+			ring = []peer.ID{a.h.ID(), b.h.ID(), x, y, z}
+			f.r.SetValidatorIDs(setHash, ring)
 			connect(t, f.h, a.h)
 			connect(t, f.h, b.h)
 			eventually(t, 5*time.Second, "f's parent", func() bool { first = f.r.Parent(); return first != "" })
@@ -129,13 +155,20 @@ func TestAFullNodeHandsItsBlockOnWhenItsParentProvesNothing(t *testing.T) {
 				d := next.in.deliveries(msg)
 				return len(d) == 1 && d[0].via == ViaSubmit
 			})
+			eventually(t, 5*time.Second, "the hand-over counted", func() bool { return f.r.Stats().Resubmitted == 1 })
 			s := f.r.Stats()
-			if s.SubmitUnproven != 1 || s.Resubmitted != 1 || s.ProofsAccepted != 0 || s.SubmitFallbacks != 0 {
-				t.Fatalf("unproven %d, resubmitted %d, proofs accepted %d, fallbacks %d; want 1, 1, 0, 0",
-					s.SubmitUnproven, s.Resubmitted, s.ProofsAccepted, s.SubmitFallbacks)
+			if s.SubmitUnproven != 1 || s.ProofsAccepted != 0 || s.SubmitFallbacks != 0 {
+				t.Fatalf("unproven %d, proofs accepted %d, fallbacks %d; want 1, 0, 0", s.SubmitUnproven, s.ProofsAccepted, s.SubmitFallbacks)
 			}
-			if want := map[bool]uint64{true: 1}[tc.proof != nil]; s.ProofsRejected != want {
+			if want := map[bool]uint64{true: 1}[tc.penalised]; s.ProofsRejected != want {
 				t.Fatalf("rejected %d proofs, want %d", s.ProofsRejected, want)
+			}
+			if tc.late {
+				eventually(t, 5*time.Second, "the late proof", func() bool { return f.r.Stats().ProofsUnexpected == 1 })
+				if f.r.lazy.restore(first) {
+					t.Fatal("a parent that proved late is still passed over")
+				}
+				return
 			}
 			if got := f.r.Parent(); got != next.h.ID() {
 				t.Fatalf("the parent is %s after it proved nothing, want the next one", got)
@@ -144,9 +177,25 @@ func TestAFullNodeHandsItsBlockOnWhenItsParentProvesNothing(t *testing.T) {
 	}
 }
 
+// keyID is key's peer ID, or a fresh key's for nil.
+func keyID(t *testing.T, key crypto.PrivKey) peer.ID {
+	t.Helper()
+	if key == nil {
+		var err error
+		if key, _, err = crypto.GenerateEd25519Key(nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
 // receiptProof is the proof made of signer's receipt of a frame of msg of
-// span validators headed by head, an index of ring.
-func receiptProof(t *testing.T, signer crypto.PrivKey, ring []peer.ID, head peer.ID, msg *wire.Message, span uint32) *wire.Proof {
+// span validators headed by head, an index of ring, the set setHash.
+func receiptProof(t *testing.T, signer crypto.PrivKey, setHash []byte, ring []peer.ID, head peer.ID, msg *wire.Message, span uint32) *wire.Proof {
 	t.Helper()
 	i := 0
 	for ring[i] != head {
@@ -157,5 +206,5 @@ func receiptProof(t *testing.T, signer crypto.PrivKey, ring []peer.ID, head peer
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &wire.Proof{Receipt: rc, Sig: sig}
+	return &wire.Proof{Receipt: rc, Sig: sig, SetHash: setHash}
 }

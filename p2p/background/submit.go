@@ -17,9 +17,11 @@ import (
 // gossip, by handing it to its parent validator over background unicast.
 // The parent starts it on RainTree and gossip brings it back here. If it
 // has not come back within GossipParams.SubmitFallback (a parent that
-// drops it, or one that left), it is published on gossip; a whole-ring
-// submission (a block) also as soon as a connection to the parent
-// closes. Without a parent it is published at once, as Broadcast does.
+// drops it, or one that left), it is published on gossip. A whole-ring
+// submission of a block waits only for its parent's proof that it
+// started it, or for a connection to the parent to close, before it goes
+// to the next parent (proof.go). Without a parent it is published at
+// once, as Broadcast does.
 func (r *Router) Submit(ctx context.Context, msg *wire.Message) error {
 	return r.SubmitInShares(ctx, msg, nil, nil)
 }
@@ -83,8 +85,8 @@ func (r *Router) SubmitInShares(ctx context.Context, msg *wire.Message, setHash 
 func (r *Router) queueSubmission(msg *wire.Message, parent peer.ID, attempt int) bool {
 	now := time.Now()
 	p := &pending{msg: msg, at: now.Add(r.cfg.Gossip.submitFallback(len(msg.Raw))), submitted: true, parent: parent, attempt: attempt}
-	if wait := r.cfg.Gossip.ProofWait(len(msg.Raw)); parent != "" && wait > 0 {
-		p.fallbackAt, p.at, p.awaitProof = p.at, now.Add(wait), true
+	if parent != "" && r.wantsProof(len(msg.Raw)) {
+		p.fallbackAt, p.at, p.awaitProof = p.at, now.Add(r.cfg.Gossip.ProofWait(len(msg.Raw))), true
 	}
 	if !r.later.add(p) {
 		r.c.laterFull.Add(1)
@@ -134,7 +136,7 @@ func (r *Router) sendShares(ctx context.Context, msg *wire.Message, setHash []by
 		wg.Go(func() {
 			h := wire.Handover{SetHash: setHash, Parts: s.Parts}
 			if len(s.Parts) == 0 { // the whole ring, to the parent
-				h.WantProof = r.cfg.Gossip.ProofWait(len(msg.Raw)) > 0
+				h.WantProof = r.wantsProof(len(msg.Raw))
 			}
 			err := r.sendSubmission(ctx, s.To, msg, h)
 			mu.Lock()
@@ -300,6 +302,20 @@ func (q *laterQueue) proven(id wire.MessageID, parent peer.ID) bool {
 	heap.Init(&q.items)
 	q.wakeLocked()
 	return true
+}
+
+// awaitProof makes our block id, handed to parent and still awaiting its
+// proof, due at at.
+func (q *laterQueue) awaitProof(id wire.MessageID, parent peer.ID, at time.Time) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	p, ok := q.submitted[id]
+	if !ok || !p.awaitProof || p.returned || p.parent != parent {
+		return
+	}
+	p.at = at
+	heap.Init(&q.items)
+	q.wakeLocked()
 }
 
 // cameBack records that gossip delivered one of our submitted broadcasts.

@@ -41,7 +41,7 @@ func TestASubmittedBroadcastIsPublishedOnlyIfItDoesNotComeBack(t *testing.T) {
 			})
 			f, g := startNode(t, cfg), startNode(t, cfg)
 			for _, n := range []*node{f, g} {
-				n.r.SetValidatorIDs([]peer.ID{parent.h.ID()})
+				n.r.SetValidatorIDs(nil, []peer.ID{parent.h.ID()})
 			}
 			connect(t, f.h, parent.h)
 			connect(t, g.h, parent.h)

@@ -100,9 +100,8 @@ func (r *Router) vouchFor(from peer.ID, d delegation, ack *wire.RainTreeMessage)
 	if !v.sent.CompareAndSwap(false, true) {
 		return
 	}
-	if v.report != nil {
-		r.c.proofsSent.Add(1)
-		v.report(wire.Proof{Receipt: rc, Sig: bytes.Clone(ack.GetReceipt())})
+	if v.report != nil { // counted where it is sent
+		v.report(wire.Proof{Receipt: rc, Sig: bytes.Clone(ack.GetReceipt()), SetHash: []byte(d.view.hash)})
 		return
 	}
 	frame, err := proto.Marshal(&wire.RainTreeMessage{

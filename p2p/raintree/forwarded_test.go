@@ -1,6 +1,7 @@
 package raintree
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"maps"
@@ -353,6 +354,9 @@ func TestARootProvesAFullNodesBlockOnceWithATargetsReceipt(t *testing.T) {
 				t.Fatal(err)
 			}
 			eventually(t, 30*time.Second, func() bool { return len(c.missing(id, others(n, 0))) == 0 }, "missing %v", c.missing(id, others(n, 0)))
+			if paced { // an ACK is counted before its receipt is relayed
+				eventually(t, 30*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(proofs) > 0 }, "the proof")
+			}
 			// Every frame of the root answered, late (after a retry) or not.
 			rootFrames := uint64(len(OriginTargets(ModeCover, n, 0, 1)))
 			eventually(t, 30*time.Second, func() bool {
@@ -374,6 +378,9 @@ func TestARootProvesAFullNodesBlockOnceWithATargetsReceipt(t *testing.T) {
 			head := int(p.Receipt.SpanStart)
 			if p.Receipt.ID != id || head == 0 || head >= n || p.Receipt.SpanLen < 2 {
 				t.Fatalf("proof of %+v", p.Receipt)
+			}
+			if !bytes.Equal(p.SetHash, c.set.Hash()) {
+				t.Errorf("the proof names set %x, not the root's %x", p.SetHash, c.set.Hash())
 			}
 			if err := wire.VerifyReceipt(c.set.At(head).PublicKey, testNetwork, p.Receipt, p.Sig); err != nil {
 				t.Fatalf("the proof does not verify against its head's key: %v", err)

@@ -430,9 +430,9 @@ func (r *Router) Relay(msg *wire.Message) error {
 // RelayProving is Relay that also hands prove, once, the first valid
 // receipt one of this root's targets gives for a paced (large) frame of
 // msg that it forwards (a span of more than itself): the proof a full
-// node that submitted msg whole waits for
-// (forwarded.go). prove runs on the ACK's goroutine and must not block.
-// Without forwarding checks, or for a small message, it is never called.
+// node that submitted msg whole waits for (forwarded.go). prove runs on
+// the ACK's goroutine and must not block. It is never called for a
+// message RainTree does not pace, without ACKs, or outside cover mode.
 func (r *Router) RelayProving(msg *wire.Message, prove func(wire.Proof)) error {
 	var v *vouch
 	if msg != nil && prove != nil && r.cfg.ACK && r.cfg.Mode == ModeCover && r.cfg.Paces(len(msg.Raw)) {

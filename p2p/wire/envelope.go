@@ -109,7 +109,7 @@ func EncodeBackground(envelope []byte) ([]byte, error) {
 // frame of at most max bytes of envelope (max <= 0 means
 // DefaultMaxMessageSize). The result aliases b.
 func BackgroundEnvelope(b []byte, max int) ([]byte, error) {
-	f, err := parseBackground(b, max)
+	f, err := parseBackground(b, max, false)
 	return f.data, err
 }
 

@@ -93,7 +93,7 @@ func FuzzBackgroundFrame(f *testing.F) {
 		if !bytes.Equal(data, want.GetData()) {
 			t.Fatalf("envelope bytes %x, proto.Unmarshal %x", data, want.GetData())
 		}
-		f, err := parseBackground(in, 0)
+		f, err := parseBackground(in, 0, false)
 		h := f.handover
 		if err != nil || !bytes.Equal(h.SetHash, want.GetSetHash()) || len(h.Parts) != len(want.GetParts()) {
 			t.Fatalf("handover %+v (%v), proto.Unmarshal %v", h, err, &want)

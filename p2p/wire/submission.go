@@ -68,7 +68,7 @@ func OpenSubmission(networkID string, b []byte, max int) (*Message, Handover, er
 // or a parent's proof (EncodeProof), which it returns alone, the message
 // nil. A frame with both is malformed.
 func OpenUnicast(networkID string, b []byte, max int) (*Message, Handover, *Proof, error) {
-	f, err := parseBackground(b, max)
+	f, err := parseBackground(b, max, true)
 	switch {
 	case err != nil:
 		return nil, Handover{}, nil, err
@@ -92,8 +92,11 @@ type backgroundFrame struct {
 	proof    *Proof
 }
 
-// parseBackground splits a background frame into its fields.
-func parseBackground(b []byte, max int) (backgroundFrame, error) {
+// parseBackground splits a background frame into its fields. Only a
+// frame of the unicast protocol may hold a proof or ask for one; on
+// gossip those fields are skipped unread, as older nodes skip them, so a
+// frame they would forward is never one this node rejects.
+func parseBackground(b []byte, max int, unicast bool) (backgroundFrame, error) {
 	var f backgroundFrame
 	if max <= 0 {
 		max = DefaultMaxMessageSize
@@ -103,6 +106,8 @@ func parseBackground(b []byte, max int) (backgroundFrame, error) {
 	}
 	err := parseFields(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
 		switch {
+		case !unicast && (num == 4 || num == 5):
+			return nil
 		case num == 5 && typ == protowire.VarintType:
 			f.handover.WantProof = x != 0
 			return nil
@@ -178,12 +183,15 @@ const maxProofSig = 128
 type Proof struct {
 	Receipt Receipt
 	Sig     []byte
+	// SetHash names the validator set whose ring the receipt's span
+	// indexes, as RainTree frames name it.
+	SetHash []byte
 }
 
 // EncodeProof frames p for background unicast.
 func EncodeProof(p Proof) ([]byte, error) {
-	if len(p.Sig) == 0 || len(p.Sig) > maxProofSig {
-		return nil, fmt.Errorf("%w: proof signature of %d bytes", ErrMalformed, len(p.Sig))
+	if len(p.Sig) == 0 || len(p.Sig) > maxProofSig || len(p.SetHash) > maxSetHash {
+		return nil, fmt.Errorf("%w: proof signature of %d bytes, set hash of %d", ErrMalformed, len(p.Sig), len(p.SetHash))
 	}
 	return proto.Marshal(&BackgroundMessage{Proof: &SubmissionProof{
 		MessageId:        p.Receipt.ID[:],
@@ -191,6 +199,7 @@ func EncodeProof(p Proof) ([]byte, error) {
 		ReceiptSpanStart: p.Receipt.SpanStart,
 		ReceiptSpanLen:   p.Receipt.SpanLen,
 		ReceiptLevel:     p.Receipt.Level,
+		SetHash:          p.SetHash,
 	}})
 }
 
@@ -201,12 +210,17 @@ func parseProof(b []byte) (Proof, error) {
 	var id []byte
 	err := parseFields(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
 		switch {
-		case num < 1 || num > 5:
+		case num < 1 || num > 6:
 			return nil
-		case num <= 2 && typ != protowire.BytesType, num > 2 && (typ != protowire.VarintType || x > 1<<32-1):
+		case (num <= 2 || num == 6) && typ != protowire.BytesType, num > 2 && num < 6 && (typ != protowire.VarintType || x > 1<<32-1):
 			return fmt.Errorf("%w: proof: field %d", ErrMalformed, num)
 		}
 		switch num {
+		case 6:
+			if len(v) > maxSetHash {
+				return fmt.Errorf("%w: proof: set hash of %d bytes", ErrMalformed, len(v))
+			}
+			p.SetHash = v
 		case 1:
 			id = v
 		case 2:

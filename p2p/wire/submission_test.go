@@ -154,3 +154,19 @@ func TestMalformedProofsAreRefused(t *testing.T) {
 		t.Errorf("EncodeProof without a signature = %v, want ErrMalformed", err)
 	}
 }
+
+// On gossip the proof fields are skipped unread, as older nodes skip
+// them: a gossip frame an older node would forward is never one a newer
+// node rejects.
+func TestGossipFramesIgnoreTheProofFields(t *testing.T) {
+	m := sealed(t, testKey(t), "gossip")
+	frame, _ := EncodeBackground(m.Raw)
+	frame = protowire.AppendBytes(protowire.AppendTag(frame, 4, protowire.BytesType), []byte{0xff})
+	frame = protowire.AppendBytes(protowire.AppendTag(frame, 5, protowire.BytesType), []byte{1})
+	if got, err := OpenBackground(testNetwork, frame, 0); err != nil || got.ID != m.ID {
+		t.Fatalf("OpenBackground = %v, %v; want the message", got, err)
+	}
+	if _, _, _, err := OpenUnicast(testNetwork, frame, 0); !errors.Is(err, ErrMalformed) {
+		t.Errorf("OpenUnicast = %v, want ErrMalformed", err)
+	}
+}

@@ -112,7 +112,7 @@ func vectors(t *testing.T) [][2]string {
 			Kind: RainTreeKind_RAIN_TREE_KIND_FORWARDED, Level: 2, SpanStart: 3, SpanLen: 4, MessageId: b.ID[:],
 			Receipt: sign(inner), ReceiptSpanStart: 4, ReceiptSpanLen: 2, ReceiptLevel: 1,
 		})},
-		{"submission_proof", hex.EncodeToString(proof(t, Proof{Receipt: inner, Sig: sign(inner)}))},
+		{"submission_proof", hex.EncodeToString(proof(t, Proof{Receipt: inner, Sig: sign(inner), SetHash: setHash}))},
 		{"unicast_recipient", to.String()},
 		{"unicast_message_id", u.ID.String()},
 		{"unicast_envelope", hex.EncodeToString(u.Raw)},

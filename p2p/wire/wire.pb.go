@@ -364,7 +364,8 @@ type BackgroundMessage struct {
 	// the broadcast on, at most 12. Empty: the whole ring, the receiver
 	// being its root.
 	Parts []*RingPart `protobuf:"bytes,3,rep,name=parts,proto3" json:"parts,omitempty"`
-	// On background unicast only, and then alone: a parent validator's proof
+	// On background unicast only, and then alone (gossip skips fields 4 and
+	// 5 unread): a parent validator's proof
 	// that it started a full node's whole-ring submission of a paced size on
 	// RainTree (docs/PROTOCOL.md section 5).
 	Proof *SubmissionProof `protobuf:"bytes,4,opt,name=proof,proto3" json:"proof,omitempty"`
@@ -455,8 +456,10 @@ type SubmissionProof struct {
 	ReceiptSpanStart uint32 `protobuf:"varint,3,opt,name=receipt_span_start,json=receiptSpanStart,proto3" json:"receipt_span_start,omitempty"`
 	ReceiptSpanLen   uint32 `protobuf:"varint,4,opt,name=receipt_span_len,json=receiptSpanLen,proto3" json:"receipt_span_len,omitempty"`
 	ReceiptLevel     uint32 `protobuf:"varint,5,opt,name=receipt_level,json=receiptLevel,proto3" json:"receipt_level,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The hash of the validator set whose ring receipt_span_start indexes.
+	SetHash       []byte `protobuf:"bytes,6,opt,name=set_hash,json=setHash,proto3" json:"set_hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubmissionProof) Reset() {
@@ -522,6 +525,13 @@ func (x *SubmissionProof) GetReceiptLevel() uint32 {
 		return x.ReceiptLevel
 	}
 	return 0
+}
+
+func (x *SubmissionProof) GetSetHash() []byte {
+	if x != nil {
+		return x.SetHash
+	}
+	return nil
 }
 
 // RingPart is a run of the sorted validator ring: len validators from
@@ -617,14 +627,15 @@ const file_wire_proto_rawDesc = "" +
 	"\x05parts\x18\x03 \x03(\v2\x16.rainp2p.wire.RingPartR\x05parts\x123\n" +
 	"\x05proof\x18\x04 \x01(\v2\x1d.rainp2p.wire.SubmissionProofR\x05proof\x12\x1d\n" +
 	"\n" +
-	"want_proof\x18\x05 \x01(\bR\twantProof\"\xc7\x01\n" +
+	"want_proof\x18\x05 \x01(\bR\twantProof\"\xe2\x01\n" +
 	"\x0fSubmissionProof\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\fR\tmessageId\x12\x18\n" +
 	"\areceipt\x18\x02 \x01(\fR\areceipt\x12,\n" +
 	"\x12receipt_span_start\x18\x03 \x01(\rR\x10receiptSpanStart\x12(\n" +
 	"\x10receipt_span_len\x18\x04 \x01(\rR\x0ereceiptSpanLen\x12#\n" +
-	"\rreceipt_level\x18\x05 \x01(\rR\freceiptLevel\"2\n" +
+	"\rreceipt_level\x18\x05 \x01(\rR\freceiptLevel\x12\x19\n" +
+	"\bset_hash\x18\x06 \x01(\fR\asetHash\"2\n" +
 	"\bRingPart\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\rR\x05start\x12\x10\n" +
 	"\x03len\x18\x02 \x01(\rR\x03len*\x9e\x01\n" +
