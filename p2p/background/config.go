@@ -419,6 +419,15 @@ func UnicastProtocolID(networkID string) protocol.ID {
 	return protocol.ID("/rainp2p/" + networkID + "/background/unicast/1.0.0")
 }
 
+// SubmitProofProtocolID names what a node of a lazy network that answers
+// a block's want_proof lists in identify (proof.go). No stream on it
+// carries anything: it only tells a full node that the validator it
+// hands a block to will prove it started it, so that validators of an
+// older release, which would not, are not taken for silent ones.
+func SubmitProofProtocolID(networkID string) protocol.ID {
+	return protocol.ID("/rainp2p/" + networkID + "/background/submit-proof/1.0.0")
+}
+
 // pubsubMaxMessageSize is the RPC limit handed to pubsub: one envelope,
 // its BackgroundMessage framing, and room for the pubsub message fields
 // (topic; no author fields under StrictNoSign) and RPC framing.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/rainp2p/rainp2p/p2p/wire"
@@ -118,10 +119,24 @@ func (r *Router) checkProof(from peer.ID, p wire.Proof) error {
 // two validators or more: below it no parent can prove a block.
 const minProofRing = 5
 
-// wantsProof reports whether a whole-ring submission of size bytes asks
-// its parent for a proof and waits for it.
-func (r *Router) wantsProof(size int) bool {
-	return r.cfg.Gossip.ProofWait(size) > 0 && r.lazy.ringLen() >= minProofRing
+// wantsProof reports whether a whole-ring submission of size bytes to
+// parent asks it for a proof and waits for it: proofs are on, the set is
+// large enough, and the parent said (identify) that it answers.
+func (r *Router) wantsProof(parent peer.ID, size int) bool {
+	if r.cfg.Gossip.ProofWait(size) <= 0 || r.lazy.ringLen() < minProofRing {
+		return false
+	}
+	ok, err := r.host.Peerstore().SupportsProtocols(parent, SubmitProofProtocolID(r.cfg.NetworkID))
+	return err == nil && len(ok) > 0
+}
+
+// advertiseProofs lists SubmitProofProtocolID on a node of a lazy network,
+// which, when it is a validator, answers want_proof. A stream opened on
+// it is reset at once.
+func (r *Router) advertiseProofs() {
+	if r.cfg.lazyNetwork() {
+		r.host.SetStreamHandler(SubmitProofProtocolID(r.cfg.NetworkID), func(s network.Stream) { _ = s.Reset() })
+	}
 }
 
 // ProofWait is how long a full node's whole-ring submission of size
@@ -148,14 +163,15 @@ func (r *Router) resubmit(p pending) {
 		r.publishFallback(p)
 		return
 	}
-	r.wg.Go(func() { r.handTo(next, p.msg, p.attempt+1) })
+	r.wg.Go(func() { r.handTo(next, p.msg, p.attempt+1, r.wantsProof(next, len(p.msg.Raw))) })
 }
 
-// handTo hands our block msg to parent, the attempt-th parent to get it.
-// It is queued first, due at the fallback, so that gossip bringing it
-// back during the send is not missed; once sent, it is due when the
-// parent's proof is, and at once if the send failed (the next parent).
-func (r *Router) handTo(parent peer.ID, msg *wire.Message, attempt int) {
+// handTo hands our block msg to parent, the attempt-th parent to get it,
+// asking for a proof with prove. It is queued first, due at the
+// fallback, so that gossip bringing it back during the send is not
+// missed; once sent, it is due when the parent's proof is, and at once if
+// the send failed (the next parent).
+func (r *Router) handTo(parent peer.ID, msg *wire.Message, attempt int, prove bool) {
 	fallback := time.Now().Add(r.cfg.Gossip.submitFallback(len(msg.Raw)))
 	p := &pending{msg: msg, at: fallback, submitted: true, parent: parent, attempt: attempt, awaitProof: true, fallbackAt: fallback}
 	if !r.later.add(p) {
@@ -164,11 +180,15 @@ func (r *Router) handTo(parent peer.ID, msg *wire.Message, attempt int) {
 		return
 	}
 	due := time.Now()
-	if err := r.sendSubmission(r.ctx, parent, msg, wire.Handover{WantProof: true}); err != nil {
+	if err := r.sendSubmission(r.ctx, parent, msg, wire.Handover{WantProof: prove}); err != nil {
 		r.c.submitErrors.Add(1)
 		r.log.Debug("handing a block to the next parent failed", "parent", parent, "err", err)
 	} else {
 		r.c.resubmitted.Add(1)
+		if !prove { // it waits for the fallback, like any submission
+			r.later.stopAwaiting(msg.ID, parent, false)
+			return
+		}
 		due = time.Now().Add(r.cfg.Gossip.ProofWait(len(msg.Raw)))
 	}
 	r.later.awaitProof(msg.ID, parent, due)

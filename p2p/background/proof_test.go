@@ -131,6 +131,7 @@ func TestAFullNodeHandsItsBlockOnWhenItsParentProvesNothing(t *testing.T) {
 				parent, next = b, a
 			}
 			waitReady(t, f, 2)
+			waitOffersProofs(t, f, a, b)
 
 			msg := envelope(t, f, strings.Repeat("b", 2<<10))
 			if err := f.r.Submit(context.Background(), msg); err != nil {
@@ -207,4 +208,56 @@ func receiptProof(t *testing.T, signer crypto.PrivKey, setHash []byte, ring []pe
 		t.Fatal(err)
 	}
 	return &wire.Proof{Receipt: rc, Sig: sig, SetHash: setHash}
+}
+
+// waitOffersProofs waits until identify has told n that the validators
+// vs answer a block's want_proof.
+func waitOffersProofs(t *testing.T, n *node, vs ...*node) {
+	t.Helper()
+	id := SubmitProofProtocolID("proof")
+	eventually(t, 5*time.Second, "identify listing proofs", func() bool {
+		for _, v := range vs {
+			if ok, err := n.h.Peerstore().SupportsProtocols(v.h.ID(), id); err != nil || len(ok) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// A validator of an older release does not list SubmitProofProtocolID: a
+// full node hands it its block without asking for a proof and does not
+// pass it over; the block waits for its fallback, as before proofs.
+func TestAFullNodeAsksNoProofOfAParentThatDoesNotOfferIt(t *testing.T) {
+	cfg := testConfig("proof")
+	cfg.Gossip.LazyAmongValidators = true
+	cfg.Gossip.LargeBytes = 1 << 10
+	cfg.Gossip.SubmitProofWait = 100 * time.Millisecond
+	cfg.Gossip.LargeSubmitFallback = time.Hour
+	old := startValidator(t, cfg, nil)
+	old.h.RemoveStreamHandler(SubmitProofProtocolID(cfg.NetworkID))
+	f := startNode(t, cfg)
+	f.r.SetValidatorIDs(nil, []peer.ID{old.h.ID(), keyID(t, nil), keyID(t, nil), keyID(t, nil), keyID(t, nil)})
+	connect(t, f.h, old.h)
+	eventually(t, 5*time.Second, "f's parent", func() bool { return f.r.Parent() == old.h.ID() })
+	waitReady(t, f, 1)
+	// Identify has run once the protocols of the old validator are known.
+	eventually(t, 5*time.Second, "identify", func() bool {
+		ps, err := f.h.Peerstore().GetProtocols(old.h.ID())
+		return err == nil && len(ps) > 0
+	})
+	msg := envelope(t, f, strings.Repeat("b", 2<<10))
+	if err := f.r.Submit(context.Background(), msg); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the parent getting the block", func() bool { return len(old.in.deliveries(msg)) == 1 })
+	if d := old.in.deliveries(msg)[0]; d.wantProof {
+		t.Fatal("a parent that offers no proofs was asked for one")
+	}
+	if due, ok := f.r.later.next(); !ok || time.Until(due) < 30*time.Minute {
+		t.Fatalf("the block is due in %v, not at its fallback", time.Until(due))
+	}
+	if s := f.r.Stats(); s.SubmitUnproven != 0 || f.r.Parent() != old.h.ID() {
+		t.Fatalf("the parent was passed over (%d unproven)", s.SubmitUnproven)
+	}
 }

@@ -254,6 +254,7 @@ func (r *Router) Start(ctx context.Context) (err error) {
 	r.wg.Go(r.disconnectLoop)
 	r.wg.Go(r.laterLoop)
 	r.wg.Go(r.proofLoop)
+	r.advertiseProofs()
 	r.host.Network().Notify(r.connClosed)
 	if r.have != nil {
 		r.wg.Go(r.rttLoop)
@@ -636,6 +637,7 @@ func (r *Router) Close() error {
 			_ = ps.UnregisterTopicValidator(r.topicName)
 		}
 		r.host.Network().StopNotify(r.connClosed)
+		r.host.RemoveStreamHandler(SubmitProofProtocolID(r.cfg.NetworkID))
 		r.cancel()
 		r.wg.Wait()
 		if d != nil {

@@ -85,7 +85,7 @@ func (r *Router) SubmitInShares(ctx context.Context, msg *wire.Message, setHash 
 func (r *Router) queueSubmission(msg *wire.Message, parent peer.ID, attempt int) bool {
 	now := time.Now()
 	p := &pending{msg: msg, at: now.Add(r.cfg.Gossip.submitFallback(len(msg.Raw))), submitted: true, parent: parent, attempt: attempt}
-	if parent != "" && r.wantsProof(len(msg.Raw)) {
+	if parent != "" && r.wantsProof(parent, len(msg.Raw)) {
 		p.fallbackAt, p.at, p.awaitProof = p.at, now.Add(r.cfg.Gossip.ProofWait(len(msg.Raw))), true
 	}
 	if !r.later.add(p) {
@@ -136,7 +136,7 @@ func (r *Router) sendShares(ctx context.Context, msg *wire.Message, setHash []by
 		wg.Go(func() {
 			h := wire.Handover{SetHash: setHash, Parts: s.Parts}
 			if len(s.Parts) == 0 { // the whole ring, to the parent
-				h.WantProof = r.wantsProof(len(msg.Raw))
+				h.WantProof = r.wantsProof(s.To, len(msg.Raw))
 			}
 			err := r.sendSubmission(ctx, s.To, msg, h)
 			mu.Lock()
@@ -292,13 +292,19 @@ func (q *laterQueue) wakeLocked() {
 // proven records parent's proof that it started our block id, which is
 // then due at its fallback. It reports whether such a block awaited it.
 func (q *laterQueue) proven(id wire.MessageID, parent peer.ID) bool {
+	return q.stopAwaiting(id, parent, true)
+}
+
+// stopAwaiting makes our block id, handed to parent and awaiting its
+// proof, due at its fallback instead: proven, or never asked for one.
+func (q *laterQueue) stopAwaiting(id wire.MessageID, parent peer.ID, proven bool) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	p, ok := q.submitted[id]
 	if !ok || !p.awaitProof || p.parent != parent {
 		return false
 	}
-	p.awaitProof, p.proven, p.at = false, true, p.fallbackAt
+	p.awaitProof, p.proven, p.at = false, proven, p.fallbackAt
 	heap.Init(&q.items)
 	q.wakeLocked()
 	return true
