@@ -183,7 +183,7 @@ type GossipParams struct {
 	// republications); beyond it they are published at once and counted
 	// in Stats.PendingFull. Default 4096.
 	MaxPending int
-	// SubmitProofWait is how long per started MiB a full node waits for
+	// SubmitProofWait is how long per MiB (at least this long) a full node waits for
 	// its parent's proof that it started a whole-ring submission of
 	// LargeBytes or more (a block) on RainTree: the signed receipt of one
 	// of the parent's own targets (docs/PROTOCOL.md section 5). Without it

@@ -202,6 +202,44 @@ func (l *lazySet) parentOf(self peer.ID, net network.Network) peer.ID {
 	return l.parent
 }
 
+// preferSpeaking makes a validator that speaks (spoke: said on gossip
+// lately that it has a message) the parent, when the current one,
+// current, does not: the connected one, not passed over, whose hash with
+// self is the smallest. It returns the parent, current when none speaks.
+func (l *lazySet) preferSpeaking(self peer.ID, net network.Network, current peer.ID, spoke func(peer.ID) bool) peer.ID {
+	if spoke(current) {
+		return current
+	}
+	// spoke takes the mesh's lock, whose holder may ask l (contains), so
+	// it runs without l.mu.
+	l.mu.Lock()
+	now := time.Now()
+	var candidates []peer.ID
+	for id := range l.ids {
+		if id != current && net.Connectedness(id) == network.Connected && !l.passedOverLocked(id, now) {
+			candidates = append(candidates, id)
+		}
+	}
+	l.mu.Unlock()
+	best, bestHash := current, uint64(0)
+	for _, id := range candidates {
+		if !spoke(id) {
+			continue
+		}
+		if h := pairHash(self, id); best == current || h < bestHash {
+			best, bestHash = id, h
+		}
+	}
+	if best != current {
+		l.mu.Lock()
+		if l.parent == current {
+			l.parent = best
+		}
+		l.mu.Unlock()
+	}
+	return best
+}
+
 func pairHash(a, b peer.ID) uint64 {
 	h := fnv.New64a()
 	h.Write([]byte(a))

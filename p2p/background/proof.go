@@ -19,11 +19,13 @@ import (
 // full node the signed receipt one of its own targets put in its ACK
 // (raintree.Router.RelayProving), as a proof frame on background unicast.
 // The full node accepts a receipt only for the block it submitted to that
-// parent, for a frame of more than one validator headed by a validator of
-// the set other than the parent, signed with that validator's key. With
-// none in time it passes the parent over and hands the block to its next
-// parent. A parent and one of its targets that collude can forge the
-// proof, as for the validators' own forwarding checks (docs/SECURITY.md).
+// parent, on its own validator set, for one of the root's two largest
+// frames (wire.MinProofSpan) headed by a validator other than the
+// parent, signed with that validator's key. With none in time it passes
+// the parent over and hands the block to its next parent. Only parents
+// that list SubmitProofProtocolID are asked. A parent and one of its
+// targets that collude can forge the proof, as for the validators' own
+// forwarding checks (docs/SECURITY.md).
 
 // proofJob is a proof this validator owes the full node to.
 type proofJob struct {
@@ -95,8 +97,8 @@ func (r *Router) onProof(from peer.ID, p wire.Proof) {
 }
 
 // checkProof verifies that p's receipt is signed by the validator heading
-// the frame it names, that the frame held others, and that its head is
-// not the parent (from).
+// the frame it names, that the frame was one of the root's largest
+// (wire.MinProofSpan), and that its head is not the parent (from).
 func (r *Router) checkProof(from peer.ID, p wire.Proof) error {
 	rc := p.Receipt
 	head, ok := r.lazy.at(p.SetHash, int(rc.SpanStart))
@@ -105,8 +107,8 @@ func (r *Router) checkProof(from peer.ID, p wire.Proof) error {
 		return fmt.Errorf("receipt names validator %d, not in the set", rc.SpanStart)
 	case head == from:
 		return fmt.Errorf("receipt signed by the parent itself")
-	case rc.SpanLen < 2:
-		return fmt.Errorf("receipt for a frame of %d validators", rc.SpanLen)
+	case int(rc.SpanLen) < wire.MinProofSpan(r.lazy.ringLen()):
+		return fmt.Errorf("receipt for a frame of %d validators, fewer than %d", rc.SpanLen, wire.MinProofSpan(r.lazy.ringLen()))
 	}
 	pub, err := head.ExtractPublicKey()
 	if err != nil {
@@ -115,15 +117,31 @@ func (r *Router) checkProof(from peer.ID, p wire.Proof) error {
 	return wire.VerifyReceipt(pub, r.cfg.NetworkID, rc, p.Sig)
 }
 
-// minProofRing is the smallest validator set whose root sends a frame of
-// two validators or more: below it no parent can prove a block.
-const minProofRing = 5
+// speakingWindow is how recently a validator must have said on gossip
+// that it has a message to be preferred as a block's parent.
+const speakingWindow = time.Minute
+
+// blockParent is the parent a block goes to: Parent, unless it has not
+// said on gossip lately that it has a message (as validators do when
+// they republish what RainTree brought them) and another connected
+// validator of the mesh has. A validator that sits on everything is then
+// seldom handed a block at all; one that speaks on gossip and sits on
+// blocks is caught by the proof. Speaking only makes a validator
+// preferred: it never suppresses anything.
+func (r *Router) blockParent() peer.ID {
+	p := r.Parent()
+	if p == "" || r.have == nil {
+		return p
+	}
+	since := time.Now().Add(-speakingWindow)
+	return r.lazy.preferSpeaking(r.host.ID(), r.host.Network(), p, func(id peer.ID) bool { return r.have.spokeSince(id, since) })
+}
 
 // wantsProof reports whether a whole-ring submission of size bytes to
 // parent asks it for a proof and waits for it: proofs are on, the set is
 // large enough, and the parent said (identify) that it answers.
 func (r *Router) wantsProof(parent peer.ID, size int) bool {
-	if r.cfg.Gossip.ProofWait(size) <= 0 || r.lazy.ringLen() < minProofRing {
+	if r.cfg.Gossip.ProofWait(size) <= 0 || wire.MinProofSpan(r.lazy.ringLen()) == 0 {
 		return false
 	}
 	ok, err := r.host.Peerstore().SupportsProtocols(parent, SubmitProofProtocolID(r.cfg.NetworkID))
@@ -141,13 +159,15 @@ func (r *Router) advertiseProofs() {
 
 // ProofWait is how long a full node's whole-ring submission of size
 // bytes waits for its parent's proof, or zero when it needs none (small,
-// or proofs off): SubmitProofWait for every MiB begun.
+// or proofs off): SubmitProofWait per MiB, in proportion, and at least
+// SubmitProofWait. (A block of a MiB of payload is a little more on the
+// wire; rounding up would double its wait.)
 func (g GossipParams) ProofWait(size int) time.Duration {
 	if !g.large(size) || g.SubmitProofWait <= 0 {
 		return 0
 	}
 	const mib = 1 << 20
-	return g.SubmitProofWait * time.Duration((size+mib-1)/mib)
+	return time.Duration(float64(g.SubmitProofWait) * max(1, float64(size)/mib))
 }
 
 // resubmit hands a block whose parent gave no proof in time to the next
@@ -158,7 +178,7 @@ func (r *Router) resubmit(p pending) {
 	r.c.submitUnproven.Add(1)
 	g := r.cfg.Gossip
 	r.lazy.passOver(p.parent, time.Now().Add(g.UnprovenParentTTL))
-	next := r.Parent()
+	next := r.blockParent()
 	if next == "" || p.attempt+1 >= g.MaxSubmitAttempts {
 		r.publishFallback(p)
 		return

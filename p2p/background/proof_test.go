@@ -2,6 +2,7 @@ package background
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -48,7 +49,7 @@ func TestAFullNodeHandsItsBlockOnWhenItsParentProvesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	// x, y and z are validators of the set that do not run: five make a
-	// ring whose root has frames of two validators or more.
+	// ring whose root sends frames of two validators (wire.MinProofSpan).
 	x, y, z := keyID(t, xKey), keyID(t, nil), keyID(t, nil)
 	setHash := []byte("the set")
 	for _, tc := range []struct {
@@ -259,5 +260,99 @@ func TestAFullNodeAsksNoProofOfAParentThatDoesNotOfferIt(t *testing.T) {
 	}
 	if s := f.r.Stats(); s.SubmitUnproven != 0 || f.r.Parent() != old.h.ID() {
 		t.Fatalf("the parent was passed over (%d unproven)", s.SubmitUnproven)
+	}
+}
+
+// A block's proof wait grows with its size, in proportion: a block of a
+// MiB of payload, a little more on the wire, waits about SubmitProofWait,
+// not twice it; a message below LargeBytes needs no proof.
+func TestTheProofWaitFollowsTheBlocksSize(t *testing.T) {
+	g := DefaultGossipParams()
+	const mib = 1 << 20
+	for _, tt := range []struct {
+		size int
+		want time.Duration
+	}{
+		{g.LargeBytes - 1, 0},
+		{g.LargeBytes, g.SubmitProofWait},
+		{mib + 200, g.SubmitProofWait + g.SubmitProofWait*200/mib},
+		{4 * mib, 4 * g.SubmitProofWait},
+	} {
+		if got := g.ProofWait(tt.size); got != tt.want {
+			t.Errorf("ProofWait(%d) = %v, want %v", tt.size, got, tt.want)
+		}
+	}
+}
+
+// A validator in the mesh that says it has a message (an IDONTWANT, or a
+// copy of one we had) speaks from then on; one that left the mesh, or a
+// peer that is not a validator, never does.
+func TestAValidatorSpeaksWhenItSaysItHasAMessage(t *testing.T) {
+	const topic = "t"
+	v, other := peer.ID("validator"), peer.ID("full node")
+	h := testHaveSignals(topic, map[peer.ID]bool{v: true}, 16)
+	start := time.Now()
+	h.graft(v, topic)
+	h.graft(other, topic)
+	if h.spokeSince(v, start) {
+		t.Fatal("a validator that said nothing speaks")
+	}
+	h.idontwant(v, dontWant(strings.Repeat("a", 32)))
+	h.idontwant(other, dontWant(strings.Repeat("b", 32)))
+	if !h.spokeSince(v, start) || h.spokeSince(other, start) {
+		t.Fatalf("speaking: the validator %v, the full node %v; want true, false", h.spokeSince(v, start), h.spokeSince(other, start))
+	}
+	if h.spokeSince(v, time.Now().Add(time.Minute)) {
+		t.Fatal("a validator speaks beyond when it last spoke")
+	}
+	h.gone(v)
+	if h.spokeSince(v, start) {
+		t.Fatal("a validator that left the mesh still speaks")
+	}
+}
+
+// A block goes to a parent that speaks on gossip: the current one if it
+// does, else the connected validator that does, not one passed over, and
+// that one becomes the parent; with nobody speaking the parent stays.
+func TestABlockGoesToAParentThatSpeaks(t *testing.T) {
+	cfg := testConfig("speak")
+	cfg.Gossip.LazyAmongValidators = true
+	a, b := startValidator(t, cfg, nil), startValidator(t, cfg, nil)
+	f := startNode(t, cfg)
+	f.r.SetValidatorIDs(nil, []peer.ID{a.h.ID(), b.h.ID()})
+	connect(t, f.h, a.h)
+	connect(t, f.h, b.h)
+	var first peer.ID
+	eventually(t, 5*time.Second, "f's parent", func() bool { first = f.r.Parent(); return first != "" })
+	other := a.h.ID()
+	if first == other {
+		other = b.h.ID()
+	}
+	speaks := func(ids ...peer.ID) func(peer.ID) bool {
+		return func(p peer.ID) bool { return slices.Contains(ids, p) }
+	}
+	for _, tt := range []struct {
+		name     string
+		speaking []peer.ID
+		passOver bool
+		want     peer.ID
+	}{
+		{"nobody speaks: the parent stays", nil, false, first},
+		{"the parent speaks: it stays", []peer.ID{first, other}, false, first},
+		{"another validator passed over speaks: the parent stays", []peer.ID{other}, true, first},
+		{"only another validator speaks: it becomes the parent", []peer.ID{other}, false, other},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.passOver {
+				f.r.lazy.passOver(other, time.Now().Add(time.Hour))
+				defer f.r.lazy.restore(other)
+			}
+			if got := f.r.lazy.preferSpeaking(f.h.ID(), f.h.Network(), first, speaks(tt.speaking...)); got != tt.want {
+				t.Fatalf("block parent %s, want %s", got, tt.want)
+			}
+			if got := f.r.Parent(); got != tt.want {
+				t.Fatalf("parent %s afterwards, want %s", got, tt.want)
+			}
+		})
 	}
 }

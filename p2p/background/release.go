@@ -55,10 +55,13 @@ type haveSignals struct {
 	// trip is measured at once (rtt.go).
 	joined chan struct{}
 
-	mu    sync.Mutex
-	mesh  map[peer.ID]struct{}
-	ids   map[string]*haveEntry
-	order []string // ids' keys, oldest first
+	mu   sync.Mutex
+	mesh map[peer.ID]struct{}
+	// spokeAt is when each validator in the mesh last said it has a
+	// message (proof.go prefers such a one as a block's parent).
+	spokeAt map[peer.ID]time.Time
+	ids     map[string]*haveEntry
+	order   []string // ids' keys, oldest first
 	// holds are the entries a hold waits on; they are never dropped, and
 	// there are at most ValidateQueueSize of them.
 	holds map[*haveEntry]struct{}
@@ -90,6 +93,7 @@ func newHaveSignals(topic string, validator func(peer.ID) bool, g GossipParams, 
 		now:       time.Now,
 		joined:    make(chan struct{}, 1),
 		mesh:      make(map[peer.ID]struct{}),
+		spokeAt:   make(map[peer.ID]time.Time),
 		ids:       make(map[string]*haveEntry),
 		holds:     make(map[*haveEntry]struct{}),
 	}
@@ -124,6 +128,7 @@ func (h *haveSignals) gone(p peer.ID) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(h.mesh, p)
+	delete(h.spokeAt, p)
 	for e := range h.holds {
 		h.spoke(e, p)
 	}
@@ -180,6 +185,7 @@ func (h *haveSignals) heard(p peer.ID) bool {
 // note records that p has message id, and releases a hold that waited
 // for p last. h.mu is held.
 func (h *haveSignals) note(id string, p peer.ID) {
+	h.spokeAt[p] = h.now()
 	e := h.entry(id)
 	if !slices.Contains(e.peers, p) && len(e.peers) < h.maxPeers {
 		e.peers = append(e.peers, p)
@@ -299,6 +305,15 @@ func (h *haveSignals) release(e *haveEntry, done <-chan struct{}) {
 	if e.done != nil && (<-chan struct{})(e.done) == done {
 		h.unhold(e)
 	}
+}
+
+// spokeSince reports whether validator p, in the mesh, said it has a
+// message at since or later.
+func (h *haveSignals) spokeSince(p peer.ID, since time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	at, ok := h.spokeAt[p]
+	return ok && !at.Before(since)
 }
 
 // meshValidators lists the validators in the mesh.

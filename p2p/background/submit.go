@@ -41,6 +41,9 @@ type Share struct {
 // parts to their heads. With no shares the parent gets the whole ring.
 func (r *Router) SubmitInShares(ctx context.Context, msg *wire.Message, setHash []byte, shares []Share) error {
 	parent := r.Parent()
+	if len(shares) == 0 && r.cfg.Gossip.large(len(msg.Raw)) {
+		parent = r.blockParent()
+	}
 	if parent == "" {
 		return r.Broadcast(ctx, msg)
 	}

@@ -88,8 +88,8 @@ func receiptOf(d delegation) wire.Receipt {
 // against from, and the next target's may still serve.
 func (r *Router) vouchFor(from peer.ID, d delegation, ack *wire.RainTreeMessage) {
 	v := d.vouch
-	// A full node takes only a receipt of a frame its head forwards.
-	if len(ack.GetReceipt()) == 0 || v.sent.Load() || v.report != nil && d.target.Span.Len < 2 {
+	// A full node takes only a receipt of one of the root's largest frames.
+	if len(ack.GetReceipt()) == 0 || v.sent.Load() || v.report != nil && d.target.Span.Len < wire.MinProofSpan(d.view.set.Len()) {
 		return
 	}
 	rc := receiptOf(d)

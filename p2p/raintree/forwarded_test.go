@@ -376,7 +376,7 @@ func TestARootProvesAFullNodesBlockOnceWithATargetsReceipt(t *testing.T) {
 			}
 			p := proofs[0]
 			head := int(p.Receipt.SpanStart)
-			if p.Receipt.ID != id || head == 0 || head >= n || p.Receipt.SpanLen < 2 {
+			if p.Receipt.ID != id || head == 0 || head >= n || int(p.Receipt.SpanLen) < wire.MinProofSpan(n) {
 				t.Fatalf("proof of %+v", p.Receipt)
 			}
 			if !bytes.Equal(p.SetHash, c.set.Hash()) {

@@ -429,7 +429,7 @@ func (r *Router) Relay(msg *wire.Message) error {
 
 // RelayProving is Relay that also hands prove, once, the first valid
 // receipt one of this root's targets gives for a paced (large) frame of
-// msg that it forwards (a span of more than itself): the proof a full
+// msg of one of the root's largest spans (wire.MinProofSpan): the proof a full
 // node that submitted msg whole waits for (forwarded.go). prove runs on
 // the ACK's goroutine and must not block. It is never called for a
 // message RainTree does not pace, without ACKs, or outside cover mode.

@@ -174,6 +174,19 @@ func parsePart(b []byte) (Part, error) {
 	return p, err
 }
 
+// MinProofSpan is the fewest validators the frame a proof names must
+// hold, in a set of n: ⌊(n−1)/3⌋, at least 2. A RainTree root sends one
+// frame of each of the two thirds of the ring it does not keep, each of
+// about (n−1)/3 validators, so a parent proves that it sent one of those,
+// not merely a frame near its leaves. 0 when n is below 5: no root of
+// so few sends a frame of two.
+func MinProofSpan(n int) int {
+	if n < 5 {
+		return 0
+	}
+	return max(2, (n-1)/3)
+}
+
 // maxProofSig bounds a proof's signature; ed25519 signatures are 64 bytes.
 const maxProofSig = 128
 

@@ -170,3 +170,13 @@ func TestGossipFramesIgnoreTheProofFields(t *testing.T) {
 		t.Errorf("OpenUnicast = %v, want ErrMalformed", err)
 	}
 }
+
+// A proof names one of the two frames a root sends each third of the
+// ring it does not keep in; below five validators none holds two.
+func TestAProofNamesOneOfTheRootsLargestFrames(t *testing.T) {
+	for _, tt := range []struct{ n, want int }{{1, 0}, {4, 0}, {5, 2}, {9, 2}, {10, 3}, {60, 19}, {180, 59}} {
+		if got := MinProofSpan(tt.n); got != tt.want {
+			t.Errorf("MinProofSpan(%d) = %d, want %d", tt.n, got, tt.want)
+		}
+	}
+}
