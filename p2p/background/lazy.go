@@ -202,16 +202,17 @@ func (l *lazySet) parentOf(self peer.ID, net network.Network) peer.ID {
 	return l.parent
 }
 
-// preferSpeaking makes a validator that speaks (spoke: said on gossip
-// lately that it has a message) the parent, when the current one,
-// current, does not: the connected one, not passed over, whose hash with
-// self is the smallest. It returns the parent, current when none speaks.
-func (l *lazySet) preferSpeaking(self peer.ID, net network.Network, current peer.ID, spoke func(peer.ID) bool) peer.ID {
-	if spoke(current) {
+// preferForwarding makes a validator that forwards on gossip (forwards:
+// it sent us a copy of a message lately) the parent, when the current
+// one, current, does not: the connected one, not passed over, whose hash
+// with self is the smallest. It returns the parent, current when none
+// forwards.
+func (l *lazySet) preferForwarding(self peer.ID, net network.Network, current peer.ID, forwards func(peer.ID) bool) peer.ID {
+	if forwards(current) {
 		return current
 	}
-	// spoke takes the mesh's lock, whose holder may ask l (contains), so
-	// it runs without l.mu.
+	// forwards takes the mesh's lock, whose holder may ask l (contains),
+	// so it runs without l.mu.
 	l.mu.Lock()
 	now := time.Now()
 	var candidates []peer.ID
@@ -223,7 +224,7 @@ func (l *lazySet) preferSpeaking(self peer.ID, net network.Network, current peer
 	l.mu.Unlock()
 	best, bestHash := current, uint64(0)
 	for _, id := range candidates {
-		if !spoke(id) {
+		if !forwards(id) {
 			continue
 		}
 		if h := pairHash(self, id); best == current || h < bestHash {

@@ -117,24 +117,24 @@ func (r *Router) checkProof(from peer.ID, p wire.Proof) error {
 	return wire.VerifyReceipt(pub, r.cfg.NetworkID, rc, p.Sig)
 }
 
-// speakingWindow is how recently a validator must have said on gossip
-// that it has a message to be preferred as a block's parent.
-const speakingWindow = time.Minute
+// forwardingWindow is how recently a validator must have sent us a copy
+// of a message on gossip to be preferred as a block's parent.
+const forwardingWindow = time.Minute
 
 // blockParent is the parent a block goes to: Parent, unless it has not
-// said on gossip lately that it has a message (as validators do when
-// they republish what RainTree brought them) and another connected
-// validator of the mesh has. A validator that sits on everything is then
-// seldom handed a block at all; one that speaks on gossip and sits on
-// blocks is caught by the proof. Speaking only makes a validator
-// preferred: it never suppresses anything.
+// sent us a copy of a message on gossip lately (as validators do when
+// they republish what RainTree brought them, and a validator that sits
+// on everything never does) and another connected validator of the mesh
+// has. Forwarding only makes a validator preferred, never suppresses
+// anything; one that forwards on gossip and sits on blocks is caught by
+// the proof.
 func (r *Router) blockParent() peer.ID {
 	p := r.Parent()
 	if p == "" || r.have == nil {
 		return p
 	}
-	since := time.Now().Add(-speakingWindow)
-	return r.lazy.preferSpeaking(r.host.ID(), r.host.Network(), p, func(id peer.ID) bool { return r.have.spokeSince(id, since) })
+	since := time.Now().Add(-forwardingWindow)
+	return r.lazy.preferForwarding(r.host.ID(), r.host.Network(), p, func(id peer.ID) bool { return r.have.forwardedSince(id, since) })
 }
 
 // wantsProof reports whether a whole-ring submission of size bytes to

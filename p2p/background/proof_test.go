@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -284,37 +285,46 @@ func TestTheProofWaitFollowsTheBlocksSize(t *testing.T) {
 	}
 }
 
-// A validator in the mesh that says it has a message (an IDONTWANT, or a
-// copy of one we had) speaks from then on; one that left the mesh, or a
-// peer that is not a validator, never does.
-func TestAValidatorSpeaksWhenItSaysItHasAMessage(t *testing.T) {
+// A validator in the mesh that sends us a copy of a message, first or
+// again, forwards from then on; an IDONTWANT is no sign of it (pubsub
+// sends one for what it receives, forwarded or not), and a validator
+// that left the mesh, or a peer that is not a validator, never forwards.
+func TestAValidatorForwardsWhenItSendsUsACopy(t *testing.T) {
 	const topic = "t"
-	v, other := peer.ID("validator"), peer.ID("full node")
-	h := testHaveSignals(topic, map[peer.ID]bool{v: true}, 16)
+	v, w, other := peer.ID("validator"), peer.ID("another validator"), peer.ID("full node")
+	h := testHaveSignals(topic, map[peer.ID]bool{v: true, w: true}, 16)
 	start := time.Now()
-	h.graft(v, topic)
-	h.graft(other, topic)
-	if h.spokeSince(v, start) {
-		t.Fatal("a validator that said nothing speaks")
+	for _, p := range []peer.ID{v, w, other} {
+		h.graft(p, topic)
 	}
 	h.idontwant(v, dontWant(strings.Repeat("a", 32)))
-	h.idontwant(other, dontWant(strings.Repeat("b", 32)))
-	if !h.spokeSince(v, start) || h.spokeSince(other, start) {
-		t.Fatalf("speaking: the validator %v, the full node %v; want true, false", h.spokeSince(v, start), h.spokeSince(other, start))
+	if h.forwardedSince(v, start) {
+		t.Fatal("an IDONTWANT counts as forwarding")
 	}
-	if h.spokeSince(v, time.Now().Add(time.Minute)) {
-		t.Fatal("a validator speaks beyond when it last spoke")
+	copyFrom := func(p peer.ID) *pubsub.Message {
+		return &pubsub.Message{Message: gossipMsg(topic), ID: strings.Repeat("c", 32), ReceivedFrom: p}
+	}
+	h.delivered(copyFrom(v))
+	h.duplicate(copyFrom(w))
+	h.delivered(copyFrom(other))
+	if !h.forwardedSince(v, start) || !h.forwardedSince(w, start) || h.forwardedSince(other, start) {
+		t.Fatalf("forwarding: first copy %v, second copy %v, a full node's %v; want true, true, false",
+			h.forwardedSince(v, start), h.forwardedSince(w, start), h.forwardedSince(other, start))
+	}
+	if h.forwardedSince(v, time.Now().Add(time.Minute)) {
+		t.Fatal("a validator forwards beyond when it last did")
 	}
 	h.gone(v)
-	if h.spokeSince(v, start) {
-		t.Fatal("a validator that left the mesh still speaks")
+	if h.forwardedSince(v, start) {
+		t.Fatal("a validator that left the mesh still forwards")
 	}
 }
 
-// A block goes to a parent that speaks on gossip: the current one if it
-// does, else the connected validator that does, not one passed over, and
-// that one becomes the parent; with nobody speaking the parent stays.
-func TestABlockGoesToAParentThatSpeaks(t *testing.T) {
+// A block goes to a parent that forwards on gossip: the current one if
+// it does, else the connected validator that does, not one passed over,
+// and that one becomes the parent; with nobody forwarding the parent
+// stays.
+func TestABlockGoesToAParentThatForwards(t *testing.T) {
 	cfg := testConfig("speak")
 	cfg.Gossip.LazyAmongValidators = true
 	a, b := startValidator(t, cfg, nil), startValidator(t, cfg, nil)
@@ -328,26 +338,26 @@ func TestABlockGoesToAParentThatSpeaks(t *testing.T) {
 	if first == other {
 		other = b.h.ID()
 	}
-	speaks := func(ids ...peer.ID) func(peer.ID) bool {
+	forwards := func(ids ...peer.ID) func(peer.ID) bool {
 		return func(p peer.ID) bool { return slices.Contains(ids, p) }
 	}
 	for _, tt := range []struct {
-		name     string
-		speaking []peer.ID
-		passOver bool
-		want     peer.ID
+		name       string
+		forwarding []peer.ID
+		passOver   bool
+		want       peer.ID
 	}{
-		{"nobody speaks: the parent stays", nil, false, first},
-		{"the parent speaks: it stays", []peer.ID{first, other}, false, first},
-		{"another validator passed over speaks: the parent stays", []peer.ID{other}, true, first},
-		{"only another validator speaks: it becomes the parent", []peer.ID{other}, false, other},
+		{"nobody forwards: the parent stays", nil, false, first},
+		{"the parent forwards: it stays", []peer.ID{first, other}, false, first},
+		{"another validator passed over forwards: the parent stays", []peer.ID{other}, true, first},
+		{"only another validator forwards: it becomes the parent", []peer.ID{other}, false, other},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.passOver {
 				f.r.lazy.passOver(other, time.Now().Add(time.Hour))
 				defer f.r.lazy.restore(other)
 			}
-			if got := f.r.lazy.preferSpeaking(f.h.ID(), f.h.Network(), first, speaks(tt.speaking...)); got != tt.want {
+			if got := f.r.lazy.preferForwarding(f.h.ID(), f.h.Network(), first, forwards(tt.forwarding...)); got != tt.want {
 				t.Fatalf("block parent %s, want %s", got, tt.want)
 			}
 			if got := f.r.Parent(); got != tt.want {

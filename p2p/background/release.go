@@ -57,11 +57,13 @@ type haveSignals struct {
 
 	mu   sync.Mutex
 	mesh map[peer.ID]struct{}
-	// spokeAt is when each validator in the mesh last said it has a
-	// message (proof.go prefers such a one as a block's parent).
-	spokeAt map[peer.ID]time.Time
-	ids     map[string]*haveEntry
-	order   []string // ids' keys, oldest first
+	// forwardedAt is when each validator in the mesh last sent us a copy
+	// of a message (proof.go prefers such a one as a block's parent). An
+	// IDONTWANT does not count: pubsub sends one for what it receives,
+	// whether or not it passes it on.
+	forwardedAt map[peer.ID]time.Time
+	ids         map[string]*haveEntry
+	order       []string // ids' keys, oldest first
 	// holds are the entries a hold waits on; they are never dropped, and
 	// there are at most ValidateQueueSize of them.
 	holds map[*haveEntry]struct{}
@@ -84,18 +86,18 @@ func entryPeers(g GossipParams) int { return max(64, 2*g.Dhi) }
 
 func newHaveSignals(topic string, validator func(peer.ID) bool, g GossipParams, full *atomic.Uint64) *haveSignals {
 	return &haveSignals{
-		topic:     topic,
-		validator: validator,
-		max:       g.MaxHaveSignals,
-		maxPeers:  entryPeers(g),
-		ttl:       g.LargeForwardDelay,
-		full:      full,
-		now:       time.Now,
-		joined:    make(chan struct{}, 1),
-		mesh:      make(map[peer.ID]struct{}),
-		spokeAt:   make(map[peer.ID]time.Time),
-		ids:       make(map[string]*haveEntry),
-		holds:     make(map[*haveEntry]struct{}),
+		topic:       topic,
+		validator:   validator,
+		max:         g.MaxHaveSignals,
+		maxPeers:    entryPeers(g),
+		ttl:         g.LargeForwardDelay,
+		full:        full,
+		now:         time.Now,
+		joined:      make(chan struct{}, 1),
+		mesh:        make(map[peer.ID]struct{}),
+		forwardedAt: make(map[peer.ID]time.Time),
+		ids:         make(map[string]*haveEntry),
+		holds:       make(map[*haveEntry]struct{}),
 	}
 }
 
@@ -128,7 +130,7 @@ func (h *haveSignals) gone(p peer.ID) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(h.mesh, p)
-	delete(h.spokeAt, p)
+	delete(h.forwardedAt, p)
 	for e := range h.holds {
 		h.spoke(e, p)
 	}
@@ -171,7 +173,20 @@ func (h *haveSignals) duplicate(msg *pubsub.Message) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.heard(msg.ReceivedFrom) {
+		h.forwardedAt[msg.ReceivedFrom] = h.now()
 		h.note(msg.ID, msg.ReceivedFrom)
+	}
+}
+
+// delivered notes who sent us a message first.
+func (h *haveSignals) delivered(msg *pubsub.Message) {
+	if msg.GetTopic() != h.topic {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.heard(msg.ReceivedFrom) {
+		h.forwardedAt[msg.ReceivedFrom] = h.now()
 	}
 }
 
@@ -185,7 +200,6 @@ func (h *haveSignals) heard(p peer.ID) bool {
 // note records that p has message id, and releases a hold that waited
 // for p last. h.mu is held.
 func (h *haveSignals) note(id string, p peer.ID) {
-	h.spokeAt[p] = h.now()
 	e := h.entry(id)
 	if !slices.Contains(e.peers, p) && len(e.peers) < h.maxPeers {
 		e.peers = append(e.peers, p)
@@ -307,12 +321,12 @@ func (h *haveSignals) release(e *haveEntry, done <-chan struct{}) {
 	}
 }
 
-// spokeSince reports whether validator p, in the mesh, said it has a
-// message at since or later.
-func (h *haveSignals) spokeSince(p peer.ID, since time.Time) bool {
+// forwardedSince reports whether validator p, in the mesh, sent us a
+// copy of a message at since or later.
+func (h *haveSignals) forwardedSince(p peer.ID, since time.Time) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	at, ok := h.spokeAt[p]
+	at, ok := h.forwardedAt[p]
 	return ok && !at.Before(since)
 }
 

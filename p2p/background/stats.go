@@ -263,6 +263,9 @@ func (t tracer) DeliverMessage(msg *pubsub.Message) {
 	if t.catchUp != nil {
 		t.catchUp.onDeliver(msg)
 	}
+	if t.have != nil {
+		t.have.delivered(msg)
+	}
 }
 
 func (t tracer) Graft(p peer.ID, topic string) {
