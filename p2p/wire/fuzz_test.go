@@ -68,21 +68,30 @@ func FuzzOpen(f *testing.F) {
 	})
 }
 
-// The background frame decoders agree with proto.Unmarshal, and the gossip
-// ID is defined for every input.
+// The background frame decoders agree with proto.Unmarshal: what the
+// unicast reading accepts, proto.Unmarshal accepts with the same fields,
+// and the gossip reading, which skips the proof fields unread, accepts it
+// with the same envelope. The gossip ID is defined for every input.
 func FuzzBackgroundFrame(f *testing.F) {
 	m := sealed(f, testKey(f), "seed")
 	frame, _ := EncodeBackground(m.Raw)
 	f.Add(frame)
 	f.Add([]byte{0x0a, 0x01})
 	f.Add([]byte{0x0a, 0x00, 0x0a, 0x00})
-	sub, _ := EncodeSubmission(m.Raw, Handover{SetHash: []byte{1, 2}, Parts: []Part{{3, 4}, {7, 1}}})
+	sub, _ := EncodeSubmission(m.Raw, Handover{SetHash: []byte{1, 2}, Parts: []Part{{3, 4}, {7, 1}}, WantProof: true})
 	f.Add(sub)
+	proof, _ := EncodeProof(Proof{Receipt: Receipt{ID: m.ID, SpanStart: 3, SpanLen: 4, Level: 2}, Sig: make([]byte, 64), SetHash: []byte{1}})
+	f.Add(proof)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if id := BackgroundMessageID(testNetwork, in); len(id) != IDLen {
 			t.Fatalf("gossip ID of %d bytes", len(id))
 		}
-		data, err := BackgroundEnvelope(in, 0)
+		if bm, err := OpenBackground(testNetwork, in, 0); err == nil {
+			if g := GossipID(testNetwork, bm.Envelope); BackgroundMessageID(testNetwork, in) != string(g[:]) {
+				t.Fatal("gossip ID of a valid frame is not its envelope's")
+			}
+		}
+		got, err := parseBackground(in, 0, true)
 		if err != nil {
 			return
 		}
@@ -90,24 +99,23 @@ func FuzzBackgroundFrame(f *testing.F) {
 		if perr := proto.Unmarshal(in, &want); perr != nil {
 			t.Fatalf("accepted what proto.Unmarshal refuses (%v): %x", perr, in)
 		}
-		if !bytes.Equal(data, want.GetData()) {
-			t.Fatalf("envelope bytes %x, proto.Unmarshal %x", data, want.GetData())
+		if data, err := BackgroundEnvelope(in, 0); err != nil || !bytes.Equal(data, got.data) || !bytes.Equal(data, want.GetData()) {
+			t.Fatalf("envelope bytes: gossip %x (%v), unicast %x, proto.Unmarshal %x", data, err, got.data, want.GetData())
 		}
-		f, err := parseBackground(in, 0, false)
-		h := f.handover
-		if err != nil || !bytes.Equal(h.SetHash, want.GetSetHash()) || len(h.Parts) != len(want.GetParts()) {
-			t.Fatalf("handover %+v (%v), proto.Unmarshal %v", h, err, &want)
-		} else {
-			for i, p := range want.GetParts() {
-				if h.Parts[i] != (Part{Start: int(p.GetStart()), Len: int(p.GetLen())}) {
-					t.Fatalf("part %d: %+v, proto.Unmarshal %v", i, h.Parts[i], p)
-				}
+		h := got.handover
+		if !bytes.Equal(h.SetHash, want.GetSetHash()) || len(h.Parts) != len(want.GetParts()) || h.WantProof != want.GetWantProof() {
+			t.Fatalf("handover %+v, proto.Unmarshal %v", h, &want)
+		}
+		for i, p := range want.GetParts() {
+			if h.Parts[i] != (Part{Start: int(p.GetStart()), Len: int(p.GetLen())}) {
+				t.Fatalf("part %d: %+v, proto.Unmarshal %v", i, h.Parts[i], p)
 			}
 		}
-		if bm, err := OpenBackground(testNetwork, in, 0); err == nil {
-			if g := GossipID(testNetwork, bm.Envelope); BackgroundMessageID(testNetwork, in) != string(g[:]) {
-				t.Fatal("gossip ID of a valid frame is not its envelope's")
-			}
+		if wp := want.GetProof(); (got.proof != nil) != (wp != nil) ||
+			wp != nil && (!bytes.Equal(got.proof.Receipt.ID[:], wp.GetMessageId()) || !bytes.Equal(got.proof.Sig, wp.GetReceipt()) ||
+				got.proof.Receipt.SpanStart != wp.GetReceiptSpanStart() || got.proof.Receipt.SpanLen != wp.GetReceiptSpanLen() ||
+				got.proof.Receipt.Level != wp.GetReceiptLevel() || !bytes.Equal(got.proof.SetHash, wp.GetSetHash())) {
+			t.Fatalf("proof %+v, proto.Unmarshal %v", got.proof, wp)
 		}
 	})
 }
