@@ -81,8 +81,15 @@ type lazySet struct {
 	parent     peer.ID
 	lastSearch time.Time
 	// passedOver holds the parents that proved no block, until when they
-	// are passed over (proof.go); only validators of the set.
-	passedOver map[peer.ID]time.Time
+	// are passed over and which block it was (proof.go); only validators
+	// of the set.
+	passedOver map[peer.ID]passedOver
+}
+
+// passedOver is a parent passed over until until, for block msg.
+type passedOver struct {
+	until time.Time
+	msg   wire.MessageID
 }
 
 // replace takes on the set ring of hash setHash, in ring order; self is
@@ -108,14 +115,15 @@ func (l *lazySet) replace(self peer.ID, setHash []byte, ring []peer.ID) {
 }
 
 // at returns the validator at index i of the ring of the set with hash
-// setHash; ok is false for another set or an index outside the ring.
-func (l *lazySet) at(setHash []byte, i int) (id peer.ID, ok bool) {
+// setHash, and the ring's size; ok is false for another set or an index
+// outside the ring.
+func (l *lazySet) at(setHash []byte, i int) (id peer.ID, n int, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !bytes.Equal(setHash, l.ringHash) || i < 0 || i >= len(l.ring) {
-		return "", false
+		return "", len(l.ring), false
 	}
-	return l.ring[i], true
+	return l.ring[i], len(l.ring), true
 }
 
 func (l *lazySet) ringLen() int {
@@ -131,27 +139,38 @@ func (l *lazySet) sameSet(setHash []byte) bool {
 	return bytes.Equal(setHash, l.ringHash)
 }
 
-// restore stops passing id over: it proved a block after all.
-func (l *lazySet) restore(id peer.ID) bool {
+// restore stops passing id over when it was for block msg: it proved
+// that block after all.
+func (l *lazySet) restore(id peer.ID, msg wire.MessageID) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	_, ok := l.passedOver[id]
+	p, ok := l.passedOver[id]
+	if !ok || p.msg != msg {
+		return false
+	}
 	delete(l.passedOver, id)
-	return ok
+	return true
 }
 
-// passOver makes parentOf skip validator id until until, and look for
-// another parent at once if id is the current one.
-func (l *lazySet) passOver(id peer.ID, until time.Time) {
+// isPassedOver reports whether id is passed over now.
+func (l *lazySet) isPassedOver(id peer.ID) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.passedOverLocked(id, time.Now())
+}
+
+// passOver makes parentOf skip validator id until until, for block msg,
+// and look for another parent at once if id is the current one.
+func (l *lazySet) passOver(id peer.ID, until time.Time, msg wire.MessageID) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if _, ok := l.ids[id]; !ok {
 		return
 	}
 	if l.passedOver == nil {
-		l.passedOver = map[peer.ID]time.Time{}
+		l.passedOver = map[peer.ID]passedOver{}
 	}
-	l.passedOver[id] = until
+	l.passedOver[id] = passedOver{until: until, msg: msg}
 	if l.parent == id {
 		l.parent, l.lastSearch = "", time.Time{}
 	}
@@ -160,8 +179,8 @@ func (l *lazySet) passOver(id peer.ID, until time.Time) {
 // passedOverLocked reports whether id is passed over at now, forgetting
 // it once it no longer is.
 func (l *lazySet) passedOverLocked(id peer.ID, now time.Time) bool {
-	until, ok := l.passedOver[id]
-	if ok && !now.Before(until) {
+	p, ok := l.passedOver[id]
+	if ok && !now.Before(p.until) {
 		delete(l.passedOver, id)
 		return false
 	}

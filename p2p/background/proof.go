@@ -72,13 +72,15 @@ func (r *Router) sendProof(j proofJob) {
 }
 
 // onProof takes a parent's proof that it started our block. A proof on
-// another validator set than ours is ignored, not held against the
-// sender: the set may just have changed on either side. A proof that
-// does not verify on ours is the sender's misbehaviour. A valid proof
-// for no block awaiting one from that peer is counted and ignored, but
-// a parent passed over that proves late is a parent again.
+// another validator set than ours is not held against the sender (the
+// set may just have changed on either side): the block then waits for
+// its fallback, as one whose parent was never asked. A proof that does
+// not verify on our set is the sender's misbehaviour. A valid proof for
+// no block awaiting one from that peer is counted and ignored, but a
+// parent passed over for that very block is a parent again.
 func (r *Router) onProof(from peer.ID, p wire.Proof) {
 	if !r.lazy.sameSet(p.SetHash) {
+		r.later.stopAwaiting(p.Receipt.ID, from, false)
 		r.c.proofsUnexpected.Add(1)
 		return
 	}
@@ -89,8 +91,8 @@ func (r *Router) onProof(from peer.ID, p wire.Proof) {
 		return
 	}
 	if !r.later.proven(p.Receipt.ID, from) {
+		r.lazy.restore(from, p.Receipt.ID)
 		r.c.proofsUnexpected.Add(1)
-		r.lazy.restore(from)
 		return
 	}
 	r.c.proofsAccepted.Add(1)
@@ -98,17 +100,18 @@ func (r *Router) onProof(from peer.ID, p wire.Proof) {
 
 // checkProof verifies that p's receipt is signed by the validator heading
 // the frame it names, that the frame was one of the root's largest
-// (wire.MinProofSpan), and that its head is not the parent (from).
+// (wire.MinProofSpan), and that its head is not the parent (from), on the
+// set the proof names.
 func (r *Router) checkProof(from peer.ID, p wire.Proof) error {
 	rc := p.Receipt
-	head, ok := r.lazy.at(p.SetHash, int(rc.SpanStart))
+	head, n, ok := r.lazy.at(p.SetHash, int(rc.SpanStart))
 	switch {
 	case !ok:
 		return fmt.Errorf("receipt names validator %d, not in the set", rc.SpanStart)
 	case head == from:
 		return fmt.Errorf("receipt signed by the parent itself")
-	case int(rc.SpanLen) < wire.MinProofSpan(r.lazy.ringLen()):
-		return fmt.Errorf("receipt for a frame of %d validators, fewer than %d", rc.SpanLen, wire.MinProofSpan(r.lazy.ringLen()))
+	case int(rc.SpanLen) < wire.MinProofSpan(n):
+		return fmt.Errorf("receipt for a frame of %d validators, fewer than %d", rc.SpanLen, wire.MinProofSpan(n))
 	}
 	pub, err := head.ExtractPublicKey()
 	if err != nil {
@@ -134,18 +137,24 @@ func (r *Router) blockParent() peer.ID {
 		return p
 	}
 	since := time.Now().Add(-forwardingWindow)
-	return r.lazy.preferForwarding(r.host.ID(), r.host.Network(), p, func(id peer.ID) bool { return r.have.forwardedSince(id, since) })
+	return r.lazy.preferForwarding(r.host.ID(), r.host.Network(), p, func(id peer.ID) bool {
+		// Only a validator that can be held to a proof is preferred.
+		return r.offersProofs(id) && r.have.forwardedSince(id, since)
+	})
+}
+
+// offersProofs reports whether validator id said (identify) that it
+// answers want_proof.
+func (r *Router) offersProofs(id peer.ID) bool {
+	ok, err := r.host.Peerstore().SupportsProtocols(id, SubmitProofProtocolID(r.cfg.NetworkID))
+	return err == nil && len(ok) > 0
 }
 
 // wantsProof reports whether a whole-ring submission of size bytes to
 // parent asks it for a proof and waits for it: proofs are on, the set is
 // large enough, and the parent said (identify) that it answers.
 func (r *Router) wantsProof(parent peer.ID, size int) bool {
-	if r.cfg.Gossip.ProofWait(size) <= 0 || wire.MinProofSpan(r.lazy.ringLen()) == 0 {
-		return false
-	}
-	ok, err := r.host.Peerstore().SupportsProtocols(parent, SubmitProofProtocolID(r.cfg.NetworkID))
-	return err == nil && len(ok) > 0
+	return r.cfg.Gossip.ProofWait(size) > 0 && wire.MinProofSpan(r.lazy.ringLen()) > 0 && r.offersProofs(parent)
 }
 
 // advertiseProofs lists SubmitProofProtocolID on a node of a lazy network,
@@ -177,7 +186,7 @@ func (g GossipParams) ProofWait(size int) time.Duration {
 func (r *Router) resubmit(p pending) {
 	r.c.submitUnproven.Add(1)
 	g := r.cfg.Gossip
-	r.lazy.passOver(p.parent, time.Now().Add(g.UnprovenParentTTL))
+	r.lazy.passOver(p.parent, time.Now().Add(g.UnprovenParentTTL), p.msg.ID)
 	next := r.blockParent()
 	if next == "" || p.attempt+1 >= g.MaxSubmitAttempts {
 		r.publishFallback(p)
@@ -196,7 +205,7 @@ func (r *Router) handTo(parent peer.ID, msg *wire.Message, attempt int, prove bo
 	p := &pending{msg: msg, at: fallback, submitted: true, parent: parent, attempt: attempt, awaitProof: true, fallbackAt: fallback}
 	if !r.later.add(p) {
 		r.c.laterFull.Add(1)
-		r.publishFallback(*p)
+		r.publishFallback(pending{msg: msg}) // parent never had it
 		return
 	}
 	due := time.Now()

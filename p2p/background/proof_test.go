@@ -59,8 +59,9 @@ func TestAFullNodeHandsItsBlockOnWhenItsParentProvesNothing(t *testing.T) {
 		// nil for nothing.
 		proof func(t *testing.T, parent *node, ring []peer.ID, msg *wire.Message) *wire.Proof
 		// valid: the proof is accepted; penalised: it is held against
-		// the parent; late: a valid proof comes after the wait.
-		valid, penalised, late bool
+		// the parent; late: a valid proof comes after the wait;
+		// otherSet: the proof is on another validator set.
+		valid, penalised, late, otherSet bool
 	}{
 		{name: "the parent proves with another validator's receipt", valid: true,
 			proof: func(t *testing.T, _ *node, ring []peer.ID, msg *wire.Message) *wire.Proof {
@@ -83,7 +84,7 @@ func TestAFullNodeHandsItsBlockOnWhenItsParentProvesNothing(t *testing.T) {
 			proof: func(t *testing.T, _ *node, ring []peer.ID, msg *wire.Message) *wire.Proof {
 				return receiptProof(t, xKey, setHash, ring, x, msg, 2)
 			}},
-		{name: "the parent proves on another set",
+		{name: "the parent proves on another set: the block waits for its fallback", otherSet: true,
 			proof: func(t *testing.T, _ *node, ring []peer.ID, msg *wire.Message) *wire.Proof {
 				return receiptProof(t, xKey, []byte("another set"), ring, x, msg, 2)
 			}},
@@ -113,7 +114,9 @@ func TestAFullNodeHandsItsBlockOnWhenItsParentProvesNothing(t *testing.T) {
 					p := *tc.proof(t, v, ring, msg)
 					// Sent once the block has gone to the next parent.
 					go func() {
-						eventually(t, 5*time.Second, "the block handed on", func() bool { return full.Load().Stats().Resubmitted == 1 })
+						for end := time.Now().Add(5 * time.Second); full.Load().Stats().Resubmitted == 0 && time.Now().Before(end); {
+							time.Sleep(10 * time.Millisecond)
+						}
 						v.r.SendProof(from, p)
 					}()
 				case tc.proof != nil:
@@ -140,6 +143,16 @@ func TestAFullNodeHandsItsBlockOnWhenItsParentProvesNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 			eventually(t, 5*time.Second, "the parent getting the block", func() bool { return len(parent.in.deliveries(msg)) == 1 })
+			if tc.otherSet {
+				eventually(t, 5*time.Second, "the proof ignored", func() bool { return f.r.Stats().ProofsUnexpected == 1 })
+				if due, ok := f.r.later.next(); !ok || time.Until(due) < 30*time.Minute {
+					t.Fatalf("the block is due in %v, not at its fallback", time.Until(due))
+				}
+				if s := f.r.Stats(); s.ProofsRejected != 0 || s.SubmitUnproven != 0 || f.r.lazy.isPassedOver(first) {
+					t.Fatalf("a proof on another set was held against the parent: %+v", s)
+				}
+				return
+			}
 			if tc.valid {
 				eventually(t, 5*time.Second, "the proof", func() bool { return f.r.Stats().ProofsAccepted == 1 })
 				// Proven, the block waits for the fallback, an hour away.
@@ -163,14 +176,14 @@ func TestAFullNodeHandsItsBlockOnWhenItsParentProvesNothing(t *testing.T) {
 			if s.SubmitUnproven != 1 || s.ProofsAccepted != 0 || s.SubmitFallbacks != 0 {
 				t.Fatalf("unproven %d, proofs accepted %d, fallbacks %d; want 1, 0, 0", s.SubmitUnproven, s.ProofsAccepted, s.SubmitFallbacks)
 			}
-			if want := map[bool]uint64{true: 1}[tc.penalised]; s.ProofsRejected != want {
-				t.Fatalf("rejected %d proofs, want %d", s.ProofsRejected, want)
+			if tc.penalised {
+				eventually(t, 5*time.Second, "the rejection", func() bool { return f.r.Stats().ProofsRejected == 1 })
+			} else if s.ProofsRejected != 0 {
+				t.Fatalf("rejected %d proofs", s.ProofsRejected)
 			}
 			if tc.late {
 				eventually(t, 5*time.Second, "the late proof", func() bool { return f.r.Stats().ProofsUnexpected == 1 })
-				if f.r.lazy.restore(first) {
-					t.Fatal("a parent that proved late is still passed over")
-				}
+				eventually(t, 5*time.Second, "the parent restored", func() bool { return !f.r.lazy.isPassedOver(first) })
 				return
 			}
 			if got := f.r.Parent(); got != next.h.ID() {
@@ -228,14 +241,15 @@ func waitOffersProofs(t *testing.T, n *node, vs ...*node) {
 }
 
 // A validator of an older release does not list SubmitProofProtocolID: a
-// full node hands it its block without asking for a proof and does not
-// pass it over; the block waits for its fallback, as before proofs.
+// full node hands it its block without asking for a proof, and the block
+// waits for its fallback, as before proofs; a parent that never brought
+// it back is passed over then.
 func TestAFullNodeAsksNoProofOfAParentThatDoesNotOfferIt(t *testing.T) {
 	cfg := testConfig("proof")
 	cfg.Gossip.LazyAmongValidators = true
 	cfg.Gossip.LargeBytes = 1 << 10
 	cfg.Gossip.SubmitProofWait = 100 * time.Millisecond
-	cfg.Gossip.LargeSubmitFallback = time.Hour
+	cfg.Gossip.SubmitFallback, cfg.Gossip.LargeSubmitFallback = 500*time.Millisecond, 500*time.Millisecond
 	old := startValidator(t, cfg, nil)
 	old.h.RemoveStreamHandler(SubmitProofProtocolID(cfg.NetworkID))
 	f := startNode(t, cfg)
@@ -256,11 +270,11 @@ func TestAFullNodeAsksNoProofOfAParentThatDoesNotOfferIt(t *testing.T) {
 	if d := old.in.deliveries(msg)[0]; d.wantProof {
 		t.Fatal("a parent that offers no proofs was asked for one")
 	}
-	if due, ok := f.r.later.next(); !ok || time.Until(due) < 30*time.Minute {
-		t.Fatalf("the block is due in %v, not at its fallback", time.Until(due))
-	}
-	if s := f.r.Stats(); s.SubmitUnproven != 0 || f.r.Parent() != old.h.ID() {
-		t.Fatalf("the parent was passed over (%d unproven)", s.SubmitUnproven)
+	// It waits for its fallback, never for a proof; the parent, which
+	// never brought it back, is then passed over all the same.
+	eventually(t, 5*time.Second, "the fallback", func() bool { return f.r.Stats().SubmitFallbacks == 1 })
+	if s := f.r.Stats(); s.SubmitUnproven != 0 || s.Resubmitted != 0 || !f.r.lazy.isPassedOver(old.h.ID()) {
+		t.Fatalf("unproven %d, resubmitted %d, passed over %v; want 0, 0, true", s.SubmitUnproven, s.Resubmitted, f.r.lazy.isPassedOver(old.h.ID()))
 	}
 }
 
@@ -354,8 +368,8 @@ func TestABlockGoesToAParentThatForwards(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.passOver {
-				f.r.lazy.passOver(other, time.Now().Add(time.Hour))
-				defer f.r.lazy.restore(other)
+				f.r.lazy.passOver(other, time.Now().Add(time.Hour), wire.MessageID{1})
+				defer f.r.lazy.restore(other, wire.MessageID{1})
 			}
 			if got := f.r.lazy.preferForwarding(f.h.ID(), f.h.Network(), first, forwards(tt.forwarding...)); got != tt.want {
 				t.Fatalf("block parent %s, want %s", got, tt.want)
@@ -364,5 +378,22 @@ func TestABlockGoesToAParentThatForwards(t *testing.T) {
 				t.Fatalf("parent %s afterwards, want %s", got, tt.want)
 			}
 		})
+	}
+}
+
+// A parent passed over for one block is a parent again only by proving
+// that block: a receipt of any other message it once started is not
+// enough.
+func TestOnlyAProofOfTheSameBlockRestoresAParent(t *testing.T) {
+	var l lazySet
+	v := peer.ID("validator")
+	l.replace("", nil, []peer.ID{v})
+	block, other := wire.MessageID{1}, wire.MessageID{2}
+	l.passOver(v, time.Now().Add(time.Hour), block)
+	if l.restore(v, other) || !l.isPassedOver(v) {
+		t.Fatal("a proof of another message restored the parent")
+	}
+	if !l.restore(v, block) || l.isPassedOver(v) {
+		t.Fatal("a proof of the block did not restore the parent")
 	}
 }

@@ -48,7 +48,12 @@ func (r *Router) SubmitInShares(ctx context.Context, msg *wire.Message, setHash 
 		return r.Broadcast(ctx, msg)
 	}
 	shares = r.withParentShare(parent, shares)
-	failed, err := r.sendShares(ctx, msg, setHash, parent, shares)
+	var whole peer.ID // the parent of a whole-ring submission
+	if len(shares) == 1 && len(shares[0].Parts) == 0 {
+		whole = parent
+	}
+	prove := whole != "" && r.wantsProof(whole, len(msg.Raw))
+	failed, err := r.sendShares(ctx, msg, setHash, parent, shares, prove)
 	if err == nil && len(failed) > 0 {
 		err = r.sendSubmission(ctx, parent, msg, wire.Handover{SetHash: setHash, Parts: failed})
 	}
@@ -70,25 +75,20 @@ func (r *Router) SubmitInShares(ctx context.Context, msg *wire.Message, setHash 
 	// heads bring it back, a head that leaves costs at most SubmitFallback,
 	// and a hostile head could otherwise force a publication of every
 	// broadcast handed to it.
-	var whole peer.ID // the parent of a whole-ring submission
-	if len(shares) == 1 && len(shares[0].Parts) == 0 {
-		whole = parent
-	}
-	if !r.queueSubmission(msg, whole, 0) {
+	if !r.queueSubmission(msg, whole, prove) {
 		return r.Broadcast(ctx, msg)
 	}
 	return nil
 }
 
 // queueSubmission queues msg, our broadcast just submitted (to parent for
-// a whole-ring submission, else ""; attempt counts the parents before
-// it), until it is due: at the fallback, or, for a block handed to a
-// parent, when that parent's proof is (proof.go). It reports false,
-// counted, when the queue is full.
-func (r *Router) queueSubmission(msg *wire.Message, parent peer.ID, attempt int) bool {
+// a whole-ring submission, else ""), until it is due: at the fallback,
+// or, for a block whose parent was asked for a proof (prove), when that
+// proof is (proof.go). It reports false, counted, when the queue is full.
+func (r *Router) queueSubmission(msg *wire.Message, parent peer.ID, prove bool) bool {
 	now := time.Now()
-	p := &pending{msg: msg, at: now.Add(r.cfg.Gossip.submitFallback(len(msg.Raw))), submitted: true, parent: parent, attempt: attempt}
-	if parent != "" && r.wantsProof(parent, len(msg.Raw)) {
+	p := &pending{msg: msg, at: now.Add(r.cfg.Gossip.submitFallback(len(msg.Raw))), submitted: true, parent: parent}
+	if prove {
 		p.fallbackAt, p.at, p.awaitProof = p.at, now.Add(r.cfg.Gossip.ProofWait(len(msg.Raw))), true
 	}
 	if !r.later.add(p) {
@@ -125,10 +125,11 @@ func (r *Router) withParentShare(parent peer.ID, shares []Share) []Share {
 	return out
 }
 
-// sendShares sends every share to its validator, all at once. It returns
+// sendShares sends every share to its validator, all at once, the whole
+// ring asking for a proof with prove. It returns
 // the parts of the shares other than the parent's whose send failed
 // (counted in Stats.SubmitErrors), and the error of the parent's send.
-func (r *Router) sendShares(ctx context.Context, msg *wire.Message, setHash []byte, parent peer.ID, shares []Share) ([]wire.Part, error) {
+func (r *Router) sendShares(ctx context.Context, msg *wire.Message, setHash []byte, parent peer.ID, shares []Share, prove bool) ([]wire.Part, error) {
 	var (
 		mu        sync.Mutex
 		failed    []wire.Part
@@ -137,10 +138,7 @@ func (r *Router) sendShares(ctx context.Context, msg *wire.Message, setHash []by
 	)
 	for _, s := range shares {
 		wg.Go(func() {
-			h := wire.Handover{SetHash: setHash, Parts: s.Parts}
-			if len(s.Parts) == 0 { // the whole ring, to the parent
-				h.WantProof = r.wantsProof(s.To, len(msg.Raw))
-			}
+			h := wire.Handover{SetHash: setHash, Parts: s.Parts, WantProof: prove}
 			err := r.sendSubmission(ctx, s.To, msg, h)
 			mu.Lock()
 			defer mu.Unlock()
@@ -226,6 +224,11 @@ func (r *Router) publishLater(p pending) {
 // back, on gossip.
 func (r *Router) publishFallback(p pending) {
 	r.c.submitFallbacks.Add(1)
+	if p.parent != "" && !p.recipientLeft && r.cfg.Gossip.UnprovenParentTTL > 0 {
+		// A parent that never brought a whole-ring submission back, asked
+		// for a proof or not, is passed over like one that proved nothing.
+		r.lazy.passOver(p.parent, time.Now().Add(r.cfg.Gossip.UnprovenParentTTL), p.msg.ID)
+	}
 	if err := r.publish(r.ctx, p.msg); err != nil && r.ctx.Err() == nil {
 		r.c.publishErrors.Add(1)
 		r.log.Debug("publishing a submitted broadcast that did not come back", "err", err)

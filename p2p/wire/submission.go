@@ -137,6 +137,9 @@ func parseBackground(b []byte, max int, unicast bool) (backgroundFrame, error) {
 			}
 			f.handover.Parts = append(f.handover.Parts, p)
 		case 4:
+			if f.proof != nil {
+				return fmt.Errorf("%w: background message: two proofs", ErrMalformed)
+			}
 			p, err := parseProof(v)
 			if err != nil {
 				return err
@@ -175,17 +178,24 @@ func parsePart(b []byte) (Part, error) {
 }
 
 // MinProofSpan is the fewest validators the frame a proof names must
-// hold, in a set of n: ⌊(n−1)/3⌋, at least 2. A RainTree root sends one
-// frame of each of the two thirds of the ring it does not keep, each of
-// about (n−1)/3 validators, so a parent proves that it sent one of those,
-// not merely a frame near its leaves. 0 when n is below 5: no root of
-// so few sends a frame of two.
+// hold, in a set of n: ⌊(n−1)/3⌋ less ProofSpanSlack, at least 2. A
+// RainTree root sends one frame of each of the two thirds of the ring it
+// does not keep, each of about (n−1)/3 validators, so a parent proves
+// that it sent one of those, not merely a frame near its leaves; the
+// slack leaves room for a head that is down or lagging, whose frame goes
+// to the next validator one shorter. 0 when n is below 5: no root of so
+// few sends a frame of two.
 func MinProofSpan(n int) int {
 	if n < 5 {
 		return 0
 	}
-	return max(2, (n-1)/3)
+	return max(2, (n-1)/3-ProofSpanSlack)
 }
+
+// ProofSpanSlack is how many validators a root's top frame may lose to
+// re-delegations and still prove a block (MinProofSpan): RainTree's
+// default MaxRetries.
+const ProofSpanSlack = 3
 
 // maxProofSig bounds a proof's signature; ed25519 signatures are 64 bytes.
 const maxProofSig = 128
