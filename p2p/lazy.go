@@ -83,7 +83,11 @@ func (m *Module) relaySubmission(from peer.ID, msg *wire.Message, parts wire.Han
 		// forwarding it, which a silent node never does.
 	case rain != nil:
 		// Gossip gets it once the tree frames have left (handToGossip).
-		if err := relayOnRainTree(rain, from, msg, parts, first, bg); err != nil {
+		var prove func(wire.Proof)
+		if bg != nil {
+			prove = func(p wire.Proof) { bg.SendProof(from, p) }
+		}
+		if err := relayOnRainTree(rain, from, msg, parts, first, prove); err != nil {
 			m.sendErrors.Add(1)
 			m.log.Debug("relaying a submitted broadcast on raintree", "from", from, "err", err)
 			if first {
@@ -106,12 +110,13 @@ func (m *Module) relaySubmission(from peer.ID, msg *wire.Message, parts wire.Han
 // ring when it handed none or RainTree refused them
 // (raintree.ErrBadHandover: another set, parts that overlap, or a
 // submitter that is not the origin): a bad handover costs duplicates,
-// never the message.
-func relayOnRainTree(rain *raintree.Router, from peer.ID, msg *wire.Message, h wire.Handover, first bool, bg *background.Router) error {
-	if h.WantProof && len(h.Parts) == 0 && bg != nil {
+// never the message. A whole ring asking for a proof hands prove the
+// first receipt that proves it (raintree.Router.RelayProving).
+func relayOnRainTree(rain *raintree.Router, from peer.ID, msg *wire.Message, h wire.Handover, first bool, prove func(wire.Proof)) error {
+	if h.WantProof && len(h.Parts) == 0 && prove != nil {
 		// The full node awaits the proof that its block started
 		// (background/proof.go).
-		return rain.RelayProving(msg, func(p wire.Proof) { bg.SendProof(from, p) })
+		return rain.RelayProving(msg, prove)
 	}
 	if len(h.Parts) > 0 {
 		spans := make([]raintree.Span, len(h.Parts))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"sync"
 	"time"
 
@@ -102,7 +103,7 @@ func (l *lazySet) replace(self peer.ID, setHash []byte, ring []peer.ID) {
 		}
 	}
 	l.mu.Lock()
-	l.ids, l.ring, l.ringHash = m, ring, setHash
+	l.ids, l.ring, l.ringHash = m, slices.Clone(ring), setHash
 	if _, ok := m[l.parent]; !ok {
 		l.parent, l.lastSearch = "", time.Time{}
 	}
@@ -114,29 +115,19 @@ func (l *lazySet) replace(self peer.ID, setHash []byte, ring []peer.ID) {
 	l.mu.Unlock()
 }
 
-// at returns the validator at index i of the ring of the set with hash
-// setHash, and the ring's size; ok is false for another set or an index
-// outside the ring.
-func (l *lazySet) at(setHash []byte, i int) (id peer.ID, n int, ok bool) {
+// ringOf returns the ring, in ring order, when setHash names the set
+// taken on last. The slice is replaced, never changed, so it may be read
+// without the lock.
+func (l *lazySet) ringOf(setHash []byte) ([]peer.ID, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !bytes.Equal(setHash, l.ringHash) || i < 0 || i >= len(l.ring) {
-		return "", len(l.ring), false
-	}
-	return l.ring[i], len(l.ring), true
+	return l.ring, bytes.Equal(setHash, l.ringHash)
 }
 
 func (l *lazySet) ringLen() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.ring)
-}
-
-// sameSet reports whether setHash names the set taken on last.
-func (l *lazySet) sameSet(setHash []byte) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return bytes.Equal(setHash, l.ringHash)
 }
 
 // restore stops passing id over when it was for block msg: it proved
@@ -194,8 +185,8 @@ func (l *lazySet) contains(id peer.ID) bool {
 	return ok
 }
 
-// parentOf returns self's parent: the connected validator whose hash with
-// self is the smallest (so full nodes spread over the validators), kept
+// parentOf returns self's parent: the eligible validator closest to self
+// (closest), kept
 // while it stays connected. It returns "" when no validator is connected,
 // and looks again at most every parentRetry.
 func (l *lazySet) parentOf(self peer.ID, net network.Network) peer.ID {
@@ -208,24 +199,39 @@ func (l *lazySet) parentOf(self peer.ID, net network.Network) peer.ID {
 	if now.Sub(l.lastSearch) < parentRetry {
 		return ""
 	}
-	l.parent, l.lastSearch = "", now
-	var best uint64
+	l.parent, l.lastSearch = closest(self, l.eligibleLocked(net, now)), now
+	return l.parent
+}
+
+// eligibleLocked lists the validators that may be a parent at now:
+// connected and not passed over. l.mu is held.
+func (l *lazySet) eligibleLocked(net network.Network, now time.Time) []peer.ID {
+	var ids []peer.ID
 	for id := range l.ids {
-		if net.Connectedness(id) != network.Connected || l.passedOverLocked(id, now) {
-			continue
-		}
-		if h := pairHash(self, id); l.parent == "" || h < best {
-			l.parent, best = id, h
+		if net.Connectedness(id) == network.Connected && !l.passedOverLocked(id, now) {
+			ids = append(ids, id)
 		}
 	}
-	return l.parent
+	return ids
+}
+
+// closest returns the one of ids whose hash with self is the smallest (so
+// full nodes spread over the validators), or "" for none.
+func closest(self peer.ID, ids []peer.ID) peer.ID {
+	var best peer.ID
+	var bestHash uint64
+	for _, id := range ids {
+		if h := pairHash(self, id); best == "" || h < bestHash {
+			best, bestHash = id, h
+		}
+	}
+	return best
 }
 
 // preferForwarding makes a validator that forwards on gossip (forwards:
 // it sent us a copy of a message lately) the parent, when the current
-// one, current, does not: the connected one, not passed over, whose hash
-// with self is the smallest. It returns the parent, current when none
-// forwards.
+// one, current, does not: the eligible one whose hash with self is the
+// smallest. It returns the parent, current when none forwards.
 func (l *lazySet) preferForwarding(self peer.ID, net network.Network, current peer.ID, forwards func(peer.ID) bool) peer.ID {
 	if forwards(current) {
 		return current
@@ -233,30 +239,17 @@ func (l *lazySet) preferForwarding(self peer.ID, net network.Network, current pe
 	// forwards takes the mesh's lock, whose holder may ask l (contains),
 	// so it runs without l.mu.
 	l.mu.Lock()
-	now := time.Now()
-	var candidates []peer.ID
-	for id := range l.ids {
-		if id != current && net.Connectedness(id) == network.Connected && !l.passedOverLocked(id, now) {
-			candidates = append(candidates, id)
-		}
+	candidates := l.eligibleLocked(net, time.Now())
+	l.mu.Unlock()
+	best := closest(self, slices.DeleteFunc(candidates, func(id peer.ID) bool { return !forwards(id) }))
+	if best == "" {
+		return current
+	}
+	l.mu.Lock()
+	if l.parent == current {
+		l.parent = best
 	}
 	l.mu.Unlock()
-	best, bestHash := current, uint64(0)
-	for _, id := range candidates {
-		if !forwards(id) {
-			continue
-		}
-		if h := pairHash(self, id); best == current || h < bestHash {
-			best, bestHash = id, h
-		}
-	}
-	if best != current {
-		l.mu.Lock()
-		if l.parent == current {
-			l.parent = best
-		}
-		l.mu.Unlock()
-	}
 	return best
 }
 

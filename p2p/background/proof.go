@@ -79,12 +79,13 @@ func (r *Router) sendProof(j proofJob) {
 // no block awaiting one from that peer is counted and ignored, but a
 // parent passed over for that very block is a parent again.
 func (r *Router) onProof(from peer.ID, p wire.Proof) {
-	if !r.lazy.sameSet(p.SetHash) {
+	ring, ours := r.lazy.ringOf(p.SetHash)
+	if !ours {
 		r.later.stopAwaiting(p.Receipt.ID, from, false)
 		r.c.proofsUnexpected.Add(1)
 		return
 	}
-	if err := r.checkProof(from, p); err != nil {
+	if err := checkProof(r.cfg.NetworkID, ring, from, p); err != nil {
 		r.c.proofsRejected.Add(1)
 		r.log.Debug("rejecting a proof of a started block", "from", from, "err", err)
 		r.uc.Penalize(from)
@@ -98,26 +99,27 @@ func (r *Router) onProof(from peer.ID, p wire.Proof) {
 	r.c.proofsAccepted.Add(1)
 }
 
-// checkProof verifies that p's receipt is signed by the validator heading
-// the frame it names, that the frame was one of the root's largest
-// (wire.MinProofSpan), and that its head is not the parent (from), on the
-// set the proof names.
-func (r *Router) checkProof(from peer.ID, p wire.Proof) error {
+// checkProof verifies, on ring (the set the proof names, in ring order),
+// that p's receipt is signed by the validator heading the frame it names,
+// that the frame was one of the root's largest (wire.MinProofSpan), and
+// that its head is not the parent (from).
+func checkProof(networkID string, ring []peer.ID, from peer.ID, p wire.Proof) error {
 	rc := p.Receipt
-	head, n, ok := r.lazy.at(p.SetHash, int(rc.SpanStart))
-	switch {
-	case !ok:
+	if int(rc.SpanStart) >= len(ring) {
 		return fmt.Errorf("receipt names validator %d, not in the set", rc.SpanStart)
+	}
+	head := ring[rc.SpanStart]
+	switch least := wire.MinProofSpan(len(ring)); {
 	case head == from:
 		return fmt.Errorf("receipt signed by the parent itself")
-	case int(rc.SpanLen) < wire.MinProofSpan(n):
-		return fmt.Errorf("receipt for a frame of %d validators, fewer than %d", rc.SpanLen, wire.MinProofSpan(n))
+	case int(rc.SpanLen) < least:
+		return fmt.Errorf("receipt for a frame of %d validators, fewer than %d", rc.SpanLen, least)
 	}
 	pub, err := head.ExtractPublicKey()
 	if err != nil {
 		return fmt.Errorf("key of %s: %w", head, err)
 	}
-	return wire.VerifyReceipt(pub, r.cfg.NetworkID, rc, p.Sig)
+	return wire.VerifyReceipt(pub, networkID, rc, p.Sig)
 }
 
 // forwardingWindow is how recently a validator must have sent us a copy
@@ -201,8 +203,8 @@ func (r *Router) resubmit(p pending) {
 // missed; once sent, it is due when the parent's proof is, and at once if
 // the send failed (the next parent).
 func (r *Router) handTo(parent peer.ID, msg *wire.Message, attempt int, prove bool) {
-	fallback := time.Now().Add(r.cfg.Gossip.submitFallback(len(msg.Raw)))
-	p := &pending{msg: msg, at: fallback, submitted: true, parent: parent, attempt: attempt, awaitProof: true, fallbackAt: fallback}
+	p := r.submission(msg, parent, attempt)
+	p.awaitProof = true
 	if !r.later.add(p) {
 		r.c.laterFull.Add(1)
 		r.publishFallback(pending{msg: msg}) // parent never had it

@@ -48,6 +48,15 @@ func (r *Router) SubmitInShares(ctx context.Context, msg *wire.Message, setHash 
 		return r.Broadcast(ctx, msg)
 	}
 	shares = r.withParentShare(parent, shares)
+	// A whole-ring submission (a block, or a full node that hands over no
+	// parts) is due as soon as a connection to its parent closes, not when
+	// the fallback runs out (15 s for a block): the parent may have lost
+	// the frame with the connection (a connection manager trimming it
+	// while the frame was in flight), and if it did not, publishing costs
+	// copies, not the message. A submission in parts is not: its other
+	// heads bring it back, a head that leaves costs at most SubmitFallback,
+	// and a hostile head could otherwise force a publication of every
+	// broadcast handed to it.
 	var whole peer.ID // the parent of a whole-ring submission
 	if len(shares) == 1 && len(shares[0].Parts) == 0 {
 		whole = parent
@@ -66,15 +75,6 @@ func (r *Router) SubmitInShares(ctx context.Context, msg *wire.Message, setHash 
 		return r.Broadcast(ctx, msg)
 	}
 	r.c.submitted.Add(1)
-	// A whole-ring submission (a block, or a full node that hands over no
-	// parts) is due as soon as a connection to its parent closes, not when
-	// the fallback runs out (15 s for a block): the parent may have lost
-	// the frame with the connection (a connection manager trimming it
-	// while the frame was in flight), and if it did not, publishing costs
-	// copies, not the message. A submission in parts is not: its other
-	// heads bring it back, a head that leaves costs at most SubmitFallback,
-	// and a hostile head could otherwise force a publication of every
-	// broadcast handed to it.
 	if !r.queueSubmission(msg, whole, prove) {
 		return r.Broadcast(ctx, msg)
 	}
@@ -86,10 +86,9 @@ func (r *Router) SubmitInShares(ctx context.Context, msg *wire.Message, setHash 
 // or, for a block whose parent was asked for a proof (prove), when that
 // proof is (proof.go). It reports false, counted, when the queue is full.
 func (r *Router) queueSubmission(msg *wire.Message, parent peer.ID, prove bool) bool {
-	now := time.Now()
-	p := &pending{msg: msg, at: now.Add(r.cfg.Gossip.submitFallback(len(msg.Raw))), submitted: true, parent: parent}
+	p := r.submission(msg, parent, 0)
 	if prove {
-		p.fallbackAt, p.at, p.awaitProof = p.at, now.Add(r.cfg.Gossip.ProofWait(len(msg.Raw))), true
+		p.at, p.awaitProof = time.Now().Add(r.cfg.Gossip.ProofWait(len(msg.Raw))), true
 	}
 	if !r.later.add(p) {
 		r.c.laterFull.Add(1)
@@ -99,6 +98,14 @@ func (r *Router) queueSubmission(msg *wire.Message, parent peer.ID, prove bool) 
 		r.later.recipientLeft(parent, time.Now()) // it left while the frame was on its way
 	}
 	return true
+}
+
+// submission is our broadcast msg handed to parent (of a whole-ring
+// submission, else ""), the attempt-th parent before it, due at its
+// fallback.
+func (r *Router) submission(msg *wire.Message, parent peer.ID, attempt int) *pending {
+	fallback := time.Now().Add(r.cfg.Gossip.submitFallback(len(msg.Raw)))
+	return &pending{msg: msg, at: fallback, fallbackAt: fallback, submitted: true, parent: parent, attempt: attempt}
 }
 
 // withParentShare folds the parent's share and those of validators not
