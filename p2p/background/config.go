@@ -345,6 +345,13 @@ type Config struct {
 	// validator set later keeps its mesh degree until it restarts (lazy
 	// peers follow SetValidatorIDs at once).
 	RainTreeValidator bool
+	// ProvesSubmissions says the node, while a validator, can prove that
+	// it started a full node's block on RainTree (proof.go): its RainTree
+	// router runs cover mode with ACKs, whose receipts make the proof.
+	// Only such a node lists SubmitProofProtocolID, so that full nodes ask
+	// no proof of one that could never give it and pass it over. The p2p
+	// Module sets it from its RainTree configuration; default false.
+	ProvesSubmissions bool
 	// HopsAfter, when set, tells a full node of a lazy network how many
 	// RainTree hops after validator from the last validator gets msg when
 	// nothing fails (false when it cannot tell), so that it holds a small

@@ -1,6 +1,7 @@
 package background
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -56,10 +57,16 @@ func (r *Router) proofLoop() {
 	}
 }
 
+// sendProof sends one queued proof over the connection its block came
+// on, never dialling: a submitter that left, or left an address that
+// never answers, would otherwise hold every proof behind it for a dial.
+// A send takes at most SubmitProofWait (its default when proofs are off
+// here), the least a full node waits.
 func (r *Router) sendProof(j proofJob) {
 	frame, err := wire.EncodeProof(j.proof)
 	if err == nil {
-		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Gossip.SubmitFallback)
+		wait := cmp.Or(r.cfg.Gossip.SubmitProofWait, DefaultSubmitProofWait)
+		ctx, cancel := context.WithTimeout(network.WithNoDial(r.ctx, "proof of a started block"), wait)
 		err = r.uc.Send(ctx, j.to, frame)
 		cancel()
 	}
@@ -159,11 +166,12 @@ func (r *Router) wantsProof(parent peer.ID, size int) bool {
 	return r.cfg.Gossip.ProofWait(size) > 0 && wire.MinProofSpan(r.lazy.ringLen()) > 0 && r.offersProofs(parent)
 }
 
-// advertiseProofs lists SubmitProofProtocolID on a node of a lazy network,
-// which, when it is a validator, answers want_proof. A stream opened on
-// it is reset at once.
+// advertiseProofs lists SubmitProofProtocolID on a node of a lazy network
+// that can prove a started block (Config.ProvesSubmissions), which, when
+// it is a validator, answers want_proof. A stream opened on it is reset
+// at once.
 func (r *Router) advertiseProofs() {
-	if r.cfg.lazyNetwork() {
+	if r.cfg.lazyNetwork() && r.cfg.ProvesSubmissions {
 		r.host.SetStreamHandler(SubmitProofProtocolID(r.cfg.NetworkID), func(s network.Stream) { _ = s.Reset() })
 	}
 }

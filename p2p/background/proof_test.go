@@ -2,6 +2,7 @@ package background
 
 import (
 	"context"
+	"net"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/rainp2p/rainp2p/p2p/wire"
 )
@@ -19,7 +21,7 @@ import (
 // records what it gets and calls onSubmit for a full node's submission.
 func startValidator(t *testing.T, cfg Config, onSubmit func(v *node, from peer.ID, msg *wire.Message)) *node {
 	t.Helper()
-	cfg.RainTreeValidator = true
+	cfg.RainTreeValidator, cfg.ProvesSubmissions = true, true
 	v := &node{h: newHost(t), in: &inbox{}}
 	r, err := New(v.h, cfg, func(from peer.ID, msg *wire.Message, via Via, h wire.Handover) {
 		v.in.handle(from, msg, via, h)
@@ -395,5 +397,60 @@ func TestOnlyAProofOfTheSameBlockRestoresAParent(t *testing.T) {
 	}
 	if !l.restore(v, block) || l.isPassedOver(v) {
 		t.Fatal("a proof of the block did not restore the parent")
+	}
+}
+
+// Attack: a full node hands a validator blocks asking for proofs and
+// leaves, with an address that accepts TCP and never answers. The
+// validator sends a proof only over the connection its block came on:
+// it never dials the submitter, so the proofs queued behind that one
+// (here an honest full node's) are not held up for a dial.
+func TestAProofToASubmitterThatLeftIsDroppedWithoutADial(t *testing.T) {
+	cfg := testConfig("proof")
+	cfg.Gossip.LazyAmongValidators = true
+	cfg.Gossip.SubmitFallback, cfg.Gossip.LargeSubmitFallback = time.Minute, time.Minute
+	v := startValidator(t, cfg, nil)
+	f := startNode(t, cfg)
+	connect(t, f.h, v.h)
+
+	tarpit, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted atomic.Int32
+	go func() {
+		for {
+			c, err := tarpit.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			t.Cleanup(func() { _ = c.Close() })
+		}
+	}()
+	t.Cleanup(func() { _ = tarpit.Close() })
+	ghost := keyID(t, nil)
+	addr, err := manet.FromNetAddr(tarpit.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.h.Peerstore().AddAddr(ghost, addr, time.Hour)
+
+	xKey, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := keyID(t, xKey)
+	ring := []peer.ID{v.h.ID(), x}
+	p := receiptProof(t, xKey, []byte("a set f does not know"), ring, x, envelope(t, f, "block"), 2)
+	v.r.SendProof(ghost, *p)
+	v.r.SendProof(f.h.ID(), *p)
+	// f knows no set, so the proof only bumps a counter when it arrives.
+	eventually(t, 5*time.Second, "the honest full node's proof", func() bool { return f.r.Stats().ProofsUnexpected == 1 })
+	if s := v.r.Stats(); s.ProofsDropped != 1 || s.ProofsSent != 1 {
+		t.Fatalf("proofs dropped %d, sent %d; want 1, 1", s.ProofsDropped, s.ProofsSent)
+	}
+	if n := accepted.Load(); n != 0 {
+		t.Fatalf("the validator dialled the submitter that left %d times", n)
 	}
 }
