@@ -572,9 +572,12 @@ func (sc *scenario) run(ctx context.Context, s Strategy, label string, progress 
 	}
 
 	var grayClosed uint64
+	repairs := &Repairs{}
 	for _, m := range modules {
 		if m != nil {
-			grayClosed += m.Stats().Background.ScoreDisconnects
+			st := m.Stats()
+			grayClosed += st.Background.ScoreDisconnects
+			repairs.add(st)
 		}
 	}
 	if grayClosed > 0 {
@@ -588,6 +591,7 @@ func (sc *scenario) run(ctx context.Context, s Strategy, label string, progress 
 	defer fd.mu.Unlock()
 	r := sc.summarise(s, fd, origins, sent, traffic)
 	r.ConnectionsPerNode = countQuantiles(conns)
+	r.Repairs = repairs
 	if cfg.HeapProfile != "" {
 		if err := writeHeapProfile(cfg.HeapProfile + "-" + s.Name() + ".pprof"); err != nil {
 			return StrategyResult{}, err

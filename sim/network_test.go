@@ -137,6 +137,9 @@ func TestNetworkDownValidatorsAreNeitherOriginsNorTargets(t *testing.T) {
 	if ratioOf(t, s) != 1 {
 		t.Errorf("cover+ack with 2 down validators: ratio %v, want 1 (re-delegation)", ratioOf(t, s))
 	}
+	if s.Repairs == nil || s.Repairs.RainTreeRetries+s.Repairs.RainTreeGaveUp == 0 {
+		t.Errorf("repairs %+v: the frames to the down validators are not counted", s.Repairs)
+	}
 }
 
 func TestNetworkRejectsBadInput(t *testing.T) {

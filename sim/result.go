@@ -9,6 +9,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/rainp2p/rainp2p/p2p"
 )
 
 // Result is what a run measured, one entry per strategy. Its JSON form is
@@ -107,6 +109,10 @@ type StrategyResult struct {
 	// and broadcast, by the recipient's role. Network mode only.
 	PayloadCopiesPerNode *RoleCopies `json:"payload_copies_per_node"`
 
+	// Repairs adds up, over every node, what the routers did to get
+	// around faults during the run. Network mode only.
+	Repairs *Repairs `json:"repairs"`
+
 	// PerBroadcast lists the broadcasts in the order sent: where each
 	// started, how long it took and which router reached its targets
 	// first, so a slow tail can be traced to its broadcasts. Network mode
@@ -194,6 +200,36 @@ const (
 type RoleCopies struct {
 	Validator *float64 `json:"validator"`
 	FullNode  *float64 `json:"fullnode"`
+}
+
+// Repairs are the routers' counts of what they did around faults, summed
+// over the nodes of a run: what makes a slow tail slow, next to
+// per_broadcast.
+type Repairs struct {
+	// RainTreeRetries are spans re-delegated to the next validator (a
+	// missing ACK or proof of forwarding, a head skipped), RainTreeGaveUp
+	// frames nobody was left to take over (a span of one that failed),
+	// RainTreeNotForwarded heads that acknowledged a block and proved no
+	// forwarding.
+	RainTreeRetries      uint64 `json:"raintree_retries"`
+	RainTreeGaveUp       uint64 `json:"raintree_gave_up"`
+	RainTreeNotForwarded uint64 `json:"raintree_not_forwarded"`
+	// BlocksUnproven are full nodes' blocks whose parent proved nothing
+	// in time, BlocksResubmitted the hand-overs to a next parent, and
+	// SubmitFallbacks the submissions a full node published itself.
+	BlocksUnproven    uint64 `json:"blocks_unproven"`
+	BlocksResubmitted uint64 `json:"blocks_resubmitted"`
+	SubmitFallbacks   uint64 `json:"submit_fallbacks"`
+}
+
+// add counts one node's stats.
+func (r *Repairs) add(s p2p.Stats) {
+	r.RainTreeRetries += s.RainTree.Retries
+	r.RainTreeGaveUp += s.RainTree.GaveUp
+	r.RainTreeNotForwarded += s.RainTree.NotForwarded
+	r.BlocksUnproven += s.Background.SubmitUnproven
+	r.BlocksResubmitted += s.Background.Resubmitted
+	r.SubmitFallbacks += s.Background.SubmitFallbacks
 }
 
 // PeerStats summarise a per-validator count of peers.

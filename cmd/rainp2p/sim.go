@@ -74,7 +74,8 @@ forward. Both are chosen at random from --seed, as are the origins.
 In network mode --json also lists every broadcast ("per_broadcast"): its
 origin and the origin's role, its coverage for validators and full nodes, how
 many targets each router reached first, and which validator and full node were
-reached last, so a slow tail can be traced to the broadcasts behind it. Progress lines on stderr give each broadcast's time.
+reached last, so a slow tail can be traced to the broadcasts behind it; and
+"repairs": the re-delegations, unproven blocks and fallbacks the nodes counted. Progress lines on stderr give each broadcast's time.
 
 Network-mode times are wall clock ("time_base": "wall" in --json): two cores
 drive every node, so they grow with CPU load. For times set by the links

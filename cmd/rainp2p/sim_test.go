@@ -61,7 +61,7 @@ var strategyKeys = []string{
 	"name", "delivery_ratio", "validator_delivery_ratio", "fullnode_delivery_ratio",
 	"payload_messages_per_broadcast", "payload_bytes_per_broadcast", "duplicates_per_node",
 	"coverage_ms", "validator_coverage_ms", "fullnode_coverage_ms", "wall_ms",
-	"raintree_peers_per_validator", "connections_per_node", "peak_rss_bytes", "payload_copies_per_node", "per_broadcast",
+	"raintree_peers_per_validator", "connections_per_node", "peak_rss_bytes", "payload_copies_per_node", "per_broadcast", "repairs",
 }
 
 func TestSimCommandIsRegistered(t *testing.T) {
@@ -97,9 +97,9 @@ func TestSimPlanJSON(t *testing.T) {
 				t.Errorf("%s lacks %s", name, k)
 			}
 		}
-		if string(s["coverage_ms"]) != "null" || string(s["fullnode_delivery_ratio"]) != "null" || string(s["per_broadcast"]) != "null" {
-			t.Errorf("%s: coverage_ms %s, fullnode ratio %s, per_broadcast %s; want null in plan mode",
-				name, s["coverage_ms"], s["fullnode_delivery_ratio"], s["per_broadcast"])
+		if string(s["coverage_ms"]) != "null" || string(s["fullnode_delivery_ratio"]) != "null" || string(s["per_broadcast"]) != "null" || string(s["repairs"]) != "null" {
+			t.Errorf("%s: coverage_ms %s, fullnode ratio %s, per_broadcast %s, repairs %s; want null in plan mode",
+				name, s["coverage_ms"], s["fullnode_delivery_ratio"], s["per_broadcast"], s["repairs"])
 		}
 	}
 	if string(ss["cover+ack"]["delivery_ratio"]) != "1" {
