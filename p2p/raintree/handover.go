@@ -9,7 +9,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/rainp2p/rainp2p/p2p/dedup"
-	"github.com/rainp2p/rainp2p/p2p/identity"
 	"github.com/rainp2p/rainp2p/p2p/wire"
 )
 
@@ -44,8 +43,10 @@ func (r *Router) RelayParts(from peer.ID, msg *wire.Message, setHash []byte, par
 	}
 	view := r.viewLocked(setHash)
 	r.mu.Unlock()
-	switch origin, err := identity.AddressFromPeerID(from); {
-	case err != nil || origin != msg.Origin:
+	// The signer's peer ID, not an address derived from from: RSA and
+	// ECDSA peer IDs are hashes that no address can be read from.
+	switch signer, err := msg.Signer(); {
+	case err != nil || signer != from:
 		r.invalid(&r.c.handoversRefused, from, "a handover of another node's broadcast", ErrBadHandover)
 		return ErrBadHandover
 	case view == nil || view.self < 0 || r.cfg.Mode != ModeCover:

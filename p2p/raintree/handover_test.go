@@ -2,11 +2,13 @@ package raintree
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -15,9 +17,25 @@ import (
 // every validator once: the heads from the full node, the rest in tree
 // frames, one of them to the head that was not reached.
 func TestAHandoverReachesEveryValidatorOnce(t *testing.T) {
+	ecdsaKey, _, err := crypto.GenerateECDSAKeyPair(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		key  crypto.PrivKey
+	}{
+		{"from a full node with an ed25519 key", newKeys(t, 1)[0]},
+		// Its peer ID is a hash: no address can be read from it.
+		{"from a full node with an ECDSA key", ecdsaKey},
+	} {
+		t.Run(tt.name, func(t *testing.T) { handoverReachesEveryValidatorOnce(t, tt.key) })
+	}
+}
+
+func handoverReachesEveryValidatorOnce(t *testing.T, fullKey crypto.PrivKey) {
 	const n = 12
 	c := newTCPCluster(t, n, nil)
-	fullKey := newKeys(t, 1)[0]
 	full, err := peer.IDFromPrivateKey(fullKey)
 	if err != nil {
 		t.Fatal(err)
