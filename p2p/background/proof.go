@@ -80,15 +80,15 @@ func (r *Router) sendProof(j proofJob) {
 
 // onProof takes a parent's proof that it started our block. A proof on
 // another validator set than ours is not held against the sender (the
-// set may just have changed on either side): the block then waits for
-// its fallback, as one whose parent was never asked. A proof that does
-// not verify on our set is the sender's misbehaviour. A valid proof for
+// set may just have changed on either side), and proves nothing: anyone
+// can name a set we do not know, so the block's wait goes on, and a
+// parent with no proof on our set by then is passed over as a silent one.
+// A proof that does not verify on our set is the sender's misbehaviour. A valid proof for
 // no block awaiting one from that peer is counted and ignored, but a
 // parent passed over for that very block is a parent again.
 func (r *Router) onProof(from peer.ID, p wire.Proof) {
 	ring, ours := r.lazy.ringOf(p.SetHash)
 	if !ours {
-		r.later.stopAwaiting(p.Receipt.ID, from, false)
 		r.c.proofsUnexpected.Add(1)
 		return
 	}

@@ -86,7 +86,7 @@ func TestAFullNodeHandsItsBlockOnWhenItsParentProvesNothing(t *testing.T) {
 			proof: func(t *testing.T, _ *node, ring []peer.ID, msg *wire.Message) *wire.Proof {
 				return receiptProof(t, xKey, setHash, ring, x, msg, 2)
 			}},
-		{name: "the parent proves on another set: the block waits for its fallback", otherSet: true,
+		{name: "the parent proves on another set: it proved nothing, and is not penalised", otherSet: true,
 			proof: func(t *testing.T, _ *node, ring []peer.ID, msg *wire.Message) *wire.Proof {
 				return receiptProof(t, xKey, []byte("another set"), ring, x, msg, 2)
 			}},
@@ -147,13 +147,6 @@ func TestAFullNodeHandsItsBlockOnWhenItsParentProvesNothing(t *testing.T) {
 			eventually(t, 5*time.Second, "the parent getting the block", func() bool { return len(parent.in.deliveries(msg)) == 1 })
 			if tc.otherSet {
 				eventually(t, 5*time.Second, "the proof ignored", func() bool { return f.r.Stats().ProofsUnexpected == 1 })
-				if due, ok := f.r.later.next(); !ok || time.Until(due) < 30*time.Minute {
-					t.Fatalf("the block is due in %v, not at its fallback", time.Until(due))
-				}
-				if s := f.r.Stats(); s.ProofsRejected != 0 || s.SubmitUnproven != 0 || f.r.lazy.isPassedOver(first) {
-					t.Fatalf("a proof on another set was held against the parent: %+v", s)
-				}
-				return
 			}
 			if tc.valid {
 				eventually(t, 5*time.Second, "the proof", func() bool { return f.r.Stats().ProofsAccepted == 1 })
