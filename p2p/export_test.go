@@ -23,3 +23,10 @@ func HandoverHeads(m *Module) []peer.ID {
 // HopsAfter is how many RainTree hops after validator from the full node
 // m expects the last validator to get msg (background.Config.HopsAfter).
 func HopsAfter(m *Module, msg *wire.Message, from peer.ID) (int, bool) { return m.hopsAfter(msg, from) }
+
+// BookLen is how many connected peers' addresses m remembers.
+func BookLen(m *Module) int {
+	m.bookMu.Lock()
+	defer m.bookMu.Unlock()
+	return len(m.book)
+}

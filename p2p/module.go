@@ -105,8 +105,11 @@ type Module struct {
 	// manager (empty unless this node is a validator).
 	neighbours map[peer.ID]struct{}
 
-	bookMu sync.Mutex // apart from mu: libp2p notifications take it
-	book   map[identity.Address]peer.ID
+	// The address books: the validators of the set in force, and the
+	// peers connected now (learn, forget).
+	bookMu        sync.Mutex // apart from mu: libp2p notifications take it
+	validatorBook map[identity.Address]peer.ID
+	book          map[identity.Address]peer.ID
 
 	// trusted is the set in force, read by the unicast routers' stream
 	// handlers without m.mu (applySetLocked may wait for them).
@@ -185,7 +188,10 @@ func (m *Module) Start(ctx context.Context) (err error) {
 		}
 	}()
 	m.allowlist = newAllowlist(m.host.Network().ResourceManager())
-	m.notifiee = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) { m.learn(c.RemotePeer()) }}
+	m.notifiee = &network.NotifyBundle{
+		ConnectedF:    func(_ network.Network, c network.Conn) { m.learn(c.RemotePeer()) },
+		DisconnectedF: func(n network.Network, c network.Conn) { m.forget(n, c.RemotePeer()) },
+	}
 	m.host.Network().Notify(m.notifiee)
 
 	if m.cfg.Routers != RoutersRainTreeOnly {
@@ -236,8 +242,9 @@ func (m *Module) applySetLocked(set *validators.Set) error {
 	m.depths.Store(newPlanDepths(set, m.cfg.RainTree))
 	m.allowlist.update(set, m.host.ID())
 	m.bookMu.Lock()
+	m.validatorBook = make(map[identity.Address]peer.ID, set.Len())
 	for _, v := range set.Validators() {
-		m.book[v.Address] = v.PeerID
+		m.validatorBook[v.Address] = v.PeerID
 	}
 	m.bookMu.Unlock()
 	// Validators' addresses are hints for dials on demand (hintedHost),
@@ -519,10 +526,13 @@ func (m *Module) routers() (*raintree.Router, *background.Router, error) {
 }
 
 // resolve finds the peer ID of an address: validators and connected peers
-// are in the book; otherwise the peerstore is searched.
+// are in the books; otherwise the peerstore is searched.
 func (m *Module) resolve(addr identity.Address) (peer.ID, bool) {
 	m.bookMu.Lock()
-	id, ok := m.book[addr]
+	id, ok := m.validatorBook[addr]
+	if !ok {
+		id, ok = m.book[addr]
+	}
 	m.bookMu.Unlock()
 	h := m.Host()
 	if ok {
@@ -530,7 +540,9 @@ func (m *Module) resolve(addr identity.Address) (peer.ID, bool) {
 	}
 	for _, p := range h.Peerstore().Peers() {
 		if a, err := m.addressOf(p); err == nil && a == addr {
-			m.learn(p)
+			if h.Network().Connectedness(p) == network.Connected {
+				m.learn(p)
+			}
 			return p, true
 		}
 	}
@@ -545,6 +557,24 @@ func (m *Module) learn(id peer.ID) {
 	}
 	m.bookMu.Lock()
 	m.book[addr] = id
+	m.bookMu.Unlock()
+}
+
+// forget drops a peer whose last connection closed from the book of
+// connected peers, which therefore holds no more than the connections do:
+// peers that connect once each under a new ID cannot grow it.
+func (m *Module) forget(n network.Network, id peer.ID) {
+	if n.Connectedness(id) == network.Connected {
+		return
+	}
+	addr, err := m.addressOf(id)
+	if err != nil {
+		return
+	}
+	m.bookMu.Lock()
+	if m.book[addr] == id {
+		delete(m.book, addr)
+	}
 	m.bookMu.Unlock()
 }
 
