@@ -1,6 +1,7 @@
 package unicast
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -142,4 +143,27 @@ func TestPenalizeCountsTowardsTheLimit(t *testing.T) {
 	if s := rb.Stats(); s.Penalized != 2 || s.PeersDisconnected != 1 {
 		t.Fatalf("stats %+v", s)
 	}
+}
+
+// Attack: a peer writes back on the stream a router opened to it, where
+// nothing is ever to come. Its first byte ends the stream and costs it a
+// strike, rather than being read and discarded for as long as it sends;
+// the next Send opens a fresh stream.
+func TestAPeerThatWritesOnOurStreamIsStruck(t *testing.T) {
+	ha, hb := newHost(t, transports[0].addr, nil), newHost(t, transports[0].addr, nil)
+	ra := newRouter(t, ha, func(peer.ID, []byte) {})
+	hb.SetStreamHandler(testProto, func(s network.Stream) {
+		_, _ = s.Write(bytes.Repeat([]byte{7}, 64<<10))
+		_, _ = io.Copy(io.Discard, s)
+	})
+	learn(ha, hb)
+	ctx := ctxT(t)
+	if err := ra.Send(ctx, hb.ID(), []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return ra.Stats().Strikes == 1 })
+	if s := ra.Stats(); s.ProtocolErrors != 1 {
+		t.Fatalf("protocol errors %d, want 1", s.ProtocolErrors)
+	}
+	waitFor(t, func() bool { return ra.Send(ctx, hb.ID(), []byte("again")) == nil && ra.Stats().StreamsOpened == 2 })
 }

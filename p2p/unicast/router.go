@@ -285,14 +285,22 @@ func (r *Router) stream(ctx context.Context, id peer.ID, p *outPeer) (st *outStr
 
 // watch waits for the peer to end an outbound stream. The peer never writes
 // on it, so any return from Read means the stream is over; marking it dead
-// lets the next Send reopen instead of writing into a reset stream.
+// lets the next Send reopen instead of writing into a reset stream. A peer
+// that does write on it breaks the protocol: its first byte is a strike
+// and ends the stream, rather than being read and thrown away for as long
+// as it cares to send.
 func (r *Router) watch(st *outStream) {
 	defer r.wg.Done()
 	defer r.untrack(st.s)
-	_, err := io.Copy(io.Discard, st.s)
+	var b [1]byte
+	n, err := st.s.Read(b[:])
 	st.dead.Store(true)
 	_ = st.s.Reset()
 	id := st.s.Conn().RemotePeer()
+	if n > 0 {
+		r.c.protocolErrors.Add(1)
+		r.strike(id)
+	}
 	r.forgetIdle(id)
 	r.log.Debug("outbound stream ended", "peer", id, "err", err)
 }

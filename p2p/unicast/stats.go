@@ -17,7 +17,7 @@ type Stats struct {
 	// DroppedOversizeOut counts Sends refused with ErrTooLarge.
 	DroppedOversizeOut uint64
 	// ProtocolErrors counts inbound streams reset for an empty, truncated
-	// or badly prefixed frame.
+	// or badly prefixed frame, and outbound streams the peer wrote on.
 	ProtocolErrors uint64
 	// FrameTimeouts counts inbound frames not finished within FrameTimeout.
 	FrameTimeouts uint64
