@@ -36,6 +36,7 @@ const (
 	DefaultDeliveryQueueLen   = 1024
 	DefaultDeliveryQueueBytes = 64 << 20
 	DefaultACKQueueLen        = 1024
+	DefaultACKQueuePerPeer    = 64
 	DefaultPaceBytes          = 64 << 10
 	DefaultLevelsPerHop       = 2
 	DefaultWideMaxValidators  = 729
@@ -207,9 +208,12 @@ type Config struct {
 	// RainTree (Dropped.DeliveryFull), but was acknowledged and forwarded,
 	// and gossip still brings it. Defaults 1024 and 64 MiB.
 	DeliveryQueueLen, DeliveryQueueBytes int
-	// ACKQueueLen bounds ACKs waiting to be sent; one beyond it is dropped
-	// (Dropped.ACKQueueFull) and the sender re-delegates. Default 1024.
-	ACKQueueLen int
+	// ACKQueueLen bounds ACKs (and proofs of forwarding) waiting to be
+	// sent, ACKQueuePerPeer those to one validator, each validator's sent
+	// in order by a goroutine of its own (ackqueue.go); one beyond either
+	// is dropped (Dropped.ACKQueueFull) and its sender re-delegates.
+	// Defaults 1024 and 64.
+	ACKQueueLen, ACKQueuePerPeer int
 	// Unicast configures the framed stream transport. Its ProtocolID must
 	// be ProtocolID(NetworkID) and its MaxMessageSize must leave room for
 	// MaxMessageSize plus wire.FrameOverhead.
@@ -274,6 +278,7 @@ func DefaultConfig(networkID string) Config {
 		DeliveryQueueLen:      DefaultDeliveryQueueLen,
 		DeliveryQueueBytes:    DefaultDeliveryQueueBytes,
 		ACKQueueLen:           DefaultACKQueueLen,
+		ACKQueuePerPeer:       DefaultACKQueuePerPeer,
 		PaceBytes:             DefaultPaceBytes,
 		LevelsPerHop:          DefaultLevelsPerHop,
 		WideMaxValidators:     DefaultWideMaxValidators,
@@ -305,9 +310,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("raintree: HopHold %v must be positive", c.HopHold)
 	case c.SendTimeout <= 0:
 		return fmt.Errorf("raintree: SendTimeout %v must be positive", c.SendTimeout)
-	case c.Workers <= 0 || c.InboundQueueLen <= 0 || c.OutboundQueueLen <= 0 || c.DeliveryQueueLen <= 0 || c.ACKQueueLen <= 0:
-		return fmt.Errorf("raintree: Workers %d and queue lengths (inbound %d, outbound %d, delivery %d, ACK %d) must be positive",
-			c.Workers, c.InboundQueueLen, c.OutboundQueueLen, c.DeliveryQueueLen, c.ACKQueueLen)
+	case c.Workers <= 0 || c.InboundQueueLen <= 0 || c.OutboundQueueLen <= 0 || c.DeliveryQueueLen <= 0 || c.ACKQueueLen <= 0 || c.ACKQueuePerPeer <= 0:
+		return fmt.Errorf("raintree: Workers %d and queue lengths (inbound %d, outbound %d, delivery %d, ACK %d, ACK per peer %d) must be positive",
+			c.Workers, c.InboundQueueLen, c.OutboundQueueLen, c.DeliveryQueueLen, c.ACKQueueLen, c.ACKQueuePerPeer)
 	case c.PaceBytes < 0:
 		return fmt.Errorf("raintree: PaceBytes %d must not be negative", c.PaceBytes)
 	case c.LevelsPerHop < 1 || c.LevelsPerHop > MaxLevelsPerHop:

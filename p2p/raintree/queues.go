@@ -1,14 +1,12 @@
 package raintree
 
 import (
-	"context"
 	"sync"
 	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/rainp2p/rainp2p/p2p/unicast"
 	"github.com/rainp2p/rainp2p/p2p/wire"
 )
 
@@ -24,16 +22,13 @@ import (
 //     (at most OutboundQueueLen frames), drained by one goroutine per
 //     target with frames pending.
 //   - ACKs go out on their own protocol (ACKProtocolID), through a queue
-//     of ACKQueueLen drained by ackSenders goroutines, so they never wait
-//     behind a payload frame on a stream.
+//     per validator (ackqueue.go), so they never wait behind a payload
+//     frame on a stream, nor behind another validator's ACKs.
 //   - Accepted messages go to the handler through a queue of
 //     DeliveryQueueLen drained by one goroutine, so a slow application
 //     delays nothing but its own deliveries.
 //
 // Every queue drops, and counts, what does not fit.
-
-// ackSenders is how many goroutines send ACKs.
-const ackSenders = 2
 
 type inFrame struct {
 	m    *wire.RainTreeMessage
@@ -328,33 +323,6 @@ func (r *Router) drain(to peer.ID, q *outQueue) {
 func (d delegation) report(err error) {
 	if d.result != nil {
 		d.result <- err
-	}
-}
-
-type ackJob struct {
-	to    peer.ID
-	frame []byte
-	via   *unicast.Router // the ACK or the proof protocol
-	sent  *atomic.Uint64  // counts it once sent
-}
-
-// sendAcks is one of the ackSenders goroutines.
-func (r *Router) sendAcks() {
-	for {
-		select {
-		case <-r.ctx.Done():
-			return
-		case j := <-r.ackQ:
-			ctx, cancel := context.WithTimeout(r.ctx, r.cfg.SendTimeout)
-			err := j.via.Send(ctx, j.to, j.frame)
-			cancel()
-			if err != nil {
-				r.c.sendErrors.Add(1)
-				r.log.Debug("ACK not sent", "to", j.to, "err", err)
-				continue
-			}
-			j.sent.Add(1)
-		}
 	}
 }
 

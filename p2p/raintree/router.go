@@ -202,7 +202,7 @@ type Router struct {
 	wg       sync.WaitGroup // workers, senders and the delivery loop
 
 	in            *inbox
-	ackQ          chan ackJob
+	ackq          ackQueues
 	deliveries    chan delivery
 	deliveryBytes atomic.Int64
 
@@ -303,7 +303,6 @@ func NewRouter(h host.Host, self identity.Address, set *validators.Set, cfg Conf
 		laggards: map[peer.ID]time.Time{},
 		out:      make(map[peer.ID]*outQueue),
 		in:       newInbox(cfg.InboundQueueLen, cfg.InboundQueueBytes),
-		ackQ:     make(chan ackJob, cfg.ACKQueueLen),
 		// A delivery of each slot may pin a message of MaxMessageSize.
 		deliveries: make(chan delivery, cfg.DeliveryQueueLen),
 	}
@@ -328,9 +327,6 @@ func NewRouter(h host.Host, self identity.Address, set *validators.Set, cfg Conf
 	}
 	for range cfg.Workers {
 		r.wg.Go(r.work)
-	}
-	for range ackSenders {
-		r.wg.Go(r.sendAcks)
 	}
 	r.wg.Go(r.deliverLoop)
 	return r, nil
@@ -585,6 +581,7 @@ func (r *Router) Close() error {
 	}
 	r.timerGen++
 	r.mu.Unlock()
+	r.ackq.close()
 	r.cancel()
 	r.in.close()
 	r.wg.Wait()
@@ -989,15 +986,6 @@ func (r *Router) ack(to peer.ID, m *wire.RainTreeMessage) {
 	r.queueACKFrame(ackJob{to: to, frame: frame, via: r.ackUni, sent: &r.c.acksSent})
 }
 
-// queueACKFrame queues an ACK or a proof of forwarding for the ACK
-// senders; one that does not fit the ACK queue is dropped and counted.
-func (r *Router) queueACKFrame(j ackJob) {
-	select {
-	case r.ackQ <- j:
-	default:
-		r.drop(&r.c.ackQueueFull, j.to, "ACK queue full", nil)
-	}
-}
 
 // open decodes and verifies an envelope at the router's edge. An envelope
 // that is malformed or badly signed is held against the peer that sent it.
