@@ -986,7 +986,6 @@ func (r *Router) ack(to peer.ID, m *wire.RainTreeMessage) {
 	r.queueACKFrame(ackJob{to: to, frame: frame, via: r.ackUni, sent: &r.c.acksSent})
 }
 
-
 // open decodes and verifies an envelope at the router's edge. An envelope
 // that is malformed or badly signed is held against the peer that sent it.
 func (r *Router) open(from peer.ID, data []byte) (*wire.Message, bool) {
