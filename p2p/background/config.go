@@ -209,9 +209,11 @@ type GossipParams struct {
 	// about once in 400 blocks (three: once in 37). Default 5.
 	MaxSubmitAttempts int
 	// MaxProofQueue bounds the proofs a validator has yet to send to the
-	// full nodes whose blocks it started; beyond it they are dropped and
-	// counted in Stats.ProofsDropped. Default 64.
-	MaxProofQueue int
+	// full nodes whose blocks it started, MaxProofQueuePerPeer those to one
+	// full node (each full node's are sent by a goroutine of its own);
+	// beyond either they are dropped and counted in Stats.ProofsDropped.
+	// Defaults 64 and 4.
+	MaxProofQueue, MaxProofQueuePerPeer int
 }
 
 // Defaults used by DefaultConfig.
@@ -238,6 +240,7 @@ const (
 	DefaultUnprovenParentTTL     = 10 * time.Minute
 	DefaultMaxSubmitAttempts     = 5
 	DefaultMaxProofQueue         = 64
+	DefaultMaxProofQueuePerPeer  = 4
 	// DefaultDirectRate and DefaultDirectBurst bound the direct sends
 	// (background unicast) accepted from one peer.
 	DefaultDirectRate  = 100
@@ -257,24 +260,25 @@ func DefaultGossipParams() GossipParams {
 		HistoryGossip:     3,
 		FloodPublish:      true,
 
-		LazyAmongValidators: true,
-		ValidatorD:          DefaultValidatorD,
-		ValidatorDhi:        DefaultValidatorDhi,
-		ForwardDelay:        DefaultForwardDelay,
-		MaxForwardDelay:     DefaultMaxForwardDelay,
-		LargeBytes:          DefaultLargeBytes,
-		LargeForwardDelay:   DefaultLargeForwardDelay,
-		LazyDlazy:           DefaultLazyDlazy,
-		MaxHeldBytes:        DefaultMaxHeldBytes,
-		MaxHaveSignals:      DefaultMaxHaveSignals,
-		SubmitFallback:      DefaultSubmitFallback,
-		SubmitInParts:       true,
-		LargeSubmitFallback: DefaultLargeSubmitFallback,
-		MaxPending:          DefaultMaxPending,
-		SubmitProofWait:     DefaultSubmitProofWait,
-		UnprovenParentTTL:   DefaultUnprovenParentTTL,
-		MaxSubmitAttempts:   DefaultMaxSubmitAttempts,
-		MaxProofQueue:       DefaultMaxProofQueue,
+		LazyAmongValidators:  true,
+		ValidatorD:           DefaultValidatorD,
+		ValidatorDhi:         DefaultValidatorDhi,
+		ForwardDelay:         DefaultForwardDelay,
+		MaxForwardDelay:      DefaultMaxForwardDelay,
+		LargeBytes:           DefaultLargeBytes,
+		LargeForwardDelay:    DefaultLargeForwardDelay,
+		LazyDlazy:            DefaultLazyDlazy,
+		MaxHeldBytes:         DefaultMaxHeldBytes,
+		MaxHaveSignals:       DefaultMaxHaveSignals,
+		SubmitFallback:       DefaultSubmitFallback,
+		SubmitInParts:        true,
+		LargeSubmitFallback:  DefaultLargeSubmitFallback,
+		MaxPending:           DefaultMaxPending,
+		SubmitProofWait:      DefaultSubmitProofWait,
+		UnprovenParentTTL:    DefaultUnprovenParentTTL,
+		MaxSubmitAttempts:    DefaultMaxSubmitAttempts,
+		MaxProofQueue:        DefaultMaxProofQueue,
+		MaxProofQueuePerPeer: DefaultMaxProofQueuePerPeer,
 	}
 }
 
@@ -531,8 +535,9 @@ func (g GossipParams) validate() error {
 	case g.LazyAmongValidators && (g.SubmitFallback <= 0 || g.LargeSubmitFallback < g.SubmitFallback || g.MaxPending <= 0):
 		return fmt.Errorf("SubmitFallback %v and MaxPending %d must be positive, and LargeSubmitFallback %v at least SubmitFallback, with LazyAmongValidators",
 			g.SubmitFallback, g.MaxPending, g.LargeSubmitFallback)
-	case g.LazyAmongValidators && (g.SubmitProofWait < 0 || g.MaxProofQueue <= 0):
-		return fmt.Errorf("SubmitProofWait %v must not be negative, and MaxProofQueue %d must be positive, with LazyAmongValidators", g.SubmitProofWait, g.MaxProofQueue)
+	case g.LazyAmongValidators && (g.SubmitProofWait < 0 || g.MaxProofQueue <= 0 || g.MaxProofQueuePerPeer <= 0):
+		return fmt.Errorf("SubmitProofWait %v must not be negative, and MaxProofQueue %d and MaxProofQueuePerPeer %d must be positive, with LazyAmongValidators",
+			g.SubmitProofWait, g.MaxProofQueue, g.MaxProofQueuePerPeer)
 	case g.LazyAmongValidators && g.SubmitProofWait > 0 && (g.UnprovenParentTTL <= 0 || g.MaxSubmitAttempts < 1):
 		return fmt.Errorf("UnprovenParentTTL %v and MaxSubmitAttempts %d must be positive with SubmitProofWait", g.UnprovenParentTTL, g.MaxSubmitAttempts)
 	}

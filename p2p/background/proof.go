@@ -28,51 +28,40 @@ import (
 // targets that collude can forge the proof, as for the validators' own
 // forwarding checks (docs/SECURITY.md).
 
-// proofJob is a proof this validator owes the full node to.
-type proofJob struct {
-	to    peer.ID
-	proof wire.Proof
-}
-
 // SendProof queues p for the full node to, which submitted the block p is
-// about. It never blocks: beyond GossipParams.MaxProofQueue waiting
-// proofs it drops p, counted in Stats.ProofsDropped.
+// about. It never blocks: beyond GossipParams.MaxProofQueuePerPeer proofs
+// waiting for to, or MaxProofQueue in all, it drops p, counted in
+// Stats.ProofsDropped. Each full node's proofs are sent in order by a
+// goroutine of its own, so one that reads none holds up only its own.
 func (r *Router) SendProof(to peer.ID, p wire.Proof) {
-	select {
-	case r.proofs <- proofJob{to: to, proof: p}:
-	default:
+	if !r.proofs.Push(to, p, func() { r.wg.Go(func() { r.sendProofs(to) }) }) {
 		r.c.proofsDropped.Add(1)
 	}
 }
 
-// proofLoop sends the queued proofs until Close.
-func (r *Router) proofLoop() {
-	for {
-		select {
-		case <-r.ctx.Done():
-			return
-		case j := <-r.proofs:
-			r.sendProof(j)
-		}
+// sendProofs sends to's queued proofs until there are none.
+func (r *Router) sendProofs(to peer.ID) {
+	for p, ok := r.proofs.Pop(to); ok; p, ok = r.proofs.Pop(to) {
+		r.sendProof(to, p)
 	}
 }
 
 // sendProof sends one queued proof over the connection its block came
 // on, never dialling: a submitter that left, or left an address that
-// never answers, would otherwise hold every proof behind it for a dial.
-// A send takes at most SubmitProofWait (its default when proofs are off
-// here), the least a full node waits.
-func (r *Router) sendProof(j proofJob) {
-	frame, err := wire.EncodeProof(j.proof)
+// never answers, would otherwise tie a goroutine up for a dial. A send
+// takes at most SubmitProofWait (its default when proofs are off here),
+// the least a full node waits.
+func (r *Router) sendProof(to peer.ID, p wire.Proof) {
+	frame, err := wire.EncodeProof(p)
 	if err == nil {
 		wait := cmp.Or(r.cfg.Gossip.SubmitProofWait, DefaultSubmitProofWait)
 		ctx, cancel := context.WithTimeout(network.WithNoDial(r.ctx, "proof of a started block"), wait)
-		err = r.uc.Send(ctx, j.to, frame)
+		err = r.uc.Send(ctx, to, frame)
 		cancel()
 	}
 	if err != nil {
 		r.c.proofsDropped.Add(1)
-		r.log.Debug("sending a proof of a started block", "to", j.to, "err", err)
+		r.log.Debug("sending a proof of a started block", "to", to, "err", err)
 		return
 	}
 	r.c.proofsSent.Add(1)

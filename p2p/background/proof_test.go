@@ -11,6 +11,7 @@ import (
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	manet "github.com/multiformats/go-multiaddr/net"
 
@@ -446,4 +447,38 @@ func TestAProofToASubmitterThatLeftIsDroppedWithoutADial(t *testing.T) {
 	if n := accepted.Load(); n != 0 {
 		t.Fatalf("the validator dialled the submitter that left %d times", n)
 	}
+}
+
+// Attack: a full node stays connected and stops reading the stream its
+// proofs come on, until every further write to it blocks. Its proofs wait
+// in a queue of its own, sent by a goroutine of its own, so a proof owed
+// to an honest full node goes out at once, not behind them.
+func TestAFullNodeThatReadsNoProofsHoldsUpOnlyItsOwn(t *testing.T) {
+	cfg := testConfig("proof")
+	cfg.Gossip.LazyAmongValidators = true
+	cfg.Gossip.SubmitProofWait = 10 * time.Second
+	cfg.Gossip.MaxProofQueue, cfg.Gossip.MaxProofQueuePerPeer = 8192, 4096 // room to fill its stream
+	v := startValidator(t, cfg, nil)
+	f := startNode(t, cfg)
+	connect(t, f.h, v.h)
+	stalled := newHost(t)
+	stalled.SetStreamHandler(UnicastProtocolID(cfg.NetworkID), func(network.Stream) {}) // open, never read
+	connect(t, stalled, v.h)
+	eventually(t, 5*time.Second, "identify listing the stalled node's protocol", func() bool {
+		ok, err := v.h.Peerstore().SupportsProtocols(stalled.ID(), UnicastProtocolID(cfg.NetworkID))
+		return err == nil && len(ok) > 0
+	})
+
+	xKey, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := keyID(t, xKey)
+	p := receiptProof(t, xKey, []byte("a set f does not know"), []peer.ID{v.h.ID(), x}, x, envelope(t, f, "block"), 2)
+	// About 300 bytes each: more than a stream's window.
+	for range 2000 {
+		v.r.SendProof(stalled.ID(), *p)
+	}
+	v.r.SendProof(f.h.ID(), *p)
+	eventually(t, 3*time.Second, "the honest full node's proof", func() bool { return f.r.Stats().ProofsUnexpected == 1 })
 }

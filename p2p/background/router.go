@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/rainp2p/rainp2p/p2p/identity"
+	"github.com/rainp2p/rainp2p/p2p/internal/peerqueue"
 	"github.com/rainp2p/rainp2p/p2p/unicast"
 	"github.com/rainp2p/rainp2p/p2p/wire"
 )
@@ -126,8 +127,8 @@ type Router struct {
 	lazy  lazySet
 	later *laterQueue
 	// proofs holds the proofs of started blocks this validator owes full
-	// nodes (proof.go).
-	proofs chan proofJob
+	// nodes, by full node (proof.go).
+	proofs *peerqueue.Queues[wire.Proof]
 	// connClosed tells later when a connection closes (submit.go).
 	connClosed *network.NotifyBundle
 
@@ -178,7 +179,7 @@ func New(h host.Host, cfg Config, handler Handler) (*Router, error) {
 		direct:     newPeerLimiter(cfg.DirectRate, cfg.DirectBurst, cfg.MaxRateLimitedPeers),
 		graylist:   make(chan []peer.ID, 1),
 		later:      newLaterQueue(max(cfg.Gossip.MaxPending, 1)),
-		proofs:     make(chan proofJob, max(cfg.Gossip.MaxProofQueue, 0)),
+		proofs:     peerqueue.New[wire.Proof](cfg.Gossip.MaxProofQueuePerPeer, cfg.Gossip.MaxProofQueue),
 	}
 	r.connClosed = &network.NotifyBundle{DisconnectedF: func(_ network.Network, c network.Conn) {
 		r.later.recipientLeft(c.RemotePeer(), time.Now())
@@ -253,7 +254,6 @@ func (r *Router) Start(ctx context.Context) (err error) {
 	r.wg.Go(r.maintainLoop)
 	r.wg.Go(r.disconnectLoop)
 	r.wg.Go(r.laterLoop)
-	r.wg.Go(r.proofLoop)
 	r.advertiseProofs()
 	r.host.Network().Notify(r.connClosed)
 	if r.have != nil {
@@ -638,6 +638,7 @@ func (r *Router) Close() error {
 		}
 		r.host.Network().StopNotify(r.connClosed)
 		r.host.RemoveStreamHandler(SubmitProofProtocolID(r.cfg.NetworkID))
+		r.proofs.Close()
 		r.cancel()
 		r.wg.Wait()
 		if d != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/rainp2p/rainp2p/p2p/dedup"
 	"github.com/rainp2p/rainp2p/p2p/identity"
+	"github.com/rainp2p/rainp2p/p2p/internal/peerqueue"
 	"github.com/rainp2p/rainp2p/p2p/unicast"
 	"github.com/rainp2p/rainp2p/p2p/validators"
 	"github.com/rainp2p/rainp2p/p2p/wire"
@@ -202,7 +203,7 @@ type Router struct {
 	wg       sync.WaitGroup // workers, senders and the delivery loop
 
 	in            *inbox
-	ackq          ackQueues
+	ackq          *peerqueue.Queues[ackJob] // ackqueue.go
 	deliveries    chan delivery
 	deliveryBytes atomic.Int64
 
@@ -303,6 +304,7 @@ func NewRouter(h host.Host, self identity.Address, set *validators.Set, cfg Conf
 		laggards: map[peer.ID]time.Time{},
 		out:      make(map[peer.ID]*outQueue),
 		in:       newInbox(cfg.InboundQueueLen, cfg.InboundQueueBytes),
+		ackq:     peerqueue.New[ackJob](cfg.ACKQueuePerPeer, cfg.ACKQueueLen),
 		// A delivery of each slot may pin a message of MaxMessageSize.
 		deliveries: make(chan delivery, cfg.DeliveryQueueLen),
 	}
@@ -581,7 +583,7 @@ func (r *Router) Close() error {
 	}
 	r.timerGen++
 	r.mu.Unlock()
-	r.ackq.close()
+	r.ackq.Close()
 	r.cancel()
 	r.in.close()
 	r.wg.Wait()

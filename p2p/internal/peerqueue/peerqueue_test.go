@@ -1,0 +1,98 @@
+package peerqueue
+
+import (
+	"testing"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+func TestQueues(t *testing.T) {
+	const a, b = peer.ID("a"), peer.ID("b")
+	type push struct {
+		to     peer.ID
+		v      int
+		fits   bool
+		starts bool
+	}
+	for _, tt := range []struct {
+		name           string
+		perPeer, total int
+		pushes         []push
+		pops           peer.ID
+		want           []int
+	}{
+		{"a peer's first item starts its drainer, and the rest wait in order", 3, 10,
+			[]push{{a, 1, true, true}, {a, 2, true, false}, {a, 3, true, false}}, a, []int{1, 2, 3}},
+		{"a peer is bounded on its own", 2, 10,
+			[]push{{a, 1, true, true}, {a, 2, true, false}, {a, 3, false, false}, {b, 4, true, true}}, a, []int{1, 2}},
+		{"all peers are bounded together", 5, 2,
+			[]push{{a, 1, true, true}, {b, 2, true, true}, {b, 3, false, false}}, b, []int{2}},
+		{"another peer's items are not this one's", 3, 10,
+			[]push{{a, 1, true, true}, {b, 2, true, true}, {a, 3, true, false}}, a, []int{1, 3}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			q := New[int](tt.perPeer, tt.total)
+			for _, p := range tt.pushes {
+				started := false
+				if fit := q.Push(p.to, p.v, func() { started = true }); fit != p.fits || started != p.starts {
+					t.Fatalf("push %v: fit %v, started %v", p, fit, started)
+				}
+			}
+			var got []int
+			for v, ok := q.Pop(tt.pops); ok; v, ok = q.Pop(tt.pops) {
+				got = append(got, v)
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("popped %v, want %v", got, tt.want)
+			}
+			for i := range got {
+				if got[i] != tt.want[i] {
+					t.Fatalf("popped %v, want %v", got, tt.want)
+				}
+			}
+		})
+	}
+}
+
+// A peer whose drainer found its FIFO empty (and ended) gets a new one
+// with its next item; one still draining does not.
+func TestADrainerIsStartedOncePerRun(t *testing.T) {
+	q := New[int](4, 4)
+	starts := 0
+	start := func() { starts++ }
+	q.Push("a", 1, start)
+	q.Pop("a")            // the drainer takes 1 and is still at work
+	q.Push("a", 2, start) // so 2 needs no new one
+	if starts != 1 {
+		t.Fatalf("%d drainers started for one run", starts)
+	}
+	q.Pop("a")
+	if _, ok := q.Pop("a"); ok {
+		t.Fatal("an empty FIFO gave an item")
+	}
+	q.Push("a", 3, start)
+	if starts != 2 {
+		t.Fatalf("%d drainers started, want a second once the first ended", starts)
+	}
+}
+
+// After Close nothing is queued and every drainer ends, and the total
+// counts only what waits.
+func TestClosedQueuesTakeNothingAndEndTheirDrainers(t *testing.T) {
+	q := New[int](4, 4)
+	q.Push("a", 1, func() {})
+	q.Push("a", 2, func() {})
+	if q.Len() != 2 {
+		t.Fatalf("Len %d, want 2", q.Len())
+	}
+	q.Close()
+	if _, ok := q.Pop("a"); ok {
+		t.Fatal("a closed queue gave an item")
+	}
+	if q.Push("a", 3, func() { t.Fatal("a drainer started after Close") }) {
+		t.Fatal("a closed queue took an item")
+	}
+	if q.Len() != 0 {
+		t.Fatalf("Len %d after Close and the drainer's end, want 0", q.Len())
+	}
+}
