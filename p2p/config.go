@@ -217,8 +217,11 @@ func (c Config) routerConfigs() (raintree.Config, background.Config, error) {
 	rt.ReplayWindow, bg.ReplayWindow = c.ReplayWindow, c.ReplayWindow
 	rt.ClockSkew, bg.ClockSkew = c.ClockSkew, c.ClockSkew
 	rt.Silent, bg.Silent = rt.Silent || c.Silent, bg.Silent || c.Silent
-	// A started block is proven with the receipts in cover mode's ACKs.
-	bg.ProvesSubmissions = c.Routers == RoutersBoth && rt.ACK && rt.Mode == raintree.ModeCover
+	// A started block is proven with the receipts in cover mode's ACKs of
+	// paced frames, so RainTree must pace every block a full node asks
+	// about (LargeBytes and more).
+	bg.ProvesSubmissions = c.Routers == RoutersBoth && rt.ACK && rt.Mode == raintree.ModeCover &&
+		rt.Paces(bg.Gossip.LargeBytes)
 	if c.Routers != RoutersBoth {
 		// Lazy gossip leans on RainTree to carry the payload to validators.
 		bg.Gossip.LazyAmongValidators = false

@@ -23,6 +23,10 @@ func TestOnlyAValidatorThatCanProveAStartedBlockSaysItDoes(t *testing.T) {
 		{"the defaults prove", func(*p2p.Config) {}, true},
 		{"reference mode cannot", func(c *p2p.Config) { c.RainTree.Mode = raintree.ModeReference }, false},
 		{"cover mode without ACKs cannot", func(c *p2p.Config) { c.RainTree.ACK = false }, false},
+		{"a RainTree that paces nothing cannot", func(c *p2p.Config) { c.RainTree.PaceBytes = 0 }, false},
+		{"a RainTree that paces only frames above a block's size cannot", func(c *p2p.Config) {
+			c.RainTree.PaceBytes = c.Background.Gossip.LargeBytes + 1
+		}, false},
 		{"gossip alone cannot", func(c *p2p.Config) { c.Routers = p2p.RoutersBackgroundOnly }, false},
 		{"eager gossip asks for no proofs", func(c *p2p.Config) { c.Background.Gossip.LazyAmongValidators = false }, false},
 	} {

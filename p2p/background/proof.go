@@ -30,13 +30,16 @@ import (
 
 // SendProof queues p for the full node to, which submitted the block p is
 // about. It never blocks: beyond GossipParams.MaxProofQueuePerPeer proofs
-// waiting for to, or MaxProofQueue in all, it drops p, counted in
+// waiting for to it drops p, and beyond MaxProofQueue in all the oldest
+// proof of the full node with the most waiting (or p), counted in
 // Stats.ProofsDropped. Each full node's proofs are sent in order by a
 // goroutine of its own, so one that reads none holds up only its own.
 func (r *Router) SendProof(to peer.ID, p wire.Proof) {
-	if !r.proofs.Push(to, p, func() { r.wg.Go(func() { r.sendProofs(to) }) }) {
+	ok, evicted := r.proofs.Push(to, p, func() { r.wg.Go(func() { r.sendProofs(to) }) })
+	if !ok {
 		r.c.proofsDropped.Add(1)
 	}
+	r.c.proofsDropped.Add(uint64(evicted))
 }
 
 // sendProofs sends to's queued proofs until there are none.
@@ -68,16 +71,18 @@ func (r *Router) sendProof(to peer.ID, p wire.Proof) {
 }
 
 // onProof takes a parent's proof that it started our block. A proof on
-// another validator set than ours is not held against the sender (the
-// set may just have changed on either side), and proves nothing: anyone
-// can name a set we do not know, so the block's wait goes on, and a
-// parent with no proof on our set by then is passed over as a silent one.
-// A proof that does not verify on our set is the sender's misbehaviour. A valid proof for
+// another validator set than ours proves nothing, since anyone can name a
+// set we do not know: the block's wait goes on, and with no proof on our
+// set by then it is handed on. But the set may just have changed on
+// either side, so it is not held against the sender: it is passed over
+// for that block only, not for UnprovenParentTTL. A proof that does not
+// verify on our set is the sender's misbehaviour. A valid proof for
 // no block awaiting one from that peer is counted and ignored, but a
 // parent passed over for that very block is a parent again.
 func (r *Router) onProof(from peer.ID, p wire.Proof) {
 	ring, ours := r.lazy.ringOf(p.SetHash)
 	if !ours {
+		r.later.provedOnOtherSet(p.Receipt.ID, from)
 		r.c.proofsUnexpected.Add(1)
 		return
 	}
@@ -185,7 +190,11 @@ func (g GossipParams) ProofWait(size int) time.Duration {
 func (r *Router) resubmit(p pending) {
 	r.c.submitUnproven.Add(1)
 	g := r.cfg.Gossip
-	r.lazy.passOver(p.parent, time.Now().Add(g.UnprovenParentTTL), p.msg.ID)
+	ttl := g.UnprovenParentTTL
+	if p.otherSet { // maybe a set change, not a parent that sits on blocks
+		ttl = min(ttl, g.submitFallback(len(p.msg.Raw)))
+	}
+	r.lazy.passOver(p.parent, time.Now().Add(ttl), p.msg.ID)
 	next := r.blockParent()
 	if next == "" || p.attempt+1 >= g.MaxSubmitAttempts {
 		r.publishFallback(p)

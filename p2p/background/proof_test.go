@@ -101,6 +101,7 @@ func TestAFullNodeHandsItsBlockOnWhenItsParentProvesNothing(t *testing.T) {
 				cfg.Gossip.SubmitProofWait = 10 * time.Second
 			}
 			cfg.Gossip.LargeSubmitFallback = time.Hour
+			cfg.Gossip.UnprovenParentTTL = 24 * time.Hour
 			var ring []peer.ID
 			var first peer.ID
 			var full atomic.Pointer[Router] // the full node's, for the answers
@@ -149,6 +150,17 @@ func TestAFullNodeHandsItsBlockOnWhenItsParentProvesNothing(t *testing.T) {
 			if tc.otherSet {
 				eventually(t, 5*time.Second, "the proof ignored", func() bool { return f.r.Stats().ProofsUnexpected == 1 })
 			}
+			// A parent that proved on another set is passed over for
+			// the block's fallback (an hour), one that proved nothing
+			// for UnprovenParentTTL (a day).
+			defer func() {
+				f.r.lazy.mu.Lock()
+				left := time.Until(f.r.lazy.passedOver[first].until)
+				f.r.lazy.mu.Unlock()
+				if short := left < 2*time.Hour; !tc.valid && !tc.late && short != tc.otherSet {
+					t.Errorf("the parent is passed over for %v more", left)
+				}
+			}()
 			if tc.valid {
 				eventually(t, 5*time.Second, "the proof", func() bool { return f.r.Stats().ProofsAccepted == 1 })
 				// Proven, the block waits for the fallback, an hour away.

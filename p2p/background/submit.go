@@ -259,6 +259,9 @@ type pending struct {
 	awaitProof, proven bool
 	fallbackAt         time.Time
 	attempt            int
+	// otherSet marks a block whose parent proved it on another validator
+	// set: no proof on ours, but no sign that it sits on blocks either.
+	otherSet bool
 }
 
 // laterQueue holds the messages waiting to be published, earliest first,
@@ -321,6 +324,16 @@ func (q *laterQueue) stopAwaiting(id wire.MessageID, parent peer.ID, proven bool
 	heap.Init(&q.items)
 	q.wakeLocked()
 	return true
+}
+
+// provedOnOtherSet records that parent, which our block id awaits a proof
+// from, proved it on another validator set.
+func (q *laterQueue) provedOnOtherSet(id wire.MessageID, parent peer.ID) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if p, ok := q.submitted[id]; ok && p.awaitProof && p.parent == parent {
+		p.otherSet = true
+	}
 }
 
 // awaitProof makes our block id, handed to parent and still awaiting its

@@ -33,8 +33,12 @@ type ackJob struct {
 // queueACKFrame queues an ACK or a proof of forwarding for its validator;
 // one that does not fit is dropped and counted.
 func (r *Router) queueACKFrame(j ackJob) {
-	if !r.ackq.Push(j.to, j, func() { r.wg.Go(func() { r.sendACKs(j.to) }) }) {
+	ok, evicted := r.ackq.Push(j.to, j, func() { r.wg.Go(func() { r.sendACKs(j.to) }) })
+	if !ok {
 		r.drop(&r.c.ackQueueFull, j.to, "ACK queue full", nil)
+	}
+	if evicted > 0 {
+		r.drop(&r.c.ackQueueFull, j.to, "ACK queue full: the oldest ACK of the validator with the most waiting made way", nil)
 	}
 }
 
@@ -50,7 +54,7 @@ func (r *Router) sendACKs(to peer.ID) {
 		cancel()
 		if err != nil {
 			r.c.sendErrors.Add(1)
-			println("ACKERR", err.Error())
+			r.log.Debug("ACK not sent", "to", j.to, "err", err)
 			continue
 		}
 		j.sent.Add(1)

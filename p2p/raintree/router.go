@@ -134,7 +134,9 @@ type DropStats struct {
 	// (DeliveryQueueLen, DeliveryQueueBytes); it was still acknowledged
 	// and forwarded.
 	DeliveryFull uint64
-	// ACKQueueFull: an ACK that did not fit the ACK queue (ACKQueueLen).
+	// ACKQueueFull: an ACK (or proof of forwarding) that did not fit its
+	// validator's queue (ACKQueuePerPeer), or that made way for another
+	// validator's when all of them held ACKQueueLen.
 	ACKQueueFull uint64
 	// TooLarge: envelope above MaxMessageSize.
 	TooLarge uint64

@@ -1,9 +1,12 @@
 // Package peerqueue holds work bound for peers, each peer's in a FIFO of
 // its own, within a bound per peer and one in total, so that a peer that
-// is slow to take its work holds up only its own. The caller drains a
-// peer's FIFO with one goroutine of its own, started when the FIFO gets
-// its first item and ended when Pop finds it empty: at most one goroutine
-// per peer with work queued, and no more than the total bound.
+// is slow to take its work holds up only its own. When the total is
+// reached, a newcomer takes the place of the oldest item of the longest
+// FIFO, so that peers that take nothing cannot fill the total between
+// them and starve the others. The caller drains a peer's FIFO with one
+// goroutine of its own, started when the FIFO gets its first item and
+// ended when Pop finds it empty: one goroutine per peer with work queued
+// or an item in hand.
 package peerqueue
 
 import (
@@ -28,21 +31,51 @@ func New[T any](perPeer, total int) *Queues[T] {
 	return &Queues[T]{perPeer: max(perPeer, 1), total: max(total, 1), queues: map[peer.ID][]T{}}
 }
 
-// Push queues v for p and reports whether it fit. When p had no drainer,
-// start is called (under the queues' lock, so never after Close) to start
-// one, which then Pops p's items until there are none.
-func (q *Queues[T]) Push(p peer.ID, v T, start func()) bool {
+// Push queues v for p and reports whether it fit, and how many items of
+// other peers it pushed out (0 or 1): with the total reached, v takes the
+// place of the oldest item of the longest FIFO, if that one is longer than
+// p's would be. When p had no drainer, start is called (under the queues'
+// lock, so never after Close) to start one, which then Pops p's items
+// until there are none.
+func (q *Queues[T]) Push(p peer.ID, v T, start func()) (ok bool, evicted int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	pending, draining := q.queues[p]
-	if q.closed || q.n >= q.total || len(pending) >= q.perPeer {
-		return false
+	if q.closed || len(pending) >= q.perPeer {
+		return false, 0
+	}
+	if q.n >= q.total {
+		if !q.evictLocked(len(pending) + 1) {
+			return false, 0
+		}
+		evicted = 1
 	}
 	q.queues[p] = append(pending, v)
 	q.n++
 	if !draining {
 		start()
 	}
+	return true, evicted
+}
+
+// evictLocked drops the oldest item of the longest FIFO if that holds
+// more than than items, and reports whether it did.
+func (q *Queues[T]) evictLocked(than int) bool {
+	var longest peer.ID
+	most := 0
+	for p, pending := range q.queues {
+		if len(pending) > most {
+			longest, most = p, len(pending)
+		}
+	}
+	if most <= than {
+		return false
+	}
+	var zero T
+	pending := q.queues[longest]
+	pending[0] = zero
+	q.queues[longest] = pending[1:]
+	q.n--
 	return true
 }
 

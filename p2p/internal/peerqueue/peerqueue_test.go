@@ -25,8 +25,10 @@ func TestQueues(t *testing.T) {
 			[]push{{a, 1, true, true}, {a, 2, true, false}, {a, 3, true, false}}, a, []int{1, 2, 3}},
 		{"a peer is bounded on its own", 2, 10,
 			[]push{{a, 1, true, true}, {a, 2, true, false}, {a, 3, false, false}, {b, 4, true, true}}, a, []int{1, 2}},
-		{"all peers are bounded together", 5, 2,
+		{"with the total reached, a peer's item cannot push out one of a FIFO no longer than its own", 5, 2,
 			[]push{{a, 1, true, true}, {b, 2, true, true}, {b, 3, false, false}}, b, []int{2}},
+		{"with the total reached, a newcomer takes the place of the oldest item of the longest FIFO", 5, 3,
+			[]push{{a, 1, true, true}, {a, 2, true, false}, {a, 3, true, false}, {b, 4, true, true}}, a, []int{2, 3}},
 		{"another peer's items are not this one's", 3, 10,
 			[]push{{a, 1, true, true}, {b, 2, true, true}, {a, 3, true, false}}, a, []int{1, 3}},
 	} {
@@ -34,7 +36,7 @@ func TestQueues(t *testing.T) {
 			q := New[int](tt.perPeer, tt.total)
 			for _, p := range tt.pushes {
 				started := false
-				if fit := q.Push(p.to, p.v, func() { started = true }); fit != p.fits || started != p.starts {
+				if fit, _ := q.Push(p.to, p.v, func() { started = true }); fit != p.fits || started != p.starts {
 					t.Fatalf("push %v: fit %v, started %v", p, fit, started)
 				}
 			}
@@ -89,10 +91,31 @@ func TestClosedQueuesTakeNothingAndEndTheirDrainers(t *testing.T) {
 	if _, ok := q.Pop("a"); ok {
 		t.Fatal("a closed queue gave an item")
 	}
-	if q.Push("a", 3, func() { t.Fatal("a drainer started after Close") }) {
+	if ok, _ := q.Push("a", 3, func() { t.Fatal("a drainer started after Close") }); ok {
 		t.Fatal("a closed queue took an item")
 	}
 	if q.Len() != 0 {
 		t.Fatalf("Len %d after Close and the drainer's end, want 0", q.Len())
+	}
+}
+
+// Peers that take nothing fill their FIFOs to the bound each; together
+// they reach the total, and an honest peer's item still gets in, in the
+// place of the oldest of the longest, counted.
+func TestPeersThatTakeNothingCannotStarveAnother(t *testing.T) {
+	q := New[int](4, 8)
+	for _, p := range []peer.ID{"x", "y"} {
+		for i := range 4 {
+			if ok, _ := q.Push(p, i, func() {}); !ok {
+				t.Fatalf("%s's item %d refused", p, i)
+			}
+		}
+	}
+	ok, evicted := q.Push("honest", 9, func() {})
+	if !ok || evicted != 1 || q.Len() != 8 {
+		t.Fatalf("honest push: fit %v, evicted %d, %d waiting; want true, 1, 8", ok, evicted, q.Len())
+	}
+	if v, ok := q.Pop("honest"); !ok || v != 9 {
+		t.Fatalf("the honest peer's item: %v %v", v, ok)
 	}
 }
