@@ -97,8 +97,11 @@ func TestAFullNodeHandsItsBlockOnWhenItsParentProvesNothing(t *testing.T) {
 			cfg.Gossip.LazyAmongValidators = true
 			cfg.Gossip.LargeBytes = 1 << 10
 			cfg.Gossip.SubmitProofWait = 300 * time.Millisecond
-			if tc.valid { // room for a loaded machine: the proof must win
+			switch { // room for a loaded machine: the proof must win
+			case tc.valid:
 				cfg.Gossip.SubmitProofWait = 10 * time.Second
+			case tc.otherSet: // and come while the wait runs
+				cfg.Gossip.SubmitProofWait = 2 * time.Second
 			}
 			cfg.Gossip.LargeSubmitFallback = time.Hour
 			cfg.Gossip.UnprovenParentTTL = 24 * time.Hour
