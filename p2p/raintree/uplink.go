@@ -16,10 +16,15 @@ import (
 // target, whose span (subtree) is the largest, has its copy after one
 // copy-time and forwards while the node sends the rest. So tree frames of
 // at least Config.PaceBytes leave through the uplink queue: one sender
-// goroutine, highest level (largest span) first, then the order they came
-// in. A frame counts as sent once the transport took it; flow control
-// makes that close to the moment its bytes left. Small frames, whose time
-// is latency rather than bandwidth, keep their per-target queues.
+// goroutine, frames re-delegated after a failed head first (their spans
+// are already late by the failure's detection, a second or more for a
+// block), then the largest span first, then the order they came in. (By
+// level, as before the eighth session, a re-delegated frame waited behind
+// the node's own frames of its level, and a frame of a laggard head alone,
+// a leaf, went before whole subtrees.) A frame counts as sent once the
+// transport took it; flow control makes that close to the moment its
+// bytes left. Small frames, whose time is latency rather than bandwidth,
+// keep their per-target queues.
 
 // paced reports whether d goes through the uplink queue.
 func (r *Router) paced(d delegation) bool {
@@ -38,14 +43,22 @@ func (q *uplinkQueue) pushLocked(d delegation, limit int) bool {
 	if len(q.items) >= limit {
 		return false
 	}
-	i, _ := slices.BinarySearchFunc(q.items, d, func(a, b delegation) int {
-		return cmp.Compare(b.target.Level, a.target.Level) // higher level first
-	})
-	for i < len(q.items) && q.items[i].target.Level == d.target.Level {
-		i++ // behind earlier frames of its level
+	i, _ := slices.BinarySearchFunc(q.items, d, uplinkOrder)
+	for i < len(q.items) && uplinkOrder(q.items[i], d) == 0 {
+		i++ // behind earlier frames of its rank
 	}
 	q.items = slices.Insert(q.items, i, d)
 	return true
+}
+
+// uplinkOrder ranks frames for the uplink: re-delegated ones first, as
+// their spans are already late by a failure's detection, then larger
+// spans (subtrees) first.
+func uplinkOrder(a, b delegation) int {
+	if c := cmp.Compare(min(b.retries, 1), min(a.retries, 1)); c != 0 {
+		return c
+	}
+	return cmp.Compare(b.target.Span.Len, a.target.Span.Len)
 }
 
 // popLocked takes the first frame. r.mu must be held.

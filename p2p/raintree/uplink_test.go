@@ -17,20 +17,36 @@ import (
 	"github.com/rainp2p/rainp2p/p2p/wire"
 )
 
-func TestUplinkSendsHigherLevelsFirstAndKeepsArrivalOrderWithinALevel(t *testing.T) {
-	var q uplinkQueue
-	arrivals := []struct{ level, index int }{{1, 10}, {3, 11}, {2, 12}, {3, 13}, {1, 14}, {2, 15}}
-	for _, a := range arrivals {
-		if !q.pushLocked(delegation{target: Target{Level: a.level, Index: a.index}}, 10) {
-			t.Fatalf("push of %v refused", a)
-		}
-	}
-	var got []int
-	for d, ok := q.popLocked(); ok; d, ok = q.popLocked() {
-		got = append(got, d.target.Index)
-	}
-	if want := []int{11, 13, 12, 15, 10, 14}; !slices.Equal(got, want) {
-		t.Fatalf("sent %v, want %v", got, want)
+func TestUplinkOrder(t *testing.T) {
+	type frame struct{ index, span, retries int }
+	for _, tt := range []struct {
+		name     string
+		arrivals []frame
+		want     []int
+	}{
+		{"larger spans go first, and equal ones in the order they came",
+			[]frame{{10, 1, 0}, {11, 9, 0}, {12, 3, 0}, {13, 9, 0}, {14, 1, 0}, {15, 3, 0}}, []int{11, 13, 12, 15, 10, 14}},
+		{"a re-delegated frame goes before the node's own, whatever their spans",
+			[]frame{{10, 9, 0}, {11, 2, 1}, {12, 3, 0}, {13, 8, 2}}, []int{13, 11, 10, 12}},
+		{"a laggard's frame of itself alone goes after every subtree of its level",
+			[]frame{{10, 1, 0}, {11, 8, 0}, {12, 2, 0}}, []int{11, 12, 10}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var q uplinkQueue
+			for _, a := range tt.arrivals {
+				d := delegation{target: Target{Level: 3, Index: a.index, Span: Span{Start: a.index, Len: a.span}}, retries: a.retries}
+				if !q.pushLocked(d, 10) {
+					t.Fatalf("push of %v refused", a)
+				}
+			}
+			var got []int
+			for d, ok := q.popLocked(); ok; d, ok = q.popLocked() {
+				got = append(got, d.target.Index)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("sent %v, want %v", got, tt.want)
+			}
+		})
 	}
 }
 
