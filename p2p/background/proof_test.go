@@ -495,5 +495,5 @@ func TestAFullNodeThatReadsNoProofsHoldsUpOnlyItsOwn(t *testing.T) {
 		v.r.SendProof(stalled.ID(), *p)
 	}
 	v.r.SendProof(f.h.ID(), *p)
-	eventually(t, 3*time.Second, "the honest full node's proof", func() bool { return f.r.Stats().ProofsUnexpected == 1 })
+	eventually(t, 5*time.Second, "the honest full node's proof", func() bool { return f.r.Stats().ProofsUnexpected == 1 })
 }

@@ -20,7 +20,7 @@ import (
 // validator's frame sent meanwhile is acknowledged in time.
 func TestAValidatorThatReadsNoACKsHoldsUpOnlyItsOwn(t *testing.T) {
 	const victim, honest, hostile = 1, 0, 2
-	c := newTCPCluster(t, 4, func(cfg *Config) { cfg.ACKTimeout = 3 * time.Second })
+	c := newTCPCluster(t, 4, func(cfg *Config) { cfg.ACKTimeout = 10 * time.Second }) // room for a loaded machine
 	v, w, h := c.nodes[victim], c.nodes[honest], c.nodes[hostile]
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
