@@ -153,6 +153,12 @@ func TestAPeerThatWritesOnOurStreamIsStruck(t *testing.T) {
 	ha, hb := newHost(t, transports[0].addr, nil), newHost(t, transports[0].addr, nil)
 	ra := newRouter(t, ha, func(peer.ID, []byte) {})
 	hb.SetStreamHandler(testProto, func(s network.Stream) {
+		// It answers each stream once the first frame has begun to
+		// arrive, so the Send that carried it has returned.
+		var b [1]byte
+		if _, err := io.ReadFull(s, b[:]); err != nil {
+			return
+		}
 		_, _ = s.Write(bytes.Repeat([]byte{7}, 64<<10))
 		_, _ = io.Copy(io.Discard, s)
 	})
