@@ -35,18 +35,13 @@ import (
 // Stats.ProofsDropped. Each full node's proofs are sent in order by a
 // goroutine of its own, so one that reads none holds up only its own.
 func (r *Router) SendProof(to peer.ID, p wire.Proof) {
-	ok, evicted := r.proofs.Push(to, p, func() { r.wg.Go(func() { r.sendProofs(to) }) })
+	ok, evicted := r.proofs.Push(to, p, func() {
+		r.wg.Go(func() { r.proofs.Drain(to, func(p wire.Proof) { r.sendProof(to, p) }) })
+	})
 	if !ok {
 		r.c.proofsDropped.Add(1)
 	}
 	r.c.proofsDropped.Add(uint64(evicted))
-}
-
-// sendProofs sends to's queued proofs until there are none.
-func (r *Router) sendProofs(to peer.ID) {
-	for p, ok := r.proofs.Pop(to); ok; p, ok = r.proofs.Pop(to) {
-		r.sendProof(to, p)
-	}
 }
 
 // sendProof sends one queued proof over the connection its block came

@@ -33,7 +33,7 @@ type ackJob struct {
 // queueACKFrame queues an ACK or a proof of forwarding for its validator;
 // one that does not fit is dropped and counted.
 func (r *Router) queueACKFrame(j ackJob) {
-	ok, evicted := r.ackq.Push(j.to, j, func() { r.wg.Go(func() { r.sendACKs(j.to) }) })
+	ok, evicted := r.ackq.Push(j.to, j, func() { r.wg.Go(func() { r.ackq.Drain(j.to, r.sendACK) }) })
 	if !ok {
 		r.drop(&r.c.ackQueueFull, j.to, "ACK queue full", nil)
 	}
@@ -42,21 +42,15 @@ func (r *Router) queueACKFrame(j ackJob) {
 	}
 }
 
-// sendACKs sends to's queued ACKs until there are none.
-func (r *Router) sendACKs(to peer.ID) {
-	for {
-		j, ok := r.ackq.Pop(to)
-		if !ok {
-			return
-		}
-		ctx, cancel := context.WithTimeout(network.WithNoDial(r.ctx, "ACK"), cmp.Or(r.cfg.ACKTimeout, r.cfg.SendTimeout))
-		err := j.via.Send(ctx, j.to, j.frame)
-		cancel()
-		if err != nil {
-			r.c.sendErrors.Add(1)
-			r.log.Debug("ACK not sent", "to", j.to, "err", err)
-			continue
-		}
-		j.sent.Add(1)
+// sendACK sends one queued ACK (or proof of forwarding).
+func (r *Router) sendACK(j ackJob) {
+	ctx, cancel := context.WithTimeout(network.WithNoDial(r.ctx, "ACK"), cmp.Or(r.cfg.ACKTimeout, r.cfg.SendTimeout))
+	err := j.via.Send(ctx, j.to, j.frame)
+	cancel()
+	if err != nil {
+		r.c.sendErrors.Add(1)
+		r.log.Debug("ACK not sent", "to", j.to, "err", err)
+		return
 	}
+	j.sent.Add(1)
 }

@@ -3,7 +3,7 @@
 // is slow to take its work holds up only its own. When the total is
 // reached, a newcomer takes the place of the oldest item of the longest
 // FIFO, so that peers that take nothing cannot fill the total between
-// them and starve the others. The caller drains a peer's FIFO with one
+// them and starve the others. The caller drains a peer's FIFO (Drain) with one
 // goroutine of its own, started when the FIFO gets its first item and
 // ended when Pop finds it empty: one goroutine per peer with work queued
 // or an item in hand.
@@ -96,6 +96,14 @@ func (q *Queues[T]) Pop(p peer.ID) (T, bool) {
 	q.queues[p] = pending[1:]
 	q.n--
 	return v, true
+}
+
+// Drain hands p's items to send, in order, until Pop finds none: the body
+// of p's drainer.
+func (q *Queues[T]) Drain(p peer.ID, send func(T)) {
+	for v, ok := q.Pop(p); ok; v, ok = q.Pop(p) {
+		send(v)
+	}
 }
 
 // Len is how many items wait, in all.

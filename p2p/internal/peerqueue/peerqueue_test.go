@@ -41,9 +41,7 @@ func TestQueues(t *testing.T) {
 				}
 			}
 			var got []int
-			for v, ok := q.Pop(tt.pops); ok; v, ok = q.Pop(tt.pops) {
-				got = append(got, v)
-			}
+			q.Drain(tt.pops, func(v int) { got = append(got, v) })
 			if len(got) != len(tt.want) {
 				t.Fatalf("popped %v, want %v", got, tt.want)
 			}
