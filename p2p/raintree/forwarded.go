@@ -125,7 +125,8 @@ func (r *Router) vouchFor(from peer.ID, d delegation, ack *wire.RainTreeMessage)
 // onForwarded settles the proof that from forwarded a frame we sent it,
 // if the receipt in m checks out (checkProof). The wait is claimed before
 // the check, so each costs at most one; a proof that overtook its ACK
-// (they travel on different streams) settles the ACK's wait instead. A
+// (they travel on different streams) settles the ACK's wait instead, and
+// the ACK is still awaited for its receipt (expectLateACKLocked). A
 // proof nobody waits for is counted and ignored. An invalid one is held
 // against from, which checks receipts before relaying them, and ends the
 // wait at once: the span goes on without from.
@@ -140,7 +141,9 @@ func (r *Router) onForwarded(from peer.ID, m *wire.RainTreeMessage) {
 	if !ok {
 		ackWait := key
 		ackWait.proof = false
-		d, ok = r.acks.Ack(ackWait)
+		if d, ok = r.acks.Ack(ackWait); ok {
+			r.expectLateACKLocked(ackWait, d)
+		}
 	}
 	r.mu.Unlock()
 	if !ok {
@@ -156,6 +159,22 @@ func (r *Router) onForwarded(from peer.ID, m *wire.RainTreeMessage) {
 	r.mu.Lock()
 	delete(r.laggards, from)
 	r.mu.Unlock()
+}
+
+// expectLateACKLocked keeps waiting, for ACKTimeout, for the ACK of d,
+// whose proof of forwarding came first: ACKs and proofs travel on streams
+// of their own, and a busy receiver may read the proof first. The ACK
+// settles nothing any more, but it carries the head's receipt, which this
+// node may still owe its own sender (vouchFor), and it is no stranger to
+// count as unexpected. The caller holds r.mu, and claimed the ACK's wait
+// in the same critical section, so the ACK finds one wait or the other.
+func (r *Router) expectLateACKLocked(key ackKey, d delegation) {
+	if r.closed {
+		return
+	}
+	d.lateACK = true
+	r.acks.Add(key, r.clock.Now().Add(r.cfg.ACKTimeout), d)
+	r.armLocked()
 }
 
 // notForwarded gives up on d's head, which proved no forwarding: it

@@ -299,6 +299,44 @@ func TestAHeadRelaysOnlyAValidReceiptAndOnlyOnce(t *testing.T) {
 	}
 }
 
+// ACKs and proofs travel on streams of their own, so a busy head may read
+// a target's proof before its ACK. The proof settles the frame, and the
+// ACK, when it comes, is no stranger: its receipt is what the head owes
+// its own sender.
+func TestAnACKThatComesAfterItsProofStillVouches(t *testing.T) {
+	c := newMockCluster(t, 9, pacedTernary)
+	env, id := newEnvelope(t, c.nodes[0].key, "overtaken")
+	head, target := c.nodes[3].router, c.nodes[4].host.ID()
+	// The frame 3 sent 4 with 4..5, on behalf of the frame 0 sent 3.
+	d := delegation{view: head.cur, mode: ModeCover, target: Target{Index: 4, Level: 1, Span: Span{Start: 4, Len: 2}}, msg: env,
+		sentAt: head.clock.Now(), vouch: &vouch{to: c.nodes[0].host.ID(), msgID: id, level: 2, span: Span{Start: 3, Len: 3}}}
+	head.mu.Lock()
+	head.acks.Add(ackKey{peer: target, msgID: id, level: 1, span: d.target.Span}, head.clock.Now().Add(time.Hour), d)
+	head.mu.Unlock()
+	sign := func(signer crypto.PrivKey, rc wire.Receipt) []byte {
+		sig, err := wire.SignReceipt(signer, testNetwork, rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sig
+	}
+	// 5's receipt of 4's frame, relayed by 4, comes first.
+	five := wire.Receipt{ID: id, SpanStart: 5, SpanLen: 1, Level: 1}
+	head.onForwarded(target, &wire.RainTreeMessage{Kind: wire.RainTreeKind_RAIN_TREE_KIND_FORWARDED, MessageId: id[:], Level: 1,
+		SpanStart: 4, SpanLen: 2, Receipt: sign(c.nodes[5].key, five), ReceiptSpanStart: 5, ReceiptSpanLen: 1, ReceiptLevel: 1})
+	head.onAck(target, &wire.RainTreeMessage{Kind: wire.RainTreeKind_RAIN_TREE_KIND_ACK, Level: 1, SpanStart: 4, SpanLen: 2,
+		MessageId: id[:], Receipt: sign(c.nodes[4].key, receiptOf(d))})
+	s := head.Stats()
+	if s.ProofsReceived != 1 || s.AcksReceived != 1 || s.AcksUnexpected != 0 {
+		t.Errorf("%d proofs, %d ACKs, %d unexpected; want 1, 1 and 0", s.ProofsReceived, s.AcksReceived, s.AcksUnexpected)
+	}
+	origin := c.nodes[0].router
+	eventually(t, 5*time.Second, func() bool { return origin.Stats().ProofsUnexpected == 1 }, "the head did not vouch to 0")
+	if n := head.acks.Len(); n != 0 {
+		t.Errorf("%d waits left, want none (no wait for a proof already had)", n)
+	}
+}
+
 // A head that proved no forwarding is a laggard for LaggardTTL: the next
 // paced frame it would head goes to it alone, and the rest of its span to
 // the next validator at once, with no second wait.
@@ -357,17 +395,18 @@ func TestARootProvesAFullNodesBlockOnceWithATargetsReceipt(t *testing.T) {
 			if paced { // an ACK is counted before its receipt is relayed
 				eventually(t, 30*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(proofs) > 0 }, "the proof")
 			}
-			// Every frame of the root answered, late (after a retry) or not.
-			// Under the race detector an ACK is sometimes counted as
-			// unexpected (about one run in five since ACKs go out from a
-			// queue per validator; also before it), and its frame's wait
-			// then neither settles nor times out within the test: not
-			// understood, see ADR 0002, eighth session. It still answers.
+			// Every frame of the root answered, late (after a retry) or not,
+			// and none was a stranger: an ACK read after its head's proof
+			// (under the race detector, about one run in five) is
+			// expected too (TestAnACKThatComesAfterItsProofStillVouches).
 			rootFrames := uint64(len(OriginTargets(ModeCover, n, 0, 1)))
 			eventually(t, 30*time.Second, func() bool {
 				s := c.nodes[0].router.Stats()
-				return s.AcksReceived+s.AckTimeouts+s.AcksUnexpected >= rootFrames
+				return s.AcksReceived+s.AckTimeouts >= rootFrames
 			}, "the root's ACKs: %+v", c.nodes[0].router.Stats())
+			if s := c.nodes[0].router.Stats(); s.AcksUnexpected != 0 {
+				t.Errorf("%d unexpected ACKs at the root", s.AcksUnexpected)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if !paced {

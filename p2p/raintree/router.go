@@ -64,7 +64,9 @@ type Stats struct {
 	RedundantSent, RedundantReceived uint64
 	UnicastSent, UnicastReceived     uint64
 	AcksSent, AcksReceived           uint64
-	// AcksUnexpected counts ACKs nobody waited for: late or duplicated.
+	// AcksUnexpected counts ACKs nobody waited for: late, duplicated or
+	// forged. An ACK that comes after its head's proof of forwarding is
+	// expected (AcksReceived).
 	AcksUnexpected uint64
 	// AckTimeouts counts tree frames that were not acknowledged in time or
 	// could not be sent at all.
@@ -250,6 +252,9 @@ type delegation struct {
 	// head's proof of forwarding.
 	sentAt time.Time
 	proof  bool
+	// lateACK marks a wait for the ACK of a frame whose head's proof of
+	// forwarding came first (forwarded.go, expectLateACK).
+	lateACK bool
 	// batch, if set, is the hop this frame belongs to (sendHops).
 	batch *hopBatch
 }
@@ -790,6 +795,9 @@ func (r *Router) onTimer(gen uint64) {
 	r.armLocked()
 	r.mu.Unlock()
 	for _, d := range expired {
+		if d.lateACK {
+			continue // proven already; its ACK only had a receipt to offer
+		}
 		if d.proof {
 			r.notForwarded(d)
 			continue
@@ -959,7 +967,7 @@ func (r *Router) onAck(from peer.ID, m *wire.RainTreeMessage) {
 	}
 	r.mu.Lock()
 	d, ok := r.acks.Ack(key)
-	if ok && r.checksForwarding(d) {
+	if ok && !d.lateACK && r.checksForwarding(d) {
 		r.awaitProofLocked(from, d)
 	}
 	r.mu.Unlock()
