@@ -268,11 +268,14 @@ func TestReplayAfterAFloodIsNeverDeliveredTwice(t *testing.T) {
 	}
 	publish(t, rtopic, broadcast)
 	waitFor(t, 10*time.Second, "the replays to be refused", func() bool {
-		// Both were forgotten in the flood, so the floor refuses them: the
-		// unicast, and the broadcast envelope sent directly, which lazy
-		// gossip takes as a full node's submission.
+		// The unicast, and the broadcast envelope sent directly, which
+		// lazy gossip takes as a full node's submission.
+		// The flood pushed out only its own origin's keys, so both are
+		// still remembered; had they been forgotten, their origin's floor
+		// would refuse them as too old.
 		s := victim.mod.Stats()
-		return s.TooOld >= before.TooOld+2 && s.Background.Submissions > before.Background.Submissions
+		refused := s.TooOld + s.Duplicates - before.TooOld - before.Duplicates
+		return refused >= 2 && s.Background.Submissions > before.Background.Submissions
 	}, func() string { return fmt.Sprintf("stats %+v", victim.mod.Stats()) })
 	time.Sleep(300 * time.Millisecond) // absence cannot be awaited: a second delivery would show by now
 	if n := len(victim.deliveries(captured.GetNonce())); n != 1 {
@@ -283,6 +286,44 @@ func TestReplayAfterAFloodIsNeverDeliveredTwice(t *testing.T) {
 	}
 	if r := a.honestDelivery(t, 10, "after the flood"); r != 1 {
 		t.Fatalf("honest delivery ratio %.3f, want 1", r)
+	}
+}
+
+// A flood of validly signed messages dated as far ahead as the clock skew
+// allows, past the victim's dedup capacity, pushes out only its own
+// origin's keys: honest broadcasts, created now, are still delivered
+// everywhere. Before, the flood raised one floor for everyone to its own
+// dates, and the victim refused every honest message until then.
+func TestAFloodDatedAheadRaisesOnlyItsOwnFloor(t *testing.T) {
+	const capacity = 64
+	a := newArena(t, "/ip4/127.0.0.1/tcp/0", []string{"/ip4/127.0.0.1/tcp/0"}, func(c *p2p.Config) {
+		c.DedupCapacity = capacity
+	})
+	victim := a.victim
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ah, topic := gossiper(t, a)
+	key := ah.Peerstore().PrivKey(ah.ID())
+	ahead := p2p.DefaultConfig().ClockSkew - 2*time.Second
+	for i := range 4 * capacity {
+		e, _ := wire.NewEnvelope(wrapperspb.String(fmt.Sprintf("dated ahead %d", i)))
+		m, err := wire.Seal(attackNetwork, e, key, identity.Address{}, time.Now().Add(ahead), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		frame, _ := wire.EncodeBackground(m.Raw)
+		if err := topic.Publish(ctx, frame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 20*time.Second, "the flood to overrun the victim's deduper", func() bool {
+		return victim.mod.Stats().Delivered[p2p.RouterBackground] > 2*capacity
+	})
+	if r := a.honestDelivery(t, 10, "after a flood dated ahead"); r != 1 {
+		t.Fatalf("honest delivery ratio %.3f, want 1 (victim: %+v)", r, victim.mod.Stats())
+	}
+	if s := victim.mod.Stats(); s.TooOld != 0 {
+		t.Errorf("%d messages refused as too old; only the flood's own were forgotten", s.TooOld)
 	}
 }
 

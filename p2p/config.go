@@ -61,9 +61,10 @@ type Config struct {
 	MaxMessageSize int
 	// DedupCapacity is how many message IDs the deduper remembers. Size it
 	// with ReplayWindow: it should hold every message of ReplayWindow +
-	// 2*ClockSkew. Past it, the oldest are forgotten and everything created
-	// at or before them is refused as too old (package dedup). Default
-	// 65536 (about 470 messages a second over the default window, ~9 MiB).
+	// 2*ClockSkew. Past it, the origin holding the most IDs loses its
+	// oldest, and everything that origin created at or before them is
+	// refused as too old (package dedup). Default 65536 (about 470 messages
+	// a second over the default window; ~11 MiB, 35 MiB at worst).
 	DedupCapacity int
 	// ReplayWindow is how long after its creation an envelope is still
 	// accepted; older ones are refused and counted. Default 2m.

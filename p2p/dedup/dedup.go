@@ -1,16 +1,22 @@
 // Package dedup decides whether a message is new: a bounded memory of
-// recently seen message keys, each with the creation time of its message,
-// behind a replay window. It is safe for concurrent use.
+// recently seen message keys, each with its signer (origin) and the
+// creation time of its message, behind a replay window. It is safe for
+// concurrent use.
 //
 // A key is accepted once. A message created outside the window
 // [now - Window - Skew, now + Skew] is refused as too old or too new, so a
 // message can only be replayed while the Deduper still remembers it. When
 // Capacity forces it to forget a key before its message left the window,
-// the Deduper keeps a floor, the latest creation time it forgot, and
-// refuses everything created at or before the floor as too old: a bounded
-// memory never delivers a message twice, at worst it refuses an old one.
-// Forgetting starts with the oldest creation time, so the floor stays as
-// low as the traffic allows.
+// it forgets the oldest key of the origin that holds the most, and keeps
+// a floor for that origin, the latest creation time of its keys it
+// forgot: everything that origin signed at or before its floor is
+// refused as too old. A bounded memory thus never delivers a message
+// twice, at worst it refuses an old one; and an origin that floods it,
+// even with messages dated Skew ahead, pushes out its own keys and raises
+// only its own floor, never anyone else's (the creation time is the
+// signer's to choose). Origins that hold only a floor are bounded by
+// Capacity too; past that the lowest floor is merged into one that
+// applies to every origin.
 //
 // It is not a rate limiter and does not check signatures: callers verify a
 // message before they record its key, so an invalid copy can never make
@@ -27,9 +33,11 @@ import (
 )
 
 // Defaults: Capacity keys within Window+2*Skew is DefaultCapacity /
-// 140 s, about 470 messages a second sustained before the floor rises
-// above the window's edge. A 32-byte key costs about 140 bytes, so the
-// default memory is about 9 MiB (TestDefaultCapacityMemory measures it).
+// 140 s, about 470 messages a second sustained before floors rise above
+// the window's edge. A 32-byte key costs about 180 bytes when few origins
+// sign, so the default memory is about 11 MiB; at worst, every key of its
+// own origin and as many origins again holding only a floor, about 570
+// bytes a key, 35 MiB (TestDefaultCapacityMemory measures both).
 const (
 	DefaultCapacity = 65536
 	DefaultWindow   = 2 * time.Minute
@@ -105,10 +113,13 @@ func (c Config) Validate() error {
 type Deduper[K comparable] struct {
 	cfg Config
 
-	mu    sync.Mutex
-	seen  map[K]int64 // creation time in Unix milliseconds
-	order byCreated[K]
-	floor int64 // latest creation time forgotten for capacity; refused at or below
+	mu      sync.Mutex
+	seen    map[K]*entry[K]
+	byAge   entryHeap[K]          // every key remembered, oldest creation first
+	origins map[string]*origin[K] // those with keys or a floor
+	busiest originHeap[K]         // origins with keys, the most keys first
+	idle    originHeap[K]         // origins with only a floor, the lowest first
+	floor   int64                 // floors of idle origins merged for room; refused at or below
 
 	duplicates, tooOld, tooNew, evicted atomic.Uint64
 }
@@ -121,25 +132,31 @@ func New[K comparable](cfg Config) (*Deduper[K], error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Deduper[K]{cfg: cfg, seen: make(map[K]int64), floor: -1 << 63}, nil
+	return &Deduper[K]{
+		cfg:     cfg,
+		seen:    make(map[K]*entry[K]),
+		byAge:   entryHeap[K]{slot: slotAge},
+		origins: make(map[string]*origin[K]),
+		busiest: originHeap[K]{less: moreKeys[K]},
+		idle:    originHeap[K]{less: lowerFloor[K]},
+		floor:   -1 << 63,
+	}, nil
 }
 
-// Observe records key, for a message created at created, and says whether
-// it is new. Only First records the key; every other verdict is counted.
-func (d *Deduper[K]) Observe(key K, created time.Time) Verdict {
+// Observe records key, of a message that origin signed at created, and
+// says whether it is new. Only First records the key; every other verdict
+// is counted. A key must always come with the same origin (a message ID
+// covers its signer).
+func (d *Deduper[K]) Observe(key K, origin string, created time.Time) Verdict {
 	c := created.UnixMilli()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	v := d.checkLocked(key, c)
+	v := d.checkLocked(key, origin, c)
 	switch v {
 	case First:
-		d.seen[key] = c
-		heap.Push(&d.order, entry[K]{key: key, created: c})
+		d.addLocked(key, origin, c)
 		for len(d.seen) > d.cfg.Capacity {
-			e := heap.Pop(&d.order).(entry[K])
-			delete(d.seen, e.key)
-			d.floor = max(d.floor, e.created)
-			d.evicted.Add(1)
+			d.forgetLocked()
 		}
 	case Duplicate:
 		d.duplicates.Add(1)
@@ -152,13 +169,13 @@ func (d *Deduper[K]) Observe(key K, created time.Time) Verdict {
 }
 
 // Check says what Observe would answer, without recording or counting.
-func (d *Deduper[K]) Check(key K, created time.Time) Verdict {
+func (d *Deduper[K]) Check(key K, origin string, created time.Time) Verdict {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.checkLocked(key, created.UnixMilli())
+	return d.checkLocked(key, origin, created.UnixMilli())
 }
 
-func (d *Deduper[K]) checkLocked(key K, c int64) Verdict {
+func (d *Deduper[K]) checkLocked(key K, origin string, c int64) Verdict {
 	now := d.cfg.Now()
 	oldest := now.Add(-d.cfg.Window - d.cfg.Skew).UnixMilli()
 	d.expireLocked(oldest)
@@ -168,18 +185,87 @@ func (d *Deduper[K]) checkLocked(key K, c int64) Verdict {
 	case c < oldest || c <= d.floor:
 		return TooOld
 	}
+	if o := d.origins[origin]; o != nil && c <= o.floor {
+		return TooOld
+	}
 	if _, dup := d.seen[key]; dup {
 		return Duplicate
 	}
 	return First
 }
 
-// expireLocked forgets keys of messages the window refuses anyway; that
-// needs no floor.
+func (d *Deduper[K]) addLocked(key K, name string, c int64) {
+	o := d.origins[name]
+	if o == nil {
+		o = &origin[K]{name: name, keys: entryHeap[K]{slot: slotOrigin}, floor: -1 << 63, at: -1}
+		d.origins[name] = o
+	}
+	e := &entry[K]{key: key, created: c, origin: o}
+	d.seen[key] = e
+	heap.Push(&d.byAge, e)
+	heap.Push(&o.keys, e)
+	d.placeLocked(o)
+}
+
+// forgetLocked makes room: it forgets the oldest key of the origin that
+// holds the most, and raises that origin's floor to it. An origin that
+// floods the Deduper thus pushes out its own keys and refuses only its own
+// old messages; the others keep theirs.
+func (d *Deduper[K]) forgetLocked() {
+	o := d.busiest.os[0]
+	e := o.keys.es[0]
+	d.removeLocked(e)
+	o.floor = max(o.floor, e.created)
+	d.evicted.Add(1)
+	d.placeLocked(o)
+	// Idle origins are bounded too: past Capacity of them, the lowest
+	// floor merges into the Deduper's own, which refuses for everyone.
+	for d.idle.Len() > d.cfg.Capacity {
+		lo := heap.Pop(&d.idle).(*origin[K])
+		d.floor = max(d.floor, lo.floor)
+		delete(d.origins, lo.name)
+	}
+}
+
+// expireLocked forgets keys of messages the window refuses anyway, and
+// floors below it; that needs no floor.
 func (d *Deduper[K]) expireLocked(oldest int64) {
-	for len(d.order) > 0 && d.order[0].created < oldest {
-		e := heap.Pop(&d.order).(entry[K])
-		delete(d.seen, e.key)
+	for d.byAge.Len() > 0 && d.byAge.es[0].created < oldest {
+		e := d.byAge.es[0]
+		d.removeLocked(e)
+		d.placeLocked(e.origin)
+	}
+	for d.idle.Len() > 0 && d.idle.os[0].floor < oldest {
+		lo := heap.Pop(&d.idle).(*origin[K])
+		delete(d.origins, lo.name)
+	}
+}
+
+// removeLocked forgets e everywhere but leaves its origin to placeLocked.
+func (d *Deduper[K]) removeLocked(e *entry[K]) {
+	delete(d.seen, e.key)
+	heap.Remove(&d.byAge, e.at[slotAge])
+	heap.Remove(&e.origin.keys, e.at[slotOrigin])
+}
+
+// placeLocked puts o where it belongs after its keys changed: among the
+// busiest while it holds keys, among the idle while it holds only a floor,
+// nowhere (forgotten) otherwise.
+func (d *Deduper[K]) placeLocked(o *origin[K]) {
+	switch {
+	case o.keys.Len() > 0 && o.in == &d.busiest:
+		heap.Fix(&d.busiest, o.at)
+		return
+	case o.in != nil:
+		heap.Remove(o.in, o.at)
+	}
+	switch {
+	case o.keys.Len() > 0:
+		heap.Push(&d.busiest, o)
+	case o.floor > -1<<63:
+		heap.Push(&d.idle, o)
+	default:
+		delete(d.origins, o.name)
 	}
 }
 
@@ -209,32 +295,101 @@ func (d *Deduper[K]) Len() int {
 	return len(d.seen)
 }
 
-// Floor is the latest creation time forgotten for capacity, and false if
-// none was.
+// Floor is the highest floor any origin has, and false if no key was
+// forgotten for capacity yet (or every floor has left the window).
 func (d *Deduper[K]) Floor() (time.Time, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.evicted.Load() == 0 {
+	f := d.floor
+	for _, o := range d.origins {
+		f = max(f, o.floor)
+	}
+	if f == -1<<63 {
 		return time.Time{}, false
 	}
-	return time.UnixMilli(d.floor), true
+	return time.UnixMilli(f), true
 }
+
+// The two heaps an entry is in.
+const (
+	slotAge = iota
+	slotOrigin
+)
 
 type entry[K comparable] struct {
 	key     K
 	created int64
+	origin  *origin[K]
+	at      [2]int // index in byAge and in its origin's keys
 }
 
-// byCreated is a min-heap by creation time.
-type byCreated[K comparable] []entry[K]
+// origin is what the Deduper holds for one signer: its keys and the
+// latest creation time of its keys forgotten for capacity.
+type origin[K comparable] struct {
+	name  string
+	keys  entryHeap[K]
+	floor int64
+	in    *originHeap[K] // busiest, idle or nil
+	at    int
+}
 
-func (h byCreated[K]) Len() int           { return len(h) }
-func (h byCreated[K]) Less(i, j int) bool { return h[i].created < h[j].created }
-func (h byCreated[K]) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *byCreated[K]) Push(x any)        { *h = append(*h, x.(entry[K])) }
-func (h *byCreated[K]) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
+// entryHeap is a min-heap of entries by creation time that keeps each
+// entry's index in its slot.
+type entryHeap[K comparable] struct {
+	es   []*entry[K]
+	slot int
+}
+
+func (h *entryHeap[K]) Len() int           { return len(h.es) }
+func (h *entryHeap[K]) Less(i, j int) bool { return h.es[i].created < h.es[j].created }
+func (h *entryHeap[K]) Swap(i, j int) {
+	h.es[i], h.es[j] = h.es[j], h.es[i]
+	h.es[i].at[h.slot], h.es[j].at[h.slot] = i, j
+}
+func (h *entryHeap[K]) Push(x any) {
+	e := x.(*entry[K])
+	e.at[h.slot] = len(h.es)
+	h.es = append(h.es, e)
+}
+func (h *entryHeap[K]) Pop() any {
+	e := h.es[len(h.es)-1]
+	h.es[len(h.es)-1] = nil
+	h.es = h.es[:len(h.es)-1]
+	return e
+}
+
+// originHeap is a heap of origins ordered by less.
+type originHeap[K comparable] struct {
+	os   []*origin[K]
+	less func(a, b *origin[K]) bool
+}
+
+// moreKeys orders the busiest origin first; of equals, the one with the
+// oldest key, so that with one key per origin the oldest goes first.
+func moreKeys[K comparable](a, b *origin[K]) bool {
+	if a.keys.Len() != b.keys.Len() {
+		return a.keys.Len() > b.keys.Len()
+	}
+	return a.keys.es[0].created < b.keys.es[0].created
+}
+
+func lowerFloor[K comparable](a, b *origin[K]) bool { return a.floor < b.floor }
+
+func (h *originHeap[K]) Len() int           { return len(h.os) }
+func (h *originHeap[K]) Less(i, j int) bool { return h.less(h.os[i], h.os[j]) }
+func (h *originHeap[K]) Swap(i, j int) {
+	h.os[i], h.os[j] = h.os[j], h.os[i]
+	h.os[i].at, h.os[j].at = i, j
+}
+func (h *originHeap[K]) Push(x any) {
+	o := x.(*origin[K])
+	o.in, o.at = h, len(h.os)
+	h.os = append(h.os, o)
+}
+func (h *originHeap[K]) Pop() any {
+	o := h.os[len(h.os)-1]
+	h.os[len(h.os)-1] = nil
+	h.os = h.os[:len(h.os)-1]
+	o.in = nil
+	return o
 }

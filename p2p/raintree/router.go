@@ -1063,7 +1063,7 @@ func (r *Router) viewLocked(hash []byte) *setView {
 }
 
 func (r *Router) observe(k seenKey, msg *wire.Message) dedup.Verdict {
-	return r.seen.Observe(k, msg.CreatedAt)
+	return r.seen.Observe(k, string(msg.Envelope.GetOrigin()), msg.CreatedAt)
 }
 
 func isMember(s *validators.Set, id peer.ID) bool {
