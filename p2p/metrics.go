@@ -111,7 +111,7 @@ var (
 	invalidDesc   = desc("invalid_peer_messages_total", "Protocol violations held against the sending peer, by router.", "router")
 	retriesDesc   = desc("raintree_retries_total", "RainTree re-delegations after a missing ACK.")
 	ackTODesc     = desc("raintree_ack_timeouts_total", "RainTree frames not acknowledged in time.")
-	forwardDesc   = desc("raintree_forwarding_total", "RainTree forwarding checks of paced frames: not_forwarded (a head acknowledged but proved no forwarding in time; its span went on without it), proof_sent, proof_received (valid), proof_unexpected (late or duplicated), laggard_passed (a head that recently proved no forwarding got a frame of itself alone).", "event")
+	forwardDesc   = desc("raintree_forwarding_total", "RainTree forwarding checks of paced frames: not_forwarded (a head acknowledged but proved no forwarding in time; its span went on without it), proof_sent, proof_received (valid), proof_unexpected (late or duplicated), laggard_passed (a head that recently proved no forwarding got a frame of itself alone), slow_head (a head read a paced frame far slower than this node's frames usually go; its span went on without it).", "event")
 	peersDesc     = desc("peers", "Connected peers per router.", "router")
 	bytesDesc     = desc("unicast_bytes_total", "Unicast transport bytes, by router and direction.", "router", "direction")
 	sendErrDesc   = desc("send_errors_total", "Send and Broadcast calls a router refused.")
@@ -222,6 +222,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(forwardDesc, r.ProofsReceived, "proof_received")
 	counter(forwardDesc, r.ProofsUnexpected, "proof_unexpected")
 	counter(forwardDesc, r.SkippedLaggards, "laggard_passed")
+	counter(forwardDesc, r.SlowHeads, "slow_head")
 	counter(sendErrDesc, s.SendErrors)
 	for _, name := range []string{rt, bg} {
 		ch <- prometheus.MustNewConstMetric(peersDesc, prometheus.GaugeValue, float64(st.Peers[name]), name)

@@ -210,10 +210,12 @@ type Repairs struct {
 	// missing ACK or proof of forwarding, a head skipped), RainTreeGaveUp
 	// frames nobody was left to take over (a span of one that failed),
 	// RainTreeNotForwarded heads that acknowledged a block and proved no
-	// forwarding.
+	// forwarding, RainTreeSlowHeads heads that read a block so slowly
+	// that its send was given up (raintree.Config.SlowSendFactor).
 	RainTreeRetries      uint64 `json:"raintree_retries"`
 	RainTreeGaveUp       uint64 `json:"raintree_gave_up"`
 	RainTreeNotForwarded uint64 `json:"raintree_not_forwarded"`
+	RainTreeSlowHeads    uint64 `json:"raintree_slow_heads"`
 	// BlocksUnproven are full nodes' blocks whose parent proved nothing
 	// in time, BlocksResubmitted the hand-overs to a next parent, and
 	// SubmitFallbacks the submissions a full node published itself.
@@ -227,6 +229,7 @@ func (r *Repairs) add(s p2p.Stats) {
 	r.RainTreeRetries += s.RainTree.Retries
 	r.RainTreeGaveUp += s.RainTree.GaveUp
 	r.RainTreeNotForwarded += s.RainTree.NotForwarded
+	r.RainTreeSlowHeads += s.RainTree.SlowHeads
 	r.BlocksUnproven += s.Background.SubmitUnproven
 	r.BlocksResubmitted += s.Background.Resubmitted
 	r.SubmitFallbacks += s.Background.SubmitFallbacks

@@ -25,6 +25,10 @@ const (
 	DefaultRecentSetTTL  = 2 * time.Minute
 	DefaultSeenCacheSize = dedup.DefaultCapacity
 	DefaultSendTimeout   = 10 * time.Second
+	// DefaultSlowSendFactor and DefaultSlowSendMin are Config.SlowSendFactor's
+	// and Config.SlowSendMin's defaults.
+	DefaultSlowSendFactor = 8.0
+	DefaultSlowSendMin    = time.Second
 	// DefaultHopHold is Config.HopHold's default.
 	DefaultHopHold = 100 * time.Millisecond
 
@@ -158,6 +162,19 @@ type Config struct {
 	OnInvalid func(from peer.ID, err error)
 	// SendTimeout bounds one frame's send, dial included. Default 10s.
 	SendTimeout time.Duration
+	// SlowSendFactor and SlowSendMin bound a paced frame's send by this
+	// node's own pace: it may take SlowSendFactor times as long per byte
+	// as the median of this node's last paced frames took, or SlowSendMin
+	// if that is longer, and never more than SendTimeout. A head that
+	// reads a block far slower than the others (a hostile validator can
+	// choose spans that make it one) holds the uplink, which sends one
+	// paced frame at a time, that long at most instead of SendTimeout; its
+	// span then goes on without it, and it is a laggard (LaggardTTL),
+	// counted in Stats.SlowHeads. An honest head slowed by other copies
+	// arriving at once took up to four times the usual in the simulator
+	// (ADR 0002). 0 turns it off. Defaults 8 and 1s.
+	SlowSendFactor float64
+	SlowSendMin    time.Duration
 	// HopHold bounds how long a node holds back the frames of its next
 	// hop in a broadcast while this hop's frames to connected targets are
 	// being written (a hop at a time, so the frames with the most levels
@@ -269,6 +286,8 @@ func DefaultConfig(networkID string) Config {
 		ReplayWindow:          dedup.DefaultWindow,
 		ClockSkew:             dedup.DefaultSkew,
 		SendTimeout:           DefaultSendTimeout,
+		SlowSendFactor:        DefaultSlowSendFactor,
+		SlowSendMin:           DefaultSlowSendMin,
 		HopHold:               DefaultHopHold,
 		Workers:               DefaultWorkers,
 		InboundQueueLen:       DefaultInboundQueueLen,
@@ -310,6 +329,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("raintree: HopHold %v must be positive", c.HopHold)
 	case c.SendTimeout <= 0:
 		return fmt.Errorf("raintree: SendTimeout %v must be positive", c.SendTimeout)
+	case !(c.SlowSendFactor == 0 || c.SlowSendFactor >= 1) || c.SlowSendMin < 0:
+		return fmt.Errorf("raintree: SlowSendFactor %v must be 0 (off) or at least 1, and SlowSendMin %v not negative", c.SlowSendFactor, c.SlowSendMin)
 	case c.Workers <= 0 || c.InboundQueueLen <= 0 || c.OutboundQueueLen <= 0 || c.DeliveryQueueLen <= 0 || c.ACKQueueLen <= 0 || c.ACKQueuePerPeer <= 0:
 		return fmt.Errorf("raintree: Workers %d and queue lengths (inbound %d, outbound %d, delivery %d, ACK %d, ACK per peer %d) must be positive",
 			c.Workers, c.InboundQueueLen, c.OutboundQueueLen, c.DeliveryQueueLen, c.ACKQueueLen, c.ACKQueuePerPeer)

@@ -101,6 +101,10 @@ type Stats struct {
 	// prove it forwarded (Config.LaggardTTL): it got a frame of itself
 	// alone and the next validator the rest of the span.
 	SkippedLaggards uint64
+	// SlowHeads counts paced frames given up because their head read them
+	// far slower than this node's frames usually go (Config.SlowSendFactor);
+	// each span went on without its head, which became a laggard.
+	SlowHeads uint64
 	// ProofsSent counts proofs of forwarding sent (on their own protocol,
 	// apart from AcksSent); ProofsReceived valid ones received;
 	// ProofsUnexpected proofs nobody waited for (late or duplicated).
@@ -162,6 +166,7 @@ type counters struct {
 	sendErrors, skippedDisconnected  atomic.Uint64
 	notForwarded, proofsReceived     atomic.Uint64
 	skippedLaggards, partsRelayed    atomic.Uint64
+	slowHeads                        atomic.Uint64
 	handoversRefused                 atomic.Uint64
 	proofsSent                       atomic.Uint64
 	proofsUnexpected, badReceipt     atomic.Uint64
@@ -198,6 +203,8 @@ type Router struct {
 	// laggards are heads that failed to prove they forwarded a paced
 	// frame, with when (forwarded.go); at most one entry per validator.
 	laggards map[peer.ID]time.Time
+	// pace is this node's recent pace of paced frames (pace.go).
+	pace     sendPace
 	timer    Timer
 	timerAt  time.Time
 	timerGen uint64
@@ -556,6 +563,7 @@ func (r *Router) Stats() Stats {
 		SkippedDisconnected: r.c.skippedDisconnected.Load(),
 		NotForwarded:        r.c.notForwarded.Load(),
 		SkippedLaggards:     r.c.skippedLaggards.Load(),
+		SlowHeads:           r.c.slowHeads.Load(),
 		ProofsSent:          r.c.proofsSent.Load(),
 		ProofsReceived:      r.c.proofsReceived.Load(),
 		ProofsUnexpected:    r.c.proofsUnexpected.Load(),
@@ -627,9 +635,17 @@ func (r *Router) sendTree(d delegation) error {
 		r.armLocked()
 		r.mu.Unlock()
 	}
-	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.SendTimeout)
+	timeout, paced := r.cfg.SendTimeout, tree && r.paced(d)
+	if paced {
+		timeout = r.pace.timeout(len(frame), r.cfg)
+	}
+	start := r.clock.Now()
+	ctx, cancel := context.WithTimeout(r.ctx, timeout)
 	err = r.uni.Send(ctx, to, frame)
 	cancel()
+	if paced {
+		r.paceSent(d, to, len(frame), r.clock.Now().Sub(start), timeout, err)
+	}
 	if tracked && err == nil {
 		r.mu.Lock()
 		if r.acks.Extend(id, r.clock.Now().Add(r.cfg.ACKTimeout)) {

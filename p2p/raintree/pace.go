@@ -1,0 +1,95 @@
+package raintree
+
+import (
+	"context"
+	"errors"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// A paced frame's send is bounded by this node's own pace
+// (Config.SlowSendFactor): the uplink sends one paced frame at a time, so
+// a head that reads a block slowly would otherwise hold every frame behind
+// its own for up to SendTimeout. The pace is the median time per byte of
+// the last paceSamples paced frames of at least paceMinBytes sent, so a
+// few slow heads cannot raise it; until there is one, SendTimeout serves.
+// Smaller frames say little about the pace: the stream's flow-control
+// window (256 KiB to start with) takes them whole.
+
+const (
+	// paceSamples is how many recent paced sends the pace is the median of.
+	paceSamples = 16
+	// paceMinBytes is the smallest frame whose send is a sample.
+	paceMinBytes = 256 << 10
+)
+
+// sendPace holds the time per byte of recent paced sends.
+type sendPace struct {
+	mu      sync.Mutex
+	perByte []float64 // seconds a byte, a ring of paceSamples
+	next    int
+}
+
+// add records a paced send of size bytes that took elapsed.
+func (p *sendPace) add(size int, elapsed time.Duration) {
+	if size < paceMinBytes {
+		return
+	}
+	v := elapsed.Seconds() / float64(size)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.perByte) < paceSamples {
+		p.perByte = append(p.perByte, v)
+		return
+	}
+	p.perByte[p.next] = v
+	p.next = (p.next + 1) % paceSamples
+}
+
+// timeout is how long a paced frame of size bytes may take: SlowSendFactor
+// times the median pace, at least SlowSendMin, at most SendTimeout.
+func (p *sendPace) timeout(size int, cfg Config) time.Duration {
+	if cfg.SlowSendFactor == 0 {
+		return cfg.SendTimeout
+	}
+	p.mu.Lock()
+	samples := slices.Clone(p.perByte)
+	p.mu.Unlock()
+	if len(samples) == 0 {
+		return cfg.SendTimeout
+	}
+	slices.Sort(samples)
+	median := samples[len(samples)/2]
+	d := time.Duration(cfg.SlowSendFactor * median * float64(size) * float64(time.Second))
+	return min(cfg.SendTimeout, max(cfg.SlowSendMin, d))
+}
+
+// paceSent learns from a paced send that went through, and makes a head
+// that ran out of a deadline shorter than SendTimeout a laggard (the
+// caller re-delegates its span, as for any failed send).
+func (r *Router) paceSent(d delegation, to peer.ID, size int, elapsed, timeout time.Duration, err error) {
+	switch {
+	case err == nil:
+		r.pace.add(size, elapsed)
+	case timeout < r.cfg.SendTimeout && timedOut(err) && r.ctx.Err() == nil:
+		r.c.slowHeads.Add(1)
+		r.log.Debug("head read a paced frame too slowly", "to", to, "msg_id", d.msg.ID, "timeout", timeout)
+		if r.cfg.LaggardTTL > 0 {
+			r.mu.Lock()
+			r.laggards[to] = r.clock.Now()
+			r.pruneLaggardsLocked(d.view.set.Len())
+			r.mu.Unlock()
+		}
+	}
+}
+
+// timedOut reports whether a send failed for running out of time: its
+// context's deadline, or the stream's write deadline set from it.
+func timedOut(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
