@@ -127,8 +127,8 @@ var (
 	cmConnsDesc   = desc("connmgr_conns", "Connections the connection manager tracks, with its watermarks.", "kind")
 	fwdDelayDesc  = desc("forward_delay_seconds", "The longest a full node of a lazy network now holds a small message before gossip forwards it: two round trips to its mesh's validators, within ForwardDelay and MaxForwardDelay (0 on validators).")
 	discErrDesc   = desc("discovery_errors_total", "Failed discovery steps, by kind: bootstrap_dial (retried with backoff), discovery_round (a DHT round), discovered_dial (a peer a round found), handover_dial (a full node's dial to a validator it hands broadcasts to).", "kind")
-	forgotDesc    = desc("records_forgotten_total", "Records dropped early to stay within their bound, by store: dedup (DedupCapacity), raintree_seen (RainTree's seen spans), unicast_strikes (MaxStrikeRecords, all transports), rate_limit_buckets (MaxRateLimitedPeers), gossip_catch_up (recent messages beyond pubsub's MaxIHaveLength, not advertised to a newly grafted peer).", "store")
-	lazyDesc      = desc("lazy_gossip_total", "Lazy gossip events: republished (a RainTree delivery handed to gossip), submitted, share_sent (a full node's share of a broadcast handed over in parts, sent straight to its head), submit_returned, submit_fallback, submit_recipient_left (submissions due at once because a connection to the parent of a whole-ring submission closed), submit_unproven (a full node's blocks whose parent proved nothing in SubmitProofWait), resubmitted (of those, handed to the next parent), proof_accepted, proof_rejected (did not verify; the sender is penalised), proof_unexpected (for no block awaiting one), proof_sent (a validator's proofs to the full nodes whose blocks it started), proof_dropped (MaxProofQueue full, or the send failed), submit_error, submission_received, parts_relayed (ring parts of handovers a validator started), handover_refused (a full node's parts refused: not the origin's own, overlapping, or on a set not planned here; the whole ring is started instead if the message is new), pending_full, held (a full node held a message before forwarding it), held_full (forwarded without delay: MaxHeldBytes), released_early (held until every validator in the mesh had it, not the whole forward delay), signals_full (MaxHaveSignals).", "event")
+	forgotDesc    = desc("records_forgotten_total", "Records dropped early to stay within their bound, by store: dedup (DedupCapacity), raintree_seen (RainTree's seen spans), unicast_strikes (MaxStrikeRecords, all transports), rate_limit_buckets (MaxRateLimitedPeers), gossip_catch_up (recent messages beyond pubsub's MaxIHaveLength, not advertised to a newly grafted peer), gossip_unwanted (peers' IDONTWANTs beyond UnwantedMemory).", "store")
+	lazyDesc      = desc("lazy_gossip_total", "Lazy gossip events: republished (a RainTree delivery handed to gossip), submitted, share_sent (a full node's share of a broadcast handed over in parts, sent straight to its head), submit_returned, submit_fallback, submit_recipient_left (submissions due at once because a connection to the parent of a whole-ring submission closed), submit_unproven (a full node's blocks whose parent proved nothing in SubmitProofWait), resubmitted (of those, handed to the next parent), proof_accepted, proof_rejected (did not verify; the sender is penalised), proof_unexpected (for no block awaiting one), proof_sent (a validator's proofs to the full nodes whose blocks it started), proof_dropped (MaxProofQueue full, or the send failed), submit_error, submission_received, parts_relayed (ring parts of handovers a validator started), handover_refused (a full node's parts refused: not the origin's own, overlapping, or on a set not planned here; the whole ring is started instead if the message is new), pending_full, held (a full node held a message before forwarding it), held_full (forwarded without delay: MaxHeldBytes), released_early (held until every validator in the mesh had it, not the whole forward delay), signals_full (MaxHaveSignals), large_write_waited (a gossip write of a large message waited for another's turn, LargeWriteHold), copy_declined (a copy then left out: its peer had said IDONTWANT).", "event")
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
@@ -209,6 +209,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		{"pending_full", b.PendingFull}, {"held", b.Held}, {"held_full", b.HeldFull},
 		{"released_early", b.ReleasedEarly}, {"signals_full", b.SignalsFull}, {"share_sent", b.SharesSent},
 		{"parts_relayed", s.RainTree.PartsRelayed}, {"handover_refused", s.RainTree.HandoversRefused},
+		{"large_write_waited", b.LargeWritesWaited}, {"copy_declined", b.CopiesDeclined},
 	} {
 		counter(lazyDesc, e.v, e.event)
 	}
@@ -252,7 +253,7 @@ func collectForgotten(ch chan<- prometheus.Metric, s Stats) {
 	}{
 		{"dedup", s.DedupEvicted}, {"raintree_seen", s.RainTree.SeenEvicted},
 		{"unicast_strikes", strikes}, {"rate_limit_buckets", s.Background.RateLimitForgotten},
-		{"gossip_catch_up", s.Background.CatchUpForgotten},
+		{"gossip_catch_up", s.Background.CatchUpForgotten}, {"gossip_unwanted", s.Background.UnwantedForgotten},
 	} {
 		ch <- prometheus.MustNewConstMetric(forgotDesc, prometheus.CounterValue, float64(f.v), f.store)
 	}

@@ -118,6 +118,8 @@ type Router struct {
 	// catchUp is gossipsub's join-gap repair (nil for the other kinds);
 	// set in Start, before any publication.
 	catchUp *graftCatchUp
+	// up takes large gossip writes in turn (uplink.go); nil when off.
+	up *uplink
 	// have is what the validators in a full node's mesh said they have,
 	// which ends its holds early and sets how long they last (release.go);
 	// nil unless it holds.
@@ -275,6 +277,10 @@ func (r *Router) newPubSub() (*pubsub.PubSub, error) {
 	}
 	r.catchUp = tr.catchUp
 	tr.have = r.have
+	h, err := r.pubsubHost(&tr)
+	if err != nil {
+		return nil, err
+	}
 	opts := []pubsub.Option{
 		// One signature per message: the envelope's, by its originator,
 		// checked in validate. Pubsub messages carry no author, sequence
@@ -308,8 +314,25 @@ func (r *Router) newPubSub() (*pubsub.PubSub, error) {
 			pubsub.WithFloodPublish(g.FloodPublish),
 		)
 		opts = append(opts, r.scoreOptions()...)
-		return pubsub.NewGossipSubWithRouter(r.ctx, r.host, gs, opts...)
+		return pubsub.NewGossipSubWithRouter(r.ctx, h, gs, opts...)
 	}
+}
+
+// pubsubHost is the host gossipsub writes through: under lazy gossip with
+// LargeWriteHold, one whose large writes take turns (uplink.go), fed the
+// peers' IDONTWANTs by tr. The simulator's stock baseline, not lazy,
+// writes as pubsub does.
+func (r *Router) pubsubHost(tr *tracer) (host.Host, error) {
+	g := r.cfg.effectiveGossip()
+	if tr.catchUp == nil || !r.cfg.lazyNetwork() || g.LargeWriteHold <= 0 { // not gossipsub, or off
+		return r.host, nil
+	}
+	u, err := newUplink(g, r.messageID, r.ctx.Done())
+	if err != nil {
+		return nil, err
+	}
+	r.up, tr.up = u, u
+	return uplinkHost{Host: r.host, u: u}, nil
 }
 
 // gossipSubParams overlays g on pubsub's defaults. Dout and Dscore are

@@ -114,6 +114,12 @@ type Stats struct {
 	// CatchUpForgotten counts recent messages left out of the IHAVE a
 	// newly grafted mesh peer gets, beyond pubsub's MaxIHaveLength.
 	CatchUpForgotten uint64
+	// LargeWritesWaited counts gossip writes of a large message that
+	// waited for another's turn (GossipParams.LargeWriteHold),
+	// CopiesDeclined the copies then left out because their peer had
+	// said (IDONTWANT) it had the message, and UnwantedForgotten the
+	// IDONTWANTs forgotten past UnwantedMemory.
+	LargeWritesWaited, CopiesDeclined, UnwantedForgotten uint64
 	// Graylisted is how many peers were below the graylist threshold at
 	// the last score inspection, LowestScore the lowest score then.
 	Graylisted  uint64
@@ -178,6 +184,9 @@ type counters struct {
 func (r *Router) Stats() Stats {
 	return Stats{
 		CatchUpForgotten:        r.c.catchUpForgotten.Load(),
+		LargeWritesWaited:       r.up.waitedCount(),
+		CopiesDeclined:          r.up.skippedCount(),
+		UnwantedForgotten:       r.up.forgottenCount(),
 		Published:               r.c.published.Load(),
 		PublishErrors:           r.c.publishErrors.Load(),
 		Republished:             r.c.republished.Load(),
@@ -233,6 +242,7 @@ type tracer struct {
 	c       *counters
 	catchUp *graftCatchUp // nil unless the router is gossipsub
 	have    *haveSignals  // nil unless the node delays forwarding
+	up      *uplink       // nil unless large writes take turns
 }
 
 var _ pubsub.RawTracer = tracer{}
@@ -290,6 +300,9 @@ func (t tracer) OnClosedOutboundStream(p peer.ID) {
 }
 
 func (t tracer) RecvRPC(rpc *pubsub.RPC) {
+	if t.up != nil {
+		t.up.recv(rpc)
+	}
 	if t.have != nil {
 		t.have.recv(rpc)
 	}

@@ -1,0 +1,204 @@
+package background
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"google.golang.org/protobuf/proto"
+)
+
+// Large gossip writes leave one at a time (GossipParams.LargeWriteHold).
+//
+// Pubsub queues a block to every mesh peer at once and checks a peer's
+// IDONTWANT only then. The copies shared the uplink, each took as many
+// copy-times as there were, and a receiver could decline none: it says
+// IDONTWANT only once a copy has arrived whole, and by then every other
+// copy was on its way. Pubsub writes each RPC with one Write on the
+// stream it opened to the peer, so the host pubsub is given (uplinkHost)
+// wraps those streams: a Write of at least LargeBytes waits for the one
+// before it (or for that one to have run LargeWriteHold), and then leaves
+// out the messages the peer has declined meanwhile. The first copy leaves
+// at the whole uplink's rate, and its receiver's IDONTWANT spares the
+// copies still waiting. The wire is unchanged: this node only writes
+// fewer messages, later.
+//
+// What a peer declines is remembered per (peer, message ID) for
+// IDONTWANT's lifetime, in a bounded LRU; a peer can only decline what is
+// sent to itself.
+
+// uplink is the turn of large writes and the peers' IDONTWANTs.
+type uplink struct {
+	large    int
+	hold     time.Duration
+	ttl      time.Duration
+	turn     chan struct{}
+	done     <-chan struct{}
+	msgID    func(*pb.Message) string
+	declined *lru.Cache[declinedKey, time.Time]
+	now      func() time.Time
+
+	waited, skipped, forgotten atomic.Uint64
+}
+
+type declinedKey struct {
+	peer peer.ID
+	id   string
+}
+
+// errUplinkClosed ends a write that waited for its turn when the router
+// closed.
+var errUplinkClosed = errors.New("background: uplink closed")
+
+func newUplink(g GossipParams, msgID func(*pb.Message) string, done <-chan struct{}) (*uplink, error) {
+	u := &uplink{
+		large: g.LargeBytes, hold: g.LargeWriteHold, ttl: g.idontwantLifetime(),
+		turn: make(chan struct{}, 1), done: done, msgID: msgID, now: time.Now,
+	}
+	var err error
+	u.declined, err = lru.NewWithEvict(g.UnwantedMemory, func(declinedKey, time.Time) { u.forgotten.Add(1) })
+	if err != nil {
+		return nil, fmt.Errorf("uplink: %w", err)
+	}
+	return u, nil
+}
+
+// recv notes the IDONTWANTs in an RPC from a peer (the raw tracer's
+// RecvRPC).
+func (u *uplink) recv(rpc *pubsub.RPC) {
+	from := rpc.From()
+	for _, idw := range rpc.GetControl().GetIdontwant() {
+		for _, id := range idw.GetMessageIDs() {
+			u.declined.Add(declinedKey{from, id}, u.now())
+		}
+	}
+}
+
+// declinedBy reports whether p has said it has the message id, lately.
+func (u *uplink) declinedBy(p peer.ID, id string) bool {
+	at, ok := u.declined.Get(declinedKey{p, id})
+	return ok && u.now().Sub(at) < u.ttl
+}
+
+// write writes frame on s in its turn if it is large, without the
+// messages s's peer declined meanwhile; it reports frame's length as
+// written when it wrote less.
+func (u *uplink) write(s network.Stream, frame []byte) (int, error) {
+	if len(frame) < u.large {
+		return s.Write(frame)
+	}
+	select {
+	case u.turn <- struct{}{}:
+	default:
+		u.waited.Add(1)
+		select {
+		case u.turn <- struct{}{}:
+		case <-u.done:
+			return 0, errUplinkClosed
+		}
+	}
+	// The turn passes on when the write ends or has run hold.
+	var once sync.Once
+	pass := func() { once.Do(func() { <-u.turn }) }
+	t := time.AfterFunc(u.hold, pass)
+	defer func() { t.Stop(); pass() }()
+	out, changed := u.withoutDeclined(s.Conn().RemotePeer(), frame)
+	if !changed {
+		return s.Write(frame)
+	}
+	if out != nil {
+		if _, err := s.Write(out); err != nil {
+			return 0, err
+		}
+	}
+	return len(frame), nil
+}
+
+// withoutDeclined is frame (a varint-delimited RPC) without the messages
+// p declined, nil if nothing is left to say, and whether it changed. A
+// frame it cannot read goes as it is.
+func (u *uplink) withoutDeclined(p peer.ID, frame []byte) ([]byte, bool) {
+	size, n := binary.Uvarint(frame)
+	if n <= 0 || uint64(len(frame)-n) != size {
+		return frame, false
+	}
+	var rpc pb.RPC
+	if err := proto.Unmarshal(frame[n:], &rpc); err != nil {
+		return frame, false
+	}
+	keep := rpc.Publish[:0]
+	for _, m := range rpc.Publish {
+		if u.declinedBy(p, u.msgID(m)) {
+			u.skipped.Add(1)
+			continue
+		}
+		keep = append(keep, m)
+	}
+	if len(keep) == len(rpc.GetPublish()) {
+		return frame, false
+	}
+	rpc.Publish = keep
+	if len(keep) == 0 && rpc.Control == nil && len(rpc.Subscriptions) == 0 {
+		return nil, true
+	}
+	b, err := proto.Marshal(&rpc)
+	if err != nil {
+		return frame, false
+	}
+	return append(binary.AppendUvarint(make([]byte, 0, len(b)+binary.MaxVarintLen64), uint64(len(b))), b...), true
+}
+
+// uplinkHost is the host pubsub gets: the streams pubsub opens write
+// through the uplink. Pubsub only writes on streams it opens.
+type uplinkHost struct {
+	host.Host
+	u *uplink
+}
+
+func (h uplinkHost) NewStream(ctx context.Context, p peer.ID, pids ...protocol.ID) (network.Stream, error) {
+	s, err := h.Host.NewStream(ctx, p, pids...)
+	if err != nil {
+		return nil, err
+	}
+	return uplinkStream{Stream: s, u: h.u}, nil
+}
+
+type uplinkStream struct {
+	network.Stream
+	u *uplink
+}
+
+func (s uplinkStream) Write(p []byte) (int, error) { return s.u.write(s.Stream, p) }
+
+// The counters, 0 when large writes do not take turns (u is nil).
+func (u *uplink) waitedCount() uint64 {
+	if u == nil {
+		return 0
+	}
+	return u.waited.Load()
+}
+
+func (u *uplink) skippedCount() uint64 {
+	if u == nil {
+		return 0
+	}
+	return u.skipped.Load()
+}
+
+func (u *uplink) forgottenCount() uint64 {
+	if u == nil {
+		return 0
+	}
+	return u.forgotten.Load()
+}

@@ -1,0 +1,183 @@
+package background
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"google.golang.org/protobuf/proto"
+)
+
+const testLarge = 1 << 10
+
+func newTestUplink(t *testing.T, hold time.Duration, done <-chan struct{}) *uplink {
+	t.Helper()
+	g := DefaultGossipParams()
+	g.LargeBytes, g.LargeWriteHold = testLarge, hold
+	u, err := newUplink(g, func(m *pb.Message) string { return string(m.GetData()[:1]) }, done)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// rpcFrame is an RPC as pubsub writes it: varint length, then the RPC.
+func rpcFrame(t *testing.T, rpc *pb.RPC) []byte {
+	t.Helper()
+	b, err := proto.Marshal(rpc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(binary.AppendUvarint(nil, uint64(len(b))), b...)
+}
+
+func message(id byte) *pb.Message {
+	return &pb.Message{Data: append([]byte{id}, bytes.Repeat([]byte{'x'}, testLarge)...)}
+}
+
+func TestAWriteLeavesOutWhatItsPeerDeclined(t *testing.T) {
+	const p = peer.ID("peer")
+	ctl := &pb.ControlMessage{Idontwant: []*pb.ControlIDontWant{{MessageIDs: []string{"z"}}}}
+	tests := []struct {
+		name     string
+		declined []string
+		rpc      *pb.RPC
+		want     *pb.RPC // nil: nothing written
+		changed  bool
+	}{
+		{"nothing declined goes as it is", nil, &pb.RPC{Publish: []*pb.Message{message('a')}}, &pb.RPC{Publish: []*pb.Message{message('a')}}, false},
+		{"a declined message is left out", []string{"a"}, &pb.RPC{Publish: []*pb.Message{message('a'), message('b')}}, &pb.RPC{Publish: []*pb.Message{message('b')}}, true},
+		{"an RPC with nothing left is not written", []string{"a"}, &pb.RPC{Publish: []*pb.Message{message('a')}}, nil, true},
+		{"control goes without the declined message", []string{"a"}, &pb.RPC{Publish: []*pb.Message{message('a')}, Control: ctl}, &pb.RPC{Control: ctl}, true},
+		{"what another peer declined goes", []string{}, &pb.RPC{Publish: []*pb.Message{message('a')}}, &pb.RPC{Publish: []*pb.Message{message('a')}}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u := newTestUplink(t, time.Second, nil)
+			u.declined.Add(declinedKey{"another", "a"}, u.now())
+			for _, id := range tt.declined {
+				u.declined.Add(declinedKey{p, id}, u.now())
+			}
+			out, changed := u.withoutDeclined(p, rpcFrame(t, tt.rpc))
+			if changed != tt.changed {
+				t.Fatalf("changed %v, want %v", changed, tt.changed)
+			}
+			switch {
+			case tt.want == nil && out != nil:
+				t.Fatalf("wrote %d bytes, want nothing", len(out))
+			case tt.want != nil && !bytes.Equal(out, rpcFrame(t, tt.want)):
+				t.Fatal("wrote another RPC than the one without the declined messages")
+			}
+		})
+	}
+}
+
+func TestADeclineLastsIDontWantsLifetime(t *testing.T) {
+	u := newTestUplink(t, time.Second, nil)
+	now := time.Now()
+	u.now = func() time.Time { return now }
+	u.declined.Add(declinedKey{"p", "a"}, now)
+	if !u.declinedBy("p", "a") {
+		t.Fatal("a fresh decline is not honoured")
+	}
+	now = now.Add(u.ttl)
+	if u.declinedBy("p", "a") {
+		t.Fatal("a decline outlived IDONTWANT's lifetime")
+	}
+}
+
+func TestUnwantedMemoryIsBoundedAndCounted(t *testing.T) {
+	g := DefaultGossipParams()
+	g.UnwantedMemory = 2
+	u, err := newUplink(g, func(*pb.Message) string { return "" }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"a", "b", "c"} {
+		u.declined.Add(declinedKey{"p", id}, u.now())
+	}
+	if u.declined.Len() != 2 || u.forgottenCount() != 1 {
+		t.Fatalf("%d remembered, %d forgotten; want 2 and 1", u.declined.Len(), u.forgottenCount())
+	}
+}
+
+// streamTo opens a stream from a to b, whose handler on b reads it to the
+// end once read is closed.
+func streamTo(t *testing.T, a, b host.Host, proto protocol.ID, read <-chan struct{}) network.Stream {
+	t.Helper()
+	var wg sync.WaitGroup
+	wg.Add(1) // one stream
+	b.SetStreamHandler(proto, func(s network.Stream) {
+		defer wg.Done()
+		defer s.Reset()
+		<-read
+		_, _ = io.Copy(io.Discard, s)
+	})
+	t.Cleanup(wg.Wait)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := a.NewStream(ctx, b.ID(), proto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Reset() })
+	return s
+}
+
+// Large writes take turns: the second waits for the first, and a first
+// that stalls (its reader reads nothing) holds the turn only for
+// LargeWriteHold. Small writes never wait.
+func TestLargeWritesTakeTurnsForAtMostTheHold(t *testing.T) {
+	const hold = 300 * time.Millisecond
+	a, b, c := newHost(t), newHost(t), newHost(t)
+	connect(t, a, b)
+	connect(t, a, c)
+	stalled, reading := make(chan struct{}), make(chan struct{})
+	close(reading)
+	slow := streamTo(t, a, b, "/test/slow", stalled)
+	fast := streamTo(t, a, c, "/test/fast", reading)
+	t.Cleanup(func() { close(stalled) }) // first, so b's handler can end
+	u := newTestUplink(t, hold, nil)
+	// Over the flow-control windows, so that the slow write blocks.
+	big := rpcFrame(t, &pb.RPC{Publish: []*pb.Message{{Data: bytes.Repeat([]byte{'s'}, 32<<20)}}})
+	go func() { _, _ = u.write(slow, big) }()
+	for len(u.turn) == 0 { // the slow write has the turn
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	if _, err := u.write(fast, rpcFrame(t, &pb.RPC{Publish: []*pb.Message{message('f')}})); err != nil {
+		t.Fatal(err)
+	}
+	if waited := time.Since(start); waited < hold/2 || u.waitedCount() != 1 {
+		t.Fatalf("the second write waited %v (counted %d); want about the hold, %v, counted once", waited, u.waitedCount(), hold)
+	}
+	start = time.Now()
+	if _, err := u.write(fast, []byte("small")); err != nil || time.Since(start) > hold/2 || u.waitedCount() != 1 {
+		t.Fatalf("a small write: %v after %v, %d waits", err, time.Since(start), u.waitedCount())
+	}
+}
+
+func TestAWriteWaitingForItsTurnEndsAtClose(t *testing.T) {
+	done := make(chan struct{})
+	u := newTestUplink(t, time.Hour, done)
+	u.turn <- struct{}{} // someone else's turn, for an hour
+	errs := make(chan error, 1)
+	go func() {
+		_, err := u.write(nil, rpcFrame(t, &pb.RPC{Publish: []*pb.Message{message('a')}}))
+		errs <- err
+	}()
+	close(done)
+	if err := <-errs; !errors.Is(err, errUplinkClosed) {
+		t.Fatalf("err %v, want errUplinkClosed", err)
+	}
+}
