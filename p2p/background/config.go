@@ -147,12 +147,15 @@ type GossipParams struct {
 	// said (IDONTWANT) it has. Pubsub checks IDONTWANT only when it
 	// queues a copy, and queues a block to every mesh peer at once: the
 	// copies then shared the uplink, none arrived for seconds, so none
-	// could be declined. 0 writes as pubsub does. Default 1s, over twice
-	// a megabyte's time at 20 Mbit/s; a write that takes longer (a slow
-	// or hostile reader) lets the next one start beside it. With it, at
-	// 100 nodes and 1 MiB, validators received 1.6 payload copies of a
-	// block instead of 2.6-2.9 and full nodes 3.9-4.4 instead of 6.3-7.1,
-	// and the validators' p99 fell from 4.5-4.9 s to 4.0-4.4 s (ADR 0002).
+	// could be declined. 0 writes as pubsub does. Default 2s, about five
+	// times a megabyte's time at 20 Mbit/s; a write that takes longer (a
+	// slow or hostile reader, or one whose downlink many copies share)
+	// lets the next one start beside it. With it, at 100 nodes and 1 MiB,
+	// validators received about 1.5 payload copies of a block instead of
+	// 2.6-2.9 and full nodes about 4 instead of 6.3-7.1, and the
+	// validators' p99 fell from 4.6-4.9 s to about 4.0 s; with 1s the full
+	// nodes' p99 was 0.6 s later on average over five seeds, with 3s no
+	// better (ADR 0002, ninth session).
 	LargeWriteHold time.Duration
 	// UnwantedMemory bounds the (peer, message) pairs remembered from
 	// the peers' IDONTWANTs for LargeWriteHold, each for IDONTWANT's
@@ -252,7 +255,7 @@ const (
 	DefaultLargeForwardDelay     = 1500 * time.Millisecond
 	DefaultLazyDlazy             = 2
 	DefaultMaxHeldBytes          = 64 << 20
-	DefaultLargeWriteHold        = time.Second
+	DefaultLargeWriteHold        = 2 * time.Second
 	DefaultUnwantedMemory        = 8192
 	DefaultMaxHaveSignals        = 4096
 	DefaultSubmitFallback        = time.Second
