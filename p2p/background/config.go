@@ -158,10 +158,9 @@ type GossipParams struct {
 	// better (ADR 0002, ninth session).
 	LargeWriteHold time.Duration
 	// UnwantedMemory bounds the (peer, message) pairs remembered from
-	// the peers' IDONTWANTs for LargeWriteHold, each for IDONTWANT's
-	// lifetime (3 heartbeats). Past it the oldest is forgotten and counted
-	// (Stats.UnwantedForgotten); a copy to that peer is then written
-	// anyway. Default 8192 (about 1.2 MB).
+	// the peers' IDONTWANTs for LargeWriteHold. Past it the least recently
+	// used is forgotten and counted (Stats.UnwantedForgotten); a copy to
+	// that peer is then written anyway. Default 8192 (about 1.5 MB).
 	UnwantedMemory int
 	// MaxHeldBytes bounds the bytes of the messages a full node holds for
 	// their forward delay; a message beyond it is forwarded at once and

@@ -34,20 +34,20 @@ import (
 // copies still waiting. The wire is unchanged: this node only writes
 // fewer messages, later.
 //
-// What a peer declines is remembered per (peer, message ID) for
-// IDONTWANT's lifetime, in a bounded LRU; a peer can only decline what is
-// sent to itself.
+// What a peer declines is remembered per (peer, message ID) in a bounded
+// LRU, until it is pushed out: a peer that has a message never needs it
+// again (pubsub forgets an IDONTWANT after 3 heartbeats, but checks it
+// only when it queues, and a write may wait longer for its turn). A peer
+// can only decline what is sent to itself.
 
 // uplink is the turn of large writes and the peers' IDONTWANTs.
 type uplink struct {
 	large    int
 	hold     time.Duration
-	ttl      time.Duration
 	turn     chan struct{}
 	done     <-chan struct{}
 	msgID    func(*pb.Message) string
-	declined *lru.Cache[declinedKey, time.Time]
-	now      func() time.Time
+	declined *lru.Cache[declinedKey, struct{}]
 
 	waited, skipped, forgotten atomic.Uint64
 }
@@ -63,11 +63,11 @@ var errUplinkClosed = errors.New("background: uplink closed")
 
 func newUplink(g GossipParams, msgID func(*pb.Message) string, done <-chan struct{}) (*uplink, error) {
 	u := &uplink{
-		large: g.LargeBytes, hold: g.LargeWriteHold, ttl: g.idontwantLifetime(),
-		turn: make(chan struct{}, 1), done: done, msgID: msgID, now: time.Now,
+		large: g.LargeBytes, hold: g.LargeWriteHold,
+		turn: make(chan struct{}, 1), done: done, msgID: msgID,
 	}
 	var err error
-	u.declined, err = lru.NewWithEvict(g.UnwantedMemory, func(declinedKey, time.Time) { u.forgotten.Add(1) })
+	u.declined, err = lru.NewWithEvict(g.UnwantedMemory, func(declinedKey, struct{}) { u.forgotten.Add(1) })
 	if err != nil {
 		return nil, fmt.Errorf("uplink: %w", err)
 	}
@@ -80,15 +80,15 @@ func (u *uplink) recv(rpc *pubsub.RPC) {
 	from := rpc.From()
 	for _, idw := range rpc.GetControl().GetIdontwant() {
 		for _, id := range idw.GetMessageIDs() {
-			u.declined.Add(declinedKey{from, id}, u.now())
+			u.declined.Add(declinedKey{from, id}, struct{}{})
 		}
 	}
 }
 
-// declinedBy reports whether p has said it has the message id, lately.
+// declinedBy reports whether p has said it has the message id.
 func (u *uplink) declinedBy(p peer.ID, id string) bool {
-	at, ok := u.declined.Get(declinedKey{p, id})
-	return ok && u.now().Sub(at) < u.ttl
+	_, ok := u.declined.Get(declinedKey{p, id})
+	return ok
 }
 
 // write writes frame on s in its turn if it is large, without the

@@ -64,9 +64,9 @@ func TestAWriteLeavesOutWhatItsPeerDeclined(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			u := newTestUplink(t, time.Second, nil)
-			u.declined.Add(declinedKey{"another", "a"}, u.now())
+			u.declined.Add(declinedKey{"another", "a"}, struct{}{})
 			for _, id := range tt.declined {
-				u.declined.Add(declinedKey{p, id}, u.now())
+				u.declined.Add(declinedKey{p, id}, struct{}{})
 			}
 			out, changed := u.withoutDeclined(p, rpcFrame(t, tt.rpc))
 			if changed != tt.changed {
@@ -82,20 +82,6 @@ func TestAWriteLeavesOutWhatItsPeerDeclined(t *testing.T) {
 	}
 }
 
-func TestADeclineLastsIDontWantsLifetime(t *testing.T) {
-	u := newTestUplink(t, time.Second, nil)
-	now := time.Now()
-	u.now = func() time.Time { return now }
-	u.declined.Add(declinedKey{"p", "a"}, now)
-	if !u.declinedBy("p", "a") {
-		t.Fatal("a fresh decline is not honoured")
-	}
-	now = now.Add(u.ttl)
-	if u.declinedBy("p", "a") {
-		t.Fatal("a decline outlived IDONTWANT's lifetime")
-	}
-}
-
 func TestUnwantedMemoryIsBoundedAndCounted(t *testing.T) {
 	g := DefaultGossipParams()
 	g.UnwantedMemory = 2
@@ -104,7 +90,7 @@ func TestUnwantedMemoryIsBoundedAndCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"a", "b", "c"} {
-		u.declined.Add(declinedKey{"p", id}, u.now())
+		u.declined.Add(declinedKey{"p", id}, struct{}{})
 	}
 	if u.declined.Len() != 2 || u.forgottenCount() != 1 {
 		t.Fatalf("%d remembered, %d forgotten; want 2 and 1", u.declined.Len(), u.forgottenCount())
