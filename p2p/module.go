@@ -406,7 +406,7 @@ func (m *Module) BroadcastEnvelope(ctx context.Context, env *wire.Envelope) erro
 	if rain == nil && bg == nil {
 		return fmt.Errorf("broadcast: %w", ErrNoRouter)
 	}
-	m.dedup.Observe(msg.ID, string(msg.Envelope.GetOrigin()), msg.CreatedAt) // our own envelope must not come back to us
+	m.dedup.Observe(msg.ID, string(msg.Origin[:]), msg.CreatedAt) // our own envelope must not come back to us
 	switch {
 	case rain != nil && bg != nil && bg.Lazy():
 		return m.broadcastLazy(ctx, rain, bg, msg)
@@ -623,7 +623,7 @@ func (m *Module) firstSight(r RouterName, relay peer.ID, msg *wire.Message) bool
 // sight records msg in the deduper and returns its verdict; a message
 // outside the replay window is logged.
 func (m *Module) sight(r RouterName, relay peer.ID, msg *wire.Message) dedup.Verdict {
-	v := m.dedup.Observe(msg.ID, string(msg.Envelope.GetOrigin()), msg.CreatedAt)
+	v := m.dedup.Observe(msg.ID, string(msg.Origin[:]), msg.CreatedAt)
 	if v != dedup.First && v != dedup.Duplicate {
 		m.log.Debug("refusing message outside the replay window", "router", r, "relay", relay, "verdict", v, "created", msg.CreatedAt)
 	}

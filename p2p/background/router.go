@@ -3,6 +3,7 @@ package background
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -119,7 +120,7 @@ type Router struct {
 	// set in Start, before any publication.
 	catchUp *graftCatchUp
 	// up takes large gossip writes in turn (uplink.go); nil when off.
-	up *uplink
+	up atomic.Pointer[uplink]
 	// have is what the validators in a full node's mesh said they have,
 	// which ends its holds early and sets how long they last (release.go);
 	// nil unless it holds.
@@ -327,11 +328,12 @@ func (r *Router) pubsubHost(tr *tracer) (host.Host, error) {
 	if tr.catchUp == nil || !r.cfg.lazyNetwork() || g.LargeWriteHold <= 0 { // not gossipsub, or off
 		return r.host, nil
 	}
-	u, err := newUplink(g, r.messageID, r.ctx.Done())
+	u, err := newUplink(g, r.messageID, sha256.Size, r.ctx.Done())
 	if err != nil {
 		return nil, err
 	}
-	r.up, tr.up = u, u
+	r.up.Store(u)
+	tr.up = u
 	return uplinkHost{Host: r.host, u: u}, nil
 }
 

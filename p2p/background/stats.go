@@ -116,10 +116,11 @@ type Stats struct {
 	CatchUpForgotten uint64
 	// LargeWritesWaited counts gossip writes of a large message that
 	// waited for another's turn (GossipParams.LargeWriteHold),
-	// CopiesDeclined the copies then left out because their peer had
-	// said (IDONTWANT) it had the message, and UnwantedForgotten the
-	// IDONTWANTs forgotten past UnwantedMemory.
-	LargeWritesWaited, CopiesDeclined, UnwantedForgotten uint64
+	// LargeWritesOvertook those of them that went beside the others after
+	// waiting the hold, CopiesDeclined the copies left out because their
+	// peer had said (IDONTWANT) it had the message, and UnwantedForgotten
+	// the IDONTWANTs forgotten past UnwantedMemory.
+	LargeWritesWaited, LargeWritesOvertook, CopiesDeclined, UnwantedForgotten uint64
 	// Graylisted is how many peers were below the graylist threshold at
 	// the last score inspection, LowestScore the lowest score then.
 	Graylisted  uint64
@@ -184,9 +185,10 @@ type counters struct {
 func (r *Router) Stats() Stats {
 	return Stats{
 		CatchUpForgotten:        r.c.catchUpForgotten.Load(),
-		LargeWritesWaited:       r.up.waitedCount(),
-		CopiesDeclined:          r.up.skippedCount(),
-		UnwantedForgotten:       r.up.forgottenCount(),
+		LargeWritesWaited:       r.up.Load().waitedCount(),
+		LargeWritesOvertook:     r.up.Load().overtookCount(),
+		CopiesDeclined:          r.up.Load().skippedCount(),
+		UnwantedForgotten:       r.up.Load().forgottenCount(),
 		Published:               r.c.published.Load(),
 		PublishErrors:           r.c.publishErrors.Load(),
 		Republished:             r.c.republished.Load(),

@@ -43,13 +43,14 @@ import (
 // uplink is the turn of large writes and the peers' IDONTWANTs.
 type uplink struct {
 	large    int
+	idLen    int // the length of this network's message IDs
 	hold     time.Duration
 	turn     chan struct{}
 	done     <-chan struct{}
 	msgID    func(*pb.Message) string
 	declined *lru.Cache[declinedKey, struct{}]
 
-	waited, skipped, forgotten atomic.Uint64
+	waited, overtook, skipped, forgotten atomic.Uint64
 }
 
 type declinedKey struct {
@@ -61,9 +62,9 @@ type declinedKey struct {
 // closed.
 var errUplinkClosed = errors.New("background: uplink closed")
 
-func newUplink(g GossipParams, msgID func(*pb.Message) string, done <-chan struct{}) (*uplink, error) {
+func newUplink(g GossipParams, msgID func(*pb.Message) string, idLen int, done <-chan struct{}) (*uplink, error) {
 	u := &uplink{
-		large: g.LargeBytes, hold: g.LargeWriteHold,
+		large: g.LargeBytes, hold: g.LargeWriteHold, idLen: idLen,
 		turn: make(chan struct{}, 1), done: done, msgID: msgID,
 	}
 	var err error
@@ -75,11 +76,21 @@ func newUplink(g GossipParams, msgID func(*pb.Message) string, done <-chan struc
 }
 
 // recv notes the IDONTWANTs in an RPC from a peer (the raw tracer's
-// RecvRPC).
+// RecvRPC, which sees an RPC before pubsub's own limits): only IDs of the
+// length this network's message IDs have, and at most pubsub's
+// GossipSubMaxIDontWantLength of them per RPC, so one RPC cannot push
+// every other peer's out, and the memory holds UnwantedMemory pairs of
+// fixed size.
 func (u *uplink) recv(rpc *pubsub.RPC) {
-	from := rpc.From()
+	from, n := rpc.From(), 0
 	for _, idw := range rpc.GetControl().GetIdontwant() {
 		for _, id := range idw.GetMessageIDs() {
+			if len(id) != u.idLen {
+				continue
+			}
+			if n++; n > pubsub.GossipSubMaxIDontWantLength {
+				return
+			}
 			u.declined.Add(declinedKey{from, id}, struct{}{})
 		}
 	}
@@ -98,21 +109,17 @@ func (u *uplink) write(s network.Stream, frame []byte) (int, error) {
 	if len(frame) < u.large {
 		return s.Write(frame)
 	}
-	select {
-	case u.turn <- struct{}{}:
-	default:
-		u.waited.Add(1)
-		select {
-		case u.turn <- struct{}{}:
-		case <-u.done:
-			return 0, errUplinkClosed
-		}
+	turn, err := u.take()
+	if err != nil {
+		return 0, err
 	}
-	// The turn passes on when the write ends or has run hold.
-	var once sync.Once
-	pass := func() { once.Do(func() { <-u.turn }) }
-	t := time.AfterFunc(u.hold, pass)
-	defer func() { t.Stop(); pass() }()
+	if turn {
+		// The turn passes on when the write ends or has run hold.
+		var once sync.Once
+		pass := func() { once.Do(func() { <-u.turn }) }
+		t := time.AfterFunc(u.hold, pass)
+		defer func() { t.Stop(); pass() }()
+	}
 	out, changed := u.withoutDeclined(s.Conn().RemotePeer(), frame)
 	if !changed {
 		return s.Write(frame)
@@ -123,6 +130,30 @@ func (u *uplink) write(s network.Stream, frame []byte) (int, error) {
 		}
 	}
 	return len(frame), nil
+}
+
+// take waits for the turn, at most hold: past that (writes ahead that
+// take long, slow or hostile readers among their peers) it reports false
+// and the write goes beside the others, so no queue of slow peers can
+// hold a write longer than hold, nor past pubsub's write deadline.
+func (u *uplink) take() (bool, error) {
+	select {
+	case u.turn <- struct{}{}:
+		return true, nil
+	default:
+	}
+	u.waited.Add(1)
+	t := time.NewTimer(u.hold)
+	defer t.Stop()
+	select {
+	case u.turn <- struct{}{}:
+		return true, nil
+	case <-t.C:
+		u.overtook.Add(1)
+		return false, nil
+	case <-u.done:
+		return false, errUplinkClosed
+	}
 }
 
 // withoutDeclined is frame (a varint-delimited RPC) without the messages
@@ -149,7 +180,7 @@ func (u *uplink) withoutDeclined(p peer.ID, frame []byte) ([]byte, bool) {
 		return frame, false
 	}
 	rpc.Publish = keep
-	if len(keep) == 0 && rpc.Control == nil && len(rpc.Subscriptions) == 0 {
+	if proto.Size(&rpc) == 0 { // nothing else to say either
 		return nil, true
 	}
 	b, err := proto.Marshal(&rpc)
@@ -187,6 +218,13 @@ func (u *uplink) waitedCount() uint64 {
 		return 0
 	}
 	return u.waited.Load()
+}
+
+func (u *uplink) overtookCount() uint64 {
+	if u == nil {
+		return 0
+	}
+	return u.overtook.Load()
 }
 
 func (u *uplink) skippedCount() uint64 {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -24,7 +25,7 @@ func newTestUplink(t *testing.T, hold time.Duration, done <-chan struct{}) *upli
 	t.Helper()
 	g := DefaultGossipParams()
 	g.LargeBytes, g.LargeWriteHold = testLarge, hold
-	u, err := newUplink(g, func(m *pb.Message) string { return string(m.GetData()[:1]) }, done)
+	u, err := newUplink(g, func(m *pb.Message) string { return string(m.GetData()[:1]) }, 1, done)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +86,7 @@ func TestAWriteLeavesOutWhatItsPeerDeclined(t *testing.T) {
 func TestUnwantedMemoryIsBoundedAndCounted(t *testing.T) {
 	g := DefaultGossipParams()
 	g.UnwantedMemory = 2
-	u, err := newUplink(g, func(*pb.Message) string { return "" }, nil)
+	u, err := newUplink(g, func(*pb.Message) string { return "" }, 1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,5 +171,44 @@ func TestAWriteWaitingForItsTurnEndsAtClose(t *testing.T) {
 	close(done)
 	if err := <-errs; !errors.Is(err, errUplinkClosed) {
 		t.Fatalf("err %v, want errUplinkClosed", err)
+	}
+}
+
+// A write never waits for its turn longer than the hold, however many
+// slow writes are ahead of it: then it goes beside them.
+func TestAWriteWaitsForItsTurnAtMostTheHold(t *testing.T) {
+	const hold = 200 * time.Millisecond
+	a, b := newHost(t), newHost(t)
+	connect(t, a, b)
+	reading := make(chan struct{})
+	close(reading)
+	s := streamTo(t, a, b, "/test/beside", reading)
+	u := newTestUplink(t, hold, nil)
+	u.turn <- struct{}{} // writes ahead that never end
+	start := time.Now()
+	frame := rpcFrame(t, &pb.RPC{Publish: []*pb.Message{message('a')}})
+	if n, err := u.write(s, frame); err != nil || n != len(frame) {
+		t.Fatalf("wrote %d of %d: %v", n, len(frame), err)
+	}
+	if waited := time.Since(start); waited < hold || u.overtookCount() != 1 {
+		t.Fatalf("waited %v, overtook %d times; want the hold, %v, once", waited, u.overtookCount(), hold)
+	}
+}
+
+// The IDONTWANTs noted are only IDs of the network's length, at most
+// pubsub's per-RPC cap of them, so a peer cannot fill the memory with
+// large IDs, nor push out every other peer's with one RPC.
+func TestOnlyWellFormedDeclinesAreNotedWithinPubsubsCap(t *testing.T) {
+	u := newTestUplink(t, time.Second, nil) // IDs of one byte
+	ids := []string{"long id"}
+	for i := range pubsub.GossipSubMaxIDontWantLength + 5 {
+		ids = append(ids, string(rune('a'+i)))
+	}
+	u.recv(&pubsub.RPC{RPC: pb.RPC{Control: &pb.ControlMessage{Idontwant: []*pb.ControlIDontWant{{MessageIDs: ids}}}}})
+	if n := u.declined.Len(); n != pubsub.GossipSubMaxIDontWantLength {
+		t.Fatalf("%d declines noted, want %d", n, pubsub.GossipSubMaxIDontWantLength)
+	}
+	if u.declinedBy("", "long id") {
+		t.Fatal("an ID of another length was noted")
 	}
 }

@@ -364,13 +364,14 @@ type originHeap[K comparable] struct {
 	less func(a, b *origin[K]) bool
 }
 
-// moreKeys orders the busiest origin first; of equals, the one with the
-// oldest key, so that with one key per origin the oldest goes first.
+// moreKeys orders the busiest origin first; of equals, the one whose
+// oldest key is the newest: messages dated ahead, which a flood from
+// fresh origins uses, go before an honest origin's older ones.
 func moreKeys[K comparable](a, b *origin[K]) bool {
 	if a.keys.Len() != b.keys.Len() {
 		return a.keys.Len() > b.keys.Len()
 	}
-	return a.keys.es[0].created < b.keys.es[0].created
+	return a.keys.es[0].created > b.keys.es[0].created
 }
 
 func lowerFloor[K comparable](a, b *origin[K]) bool { return a.floor < b.floor }

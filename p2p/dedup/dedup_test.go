@@ -54,6 +54,9 @@ func TestObserve(t *testing.T) {
 		{"the origin holding the most keys is forgotten first, though another's key is older", 3, []obs{
 			{1, 5 * time.Second, First, ""}, {2, 0, First, "b"}, {3, -5 * time.Second, First, "b"}, {4, -9 * time.Second, First, "b"},
 			{1, 5 * time.Second, Duplicate, ""}, {2, 0, TooOld, "b"}, {3, -5 * time.Second, Duplicate, "b"}}},
+		{"of origins holding as many keys, the one dated furthest ahead is forgotten first", 2, []obs{
+			{1, 5 * time.Second, First, ""}, {2, -9 * time.Second, First, "b"}, {3, 0, First, "c"},
+			{2, -9 * time.Second, TooOld, "b"}, {1, 5 * time.Second, Duplicate, ""}, {3, 0, Duplicate, "c"}}},
 		{"a flood dated ahead raises only its own origin's floor", 2, []obs{
 			{1, -9 * time.Second, First, "b"}, {2, -9 * time.Second, First, "b"}, {3, -9 * time.Second, First, "b"},
 			{4, 0, First, ""}, {5, -time.Second, First, ""}, {6, -8 * time.Second, TooOld, "b"}}},

@@ -164,8 +164,9 @@ type Config struct {
 	SendTimeout time.Duration
 	// SlowSendFactor and SlowSendMin bound a paced frame's send by this
 	// node's own pace: it may take SlowSendFactor times as long per byte
-	// as the median of this node's last paced frames took, or SlowSendMin
-	// if that is longer, and never more than SendTimeout. A head that
+	// as the median of this node's last paced frames took from their send
+	// to their ACK, or SlowSendMin if that is longer, and never more than
+	// SendTimeout. A head that
 	// reads a block far slower than the others (a hostile validator can
 	// choose spans that make it one) holds the uplink, which sends one
 	// paced frame at a time, that long at most instead of SendTimeout; its

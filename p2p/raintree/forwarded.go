@@ -141,7 +141,12 @@ func (r *Router) onForwarded(from peer.ID, m *wire.RainTreeMessage) {
 	if !ok {
 		ackWait := key
 		ackWait.proof = false
-		if d, ok = r.acks.Ack(ackWait); ok {
+		if d, ok = r.acks.Ack(ackWait); ok && d.lateACK {
+			// Proven already: a second proof settles nothing.
+			r.acks.Add(ackWait, r.clock.Now().Add(r.cfg.ACKTimeout), d)
+			r.armLocked()
+			ok = false
+		} else if ok {
 			r.expectLateACKLocked(ackWait, d)
 		}
 	}

@@ -14,11 +14,13 @@ import (
 // A paced frame's send is bounded by this node's own pace
 // (Config.SlowSendFactor): the uplink sends one paced frame at a time, so
 // a head that reads a block slowly would otherwise hold every frame behind
-// its own for up to SendTimeout. The pace is the median time per byte of
-// the last paceSamples paced frames of at least paceMinBytes sent, so a
-// few slow heads cannot raise it; until there is one, SendTimeout serves.
-// Smaller frames say little about the pace: the stream's flow-control
-// window (256 KiB to start with) takes them whole.
+// its own for up to SendTimeout. The pace is the median time per byte,
+// from a frame's send to its ACK, of the last paceSamples paced frames of
+// at least paceMinBytes, so a few slow heads cannot move it; until there
+// is one, SendTimeout serves. From the send to the ACK, because a write
+// ends once buffers (the stream's window, the kernel's socket buffer, up
+// to megabytes) have taken the frame, and an honest head's write is
+// therefore quicker than its delivery; the bound applies to the write.
 
 const (
 	// paceSamples is how many recent paced sends the pace is the median of.
@@ -68,13 +70,19 @@ func (p *sendPace) timeout(size int, cfg Config) time.Duration {
 	return min(cfg.SendTimeout, max(cfg.SlowSendMin, d))
 }
 
-// paceSent learns from a paced send that went through, and makes a head
-// that ran out of a deadline shorter than SendTimeout a laggard (the
-// caller re-delegates its span, as for any failed send).
-func (r *Router) paceSent(d delegation, to peer.ID, size int, elapsed, timeout time.Duration, err error) {
+// paceACKed learns the pace from the ACK of a paced frame.
+func (r *Router) paceACKed(d delegation) {
+	if d.target.Level > 0 && r.cfg.Paces(len(d.msg.Raw)) {
+		r.pace.add(len(d.msg.Raw), r.clock.Now().Sub(d.sentAt))
+	}
+}
+
+// paceSent makes a head that ran out of a deadline shorter than
+// SendTimeout a laggard (the caller re-delegates its span, as for any
+// failed send).
+func (r *Router) paceSent(d delegation, to peer.ID, timeout time.Duration, err error) {
 	switch {
 	case err == nil:
-		r.pace.add(size, elapsed)
 	case timeout < r.cfg.SendTimeout && timedOut(err) && r.ctx.Err() == nil:
 		r.c.slowHeads.Add(1)
 		r.log.Debug("head read a paced frame too slowly", "to", to, "msg_id", d.msg.ID, "timeout", timeout)

@@ -639,12 +639,11 @@ func (r *Router) sendTree(d delegation) error {
 	if paced {
 		timeout = r.pace.timeout(len(frame), r.cfg)
 	}
-	start := r.clock.Now()
 	ctx, cancel := context.WithTimeout(r.ctx, timeout)
 	err = r.uni.Send(ctx, to, frame)
 	cancel()
 	if paced {
-		r.paceSent(d, to, len(frame), r.clock.Now().Sub(start), timeout, err)
+		r.paceSent(d, to, timeout, err)
 	}
 	if tracked && err == nil {
 		r.mu.Lock()
@@ -992,6 +991,9 @@ func (r *Router) onAck(from peer.ID, m *wire.RainTreeMessage) {
 		return
 	}
 	r.c.acksReceived.Add(1)
+	if !d.lateACK {
+		r.paceACKed(d)
+	}
 	if d.vouch != nil {
 		r.vouchFor(from, d, m)
 	}
@@ -1079,7 +1081,7 @@ func (r *Router) viewLocked(hash []byte) *setView {
 }
 
 func (r *Router) observe(k seenKey, msg *wire.Message) dedup.Verdict {
-	return r.seen.Observe(k, string(msg.Envelope.GetOrigin()), msg.CreatedAt)
+	return r.seen.Observe(k, string(msg.Origin[:]), msg.CreatedAt)
 }
 
 func isMember(s *validators.Set, id peer.ID) bool {
