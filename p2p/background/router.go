@@ -325,7 +325,7 @@ func (r *Router) newPubSub() (*pubsub.PubSub, error) {
 // writes as pubsub does.
 func (r *Router) pubsubHost(tr *tracer) (host.Host, error) {
 	g := r.cfg.effectiveGossip()
-	if tr.catchUp == nil || !r.cfg.lazyNetwork() || g.LargeWriteHold <= 0 { // not gossipsub, or off
+	if r.cfg.PubSub == RandomSub || r.cfg.PubSub == FloodSub || !r.cfg.lazyNetwork() || g.LargeWriteHold <= 0 {
 		return r.host, nil
 	}
 	u, err := newUplink(g, r.messageID, sha256.Size, r.ctx.Done())

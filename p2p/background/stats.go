@@ -183,12 +183,8 @@ type counters struct {
 
 // Stats returns the current counters.
 func (r *Router) Stats() Stats {
-	return Stats{
+	s := Stats{
 		CatchUpForgotten:        r.c.catchUpForgotten.Load(),
-		LargeWritesWaited:       r.up.Load().waitedCount(),
-		LargeWritesOvertook:     r.up.Load().overtookCount(),
-		CopiesDeclined:          r.up.Load().skippedCount(),
-		UnwantedForgotten:       r.up.Load().forgottenCount(),
 		Published:               r.c.published.Load(),
 		PublishErrors:           r.c.publishErrors.Load(),
 		Republished:             r.c.republished.Load(),
@@ -235,6 +231,8 @@ func (r *Router) Stats() Stats {
 		ScoreDisconnects:        r.c.scoreDisconnects.Load(),
 		Unicast:                 r.uc.Stats(),
 	}
+	r.up.Load().fill(&s)
+	return s
 }
 
 // tracer turns pubsub's loss events into counters and, for gossipsub,

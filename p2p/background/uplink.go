@@ -212,31 +212,12 @@ type uplinkStream struct {
 
 func (s uplinkStream) Write(p []byte) (int, error) { return s.u.write(s.Stream, p) }
 
-// The counters, 0 when large writes do not take turns (u is nil).
-func (u *uplink) waitedCount() uint64 {
+// fill sets s's counters of large writes; none when they do not take
+// turns (u is nil).
+func (u *uplink) fill(s *Stats) {
 	if u == nil {
-		return 0
+		return
 	}
-	return u.waited.Load()
-}
-
-func (u *uplink) overtookCount() uint64 {
-	if u == nil {
-		return 0
-	}
-	return u.overtook.Load()
-}
-
-func (u *uplink) skippedCount() uint64 {
-	if u == nil {
-		return 0
-	}
-	return u.skipped.Load()
-}
-
-func (u *uplink) forgottenCount() uint64 {
-	if u == nil {
-		return 0
-	}
-	return u.forgotten.Load()
+	s.LargeWritesWaited, s.LargeWritesOvertook = u.waited.Load(), u.overtook.Load()
+	s.CopiesDeclined, s.UnwantedForgotten = u.skipped.Load(), u.forgotten.Load()
 }

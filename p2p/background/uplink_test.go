@@ -93,8 +93,8 @@ func TestUnwantedMemoryIsBoundedAndCounted(t *testing.T) {
 	for _, id := range []string{"a", "b", "c"} {
 		u.declined.Add(declinedKey{"p", id}, struct{}{})
 	}
-	if u.declined.Len() != 2 || u.forgottenCount() != 1 {
-		t.Fatalf("%d remembered, %d forgotten; want 2 and 1", u.declined.Len(), u.forgottenCount())
+	if u.declined.Len() != 2 || u.forgotten.Load() != 1 {
+		t.Fatalf("%d remembered, %d forgotten; want 2 and 1", u.declined.Len(), u.forgotten.Load())
 	}
 }
 
@@ -150,12 +150,12 @@ func TestLargeWritesTakeTurnsForAtMostTheHold(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The slow write took its turn after before, and kept it for the hold.
-	if since := time.Since(before); since < hold || u.waitedCount() != 1 {
-		t.Fatalf("the second write ended %v after the first began (waited %d times); want the hold, %v, once", since, u.waitedCount(), hold)
+	if since := time.Since(before); since < hold || u.waited.Load() != 1 {
+		t.Fatalf("the second write ended %v after the first began (waited %d times); want the hold, %v, once", since, u.waited.Load(), hold)
 	}
 	start := time.Now()
-	if _, err := u.write(fast, []byte("small")); err != nil || u.waitedCount() != 1 {
-		t.Fatalf("a small write: %v after %v, %d waits", err, time.Since(start), u.waitedCount())
+	if _, err := u.write(fast, []byte("small")); err != nil || u.waited.Load() != 1 {
+		t.Fatalf("a small write: %v after %v, %d waits", err, time.Since(start), u.waited.Load())
 	}
 }
 
@@ -190,8 +190,8 @@ func TestAWriteWaitsForItsTurnAtMostTheHold(t *testing.T) {
 	if n, err := u.write(s, frame); err != nil || n != len(frame) {
 		t.Fatalf("wrote %d of %d: %v", n, len(frame), err)
 	}
-	if waited := time.Since(start); waited < hold || u.overtookCount() != 1 {
-		t.Fatalf("waited %v, overtook %d times; want the hold, %v, once", waited, u.overtookCount(), hold)
+	if waited := time.Since(start); waited < hold || u.overtook.Load() != 1 {
+		t.Fatalf("waited %v, overtook %d times; want the hold, %v, once", waited, u.overtook.Load(), hold)
 	}
 }
 

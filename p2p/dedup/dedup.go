@@ -27,6 +27,7 @@ import (
 	"container/heap"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,9 @@ const (
 	DefaultWindow   = 2 * time.Minute
 	DefaultSkew     = 10 * time.Second
 )
+
+// noFloor is the floor of an origin nothing was forgotten of.
+const noFloor = math.MinInt64
 
 // Sentinel errors of New.
 var (
@@ -139,7 +143,7 @@ func New[K comparable](cfg Config) (*Deduper[K], error) {
 		origins: make(map[string]*origin[K]),
 		busiest: originHeap[K]{less: moreKeys[K]},
 		idle:    originHeap[K]{less: lowerFloor[K]},
-		floor:   -1 << 63,
+		floor:   noFloor,
 	}, nil
 }
 
@@ -197,7 +201,7 @@ func (d *Deduper[K]) checkLocked(key K, origin string, c int64) Verdict {
 func (d *Deduper[K]) addLocked(key K, name string, c int64) {
 	o := d.origins[name]
 	if o == nil {
-		o = &origin[K]{name: name, keys: entryHeap[K]{slot: slotOrigin}, floor: -1 << 63, at: -1}
+		o = &origin[K]{name: name, keys: entryHeap[K]{slot: slotOrigin}, floor: noFloor, at: -1}
 		d.origins[name] = o
 	}
 	e := &entry[K]{key: key, created: c, origin: o}
@@ -262,7 +266,7 @@ func (d *Deduper[K]) placeLocked(o *origin[K]) {
 	switch {
 	case o.keys.Len() > 0:
 		heap.Push(&d.busiest, o)
-	case o.floor > -1<<63:
+	case o.floor > noFloor:
 		heap.Push(&d.idle, o)
 	default:
 		delete(d.origins, o.name)
@@ -304,7 +308,7 @@ func (d *Deduper[K]) Floor() (time.Time, bool) {
 	for _, o := range d.origins {
 		f = max(f, o.floor)
 	}
-	if f == -1<<63 {
+	if f == noFloor {
 		return time.Time{}, false
 	}
 	return time.UnixMilli(f), true

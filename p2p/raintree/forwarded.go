@@ -186,14 +186,20 @@ func (r *Router) expectLateACKLocked(key ackKey, d delegation) {
 // becomes a laggard (Config.LaggardTTL) and the span goes on without it.
 func (r *Router) notForwarded(d delegation) {
 	r.c.notForwarded.Add(1)
-	if r.cfg.LaggardTTL > 0 {
-		head := d.view.set.At(d.target.Index).PeerID
-		r.mu.Lock()
-		r.laggards[head] = r.clock.Now()
-		r.pruneLaggardsLocked(d.view.set.Len())
-		r.mu.Unlock()
-	}
+	r.markLaggard(d.view.set.At(d.target.Index).PeerID, d.view.set.Len())
 	r.redelegate(d)
+}
+
+// markLaggard makes head, of a set of n validators, a laggard for
+// LaggardTTL (if on).
+func (r *Router) markLaggard(head peer.ID, n int) {
+	if r.cfg.LaggardTTL <= 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.laggards[head] = r.clock.Now()
+	r.pruneLaggardsLocked(n)
 }
 
 // pruneLaggardsLocked forgets expired laggards once there are more than

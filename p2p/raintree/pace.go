@@ -72,7 +72,7 @@ func (p *sendPace) timeout(size int, cfg Config) time.Duration {
 
 // paceACKed learns the pace from the ACK of a paced frame.
 func (r *Router) paceACKed(d delegation) {
-	if d.target.Level > 0 && r.cfg.Paces(len(d.msg.Raw)) {
+	if r.paced(d) {
 		r.pace.add(len(d.msg.Raw), r.clock.Now().Sub(d.sentAt))
 	}
 }
@@ -81,18 +81,12 @@ func (r *Router) paceACKed(d delegation) {
 // SendTimeout a laggard (the caller re-delegates its span, as for any
 // failed send).
 func (r *Router) paceSent(d delegation, to peer.ID, timeout time.Duration, err error) {
-	switch {
-	case err == nil:
-	case timeout < r.cfg.SendTimeout && timedOut(err) && r.ctx.Err() == nil:
-		r.c.slowHeads.Add(1)
-		r.log.Debug("head read a paced frame too slowly", "to", to, "msg_id", d.msg.ID, "timeout", timeout)
-		if r.cfg.LaggardTTL > 0 {
-			r.mu.Lock()
-			r.laggards[to] = r.clock.Now()
-			r.pruneLaggardsLocked(d.view.set.Len())
-			r.mu.Unlock()
-		}
+	if err == nil || timeout >= r.cfg.SendTimeout || !timedOut(err) || r.ctx.Err() != nil {
+		return
 	}
+	r.c.slowHeads.Add(1)
+	r.log.Debug("head read a paced frame too slowly", "to", to, "msg_id", d.msg.ID, "timeout", timeout)
+	r.markLaggard(to, d.view.set.Len())
 }
 
 // timedOut reports whether a send failed for running out of time: its

@@ -635,7 +635,7 @@ func (r *Router) sendTree(d delegation) error {
 		r.armLocked()
 		r.mu.Unlock()
 	}
-	timeout, paced := r.cfg.SendTimeout, tree && r.paced(d)
+	timeout, paced := r.cfg.SendTimeout, r.paced(d)
 	if paced {
 		timeout = r.pace.timeout(len(frame), r.cfg)
 	}
