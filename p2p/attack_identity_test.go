@@ -319,11 +319,13 @@ func TestAFloodDatedAheadRaisesOnlyItsOwnFloor(t *testing.T) {
 	waitFor(t, 20*time.Second, "the flood to overrun the victim's deduper", func() bool {
 		return victim.mod.Stats().Delivered[p2p.RouterBackground] > 2*capacity
 	})
+	// Honest broadcasts reach the victim, whichever router brings them:
+	// none is refused as too old. The victim may refuse the flood's own
+	// messages as too old (TooOld), and rightly: a copy that comes again
+	// by another router after its key was pushed out is below its
+	// origin's raised floor.
 	if r := a.honestDelivery(t, 10, "after a flood dated ahead"); r != 1 {
 		t.Fatalf("honest delivery ratio %.3f, want 1 (victim: %+v)", r, victim.mod.Stats())
-	}
-	if s := victim.mod.Stats(); s.TooOld != 0 {
-		t.Errorf("%d messages refused as too old; only the flood's own were forgotten", s.TooOld)
 	}
 }
 
