@@ -284,7 +284,12 @@ func (m *Module) applySetLocked(set *validators.Set) error {
 		// A broadcast goes to gossip once this node's tree frames of it
 		// have left (handToGossip), whichever way it came.
 		rtCfg.OnTreeSent = func(msg *wire.Message) { m.handToGossip(rctx, bg, msg) }
-		r, err := raintree.NewRouter(hintedHost{m.host, m}, m.cfg.Key.Address, set, rtCfg, func(from peer.ID, msg *wire.Message, broadcast, _ bool) {
+		// RainTree's inbound blocks hold gossip's IWANTs back too.
+		var rh host.Host = hintedHost{m.host, m}
+		if bg != nil {
+			rh = bg.FollowReads(rh)
+		}
+		r, err := raintree.NewRouter(rh, m.cfg.Key.Address, set, rtCfg, func(from peer.ID, msg *wire.Message, broadcast, _ bool) {
 			m.deliver(rctx, RouterRainTree, from, msg, broadcast)
 		})
 		if err != nil {

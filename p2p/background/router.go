@@ -332,6 +332,9 @@ func (r *Router) pubsubHost(tr *tracer) (host.Host, error) {
 	if err != nil {
 		return nil, err
 	}
+	if g.AskHold > 0 {
+		u.asks = newAsks(g)
+	}
 	r.up.Store(u)
 	tr.up = u
 	return uplinkHost{Host: r.host, u: u}, nil

@@ -121,6 +121,9 @@ type Stats struct {
 	// peer had said (IDONTWANT) it had the message, and UnwantedForgotten
 	// the IDONTWANTs forgotten past UnwantedMemory.
 	LargeWritesWaited, LargeWritesOvertook, CopiesDeclined, UnwantedForgotten uint64
+	// IWantsHeld counts the message IDs this node left out of its IWANTs
+	// because a large frame was arriving (GossipParams.AskHold).
+	IWantsHeld uint64
 	// Graylisted is how many peers were below the graylist threshold at
 	// the last score inspection, LowestScore the lowest score then.
 	Graylisted  uint64

@@ -49,6 +49,7 @@ type uplink struct {
 	done     <-chan struct{}
 	msgID    func(*pb.Message) string
 	declined *lru.Cache[declinedKey, struct{}]
+	asks     *asks // nil: IWANTs leave as pubsub writes them
 
 	waited, overtook, skipped, forgotten atomic.Uint64
 }
@@ -107,7 +108,7 @@ func (u *uplink) declinedBy(p peer.ID, id string) bool {
 // written when it wrote less.
 func (u *uplink) write(s network.Stream, frame []byte) (int, error) {
 	if len(frame) < u.large {
-		return s.Write(frame)
+		return u.writeSmall(s, frame)
 	}
 	turn, err := u.take()
 	if err != nil {
@@ -121,6 +122,21 @@ func (u *uplink) write(s network.Stream, frame []byte) (int, error) {
 		defer func() { t.Stop(); pass() }()
 	}
 	out, changed := u.withoutDeclined(s.Conn().RemotePeer(), frame)
+	if !changed {
+		return s.Write(frame)
+	}
+	if out != nil {
+		if _, err := s.Write(out); err != nil {
+			return 0, err
+		}
+	}
+	return len(frame), nil
+}
+
+// writeSmall writes frame, without its IWANTs while a large frame is
+// arriving (asks.go).
+func (u *uplink) writeSmall(s network.Stream, frame []byte) (int, error) {
+	out, changed := u.asks.filter(frame, time.Now())
 	if !changed {
 		return s.Write(frame)
 	}
@@ -191,7 +207,8 @@ func (u *uplink) withoutDeclined(p peer.ID, frame []byte) ([]byte, bool) {
 }
 
 // uplinkHost is the host pubsub gets: the streams pubsub opens write
-// through the uplink. Pubsub only writes on streams it opens.
+// through the uplink (pubsub only writes on streams it opens), and those
+// it accepts are followed for large frames (asks.go).
 type uplinkHost struct {
 	host.Host
 	u *uplink
@@ -203,6 +220,20 @@ func (h uplinkHost) NewStream(ctx context.Context, p peer.ID, pids ...protocol.I
 		return nil, err
 	}
 	return uplinkStream{Stream: s, u: h.u}, nil
+}
+
+func (h uplinkHost) SetStreamHandler(pid protocol.ID, handler network.StreamHandler) {
+	if h.u.asks != nil {
+		handler = h.u.asks.following(handler)
+	}
+	h.Host.SetStreamHandler(pid, handler)
+}
+
+func (h uplinkHost) SetStreamHandlerMatch(pid protocol.ID, m func(protocol.ID) bool, handler network.StreamHandler) {
+	if h.u.asks != nil {
+		handler = h.u.asks.following(handler)
+	}
+	h.Host.SetStreamHandlerMatch(pid, m, handler)
 }
 
 type uplinkStream struct {
@@ -220,4 +251,7 @@ func (u *uplink) fill(s *Stats) {
 	}
 	s.LargeWritesWaited, s.LargeWritesOvertook = u.waited.Load(), u.overtook.Load()
 	s.CopiesDeclined, s.UnwantedForgotten = u.skipped.Load(), u.forgotten.Load()
+	if u.asks != nil {
+		s.IWantsHeld = u.asks.held.Load()
+	}
 }

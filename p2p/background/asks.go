@@ -1,0 +1,258 @@
+package background
+
+import (
+	"encoding/binary"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// No IWANT while a large frame arrives (GossipParams.AskHold).
+//
+// Pubsub asks every peer that advertises a message it has not seen, and
+// a message is seen only once it has arrived whole. A block takes a
+// second or more to arrive, a peer advertises what it has every
+// heartbeat, so a node receiving a block asked for it again and again:
+// each answer was another copy on its downlink, which made the first
+// arrive later still, and a turn of the answering peer's uplink that its
+// own mesh peers waited for. A validator did the same while RainTree
+// brought it the block. So while a frame of at least LargeBytes arrives
+// on a gossip or RainTree stream, at a useful rate and for at most
+// AskHold, this node's RPCs leave without their IWANTs.
+//
+// What is left out is not asked again: the peers advertise the message
+// for pubsub's gossip history (three heartbeats), and a later IHAVE finds
+// it seen, or asks. Pubsub tracks a promise for an IWANT it believes it
+// sent; a promise is kept when the message arrives from anyone within
+// pubsub's follow-up time (3 s), so only a message that never comes could
+// cost the advertiser, within the behaviour penalty's free allowance
+// (scoring.go).
+
+// askGrace is how long a large frame counts before its rate is judged:
+// its first bytes may wait for a round trip.
+const askGrace = 250 * time.Millisecond
+
+// asks is what this node is receiving, and the IWANTs held back.
+type asks struct {
+	large   int
+	hold    time.Duration
+	minRate int // bytes per second
+
+	mu    sync.Mutex
+	reads map[*readStream]struct{} // streams in the middle of a large frame
+
+	held atomic.Uint64
+}
+
+func newAsks(g GossipParams) *asks {
+	return &asks{large: g.LargeBytes, hold: g.AskHold, minRate: g.AskMinRate, reads: map[*readStream]struct{}{}}
+}
+
+// receiving reports whether a large frame is arriving at now: begun less
+// than hold ago and, past askGrace, at minRate or more on average.
+func (a *asks) receiving(now time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for r := range a.reads {
+		if a.progressing(r, now) {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *asks) progressing(r *readStream, now time.Time) bool {
+	d := now.Sub(r.since)
+	if d >= a.hold {
+		return false
+	}
+	owed := float64(a.minRate) * (d - askGrace).Seconds()
+	return float64(r.read) >= owed
+}
+
+// filter is frame (a varint-delimited RPC) without its IWANTs when a
+// large frame is arriving, nil if nothing else is left to say, and
+// whether it changed. A frame it cannot read goes as it is.
+func (a *asks) filter(frame []byte, now time.Time) ([]byte, bool) {
+	if a == nil || !hasIWant(frame) || !a.receiving(now) {
+		return frame, false
+	}
+	size, n := binary.Uvarint(frame)
+	if n <= 0 || uint64(len(frame)-n) != size {
+		return frame, false
+	}
+	var rpc pb.RPC
+	if err := proto.Unmarshal(frame[n:], &rpc); err != nil {
+		return frame, false
+	}
+	for _, w := range rpc.Control.Iwant {
+		a.held.Add(uint64(len(w.GetMessageIDs())))
+	}
+	rpc.Control.Iwant = nil
+	if proto.Size(rpc.Control) == 0 {
+		rpc.Control = nil
+	}
+	if proto.Size(&rpc) == 0 {
+		return nil, true
+	}
+	b, err := proto.Marshal(&rpc)
+	if err != nil {
+		return frame, false
+	}
+	return append(binary.AppendUvarint(make([]byte, 0, len(b)+binary.MaxVarintLen64), uint64(len(b))), b...), true
+}
+
+// RPC and ControlMessage field numbers (pubsub's rpc.proto).
+const (
+	rpcControlField   = 3
+	controlIWantField = 2
+)
+
+// hasIWant reports whether frame, a varint-delimited RPC, asks for
+// anything, reading only field tags: most RPCs do not.
+func hasIWant(frame []byte) bool {
+	_, n := binary.Uvarint(frame)
+	if n <= 0 {
+		return false
+	}
+	found := false
+	eachField(frame[n:], func(num protowire.Number, v []byte) {
+		if num == rpcControlField {
+			eachField(v, func(num protowire.Number, _ []byte) { found = found || num == controlIWantField })
+		}
+	})
+	return found
+}
+
+// eachField calls f with each field of the message b and, for a
+// length-delimited one, its contents; it stops at anything malformed.
+func eachField(b []byte, f func(protowire.Number, []byte)) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return
+		}
+		b = b[n:]
+		var v []byte
+		if typ == protowire.BytesType {
+			if v, n = protowire.ConsumeBytes(b); n < 0 {
+				return
+			}
+		} else if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+			return
+		}
+		f(num, v)
+		b = b[n:]
+	}
+}
+
+// readStream follows the varint-delimited frames read on an inbound
+// stream: while it is in the middle of a large one, it is in a.reads.
+type readStream struct {
+	network.Stream
+	a *asks
+
+	hdr       []byte // a frame's length, while it is read
+	remaining uint64 // bytes of the current frame still to come
+	since     time.Time
+	read      uint64 // bytes of the current large frame read so far
+}
+
+func (s *readStream) Read(p []byte) (int, error) {
+	n, err := s.Stream.Read(p)
+	if n > 0 {
+		s.follow(p[:n], time.Now())
+	}
+	if err != nil {
+		s.end()
+	}
+	return n, err
+}
+
+func (s *readStream) Close() error { s.end(); return s.Stream.Close() }
+func (s *readStream) Reset() error { s.end(); return s.Stream.Reset() }
+
+func (s *readStream) end() {
+	s.a.mu.Lock()
+	delete(s.a.reads, s)
+	s.a.mu.Unlock()
+}
+
+// follow moves the frame state over b, read at now.
+func (s *readStream) follow(b []byte, now time.Time) {
+	for len(b) > 0 {
+		if s.remaining == 0 {
+			b = s.header(b, now)
+			continue
+		}
+		k := min(uint64(len(b)), s.remaining)
+		s.remaining -= k
+		b = b[k:]
+		s.a.mu.Lock()
+		if _, ok := s.a.reads[s]; ok {
+			s.read += k
+			if s.remaining == 0 {
+				delete(s.a.reads, s)
+			}
+		}
+		s.a.mu.Unlock()
+	}
+}
+
+// header consumes a byte of a frame's length from b; once the length is
+// whole, a large frame starts counting.
+func (s *readStream) header(b []byte, now time.Time) []byte {
+	s.hdr = append(s.hdr, b[0])
+	size, n := binary.Uvarint(s.hdr)
+	if n == 0 && len(s.hdr) < binary.MaxVarintLen64 {
+		return b[1:]
+	}
+	s.hdr = s.hdr[:0]
+	if n > 0 && size > 0 {
+		s.remaining = size
+		if size >= uint64(s.a.large) {
+			s.a.mu.Lock()
+			s.since, s.read = now, 0
+			s.a.reads[s] = struct{}{}
+			s.a.mu.Unlock()
+		}
+	}
+	return b[1:]
+}
+
+func (a *asks) following(handler network.StreamHandler) network.StreamHandler {
+	return func(s network.Stream) { handler(&readStream{Stream: s, a: a}) }
+}
+
+// FollowReads is h whose inbound streams' large frames hold this node's
+// IWANTs back while they arrive, for another router's protocols (RainTree
+// brings validators their blocks); h itself when IWANTs are not held
+// (AskHold 0, or not lazy gossip).
+func (r *Router) FollowReads(h host.Host) host.Host {
+	u := r.up.Load()
+	if u == nil || u.asks == nil {
+		return h
+	}
+	return readingHost{Host: h, a: u.asks}
+}
+
+// readingHost is a host whose handlers' streams are followed by a.
+type readingHost struct {
+	host.Host
+	a *asks
+}
+
+func (h readingHost) SetStreamHandler(pid protocol.ID, handler network.StreamHandler) {
+	h.Host.SetStreamHandler(pid, h.a.following(handler))
+}
+
+func (h readingHost) SetStreamHandlerMatch(pid protocol.ID, m func(protocol.ID) bool, handler network.StreamHandler) {
+	h.Host.SetStreamHandlerMatch(pid, m, h.a.following(handler))
+}

@@ -1,0 +1,243 @@
+package background
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"google.golang.org/protobuf/proto"
+)
+
+func newTestAsks(hold time.Duration) *asks {
+	g := DefaultGossipParams()
+	g.LargeBytes, g.AskHold = testLarge, hold
+	return newAsks(g)
+}
+
+// arriving registers a large frame begun ago before now, with read bytes
+// of it read.
+func arriving(a *asks, now time.Time, ago time.Duration, read uint64) {
+	a.reads[&readStream{a: a, since: now.Add(-ago), read: read}] = struct{}{}
+}
+
+func TestIWantsAreLeftOutOnlyWhileALargeFrameArrivesAtARate(t *testing.T) {
+	iwant := &pb.ControlMessage{Iwant: []*pb.ControlIWant{{MessageIDs: []string{"a", "b"}}}}
+	graft := []*pb.ControlGraft{{TopicID: proto.String("t")}}
+	asking := &pb.RPC{Control: &pb.ControlMessage{Iwant: iwant.Iwant, Graft: graft}, Publish: []*pb.Message{message('p')}}
+	rest := &pb.RPC{Control: &pb.ControlMessage{Graft: graft}, Publish: []*pb.Message{message('p')}}
+	tests := []struct {
+		name    string
+		frame   func(*asks, time.Time) // what is arriving
+		rpc     *pb.RPC
+		want    *pb.RPC // nil: nothing written
+		changed bool
+		heldIDs uint64
+	}{
+		{"with nothing arriving an IWANT leaves", func(*asks, time.Time) {}, asking, asking, false, 0},
+		{"while a block arrives the IWANT is left out and the rest leaves", func(a *asks, now time.Time) { arriving(a, now, time.Second, 512<<10) }, asking, rest, true, 2},
+		{"an RPC that only asked is not written", func(a *asks, now time.Time) { arriving(a, now, time.Second, 512<<10) }, &pb.RPC{Control: iwant}, nil, true, 2},
+		{"an RPC that asks nothing is not rewritten", func(a *asks, now time.Time) { arriving(a, now, time.Second, 512<<10) }, rest, rest, false, 0},
+		{"a frame that has brought nothing yet holds within its first 250ms", func(a *asks, now time.Time) { arriving(a, now, 100*time.Millisecond, 0) }, asking, rest, true, 2},
+		{"a frame arriving slower than AskMinRate holds nothing", func(a *asks, now time.Time) { arriving(a, now, time.Second, 10<<10) }, asking, asking, false, 0},
+		{"a frame that began AskHold ago holds nothing", func(a *asks, now time.Time) { arriving(a, now, 3*time.Second, 64<<20) }, asking, asking, false, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, now := newTestAsks(3*time.Second), time.Now()
+			tt.frame(a, now)
+			out, changed := a.filter(rpcFrame(t, tt.rpc), now)
+			if changed != tt.changed || a.held.Load() != tt.heldIDs {
+				t.Fatalf("changed %v, %d IDs held; want %v, %d", changed, a.held.Load(), tt.changed, tt.heldIDs)
+			}
+			switch {
+			case tt.want == nil && out != nil:
+				t.Fatalf("wrote %d bytes, want nothing", len(out))
+			case tt.want != nil && !proto.Equal(decodeFrame(t, out), tt.want):
+				t.Fatalf("wrote %v, want %v", decodeFrame(t, out), tt.want)
+			}
+		})
+	}
+}
+
+func decodeFrame(t *testing.T, frame []byte) *pb.RPC {
+	t.Helper()
+	size, n := binary.Uvarint(frame)
+	if n <= 0 || uint64(len(frame)-n) != size {
+		t.Fatalf("a frame of %d bytes is not one varint-delimited RPC", len(frame))
+	}
+	var rpc pb.RPC
+	if err := proto.Unmarshal(frame[n:], &rpc); err != nil {
+		t.Fatal(err)
+	}
+	return &rpc
+}
+
+// The frames of a stream are followed whatever the reads cut them into:
+// a length split over two reads, a small frame and a large one in one
+// read, a large frame ending in the middle of a read.
+func TestFramesAreFollowedAcrossReads(t *testing.T) {
+	a := newTestAsks(time.Second)
+	s := &readStream{a: a}
+	large := binary.AppendUvarint(nil, 4*testLarge) // two bytes
+	inReads := func() bool { _, ok := a.reads[s]; return ok }
+	now := time.Now()
+	s.follow(append(binary.AppendUvarint(nil, 3), 'x', 'y', 'z', large[0]), now) // a small frame, half a length
+	if inReads() {
+		t.Fatal("a small frame and half a length count as a large frame")
+	}
+	s.follow(large[1:], now)
+	if !inReads() || s.read != 0 {
+		t.Fatalf("a large frame's length read whole: counted %v, %d bytes", inReads(), s.read)
+	}
+	s.follow(make([]byte, 3*testLarge), now)
+	if !inReads() || s.read != 3*testLarge {
+		t.Fatalf("three quarters of the frame: counted %v, %d bytes", inReads(), s.read)
+	}
+	s.follow(append(make([]byte, testLarge), binary.AppendUvarint(nil, 1)...), now) // its end and the next length
+	if inReads() || s.remaining != 1 {
+		t.Fatalf("the frame ended: still counted %v; next frame %d bytes, want 1", inReads(), s.remaining)
+	}
+}
+
+// blockSender streams a large frame to b on proto, a chunk every
+// interval, until stop is closed.
+func blockSender(t *testing.T, a, b host.Host, pid protocol.ID, chunk int, interval time.Duration, stop <-chan struct{}) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := a.NewStream(ctx, b.ID(), pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Write(binary.AppendUvarint(nil, 64<<20)); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer s.Reset()
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			if _, err := s.Write(bytes.Repeat([]byte{'b'}, chunk)); err != nil {
+				return
+			}
+			select {
+			case <-tick.C:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	t.Cleanup(wg.Wait)
+}
+
+// askingNode is b with asks following its inbound streams on pid, read
+// to the end, as pubsub's handler reads them.
+func askingNode(t *testing.T, b host.Host, pid protocol.ID, hold time.Duration) *asks {
+	t.Helper()
+	a := newTestAsks(hold)
+	var wg sync.WaitGroup
+	readingHost{Host: b, a: a}.SetStreamHandler(pid, func(s network.Stream) {
+		wg.Add(1)
+		defer wg.Done()
+		defer s.Reset()
+		_, _ = io.Copy(io.Discard, s)
+	})
+	t.Cleanup(wg.Wait)
+	return a
+}
+
+// awaitReceiving waits until a says whether a large frame is arriving is
+// want, for at most within.
+func awaitReceiving(t *testing.T, a *asks, want bool, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for a.receiving(time.Now()) != want {
+		if time.Since(start) > within {
+			t.Fatalf("receiving is not %v after %v", want, within)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// On real hosts: while a peer streams a block to b at a useful rate,
+// b's RPCs leave without their IWANTs; once it stops, they leave whole.
+func TestANodeReceivingABlockDoesNotAskUntilItStops(t *testing.T) {
+	const pid = "/test/block"
+	a, b := newHost(t), newHost(t)
+	connect(t, a, b)
+	asks := askingNode(t, b, pid, 10*time.Second)
+	stop := make(chan struct{})
+	blockSender(t, a, b, pid, 16<<10, 20*time.Millisecond, stop) // 800 KiB/s
+	awaitReceiving(t, asks, true, 5*time.Second)
+	u := newTestUplink(t, time.Second, nil)
+	u.asks = asks
+	ask := rpcFrame(t, &pb.RPC{Control: &pb.ControlMessage{Iwant: []*pb.ControlIWant{{MessageIDs: []string{"m"}}}}})
+	if n, err := u.write(nil, ask); err != nil || n != len(ask) || asks.held.Load() != 1 {
+		t.Fatalf("an IWANT while a block arrives: wrote %d of %d (%v), %d held; want nothing written, 1 held", n, len(ask), err, asks.held.Load())
+	}
+	close(stop)
+	awaitReceiving(t, asks, false, 5*time.Second)
+	if out, changed := asks.filter(ask, time.Now()); changed || !bytes.Equal(out, ask) {
+		t.Fatal("an IWANT after the block stopped was changed")
+	}
+}
+
+// On real hosts, the attack: a peer that streams a large frame slower
+// than AskMinRate holds back nothing past the first 250ms, and one that
+// streams it fast holds back IWANTs for at most AskHold.
+func TestAPeerStreamingAFrameHoldsAsksOnlyAtARateAndForAtMostTheHold(t *testing.T) {
+	tests := []struct {
+		name     string
+		chunk    int
+		interval time.Duration
+		hold     time.Duration
+		maxHeld  time.Duration
+	}{
+		{"a trickle below AskMinRate", 1 << 10, 50 * time.Millisecond, 10 * time.Second, 3 * time.Second},
+		{"a fast stream past AskHold", 16 << 10, 10 * time.Millisecond, 500 * time.Millisecond, 3 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pid := protocol.ID("/test/" + tt.name)
+			a, b := newHost(t), newHost(t)
+			connect(t, a, b)
+			asks := askingNode(t, b, pid, tt.hold)
+			stop := make(chan struct{})
+			defer close(stop)
+			blockSender(t, a, b, pid, tt.chunk, tt.interval, stop)
+			// The frame is read (it is in reads) and holds back nothing
+			// once the grace or the hold has passed, while it still comes.
+			for start := time.Now(); ; time.Sleep(5 * time.Millisecond) {
+				asks.mu.Lock()
+				n := len(asks.reads)
+				asks.mu.Unlock()
+				if n == 1 {
+					break
+				}
+				if time.Since(start) > 5*time.Second {
+					t.Fatal("the frame was never followed")
+				}
+			}
+			held := awaitReceiving(t, asks, false, tt.maxHeld)
+			asks.mu.Lock()
+			n := len(asks.reads)
+			asks.mu.Unlock()
+			if n != 1 {
+				t.Fatalf("the frame ended (%d followed): the sender stopped too soon to tell", n)
+			}
+			t.Logf("IWANTs held back for %v", held)
+		})
+	}
+}
