@@ -9,6 +9,7 @@ import (
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -24,8 +25,10 @@ import (
 // arrive later still, and a turn of the answering peer's uplink that its
 // own mesh peers waited for. A validator did the same while RainTree
 // brought it the block. So while a frame of at least LargeBytes arrives
-// on a gossip or RainTree stream, at a useful rate and for at most
-// AskHold, this node's RPCs leave without their IWANTs.
+// from a validator on a gossip or RainTree stream, at a useful rate and
+// for at most AskHold, this node's RPCs leave without their IWANTs. Only
+// validators, who are known and staked, can hold them back: anyone else
+// could stream large frames of padding to stop this node's repairs.
 //
 // What is left out is not asked again: the peers advertise the message
 // for pubsub's gossip history (three heartbeats), and a later IHAVE finds
@@ -43,7 +46,8 @@ const askGrace = 250 * time.Millisecond
 type asks struct {
 	large   int
 	hold    time.Duration
-	minRate int // bytes per second
+	minRate int                // bytes per second
+	trusted func(peer.ID) bool // whose frames hold IWANTs back; nil: anyone's
 
 	mu    sync.Mutex
 	reads map[*readStream]struct{} // streams in the middle of a large frame
@@ -51,8 +55,8 @@ type asks struct {
 	held atomic.Uint64
 }
 
-func newAsks(g GossipParams) *asks {
-	return &asks{large: g.LargeBytes, hold: g.AskHold, minRate: g.AskMinRate, reads: map[*readStream]struct{}{}}
+func newAsks(g GossipParams, trusted func(peer.ID) bool) *asks {
+	return &asks{large: g.LargeBytes, hold: g.AskHold, minRate: g.AskMinRate, trusted: trusted, reads: map[*readStream]struct{}{}}
 }
 
 // receiving reports whether a large frame is arriving at now: begun less
@@ -157,7 +161,8 @@ func eachField(b []byte, f func(protowire.Number, []byte)) {
 // stream: while it is in the middle of a large one, it is in a.reads.
 type readStream struct {
 	network.Stream
-	a *asks
+	a    *asks
+	from peer.ID
 
 	hdr       []byte // a frame's length, while it is read
 	remaining uint64 // bytes of the current frame still to come
@@ -217,7 +222,7 @@ func (s *readStream) header(b []byte, now time.Time) []byte {
 	s.hdr = s.hdr[:0]
 	if n > 0 && size > 0 {
 		s.remaining = size
-		if size >= uint64(s.a.large) {
+		if size >= uint64(s.a.large) && (s.a.trusted == nil || s.a.trusted(s.from)) {
 			s.a.mu.Lock()
 			s.since, s.read = now, 0
 			s.a.reads[s] = struct{}{}
@@ -228,11 +233,11 @@ func (s *readStream) header(b []byte, now time.Time) []byte {
 }
 
 func (a *asks) following(handler network.StreamHandler) network.StreamHandler {
-	return func(s network.Stream) { handler(&readStream{Stream: s, a: a}) }
+	return func(s network.Stream) { handler(&readStream{Stream: s, a: a, from: s.Conn().RemotePeer()}) }
 }
 
-// FollowReads is h whose inbound streams' large frames hold this node's
-// IWANTs back while they arrive, for another router's protocols (RainTree
+// FollowReads is h whose inbound streams' large frames, from validators,
+// hold this node's IWANTs back while they arrive, for another router's protocols (RainTree
 // brings validators their blocks); h itself when IWANTs are not held
 // (AskHold 0, or not lazy gossip).
 func (r *Router) FollowReads(h host.Host) host.Host {

@@ -4,14 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"io"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"google.golang.org/protobuf/proto"
 )
@@ -19,7 +20,7 @@ import (
 func newTestAsks(hold time.Duration) *asks {
 	g := DefaultGossipParams()
 	g.LargeBytes, g.AskHold = testLarge, hold
-	return newAsks(g)
+	return newAsks(g, nil)
 }
 
 // arriving registers a large frame begun ago before now, with read bytes
@@ -146,15 +147,31 @@ func blockSender(t *testing.T, a, b host.Host, pid protocol.ID, chunk int, inter
 func askingNode(t *testing.T, b host.Host, pid protocol.ID, hold time.Duration) *asks {
 	t.Helper()
 	a := newTestAsks(hold)
+	readAll(t, b, pid, a, nil)
+	return a
+}
+
+// readAll has b read every stream on pid to its end, followed by a,
+// counting the bytes in read if it is not nil.
+func readAll(t *testing.T, b host.Host, pid protocol.ID, a *asks, read *atomic.Int64) {
+	t.Helper()
 	var wg sync.WaitGroup
 	readingHost{Host: b, a: a}.SetStreamHandler(pid, func(s network.Stream) {
 		wg.Add(1)
 		defer wg.Done()
 		defer s.Reset()
-		_, _ = io.Copy(io.Discard, s)
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := s.Read(buf)
+			if read != nil {
+				read.Add(int64(n))
+			}
+			if err != nil {
+				return
+			}
+		}
 	})
 	t.Cleanup(wg.Wait)
-	return a
 }
 
 // awaitReceiving waits until a says whether a large frame is arriving is
@@ -239,5 +256,35 @@ func TestAPeerStreamingAFrameHoldsAsksOnlyAtARateAndForAtMostTheHold(t *testing.
 			}
 			t.Logf("IWANTs held back for %v", held)
 		})
+	}
+}
+
+// On real hosts, the attack: a peer outside the validator set streams
+// large frames fast; they hold nothing back, however fast they come.
+func TestOnlyAValidatorsFramesHoldAsksBack(t *testing.T) {
+	const pid = "/test/outsider"
+	a, b := newHost(t), newHost(t)
+	connect(t, a, b)
+	g := DefaultGossipParams()
+	g.LargeBytes = testLarge
+	asks := newAsks(g, func(p peer.ID) bool { return p != a.ID() })
+	var read atomic.Int64
+	readAll(t, b, pid, asks, &read)
+	stop := make(chan struct{})
+	defer close(stop)
+	blockSender(t, a, b, pid, 16<<10, 10*time.Millisecond, stop)
+	for start := time.Now(); read.Load() < 256<<10; time.Sleep(5 * time.Millisecond) {
+		if asks.receiving(time.Now()) {
+			t.Fatal("a frame from outside the set holds IWANTs back")
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("read %d bytes in 5 s", read.Load())
+		}
+	}
+	asks.mu.Lock()
+	n := len(asks.reads)
+	asks.mu.Unlock()
+	if n != 0 || asks.receiving(time.Now()) {
+		t.Fatalf("after 256 KiB of a frame from outside the set: %d frames followed, receiving %v", n, asks.receiving(time.Now()))
 	}
 }

@@ -165,7 +165,8 @@ type GossipParams struct {
 	UnwantedMemory int
 	// AskHold, under lazy gossip with LargeWriteHold, leaves the IWANTs
 	// out of this node's RPCs while a frame of at least LargeBytes
-	// arrives on a gossip or RainTree stream, for at most AskHold after
+	// arrives from a validator on a gossip or RainTree stream (anyone
+	// else could hold them back with padding), for at most AskHold after
 	// it began and while it arrives at AskMinRate bytes a second or more
 	// (after its first 250ms). Pubsub asks every peer that advertises a
 	// message it has not yet seen whole, so a node receiving a block

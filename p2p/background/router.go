@@ -333,7 +333,7 @@ func (r *Router) pubsubHost(tr *tracer) (host.Host, error) {
 		return nil, err
 	}
 	if g.AskHold > 0 {
-		u.asks = newAsks(g)
+		u.asks = newAsks(g, r.lazy.contains)
 	}
 	r.up.Store(u)
 	tr.up = u
