@@ -88,29 +88,19 @@ func (a *asks) filter(frame []byte, now time.Time) ([]byte, bool) {
 	if a == nil || !hasIWant(frame) || !a.receiving(now) {
 		return frame, false
 	}
-	size, n := binary.Uvarint(frame)
-	if n <= 0 || uint64(len(frame)-n) != size {
-		return frame, false
-	}
-	var rpc pb.RPC
-	if err := proto.Unmarshal(frame[n:], &rpc); err != nil {
-		return frame, false
-	}
-	for _, w := range rpc.Control.Iwant {
-		a.held.Add(uint64(len(w.GetMessageIDs())))
-	}
-	rpc.Control.Iwant = nil
-	if proto.Size(rpc.Control) == 0 {
-		rpc.Control = nil
-	}
-	if proto.Size(&rpc) == 0 {
-		return nil, true
-	}
-	b, err := proto.Marshal(&rpc)
-	if err != nil {
-		return frame, false
-	}
-	return append(binary.AppendUvarint(make([]byte, 0, len(b)+binary.MaxVarintLen64), uint64(len(b))), b...), true
+	return rewrite(frame, func(rpc *pb.RPC) bool {
+		if len(rpc.GetControl().GetIwant()) == 0 {
+			return false
+		}
+		for _, w := range rpc.Control.Iwant {
+			a.held.Add(uint64(len(w.GetMessageIDs())))
+		}
+		rpc.Control.Iwant = nil
+		if proto.Size(rpc.Control) == 0 {
+			rpc.Control = nil
+		}
+		return true
+	})
 }
 
 // RPC and ControlMessage field numbers (pubsub's rpc.proto).

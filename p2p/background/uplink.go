@@ -122,30 +122,14 @@ func (u *uplink) write(s network.Stream, frame []byte) (int, error) {
 		defer func() { t.Stop(); pass() }()
 	}
 	out, changed := u.withoutDeclined(s.Conn().RemotePeer(), frame)
-	if !changed {
-		return s.Write(frame)
-	}
-	if out != nil {
-		if _, err := s.Write(out); err != nil {
-			return 0, err
-		}
-	}
-	return len(frame), nil
+	return writeInstead(s, frame, out, changed)
 }
 
 // writeSmall writes frame, without its IWANTs while a large frame is
 // arriving (asks.go).
 func (u *uplink) writeSmall(s network.Stream, frame []byte) (int, error) {
 	out, changed := u.asks.filter(frame, time.Now())
-	if !changed {
-		return s.Write(frame)
-	}
-	if out != nil {
-		if _, err := s.Write(out); err != nil {
-			return 0, err
-		}
-	}
-	return len(frame), nil
+	return writeInstead(s, frame, out, changed)
 }
 
 // take waits for the turn, at most hold: past that (writes ahead that
@@ -176,26 +160,33 @@ func (u *uplink) take() (bool, error) {
 // p declined, nil if nothing is left to say, and whether it changed. A
 // frame it cannot read goes as it is.
 func (u *uplink) withoutDeclined(p peer.ID, frame []byte) ([]byte, bool) {
+	return rewrite(frame, func(rpc *pb.RPC) bool {
+		keep := rpc.Publish[:0]
+		for _, m := range rpc.Publish {
+			if u.declinedBy(p, u.msgID(m)) {
+				u.skipped.Add(1)
+				continue
+			}
+			keep = append(keep, m)
+		}
+		changed := len(keep) != len(rpc.GetPublish())
+		rpc.Publish = keep
+		return changed
+	})
+}
+
+// rewrite is frame (a varint-delimited RPC) with edit applied to its RPC,
+// and whether edit changed it; nil if nothing is left to say. A frame it
+// cannot read, or edit leaves as it was, is returned as it is.
+func rewrite(frame []byte, edit func(*pb.RPC) bool) ([]byte, bool) {
 	size, n := binary.Uvarint(frame)
 	if n <= 0 || uint64(len(frame)-n) != size {
 		return frame, false
 	}
 	var rpc pb.RPC
-	if err := proto.Unmarshal(frame[n:], &rpc); err != nil {
+	if err := proto.Unmarshal(frame[n:], &rpc); err != nil || !edit(&rpc) {
 		return frame, false
 	}
-	keep := rpc.Publish[:0]
-	for _, m := range rpc.Publish {
-		if u.declinedBy(p, u.msgID(m)) {
-			u.skipped.Add(1)
-			continue
-		}
-		keep = append(keep, m)
-	}
-	if len(keep) == len(rpc.GetPublish()) {
-		return frame, false
-	}
-	rpc.Publish = keep
 	if proto.Size(&rpc) == 0 { // nothing else to say either
 		return nil, true
 	}
@@ -204,6 +195,20 @@ func (u *uplink) withoutDeclined(p peer.ID, frame []byte) ([]byte, bool) {
 		return frame, false
 	}
 	return append(binary.AppendUvarint(make([]byte, 0, len(b)+binary.MaxVarintLen64), uint64(len(b))), b...), true
+}
+
+// writeInstead writes out on s in frame's place when changed (nothing if
+// out is nil), and reports frame's length as written.
+func writeInstead(s network.Stream, frame, out []byte, changed bool) (int, error) {
+	if !changed {
+		return s.Write(frame)
+	}
+	if out != nil {
+		if _, err := s.Write(out); err != nil {
+			return 0, err
+		}
+	}
+	return len(frame), nil
 }
 
 // uplinkHost is the host pubsub gets: the streams pubsub opens write
