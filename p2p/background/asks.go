@@ -25,18 +25,22 @@ import (
 // arrive later still, and a turn of the answering peer's uplink that its
 // own mesh peers waited for. A validator did the same while RainTree
 // brought it the block. So while a frame of at least LargeBytes arrives
-// from a validator on a gossip or RainTree stream, at a useful rate and
-// for at most AskHold, this node's RPCs leave without their IWANTs. Only
-// validators, who are known and staked, can hold them back: anyone else
-// could stream large frames of padding to stop this node's repairs.
+// from a validator on a gossip or RainTree stream, on track to be whole
+// within AskHold of its start and for at most that long, this node's
+// RPCs leave without their IWANTs. Only validators, who are known and
+// staked, can hold them back: anyone else could stream large frames of
+// padding to stop this node's repairs. And a validator's frames count
+// once every two holds, whatever stream they come on, so one cannot
+// hold them back more than half the time.
 //
-// What is left out is not asked again: the peers advertise the message
-// for pubsub's gossip history (three heartbeats), and a later IHAVE finds
-// it seen, or asks. Pubsub tracks a promise for an IWANT it believes it
-// sent; a promise is kept when the message arrives from anyone within
-// pubsub's follow-up time (3 s), so only a message that never comes could
-// cost the advertiser, within the behaviour penalty's free allowance
-// (scoring.go).
+// What is left out is dropped, not delayed: every node that has the
+// message advertises it for pubsub's gossip history (three heartbeats),
+// and a later IHAVE finds it seen, or asks. Pubsub tracks a promise for
+// an IWANT it believes it sent; a promise is kept when the message
+// arrives from anyone within pubsub's follow-up time (3 s, the default
+// AskHold), so the block held for keeps its promises, and only another
+// message that never comes could cost its advertiser, within the
+// behaviour penalty's free allowance (scoring.go).
 
 // askGrace is how long a large frame counts before its rate is judged:
 // its first bytes may wait for a round trip.
@@ -50,57 +54,104 @@ type asks struct {
 	trusted func(peer.ID) bool // whose frames hold IWANTs back; nil: anyone's
 
 	mu    sync.Mutex
-	reads map[*readStream]struct{} // streams in the middle of a large frame
+	reads map[*readStream]struct{} // streams in the middle of a counted frame
+	// counted is when each peer's last counted frame began: a peer's
+	// frames count at most once every two holds, on any stream.
+	counted map[peer.ID]time.Time
 
 	held atomic.Uint64
 }
 
 func newAsks(g GossipParams, trusted func(peer.ID) bool) *asks {
-	return &asks{large: g.LargeBytes, hold: g.AskHold, minRate: g.AskMinRate, trusted: trusted, reads: map[*readStream]struct{}{}}
+	return &asks{large: g.LargeBytes, hold: g.AskHold, minRate: g.AskMinRate, trusted: trusted,
+		reads: map[*readStream]struct{}{}, counted: map[peer.ID]time.Time{}}
 }
 
-// receiving reports whether a large frame is arriving at now: begun less
-// than hold ago and, past askGrace, at minRate or more on average.
+// receiving reports whether a counted frame is arriving at now: begun
+// less than hold ago and, past askGrace, on track to be whole within
+// hold of its start and arriving at minRate or more. A frame that stops
+// counting is forgotten.
 func (a *asks) receiving(now time.Time) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	on := false
 	for r := range a.reads {
-		if a.progressing(r, now) {
-			return true
+		if a.onTrack(r, now) {
+			on = true
+		} else {
+			r.counting.Store(false)
+			delete(a.reads, r)
 		}
 	}
-	return false
+	return on
 }
 
-func (a *asks) progressing(r *readStream, now time.Time) bool {
+// onTrack: a frame whose IWANTs are held back must arrive within hold,
+// pubsub's follow-up time for an IWANT (3 s by default), so that an
+// IWANT for it left out is not counted against its advertiser.
+func (a *asks) onTrack(r *readStream, now time.Time) bool {
 	d := now.Sub(r.since)
 	if d >= a.hold {
 		return false
 	}
-	owed := float64(a.minRate) * (d - askGrace).Seconds()
-	return float64(r.read) >= owed
+	judged := (d - askGrace).Seconds()
+	rate := max(float64(a.minRate), float64(r.size)/(a.hold-askGrace).Seconds())
+	return judged <= 0 || float64(r.read) >= rate*judged
 }
+
+// count starts counting r's frame of size bytes from its peer at now,
+// unless that peer's last counted frame began less than two holds ago.
+func (a *asks) count(r *readStream, size uint64, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if last, ok := a.counted[r.from]; ok && now.Sub(last) < 2*a.hold {
+		return
+	}
+	if len(a.counted) >= maxCountedPeers {
+		for p, t := range a.counted {
+			if now.Sub(t) >= 2*a.hold {
+				delete(a.counted, p)
+			}
+		}
+	}
+	a.counted[r.from] = now
+	r.since, r.size, r.read = now, size, 0
+	r.counting.Store(true)
+	a.reads[r] = struct{}{}
+}
+
+// maxCountedPeers is when the peers' last counted frames are swept: only
+// validators' frames count, so it is about the size of a set.
+const maxCountedPeers = 1024
 
 // filter is frame (a varint-delimited RPC) without its IWANTs when a
 // large frame is arriving, nil if nothing else is left to say, and
 // whether it changed. A frame it cannot read goes as it is.
 func (a *asks) filter(frame []byte, now time.Time) ([]byte, bool) {
-	if a == nil || !hasIWant(frame) || !a.receiving(now) {
+	if !a.holds(frame, now) {
 		return frame, false
 	}
-	return rewrite(frame, func(rpc *pb.RPC) bool {
-		if len(rpc.GetControl().GetIwant()) == 0 {
-			return false
-		}
-		for _, w := range rpc.Control.Iwant {
-			a.held.Add(uint64(len(w.GetMessageIDs())))
-		}
-		rpc.Control.Iwant = nil
-		if proto.Size(rpc.Control) == 0 {
-			rpc.Control = nil
-		}
-		return true
-	})
+	return rewrite(frame, a.dropIWants)
+}
+
+// holds reports whether frame's IWANTs are to be left out at now.
+func (a *asks) holds(frame []byte, now time.Time) bool {
+	return a != nil && hasIWant(frame) && a.receiving(now)
+}
+
+// dropIWants leaves rpc's IWANTs out, and counts them.
+func (a *asks) dropIWants(rpc *pb.RPC) bool {
+	if len(rpc.GetControl().GetIwant()) == 0 {
+		return false
+	}
+	for _, w := range rpc.Control.Iwant {
+		a.held.Add(uint64(len(w.GetMessageIDs())))
+	}
+	rpc.Control.Iwant = nil
+	if proto.Size(rpc.Control) == 0 {
+		rpc.Control = nil
+	}
+	return true
 }
 
 // RPC and ControlMessage field numbers (pubsub's rpc.proto).
@@ -154,10 +205,12 @@ type readStream struct {
 	a    *asks
 	from peer.ID
 
-	hdr       []byte // a frame's length, while it is read
-	remaining uint64 // bytes of the current frame still to come
+	hdr       []byte      // a frame's length, while it is read
+	remaining uint64      // bytes of the current frame still to come
+	counting  atomic.Bool // the current frame is in a.reads (set under a.mu)
 	since     time.Time
-	read      uint64 // bytes of the current large frame read so far
+	size      uint64 // the current counted frame's length
+	read      uint64 // bytes of it read so far
 }
 
 func (s *readStream) Read(p []byte) (int, error) {
@@ -176,6 +229,7 @@ func (s *readStream) Reset() error { s.end(); return s.Stream.Reset() }
 
 func (s *readStream) end() {
 	s.a.mu.Lock()
+	s.counting.Store(false)
 	delete(s.a.reads, s)
 	s.a.mu.Unlock()
 }
@@ -190,14 +244,24 @@ func (s *readStream) follow(b []byte, now time.Time) {
 		k := min(uint64(len(b)), s.remaining)
 		s.remaining -= k
 		b = b[k:]
-		s.a.mu.Lock()
-		if _, ok := s.a.reads[s]; ok {
-			s.read += k
-			if s.remaining == 0 {
-				delete(s.a.reads, s)
-			}
-		}
-		s.a.mu.Unlock()
+		s.add(k)
+	}
+}
+
+// add counts k more bytes of the current frame, if it is counted.
+func (s *readStream) add(k uint64) {
+	if !s.counting.Load() { // most frames: no lock
+		return
+	}
+	s.a.mu.Lock()
+	defer s.a.mu.Unlock()
+	if !s.counting.Load() {
+		return
+	}
+	s.read += k
+	if s.remaining == 0 {
+		s.counting.Store(false)
+		delete(s.a.reads, s)
 	}
 }
 
@@ -213,16 +277,14 @@ func (s *readStream) header(b []byte, now time.Time) []byte {
 	if n > 0 && size > 0 {
 		s.remaining = size
 		if size >= uint64(s.a.large) && (s.a.trusted == nil || s.a.trusted(s.from)) {
-			s.a.mu.Lock()
-			s.since, s.read = now, 0
-			s.a.reads[s] = struct{}{}
-			s.a.mu.Unlock()
+			s.a.count(s, size, now)
 		}
 	}
 	return b[1:]
 }
 
 func (a *asks) following(handler network.StreamHandler) network.StreamHandler {
+	// A pointer: pubsub and unicast compare and key streams.
 	return func(s network.Stream) { handler(&readStream{Stream: s, a: a, from: s.Conn().RemotePeer()}) }
 }
 

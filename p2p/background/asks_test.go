@@ -23,10 +23,12 @@ func newTestAsks(hold time.Duration) *asks {
 	return newAsks(g, nil)
 }
 
-// arriving registers a large frame begun ago before now, with read bytes
-// of it read.
-func arriving(a *asks, now time.Time, ago time.Duration, read uint64) {
-	a.reads[&readStream{a: a, since: now.Add(-ago), read: read}] = struct{}{}
+// arriving registers a counted frame of size bytes begun ago before now,
+// with read bytes of it read.
+func arriving(a *asks, now time.Time, ago time.Duration, size, read uint64) {
+	r := &readStream{a: a, since: now.Add(-ago), size: size, read: read}
+	r.counting.Store(true)
+	a.reads[r] = struct{}{}
 }
 
 func TestIWantsAreLeftOutOnlyWhileALargeFrameArrivesAtARate(t *testing.T) {
@@ -43,12 +45,13 @@ func TestIWantsAreLeftOutOnlyWhileALargeFrameArrivesAtARate(t *testing.T) {
 		heldIDs uint64
 	}{
 		{"with nothing arriving an IWANT leaves", func(*asks, time.Time) {}, asking, asking, false, 0},
-		{"while a block arrives the IWANT is left out and the rest leaves", func(a *asks, now time.Time) { arriving(a, now, time.Second, 512<<10) }, asking, rest, true, 2},
-		{"an RPC that only asked is not written", func(a *asks, now time.Time) { arriving(a, now, time.Second, 512<<10) }, &pb.RPC{Control: iwant}, nil, true, 2},
-		{"an RPC that asks nothing is not rewritten", func(a *asks, now time.Time) { arriving(a, now, time.Second, 512<<10) }, rest, rest, false, 0},
-		{"a frame that has brought nothing yet holds within its first 250ms", func(a *asks, now time.Time) { arriving(a, now, 100*time.Millisecond, 0) }, asking, rest, true, 2},
-		{"a frame arriving slower than AskMinRate holds nothing", func(a *asks, now time.Time) { arriving(a, now, time.Second, 10<<10) }, asking, asking, false, 0},
-		{"a frame that began AskHold ago holds nothing", func(a *asks, now time.Time) { arriving(a, now, 3*time.Second, 64<<20) }, asking, asking, false, 0},
+		{"while a block arrives the IWANT is left out and the rest leaves", func(a *asks, now time.Time) { arriving(a, now, time.Second, 1<<20, 512<<10) }, asking, rest, true, 2},
+		{"an RPC that only asked is not written", func(a *asks, now time.Time) { arriving(a, now, time.Second, 1<<20, 512<<10) }, &pb.RPC{Control: iwant}, nil, true, 2},
+		{"an RPC that asks nothing is not rewritten", func(a *asks, now time.Time) { arriving(a, now, time.Second, 1<<20, 512<<10) }, rest, rest, false, 0},
+		{"a frame that has brought nothing yet holds within its first 250ms", func(a *asks, now time.Time) { arriving(a, now, 100*time.Millisecond, 1<<20, 0) }, asking, rest, true, 2},
+		{"a frame arriving slower than AskMinRate holds nothing", func(a *asks, now time.Time) { arriving(a, now, time.Second, 1<<20, 10<<10) }, asking, asking, false, 0},
+		{"a frame not on track to be whole within AskHold holds nothing", func(a *asks, now time.Time) { arriving(a, now, time.Second, 64<<20, 512<<10) }, asking, asking, false, 0},
+		{"a frame that began AskHold ago holds nothing", func(a *asks, now time.Time) { arriving(a, now, 3*time.Second, 1<<20, 1<<20) }, asking, asking, false, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -108,9 +111,10 @@ func TestFramesAreFollowedAcrossReads(t *testing.T) {
 	}
 }
 
-// blockSender streams a large frame to b on proto, a chunk every
-// interval, until stop is closed.
-func blockSender(t *testing.T, a, b host.Host, pid protocol.ID, chunk int, interval time.Duration, stop <-chan struct{}) {
+// blockSender streams a frame of size bytes to b on pid, a chunk every
+// interval, until the returned stop is called (at the latest when the
+// test ends).
+func blockSender(t *testing.T, a, b host.Host, pid protocol.ID, size, chunk int, interval time.Duration) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -118,9 +122,12 @@ func blockSender(t *testing.T, a, b host.Host, pid protocol.ID, chunk int, inter
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Write(binary.AppendUvarint(nil, 64<<20)); err != nil {
+	if _, err := s.Write(binary.AppendUvarint(nil, uint64(size))); err != nil {
 		t.Fatal(err)
 	}
+	done := make(chan struct{})
+	var once sync.Once
+	stop = func() { once.Do(func() { close(done) }) }
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -128,18 +135,21 @@ func blockSender(t *testing.T, a, b host.Host, pid protocol.ID, chunk int, inter
 		defer s.Reset()
 		tick := time.NewTicker(interval)
 		defer tick.Stop()
-		for {
-			if _, err := s.Write(bytes.Repeat([]byte{'b'}, chunk)); err != nil {
+		for sent := 0; sent < size; sent += chunk {
+			if _, err := s.Write(bytes.Repeat([]byte{'b'}, min(chunk, size-sent))); err != nil {
 				return
 			}
 			select {
 			case <-tick.C:
-			case <-stop:
+			case <-done:
 				return
 			}
 		}
+		<-done
 	}()
 	t.Cleanup(wg.Wait)
+	t.Cleanup(stop) // runs first
+	return stop
 }
 
 // askingNode is b with asks following its inbound streams on pid, read
@@ -155,11 +165,21 @@ func askingNode(t *testing.T, b host.Host, pid protocol.ID, hold time.Duration) 
 // counting the bytes in read if it is not nil.
 func readAll(t *testing.T, b host.Host, pid protocol.ID, a *asks, read *atomic.Int64) {
 	t.Helper()
-	var wg sync.WaitGroup
+	var (
+		mu     sync.Mutex
+		wg     sync.WaitGroup
+		closed bool
+	)
 	readingHost{Host: b, a: a}.SetStreamHandler(pid, func(s network.Stream) {
-		wg.Add(1)
-		defer wg.Done()
 		defer s.Reset()
+		mu.Lock()
+		if closed {
+			mu.Unlock()
+			return
+		}
+		wg.Add(1)
+		mu.Unlock()
+		defer wg.Done()
 		buf := make([]byte, 32<<10)
 		for {
 			n, err := s.Read(buf)
@@ -171,7 +191,12 @@ func readAll(t *testing.T, b host.Host, pid protocol.ID, a *asks, read *atomic.I
 			}
 		}
 	})
-	t.Cleanup(wg.Wait)
+	t.Cleanup(func() {
+		mu.Lock()
+		closed = true
+		mu.Unlock()
+		wg.Wait()
+	})
 }
 
 // awaitReceiving waits until a says whether a large frame is arriving is
@@ -188,79 +213,99 @@ func awaitReceiving(t *testing.T, a *asks, want bool, within time.Duration) time
 	return time.Since(start)
 }
 
-// On real hosts: while a peer streams a block to b at a useful rate,
-// b's RPCs leave without their IWANTs; once it stops, they leave whole.
+// On real hosts: while a validator streams a block to b on track, b's
+// RPCs leave without their IWANTs, small and large alike; once it stops,
+// they leave whole.
 func TestANodeReceivingABlockDoesNotAskUntilItStops(t *testing.T) {
 	const pid = "/test/block"
 	a, b := newHost(t), newHost(t)
 	connect(t, a, b)
 	asks := askingNode(t, b, pid, 10*time.Second)
-	stop := make(chan struct{})
-	blockSender(t, a, b, pid, 16<<10, 20*time.Millisecond, stop) // 800 KiB/s
+	stop := blockSender(t, a, b, pid, 4<<20, 16<<10, 20*time.Millisecond) // 800 KiB/s, on track for 10 s
 	awaitReceiving(t, asks, true, 5*time.Second)
+	ctl := streamTo(t, b, a, "/test/ctl", closedChan())
 	u := newTestUplink(t, time.Second, nil)
 	u.asks = asks
 	ask := rpcFrame(t, &pb.RPC{Control: &pb.ControlMessage{Iwant: []*pb.ControlIWant{{MessageIDs: []string{"m"}}}}})
-	if n, err := u.write(nil, ask); err != nil || n != len(ask) || asks.held.Load() != 1 {
+	if n, err := u.write(ctl, ask); err != nil || n != len(ask) || asks.held.Load() != 1 {
 		t.Fatalf("an IWANT while a block arrives: wrote %d of %d (%v), %d held; want nothing written, 1 held", n, len(ask), err, asks.held.Load())
 	}
-	close(stop)
+	large := rpcFrame(t, &pb.RPC{Publish: []*pb.Message{message('x')}, Control: &pb.ControlMessage{Iwant: []*pb.ControlIWant{{MessageIDs: []string{"m"}}}}})
+	if out, changed := u.withoutDeclined(a.ID(), large); !changed || !proto.Equal(decodeFrame(t, out), &pb.RPC{Publish: []*pb.Message{message('x')}}) {
+		t.Fatal("an IWANT riding on a large RPC was not left out")
+	}
+	var st Stats
+	u.fill(&st)
+	if st.IWantsHeld != 2 {
+		t.Fatalf("Stats.IWantsHeld %d, want 2", st.IWantsHeld)
+	}
+	stop()
 	awaitReceiving(t, asks, false, 5*time.Second)
 	if out, changed := asks.filter(ask, time.Now()); changed || !bytes.Equal(out, ask) {
 		t.Fatal("an IWANT after the block stopped was changed")
 	}
 }
 
-// On real hosts, the attack: a peer that streams a large frame slower
-// than AskMinRate holds back nothing past the first 250ms, and one that
-// streams it fast holds back IWANTs for at most AskHold.
-func TestAPeerStreamingAFrameHoldsAsksOnlyAtARateAndForAtMostTheHold(t *testing.T) {
-	tests := []struct {
-		name     string
-		chunk    int
-		interval time.Duration
-		hold     time.Duration
-		maxHeld  time.Duration
-	}{
-		{"a trickle below AskMinRate", 1 << 10, 50 * time.Millisecond, 10 * time.Second, 3 * time.Second},
-		{"a fast stream past AskHold", 16 << 10, 10 * time.Millisecond, 500 * time.Millisecond, 3 * time.Second},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			pid := protocol.ID("/test/" + tt.name)
-			a, b := newHost(t), newHost(t)
-			connect(t, a, b)
-			asks := askingNode(t, b, pid, tt.hold)
-			stop := make(chan struct{})
-			defer close(stop)
-			blockSender(t, a, b, pid, tt.chunk, tt.interval, stop)
-			// The frame is read (it is in reads) and holds back nothing
-			// once the grace or the hold has passed, while it still comes.
-			for start := time.Now(); ; time.Sleep(5 * time.Millisecond) {
-				asks.mu.Lock()
-				n := len(asks.reads)
-				asks.mu.Unlock()
-				if n == 1 {
-					break
-				}
-				if time.Since(start) > 5*time.Second {
-					t.Fatal("the frame was never followed")
-				}
+func closedChan() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}
+
+// On real hosts, the attacks: a validator that trickles a large frame
+// below AskMinRate holds back nothing past the first 250ms, and one that
+// opens stream after stream, each with a large frame's length alone,
+// holds them back once in two holds at most, for 250ms.
+func TestAValidatorHoldsAsksBackOnlyOnTrackAndOnceInTwoHolds(t *testing.T) {
+	t.Run("a trickle below AskMinRate", func(t *testing.T) {
+		const pid = "/test/trickle"
+		a, b := newHost(t), newHost(t)
+		connect(t, a, b)
+		asks := askingNode(t, b, pid, 10*time.Second)
+		blockSender(t, a, b, pid, 4<<20, 1<<10, 50*time.Millisecond) // 20 KiB/s
+		awaitFollowed(t, asks)
+		if held := awaitReceiving(t, asks, false, time.Second); held > time.Second {
+			t.Fatalf("held back for %v", held)
+		}
+		if asks.receiving(time.Now()) {
+			t.Fatal("the trickle holds again")
+		}
+	})
+	t.Run("a length alone on stream after stream", func(t *testing.T) {
+		const pid = "/test/lengths"
+		const hold = 3 * time.Second
+		a, b := newHost(t), newHost(t)
+		connect(t, a, b)
+		asks := askingNode(t, b, pid, hold)
+		start := time.Now()
+		for time.Since(start) < 2*time.Second {
+			blockSender(t, a, b, pid, 1<<20, 1, time.Hour) // a length, a byte, then nothing
+			if d := time.Since(start); d > 600*time.Millisecond && asks.receiving(time.Now()) {
+				t.Fatalf("still holding %v after the first length, with a new stream every 100ms", d)
 			}
-			held := awaitReceiving(t, asks, false, tt.maxHeld)
-			asks.mu.Lock()
-			n := len(asks.reads)
-			asks.mu.Unlock()
-			if n != 1 {
-				t.Fatalf("the frame ended (%d followed): the sender stopped too soon to tell", n)
-			}
-			t.Logf("IWANTs held back for %v", held)
-		})
+			time.Sleep(100 * time.Millisecond) // the attacker's pace
+		}
+	})
+}
+
+// awaitFollowed waits until a frame is counted.
+func awaitFollowed(t *testing.T, a *asks) {
+	t.Helper()
+	for start := time.Now(); ; time.Sleep(5 * time.Millisecond) {
+		a.mu.Lock()
+		n := len(a.reads)
+		a.mu.Unlock()
+		if n > 0 {
+			return
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("no frame was followed")
+		}
 	}
 }
 
 // On real hosts, the attack: a peer outside the validator set streams
-// large frames fast; they hold nothing back, however fast they come.
+// a large frame fast; it holds nothing back.
 func TestOnlyAValidatorsFramesHoldAsksBack(t *testing.T) {
 	const pid = "/test/outsider"
 	a, b := newHost(t), newHost(t)
@@ -270,9 +315,7 @@ func TestOnlyAValidatorsFramesHoldAsksBack(t *testing.T) {
 	asks := newAsks(g, func(p peer.ID) bool { return p != a.ID() })
 	var read atomic.Int64
 	readAll(t, b, pid, asks, &read)
-	stop := make(chan struct{})
-	defer close(stop)
-	blockSender(t, a, b, pid, 16<<10, 10*time.Millisecond, stop)
+	blockSender(t, a, b, pid, 4<<20, 16<<10, 10*time.Millisecond)
 	for start := time.Now(); read.Load() < 256<<10; time.Sleep(5 * time.Millisecond) {
 		if asks.receiving(time.Now()) {
 			t.Fatal("a frame from outside the set holds IWANTs back")

@@ -163,22 +163,23 @@ type GossipParams struct {
 	// used is forgotten and counted (Stats.UnwantedForgotten); a copy to
 	// that peer is then written anyway. Default 8192 (about 1.5 MB).
 	UnwantedMemory int
-	// AskHold, under lazy gossip with LargeWriteHold, leaves the IWANTs
-	// out of this node's RPCs while a frame of at least LargeBytes
-	// arrives from a validator on a gossip or RainTree stream (anyone
-	// else could hold them back with padding), for at most AskHold after
-	// it began and while it arrives at AskMinRate bytes a second or more
-	// (after its first 250ms). Pubsub asks every peer that advertises a
-	// message it has not yet seen whole, so a node receiving a block
-	// asked for it once a heartbeat, each answer another copy on its
-	// downlink and a turn of the answering peer's uplink (asks.go). 0
-	// asks as pubsub does. Defaults 3s (pubsub's IWANT follow-up time,
-	// after which it counts an unanswered IWANT against the advertiser)
-	// and 128 KiB/s, a megabyte in 8 s: a peer that streams a large
-	// frame slower holds nothing back. At 100 nodes and 1 MiB the
-	// validators received about 1.25 payload copies of a block instead
-	// of about 1.45, the full nodes about 2.9 instead of 3.6 (ADR 0002,
-	// tenth session).
+	// AskHold, under lazy gossip with LargeWriteHold (ignored without
+	// it), leaves the IWANTs out of this node's RPCs while a frame of at
+	// least LargeBytes arrives from a validator on a gossip or RainTree
+	// stream (anyone else could hold them back with padding), for at most
+	// AskHold after it began, and after its first 250ms only while it is
+	// on track to be whole within AskHold and arrives at AskMinRate bytes
+	// a second or more; a validator's frames count at most once every two
+	// AskHolds. Pubsub asks every peer that advertises a message it has
+	// not yet seen whole, so a node receiving a block asked for it once a
+	// heartbeat, each answer another copy on its downlink and a turn of
+	// the answering peer's uplink (asks.go). 0 asks as pubsub does.
+	// Defaults 3s, pubsub's IWANT follow-up time, after which it counts
+	// an unanswered IWANT against the advertiser: a block held for is
+	// whole by then. And 128 KiB/s. At 100 nodes and 1 MiB the validators
+	// received about 1.25 payload copies of a block instead of about
+	// 1.45, the full nodes about 2.9 instead of 3.6 (ADR 0002, tenth
+	// session).
 	AskHold    time.Duration
 	AskMinRate int
 	// MaxHeldBytes bounds the bytes of the messages a full node holds for
@@ -579,8 +580,8 @@ func (g GossipParams) validate() error {
 		return fmt.Errorf("LazyDlazy %d must not be negative", g.LazyDlazy)
 	case g.LazyAmongValidators && (g.LargeWriteHold < 0 || g.LargeWriteHold > 0 && g.UnwantedMemory <= 0):
 		return fmt.Errorf("LargeWriteHold %v must not be negative, and UnwantedMemory %d positive when it is not 0", g.LargeWriteHold, g.UnwantedMemory)
-	case g.LazyAmongValidators && (g.AskHold < 0 || g.AskHold > 0 && g.AskMinRate <= 0):
-		return fmt.Errorf("AskHold %v must not be negative, and AskMinRate %d positive when it is not 0", g.AskHold, g.AskMinRate)
+	case g.LazyAmongValidators && (g.AskHold < 0 || g.AskHold > 0 && (g.AskHold <= askGrace || g.AskMinRate <= 0)):
+		return fmt.Errorf("AskHold %v must be 0 or more than %v, and AskMinRate %d positive when it is not 0", g.AskHold, askGrace, g.AskMinRate)
 	case g.LazyAmongValidators && g.MaxHeldBytes <= 0:
 		return fmt.Errorf("MaxHeldBytes %d must be positive", g.MaxHeldBytes)
 	case g.LazyAmongValidators && g.MaxHaveSignals <= 0:

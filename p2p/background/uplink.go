@@ -157,9 +157,11 @@ func (u *uplink) take() (bool, error) {
 }
 
 // withoutDeclined is frame (a varint-delimited RPC) without the messages
-// p declined, nil if nothing is left to say, and whether it changed. A
-// frame it cannot read goes as it is.
+// p declined, and without its IWANTs while a block arrives (asks.go),
+// nil if nothing is left to say, and whether it changed. A frame it
+// cannot read goes as it is.
 func (u *uplink) withoutDeclined(p peer.ID, frame []byte) ([]byte, bool) {
+	holdAsks := u.asks.holds(frame, time.Now())
 	return rewrite(frame, func(rpc *pb.RPC) bool {
 		keep := rpc.Publish[:0]
 		for _, m := range rpc.Publish {
@@ -171,6 +173,9 @@ func (u *uplink) withoutDeclined(p peer.ID, frame []byte) ([]byte, bool) {
 		}
 		changed := len(keep) != len(rpc.GetPublish())
 		rpc.Publish = keep
+		if holdAsks {
+			changed = u.asks.dropIWants(rpc) || changed
+		}
 		return changed
 	})
 }
