@@ -18,7 +18,8 @@ import (
 // at least Config.PaceBytes leave through the uplink queue: one sender
 // goroutine, frames re-delegated after a failed head first (their spans
 // are already late by the failure's detection, a second or more for a
-// block), then the largest span first, then the order they came in. (By
+// block) unless they carry one validator alone, then the largest span
+// first, then the order they came in. (By
 // level, as before the eighth session, a re-delegated frame waited behind
 // the node's own frames of its level, and a frame of a laggard head alone,
 // a leaf, went before whole subtrees.) A frame counts as sent once the
@@ -51,14 +52,24 @@ func (q *uplinkQueue) pushLocked(d delegation, limit int) bool {
 	return true
 }
 
-// uplinkOrder ranks frames for the uplink: re-delegated ones first, as
-// their spans are already late by a failure's detection, then larger
-// spans (subtrees) first.
+// uplinkOrder ranks frames for the uplink: re-delegated subtrees first,
+// as their spans are already late by a failure's detection, then larger
+// spans first. A re-delegated frame of one validator alone (the
+// validators skipped around a head that is down, or a laggard) waits
+// like any leaf: sent first, a few of them held back whole subtrees.
 func uplinkOrder(a, b delegation) int {
-	if c := cmp.Compare(min(b.retries, 1), min(a.retries, 1)); c != 0 {
+	if c := cmp.Compare(lateSubtree(b), lateSubtree(a)); c != 0 {
 		return c
 	}
 	return cmp.Compare(b.target.Span.Len, a.target.Span.Len)
+}
+
+// lateSubtree is 1 for a re-delegated frame of more than one validator.
+func lateSubtree(d delegation) int {
+	if d.retries > 0 && d.target.Span.Len > 1 {
+		return 1
+	}
+	return 0
 }
 
 // popLocked takes the first frame. r.mu must be held.

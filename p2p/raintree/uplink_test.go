@@ -30,6 +30,8 @@ func TestUplinkOrder(t *testing.T) {
 			[]frame{{10, 9, 0}, {11, 2, 1}, {12, 3, 0}, {13, 8, 2}}, []int{13, 11, 10, 12}},
 		{"a laggard's frame of itself alone goes after every subtree of its level",
 			[]frame{{10, 1, 0}, {11, 8, 0}, {12, 2, 0}}, []int{11, 12, 10}},
+		{"a re-delegated frame of one validator alone goes after every subtree",
+			[]frame{{10, 1, 1}, {11, 1, 1}, {12, 4, 0}, {13, 2, 1}, {14, 1, 0}}, []int{13, 12, 10, 11, 14}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var q uplinkQueue
