@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -62,11 +63,17 @@ func (r *Router) SubmitInShares(ctx context.Context, msg *wire.Message, setHash 
 		whole = parent
 	}
 	prove := whole != "" && r.wantsProof(whole, len(msg.Raw))
+	if prove && !r.awaitBeforeSending(msg, whole) {
+		return r.Broadcast(ctx, msg)
+	}
 	failed, err := r.sendShares(ctx, msg, setHash, parent, shares, prove)
 	if err == nil && len(failed) > 0 {
 		err = r.sendSubmission(ctx, parent, msg, wire.Handover{SetHash: setHash, Parts: failed})
 	}
 	if err != nil {
+		if prove {
+			r.later.forget(msg.ID)
+		}
 		if errors.Is(err, ErrClosed) {
 			return err
 		}
@@ -75,10 +82,37 @@ func (r *Router) SubmitInShares(ctx context.Context, msg *wire.Message, setHash 
 		return r.Broadcast(ctx, msg)
 	}
 	r.c.submitted.Add(1)
+	if prove {
+		r.later.awaitProof(msg.ID, whole, time.Now().Add(r.cfg.Gossip.ProofWait(len(msg.Raw))))
+		r.checkRecipient(whole)
+		return nil
+	}
 	if !r.queueSubmission(msg, whole, prove) {
 		return r.Broadcast(ctx, msg)
 	}
 	return nil
+}
+
+// awaitBeforeSending queues our block msg, about to go to parent with a
+// request for a proof, before it is sent, as handTo does: the parent may
+// prove it before the send returns. It is due at the fallback until the
+// send ends. It reports false, counted, when the queue is full.
+func (r *Router) awaitBeforeSending(msg *wire.Message, parent peer.ID) bool {
+	p := r.submission(msg, parent, 0)
+	p.awaitProof = true
+	if !r.later.add(p) {
+		r.c.laterFull.Add(1)
+		return false
+	}
+	return true
+}
+
+// checkRecipient makes our submissions to parent due at once if it left
+// while one was on its way.
+func (r *Router) checkRecipient(parent peer.ID) {
+	if parent != "" && r.host.Network().Connectedness(parent) != network.Connected {
+		r.later.recipientLeft(parent, time.Now())
+	}
 }
 
 // queueSubmission queues msg, our broadcast just submitted (to parent for
@@ -94,9 +128,7 @@ func (r *Router) queueSubmission(msg *wire.Message, parent peer.ID, prove bool) 
 		r.c.laterFull.Add(1)
 		return false
 	}
-	if parent != "" && r.host.Network().Connectedness(parent) != network.Connected {
-		r.later.recipientLeft(parent, time.Now()) // it left while the frame was on its way
-	}
+	r.checkRecipient(parent) // it may have left while the frame was on its way
 	return true
 }
 
@@ -348,6 +380,20 @@ func (q *laterQueue) awaitProof(id wire.MessageID, parent peer.ID, at time.Time)
 	p.at = at
 	heap.Init(&q.items)
 	q.wakeLocked()
+}
+
+// forget drops our submitted broadcast id, if it is queued.
+func (q *laterQueue) forget(id wire.MessageID) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	p, ok := q.submitted[id]
+	if !ok {
+		return
+	}
+	delete(q.submitted, id)
+	if i := slices.Index(q.items, p); i >= 0 {
+		heap.Remove(&q.items, i)
+	}
 }
 
 // cameBack records that gossip delivered one of our submitted broadcasts.
