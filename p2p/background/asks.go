@@ -283,7 +283,12 @@ func (s *readStream) header(b []byte, now time.Time) []byte {
 	return b[1:]
 }
 
+// following is handler, its streams followed by a; handler itself when
+// IWANTs are not held (a is nil).
 func (a *asks) following(handler network.StreamHandler) network.StreamHandler {
+	if a == nil {
+		return handler
+	}
 	// A pointer: pubsub and unicast compare and key streams.
 	return func(s network.Stream) { handler(&readStream{Stream: s, a: a, from: s.Conn().RemotePeer()}) }
 }

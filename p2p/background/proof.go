@@ -204,10 +204,7 @@ func (r *Router) resubmit(p pending) {
 // missed; once sent, it is due when the parent's proof is, and at once if
 // the send failed (the next parent).
 func (r *Router) handTo(parent peer.ID, msg *wire.Message, attempt int, prove bool) {
-	p := r.submission(msg, parent, attempt)
-	p.awaitProof = true
-	if !r.later.add(p) {
-		r.c.laterFull.Add(1)
+	if !r.awaitBeforeSending(msg, parent, attempt) {
 		r.publishFallback(pending{msg: msg}) // parent never had it
 		return
 	}

@@ -63,7 +63,7 @@ func (r *Router) SubmitInShares(ctx context.Context, msg *wire.Message, setHash 
 		whole = parent
 	}
 	prove := whole != "" && r.wantsProof(whole, len(msg.Raw))
-	if prove && !r.awaitBeforeSending(msg, whole) {
+	if prove && !r.awaitBeforeSending(msg, whole, 0) {
 		return r.Broadcast(ctx, msg)
 	}
 	failed, err := r.sendShares(ctx, msg, setHash, parent, shares, prove)
@@ -93,12 +93,13 @@ func (r *Router) SubmitInShares(ctx context.Context, msg *wire.Message, setHash 
 	return nil
 }
 
-// awaitBeforeSending queues our block msg, about to go to parent with a
-// request for a proof, before it is sent, as handTo does: the parent may
-// prove it before the send returns. It is due at the fallback until the
-// send ends. It reports false, counted, when the queue is full.
-func (r *Router) awaitBeforeSending(msg *wire.Message, parent peer.ID) bool {
-	p := r.submission(msg, parent, 0)
+// awaitBeforeSending queues our block msg, about to go to parent (the
+// attempt-th) awaiting its proof, before it is sent: the parent may prove
+// it before the send returns, and gossip may bring it back meanwhile. It
+// is due at the fallback until the send ends. It reports false, counted,
+// when the queue is full.
+func (r *Router) awaitBeforeSending(msg *wire.Message, parent peer.ID, attempt int) bool {
+	p := r.submission(msg, parent, attempt)
 	p.awaitProof = true
 	if !r.later.add(p) {
 		r.c.laterFull.Add(1)

@@ -233,17 +233,11 @@ func (h uplinkHost) NewStream(ctx context.Context, p peer.ID, pids ...protocol.I
 }
 
 func (h uplinkHost) SetStreamHandler(pid protocol.ID, handler network.StreamHandler) {
-	if h.u.asks != nil {
-		handler = h.u.asks.following(handler)
-	}
-	h.Host.SetStreamHandler(pid, handler)
+	h.Host.SetStreamHandler(pid, h.u.asks.following(handler))
 }
 
 func (h uplinkHost) SetStreamHandlerMatch(pid protocol.ID, m func(protocol.ID) bool, handler network.StreamHandler) {
-	if h.u.asks != nil {
-		handler = h.u.asks.following(handler)
-	}
-	h.Host.SetStreamHandlerMatch(pid, m, handler)
+	h.Host.SetStreamHandlerMatch(pid, m, h.u.asks.following(handler))
 }
 
 type uplinkStream struct {
