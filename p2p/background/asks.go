@@ -60,6 +60,9 @@ type asks struct {
 	counted map[peer.ID]time.Time
 
 	held atomic.Uint64
+	// began, if set, hears of each frame counted, with its peer; it must
+	// not block (busy.go).
+	began func(peer.ID)
 }
 
 func newAsks(g GossipParams, trusted func(peer.ID) bool) *asks {
@@ -118,6 +121,9 @@ func (a *asks) count(r *readStream, size uint64, now time.Time) {
 	r.since, r.size, r.read = now, size, 0
 	r.counting.Store(true)
 	a.reads[r] = struct{}{}
+	if a.began != nil {
+		a.began(r.from)
+	}
 }
 
 // maxCountedPeers is when the peers' last counted frames are swept: only

@@ -330,6 +330,18 @@ func (h *haveSignals) forwardedSince(p peer.ID, since time.Time) bool {
 	return ok && !at.Before(since)
 }
 
+// meshPeers lists the peers in the mesh.
+func (h *haveSignals) meshPeers() []peer.ID {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ps := make([]peer.ID, 0, len(h.mesh))
+	for p := range h.mesh {
+		ps = append(ps, p)
+	}
+	slices.Sort(ps)
+	return ps
+}
+
 // meshValidators lists the validators in the mesh.
 func (h *haveSignals) meshValidators() []peer.ID {
 	h.mu.Lock()

@@ -125,6 +125,9 @@ type Router struct {
 	// which ends its holds early and sets how long they last (release.go);
 	// nil unless it holds.
 	have *haveSignals
+	// busy sends a full node's busy notices (busy.go); set in Start, nil
+	// unless it holds and follows its frames.
+	busy *busyNotices
 	// lazy holds the validator set's peers and a full node's parent
 	// (lazy.go); later the messages waiting to be published (submit.go).
 	lazy  lazySet
@@ -262,6 +265,9 @@ func (r *Router) Start(ctx context.Context) (err error) {
 	if r.have != nil {
 		r.wg.Go(r.rttLoop)
 	}
+	if r.busy != nil {
+		r.wg.Go(r.busyLoop)
+	}
 	for id := range r.bootstrap {
 		r.dialLocked(id)
 	}
@@ -334,6 +340,10 @@ func (r *Router) pubsubHost(tr *tracer) (host.Host, error) {
 	}
 	if g.AskHold > 0 {
 		u.asks = newAsks(g, r.lazy.contains)
+		if r.have != nil && g.BusyHold > 0 {
+			r.busy = newBusyNotices(g.BusyHold)
+			u.asks.began = r.busy.began
+		}
 	}
 	r.up.Store(u)
 	tr.up = u
@@ -492,14 +502,20 @@ func (r *Router) onUnicast(from peer.ID, data []byte) {
 		r.c.droppedRateLimited.Add(1)
 		return
 	}
-	m, parts, proof, err := wire.OpenUnicast(r.cfg.NetworkID, bytes.Clone(data), r.cfg.MaxMessageSize)
+	u, err := wire.OpenUnicast(r.cfg.NetworkID, bytes.Clone(data), r.cfg.MaxMessageSize)
+	m := u.Message
 	switch {
-	case err == nil && proof != nil:
-		r.onProof(from, *proof)
+	case err == nil && u.Proof != nil:
+		r.onProof(from, *u.Proof)
+		return
+	case err == nil && u.Busy > 0:
+		if up := r.up.Load(); up != nil {
+			up.busy.notice(from, u.Busy, time.Now())
+		}
 		return
 	case err == nil && !m.IsUnicast() && r.cfg.lazyNetwork():
 		r.c.submissions.Add(1)
-		r.deliver(from, m, ViaSubmit, parts)
+		r.deliver(from, m, ViaSubmit, u.Handover)
 		return
 	case err == nil && m.Recipient != r.self:
 		err = fmt.Errorf("%w: for %s", wire.ErrMisdirected, m.Recipient)

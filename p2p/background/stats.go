@@ -124,6 +124,12 @@ type Stats struct {
 	// IWantsHeld counts the message IDs this node left out of its IWANTs
 	// because a large frame was arriving (GossipParams.AskHold).
 	IWantsHeld uint64
+	// BusyNoticesSent counts the busy notices this full node sent its mesh
+	// peers (GossipParams.BusyHold), BusyNoticesDropped those it did not
+	// send (a send failed, or rounds were already waiting),
+	// BusyNoticesHeard the notices it heard, and LargeWritesHeldBusy its
+	// large gossip writes held for a busy peer.
+	BusyNoticesSent, BusyNoticesDropped, BusyNoticesHeard, LargeWritesHeldBusy uint64
 	// Graylisted is how many peers were below the graylist threshold at
 	// the last score inspection, LowestScore the lowest score then.
 	Graylisted  uint64
@@ -235,6 +241,9 @@ func (r *Router) Stats() Stats {
 		Unicast:                 r.uc.Stats(),
 	}
 	r.up.Load().fill(&s)
+	if r.busy != nil {
+		s.BusyNoticesSent, s.BusyNoticesDropped = r.busy.sent.Load(), r.busy.dropped.Load()
+	}
 	return s
 }
 

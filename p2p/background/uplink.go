@@ -49,7 +49,8 @@ type uplink struct {
 	done     <-chan struct{}
 	msgID    func(*pb.Message) string
 	declined *lru.Cache[declinedKey, struct{}]
-	asks     *asks // nil: IWANTs leave as pubsub writes them
+	asks     *asks       // nil: IWANTs leave as pubsub writes them
+	busy     *busyWrites // nil: busy notices are not heeded
 
 	waited, overtook, skipped, forgotten atomic.Uint64
 }
@@ -67,6 +68,7 @@ func newUplink(g GossipParams, msgID func(*pb.Message) string, idLen int, done <
 	u := &uplink{
 		large: g.LargeBytes, hold: g.LargeWriteHold, idLen: idLen,
 		turn: make(chan struct{}, 1), done: done, msgID: msgID,
+		busy: newBusyWrites(g.BusyHold),
 	}
 	var err error
 	u.declined, err = lru.NewWithEvict(g.UnwantedMemory, func(declinedKey, struct{}) { u.forgotten.Add(1) })
@@ -82,9 +84,18 @@ func newUplink(g GossipParams, msgID func(*pb.Message) string, idLen int, done <
 // GossipSubMaxIDontWantLength of them per RPC, so one RPC cannot push
 // every other peer's out, and the memory holds UnwantedMemory pairs of
 // fixed size.
-func (u *uplink) recv(rpc *pubsub.RPC) {
-	from, n := rpc.From(), 0
-	for _, idw := range rpc.GetControl().GetIdontwant() {
+func (u *uplink) recv(rpc *pubsub.RPC) { u.noteDeclines(rpc.From(), rpc.GetControl()) }
+
+// noteDeclines notes the IDONTWANTs of ctl, from peer from, and wakes
+// the writes held for a busy peer.
+func (u *uplink) noteDeclines(from peer.ID, ctl *pb.ControlMessage) {
+	n := 0
+	defer func() {
+		if n > 0 {
+			u.busy.declined()
+		}
+	}()
+	for _, idw := range ctl.GetIdontwant() {
 		for _, id := range idw.GetMessageIDs() {
 			if len(id) != u.idLen {
 				continue
@@ -103,13 +114,14 @@ func (u *uplink) declinedBy(p peer.ID, id string) bool {
 	return ok
 }
 
-// write writes frame on s in its turn if it is large, without the
-// messages s's peer declined meanwhile; it reports frame's length as
-// written when it wrote less.
+// write writes frame on s in its turn if it is large, once its peer is
+// no longer busy (busy.go), without the messages s's peer declined
+// meanwhile; it reports frame's length as written when it wrote less.
 func (u *uplink) write(s network.Stream, frame []byte) (int, error) {
 	if len(frame) < u.large {
 		return u.writeSmall(s, frame)
 	}
+	u.awaitIdle(s, frame)
 	turn, err := u.take()
 	if err != nil {
 		return 0, err
@@ -123,6 +135,39 @@ func (u *uplink) write(s network.Stream, frame []byte) (int, error) {
 	}
 	out, changed := u.withoutDeclined(s.Conn().RemotePeer(), frame)
 	return writeInstead(s, frame, out, changed)
+}
+
+// awaitIdle holds a write on s while its peer is busy (busy.go).
+func (u *uplink) awaitIdle(s network.Stream, frame []byte) {
+	if u.busy.none() {
+		return
+	}
+	p := s.Conn().RemotePeer()
+	u.busy.await(p, u.declinedAll(p, frame), u.done)
+}
+
+// declinedAll is a check that p has declined every message frame
+// carries (false for a frame that carries none, or that it cannot
+// read); frame is read at the first check.
+func (u *uplink) declinedAll(p peer.ID, frame []byte) func() bool {
+	var ids []string
+	read := false
+	return func() bool {
+		if !read {
+			read = true
+			if rpc, ok := decodeRPC(frame); ok {
+				for _, m := range rpc.GetPublish() {
+					ids = append(ids, u.msgID(m))
+				}
+			}
+		}
+		for _, id := range ids {
+			if !u.declinedBy(p, id) {
+				return false
+			}
+		}
+		return len(ids) > 0
+	}
 }
 
 // writeSmall writes frame, without its IWANTs while a large frame is
@@ -184,22 +229,31 @@ func (u *uplink) withoutDeclined(p peer.ID, frame []byte) ([]byte, bool) {
 // and whether edit changed it; nil if nothing is left to say. A frame it
 // cannot read, or edit leaves as it was, is returned as it is.
 func rewrite(frame []byte, edit func(*pb.RPC) bool) ([]byte, bool) {
-	size, n := binary.Uvarint(frame)
-	if n <= 0 || uint64(len(frame)-n) != size {
+	rpc, ok := decodeRPC(frame)
+	if !ok || !edit(rpc) {
 		return frame, false
 	}
-	var rpc pb.RPC
-	if err := proto.Unmarshal(frame[n:], &rpc); err != nil || !edit(&rpc) {
-		return frame, false
-	}
-	if proto.Size(&rpc) == 0 { // nothing else to say either
+	if proto.Size(rpc) == 0 { // nothing else to say either
 		return nil, true
 	}
-	b, err := proto.Marshal(&rpc)
+	b, err := proto.Marshal(rpc)
 	if err != nil {
 		return frame, false
 	}
 	return append(binary.AppendUvarint(make([]byte, 0, len(b)+binary.MaxVarintLen64), uint64(len(b))), b...), true
+}
+
+// decodeRPC reads frame, a varint-delimited RPC.
+func decodeRPC(frame []byte) (*pb.RPC, bool) {
+	size, n := binary.Uvarint(frame)
+	if n <= 0 || uint64(len(frame)-n) != size {
+		return nil, false
+	}
+	var rpc pb.RPC
+	if err := proto.Unmarshal(frame[n:], &rpc); err != nil {
+		return nil, false
+	}
+	return &rpc, true
 }
 
 // writeInstead writes out on s in frame's place when changed (nothing if
@@ -257,5 +311,8 @@ func (u *uplink) fill(s *Stats) {
 	s.CopiesDeclined, s.UnwantedForgotten = u.skipped.Load(), u.forgotten.Load()
 	if u.asks != nil {
 		s.IWantsHeld = u.asks.held.Load()
+	}
+	if u.busy != nil {
+		s.BusyNoticesHeard, s.LargeWritesHeldBusy = u.busy.heard.Load(), u.busy.held.Load()
 	}
 }

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"fmt"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -54,34 +55,62 @@ func EncodeSubmission(envelope []byte, h Handover) ([]byte, error) {
 }
 
 // OpenSubmission is OpenBackground for a submission: it also returns the
-// parts the frame hands over. A proof (EncodeProof) is ErrEmpty here.
+// parts the frame hands over. A proof (EncodeProof) or a busy notice
+// (EncodeBusy) is ErrEmpty here.
 func OpenSubmission(networkID string, b []byte, max int) (*Message, Handover, error) {
-	m, h, _, err := OpenUnicast(networkID, b, max)
-	if err == nil && m == nil {
-		err = fmt.Errorf("%w: a proof, not a submission", ErrEmpty)
+	u, err := OpenUnicast(networkID, b, max)
+	if err == nil && u.Message == nil {
+		err = fmt.Errorf("%w: a proof or a busy notice, not a submission", ErrEmpty)
 	}
-	return m, h, err
+	return u.Message, u.Handover, err
+}
+
+// Unicast is an opened frame of the background router's unicast protocol:
+// exactly one of a message (with its handover), a parent's proof, or a
+// busy notice.
+type Unicast struct {
+	Message  *Message
+	Handover Handover
+	Proof    *Proof
+	// Busy is how long the sender asks its large gossip writes to be held
+	// (EncodeBusy); zero unless the frame is a busy notice.
+	Busy time.Duration
 }
 
 // OpenUnicast opens a frame of the background router's unicast protocol:
 // a submission or direct message, whose message and handover it returns,
-// or a parent's proof (EncodeProof), which it returns alone, the message
-// nil. A frame with both is malformed.
-func OpenUnicast(networkID string, b []byte, max int) (*Message, Handover, *Proof, error) {
+// or a parent's proof (EncodeProof) or a busy notice (EncodeBusy), each
+// returned alone. A frame with more than one of them is malformed.
+func OpenUnicast(networkID string, b []byte, max int) (Unicast, error) {
 	f, err := parseBackground(b, max, true)
 	switch {
 	case err != nil:
-		return nil, Handover{}, nil, err
-	case f.proof != nil && (len(f.data) > 0 || len(f.handover.Parts) > 0 || len(f.handover.SetHash) > 0 || f.handover.WantProof):
-		return nil, Handover{}, nil, fmt.Errorf("%w: background message: a proof with a message", ErrMalformed)
+		return Unicast{}, err
+	case (f.proof != nil || f.busy > 0) && (len(f.data) > 0 || len(f.handover.Parts) > 0 || len(f.handover.SetHash) > 0 || f.handover.WantProof):
+		return Unicast{}, fmt.Errorf("%w: background message: a proof or busy notice with a message", ErrMalformed)
+	case f.proof != nil && f.busy > 0:
+		return Unicast{}, fmt.Errorf("%w: background message: a proof with a busy notice", ErrMalformed)
 	case f.proof != nil:
-		return nil, Handover{}, f.proof, nil
+		return Unicast{Proof: f.proof}, nil
+	case f.busy > 0:
+		return Unicast{Busy: time.Duration(f.busy) * time.Millisecond}, nil
 	}
 	m, err := Open(networkID, f.data, max)
 	if err != nil {
-		return nil, Handover{}, nil, err
+		return Unicast{}, err
 	}
-	return m, f.handover, nil, nil
+	return Unicast{Message: m, Handover: f.handover}, nil
+}
+
+// EncodeBusy frames a busy notice for background unicast: the sender is
+// receiving a large frame and asks its peer to hold its large gossip
+// writes to the sender for d, to the millisecond (at least one).
+func EncodeBusy(d time.Duration) ([]byte, error) {
+	ms := d.Milliseconds()
+	if ms < 1 || ms > 1<<32-1 {
+		return nil, fmt.Errorf("%w: busy notice of %v", ErrMalformed, d)
+	}
+	return proto.Marshal(&BackgroundMessage{BusyMs: uint32(ms)})
 }
 
 // backgroundFrame is a parsed background frame: the envelope (aliasing
@@ -90,6 +119,7 @@ type backgroundFrame struct {
 	data     []byte
 	handover Handover
 	proof    *Proof
+	busy     uint32 // milliseconds
 }
 
 // parseBackground splits a background frame into its fields. Only a
@@ -106,13 +136,18 @@ func parseBackground(b []byte, max int, unicast bool) (backgroundFrame, error) {
 	}
 	err := parseFields(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
 		switch {
-		case !unicast && (num == 4 || num == 5):
+		case !unicast && (num == 4 || num == 5 || num == 6):
 			return nil
-		case num == 5 && typ == protowire.VarintType:
+		case (num == 5 || num == 6) && typ != protowire.VarintType:
+			return fmt.Errorf("%w: background message: field %d has wire type %d", ErrMalformed, num, typ)
+		case num == 5:
 			f.handover.WantProof = x != 0
 			return nil
-		case num == 5:
-			return fmt.Errorf("%w: background message: field 5 has wire type %d", ErrMalformed, typ)
+		case num == 6 && x > 1<<32-1:
+			return fmt.Errorf("%w: background message: busy for %d ms", ErrMalformed, x)
+		case num == 6:
+			f.busy = uint32(x)
+			return nil
 		case num < 1 || num > 4:
 			return nil
 		}

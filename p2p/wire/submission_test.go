@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -104,17 +105,43 @@ func TestAProofFrameCarriesItsReceiptAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, _, proof, err := OpenUnicast(testNetwork, frame, 0)
-	if err != nil || got != nil || proof == nil || proof.Receipt != p.Receipt || !bytes.Equal(proof.Sig, p.Sig) {
-		t.Fatalf("OpenUnicast = %v, %+v, %v; want the proof alone", got, proof, err)
+	u, err := OpenUnicast(testNetwork, frame, 0)
+	if err != nil || u.Message != nil || u.Busy != 0 || u.Proof == nil || u.Proof.Receipt != p.Receipt || !bytes.Equal(u.Proof.Sig, p.Sig) {
+		t.Fatalf("OpenUnicast = %+v, %v; want the proof alone", u, err)
 	}
 	if _, _, err := OpenSubmission(testNetwork, frame, 0); !errors.Is(err, ErrEmpty) {
 		t.Errorf("OpenSubmission of a proof = %v, want ErrEmpty", err)
 	}
 	sub, _ := EncodeSubmission(m.Raw, Handover{WantProof: true})
-	if got, h, proof, err := OpenUnicast(testNetwork, sub, 0); err != nil || got == nil || got.ID != m.ID || proof != nil || !h.WantProof {
-		t.Errorf("OpenUnicast of a submission asking for a proof = %v, %+v, %v, %v", got, h, proof, err)
+	if u, err := OpenUnicast(testNetwork, sub, 0); err != nil || u.Message == nil || u.Message.ID != m.ID || u.Proof != nil || !u.Handover.WantProof {
+		t.Errorf("OpenUnicast of a submission asking for a proof = %+v, %v", u, err)
 	}
+}
+
+// A busy notice travels alone on background unicast: OpenUnicast returns
+// its duration, to the millisecond, and a submission reader refuses it.
+func TestABusyNoticeCarriesItsDurationAlone(t *testing.T) {
+	frame, err := EncodeBusy(1500 * time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := OpenUnicast(testNetwork, frame, 0)
+	if err != nil || u.Message != nil || u.Proof != nil || u.Busy != 1500*time.Millisecond {
+		t.Fatalf("OpenUnicast = %+v, %v; want a busy notice of 1.5s alone", u, err)
+	}
+	if _, _, err := OpenSubmission(testNetwork, frame, 0); !errors.Is(err, ErrEmpty) {
+		t.Errorf("OpenSubmission of a busy notice = %v, want ErrEmpty", err)
+	}
+	for _, d := range []time.Duration{0, time.Microsecond, -time.Second, (1 << 32) * time.Millisecond} {
+		if _, err := EncodeBusy(d); !errors.Is(err, ErrMalformed) {
+			t.Errorf("EncodeBusy(%v) = %v, want ErrMalformed", d, err)
+		}
+	}
+}
+
+// busyField is a busy notice's field of ms milliseconds.
+func busyField(ms uint64) []byte {
+	return protowire.AppendVarint(protowire.AppendTag(nil, 6, protowire.VarintType), ms)
 }
 
 func TestMalformedProofsAreRefused(t *testing.T) {
@@ -144,9 +171,13 @@ func TestMalformedProofsAreRefused(t *testing.T) {
 		{"a signature longer than 128 bytes", proofField(id, sig(129))},
 		{"a span start beyond 32 bits", proofField(id, sig(64), protowire.AppendVarint(protowire.AppendTag(nil, 3, protowire.VarintType), 1<<32))},
 		{"a span of the wrong wire type", proofField(id, sig(64), protowire.AppendBytes(protowire.AppendTag(nil, 4, protowire.BytesType), []byte{1}))},
+		{"a busy notice next to a message", append(slices.Clone(data), busyField(500)...)},
+		{"a busy notice next to a proof", append(busyField(500), proofField(id, sig(64))...)},
+		{"a busy notice beyond 32 bits", busyField(1 << 32)},
+		{"a busy notice of the wrong wire type", protowire.AppendBytes(protowire.AppendTag(nil, 6, protowire.BytesType), []byte{1})},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, _, _, err := OpenUnicast(testNetwork, tt.frame, 0); !errors.Is(err, ErrMalformed) {
+			if _, err := OpenUnicast(testNetwork, tt.frame, 0); !errors.Is(err, ErrMalformed) {
 				t.Errorf("OpenUnicast = %v, want ErrMalformed", err)
 			}
 		})
@@ -156,18 +187,20 @@ func TestMalformedProofsAreRefused(t *testing.T) {
 	}
 }
 
-// On gossip the proof fields are skipped unread, as older nodes skip
+// On gossip the unicast-only fields (a proof, asking for one, a busy
+// notice) are skipped unread, as older nodes skip
 // them: a gossip frame an older node would forward is never one a newer
 // node rejects.
-func TestGossipFramesIgnoreTheProofFields(t *testing.T) {
+func TestGossipFramesIgnoreTheUnicastOnlyFields(t *testing.T) {
 	m := sealed(t, testKey(t), "gossip")
 	frame, _ := EncodeBackground(m.Raw)
 	frame = protowire.AppendBytes(protowire.AppendTag(frame, 4, protowire.BytesType), []byte{0xff})
 	frame = protowire.AppendBytes(protowire.AppendTag(frame, 5, protowire.BytesType), []byte{1})
+	frame = protowire.AppendBytes(protowire.AppendTag(frame, 6, protowire.BytesType), []byte{1})
 	if got, err := OpenBackground(testNetwork, frame, 0); err != nil || got.ID != m.ID {
 		t.Fatalf("OpenBackground = %v, %v; want the message", got, err)
 	}
-	if _, _, _, err := OpenUnicast(testNetwork, frame, 0); !errors.Is(err, ErrMalformed) {
+	if _, err := OpenUnicast(testNetwork, frame, 0); !errors.Is(err, ErrMalformed) {
 		t.Errorf("OpenUnicast = %v, want ErrMalformed", err)
 	}
 }

@@ -113,6 +113,7 @@ func vectors(t *testing.T) [][2]string {
 			Receipt: sign(inner), ReceiptSpanStart: 4, ReceiptSpanLen: 2, ReceiptLevel: 1,
 		})},
 		{"submission_proof", hex.EncodeToString(proof(t, Proof{Receipt: inner, Sig: sign(inner), SetHash: setHash}))},
+		{"busy_notice", marshal(&BackgroundMessage{BusyMs: 1500})},
 		{"unicast_recipient", to.String()},
 		{"unicast_message_id", u.ID.String()},
 		{"unicast_envelope", hex.EncodeToString(u.Raw)},

@@ -371,7 +371,13 @@ type BackgroundMessage struct {
 	Proof *SubmissionProof `protobuf:"bytes,4,opt,name=proof,proto3" json:"proof,omitempty"`
 	// A whole-ring submission of a full node that takes proofs: the
 	// validator sends it a SubmissionProof once the block has started.
-	WantProof     bool `protobuf:"varint,5,opt,name=want_proof,json=wantProof,proto3" json:"want_proof,omitempty"`
+	WantProof bool `protobuf:"varint,5,opt,name=want_proof,json=wantProof,proto3" json:"want_proof,omitempty"`
+	// On background unicast only, and then alone (gossip skips it unread):
+	// the sender is receiving a large frame from a validator and asks the
+	// receiver to hold its large gossip writes to the sender for this many
+	// milliseconds, or until the sender has declined what they carry
+	// (docs/PROTOCOL.md section 5). The receiver caps it.
+	BusyMs        uint32 `protobuf:"varint,6,opt,name=busy_ms,json=busyMs,proto3" json:"busy_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -439,6 +445,13 @@ func (x *BackgroundMessage) GetWantProof() bool {
 		return x.WantProof
 	}
 	return false
+}
+
+func (x *BackgroundMessage) GetBusyMs() uint32 {
+	if x != nil {
+		return x.BusyMs
+	}
+	return 0
 }
 
 // SubmissionProof is the receipt one of a parent's RainTree targets signed
@@ -620,14 +633,15 @@ const file_wire_proto_rawDesc = "" +
 	"\areceipt\x18\v \x01(\fR\areceipt\x12,\n" +
 	"\x12receipt_span_start\x18\f \x01(\rR\x10receiptSpanStart\x12(\n" +
 	"\x10receipt_span_len\x18\r \x01(\rR\x0ereceiptSpanLen\x12#\n" +
-	"\rreceipt_level\x18\x0e \x01(\rR\freceiptLevel\"\xc4\x01\n" +
+	"\rreceipt_level\x18\x0e \x01(\rR\freceiptLevel\"\xdd\x01\n" +
 	"\x11BackgroundMessage\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x19\n" +
 	"\bset_hash\x18\x02 \x01(\fR\asetHash\x12,\n" +
 	"\x05parts\x18\x03 \x03(\v2\x16.rainp2p.wire.RingPartR\x05parts\x123\n" +
 	"\x05proof\x18\x04 \x01(\v2\x1d.rainp2p.wire.SubmissionProofR\x05proof\x12\x1d\n" +
 	"\n" +
-	"want_proof\x18\x05 \x01(\bR\twantProof\"\xe2\x01\n" +
+	"want_proof\x18\x05 \x01(\bR\twantProof\x12\x17\n" +
+	"\abusy_ms\x18\x06 \x01(\rR\x06busyMs\"\xe2\x01\n" +
 	"\x0fSubmissionProof\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\fR\tmessageId\x12\x18\n" +
