@@ -22,8 +22,9 @@ import (
 // decoding the byte stream of each protocol, so the count does not depend
 // on router internals: RainTree frames of kind BROADCAST, the Publish
 // entries of pubsub RPCs (gossip forwards and IWANT answers alike), and
-// every background unicast frame (a full node's submission). ACKs,
-// subscriptions, GRAFT/PRUNE and IHAVE/IWANT count as wire bytes only.
+// the background unicast frames that carry an envelope (a full node's
+// submission). ACKs, subscriptions, GRAFT/PRUNE, IHAVE/IWANT, proofs and
+// busy notices count as wire bytes only.
 type wireCounter struct {
 	rainProtocol, backgroundUnicast protocol.ID
 	payloadMsgs                     atomic.Int64
@@ -98,7 +99,7 @@ const (
 	framesRainTree
 	framesPubSub
 	// framesBackgroundUnicast: background direct sends and full nodes'
-	// submissions, each frame an envelope (a payload copy).
+	// submissions (a payload copy each), proofs and busy notices.
 	framesBackgroundUnicast
 )
 
@@ -181,6 +182,13 @@ func (s *countingStream) count(frame []byte, wireLen int) {
 			s.payloadCopy(int64(proto.Size(m)))
 		}
 	case framesBackgroundUnicast:
-		s.payloadCopy(int64(wireLen))
+		var m wire.BackgroundMessage
+		if err := proto.Unmarshal(frame, &m); err != nil {
+			s.c.undecodable.Add(1)
+			return
+		}
+		if len(m.GetData()) > 0 { // not a proof, nor a busy notice
+			s.payloadCopy(int64(wireLen))
+		}
 	}
 }
