@@ -182,14 +182,13 @@ type GossipParams struct {
 	// session).
 	AskHold    time.Duration
 	AskMinRate int
-	// BusyHold, under lazy gossip with AskHold (ignored without it): a
-	// full node that begins to receive a frame AskHold counts (a block
-	// from a validator) tells the other peers of its mesh, over
-	// background unicast, that it is busy for BusyHold (busy.go), and
-	// every node with LargeWriteHold holds its large gossip writes to a
-	// peer that said so for at most BusyHold (the longer a peer asks
-	// for, capped), or until that peer has declined everything they
-	// carry. Each of a full node's validators pushed it the block as soon
+	// BusyHold, under lazy gossip: a full node with AskHold that begins
+	// to receive a frame AskHold counts (a block from a validator) tells
+	// the other peers of its mesh, over background unicast, that it is
+	// busy for BusyHold (busy.go), and every node with LargeWriteHold
+	// holds its large gossip writes to a peer that said so for at most
+	// BusyHold (what the peer asked for, capped), or until that peer has
+	// declined everything they carry. Each of a full node's validators pushed it the block as soon
 	// as it had it, so two or three copies shared its downlink, none
 	// whole for a second, and none could be declined. A peer can only
 	// hold back what is written to itself. 0 sends no notice and heeds
