@@ -2,6 +2,7 @@ package background
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -240,7 +241,7 @@ func TestAFullNodePruningItsMeshKeepsItsValidators(t *testing.T) {
 			cfg.Gossip.D, cfg.Gossip.Dlo, cfg.Gossip.Dhi = tc.d, tc.dlo, tc.dhi
 			vcfg := cfg
 			vcfg.RainTreeValidator = true
-			f := startNodeOn(t, newHostWithConnManager(t), cfg)
+			f := startNodeOn(t, newHostWatchingMesh(t, network), cfg)
 			var vals []*node
 			var ids []peer.ID
 			for range tc.validators {
@@ -262,12 +263,17 @@ func TestAFullNodePruningItsMeshKeepsItsValidators(t *testing.T) {
 }
 
 // awaitPruningKeeps connects others full nodes to f, which graft it
-// beyond Dhi, and fails if f prunes one of vals from its mesh during 20
-// heartbeats; it also fails if f never pruned anyone, which would prove
-// nothing.
+// beyond Dhi, and fails if f prunes one of vals from its mesh while they
+// connect and for at least 20 heartbeats after; it also fails if f never
+// pruned anyone, which would prove nothing. f's host is from
+// newHostWatchingMesh: each full node grafts f once, at its first
+// heartbeat, and f may prune it at its next, before a poll of its mesh
+// sees it, and while the others still connect; pruned, it backs off for a
+// minute, f being its only peer.
 func awaitPruningKeeps(t *testing.T, network string, cfg Config, f *node, vals []*node, ids []peer.ID, others int) {
 	t.Helper()
-	inMesh := func(of, p *node) bool { return of.h.ConnManager().IsProtected(p.h.ID(), meshTag(network)) }
+	w := f.h.ConnManager().(*meshWatch)
+	w.reset()
 	var fulls []*node
 	for range others {
 		g := startNodeOn(t, newHostWithConnManager(t), cfg)
@@ -275,38 +281,96 @@ func awaitPruningKeeps(t *testing.T, network string, cfg Config, f *node, vals [
 		connect(t, f.h, g.h) // f dials: it accepts their grafts beyond Dhi, and prunes at its heartbeat
 		fulls = append(fulls, g)
 	}
-	// grafted are the full nodes seen in f's mesh; out counts those f no
-	// longer has: pruned.
-	grafted := map[*node]bool{}
-	out := func() int {
-		n := 0
-		for g := range grafted {
-			if !inMesh(f, g) {
-				n++
+	// grafted counts the full nodes that were in f's mesh; out, those f
+	// pruned.
+	counts := func() (grafted, out int) {
+		for _, g := range fulls {
+			if in, pruned := w.seen(g.h.ID()); in {
+				grafted++
+				if pruned {
+					out++
+				}
 			}
 		}
-		return n
+		return grafted, out
 	}
 	// At least 20 heartbeats, and on a loaded machine longer, up to 60,
 	// until enough full nodes have grafted f and some were pruned.
 	start, hb := time.Now(), cfg.Gossip.HeartbeatInterval
-	for since := time.Duration(0); since < 20*hb || (len(grafted) < 3 || out() == 0) && since < 60*hb; since = time.Since(start) {
+	for since := time.Duration(0); ; since = time.Since(start) {
+		grafted, out := counts()
 		for i, v := range vals {
-			if !inMesh(f, v) {
-				t.Fatalf("f pruned validator %d of %d from its mesh (%d of %d full nodes that grafted it are out)", i, len(vals), out(), len(grafted))
+			if _, pruned := w.seen(v.h.ID()); pruned || !w.IsProtected(v.h.ID(), w.tag) {
+				t.Fatalf("f pruned validator %d of %d from its mesh (%d of %d full nodes that grafted it are out)", i, len(vals), out, grafted)
 			}
 		}
-		for _, g := range fulls {
-			if inMesh(f, g) {
-				grafted[g] = true
-			}
+		if since >= 20*hb && (grafted >= 3 && out > 0 || since >= 60*hb) {
+			break
 		}
 		time.Sleep(cfg.Gossip.HeartbeatInterval / 10)
 	}
-	if len(grafted) < 3 || out() == 0 {
+	if grafted, out := counts(); grafted < 3 || out == 0 {
 		t.Fatalf("%d full nodes grafted f and %d were pruned: its mesh (Dhi %d, with the validators) was never pruned, so keeping the validators proves nothing",
-			len(grafted), out(), cfg.Gossip.Dhi)
+			grafted, out, cfg.Gossip.Dhi)
 	}
+}
+
+// meshWatch is a connection manager that remembers each peer pubsub's tag
+// tracer protected with tag, as it grafts a peer into its mesh, and each
+// it then unprotected, as it prunes it (or it left): polling IsProtected
+// misses a peer grafted and pruned between two polls.
+type meshWatch struct {
+	*connmgr.BasicConnMgr
+	tag string
+
+	mu              sync.Mutex
+	grafted, pruned map[peer.ID]bool
+}
+
+// newHostWatchingMesh is newHostWithConnManager whose connection manager
+// is a meshWatch of network's mesh.
+func newHostWatchingMesh(t *testing.T, network string) host.Host {
+	t.Helper()
+	cm, err := connmgr.NewConnManager(50, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &meshWatch{BasicConnMgr: cm, tag: meshTag(network)}
+	w.reset()
+	return newHost(t, libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.ConnectionManager(w))
+}
+
+// reset forgets the grafts and prunes seen so far.
+func (w *meshWatch) reset() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.grafted, w.pruned = map[peer.ID]bool{}, map[peer.ID]bool{}
+}
+
+// seen reports whether p was grafted, and whether it was pruned, since
+// the last reset.
+func (w *meshWatch) seen(p peer.ID) (grafted, pruned bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.grafted[p], w.pruned[p]
+}
+
+func (w *meshWatch) Protect(p peer.ID, tag string) {
+	if tag == w.tag {
+		w.mu.Lock()
+		w.grafted[p] = true
+		w.mu.Unlock()
+	}
+	w.BasicConnMgr.Protect(p, tag)
+}
+
+func (w *meshWatch) Unprotect(p peer.ID, tag string) bool {
+	if tag == w.tag {
+		w.mu.Lock()
+		w.pruned[p] = true
+		w.mu.Unlock()
+	}
+	return w.BasicConnMgr.Unprotect(p, tag)
 }
 
 func TestLazyScoreSitsBetweenTheMeshAndTheGossipThreshold(t *testing.T) {
