@@ -32,6 +32,7 @@ func TestBackgroundUnicastFramesCountAsCopiesOnlyWithAnEnvelope(t *testing.T) {
 		{"a submission is a copy", submission, 1},
 		{"a busy notice is not", busy, 0},
 		{"a proof is not", proof, 0},
+		{"a frame it cannot read is not", []byte{0x0a, 0x05, 'x'}, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s := &countingStream{c: &wireCounter{}, kind: framesBackgroundUnicast}

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/rainp2p/rainp2p/p2p/wire"
@@ -32,30 +33,39 @@ import (
 // only the sender's own IDONTWANT drops one. The notices heard are
 // remembered per peer until they run out; they come only from connected
 // peers within the direct-send rate (router.go), so the memory is
-// bounded by the connections a node keeps.
+// bounded by the connections a node keeps. A write is held at most
+// BusyHold from when it began to wait, however often its peer renews its
+// notice. Notices go only to peers that list BusyProtocolID: an older
+// node would take one for a malformed frame and penalise its sender.
 
 // busyWrites is what peers said of themselves: until when each is busy.
 type busyWrites struct {
-	hold time.Duration // the longest a notice holds
+	hold time.Duration // the longest a notice, or a write, is held
 
-	mu    sync.Mutex
-	until map[peer.ID]time.Time
-	// declines is closed, and replaced, when a peer declines a message:
-	// a write held for its peer looks again.
-	declines chan struct{}
+	mu      sync.Mutex
+	peers   map[peer.ID]*busyPeer
+	sweepAt int // the size at which the notices that ran out are swept
 
 	heard, held atomic.Uint64
 }
 
-// busySweep is the size past which the notices that ran out are swept
-// when another is heard.
+// busyPeer is one peer's notice.
+type busyPeer struct {
+	until time.Time
+	// wake is closed, and replaced, when the peer declines a message: a
+	// write held for it looks again.
+	wake chan struct{}
+}
+
+// busySweep is the least size at which the notices that ran out are
+// swept when another is heard; after a sweep, twice what is left.
 const busySweep = 64
 
 func newBusyWrites(hold time.Duration) *busyWrites {
 	if hold <= 0 {
 		return nil
 	}
-	return &busyWrites{hold: hold, until: map[peer.ID]time.Time{}, declines: make(chan struct{})}
+	return &busyWrites{hold: hold, peers: map[peer.ID]*busyPeer{}, sweepAt: busySweep}
 }
 
 // notice notes that p said at now it is busy for d, capped at hold; a
@@ -68,15 +78,21 @@ func (b *busyWrites) notice(p peer.ID, d time.Duration, now time.Time) {
 	until := now.Add(min(d, b.hold))
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if len(b.until) >= busySweep {
-		for q, t := range b.until {
-			if !now.Before(t) {
-				delete(b.until, q)
+	if len(b.peers) >= b.sweepAt {
+		for q, e := range b.peers {
+			if !now.Before(e.until) {
+				delete(b.peers, q)
 			}
 		}
+		b.sweepAt = max(busySweep, 2*len(b.peers))
 	}
-	if until.After(b.until[p]) {
-		b.until[p] = until
+	e := b.peers[p]
+	if e == nil {
+		e = &busyPeer{wake: make(chan struct{})}
+		b.peers[p] = e
+	}
+	if until.After(e.until) {
+		e.until = until
 	}
 }
 
@@ -88,31 +104,42 @@ func (b *busyWrites) none() bool {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return len(b.until) == 0
+	return len(b.peers) == 0
 }
 
-// declined wakes the writes held: a peer declined a message.
-func (b *busyWrites) declined() {
+// declined wakes the writes held for p: it declined a message.
+func (b *busyWrites) declined(p peer.ID) {
 	if b == nil {
 		return
 	}
 	b.mu.Lock()
-	close(b.declines)
-	b.declines = make(chan struct{})
-	b.mu.Unlock()
+	defer b.mu.Unlock()
+	if e := b.peers[p]; e != nil {
+		close(e.wake)
+		e.wake = make(chan struct{})
+	}
 }
 
-// await holds a write to p while p is busy: until p's notice runs out,
-// all reports that p has declined everything the write carries, or done
-// is closed.
+// await holds a write to p while p is busy, and at most hold from now
+// however often p renews its notice: until p's notice runs out, all
+// reports that p has declined everything the write carries, or done is
+// closed.
 func (b *busyWrites) await(p peer.ID, all func() bool, done <-chan struct{}) {
 	if b == nil {
 		return
 	}
+	last := time.Now().Add(b.hold)
 	for counted := false; ; counted = true {
 		b.mu.Lock()
-		until, wake := b.until[p], b.declines
+		var until time.Time
+		var wake chan struct{}
+		if e := b.peers[p]; e != nil {
+			until, wake = e.until, e.wake
+		}
 		b.mu.Unlock()
+		if until.After(last) {
+			until = last
+		}
 		left := time.Until(until)
 		if left <= 0 || all() {
 			return
@@ -132,11 +159,16 @@ func (b *busyWrites) await(p peer.ID, all func() bool, done <-chan struct{}) {
 	}
 }
 
-// busyNotices sends a full node's notices: one round, to every other
-// peer of its mesh, for each frame asks.go counts.
+// busyNotices sends a full node's notices: for each frame asks.go
+// counts, one to every other peer of its mesh that lists
+// BusyProtocolID, each on its own goroutine (a slow peer delays no other
+// peer's notice), at most one at a time to a peer.
 type busyNotices struct {
 	hold  time.Duration
 	kicks chan peer.ID // the peers whose frames began
+
+	mu      sync.Mutex
+	sending map[peer.ID]struct{}
 
 	sent, dropped atomic.Uint64
 }
@@ -146,7 +178,7 @@ type busyNotices struct {
 const busyKicks = 4
 
 func newBusyNotices(hold time.Duration) *busyNotices {
-	return &busyNotices{hold: hold, kicks: make(chan peer.ID, busyKicks)}
+	return &busyNotices{hold: hold, kicks: make(chan peer.ID, busyKicks), sending: map[peer.ID]struct{}{}}
 }
 
 // began asks for a round of notices for a frame from p. It never blocks:
@@ -159,11 +191,39 @@ func (n *busyNotices) began(p peer.ID) {
 	}
 }
 
-// busyLoop sends the rounds of notices until the router closes.
-func (r *Router) busyLoop() {
-	n := r.busy
-	frame, err := wire.EncodeBusy(n.hold)
+// sendTimeout is how long a notice may take to leave: a quarter of the
+// time it asks for, since one that arrives late holds little but copies
+// that arrive later still.
+func (n *busyNotices) sendTimeout() time.Duration { return n.hold / 4 }
+
+// startSending reports whether a notice to p may start: none is on its
+// way to p. A notice that may not is counted.
+func (n *busyNotices) startSending(p peer.ID) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, ok := n.sending[p]; ok {
+		n.dropped.Add(1)
+		return false
+	}
+	n.sending[p] = struct{}{}
+	return true
+}
+
+func (n *busyNotices) doneSending(p peer.ID, err error) {
+	n.mu.Lock()
+	delete(n.sending, p)
+	n.mu.Unlock()
 	if err != nil {
+		n.dropped.Add(1)
+	} else {
+		n.sent.Add(1)
+	}
+}
+
+// busyLoop sends the rounds of notices until the router closes.
+func (r *Router) busyLoop(n *busyNotices) {
+	frame, err := wire.EncodeBusy(n.hold)
+	if err != nil { // BusyHold is validated: at least a millisecond
 		r.log.Error("busy notices off", "err", err)
 		return
 	}
@@ -172,26 +232,41 @@ func (r *Router) busyLoop() {
 		case <-r.ctx.Done():
 			return
 		case from := <-n.kicks:
-			r.tellBusy(from, frame)
+			r.tellBusy(n, from, frame)
 		}
 	}
 }
 
-// tellBusy sends frame to the peers of the mesh but from, each send
-// within the notice's own time: a notice that comes later holds little.
-func (r *Router) tellBusy(from peer.ID, frame []byte) {
+// tellBusy sends frame to the peers of the mesh but from that list
+// BusyProtocolID: an older node would take it for a malformed frame.
+func (r *Router) tellBusy(n *busyNotices, from peer.ID, frame []byte) {
+	busy := BusyProtocolID(r.cfg.NetworkID)
 	for _, p := range r.have.meshPeers() {
 		if p == from {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(r.ctx, r.busy.hold)
-		err := r.uc.Send(ctx, p, frame)
-		cancel()
-		if err != nil {
-			r.busy.dropped.Add(1)
-			r.log.Debug("busy notice not sent", "to", p, "err", err)
+		if ok, err := r.host.Peerstore().SupportsProtocols(p, busy); err != nil || len(ok) == 0 {
 			continue
 		}
-		r.busy.sent.Add(1)
+		if !n.startSending(p) {
+			continue
+		}
+		r.wg.Go(func() {
+			ctx, cancel := context.WithTimeout(r.ctx, n.sendTimeout())
+			defer cancel()
+			err := r.uc.Send(ctx, p, frame)
+			if err != nil {
+				r.log.Debug("busy notice not sent", "to", p, "err", err)
+			}
+			n.doneSending(p, err)
+		})
+	}
+}
+
+// advertiseBusy lists BusyProtocolID on a node that heeds busy notices.
+// A stream opened on it is reset at once.
+func (r *Router) advertiseBusy() {
+	if u := r.up.Load(); u != nil && u.busy != nil {
+		r.host.SetStreamHandler(BusyProtocolID(r.cfg.NetworkID), func(s network.Stream) { _ = s.Reset() })
 	}
 }

@@ -23,6 +23,7 @@ func TestAWriteToABusyPeerWaitsForItsNoticeOrItsDecline(t *testing.T) {
 		notices func(b *busyWrites, now time.Time)
 		decline time.Duration // when p declines; 0: never
 		closeAt time.Duration // when done closes; 0: never
+		renew   time.Duration // p renews its notice this often, ten times; 0: never
 		waited  time.Duration
 	}{
 		{name: "a peer that said nothing is written to at once", waited: 0},
@@ -42,6 +43,14 @@ func TestAWriteToABusyPeerWaitsForItsNoticeOrItsDecline(t *testing.T) {
 		{name: "another peer's notice holds nothing", notices: func(b *busyWrites, now time.Time) {
 			b.notice(other, time.Hour, now)
 		}, waited: 0},
+		{name: "a write is held at most the hold however often its peer renews", notices: func(b *busyWrites, now time.Time) {
+			b.notice(p, time.Hour, now)
+		}, renew: 500 * time.Millisecond, waited: hold},
+		{name: "another peer's decline does not end the hold", notices: func(b *busyWrites, now time.Time) {
+			b.notice(p, 600*time.Millisecond, now)
+			b.notice(other, time.Hour, now)
+			time.AfterFunc(100*time.Millisecond, func() { b.declined(other) })
+		}, waited: 600 * time.Millisecond},
 		{name: "closing ends the hold", notices: func(b *busyWrites, now time.Time) {
 			b.notice(p, time.Hour, now)
 		}, closeAt: 200 * time.Millisecond, waited: 200 * time.Millisecond},
@@ -55,7 +64,12 @@ func TestAWriteToABusyPeerWaitsForItsNoticeOrItsDecline(t *testing.T) {
 				}
 				var declined atomic.Bool
 				if tt.decline > 0 {
-					time.AfterFunc(tt.decline, func() { declined.Store(true); b.declined() })
+					time.AfterFunc(tt.decline, func() { declined.Store(true); b.declined(p) })
+				}
+				if tt.renew > 0 {
+					for i := range 10 {
+						time.AfterFunc(time.Duration(i+1)*tt.renew, func() { b.notice(p, time.Hour, time.Now()) })
+					}
 				}
 				done := make(chan struct{})
 				if tt.closeAt > 0 {
@@ -81,7 +95,7 @@ func TestTheNoticesHeardAreForgottenOnceTheyRunOut(t *testing.T) {
 	for i := range 10 * busySweep {
 		b.notice(peer.ID(fmt.Sprint(i)), time.Second, now.Add(time.Duration(i)*time.Second))
 	}
-	if n := len(b.until); n > busySweep {
+	if n := len(b.peers); n > busySweep {
 		t.Fatalf("%d notices remembered, want at most %d", n, busySweep)
 	}
 	if b.heard.Load() != 10*busySweep {
@@ -132,8 +146,10 @@ func TestAWriteHeldForABusyPeerLeavesNothingOnceItDeclines(t *testing.T) {
 }
 
 // On real routers: a full node that begins to receive a block from a
-// validator tells its other mesh peers it is busy, not the validator;
-// the same from a full node, which anyone can run, tells nobody.
+// validator tells its other mesh peers it is busy, not the validator nor
+// a peer of an older release (it does not list BusyProtocolID, and
+// would take the notice for a malformed frame); the same from a full
+// node, which anyone can run, tells nobody.
 func TestAFullNodeTellsItsMeshItIsBusyOnlyWithAValidatorsBlock(t *testing.T) {
 	const network = "busy"
 	cfg := testConfig(network)
@@ -142,13 +158,16 @@ func TestAFullNodeTellsItsMeshItIsBusyOnlyWithAValidatorsBlock(t *testing.T) {
 	vcfg.RainTreeValidator = true
 	v := startNodeOn(t, newHostWithConnManager(t), vcfg)
 	v.r.SetValidatorIDs(nil, nil)
-	f, g := startNode(t, cfg), startNode(t, cfg)
+	f, g, old := startNode(t, cfg), startNode(t, cfg), startNode(t, cfg)
+	old.h.RemoveStreamHandler(BusyProtocolID(network))
 	ids := []peer.ID{v.h.ID()}
-	f.r.SetValidatorIDs(nil, ids)
-	g.r.SetValidatorIDs(nil, ids)
+	for _, n := range []*node{f, g, old} {
+		n.r.SetValidatorIDs(nil, ids)
+	}
 	connect(t, f.h, v.h)
 	connect(t, f.h, g.h)
-	awaitMutualMesh(t, network, f, v, g)
+	connect(t, f.h, old.h)
+	awaitMutualMesh(t, network, f, v, g, old)
 
 	block := func(n *node, payload byte) {
 		t.Helper()
@@ -164,8 +183,8 @@ func TestAFullNodeTellsItsMeshItIsBusyOnlyWithAValidatorsBlock(t *testing.T) {
 	}
 	block(v, 'v')
 	eventually(t, 10*time.Second, "g hears f is busy", func() bool { return g.r.Stats().BusyNoticesHeard == 1 })
-	if s := f.r.Stats(); s.BusyNoticesSent != 1 || s.BusyNoticesDropped != 0 || v.r.Stats().BusyNoticesHeard != 0 {
-		t.Fatalf("a validator's block: f sent %d notices, dropped %d, the validator heard %d; want 1, 0, 0",
-			s.BusyNoticesSent, s.BusyNoticesDropped, v.r.Stats().BusyNoticesHeard)
+	if s := f.r.Stats(); s.BusyNoticesSent != 1 || s.BusyNoticesDropped != 0 || v.r.Stats().BusyNoticesHeard != 0 || old.r.Stats().BusyNoticesHeard != 0 {
+		t.Fatalf("a validator's block: f sent %d notices, dropped %d, the validator heard %d, the older peer %d; want 1, 0, 0, 0",
+			s.BusyNoticesSent, s.BusyNoticesDropped, v.r.Stats().BusyNoticesHeard, old.r.Stats().BusyNoticesHeard)
 	}
 }

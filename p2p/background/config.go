@@ -509,6 +509,15 @@ func SubmitProofProtocolID(networkID string) protocol.ID {
 	return protocol.ID("/rainp2p/" + networkID + "/background/submit-proof/1.0.0")
 }
 
+// BusyProtocolID names what a node that heeds busy notices (busy.go)
+// lists in identify. No stream on it carries anything: a full node sends
+// its notices, on the background unicast protocol, only to peers that
+// list it, since a node of an older release would take one for a
+// malformed frame.
+func BusyProtocolID(networkID string) protocol.ID {
+	return protocol.ID("/rainp2p/" + networkID + "/background/busy/1.0.0")
+}
+
 // pubsubMaxMessageSize is the RPC limit handed to pubsub: one envelope,
 // its BackgroundMessage framing, and room for the pubsub message fields
 // (topic; no author fields under StrictNoSign) and RPC framing.
@@ -598,8 +607,8 @@ func (g GossipParams) validate() error {
 		return fmt.Errorf("LargeWriteHold %v must not be negative, and UnwantedMemory %d positive when it is not 0", g.LargeWriteHold, g.UnwantedMemory)
 	case g.LazyAmongValidators && (g.AskHold < 0 || g.AskHold > 0 && (g.AskHold <= askGrace || g.AskMinRate <= 0)):
 		return fmt.Errorf("AskHold %v must be 0 or more than %v, and AskMinRate %d positive when it is not 0", g.AskHold, askGrace, g.AskMinRate)
-	case g.BusyHold < 0:
-		return fmt.Errorf("BusyHold %v must not be negative", g.BusyHold)
+	case g.BusyHold < 0 || g.BusyHold > 0 && g.BusyHold < time.Millisecond:
+		return fmt.Errorf("BusyHold %v must be 0 or at least 1ms (notices count milliseconds)", g.BusyHold)
 	case g.LazyAmongValidators && g.MaxHeldBytes <= 0:
 		return fmt.Errorf("MaxHeldBytes %d must be positive", g.MaxHeldBytes)
 	case g.LazyAmongValidators && g.MaxHaveSignals <= 0:

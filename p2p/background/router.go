@@ -125,9 +125,6 @@ type Router struct {
 	// which ends its holds early and sets how long they last (release.go);
 	// nil unless it holds.
 	have *haveSignals
-	// busy sends a full node's busy notices (busy.go); set in Start, nil
-	// unless it holds and follows its frames.
-	busy *busyNotices
 	// lazy holds the validator set's peers and a full node's parent
 	// (lazy.go); later the messages waiting to be published (submit.go).
 	lazy  lazySet
@@ -261,12 +258,13 @@ func (r *Router) Start(ctx context.Context) (err error) {
 	r.wg.Go(r.disconnectLoop)
 	r.wg.Go(r.laterLoop)
 	r.advertiseProofs()
+	r.advertiseBusy()
 	r.host.Network().Notify(r.connClosed)
 	if r.have != nil {
 		r.wg.Go(r.rttLoop)
 	}
-	if r.busy != nil {
-		r.wg.Go(r.busyLoop)
+	if u := r.up.Load(); u != nil && u.notices != nil {
+		r.wg.Go(func() { r.busyLoop(u.notices) })
 	}
 	for id := range r.bootstrap {
 		r.dialLocked(id)
@@ -341,8 +339,8 @@ func (r *Router) pubsubHost(tr *tracer) (host.Host, error) {
 	if g.AskHold > 0 {
 		u.asks = newAsks(g, r.lazy.contains)
 		if r.have != nil && g.BusyHold > 0 {
-			r.busy = newBusyNotices(g.BusyHold)
-			u.asks.began = r.busy.began
+			u.notices = newBusyNotices(g.BusyHold)
+			u.asks.began = u.notices.began
 		}
 	}
 	r.up.Store(u)
@@ -682,6 +680,7 @@ func (r *Router) Close() error {
 		}
 		r.host.Network().StopNotify(r.connClosed)
 		r.host.RemoveStreamHandler(SubmitProofProtocolID(r.cfg.NetworkID))
+		r.host.RemoveStreamHandler(BusyProtocolID(r.cfg.NetworkID))
 		r.proofs.Close()
 		r.cancel()
 		r.wg.Wait()

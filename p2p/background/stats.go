@@ -241,9 +241,6 @@ func (r *Router) Stats() Stats {
 		Unicast:                 r.uc.Stats(),
 	}
 	r.up.Load().fill(&s)
-	if r.busy != nil {
-		s.BusyNoticesSent, s.BusyNoticesDropped = r.busy.sent.Load(), r.busy.dropped.Load()
-	}
 	return s
 }
 

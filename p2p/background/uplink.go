@@ -49,8 +49,9 @@ type uplink struct {
 	done     <-chan struct{}
 	msgID    func(*pb.Message) string
 	declined *lru.Cache[declinedKey, struct{}]
-	asks     *asks       // nil: IWANTs leave as pubsub writes them
-	busy     *busyWrites // nil: busy notices are not heeded
+	asks     *asks        // nil: IWANTs leave as pubsub writes them
+	busy     *busyWrites  // nil: busy notices are not heeded
+	notices  *busyNotices // nil: this node sends none (only full nodes do)
 
 	waited, overtook, skipped, forgotten atomic.Uint64
 }
@@ -92,7 +93,7 @@ func (u *uplink) noteDeclines(from peer.ID, ctl *pb.ControlMessage) {
 	n := 0
 	defer func() {
 		if n > 0 {
-			u.busy.declined()
+			u.busy.declined(from)
 		}
 	}()
 	for _, idw := range ctl.GetIdontwant() {
@@ -314,5 +315,8 @@ func (u *uplink) fill(s *Stats) {
 	}
 	if u.busy != nil {
 		s.BusyNoticesHeard, s.LargeWritesHeldBusy = u.busy.heard.Load(), u.busy.held.Load()
+	}
+	if u.notices != nil {
+		s.BusyNoticesSent, s.BusyNoticesDropped = u.notices.sent.Load(), u.notices.dropped.Load()
 	}
 }
