@@ -33,9 +33,9 @@ import (
 // only the sender's own IDONTWANT drops one. The notices heard are
 // remembered per peer until they run out; they come only from connected
 // peers within the direct-send rate (router.go), so the memory is
-// bounded by the connections a node keeps. A write is held at most
-// BusyHold from when it began to wait, however often its peer renews its
-// notice. Notices go only to peers that list BusyProtocolID: an older
+// bounded by the connections a node keeps. A write is held at most three
+// BusyHolds from when it began to wait, however often its peer renews
+// its notice. Notices go only to peers that list BusyProtocolID: an older
 // node would take one for a malformed frame and penalise its sender.
 
 // busyWrites is what peers said of themselves: until when each is busy.
@@ -120,15 +120,21 @@ func (b *busyWrites) declined(p peer.ID) {
 	}
 }
 
-// await holds a write to p while p is busy, and at most hold from now
-// however often p renews its notice: until p's notice runs out, all
-// reports that p has declined everything the write carries, or done is
-// closed.
+// busyWriteHolds is how many holds a write may wait at most, however
+// often its peer renews its notice: a full node renews it as each of its
+// validators begins to send, and a block its validators bring is whole
+// within AskHold (three holds at the defaults) of the first.
+const busyWriteHolds = 3
+
+// await holds a write to p while p is busy, and at most busyWriteHolds
+// holds from now however often p renews its notice: until p's notice
+// runs out, all reports that p has declined everything the write
+// carries, or done is closed.
 func (b *busyWrites) await(p peer.ID, all func() bool, done <-chan struct{}) {
 	if b == nil {
 		return
 	}
-	last := time.Now().Add(b.hold)
+	last := time.Now().Add(busyWriteHolds * b.hold)
 	for counted := false; ; counted = true {
 		b.mu.Lock()
 		var until time.Time

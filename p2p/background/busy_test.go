@@ -43,9 +43,9 @@ func TestAWriteToABusyPeerWaitsForItsNoticeOrItsDecline(t *testing.T) {
 		{name: "another peer's notice holds nothing", notices: func(b *busyWrites, now time.Time) {
 			b.notice(other, time.Hour, now)
 		}, waited: 0},
-		{name: "a write is held at most the hold however often its peer renews", notices: func(b *busyWrites, now time.Time) {
+		{name: "a write is held at most three holds however often its peer renews", notices: func(b *busyWrites, now time.Time) {
 			b.notice(p, time.Hour, now)
-		}, renew: 500 * time.Millisecond, waited: hold},
+		}, renew: 500 * time.Millisecond, waited: busyWriteHolds * hold},
 		{name: "another peer's decline does not end the hold", notices: func(b *busyWrites, now time.Time) {
 			b.notice(p, 600*time.Millisecond, now)
 			b.notice(other, time.Hour, now)

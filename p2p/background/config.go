@@ -186,15 +186,19 @@ type GossipParams struct {
 	// to receive a frame AskHold counts (a block from a validator) tells
 	// the other peers of its mesh, over background unicast, that it is
 	// busy for BusyHold (busy.go), and every node with LargeWriteHold
-	// holds its large gossip writes to a peer that said so for at most
-	// BusyHold (what the peer asked for, capped), or until that peer has
-	// declined everything they carry. Each of a full node's validators pushed it the block as soon
+	// holds its large gossip writes to a peer that said so until the
+	// notice runs out (what the peer asked for, capped at BusyHold from
+	// when it was heard; at most three BusyHolds per write, however often
+	// the peer renews), or until that peer has declined everything they
+	// carry. Each of a full node's validators pushed it the block as soon
 	// as it had it, so two or three copies shared its downlink, none
 	// whole for a second, and none could be declined. A peer can only
 	// hold back what is written to itself. 0 sends no notice and heeds
-	// none. Default 1s, about two megabytes' time at 20 Mbit/s: with it,
-	// at 100 nodes and 1 MiB, full nodes received about 2 copies of a
-	// block instead of 3 and their p99 fell (ADR 0002, eleventh session).
+	// none. Default 1s, about two megabytes' time at 20 Mbit/s: at 100
+	// nodes and 1 MiB full nodes received about 2.1 copies of a block
+	// instead of 3.0, and their p99 was 5.7 s on average over five seeds
+	// against 6.6 s; a write held at most one BusyHold, 6.5 s; 2s, 5.7 s
+	// but slower validators (ADR 0002, eleventh session).
 	BusyHold time.Duration
 	// MaxHeldBytes bounds the bytes of the messages a full node holds for
 	// their forward delay; a message beyond it is forwarded at once and
