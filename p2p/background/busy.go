@@ -40,7 +40,7 @@ import (
 
 // busyWrites is what peers said of themselves: until when each is busy.
 type busyWrites struct {
-	hold time.Duration // the longest a notice, or a write, is held
+	hold time.Duration // the longest a notice holds (a write: busyWriteHolds of them)
 
 	mu      sync.Mutex
 	peers   map[peer.ID]*busyPeer
