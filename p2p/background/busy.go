@@ -247,7 +247,7 @@ func (r *Router) busyLoop(n *busyNotices) {
 // BusyProtocolID: an older node would take it for a malformed frame.
 func (r *Router) tellBusy(n *busyNotices, from peer.ID, frame []byte) {
 	busy := BusyProtocolID(r.cfg.NetworkID)
-	for _, p := range r.have.meshPeers() {
+	for _, p := range r.have.meshPeers(nil) {
 		if p == from {
 			continue
 		}

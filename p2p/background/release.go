@@ -330,28 +330,20 @@ func (h *haveSignals) forwardedSince(p peer.ID, since time.Time) bool {
 	return ok && !at.Before(since)
 }
 
-// meshPeers lists the peers in the mesh.
-func (h *haveSignals) meshPeers() []peer.ID {
+// meshPeers lists the peers in the mesh that keep reports true of
+// (every one when keep is nil), sorted.
+func (h *haveSignals) meshPeers(keep func(peer.ID) bool) []peer.ID {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	ps := make([]peer.ID, 0, len(h.mesh))
+	var ps []peer.ID
 	for p := range h.mesh {
-		ps = append(ps, p)
+		if keep == nil || keep(p) {
+			ps = append(ps, p)
+		}
 	}
 	slices.Sort(ps)
 	return ps
 }
 
 // meshValidators lists the validators in the mesh.
-func (h *haveSignals) meshValidators() []peer.ID {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var vs []peer.ID
-	for p := range h.mesh {
-		if h.validator(p) {
-			vs = append(vs, p)
-		}
-	}
-	slices.Sort(vs)
-	return vs
-}
+func (h *haveSignals) meshValidators() []peer.ID { return h.meshPeers(h.validator) }
