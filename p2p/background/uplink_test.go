@@ -99,18 +99,28 @@ func TestUnwantedMemoryIsBoundedAndCounted(t *testing.T) {
 }
 
 // streamTo opens a stream from a to b, whose handler on b reads it to the
-// end once read is closed.
+// end once read is closed. It returns once the handler runs: a stream to
+// a peer known to speak its protocol is negotiated lazily, with its first
+// write, so without the byte written here a test that writes nothing on
+// it (a held write left with nothing) would leave b no stream to handle,
+// and the cleanup waiting for the handler would wait forever.
 func streamTo(t *testing.T, a, b host.Host, proto protocol.ID, read <-chan struct{}) network.Stream {
 	t.Helper()
 	var wg sync.WaitGroup
 	wg.Add(1) // one stream
+	opened := make(chan struct{})
 	b.SetStreamHandler(proto, func(s network.Stream) {
 		defer wg.Done()
 		defer s.Reset()
+		close(opened)
 		<-read
 		_, _ = io.Copy(io.Discard, s)
 	})
 	t.Cleanup(wg.Wait)
+	// As if identify had told a already: the negotiation is always lazy.
+	if err := a.Peerstore().AddProtocols(b.ID(), proto); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := a.NewStream(ctx, b.ID(), proto)
@@ -118,6 +128,14 @@ func streamTo(t *testing.T, a, b host.Host, proto protocol.ID, read <-chan struc
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Reset() })
+	if _, err := s.Write([]byte{0}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-opened:
+	case <-ctx.Done():
+		t.Fatal("the stream's handler did not run")
+	}
 	return s
 }
 
@@ -160,12 +178,15 @@ func TestLargeWritesTakeTurnsForAtMostTheHold(t *testing.T) {
 }
 
 func TestAWriteWaitingForItsTurnEndsAtClose(t *testing.T) {
+	a, b := newHost(t), newHost(t)
+	connect(t, a, b)
+	s := streamTo(t, a, b, "/test/close", closedChan())
 	done := make(chan struct{})
 	u := newTestUplink(t, time.Hour, done)
 	u.turn <- struct{}{} // someone else's turn, for an hour
 	errs := make(chan error, 1)
 	go func() {
-		_, err := u.write(nil, rpcFrame(t, &pb.RPC{Publish: []*pb.Message{message('a')}}))
+		_, err := u.write(s, rpcFrame(t, &pb.RPC{Publish: []*pb.Message{message('a')}}))
 		errs <- err
 	}()
 	close(done)
