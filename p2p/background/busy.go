@@ -26,7 +26,11 @@ import (
 // to that peer, without holding its turn (uplink.go), until the notice
 // runs out or the peer has declined every message they carry: the copy
 // under way arrives at the downlink's whole rate, and its IDONTWANT
-// spares the copies held. The gossip wire is unchanged.
+// spares the copies held. A write that was already waiting for its turn
+// when the notice came is held too once the turn comes, and passes the
+// turn on: a validator's writes wait for its RainTree sends and for each
+// other, often for seconds, so most copies to a busy peer began to wait
+// before it said so. The gossip wire is unchanged.
 //
 // A notice can only hold back what is written to its sender, for at most
 // BusyHold from when it is heard, and is never a reason to drop a copy:
@@ -126,43 +130,65 @@ func (b *busyWrites) declined(p peer.ID) {
 // within AskHold (three holds at the defaults) of the first.
 const busyWriteHolds = 3
 
-// await holds a write to p while p is busy, and at most busyWriteHolds
-// holds from now however often p renews its notice: until p's notice
-// runs out, all reports that p has declined everything the write
-// carries, or done is closed.
-func (b *busyWrites) await(p peer.ID, all func() bool, done <-chan struct{}) {
+// deadline is the latest a write that begins to wait at now may be held,
+// however often its peer renews its notice.
+func (b *busyWrites) deadline(now time.Time) time.Time {
 	if b == nil {
-		return
+		return now
 	}
-	last := time.Now().Add(busyWriteHolds * b.hold)
-	for counted := false; ; counted = true {
-		b.mu.Lock()
-		var until time.Time
-		var wake chan struct{}
-		if e := b.peers[p]; e != nil {
-			until, wake = e.until, e.wake
-		}
-		b.mu.Unlock()
-		if until.After(last) {
-			until = last
-		}
+	return now.Add(busyWriteHolds * b.hold)
+}
+
+// busyUntil is until when a write to p is held: p's notice, but not past
+// last (the write's deadline); and what wakes it early.
+func (b *busyWrites) busyUntil(p peer.ID, last time.Time) (time.Time, <-chan struct{}) {
+	if b == nil {
+		return time.Time{}, nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e := b.peers[p]
+	if e == nil {
+		return time.Time{}, nil
+	}
+	if e.until.After(last) {
+		return last, e.wake
+	}
+	return e.until, e.wake
+}
+
+// await holds a write to p while p is busy, until last (the write's
+// deadline): until p's notice runs out, all reports that p has declined
+// everything the write carries, or done is closed. It reports whether
+// the write has been held, by this call or before it (held), and counts
+// a write the first time it is held.
+func (b *busyWrites) await(p peer.ID, last time.Time, all func() bool, done <-chan struct{}, held bool) bool {
+	for {
+		until, wake := b.busyUntil(p, last)
 		left := time.Until(until)
 		if left <= 0 || all() {
-			return
+			return held
 		}
-		if !counted {
-			b.held.Add(1)
-		}
+		held = b.countHeld(held)
 		t := time.NewTimer(left)
 		select {
 		case <-t.C:
 		case <-wake:
 		case <-done:
 			t.Stop()
-			return
+			return true
 		}
 		t.Stop()
 	}
+}
+
+// countHeld counts a write that is held, unless it was (held), and
+// reports that it is.
+func (b *busyWrites) countHeld(held bool) bool {
+	if !held {
+		b.held.Add(1)
+	}
+	return true
 }
 
 // busyNotices sends a full node's notices: for each frame asks.go

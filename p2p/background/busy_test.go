@@ -75,7 +75,7 @@ func TestAWriteToABusyPeerWaitsForItsNoticeOrItsDecline(t *testing.T) {
 				if tt.closeAt > 0 {
 					time.AfterFunc(tt.closeAt, func() { close(done) })
 				}
-				b.await(p, declined.Load, done)
+				b.await(p, b.deadline(start), declined.Load, done, false)
 				if got := time.Since(start); got != tt.waited {
 					t.Fatalf("waited %v, want %v", got, tt.waited)
 				}
@@ -142,6 +142,54 @@ func TestAWriteHeldForABusyPeerLeavesNothingOnceItDeclines(t *testing.T) {
 	}
 	if u.skipped.Load() != 1 || u.busy.held.Load() != 1 {
 		t.Fatalf("%d copies left out, %d writes held; want 1 and 1", u.skipped.Load(), u.busy.held.Load())
+	}
+}
+
+// On real hosts: a write that began to wait for its turn before its peer
+// said it was busy does not spend the turn on that peer when it comes:
+// it passes the turn on (a write to another peer goes) and is held like
+// any other.
+func TestAWriteWaitingForItsTurnPassesItOnOnceItsPeerIsBusy(t *testing.T) {
+	a, b, c := newHost(t), newHost(t), newHost(t)
+	connect(t, a, b)
+	connect(t, a, c)
+	u := newTestUplink(t, 10*time.Second, nil)
+	u.busy = newBusyWrites(10 * time.Second)
+	toB := streamTo(t, a, b, "/test/busy-turn", closedChan())
+	toC := streamTo(t, a, c, "/test/busy-turn", closedChan())
+	frame := rpcFrame(t, &pb.RPC{Publish: []*pb.Message{message('a')}})
+	u.turn <- struct{}{} // another write's turn
+	wroteB, wroteC := make(chan error, 1), make(chan error, 1)
+	go func() { _, err := u.write(toB, frame); wroteB <- err }()
+	eventually(t, 5*time.Second, "the write to b waits for its turn", func() bool { return u.waited.Load() == 1 })
+	u.busy.notice(b.ID(), 10*time.Second, time.Now())
+	go func() { _, err := u.write(toC, frame); wroteC <- err }()
+	eventually(t, 5*time.Second, "the write to c waits for its turn", func() bool { return u.waited.Load() == 2 })
+	<-u.turn // the other write ends
+	select {
+	case err := <-wroteC:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case err := <-wroteB:
+		t.Fatalf("the write to the busy peer went first (%v)", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the write to the idle peer did not get the turn")
+	}
+	if u.busy.held.Load() != 1 {
+		t.Fatalf("%d writes held, want 1", u.busy.held.Load())
+	}
+	u.noteDeclines(b.ID(), &pb.ControlMessage{Idontwant: []*pb.ControlIDontWant{{MessageIDs: []string{"a"}}}})
+	select {
+	case err := <-wroteB:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the held write did not end when its peer declined the message")
+	}
+	if u.skipped.Load() != 1 {
+		t.Fatalf("%d copies left out, want the one to the busy peer", u.skipped.Load())
 	}
 }
 

@@ -122,8 +122,7 @@ func (u *uplink) write(s network.Stream, frame []byte) (int, error) {
 	if len(frame) < u.large {
 		return u.writeSmall(s, frame)
 	}
-	u.awaitIdle(s, frame)
-	turn, err := u.take()
+	turn, err := u.takeWhenIdle(s, frame)
 	if err != nil {
 		return 0, err
 	}
@@ -138,13 +137,40 @@ func (u *uplink) write(s network.Stream, frame []byte) (int, error) {
 	return writeInstead(s, frame, out, changed)
 }
 
-// awaitIdle holds a write on s while its peer is busy (busy.go).
-func (u *uplink) awaitIdle(s network.Stream, frame []byte) {
-	if u.busy.none() {
-		return
-	}
+// takeWhenIdle waits for p to be no longer busy (busy.go), then for the
+// turn (take). A peer may say it is busy while the write waits for the
+// turn: the write then passes the turn on and waits again, so the turn
+// goes to a peer that can take the copy at its downlink's whole rate,
+// until the write's deadline.
+func (u *uplink) takeWhenIdle(s network.Stream, frame []byte) (bool, error) {
 	p := s.Conn().RemotePeer()
-	u.busy.await(p, u.declinedAll(p, frame), u.done)
+	all := u.declinedAll(p, frame)
+	last := u.busy.deadline(time.Now())
+	held := false
+	for {
+		if !u.busy.none() {
+			held = u.busy.await(p, last, all, u.done, held)
+		}
+		turn, err := u.take()
+		if err != nil || !u.busyNow(p, last, all) {
+			return turn, err
+		}
+		if turn {
+			<-u.turn
+		}
+		held = u.busy.countHeld(held)
+		select {
+		case <-u.done:
+			return false, errUplinkClosed
+		default:
+		}
+	}
+}
+
+// busyNow reports whether a write to p would be held now.
+func (u *uplink) busyNow(p peer.ID, last time.Time, all func() bool) bool {
+	until, _ := u.busy.busyUntil(p, last)
+	return time.Now().Before(until) && !all()
 }
 
 // declinedAll is a check that p has declined every message frame
