@@ -28,9 +28,10 @@ import (
 // under way arrives at the downlink's whole rate, and its IDONTWANT
 // spares the copies held. A write that was already waiting for its turn
 // when the notice came is held too once the turn comes, and passes the
-// turn on: a validator's writes wait for its RainTree sends and for each
-// other, often for seconds, so most copies to a busy peer began to wait
-// before it said so. The gossip wire is unchanged.
+// turn on: a validator pushes a block to the full nodes of its mesh one
+// after another once its RainTree frames have left, so a push may wait
+// its turn for a second or more, and most copies to a busy peer began to
+// wait before it said so. The gossip wire is unchanged.
 //
 // A notice can only hold back what is written to its sender, for at most
 // BusyHold from when it is heard, and is never a reason to drop a copy:

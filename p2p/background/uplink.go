@@ -155,10 +155,10 @@ func (u *uplink) takeWhenIdle(s network.Stream, frame []byte) (bool, error) {
 		if err != nil || !u.busyNow(p, last, all) {
 			return turn, err
 		}
+		held = u.busy.countHeld(held) // before the turn passes on
 		if turn {
 			<-u.turn
 		}
-		held = u.busy.countHeld(held)
 		select {
 		case <-u.done:
 			return false, errUplinkClosed
