@@ -131,65 +131,81 @@ func (b *busyWrites) declined(p peer.ID) {
 // within AskHold (three holds at the defaults) of the first.
 const busyWriteHolds = 3
 
-// deadline is the latest a write that begins to wait at now may be held,
-// however often its peer renews its notice.
-func (b *busyWrites) deadline(now time.Time) time.Time {
-	if b == nil {
-		return now
-	}
-	return now.Add(busyWriteHolds * b.hold)
+// busyWait is one write's wait for its peer to be no longer busy.
+type busyWait struct {
+	b    *busyWrites
+	p    peer.ID
+	all  func() bool // whether p has declined every message the write carries
+	last time.Time   // the write's deadline: busyWriteHolds holds from its start
+	held bool        // counted (busyWrites.held)
 }
 
-// busyUntil is until when a write to p is held: p's notice, but not past
-// last (the write's deadline); and what wakes it early.
-func (b *busyWrites) busyUntil(p peer.ID, last time.Time) (time.Time, <-chan struct{}) {
+// wait starts the wait of a write to p, which p has declined whole when
+// all reports so; nil when notices are not heeded.
+func (b *busyWrites) wait(p peer.ID, all func() bool) *busyWait {
 	if b == nil {
-		return time.Time{}, nil
+		return nil
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	e := b.peers[p]
+	return &busyWait{b: b, p: p, all: all, last: time.Now().Add(busyWriteHolds * b.hold)}
+}
+
+// left is how much longer the write is held (at most until its
+// deadline; 0 or less: not held), and what wakes it early.
+func (w *busyWait) left() (time.Duration, <-chan struct{}) {
+	w.b.mu.Lock()
+	defer w.b.mu.Unlock()
+	e := w.b.peers[w.p]
 	if e == nil {
-		return time.Time{}, nil
+		return 0, nil
 	}
-	if e.until.After(last) {
-		return last, e.wake
+	until := e.until
+	if until.After(w.last) {
+		until = w.last
 	}
-	return e.until, e.wake
+	return time.Until(until), e.wake
 }
 
-// await holds a write to p while p is busy, until last (the write's
-// deadline): until p's notice runs out, all reports that p has declined
-// everything the write carries, or done is closed. It reports whether
-// the write has been held, by this call or before it (held), and counts
-// a write the first time it is held.
-func (b *busyWrites) await(p peer.ID, last time.Time, all func() bool, done <-chan struct{}, held bool) bool {
+// busy reports whether the write is held now: its peer's notice runs,
+// the deadline has not passed, and the peer has not declined it all.
+func (w *busyWait) busy() bool {
+	if w == nil {
+		return false
+	}
+	left, _ := w.left()
+	return left > 0 && !w.all()
+}
+
+// hold counts the write as held, once.
+func (w *busyWait) hold() {
+	if !w.held {
+		w.held = true
+		w.b.held.Add(1)
+	}
+}
+
+// await holds the write while it is busy: until its peer's notice runs
+// out, the deadline passes, the peer has declined all it carries, or
+// done is closed.
+func (w *busyWait) await(done <-chan struct{}) {
+	if w == nil || w.b.none() {
+		return
+	}
 	for {
-		until, wake := b.busyUntil(p, last)
-		left := time.Until(until)
-		if left <= 0 || all() {
-			return held
+		left, wake := w.left()
+		if left <= 0 || w.all() {
+			return
 		}
-		held = b.countHeld(held)
+		w.hold()
 		t := time.NewTimer(left)
 		select {
 		case <-t.C:
 		case <-wake:
 		case <-done:
 			t.Stop()
-			return true
+			return
 		}
 		t.Stop()
 	}
-}
-
-// countHeld counts a write that is held, unless it was (held), and
-// reports that it is.
-func (b *busyWrites) countHeld(held bool) bool {
-	if !held {
-		b.held.Add(1)
-	}
-	return true
 }
 
 // busyNotices sends a full node's notices: for each frame asks.go

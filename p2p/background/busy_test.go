@@ -75,7 +75,7 @@ func TestAWriteToABusyPeerWaitsForItsNoticeOrItsDecline(t *testing.T) {
 				if tt.closeAt > 0 {
 					time.AfterFunc(tt.closeAt, func() { close(done) })
 				}
-				b.await(p, b.deadline(start), declined.Load, done, false)
+				b.wait(p, declined.Load).await(done)
 				if got := time.Since(start); got != tt.waited {
 					t.Fatalf("waited %v, want %v", got, tt.waited)
 				}

@@ -143,7 +143,8 @@ type GossipParams struct {
 	// LargeWriteHold, under lazy gossip, makes this node's gossip writes
 	// of at least LargeBytes leave one at a time (uplink.go): each waits
 	// for the one before to be written, or to have run LargeWriteHold
-	// (and at most LargeWriteHold in all, then goes beside the others),
+	// (and at most LargeWriteHold in all, then goes beside the others;
+	// a write held for a busy peer, BusyHold, may wait for it again),
 	// and when its turn comes it leaves out the messages the peer has
 	// said (IDONTWANT) it has. Pubsub checks IDONTWANT only when it
 	// queues a copy, and queues a block to every mesh peer at once: the

@@ -137,25 +137,23 @@ func (u *uplink) write(s network.Stream, frame []byte) (int, error) {
 	return writeInstead(s, frame, out, changed)
 }
 
-// takeWhenIdle waits for p to be no longer busy (busy.go), then for the
-// turn (take). A peer may say it is busy while the write waits for the
-// turn: the write then passes the turn on and waits again, so the turn
-// goes to a peer that can take the copy at its downlink's whole rate,
-// until the write's deadline.
+// takeWhenIdle waits for s's peer to be no longer busy (busy.go), then
+// for the turn (take). The peer may say it is busy while the write waits
+// for the turn: the write then passes the turn on and waits again, so the
+// turn goes to a peer that can take a copy at its downlink's whole rate.
+// A write is held at most busyWriteHolds holds from when it began, and
+// then waits at most hold more for its turn.
 func (u *uplink) takeWhenIdle(s network.Stream, frame []byte) (bool, error) {
 	p := s.Conn().RemotePeer()
-	all := u.declinedAll(p, frame)
-	last := u.busy.deadline(time.Now())
-	held := false
+	w := u.busy.wait(p, u.declinedAll(p, frame))
+	var c turnCount
 	for {
-		if !u.busy.none() {
-			held = u.busy.await(p, last, all, u.done, held)
-		}
-		turn, err := u.take()
-		if err != nil || !u.busyNow(p, last, all) {
+		w.await(u.done)
+		turn, err := u.take(&c)
+		if err != nil || !w.busy() {
 			return turn, err
 		}
-		held = u.busy.countHeld(held) // before the turn passes on
+		w.hold() // before the turn passes on
 		if turn {
 			<-u.turn
 		}
@@ -165,12 +163,6 @@ func (u *uplink) takeWhenIdle(s network.Stream, frame []byte) (bool, error) {
 		default:
 		}
 	}
-}
-
-// busyNow reports whether a write to p would be held now.
-func (u *uplink) busyNow(p peer.ID, last time.Time, all func() bool) bool {
-	until, _ := u.busy.busyUntil(p, last)
-	return time.Now().Before(until) && !all()
 }
 
 // declinedAll is a check that p has declined every message frame
@@ -207,24 +199,36 @@ func (u *uplink) writeSmall(s network.Stream, frame []byte) (int, error) {
 // take waits for the turn, at most hold: past that (writes ahead that
 // take long, slow or hostile readers among their peers) it reports false
 // and the write goes beside the others, so no queue of slow peers can
-// hold a write longer than hold, nor past pubsub's write deadline.
-func (u *uplink) take() (bool, error) {
+// hold a write longer than hold, nor past pubsub's write deadline. c
+// counts the write once as waited and once as overtaking, however often
+// it waits.
+func (u *uplink) take(c *turnCount) (bool, error) {
 	select {
 	case u.turn <- struct{}{}:
 		return true, nil
 	default:
 	}
-	u.waited.Add(1)
+	c.once(&c.waited, &u.waited)
 	t := time.NewTimer(u.hold)
 	defer t.Stop()
 	select {
 	case u.turn <- struct{}{}:
 		return true, nil
 	case <-t.C:
-		u.overtook.Add(1)
+		c.once(&c.overtook, &u.overtook)
 		return false, nil
 	case <-u.done:
 		return false, errUplinkClosed
+	}
+}
+
+// turnCount is what one write has been counted as (Stats).
+type turnCount struct{ waited, overtook bool }
+
+func (c *turnCount) once(done *bool, n *atomic.Uint64) {
+	if !*done {
+		*done = true
+		n.Add(1)
 	}
 }
 
