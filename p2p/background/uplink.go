@@ -225,9 +225,10 @@ func (u *uplink) take(c *turnCount) (bool, error) {
 // turnCount is what one write has been counted as (Stats).
 type turnCount struct{ waited, overtook bool }
 
-func (c *turnCount) once(done *bool, n *atomic.Uint64) {
-	if !*done {
-		*done = true
+// once adds one to n unless the write was counted there (counted).
+func (c *turnCount) once(counted *bool, n *atomic.Uint64) {
+	if !*counted {
+		*counted = true
 		n.Add(1)
 	}
 }
