@@ -12,7 +12,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rainp2p/rainp2p/p2p/wire"
@@ -183,8 +182,8 @@ func (s *countingStream) count(frame []byte, wireLen int) {
 			s.payloadCopy(int64(proto.Size(m)))
 		}
 	case framesBackgroundUnicast:
-		envelope, ok := carriesEnvelope(frame)
-		if !ok {
+		envelope, err := wire.CarriesEnvelope(frame)
+		if err != nil {
 			s.c.undecodable.Add(1)
 			return
 		}
@@ -192,31 +191,4 @@ func (s *countingStream) count(frame []byte, wireLen int) {
 			s.payloadCopy(int64(wireLen))
 		}
 	}
-}
-
-// carriesEnvelope reports whether frame, a BackgroundMessage, has an
-// envelope (field 1), reading only its tags: a submission is megabytes.
-// ok is false for a frame it cannot read.
-func carriesEnvelope(frame []byte) (envelope, ok bool) {
-	for len(frame) > 0 {
-		num, typ, n := protowire.ConsumeTag(frame)
-		if n < 0 {
-			return false, false
-		}
-		frame = frame[n:]
-		if num == 1 && typ == protowire.BytesType {
-			v, m := protowire.ConsumeBytes(frame)
-			if m < 0 {
-				return false, false
-			}
-			envelope = envelope || len(v) > 0
-			frame = frame[m:]
-			continue
-		}
-		if n = protowire.ConsumeFieldValue(num, typ, frame); n < 0 {
-			return false, false
-		}
-		frame = frame[n:]
-	}
-	return envelope, true
 }

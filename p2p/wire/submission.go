@@ -102,6 +102,19 @@ func OpenUnicast(networkID string, b []byte, max int) (Unicast, error) {
 	return Unicast{Message: m, Handover: f.handover}, nil
 }
 
+// CarriesEnvelope reports whether b, a background frame, carries an
+// envelope (a payload copy) rather than a proof or a busy notice alone,
+// reading only its fields: neither the envelope nor its signature is
+// opened.
+func CarriesEnvelope(b []byte) (bool, error) {
+	envelope := false
+	err := parseFields(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+		envelope = envelope || num == 1 && typ == protowire.BytesType && len(v) > 0
+		return nil
+	})
+	return envelope, err
+}
+
 // EncodeBusy frames a busy notice for background unicast: the sender is
 // receiving a large frame and asks its peer to hold its large gossip
 // writes to the sender for d, to the millisecond (at least one).

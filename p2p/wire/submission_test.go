@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 )
 
 func TestASubmissionCarriesItsPartsAndTheSameEnvelope(t *testing.T) {
@@ -213,5 +214,38 @@ func TestAProofNamesOneOfTheRootsLargestFrames(t *testing.T) {
 		if got := MinProofSpan(tt.n); got != tt.want {
 			t.Errorf("MinProofSpan(%d) = %d, want %d", tt.n, got, tt.want)
 		}
+	}
+}
+
+func TestOnlyAFrameWithAnEnvelopeCarriesOne(t *testing.T) {
+	submission, err := EncodeSubmission([]byte("an envelope"), Handover{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy, err := EncodeBusy(time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proof, err := proto.Marshal(&BackgroundMessage{Proof: &SubmissionProof{MessageId: make([]byte, 32)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name     string
+		frame    []byte
+		envelope bool
+		err      bool
+	}{
+		{"a submission carries one", submission, true, false},
+		{"a busy notice does not", busy, false, false},
+		{"a proof does not", proof, false, false},
+		{"a truncated frame is malformed", []byte{0x0a, 0x05, 'x'}, false, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := CarriesEnvelope(tt.frame)
+			if got != tt.envelope || (err != nil) != tt.err || err != nil && !errors.Is(err, ErrMalformed) {
+				t.Fatalf("CarriesEnvelope = %v, %v; want %v, error %v", got, err, tt.envelope, tt.err)
+			}
+		})
 	}
 }
