@@ -9,7 +9,9 @@ import (
 	"time"
 
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
 // A write to a busy peer waits until the peer's notice runs out, capped
@@ -106,18 +108,24 @@ func TestTheNoticesHeardAreForgottenOnceTheyRunOut(t *testing.T) {
 	}
 }
 
+// busyUplink is an uplink on a host a that heeds busy notices, with
+// streams on proto to two peers: b, whose ID it returns, and another.
+func busyUplink(t *testing.T, proto protocol.ID) (u *uplink, b peer.ID, toB, toOther network.Stream) {
+	t.Helper()
+	a, hb, hc := newHost(t), newHost(t), newHost(t)
+	connect(t, a, hb)
+	connect(t, a, hc)
+	u = newTestUplink(t, 10*time.Second, nil)
+	u.busy = newBusyWrites(10 * time.Second)
+	return u, hb.ID(), streamTo(t, a, hb, proto, closedChan()), streamTo(t, a, hc, proto, closedChan())
+}
+
 // On real hosts: a write to a busy peer is held without holding the turn
 // (a write to another peer goes meanwhile), and once the busy peer
 // declines the message, the write leaves nothing.
 func TestAWriteHeldForABusyPeerLeavesNothingOnceItDeclines(t *testing.T) {
-	a, b, c := newHost(t), newHost(t), newHost(t)
-	connect(t, a, b)
-	connect(t, a, c)
-	u := newTestUplink(t, 10*time.Second, nil)
-	u.busy = newBusyWrites(10 * time.Second)
-	u.busy.notice(b.ID(), 10*time.Second, time.Now())
-	toB := streamTo(t, a, b, "/test/busy", closedChan())
-	toC := streamTo(t, a, c, "/test/busy", closedChan())
+	u, b, toB, toC := busyUplink(t, "/test/busy")
+	u.busy.notice(b, 10*time.Second, time.Now())
 	frame := rpcFrame(t, &pb.RPC{Publish: []*pb.Message{message('a')}})
 	wrote := make(chan error, 1)
 	go func() {
@@ -131,7 +139,7 @@ func TestAWriteHeldForABusyPeerLeavesNothingOnceItDeclines(t *testing.T) {
 	if n, err := u.write(toC, frame); err != nil || n != len(frame) {
 		t.Fatalf("the write to another peer: %d of %d bytes, %v", n, len(frame), err)
 	}
-	u.noteDeclines(b.ID(), &pb.ControlMessage{Idontwant: []*pb.ControlIDontWant{{MessageIDs: []string{"a"}}}})
+	u.noteDeclines(b, &pb.ControlMessage{Idontwant: []*pb.ControlIDontWant{{MessageIDs: []string{"a"}}}})
 	awaitHeldWrite(t, wrote)
 	if u.skipped.Load() != 1 || u.busy.held.Load() != 1 {
 		t.Fatalf("%d copies left out, %d writes held; want 1 and 1", u.skipped.Load(), u.busy.held.Load())
@@ -143,19 +151,13 @@ func TestAWriteHeldForABusyPeerLeavesNothingOnceItDeclines(t *testing.T) {
 // it passes the turn on (a write to another peer goes) and is held like
 // any other.
 func TestAWriteWaitingForItsTurnPassesItOnOnceItsPeerIsBusy(t *testing.T) {
-	a, b, c := newHost(t), newHost(t), newHost(t)
-	connect(t, a, b)
-	connect(t, a, c)
-	u := newTestUplink(t, 10*time.Second, nil)
-	u.busy = newBusyWrites(10 * time.Second)
-	toB := streamTo(t, a, b, "/test/busy-turn", closedChan())
-	toC := streamTo(t, a, c, "/test/busy-turn", closedChan())
+	u, b, toB, toC := busyUplink(t, "/test/busy-turn")
 	frame := rpcFrame(t, &pb.RPC{Publish: []*pb.Message{message('a')}})
 	u.turn <- struct{}{} // another write's turn
 	wroteB, wroteC := make(chan error, 1), make(chan error, 1)
 	go func() { _, err := u.write(toB, frame); wroteB <- err }()
 	eventually(t, 5*time.Second, "the write to b waits for its turn", func() bool { return u.waited.Load() == 1 })
-	u.busy.notice(b.ID(), 10*time.Second, time.Now())
+	u.busy.notice(b, 10*time.Second, time.Now())
 	go func() { _, err := u.write(toC, frame); wroteC <- err }()
 	eventually(t, 5*time.Second, "the write to c waits for its turn", func() bool { return u.waited.Load() == 2 })
 	<-u.turn // the other write ends
@@ -171,7 +173,7 @@ func TestAWriteWaitingForItsTurnPassesItOnOnceItsPeerIsBusy(t *testing.T) {
 	}
 	// The write to b may take the turn after c's: it is held then.
 	eventually(t, 5*time.Second, "the write to the busy peer is held", func() bool { return u.busy.held.Load() == 1 })
-	u.noteDeclines(b.ID(), &pb.ControlMessage{Idontwant: []*pb.ControlIDontWant{{MessageIDs: []string{"a"}}}})
+	u.noteDeclines(b, &pb.ControlMessage{Idontwant: []*pb.ControlIDontWant{{MessageIDs: []string{"a"}}}})
 	awaitHeldWrite(t, wroteB)
 	if u.skipped.Load() != 1 {
 		t.Fatalf("%d copies left out, want the one to the busy peer", u.skipped.Load())
