@@ -63,6 +63,9 @@ type asks struct {
 	// began, if set, hears of each frame counted, with its peer; it must
 	// not block (busy.go).
 	began func(peer.ID)
+	// started, if set, hears of every large frame from a trusted peer,
+	// counted or not, with its peer and when it began (clear.go).
+	started func(peer.ID, time.Time)
 }
 
 func newAsks(g GossipParams, trusted func(peer.ID) bool) *asks {
@@ -105,6 +108,9 @@ func (a *asks) onTrack(r *readStream, now time.Time) bool {
 // count starts counting r's frame of size bytes from its peer at now,
 // unless that peer's last counted frame began less than two holds ago.
 func (a *asks) count(r *readStream, size uint64, now time.Time) {
+	if a.started != nil {
+		a.started(r.from, now)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if last, ok := a.counted[r.from]; ok && now.Sub(last) < 2*a.hold {

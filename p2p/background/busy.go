@@ -138,6 +138,7 @@ type busyWait struct {
 	all  func() bool // whether p has declined every message the write carries
 	last time.Time   // the write's deadline: busyWriteHolds holds from its start
 	held bool        // counted (busyWrites.held)
+	asks int         // how often it asked to be sent (clear.go)
 }
 
 // wait starts the wait of a write to p, which p has declined whole when
@@ -215,7 +216,12 @@ func (w *busyWait) await(done <-chan struct{}) {
 type busyNotices struct {
 	hold  time.Duration
 	kicks chan peer.ID // the peers whose frames began
+	oneEach
+}
 
+// oneEach lets one frame at a time be on its way to a peer, and counts
+// the frames sent and those dropped.
+type oneEach struct {
 	mu      sync.Mutex
 	sending map[peer.ID]struct{}
 
@@ -227,7 +233,7 @@ type busyNotices struct {
 const busyKicks = 4
 
 func newBusyNotices(hold time.Duration) *busyNotices {
-	return &busyNotices{hold: hold, kicks: make(chan peer.ID, busyKicks), sending: map[peer.ID]struct{}{}}
+	return &busyNotices{hold: hold, kicks: make(chan peer.ID, busyKicks), oneEach: oneEach{sending: map[peer.ID]struct{}{}}}
 }
 
 // began asks for a round of notices for a frame from p. It never blocks:
@@ -245,9 +251,9 @@ func (n *busyNotices) began(p peer.ID) {
 // that arrive later still.
 func (n *busyNotices) sendTimeout() time.Duration { return n.hold / 4 }
 
-// startSending reports whether a notice to p may start: none is on its
-// way to p. A notice that may not is counted.
-func (n *busyNotices) startSending(p peer.ID) bool {
+// startSending reports whether a frame to p may start: none is on its
+// way to p. A frame that may not is counted.
+func (n *oneEach) startSending(p peer.ID) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if _, ok := n.sending[p]; ok {
@@ -258,7 +264,7 @@ func (n *busyNotices) startSending(p peer.ID) bool {
 	return true
 }
 
-func (n *busyNotices) doneSending(p peer.ID, err error) {
+func (n *oneEach) doneSending(p peer.ID, err error) {
 	n.mu.Lock()
 	delete(n.sending, p)
 	n.mu.Unlock()
@@ -289,12 +295,9 @@ func (r *Router) busyLoop(n *busyNotices) {
 // tellBusy sends frame to the peers of the mesh but from that list
 // BusyProtocolID: an older node would take it for a malformed frame.
 func (r *Router) tellBusy(n *busyNotices, from peer.ID, frame []byte) {
-	busy := BusyProtocolID(r.cfg.NetworkID)
+	heeds := r.supports(BusyProtocolID(r.cfg.NetworkID))
 	for _, p := range r.have.meshPeers(nil) {
-		if p == from {
-			continue
-		}
-		if ok, err := r.host.Peerstore().SupportsProtocols(p, busy); err != nil || len(ok) == 0 {
+		if p == from || !heeds(p) {
 			continue
 		}
 		if !n.startSending(p) {
@@ -312,10 +315,15 @@ func (r *Router) tellBusy(n *busyNotices, from peer.ID, frame []byte) {
 	}
 }
 
-// advertiseBusy lists BusyProtocolID on a node that heeds busy notices.
-// A stream opened on it is reset at once.
+// advertiseBusy lists BusyProtocolID on a node that heeds busy notices,
+// and ClearProtocolID on one that answers asks to send. A stream opened
+// on either is reset at once.
 func (r *Router) advertiseBusy() {
-	if u := r.up.Load(); u != nil && u.busy != nil {
+	u := r.up.Load()
+	if u != nil && u.busy != nil {
 		r.host.SetStreamHandler(BusyProtocolID(r.cfg.NetworkID), func(s network.Stream) { _ = s.Reset() })
+	}
+	if u != nil && u.clearance != nil {
+		r.host.SetStreamHandler(ClearProtocolID(r.cfg.NetworkID), func(s network.Stream) { _ = s.Reset() })
 	}
 }

@@ -201,6 +201,19 @@ type GossipParams struct {
 	// against 6.6 s; a write held at most one BusyHold, 6.5 s; 2s, 5.7 s
 	// but slower validators (ADR 0002, eleventh session).
 	BusyHold time.Duration
+	// ClearWait, under lazy gossip with BusyHold: a node asks a peer that
+	// lists ClearProtocolID (a full node) before it writes it a large
+	// gossip frame, holding its turn for the answer at most this long,
+	// and writes when the peer clears it or does not answer in time (then
+	// it does not ask that peer for a minute); a peer that says it is busy
+	// holds the write as a busy notice does. A full node clears one
+	// validator at a time, for at most this long until its frame begins,
+	// and tells the others it is busy (clear.go). Notices cannot hold the
+	// copies validators begin within a link of each other, which were most
+	// of a late full node's. 0 asks nothing and answers nothing. Default
+	// 500ms: a round trip on most links, about an eighth of a 1 MiB
+	// block's time at 20 Mbit/s (ADR 0002, thirteenth session).
+	ClearWait time.Duration
 	// MaxHeldBytes bounds the bytes of the messages a full node holds for
 	// their forward delay; a message beyond it is forwarded at once and
 	// counted (Stats.HeldFull). Default 64 MiB: a 20 Mbit/s downlink fills
@@ -298,6 +311,7 @@ const (
 	DefaultAskHold               = 3 * time.Second
 	DefaultAskMinRate            = 128 << 10
 	DefaultBusyHold              = time.Second
+	DefaultClearWait             = 500 * time.Millisecond
 	DefaultMaxHaveSignals        = 4096
 	DefaultSubmitFallback        = time.Second
 	DefaultLargeSubmitFallback   = 15 * time.Second
@@ -340,6 +354,7 @@ func DefaultGossipParams() GossipParams {
 		AskHold:              DefaultAskHold,
 		AskMinRate:           DefaultAskMinRate,
 		BusyHold:             DefaultBusyHold,
+		ClearWait:            DefaultClearWait,
 		MaxHaveSignals:       DefaultMaxHaveSignals,
 		SubmitFallback:       DefaultSubmitFallback,
 		SubmitInParts:        true,
@@ -523,6 +538,15 @@ func BusyProtocolID(networkID string) protocol.ID {
 	return protocol.ID("/rainp2p/" + networkID + "/background/busy/1.0.0")
 }
 
+// ClearProtocolID names what a full node that answers asks to send
+// (clear.go) lists in identify. No stream on it carries anything: a node
+// asks, on the background unicast protocol, only peers that list it,
+// since a node of an older release would take an ask for a malformed
+// frame.
+func ClearProtocolID(networkID string) protocol.ID {
+	return protocol.ID("/rainp2p/" + networkID + "/background/clear/1.0.0")
+}
+
 // pubsubMaxMessageSize is the RPC limit handed to pubsub: one envelope,
 // its BackgroundMessage framing, and room for the pubsub message fields
 // (topic; no author fields under StrictNoSign) and RPC framing.
@@ -614,6 +638,8 @@ func (g GossipParams) validate() error {
 		return fmt.Errorf("AskHold %v must be 0 or more than %v, and AskMinRate %d positive when it is not 0", g.AskHold, askGrace, g.AskMinRate)
 	case g.BusyHold < 0 || g.BusyHold > 0 && g.BusyHold < time.Millisecond:
 		return fmt.Errorf("BusyHold %v must be 0 or at least 1ms (notices count milliseconds)", g.BusyHold)
+	case g.ClearWait < 0:
+		return fmt.Errorf("ClearWait %v must not be negative", g.ClearWait)
 	case g.LazyAmongValidators && g.MaxHeldBytes <= 0:
 		return fmt.Errorf("MaxHeldBytes %d must be positive", g.MaxHeldBytes)
 	case g.LazyAmongValidators && g.MaxHaveSignals <= 0:

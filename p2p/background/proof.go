@@ -8,6 +8,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/rainp2p/rainp2p/p2p/wire"
 )
@@ -144,8 +145,15 @@ func (r *Router) blockParent() peer.ID {
 // offersProofs reports whether validator id said (identify) that it
 // answers want_proof.
 func (r *Router) offersProofs(id peer.ID) bool {
-	ok, err := r.host.Peerstore().SupportsProtocols(id, SubmitProofProtocolID(r.cfg.NetworkID))
-	return err == nil && len(ok) > 0
+	return r.supports(SubmitProofProtocolID(r.cfg.NetworkID))(id)
+}
+
+// supports is a check that a peer lists proto in identify.
+func (r *Router) supports(proto protocol.ID) func(peer.ID) bool {
+	return func(p peer.ID) bool {
+		ok, err := r.host.Peerstore().SupportsProtocols(p, proto)
+		return err == nil && len(ok) > 0
+	}
 }
 
 // wantsProof reports whether a whole-ring submission of size bytes to

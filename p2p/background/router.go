@@ -341,7 +341,15 @@ func (r *Router) pubsubHost(tr *tracer) (host.Host, error) {
 		if r.have != nil && g.BusyHold > 0 {
 			u.notices = newBusyNotices(g.BusyHold)
 			u.asks.began = u.notices.began
+			if g.ClearWait > 0 {
+				u.clearance = newClearance(g.ClearWait, g.BusyHold, r.lazy.contains, u.asks.receiving)
+				u.answers = &oneEach{sending: map[peer.ID]struct{}{}}
+				u.asks.started = u.clearance.began
+			}
 		}
+	}
+	if u.busy != nil {
+		u.askers = newClearAsks(g.ClearWait, r.supports(ClearProtocolID(r.cfg.NetworkID)), r.uc.Send)
 	}
 	r.up.Store(u)
 	tr.up = u
@@ -509,6 +517,14 @@ func (r *Router) onUnicast(from peer.ID, data []byte) {
 	case err == nil && u.Busy > 0:
 		if up := r.up.Load(); up != nil {
 			up.busy.notice(from, u.Busy, time.Now())
+			up.askers.answered(from, false)
+		}
+		return
+	case err == nil && (u.AskToSend || u.ClearToSend):
+		if up := r.up.Load(); up != nil && u.AskToSend {
+			r.onAsk(up, from)
+		} else if up != nil {
+			up.askers.answered(from, true)
 		}
 		return
 	case err == nil && !m.IsUnicast() && r.cfg.lazyNetwork():
@@ -681,6 +697,7 @@ func (r *Router) Close() error {
 		r.host.Network().StopNotify(r.connClosed)
 		r.host.RemoveStreamHandler(SubmitProofProtocolID(r.cfg.NetworkID))
 		r.host.RemoveStreamHandler(BusyProtocolID(r.cfg.NetworkID))
+		r.host.RemoveStreamHandler(ClearProtocolID(r.cfg.NetworkID))
 		r.proofs.Close()
 		r.cancel()
 		r.wg.Wait()

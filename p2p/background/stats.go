@@ -130,6 +130,16 @@ type Stats struct {
 	// BusyNoticesHeard the notices it heard, and LargeWritesHeldBusy its
 	// large gossip writes held for a busy peer.
 	BusyNoticesSent, BusyNoticesDropped, BusyNoticesHeard, LargeWritesHeldBusy uint64
+	// AsksSent counts this node's asks to send a large gossip write
+	// (GossipParams.ClearWait), AsksCleared those the peer cleared,
+	// AsksRefused those it answered with a busy notice, and
+	// AsksUnanswered those not answered in time (or not sent).
+	AsksSent, AsksCleared, AsksRefused, AsksUnanswered uint64
+	// ClearancesGiven counts the asks this full node answered with a
+	// clearance, ClearancesRefused those it answered with a busy notice,
+	// and AnswersDropped the answers it did not send (one was already on
+	// its way to that peer, or the send failed).
+	ClearancesGiven, ClearancesRefused, AnswersDropped uint64
 	// Graylisted is how many peers were below the graylist threshold at
 	// the last score inspection, LowestScore the lowest score then.
 	Graylisted  uint64

@@ -42,16 +42,19 @@ import (
 
 // uplink is the turn of large writes and the peers' IDONTWANTs.
 type uplink struct {
-	large    int
-	idLen    int // the length of this network's message IDs
-	hold     time.Duration
-	turn     chan struct{}
-	done     <-chan struct{}
-	msgID    func(*pb.Message) string
-	declined *lru.Cache[declinedKey, struct{}]
-	asks     *asks        // nil: IWANTs leave as pubsub writes them
-	busy     *busyWrites  // nil: busy notices are not heeded
-	notices  *busyNotices // nil: this node sends none (only full nodes do)
+	large     int
+	idLen     int // the length of this network's message IDs
+	hold      time.Duration
+	turn      chan struct{}
+	done      <-chan struct{}
+	msgID     func(*pb.Message) string
+	declined  *lru.Cache[declinedKey, struct{}]
+	asks      *asks        // nil: IWANTs leave as pubsub writes them
+	busy      *busyWrites  // nil: busy notices are not heeded
+	notices   *busyNotices // nil: this node sends none (only full nodes do)
+	askers    *clearAsks   // nil: large writes go unasked (clear.go)
+	clearance *clearance   // nil: this node answers no asks (only full nodes do)
+	answers   *oneEach     // the answers on their way
 
 	waited, overtook, skipped, forgotten atomic.Uint64
 }
@@ -150,7 +153,7 @@ func (u *uplink) takeWhenIdle(s network.Stream, frame []byte) (bool, error) {
 	for {
 		w.await(u.done)
 		turn, err := u.take(&c)
-		if err != nil || !w.busy() {
+		if err != nil || !w.busy() && u.clearToSend(p, w) {
 			return turn, err
 		}
 		w.hold() // before the turn passes on
@@ -163,6 +166,17 @@ func (u *uplink) takeWhenIdle(s network.Stream, frame []byte) (bool, error) {
 		default:
 		}
 	}
+}
+
+// clearToSend asks p whether the write may go now (clear.go), holding
+// the turn, unless the write carries nothing p has not declined, has
+// asked maxAsksPerWrite times, or is past its busy deadline.
+func (u *uplink) clearToSend(p peer.ID, w *busyWait) bool {
+	if u.askers == nil || w == nil || w.asks >= maxAsksPerWrite || w.all() || !time.Now().Before(w.last) {
+		return true
+	}
+	w.asks++
+	return u.askers.ask(p, u.done)
 }
 
 // declinedAll is a check that p has declined every message frame
@@ -349,5 +363,11 @@ func (u *uplink) fill(s *Stats) {
 	}
 	if u.notices != nil {
 		s.BusyNoticesSent, s.BusyNoticesDropped = u.notices.sent.Load(), u.notices.dropped.Load()
+	}
+	if a := u.askers; a != nil {
+		s.AsksSent, s.AsksCleared, s.AsksRefused, s.AsksUnanswered = a.asked.Load(), a.cleared.Load(), a.refused.Load(), a.unanswered.Load()
+	}
+	if c := u.clearance; c != nil {
+		s.ClearancesGiven, s.ClearancesRefused, s.AnswersDropped = c.clears.Load(), c.refusals.Load(), u.answers.dropped.Load()
 	}
 }

@@ -75,6 +75,12 @@ type Unicast struct {
 	// Busy is how long the sender asks its large gossip writes to be held
 	// (EncodeBusy); zero unless the frame is a busy notice.
 	Busy time.Duration
+	// AskToSend: the sender has a large gossip write for the receiver and
+	// asks whether to send it now (EncodeAskToSend).
+	AskToSend bool
+	// ClearToSend: the answer to an ask that the write may go now
+	// (EncodeClearToSend).
+	ClearToSend bool
 }
 
 // OpenUnicast opens a frame of the background router's unicast protocol:
@@ -86,14 +92,16 @@ func OpenUnicast(networkID string, b []byte, max int) (Unicast, error) {
 	switch {
 	case err != nil:
 		return Unicast{}, err
-	case (f.proof != nil || f.busy > 0) && (len(f.data) > 0 || len(f.handover.Parts) > 0 || len(f.handover.SetHash) > 0 || f.handover.WantProof):
-		return Unicast{}, fmt.Errorf("%w: background message: a proof or busy notice with a message", ErrMalformed)
-	case f.proof != nil && f.busy > 0:
-		return Unicast{}, fmt.Errorf("%w: background message: a proof with a busy notice", ErrMalformed)
+	case f.controls() > 0 && (len(f.data) > 0 || len(f.handover.Parts) > 0 || len(f.handover.SetHash) > 0 || f.handover.WantProof):
+		return Unicast{}, fmt.Errorf("%w: background message: a proof, notice, ask or answer with a message", ErrMalformed)
+	case f.controls() > 1:
+		return Unicast{}, fmt.Errorf("%w: background message: more than one of a proof, notice, ask and answer", ErrMalformed)
 	case f.proof != nil:
 		return Unicast{Proof: f.proof}, nil
 	case f.busy > 0:
 		return Unicast{Busy: time.Duration(f.busy) * time.Millisecond}, nil
+	case f.ask || f.clear:
+		return Unicast{AskToSend: f.ask, ClearToSend: f.clear}, nil
 	}
 	m, err := Open(networkID, f.data, max)
 	if err != nil {
@@ -126,6 +134,20 @@ func EncodeBusy(d time.Duration) ([]byte, error) {
 	return proto.Marshal(&BackgroundMessage{BusyMs: uint32(ms)})
 }
 
+// EncodeAskToSend frames an ask for background unicast: the sender has a
+// large gossip write for its peer and asks whether to send it now.
+func EncodeAskToSend() []byte {
+	b, _ := proto.Marshal(&BackgroundMessage{AskToSend: true}) // cannot fail
+	return b
+}
+
+// EncodeClearToSend frames the answer to an ask that the write may go
+// now; a peer that may not send yet is sent a busy notice instead.
+func EncodeClearToSend() []byte {
+	b, _ := proto.Marshal(&BackgroundMessage{ClearToSend: true}) // cannot fail
+	return b
+}
+
 // backgroundFrame is a parsed background frame: the envelope (aliasing
 // the frame), a submission's handover, or a proof.
 type backgroundFrame struct {
@@ -133,10 +155,25 @@ type backgroundFrame struct {
 	handover Handover
 	proof    *Proof
 	busy     uint32 // milliseconds
+	ask      bool
+	clear    bool
+}
+
+// controls counts the frame's unicast controls: a proof, a busy notice,
+// an ask to send and its answer. A frame holds at most one, alone.
+func (f backgroundFrame) controls() int {
+	n := 0
+	for _, on := range []bool{f.proof != nil, f.busy > 0, f.ask, f.clear} {
+		if on {
+			n++
+		}
+	}
+	return n
 }
 
 // parseBackground splits a background frame into its fields. Only a
-// frame of the unicast protocol may hold a proof or ask for one; on
+// frame of the unicast protocol may hold a proof or ask for one, a busy
+// notice, an ask to send or its answer; on
 // gossip those fields are skipped unread, as older nodes skip them, so a
 // frame they would forward is never one this node rejects.
 func parseBackground(b []byte, max int, unicast bool) (backgroundFrame, error) {
@@ -149,12 +186,18 @@ func parseBackground(b []byte, max int, unicast bool) (backgroundFrame, error) {
 	}
 	err := parseFields(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
 		switch {
-		case !unicast && (num == 4 || num == 5 || num == 6):
+		case !unicast && num >= 4 && num <= 8:
 			return nil
-		case (num == 5 || num == 6) && typ != protowire.VarintType:
+		case num >= 5 && num <= 8 && typ != protowire.VarintType:
 			return fmt.Errorf("%w: background message: field %d has wire type %d", ErrMalformed, num, typ)
 		case num == 5:
 			f.handover.WantProof = x != 0
+			return nil
+		case num == 7:
+			f.ask = x != 0
+			return nil
+		case num == 8:
+			f.clear = x != 0
 			return nil
 		case num == 6 && x > 1<<32-1:
 			return fmt.Errorf("%w: background message: busy for %d ms", ErrMalformed, x)

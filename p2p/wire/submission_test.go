@@ -140,6 +140,34 @@ func TestABusyNoticeCarriesItsDurationAlone(t *testing.T) {
 	}
 }
 
+// An ask to send and its answer travel alone on background unicast, and
+// a submission reader refuses them.
+func TestAnAskToSendAndItsAnswerTravelAlone(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		frame      []byte
+		ask, clear bool
+	}{
+		{"an ask", EncodeAskToSend(), true, false},
+		{"a clearance", EncodeClearToSend(), false, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			u, err := OpenUnicast(testNetwork, tt.frame, 0)
+			if err != nil || u.Message != nil || u.Proof != nil || u.Busy != 0 || u.AskToSend != tt.ask || u.ClearToSend != tt.clear {
+				t.Fatalf("OpenUnicast = %+v, %v", u, err)
+			}
+			if _, _, err := OpenSubmission(testNetwork, tt.frame, 0); !errors.Is(err, ErrEmpty) {
+				t.Errorf("OpenSubmission = %v, want ErrEmpty", err)
+			}
+		})
+	}
+}
+
+// flagField is a bool field num set to true.
+func flagField(num protowire.Number) []byte {
+	return protowire.AppendVarint(protowire.AppendTag(nil, num, protowire.VarintType), 1)
+}
+
 // busyField is a busy notice's field of ms milliseconds.
 func busyField(ms uint64) []byte {
 	return protowire.AppendVarint(protowire.AppendTag(nil, 6, protowire.VarintType), ms)
@@ -176,6 +204,12 @@ func TestMalformedProofsAreRefused(t *testing.T) {
 		{"a busy notice next to a proof", append(busyField(500), proofField(id, sig(64))...)},
 		{"a busy notice beyond 32 bits", busyField(1 << 32)},
 		{"a busy notice of the wrong wire type", protowire.AppendBytes(protowire.AppendTag(nil, 6, protowire.BytesType), []byte{1})},
+		{"an ask next to a message", append(slices.Clone(data), flagField(7)...)},
+		{"an ask next to a busy notice", append(busyField(500), flagField(7)...)},
+		{"an ask with its own answer", append(flagField(7), flagField(8)...)},
+		{"a clearance next to a proof", append(flagField(8), proofField(id, sig(64))...)},
+		{"an ask of the wrong wire type", protowire.AppendBytes(protowire.AppendTag(nil, 7, protowire.BytesType), []byte{1})},
+		{"a clearance of the wrong wire type", protowire.AppendBytes(protowire.AppendTag(nil, 8, protowire.BytesType), []byte{1})},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := OpenUnicast(testNetwork, tt.frame, 0); !errors.Is(err, ErrMalformed) {
@@ -189,7 +223,7 @@ func TestMalformedProofsAreRefused(t *testing.T) {
 }
 
 // On gossip the unicast-only fields (a proof, asking for one, a busy
-// notice) are skipped unread, as older nodes skip
+// notice, an ask to send and its answer) are skipped unread, as older nodes skip
 // them: a gossip frame an older node would forward is never one a newer
 // node rejects.
 func TestGossipFramesIgnoreTheUnicastOnlyFields(t *testing.T) {
@@ -198,6 +232,8 @@ func TestGossipFramesIgnoreTheUnicastOnlyFields(t *testing.T) {
 	frame = protowire.AppendBytes(protowire.AppendTag(frame, 4, protowire.BytesType), []byte{0xff})
 	frame = protowire.AppendBytes(protowire.AppendTag(frame, 5, protowire.BytesType), []byte{1})
 	frame = protowire.AppendBytes(protowire.AppendTag(frame, 6, protowire.BytesType), []byte{1})
+	frame = protowire.AppendBytes(protowire.AppendTag(frame, 7, protowire.BytesType), []byte{1})
+	frame = protowire.AppendBytes(protowire.AppendTag(frame, 8, protowire.BytesType), []byte{1})
 	if got, err := OpenBackground(testNetwork, frame, 0); err != nil || got.ID != m.ID {
 		t.Fatalf("OpenBackground = %v, %v; want the message", got, err)
 	}
@@ -238,6 +274,7 @@ func TestOnlyAFrameWithAnEnvelopeCarriesOne(t *testing.T) {
 	}{
 		{"a submission carries one", submission, true, false},
 		{"a busy notice does not", busy, false, false},
+		{"an ask to send does not", EncodeAskToSend(), false, false},
 		{"a proof does not", proof, false, false},
 		{"a truncated frame is malformed", []byte{0x0a, 0x05, 'x'}, false, true},
 	} {

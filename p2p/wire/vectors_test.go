@@ -114,6 +114,8 @@ func vectors(t *testing.T) [][2]string {
 		})},
 		{"submission_proof", hex.EncodeToString(proof(t, Proof{Receipt: inner, Sig: sign(inner), SetHash: setHash}))},
 		{"busy_notice", marshal(&BackgroundMessage{BusyMs: 1500})},
+		{"ask_to_send", hex.EncodeToString(EncodeAskToSend())},
+		{"clear_to_send", hex.EncodeToString(EncodeClearToSend())},
 		{"unicast_recipient", to.String()},
 		{"unicast_message_id", u.ID.String()},
 		{"unicast_envelope", hex.EncodeToString(u.Raw)},

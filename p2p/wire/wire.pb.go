@@ -377,7 +377,15 @@ type BackgroundMessage struct {
 	// receiver to hold its large gossip writes to the sender for this many
 	// milliseconds, or until the sender has declined what they carry
 	// (docs/PROTOCOL.md section 5). The receiver caps it.
-	BusyMs        uint32 `protobuf:"varint,6,opt,name=busy_ms,json=busyMs,proto3" json:"busy_ms,omitempty"`
+	BusyMs uint32 `protobuf:"varint,6,opt,name=busy_ms,json=busyMs,proto3" json:"busy_ms,omitempty"`
+	// On background unicast only, and then alone: the sender has a large
+	// gossip write for the receiver and asks whether to send it now. The
+	// receiver answers with clear_to_send, or with a busy notice (field 6)
+	// (docs/PROTOCOL.md section 5).
+	AskToSend bool `protobuf:"varint,7,opt,name=ask_to_send,json=askToSend,proto3" json:"ask_to_send,omitempty"`
+	// On background unicast only, and then alone: the answer to
+	// ask_to_send that the sender may send its write now.
+	ClearToSend   bool `protobuf:"varint,8,opt,name=clear_to_send,json=clearToSend,proto3" json:"clear_to_send,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -452,6 +460,20 @@ func (x *BackgroundMessage) GetBusyMs() uint32 {
 		return x.BusyMs
 	}
 	return 0
+}
+
+func (x *BackgroundMessage) GetAskToSend() bool {
+	if x != nil {
+		return x.AskToSend
+	}
+	return false
+}
+
+func (x *BackgroundMessage) GetClearToSend() bool {
+	if x != nil {
+		return x.ClearToSend
+	}
+	return false
 }
 
 // SubmissionProof is the receipt one of a parent's RainTree targets signed
@@ -633,7 +655,7 @@ const file_wire_proto_rawDesc = "" +
 	"\areceipt\x18\v \x01(\fR\areceipt\x12,\n" +
 	"\x12receipt_span_start\x18\f \x01(\rR\x10receiptSpanStart\x12(\n" +
 	"\x10receipt_span_len\x18\r \x01(\rR\x0ereceiptSpanLen\x12#\n" +
-	"\rreceipt_level\x18\x0e \x01(\rR\freceiptLevel\"\xdd\x01\n" +
+	"\rreceipt_level\x18\x0e \x01(\rR\freceiptLevel\"\xa1\x02\n" +
 	"\x11BackgroundMessage\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x19\n" +
 	"\bset_hash\x18\x02 \x01(\fR\asetHash\x12,\n" +
@@ -641,7 +663,9 @@ const file_wire_proto_rawDesc = "" +
 	"\x05proof\x18\x04 \x01(\v2\x1d.rainp2p.wire.SubmissionProofR\x05proof\x12\x1d\n" +
 	"\n" +
 	"want_proof\x18\x05 \x01(\bR\twantProof\x12\x17\n" +
-	"\abusy_ms\x18\x06 \x01(\rR\x06busyMs\"\xe2\x01\n" +
+	"\abusy_ms\x18\x06 \x01(\rR\x06busyMs\x12\x1e\n" +
+	"\vask_to_send\x18\a \x01(\bR\taskToSend\x12\"\n" +
+	"\rclear_to_send\x18\b \x01(\bR\vclearToSend\"\xe2\x01\n" +
 	"\x0fSubmissionProof\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\fR\tmessageId\x12\x18\n" +

@@ -1,0 +1,255 @@
+package background
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/rainp2p/rainp2p/p2p/wire"
+)
+
+// A full node clears one validator at a time, and answers any other ask
+// with how long it is busy.
+func TestAFullNodeClearsOneValidatorAtATime(t *testing.T) {
+	const ttl, hold = 500 * time.Millisecond, time.Second
+	const v1, v2, fn = peer.ID("v1"), peer.ID("v2"), peer.ID("fn")
+	type ask struct {
+		at    time.Duration
+		from  peer.ID
+		clear bool
+		busy  time.Duration // when not clear
+	}
+	for _, tt := range []struct {
+		name      string
+		began     map[peer.ID]time.Duration // when a large frame from the peer began
+		receiving time.Duration             // a counted frame arrives until then
+		asks      []ask
+	}{
+		{name: "the first validator to ask is cleared, the next told to wait out its clearance", asks: []ask{
+			{0, v1, true, 0}, {100 * time.Millisecond, v2, false, 400 * time.Millisecond},
+		}},
+		{name: "a cleared validator asking again is cleared, for no longer", asks: []ask{
+			{0, v1, true, 0}, {300 * time.Millisecond, v1, true, 0}, {400 * time.Millisecond, v2, false, 100 * time.Millisecond},
+		}},
+		{name: "a clearance runs out and the next validator is cleared", asks: []ask{
+			{0, v1, true, 0}, {ttl, v2, true, 0}, {ttl + time.Millisecond, v1, false, ttl - time.Millisecond},
+		}},
+		{name: "a begun frame keeps the others out for the hold", began: map[peer.ID]time.Duration{v1: 100 * time.Millisecond}, asks: []ask{
+			{0, v1, true, 0}, {ttl + 50*time.Millisecond, v2, false, hold - ttl + 50*time.Millisecond}, {hold + 100*time.Millisecond, v2, true, 0},
+		}},
+		{name: "a validator cleared that sent nothing is let through but not cleared again", asks: []ask{
+			{0, v1, true, 0}, {ttl, v1, true, 0}, {ttl + time.Millisecond, v2, true, 0},
+			{2 * ttl, v2, true, 0}, {2*ttl + time.Millisecond, v1, true, 0},
+		}},
+		{name: "the bar lasts three holds", asks: []ask{
+			{0, v1, true, 0}, {ttl + busyWriteHolds*hold, v1, true, 0}, {ttl + busyWriteHolds*hold + time.Millisecond, v2, false, ttl - time.Millisecond},
+		}},
+		{name: "while a counted frame arrives every ask is told the hold", receiving: 300 * time.Millisecond, asks: []ask{
+			{0, v1, false, hold}, {200 * time.Millisecond, fn, false, hold}, {300 * time.Millisecond, v1, true, 0},
+		}},
+		{name: "anyone else is let through and holds no validator back", asks: []ask{
+			{0, fn, true, 0}, {time.Millisecond, v1, true, 0}, {2 * time.Millisecond, fn, false, ttl - time.Millisecond},
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Unix(1000, 0)
+			c := newClearance(ttl, hold, func(p peer.ID) bool { return p != fn },
+				func(now time.Time) bool { return now.Before(start.Add(tt.receiving)) })
+			refused := 0
+			for i, a := range tt.asks {
+				for p, at := range tt.began {
+					if at <= a.at {
+						c.began(p, start.Add(at))
+						delete(tt.began, p)
+					}
+				}
+				clear, busy := c.answer(a.from, start.Add(a.at))
+				if clear != a.clear || !clear && busy != a.busy {
+					t.Fatalf("ask %d (%s at %v) = clear %v, busy %v; want %v, %v", i, a.from, a.at, clear, busy, a.clear, a.busy)
+				}
+				if !clear {
+					refused++
+				}
+			}
+			if c.refusals.Load() != uint64(refused) || c.clears.Load() != uint64(len(tt.asks)-refused) {
+				t.Fatalf("counted %d clears and %d refusals, want %d and %d", c.clears.Load(), c.refusals.Load(), len(tt.asks)-refused, refused)
+			}
+		})
+	}
+}
+
+// A writer's ask waits for its answer at most ClearWait: a clearance or
+// no answer lets the write go (and a peer that did not answer is not
+// asked again for askMute), a busy notice holds it; a peer that does not
+// list the protocol is not asked (virtual time).
+func TestAnAskWaitsForItsAnswerAtMostClearWait(t *testing.T) {
+	const wait = 500 * time.Millisecond
+	const p = peer.ID("p")
+	for _, tt := range []struct {
+		name     string
+		lists    bool
+		answer   func(a *clearAsks) // called when the ask arrives; nil: none
+		sendErr  error
+		want     bool
+		waited   time.Duration
+		askAgain bool // a second write asks p again
+	}{
+		{name: "a clearance lets the write go", lists: true, answer: func(a *clearAsks) { a.answered(p, true) }, want: true, askAgain: true},
+		{name: "a busy answer holds the write", lists: true, answer: func(a *clearAsks) { a.answered(p, false) }, want: false, askAgain: true},
+		{name: "no answer lets the write go after the wait, and mutes the peer", lists: true, want: true, waited: wait},
+		{name: "an ask that cannot be sent lets the write go, and mutes the peer", lists: true, sendErr: errors.New("no stream"), want: true},
+		{name: "a peer that does not list the protocol is not asked", lists: false, want: true, askAgain: false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var sent atomic.Int32
+				var a *clearAsks
+				a = newClearAsks(wait, func(peer.ID) bool { return tt.lists }, func(_ context.Context, to peer.ID, frame []byte) error {
+					if u, err := wire.OpenUnicast("", frame, 0); err != nil || !u.AskToSend || to != p {
+						t.Errorf("sent %x to %s, want an ask to p", frame, to)
+					}
+					sent.Add(1)
+					if tt.answer != nil {
+						go tt.answer(a)
+					}
+					return tt.sendErr
+				})
+				start := time.Now()
+				if got := a.ask(p, nil); got != tt.want {
+					t.Fatalf("ask = %v, want %v", got, tt.want)
+				}
+				if got := time.Since(start); got != tt.waited {
+					t.Fatalf("waited %v, want %v", got, tt.waited)
+				}
+				before := sent.Load()
+				a.ask(p, nil)
+				if asked := sent.Load() > before; asked != tt.askAgain {
+					t.Fatalf("a second write asked again: %v, want %v", asked, tt.askAgain)
+				}
+			})
+		})
+	}
+	if newClearAsks(0, nil, nil) != nil {
+		t.Fatal("ClearWait 0 asks")
+	}
+}
+
+// bigFrame is a gossip RPC carrying one message of at least LargeBytes.
+func bigFrame(t *testing.T, id byte) []byte {
+	t.Helper()
+	data := append([]byte{id}, bytes.Repeat([]byte{'x'}, DefaultLargeBytes)...)
+	return rpcFrame(t, &pb.RPC{Publish: []*pb.Message{{Data: data}}})
+}
+
+// awaitListed waits until a has heard (identify) that b lists proto.
+func awaitListed(t *testing.T, a host.Host, b peer.ID, proto protocol.ID) {
+	t.Helper()
+	eventually(t, 10*time.Second, "identify lists "+string(proto), func() bool {
+		ok, err := a.Peerstore().SupportsProtocols(b, proto)
+		return err == nil && len(ok) > 0
+	})
+}
+
+// On real routers: a full node clears the first validator that asks;
+// while that validator's block arrives, it tells the second it is busy,
+// and clears it once the first block's hold has run.
+func TestAFullNodeClearsASecondValidatorOnlyOnceTheFirstBlocksHoldRan(t *testing.T) {
+	const net = "clear"
+	cfg := testConfig(net)
+	cfg.Gossip.BusyHold = 2 * time.Second
+	vcfg := cfg
+	vcfg.RainTreeValidator = true
+	f := startNode(t, cfg)
+	v1, v2 := startNodeOn(t, newHostWithConnManager(t), vcfg), startNodeOn(t, newHostWithConnManager(t), vcfg)
+	f.r.SetValidatorIDs(nil, []peer.ID{v1.h.ID(), v2.h.ID()})
+	followed := f.r.FollowReads(f.h) // as RainTree's and gossip's streams are
+	var streams []network.Stream
+	for i, v := range []*node{v1, v2} {
+		connect(t, v.h, f.h)
+		awaitListed(t, v.h, f.h.ID(), ClearProtocolID(net))
+		streams = append(streams, streamTo(t, v.h, followed, protocol.ID(fmt.Sprintf("/test/clear/%d", i)), closedChan()))
+	}
+	frame := bigFrame(t, 'a')
+	start := time.Now()
+	if _, err := v1.r.up.Load().write(streams[0], frame); err != nil {
+		t.Fatal(err)
+	}
+	if s := v1.r.Stats(); s.AsksSent != 1 || s.AsksCleared != 1 {
+		t.Fatalf("v1 sent %d asks, %d cleared; want 1 and 1", s.AsksSent, s.AsksCleared)
+	}
+	wrote := make(chan error, 1)
+	go func() { _, err := v2.r.up.Load().write(streams[1], frame); wrote <- err }()
+	eventually(t, 10*time.Second, "f tells v2 it is busy", func() bool { return v2.r.Stats().AsksRefused == 1 })
+	select {
+	case err := <-wrote:
+		t.Fatalf("v2's write went while f was busy (%v)", err)
+	default:
+	}
+	select {
+	case err := <-wrote:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("v2's write did not go once the hold ran")
+	}
+	if took := time.Since(start); took < cfg.Gossip.BusyHold {
+		t.Fatalf("v2's write went %v after v1's began, within the hold (%v) v1's block keeps", took, cfg.Gossip.BusyHold)
+	}
+	// v2 is refused once or twice: while v1's clearance waits for its
+	// frame, and while that frame's hold runs.
+	s, fs := v2.r.Stats(), f.r.Stats()
+	if s.AsksCleared != 1 || s.AsksRefused < 1 || s.AsksSent != s.AsksRefused+1 || s.LargeWritesHeldBusy != 1 {
+		t.Fatalf("v2 sent %d asks, %d cleared, %d refused, %d writes held; want one more than refused, 1, at least 1, 1",
+			s.AsksSent, s.AsksCleared, s.AsksRefused, s.LargeWritesHeldBusy)
+	}
+	if fs.ClearancesGiven != 2 || fs.ClearancesRefused != s.AsksRefused || fs.AnswersDropped != 0 {
+		t.Fatalf("f gave %d clearances, refused %d, dropped %d answers; want 2, %d, 0", fs.ClearancesGiven, fs.ClearancesRefused, fs.AnswersDropped, s.AsksRefused)
+	}
+}
+
+// Attack on real hosts: a peer that lists ClearProtocolID and never
+// answers costs a writer one ClearWait of its turn, and is then written
+// to without being asked.
+func TestAPeerThatNeverAnswersIsAskedOnceAndWrittenTo(t *testing.T) {
+	const net = "clear-mute"
+	cfg := testConfig(net)
+	cfg.Gossip.ClearWait = 300 * time.Millisecond
+	cfg.RainTreeValidator = true
+	v := startNodeOn(t, newHostWithConnManager(t), cfg)
+	mute := newHost(t)
+	var asks atomic.Int32
+	mute.SetStreamHandler(ClearProtocolID(net), func(s network.Stream) { _ = s.Reset() })
+	mute.SetStreamHandler(UnicastProtocolID(net), func(s network.Stream) {
+		asks.Add(1)
+		_, _ = io.Copy(io.Discard, s)
+		_ = s.Reset()
+	})
+	connect(t, v.h, mute)
+	awaitListed(t, v.h, mute.ID(), ClearProtocolID(net))
+	s := streamTo(t, v.h, mute, "/test/mute", closedChan())
+	frame := bigFrame(t, 'a')
+	for range 2 {
+		if n, err := v.r.up.Load().write(s, frame); err != nil || n != len(frame) {
+			t.Fatalf("write: %d of %d bytes, %v", n, len(frame), err)
+		}
+	}
+	if st := v.r.Stats(); st.AsksSent != 1 || st.AsksUnanswered != 1 || st.AsksCleared != 0 {
+		t.Fatalf("%d asks sent, %d unanswered, %d cleared; want 1, 1, 0", st.AsksSent, st.AsksUnanswered, st.AsksCleared)
+	}
+	if asks.Load() != 1 {
+		t.Fatalf("the mute peer got %d unicast streams, want the one ask", asks.Load())
+	}
+}
