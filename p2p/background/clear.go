@@ -21,19 +21,23 @@ import (
 // and all of them shared its downlink for seconds. So a node asks a peer
 // that lists ClearProtocolID before it writes it a large gossip frame,
 // holding its turn for at most ClearWait, and writes only when the peer
-// clears it; a full node clears one validator at a time, and answers any
+// clears it. A node clears one validator at a time, and answers any
 // other ask with a busy notice, which holds that write as a notice
-// always does. The copy under way arrives at the downlink's whole rate,
-// and its IDONTWANT spares the copies held. The gossip wire is
-// unchanged, and an ask only delays a write: a peer that does not answer
-// in time is written to as before, and asked nothing for a while.
+// always does; while a validator's block arrives (a frame asks.go
+// counts), it answers every ask so. The copy under way arrives at the
+// downlink's whole rate, and its IDONTWANT spares the copies held. A
+// validator answers too: the full nodes' pushes of a block it is still
+// receiving on RainTree wait instead of sharing its downlink with the
+// tree. The gossip wire is unchanged, and an ask only delays a write: a
+// peer that does not answer in time is written to as before, and asked
+// nothing for a while.
 //
 // What a hostile peer can do with it:
-//   - a full node that is always busy holds only the writes to itself,
+//   - a node that is always busy holds only the writes to itself,
 //     within the three BusyHolds a notice may hold a write;
-//   - a full node that never answers costs each writer one ClearWait of
-//     its turn, and then is not asked for askMute;
-//   - a validator cleared that sends nothing holds a full node's other
+//   - a node that never answers costs each writer one ClearWait of its
+//     turn, and then is not asked for askMute;
+//   - a validator cleared that sends nothing holds that node's other
 //     validators for one ClearWait, and is then not cleared again, only
 //     let through, for three BusyHolds;
 //   - anyone else is let through, never cleared: it cannot hold the
@@ -166,7 +170,7 @@ func (a *clearAsks) answered(p peer.ID, clear bool) {
 	}
 }
 
-// clearance is a full node's answers to asks: one validator at a time is
+// clearance is a node's answers to asks: one validator at a time is
 // cleared to send.
 type clearance struct {
 	ttl       time.Duration        // how long a clearance waits for its frame (ClearWait)

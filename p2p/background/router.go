@@ -341,11 +341,11 @@ func (r *Router) pubsubHost(tr *tracer) (host.Host, error) {
 		if r.have != nil && g.BusyHold > 0 {
 			u.notices = newBusyNotices(g.BusyHold)
 			u.asks.began = u.notices.began
-			if g.ClearWait > 0 {
-				u.clearance = newClearance(g.ClearWait, g.BusyHold, r.lazy.contains, u.asks.receiving)
-				u.answers = &oneEach{sending: map[peer.ID]struct{}{}}
-				u.asks.started = u.clearance.began
-			}
+		}
+		if g.BusyHold > 0 && g.ClearWait > 0 {
+			u.clearance = newClearance(g.ClearWait, g.BusyHold, r.lazy.contains, u.asks.receiving)
+			u.answers = &oneEach{sending: map[peer.ID]struct{}{}}
+			u.asks.started = u.clearance.began
 		}
 	}
 	if u.busy != nil {

@@ -53,7 +53,7 @@ type uplink struct {
 	busy      *busyWrites  // nil: busy notices are not heeded
 	notices   *busyNotices // nil: this node sends none (only full nodes do)
 	askers    *clearAsks   // nil: large writes go unasked (clear.go)
-	clearance *clearance   // nil: this node answers no asks (only full nodes do)
+	clearance *clearance   // nil: this node answers no asks
 	answers   *oneEach     // the answers on their way
 
 	waited, overtook, skipped, forgotten atomic.Uint64
