@@ -253,3 +253,44 @@ func TestAPeerThatNeverAnswersIsAskedOnceAndWrittenTo(t *testing.T) {
 		t.Fatalf("the mute peer got %d unicast streams, want the one ask", asks.Load())
 	}
 }
+
+// On real routers: a validator receiving a block (on RainTree, here a
+// followed stream from another validator) tells a full node that asks to
+// push it a large frame that it is busy; the push goes once the notice
+// has run out.
+func TestAValidatorKeepsAFullNodesPushWaitingWhileItsBlockArrives(t *testing.T) {
+	const net, pid = "clear-validator", "/test/raintree-block"
+	cfg := testConfig(net)
+	vcfg := cfg
+	vcfg.RainTreeValidator = true
+	v0, v1 := startNodeOn(t, newHostWithConnManager(t), vcfg), startNodeOn(t, newHostWithConnManager(t), vcfg)
+	f := startNode(t, cfg)
+	v0.r.SetValidatorIDs(nil, []peer.ID{v0.h.ID(), v1.h.ID()})
+	connect(t, v1.h, v0.h)
+	connect(t, f.h, v0.h)
+	awaitListed(t, f.h, v0.h.ID(), ClearProtocolID(net))
+	asks := v0.r.up.Load().asks
+	readAll(t, v0.h, pid, asks, nil)
+	stop := blockSender(t, v1.h, v0.h, pid, 4<<20, 16<<10, 20*time.Millisecond) // 800 KiB/s, on track
+	awaitReceiving(t, asks, true, 5*time.Second)
+
+	s := streamTo(t, f.h, v0.h, "/test/push", closedChan())
+	wrote := make(chan error, 1)
+	go func() { _, err := f.r.up.Load().write(s, bigFrame(t, 'p')); wrote <- err }()
+	eventually(t, 10*time.Second, "v0 tells f it is busy", func() bool { return f.r.Stats().AsksRefused >= 1 })
+	if v0.r.Stats().ClearancesRefused < 1 || f.r.Stats().LargeWritesHeldBusy != 1 {
+		t.Fatalf("v0 refused %d asks, f held %d writes; want at least 1 and 1", v0.r.Stats().ClearancesRefused, f.r.Stats().LargeWritesHeldBusy)
+	}
+	stop()
+	select {
+	case err := <-wrote:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("f's push did not go once v0's block had stopped")
+	}
+	if st := f.r.Stats(); st.AsksCleared != 1 {
+		t.Fatalf("f's asks: %d cleared, want the last one", st.AsksCleared)
+	}
+}
