@@ -572,12 +572,13 @@ func (sc *scenario) run(ctx context.Context, s Strategy, label string, progress 
 	}
 
 	var grayClosed uint64
-	repairs := &Repairs{}
+	repairs, pacing := &Repairs{}, &Pacing{}
 	for _, m := range modules {
 		if m != nil {
 			st := m.Stats()
 			grayClosed += st.Background.ScoreDisconnects
 			repairs.add(st)
+			pacing.add(st)
 		}
 	}
 	if grayClosed > 0 {
@@ -591,7 +592,7 @@ func (sc *scenario) run(ctx context.Context, s Strategy, label string, progress 
 	defer fd.mu.Unlock()
 	r := sc.summarise(s, fd, origins, sent, traffic)
 	r.ConnectionsPerNode = countQuantiles(conns)
-	r.Repairs = repairs
+	r.Repairs, r.Pacing = repairs, pacing
 	if cfg.HeapProfile != "" {
 		if err := writeHeapProfile(cfg.HeapProfile + "-" + s.Name() + ".pprof"); err != nil {
 			return StrategyResult{}, err

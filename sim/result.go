@@ -112,6 +112,9 @@ type StrategyResult struct {
 	// Repairs adds up, over every node, what the routers did to get
 	// around faults during the run. Network mode only.
 	Repairs *Repairs `json:"repairs"`
+	// Pacing adds up, over every node, how large gossip writes were held
+	// back for their peers (busy notices, asks to send).
+	Pacing *Pacing `json:"pacing"`
 
 	// PerBroadcast lists the broadcasts in the order sent: where each
 	// started, how long it took and which router reached its targets
@@ -233,6 +236,33 @@ func (r *Repairs) add(s p2p.Stats) {
 	r.BlocksUnproven += s.Background.SubmitUnproven
 	r.BlocksResubmitted += s.Background.Resubmitted
 	r.SubmitFallbacks += s.Background.SubmitFallbacks
+}
+
+// Pacing are the background routers' counts of large gossip writes held
+// for their peers, summed over every node: BusyHeld writes held by a busy
+// notice, CopiesDeclined copies then left out (the peer said IDONTWANT),
+// AsksSent asks to send a write (GossipParams.ClearWait), AsksRefused
+// those answered busy, AsksUnanswered those not answered in time (the
+// write then went unasked, and the peer was not asked for a minute), and
+// AnswersDropped answers not sent.
+type Pacing struct {
+	BusyHeld       uint64 `json:"busy_held"`
+	CopiesDeclined uint64 `json:"copies_declined"`
+	AsksSent       uint64 `json:"asks_sent"`
+	AsksRefused    uint64 `json:"asks_refused"`
+	AsksUnanswered uint64 `json:"asks_unanswered"`
+	AnswersDropped uint64 `json:"answers_dropped"`
+}
+
+// add counts one node's stats.
+func (p *Pacing) add(s p2p.Stats) {
+	b := s.Background
+	p.BusyHeld += b.LargeWritesHeldBusy
+	p.CopiesDeclined += b.CopiesDeclined
+	p.AsksSent += b.AsksSent
+	p.AsksRefused += b.AsksRefused
+	p.AsksUnanswered += b.AsksUnanswered
+	p.AnswersDropped += b.AnswersDropped
 }
 
 // PeerStats summarise a per-validator count of peers.
