@@ -63,8 +63,8 @@ type asks struct {
 	// began, if set, hears of each frame counted, with its peer; it must
 	// not block (busy.go).
 	began func(peer.ID)
-	// started, if set, hears of every large frame from a trusted peer,
-	// counted or not, with its peer and when it began (clear.go).
+	// started, if set, hears of every large frame, from anyone, counted
+	// or not, with its peer and when it began (clear.go).
 	started func(peer.ID, time.Time)
 }
 
@@ -108,9 +108,6 @@ func (a *asks) onTrack(r *readStream, now time.Time) bool {
 // count starts counting r's frame of size bytes from its peer at now,
 // unless that peer's last counted frame began less than two holds ago.
 func (a *asks) count(r *readStream, size uint64, now time.Time) {
-	if a.started != nil {
-		a.started(r.from, now)
-	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if last, ok := a.counted[r.from]; ok && now.Sub(last) < 2*a.hold {
@@ -288,6 +285,9 @@ func (s *readStream) header(b []byte, now time.Time) []byte {
 	s.hdr = s.hdr[:0]
 	if n > 0 && size > 0 {
 		s.remaining = size
+		if size >= uint64(s.a.large) && s.a.started != nil {
+			s.a.started(s.from, now)
+		}
 		if size >= uint64(s.a.large) && (s.a.trusted == nil || s.a.trusted(s.from)) {
 			s.a.count(s, size, now)
 		}

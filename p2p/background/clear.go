@@ -21,9 +21,10 @@ import (
 // and all of them shared its downlink for seconds. So a node asks a peer
 // that lists ClearProtocolID before it writes it a large gossip frame,
 // holding its turn for at most ClearWait, and writes only when the peer
-// clears it. A node clears one validator at a time, and answers any
-// other ask with a busy notice, which holds that write as a notice
-// always does; while a validator's block arrives (a frame asks.go
+// clears it. A node clears one validator at a time, and beside it one
+// peer outside the set (full nodes push blocks to each other too), and
+// answers any other ask with a busy notice, which holds that write as a
+// notice always does; while a validator's block arrives (a frame asks.go
 // counts), it answers every ask so. The copy under way arrives at the
 // downlink's whole rate, and its IDONTWANT spares the copies held. A
 // validator answers too: the full nodes' pushes of a block it is still
@@ -40,8 +41,9 @@ import (
 //   - a validator cleared that sends nothing holds that node's other
 //     validators for one ClearWait, and is then not cleared again, only
 //     let through, for three BusyHolds;
-//   - anyone else is let through, never cleared: it cannot hold the
-//     validators' writes back.
+//   - anyone else is cleared one at a time, beside the validator
+//     cleared: it can hold back only the writes of peers outside the
+//     set, as a validator holds back the validators'.
 //
 // Each ask is an RPC under the direct-send rate, each answer is sent on
 // its own goroutine, at most one at a time to a peer, and each write asks
@@ -171,27 +173,35 @@ func (a *clearAsks) answered(p peer.ID, clear bool) {
 }
 
 // clearance is a node's answers to asks: one validator at a time is
-// cleared to send.
+// cleared to send, and beside it one other peer, which only validators
+// may pass.
 type clearance struct {
 	ttl       time.Duration        // how long a clearance waits for its frame (ClearWait)
 	hold      time.Duration        // BusyHold: how long a begun frame keeps it, and what a refusal asks
-	trusted   func(peer.ID) bool   // who can be cleared (validators); anyone else is let through
+	trusted   func(peer.ID) bool   // the validators
 	receiving func(time.Time) bool // a counted frame is arriving (asks.go)
 
-	mu     sync.Mutex
-	to     peer.ID
-	until  time.Time
-	used   bool                  // a large frame from to began
-	barred map[peer.ID]time.Time // cleared and sent nothing: let through, not cleared, until then
+	mu         sync.Mutex
+	val, other slot
+	barred     map[peer.ID]time.Time // cleared and sent nothing: let through, not cleared, until then
 
 	clears, refusals atomic.Uint64
+}
+
+// slot is one clearance: whom, until when, and whether its frame began.
+type slot struct {
+	to    peer.ID
+	until time.Time
+	used  bool
 }
 
 func newClearance(ttl, hold time.Duration, trusted func(peer.ID) bool, receiving func(time.Time) bool) *clearance {
 	return &clearance{ttl: ttl, hold: hold, trusted: trusted, receiving: receiving, barred: map[peer.ID]time.Time{}}
 }
 
-// answer decides p's ask at now: clear, or busy for how long.
+// answer decides p's ask at now: clear, or busy for how long. A
+// validator waits only for another validator's clearance; anyone else
+// also for any other peer's.
 func (c *clearance) answer(p peer.ID, now time.Time) (bool, time.Duration) {
 	if c.receiving(now) {
 		c.refusals.Add(1)
@@ -199,28 +209,34 @@ func (c *clearance) answer(p peer.ID, now time.Time) (bool, time.Duration) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.settle(now)
-	if c.to != "" && c.to != p {
-		c.refusals.Add(1)
-		// Rounded up: notices count whole milliseconds, and one that ran
-		// out a little early would bring the ask back too soon.
-		return false, (c.until.Sub(now) + time.Millisecond - 1).Truncate(time.Millisecond)
+	c.settle(&c.val, now)
+	c.settle(&c.other, now)
+	mine, ahead := &c.val, []*slot{&c.val}
+	if !c.trusted(p) {
+		mine, ahead = &c.other, []*slot{&c.val, &c.other}
+	}
+	for _, s := range ahead {
+		if s.to != "" && s.to != p {
+			c.refusals.Add(1)
+			// Rounded up: notices count whole milliseconds, and one that
+			// ran out a little early would bring the ask back too soon.
+			return false, (s.until.Sub(now) + time.Millisecond - 1).Truncate(time.Millisecond)
+		}
 	}
 	c.clears.Add(1)
-	if c.to == p || !c.trusted(p) || now.Before(c.barred[p]) {
-		return true, 0
+	if mine.to != p && !now.Before(c.barred[p]) {
+		*mine = slot{to: p, until: now.Add(c.ttl)}
 	}
-	c.to, c.until, c.used = p, now.Add(c.ttl), false
 	return true, 0
 }
 
-// settle ends a clearance that ran out, and bars its validator if it
-// sent nothing.
-func (c *clearance) settle(now time.Time) {
-	if c.to == "" || now.Before(c.until) {
+// settle ends a clearance that ran out, and bars its peer if it sent
+// nothing.
+func (c *clearance) settle(s *slot, now time.Time) {
+	if s.to == "" || now.Before(s.until) {
 		return
 	}
-	if !c.used {
+	if !s.used {
 		if len(c.barred) >= busySweep {
 			for q, until := range c.barred {
 				if !now.Before(until) {
@@ -228,9 +244,9 @@ func (c *clearance) settle(now time.Time) {
 				}
 			}
 		}
-		c.barred[c.to] = c.until.Add(busyWriteHolds * c.hold)
+		c.barred[s.to] = s.until.Add(busyWriteHolds * c.hold)
 	}
-	c.to = ""
+	*s = slot{}
 }
 
 // began notes that a large frame from p began at now: its clearance is
@@ -239,8 +255,10 @@ func (c *clearance) settle(now time.Time) {
 func (c *clearance) began(p peer.ID, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.to == p && !c.used {
-		c.used, c.until = true, now.Add(c.hold)
+	for _, s := range []*slot{&c.val, &c.other} {
+		if s.to == p && !s.used {
+			s.used, s.until = true, now.Add(c.hold)
+		}
 	}
 }
 

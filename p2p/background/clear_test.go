@@ -24,7 +24,7 @@ import (
 // with how long it is busy.
 func TestAFullNodeClearsOneValidatorAtATime(t *testing.T) {
 	const ttl, hold = 500 * time.Millisecond, time.Second
-	const v1, v2, fn = peer.ID("v1"), peer.ID("v2"), peer.ID("fn")
+	const v1, v2, fn, fn2 = peer.ID("v1"), peer.ID("v2"), peer.ID("fn"), peer.ID("fn2")
 	type ask struct {
 		at    time.Duration
 		from  peer.ID
@@ -59,13 +59,19 @@ func TestAFullNodeClearsOneValidatorAtATime(t *testing.T) {
 		{name: "while a counted frame arrives every ask is told the hold", receiving: 300 * time.Millisecond, asks: []ask{
 			{0, v1, false, hold}, {200 * time.Millisecond, fn, false, hold}, {300 * time.Millisecond, v1, true, 0},
 		}},
-		{name: "anyone else is let through and holds no validator back", asks: []ask{
+		{name: "a peer outside the set holds no validator back, and waits for one", asks: []ask{
 			{0, fn, true, 0}, {time.Millisecond, v1, true, 0}, {2 * time.Millisecond, fn, false, ttl - time.Millisecond},
+		}},
+		{name: "peers outside the set are cleared one at a time", asks: []ask{
+			{0, fn, true, 0}, {time.Millisecond, fn2, false, ttl - time.Millisecond}, {ttl, fn2, true, 0},
+		}},
+		{name: "a peer outside the set whose frame began keeps the others outside it out", began: map[peer.ID]time.Duration{fn: 10 * time.Millisecond}, asks: []ask{
+			{0, fn, true, 0}, {ttl, fn2, false, hold - ttl + 10*time.Millisecond}, {ttl, v1, true, 0},
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			start := time.Unix(1000, 0)
-			c := newClearance(ttl, hold, func(p peer.ID) bool { return p != fn },
+			c := newClearance(ttl, hold, func(p peer.ID) bool { return p == v1 || p == v2 },
 				func(now time.Time) bool { return now.Before(start.Add(tt.receiving)) })
 			refused := 0
 			for i, a := range tt.asks {
