@@ -140,7 +140,7 @@ func TestAWriteHeldForABusyPeerLeavesNothingOnceItDeclines(t *testing.T) {
 		t.Fatalf("the write to another peer: %d of %d bytes, %v", n, len(frame), err)
 	}
 	u.noteDeclines(b, &pb.ControlMessage{Idontwant: []*pb.ControlIDontWant{{MessageIDs: []string{"a"}}}})
-	awaitHeldWrite(t, wrote)
+	awaitWrite(t, wrote, "its peer declined the message")
 	if u.skipped.Load() != 1 || u.busy.held.Load() != 1 {
 		t.Fatalf("%d copies left out, %d writes held; want 1 and 1", u.skipped.Load(), u.busy.held.Load())
 	}
@@ -174,23 +174,23 @@ func TestAWriteWaitingForItsTurnPassesItOnOnceItsPeerIsBusy(t *testing.T) {
 	// The write to b may take the turn after c's: it is held then.
 	eventually(t, 5*time.Second, "the write to the busy peer is held", func() bool { return u.busy.held.Load() == 1 })
 	u.noteDeclines(b, &pb.ControlMessage{Idontwant: []*pb.ControlIDontWant{{MessageIDs: []string{"a"}}}})
-	awaitHeldWrite(t, wroteB)
+	awaitWrite(t, wroteB, "its peer declined the message")
 	if u.skipped.Load() != 1 {
 		t.Fatalf("%d copies left out, want the one to the busy peer", u.skipped.Load())
 	}
 }
 
-// awaitHeldWrite waits for a held write to end without error once its
-// peer has declined what it carries.
-func awaitHeldWrite(t *testing.T, wrote <-chan error) {
+// awaitWrite waits for a held write to end without error, at most 10 s;
+// what names what should have let it go.
+func awaitWrite(t *testing.T, wrote <-chan error, what string) {
 	t.Helper()
 	select {
 	case err := <-wrote:
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the held write did not end when its peer declined the message")
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the held write did not end when %s", what)
 	}
 }
 

@@ -203,14 +203,7 @@ func TestAFullNodeClearsASecondValidatorOnlyOnceTheFirstBlocksHoldRan(t *testing
 		t.Fatalf("v2's write went while f was busy (%v)", err)
 	default:
 	}
-	select {
-	case err := <-wrote:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("v2's write did not go once the hold ran")
-	}
+	awaitWrite(t, wrote, "v1's block's hold ran")
 	if took := time.Since(start); took < cfg.Gossip.BusyHold {
 		t.Fatalf("v2's write went %v after v1's began, within the hold (%v) v1's block keeps", took, cfg.Gossip.BusyHold)
 	}
@@ -288,14 +281,7 @@ func TestAValidatorKeepsAFullNodesPushWaitingWhileItsBlockArrives(t *testing.T) 
 		t.Fatalf("v0 refused %d asks, f held %d writes; want at least 1 and 1", v0.r.Stats().ClearancesRefused, f.r.Stats().LargeWritesHeldBusy)
 	}
 	stop()
-	select {
-	case err := <-wrote:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("f's push did not go once v0's block had stopped")
-	}
+	awaitWrite(t, wrote, "v0's block had stopped")
 	if st := f.r.Stats(); st.AsksCleared != 1 {
 		t.Fatalf("f's asks: %d cleared, want the last one", st.AsksCleared)
 	}
