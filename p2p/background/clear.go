@@ -45,9 +45,9 @@ import (
 //     cleared: it can hold back only the writes of peers outside the
 //     set, as a validator holds back the validators'.
 //
-// Each ask is an RPC under the direct-send rate, each answer is sent on
-// its own goroutine, at most one at a time to a peer, and each write asks
-// at most maxAsksPerWrite times.
+// Each ask is a unicast frame under the direct-send rate, each answer
+// is sent on its own goroutine, at most one at a time to a peer, and
+// each write asks at most maxAsksPerWrite times.
 
 // maxAsksPerWrite bounds the asks of one write: after them it goes once
 // its peer's notice runs out, as an unasked write does.
