@@ -243,14 +243,16 @@ func (r *Repairs) add(s p2p.Stats) {
 // notice, CopiesDeclined copies then left out (the peer said IDONTWANT),
 // AsksSent asks to send a write (GossipParams.ClearWait), AsksRefused
 // those answered busy, AsksUnanswered those not answered in time (the
-// write then went unasked, and the peer was not asked for a minute), and
-// AnswersDropped answers not sent.
+// write then went unasked), AsksMuted the peers then not asked for a
+// minute (no answer in time, or a slow one), and AnswersDropped answers
+// not sent.
 type Pacing struct {
 	BusyHeld       uint64 `json:"busy_held"`
 	CopiesDeclined uint64 `json:"copies_declined"`
 	AsksSent       uint64 `json:"asks_sent"`
 	AsksRefused    uint64 `json:"asks_refused"`
 	AsksUnanswered uint64 `json:"asks_unanswered"`
+	AsksMuted      uint64 `json:"asks_muted"`
 	AnswersDropped uint64 `json:"answers_dropped"`
 }
 
@@ -262,6 +264,7 @@ func (p *Pacing) add(s p2p.Stats) {
 	p.AsksSent += b.AsksSent
 	p.AsksRefused += b.AsksRefused
 	p.AsksUnanswered += b.AsksUnanswered
+	p.AsksMuted += b.AsksMuted
 	p.AnswersDropped += b.AnswersDropped
 }
 

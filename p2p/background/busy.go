@@ -133,12 +133,13 @@ const busyWriteHolds = 3
 
 // busyWait is one write's wait for its peer to be no longer busy.
 type busyWait struct {
-	b    *busyWrites
-	p    peer.ID
-	all  func() bool // whether p has declined every message the write carries
-	last time.Time   // the write's deadline: busyWriteHolds holds from its start
-	held bool        // counted (busyWrites.held)
-	asks int         // how often it asked to be sent (clear.go)
+	b     *busyWrites
+	p     peer.ID
+	all   func() bool   // whether p has declined every message the write carries
+	last  time.Time     // the write's deadline: busyWriteHolds holds from its start
+	held  bool          // counted (busyWrites.held)
+	asks  int           // how often it asked to be sent (clear.go)
+	asked time.Duration // how long it waited for those answers, holding the turn
 }
 
 // wait starts the wait of a write to p, which p has declined whole when

@@ -36,14 +36,17 @@ import (
 // What a hostile peer can do with it:
 //   - a node that is always busy holds only the writes to itself,
 //     within the three BusyHolds a notice may hold a write;
-//   - a node that never answers costs each writer one ClearWait of its
-//     turn, and then is not asked for askMute;
-//   - a validator cleared that sends nothing holds that node's other
-//     validators for one ClearWait, and is then not cleared again, only
-//     let through, for three BusyHolds;
-//   - anyone else is cleared one at a time, beside the validator
-//     cleared: it can hold back only the writes of peers outside the
-//     set, as a validator holds back the validators'.
+//   - a write waits for answers at most one ClearWait in all, holding
+//     its turn; a node that does not answer, or answers after half of
+//     it, is then not asked for askMute;
+//   - a validator cleared holds that node's other validators for at
+//     most one ClearWait until its frame begins and one BusyHold after,
+//     and is then let through, not cleared, for two BusyHolds (three if
+//     it sent nothing): no peer holds a clearance more than about half
+//     the time, whatever it sends;
+//   - a peer outside the set holds, by the same rules, only the
+//     clearance for peers outside the set, and only if it is in this
+//     node's mesh: it can hold back only other full nodes' copies.
 //
 // Each ask is a unicast frame under the direct-send rate, each answer
 // is sent on its own goroutine, at most one at a time to a peer, and
@@ -65,9 +68,9 @@ type clearAsks struct {
 
 	mu      sync.Mutex
 	pending map[peer.ID]chan bool
-	muted   map[peer.ID]time.Time
+	quiet   map[peer.ID]time.Time // muted peers: not asked until then
 
-	asked, cleared, refused, unanswered atomic.Uint64
+	asked, cleared, refused, unanswered, muted atomic.Uint64
 }
 
 func newClearAsks(wait time.Duration, supports func(peer.ID) bool, send func(context.Context, peer.ID, []byte) error) *clearAsks {
@@ -75,15 +78,18 @@ func newClearAsks(wait time.Duration, supports func(peer.ID) bool, send func(con
 		return nil
 	}
 	return &clearAsks{wait: wait, supports: supports, send: send,
-		pending: map[peer.ID]chan bool{}, muted: map[peer.ID]time.Time{}}
+		pending: map[peer.ID]chan bool{}, quiet: map[peer.ID]time.Time{}}
 }
 
-// ask asks p whether a large write may go now and waits, at most wait,
-// for the answer. It reports false only when p said it is busy (the
-// notice is heeded by then); a peer that does not take asks, is muted,
-// is already being asked, or does not answer in time is written to.
-func (a *clearAsks) ask(p peer.ID, done <-chan struct{}) bool {
-	if a == nil || !a.supports(p) {
+// ask asks p whether a large write may go now and waits, at most wait
+// and at most what is left of the write's budget, for the answer. It reports false when p said it is busy (the notice is
+// heeded by then) or done is closed; a peer that does not take asks, is
+// muted, is already being asked, or does not answer in time is written
+// to. A peer that answers in more than half of wait is muted all the
+// same: an honest answer takes a round trip, and a late one holds the
+// turn.
+func (a *clearAsks) ask(p peer.ID, budget time.Duration, done <-chan struct{}) bool {
+	if a == nil || budget <= 0 || !a.supports(p) {
 		return true
 	}
 	answer, ok := a.begin(p, time.Now())
@@ -92,9 +98,11 @@ func (a *clearAsks) ask(p peer.ID, done <-chan struct{}) bool {
 	}
 	defer a.end(p)
 	a.asked.Add(1)
-	ctx, cancel := context.WithTimeout(context.Background(), a.wait)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), min(a.wait, budget))
 	defer cancel()
 	if err := a.send(ctx, p, wire.EncodeAskToSend()); err != nil {
+		a.unanswered.Add(1)
 		a.mute(p)
 		return true
 	}
@@ -105,12 +113,16 @@ func (a *clearAsks) ask(p peer.ID, done <-chan struct{}) bool {
 		} else {
 			a.refused.Add(1)
 		}
+		if time.Since(start) > a.wait/2 {
+			a.mute(p) // answered, but slower than a round trip should take
+		}
 		return clear
 	case <-ctx.Done():
+		a.unanswered.Add(1)
 		a.mute(p)
 		return true
 	case <-done:
-		return true
+		return false
 	}
 }
 
@@ -118,11 +130,11 @@ func (a *clearAsks) ask(p peer.ID, done <-chan struct{}) bool {
 func (a *clearAsks) begin(p peer.ID, now time.Time) (chan bool, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if until, ok := a.muted[p]; ok {
+	if until, ok := a.quiet[p]; ok {
 		if now.Before(until) {
 			return nil, false
 		}
-		delete(a.muted, p)
+		delete(a.quiet, p)
 	}
 	if _, ok := a.pending[p]; ok {
 		return nil, false
@@ -138,21 +150,21 @@ func (a *clearAsks) end(p peer.ID) {
 	a.mu.Unlock()
 }
 
-// mute stops asking p for askMute: it did not answer in time. The muted
-// peers are swept when they are as many as the pending asks could make.
+// mute stops asking p for askMute: it did not answer in time, or took
+// more than half of it. The muted peers are swept once there are 64.
 func (a *clearAsks) mute(p peer.ID) {
-	a.unanswered.Add(1)
+	a.muted.Add(1)
 	now := time.Now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if len(a.muted) >= busySweep {
-		for q, until := range a.muted {
+	if len(a.quiet) >= busySweep {
+		for q, until := range a.quiet {
 			if !now.Before(until) {
-				delete(a.muted, q)
+				delete(a.quiet, q)
 			}
 		}
 	}
-	a.muted[p] = now.Add(askMute)
+	a.quiet[p] = now.Add(askMute)
 }
 
 // answered hands p's answer to the ask waiting for it, if any: clear, or
@@ -179,11 +191,12 @@ type clearance struct {
 	ttl       time.Duration        // how long a clearance waits for its frame (ClearWait)
 	hold      time.Duration        // BusyHold: how long a begun frame keeps it, and what a refusal asks
 	trusted   func(peer.ID) bool   // the validators
+	eligible  func(peer.ID) bool   // who else may hold a clearance: this node's mesh peers
 	receiving func(time.Time) bool // a counted frame is arriving (asks.go)
 
 	mu         sync.Mutex
 	val, other slot
-	barred     map[peer.ID]time.Time // cleared and sent nothing: let through, not cleared, until then
+	barred     map[peer.ID]time.Time // after a clearance: let through, not cleared, until then
 
 	clears, refusals atomic.Uint64
 }
@@ -195,9 +208,18 @@ type slot struct {
 	used  bool
 }
 
-func newClearance(ttl, hold time.Duration, trusted func(peer.ID) bool, receiving func(time.Time) bool) *clearance {
-	return &clearance{ttl: ttl, hold: hold, trusted: trusted, receiving: receiving, barred: map[peer.ID]time.Time{}}
+func newClearance(ttl, hold time.Duration, trusted, eligible func(peer.ID) bool, receiving func(time.Time) bool) *clearance {
+	return &clearance{ttl: ttl, hold: hold, trusted: trusted, eligible: eligible, receiving: receiving, barred: map[peer.ID]time.Time{}}
 }
+
+// After a clearance ends, its peer is let through without one for this
+// many holds if its frame began, and for barUnused holds if it sent
+// nothing: no peer holds a clearance more than about half the time,
+// whatever it sends.
+const (
+	barUsed   = 2
+	barUnused = busyWriteHolds
+)
 
 // answer decides p's ask at now: clear, or busy for how long. A
 // validator waits only for another validator's clearance; anyone else
@@ -224,28 +246,42 @@ func (c *clearance) answer(p peer.ID, now time.Time) (bool, time.Duration) {
 		}
 	}
 	c.clears.Add(1)
-	if mine.to != p && !now.Before(c.barred[p]) {
+	if mine.to != p && !now.Before(c.barred[p]) && (mine == &c.val || c.eligible(p)) {
 		*mine = slot{to: p, until: now.Add(c.ttl)}
 	}
 	return true, 0
 }
 
-// settle ends a clearance that ran out, and bars its peer if it sent
-// nothing.
+// release ends p's clearance if its frame has not begun: the answer
+// that cleared it was not sent.
+func (c *clearance) release(p peer.ID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range []*slot{&c.val, &c.other} {
+		if s.to == p && !s.used {
+			*s = slot{}
+		}
+	}
+}
+
+// settle ends a clearance that ran out, and bars its peer from the next
+// for a while.
 func (c *clearance) settle(s *slot, now time.Time) {
 	if s.to == "" || now.Before(s.until) {
 		return
 	}
-	if !s.used {
-		if len(c.barred) >= busySweep {
-			for q, until := range c.barred {
-				if !now.Before(until) {
-					delete(c.barred, q)
-				}
+	if len(c.barred) >= busySweep {
+		for q, until := range c.barred {
+			if !now.Before(until) {
+				delete(c.barred, q)
 			}
 		}
-		c.barred[s.to] = s.until.Add(busyWriteHolds * c.hold)
 	}
+	bar := barUnused
+	if s.used {
+		bar = barUsed
+	}
+	c.barred[s.to] = s.until.Add(time.Duration(bar) * c.hold)
 	*s = slot{}
 }
 
@@ -263,26 +299,34 @@ func (c *clearance) began(p peer.ID, now time.Time) {
 }
 
 // onAsk answers p's ask, on its own goroutine: a clearance, or a busy
-// notice. An answer to a peer that one is still on its way to is
-// dropped, and counted: the ask then runs out, and the write goes.
+// notice. An ask from a peer that an answer is still on its way to is
+// not answered, and counted: the ask then runs out, and the write goes.
+// A clearance whose answer could not be sent is released.
 func (r *Router) onAsk(u *uplink, p peer.ID) {
 	if u.clearance == nil {
+		return
+	}
+	r.mu.Lock() // Close waits for r.wg once the state says closed
+	defer r.mu.Unlock()
+	if r.state == stateClosed || !u.answers.startSending(p) {
 		return
 	}
 	clear, d := u.clearance.answer(p, time.Now())
 	frame := wire.EncodeClearToSend()
 	if !clear {
 		var err error
-		if frame, err = wire.EncodeBusy(d); err != nil {
+		if frame, err = wire.EncodeBusy(d); err != nil { // d is at least a millisecond
+			u.answers.doneSending(p, err)
 			return
 		}
-	}
-	if !u.answers.startSending(p) {
-		return
 	}
 	r.wg.Go(func() {
 		ctx, cancel := context.WithTimeout(r.ctx, u.clearance.ttl)
 		defer cancel()
-		u.answers.doneSending(p, r.uc.Send(ctx, p, frame))
+		err := r.uc.Send(ctx, p, frame)
+		if err != nil && clear {
+			u.clearance.release(p)
+		}
+		u.answers.doneSending(p, err)
 	})
 }

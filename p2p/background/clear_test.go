@@ -24,7 +24,7 @@ import (
 // with how long it is busy.
 func TestAFullNodeClearsOneValidatorAtATime(t *testing.T) {
 	const ttl, hold = 500 * time.Millisecond, time.Second
-	const v1, v2, fn, fn2 = peer.ID("v1"), peer.ID("v2"), peer.ID("fn"), peer.ID("fn2")
+	const v1, v2, fn, fn2, stranger = peer.ID("v1"), peer.ID("v2"), peer.ID("fn"), peer.ID("fn2"), peer.ID("stranger") // stranger: not in the mesh
 	type ask struct {
 		at    time.Duration
 		from  peer.ID
@@ -53,6 +53,12 @@ func TestAFullNodeClearsOneValidatorAtATime(t *testing.T) {
 			{0, v1, true, 0}, {ttl, v1, true, 0}, {ttl + time.Millisecond, v2, true, 0},
 			{2 * ttl, v2, true, 0}, {2*ttl + time.Millisecond, v1, true, 0},
 		}},
+		{name: "a validator whose frame began is let through, not cleared, for two holds after", began: map[peer.ID]time.Duration{v1: 0}, asks: []ask{
+			{0, v1, true, 0}, {hold, v1, true, 0}, {hold + time.Millisecond, v2, true, 0}, {hold + 2*time.Millisecond, v1, false, ttl - time.Millisecond},
+		}},
+		{name: "a peer outside the mesh is let through but holds no clearance", asks: []ask{
+			{0, stranger, true, 0}, {time.Millisecond, fn, true, 0}, {2 * time.Millisecond, stranger, false, ttl - time.Millisecond},
+		}},
 		{name: "the bar lasts three holds", asks: []ask{
 			{0, v1, true, 0}, {ttl + busyWriteHolds*hold, v1, true, 0}, {ttl + busyWriteHolds*hold + time.Millisecond, v2, false, ttl - time.Millisecond},
 		}},
@@ -71,7 +77,7 @@ func TestAFullNodeClearsOneValidatorAtATime(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			start := time.Unix(1000, 0)
-			c := newClearance(ttl, hold, func(p peer.ID) bool { return p == v1 || p == v2 },
+			c := newClearance(ttl, hold, func(p peer.ID) bool { return p == v1 || p == v2 }, func(p peer.ID) bool { return p != stranger },
 				func(now time.Time) bool { return now.Before(start.Add(tt.receiving)) })
 			refused := 0
 			for i, a := range tt.asks {
@@ -108,6 +114,7 @@ func TestAnAskWaitsForItsAnswerAtMostClearWait(t *testing.T) {
 		lists    bool
 		answer   func(a *clearAsks) // called when the ask arrives; nil: none
 		sendErr  error
+		budget   time.Duration // what is left of the write's; 0: a whole wait
 		want     bool
 		waited   time.Duration
 		askAgain bool // a second write asks p again
@@ -115,8 +122,13 @@ func TestAnAskWaitsForItsAnswerAtMostClearWait(t *testing.T) {
 		{name: "a clearance lets the write go", lists: true, answer: func(a *clearAsks) { a.answered(p, true) }, want: true, askAgain: true},
 		{name: "a busy answer holds the write", lists: true, answer: func(a *clearAsks) { a.answered(p, false) }, want: false, askAgain: true},
 		{name: "no answer lets the write go after the wait, and mutes the peer", lists: true, want: true, waited: wait},
+		{name: "a slow answer counts, and mutes the peer", lists: true, answer: func(a *clearAsks) {
+			time.Sleep(wait/2 + time.Millisecond)
+			a.answered(p, false)
+		}, want: false, waited: wait/2 + time.Millisecond},
 		{name: "an ask that cannot be sent lets the write go, and mutes the peer", lists: true, sendErr: errors.New("no stream"), want: true},
 		{name: "a peer that does not list the protocol is not asked", lists: false, want: true, askAgain: false},
+		{name: "what is left of the write's budget bounds the wait", lists: true, budget: wait / 5, want: true, waited: wait / 5},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -133,14 +145,18 @@ func TestAnAskWaitsForItsAnswerAtMostClearWait(t *testing.T) {
 					return tt.sendErr
 				})
 				start := time.Now()
-				if got := a.ask(p, nil); got != tt.want {
+				budget := wait
+				if tt.budget > 0 {
+					budget = tt.budget
+				}
+				if got := a.ask(p, budget, nil); got != tt.want {
 					t.Fatalf("ask = %v, want %v", got, tt.want)
 				}
 				if got := time.Since(start); got != tt.waited {
 					t.Fatalf("waited %v, want %v", got, tt.waited)
 				}
 				before := sent.Load()
-				a.ask(p, nil)
+				a.ask(p, wait, nil)
 				if asked := sent.Load() > before; asked != tt.askAgain {
 					t.Fatalf("a second write asked again: %v, want %v", asked, tt.askAgain)
 				}
@@ -175,7 +191,7 @@ func TestAFullNodeClearsASecondValidatorOnlyOnceTheFirstBlocksHoldRan(t *testing
 	const net = "clear"
 	cfg := testConfig(net)
 	cfg.Gossip.BusyHold = 2 * time.Second
-	cfg.Gossip.ClearWait = 3 * time.Second // an answer slowed by a loaded machine still counts
+	cfg.Gossip.ClearWait = cfg.Gossip.LargeWriteHold // an answer slowed by a loaded machine still counts
 	vcfg := cfg
 	vcfg.RainTreeValidator = true
 	f := startNode(t, cfg)
@@ -246,8 +262,8 @@ func TestAPeerThatNeverAnswersIsAskedOnceAndWrittenTo(t *testing.T) {
 			t.Fatalf("write: %d of %d bytes, %v", n, len(frame), err)
 		}
 	}
-	if st := v.r.Stats(); st.AsksSent != 1 || st.AsksUnanswered != 1 || st.AsksCleared != 0 {
-		t.Fatalf("%d asks sent, %d unanswered, %d cleared; want 1, 1, 0", st.AsksSent, st.AsksUnanswered, st.AsksCleared)
+	if st := v.r.Stats(); st.AsksSent != 1 || st.AsksUnanswered != 1 || st.AsksMuted != 1 || st.AsksCleared != 0 {
+		t.Fatalf("%d asks sent, %d unanswered, %d peers muted, %d cleared; want 1, 1, 1, 0", st.AsksSent, st.AsksUnanswered, st.AsksMuted, st.AsksCleared)
 	}
 	if asks.Load() != 1 {
 		t.Fatalf("the mute peer got %d unicast streams, want the one ask", asks.Load())
@@ -261,7 +277,7 @@ func TestAPeerThatNeverAnswersIsAskedOnceAndWrittenTo(t *testing.T) {
 func TestAValidatorKeepsAFullNodesPushWaitingWhileItsBlockArrives(t *testing.T) {
 	const net, pid = "clear-validator", "/test/raintree-block"
 	cfg := testConfig(net)
-	cfg.Gossip.ClearWait = 3 * time.Second // an answer slowed by a loaded machine still counts
+	cfg.Gossip.ClearWait = cfg.Gossip.LargeWriteHold // an answer slowed by a loaded machine still counts
 	vcfg := cfg
 	vcfg.RainTreeValidator = true
 	vcfg.Gossip.AskHold = 10 * time.Second // the block below is on track at a quarter of its rate

@@ -207,9 +207,10 @@ type GossipParams struct {
 	// the peer clears it or does not answer in time (then it does not ask
 	// that peer for a minute); a peer that says it is busy holds the
 	// write as a busy notice does. A node clears one validator at a time,
-	// for at most this long until its frame begins, tells the others it
-	// is busy, and tells everyone so while a validator's block arrives
-	// (clear.go). Notices cannot hold the copies validators begin within
+	// and beside it one peer of its mesh outside the set, each for at most
+	// this long until its frame begins, tells the others it is busy, and
+	// tells everyone so while a validator's block arrives (clear.go). At
+	// most LargeWriteHold. Notices cannot hold the copies validators begin within
 	// a link of each other, which were most of a late full node's. 0
 	// asks nothing and answers nothing. Default 500ms, a round trip on
 	// most links and about an eighth of a 1 MiB block's time at 20
@@ -541,7 +542,7 @@ func BusyProtocolID(networkID string) protocol.ID {
 	return protocol.ID("/rainp2p/" + networkID + "/background/busy/1.0.0")
 }
 
-// ClearProtocolID names what a full node that answers asks to send
+// ClearProtocolID names what a node that answers asks to send
 // (clear.go) lists in identify. No stream on it carries anything: a node
 // asks, on the background unicast protocol, only peers that list it,
 // since a node of an older release would take an ask for a malformed
@@ -641,8 +642,8 @@ func (g GossipParams) validate() error {
 		return fmt.Errorf("AskHold %v must be 0 or more than %v, and AskMinRate %d positive when it is not 0", g.AskHold, askGrace, g.AskMinRate)
 	case g.BusyHold < 0 || g.BusyHold > 0 && g.BusyHold < time.Millisecond:
 		return fmt.Errorf("BusyHold %v must be 0 or at least 1ms (notices count milliseconds)", g.BusyHold)
-	case g.ClearWait < 0:
-		return fmt.Errorf("ClearWait %v must not be negative", g.ClearWait)
+	case g.ClearWait < 0 || g.ClearWait > 0 && g.LargeWriteHold > 0 && g.ClearWait > g.LargeWriteHold:
+		return fmt.Errorf("ClearWait %v must not be negative, nor above LargeWriteHold %v (a write holds its turn for the answer)", g.ClearWait, g.LargeWriteHold)
 	case g.LazyAmongValidators && g.MaxHeldBytes <= 0:
 		return fmt.Errorf("MaxHeldBytes %d must be positive", g.MaxHeldBytes)
 	case g.LazyAmongValidators && g.MaxHaveSignals <= 0:

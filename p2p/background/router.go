@@ -343,7 +343,7 @@ func (r *Router) pubsubHost(tr *tracer) (host.Host, error) {
 			u.asks.began = u.notices.began
 		}
 		if g.BusyHold > 0 && g.ClearWait > 0 {
-			u.clearance = newClearance(g.ClearWait, g.BusyHold, r.lazy.contains, u.asks.receiving)
+			u.clearance = newClearance(g.ClearWait, g.BusyHold, r.lazy.contains, r.IsMeshPeer, u.asks.receiving)
 			u.answers = &oneEach{sending: map[peer.ID]struct{}{}}
 			u.asks.started = u.clearance.began
 		}

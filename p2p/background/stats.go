@@ -133,9 +133,11 @@ type Stats struct {
 	// AsksSent counts this node's asks to send a large gossip write
 	// (GossipParams.ClearWait), AsksCleared those the peer cleared,
 	// AsksRefused those it answered with a busy notice, and
-	// AsksUnanswered those not answered in time (or not sent).
-	AsksSent, AsksCleared, AsksRefused, AsksUnanswered uint64
-	// ClearancesGiven counts the asks this full node answered with a
+	// AsksUnanswered those not answered in time (or not sent), and
+	// AsksMuted the peers then not asked for a minute (no answer in time,
+	// or one that took more than half of ClearWait).
+	AsksSent, AsksCleared, AsksRefused, AsksUnanswered, AsksMuted uint64
+	// ClearancesGiven counts the asks this node answered with a
 	// clearance, ClearancesRefused those it answered with a busy notice,
 	// and AnswersDropped the answers it did not send (one was already on
 	// its way to that peer, or the send failed).

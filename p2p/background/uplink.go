@@ -170,13 +170,16 @@ func (u *uplink) takeWhenIdle(s network.Stream, frame []byte) (bool, error) {
 
 // clearToSend asks p whether the write may go now (clear.go), holding
 // the turn, unless the write carries nothing p has not declined, has
-// asked maxAsksPerWrite times, or is past its busy deadline.
+// asked maxAsksPerWrite times or waited one ClearWait for answers in
+// all, or is past its busy deadline.
 func (u *uplink) clearToSend(p peer.ID, w *busyWait) bool {
 	if u.askers == nil || w == nil || w.asks >= maxAsksPerWrite || w.all() || !time.Now().Before(w.last) {
 		return true
 	}
 	w.asks++
-	return u.askers.ask(p, u.done)
+	start := time.Now()
+	defer func() { w.asked += time.Since(start) }()
+	return u.askers.ask(p, u.askers.wait-w.asked, u.done)
 }
 
 // declinedAll is a check that p has declined every message frame
@@ -366,6 +369,7 @@ func (u *uplink) fill(s *Stats) {
 	}
 	if a := u.askers; a != nil {
 		s.AsksSent, s.AsksCleared, s.AsksRefused, s.AsksUnanswered = a.asked.Load(), a.cleared.Load(), a.refused.Load(), a.unanswered.Load()
+		s.AsksMuted = a.muted.Load()
 	}
 	if c := u.clearance; c != nil {
 		s.ClearancesGiven, s.ClearancesRefused, s.AnswersDropped = c.clears.Load(), c.refusals.Load(), u.answers.dropped.Load()
