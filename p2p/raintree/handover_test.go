@@ -192,10 +192,15 @@ func handedOnPart(t *testing.T, connectNext bool) {
 		want = append(want, (head+k)%n)
 	}
 	eventually(t, 10*time.Second, func() bool { return len(c.missing(id, want)) == 0 }, "validators %v never got the part", c.missing(id, want))
+	// A frame is counted once its send returns, which can be after its
+	// receiver has delivered it.
+	rest := CoverTargets(n, Span{Start: (head + 1) % n, Len: part.Len - 1}, PartLevel(part.Len), 2)
+	eventually(t, 10*time.Second, func() bool {
+		return parent.router.Stats().TreeSent >= 2 && next.router.Stats().TreeSent >= uint64(len(rest))
+	}, "the parent's and the next validator's tree frames counted")
 	if got := parent.router.Stats().TreeSent; got != 2 {
 		t.Errorf("the parent sent %d tree frames, want 2 (the rest of the part to the next validator, the head alone)", got)
 	}
-	rest := CoverTargets(n, Span{Start: (head + 1) % n, Len: part.Len - 1}, PartLevel(part.Len), 2)
 	if got := next.router.Stats().TreeSent; got != uint64(len(rest)) {
 		t.Errorf("the next validator sent %d tree frames, want %d", got, len(rest))
 	}
