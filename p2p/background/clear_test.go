@@ -192,10 +192,11 @@ func TestAFullNodeClearsASecondValidatorOnlyOnceTheFirstBlocksHoldRan(t *testing
 	cfg := testConfig(net)
 	// Long enough for a loaded machine (CI runs packages side by side
 	// under -race): v2's ask must come while v1's block keeps the
-	// clearance, and an answer that is slow still counts.
+	// clearance, and an answer that is slow still counts. The block
+	// keeps it twice as long as a clearance waits for its frame.
 	cfg.Gossip.BusyHold = 4 * time.Second
 	cfg.Gossip.LargeWriteHold = 4 * time.Second
-	cfg.Gossip.ClearWait = cfg.Gossip.LargeWriteHold
+	cfg.Gossip.ClearWait = 2 * time.Second
 	vcfg := cfg
 	vcfg.RainTreeValidator = true
 	f := startNode(t, cfg)
