@@ -285,11 +285,13 @@ func (s *readStream) header(b []byte, now time.Time) []byte {
 	s.hdr = s.hdr[:0]
 	if n > 0 && size > 0 {
 		s.remaining = size
-		if size >= uint64(s.a.large) && s.a.started != nil {
-			s.a.started(s.from, now)
-		}
-		if size >= uint64(s.a.large) && (s.a.trusted == nil || s.a.trusted(s.from)) {
-			s.a.count(s, size, now)
+		if size >= uint64(s.a.large) {
+			if s.a.started != nil {
+				s.a.started(s.from, now)
+			}
+			if s.a.trusted == nil || s.a.trusted(s.from) {
+				s.a.count(s, size, now)
+			}
 		}
 	}
 	return b[1:]

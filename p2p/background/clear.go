@@ -60,6 +60,25 @@ const maxAsksPerWrite = 4
 // asked: its writes go as they did before asks.
 const askMute = time.Minute
 
+// deadlines remembers, per peer, until when something lasts (a mute, a
+// bar); the entries that ran out are swept once there are busySweep.
+type deadlines map[peer.ID]time.Time
+
+// set gives p the deadline until; now sweeps the ones that ran out.
+func (d deadlines) set(p peer.ID, until, now time.Time) {
+	if len(d) >= busySweep {
+		for q, t := range d {
+			if !now.Before(t) {
+				delete(d, q)
+			}
+		}
+	}
+	d[p] = until
+}
+
+// on reports whether p's deadline is still ahead at now.
+func (d deadlines) on(p peer.ID, now time.Time) bool { return now.Before(d[p]) }
+
 // clearAsks are this node's asks, as a writer.
 type clearAsks struct {
 	wait     time.Duration
@@ -68,7 +87,7 @@ type clearAsks struct {
 
 	mu      sync.Mutex
 	pending map[peer.ID]chan bool
-	quiet   map[peer.ID]time.Time // muted peers: not asked until then
+	quiet   deadlines // muted peers: not asked until then
 
 	asked, cleared, refused, unanswered, muted atomic.Uint64
 }
@@ -78,16 +97,16 @@ func newClearAsks(wait time.Duration, supports func(peer.ID) bool, send func(con
 		return nil
 	}
 	return &clearAsks{wait: wait, supports: supports, send: send,
-		pending: map[peer.ID]chan bool{}, quiet: map[peer.ID]time.Time{}}
+		pending: map[peer.ID]chan bool{}, quiet: deadlines{}}
 }
 
-// ask asks p whether a large write may go now and waits, at most wait
-// and at most what is left of the write's budget, for the answer. It reports false when p said it is busy (the notice is
-// heeded by then) or done is closed; a peer that does not take asks, is
-// muted, is already being asked, or does not answer in time is written
-// to. A peer that answers in more than half of wait is muted all the
-// same: an honest answer takes a round trip, and a late one holds the
-// turn.
+// ask asks p whether a large write may go now and waits for the answer,
+// at most wait and at most budget (what is left of the write's). It
+// reports false when p said it is busy (the notice is heeded by then) or
+// done is closed; a peer that does not take asks, is muted, is already
+// being asked, or does not answer in time is written to. A peer that
+// answers in more than half of wait is muted all the same: an honest
+// answer takes a round trip, and a late one holds the turn.
 func (a *clearAsks) ask(p peer.ID, budget time.Duration, done <-chan struct{}) bool {
 	if a == nil || budget <= 0 || !a.supports(p) {
 		return true
@@ -130,13 +149,7 @@ func (a *clearAsks) ask(p peer.ID, budget time.Duration, done <-chan struct{}) b
 func (a *clearAsks) begin(p peer.ID, now time.Time) (chan bool, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if until, ok := a.quiet[p]; ok {
-		if now.Before(until) {
-			return nil, false
-		}
-		delete(a.quiet, p)
-	}
-	if _, ok := a.pending[p]; ok {
+	if _, ok := a.pending[p]; ok || a.quiet.on(p, now) {
 		return nil, false
 	}
 	ch := make(chan bool, 1)
@@ -157,14 +170,7 @@ func (a *clearAsks) mute(p peer.ID) {
 	now := time.Now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if len(a.quiet) >= busySweep {
-		for q, until := range a.quiet {
-			if !now.Before(until) {
-				delete(a.quiet, q)
-			}
-		}
-	}
-	a.quiet[p] = now.Add(askMute)
+	a.quiet.set(p, now.Add(askMute), now)
 }
 
 // answered hands p's answer to the ask waiting for it, if any: clear, or
@@ -196,7 +202,9 @@ type clearance struct {
 
 	mu         sync.Mutex
 	val, other slot
-	barred     map[peer.ID]time.Time // after a clearance: let through, not cleared, until then
+	barred     deadlines // after a clearance: let through, not cleared, until then
+
+	answers oneEach // the answers on their way
 
 	clears, refusals atomic.Uint64
 }
@@ -209,7 +217,8 @@ type slot struct {
 }
 
 func newClearance(ttl, hold time.Duration, trusted, eligible func(peer.ID) bool, receiving func(time.Time) bool) *clearance {
-	return &clearance{ttl: ttl, hold: hold, trusted: trusted, eligible: eligible, receiving: receiving, barred: map[peer.ID]time.Time{}}
+	return &clearance{ttl: ttl, hold: hold, trusted: trusted, eligible: eligible, receiving: receiving,
+		barred: deadlines{}, answers: oneEach{sending: map[peer.ID]struct{}{}}}
 }
 
 // After a clearance ends, its peer is let through without one for this
@@ -246,7 +255,7 @@ func (c *clearance) answer(p peer.ID, now time.Time) (bool, time.Duration) {
 		}
 	}
 	c.clears.Add(1)
-	if mine.to != p && !now.Before(c.barred[p]) && (mine == &c.val || c.eligible(p)) {
+	if mine.to != p && !c.barred.on(p, now) && (mine == &c.val || c.eligible(p)) {
 		*mine = slot{to: p, until: now.Add(c.ttl)}
 	}
 	return true, 0
@@ -270,18 +279,11 @@ func (c *clearance) settle(s *slot, now time.Time) {
 	if s.to == "" || now.Before(s.until) {
 		return
 	}
-	if len(c.barred) >= busySweep {
-		for q, until := range c.barred {
-			if !now.Before(until) {
-				delete(c.barred, q)
-			}
-		}
-	}
 	bar := barUnused
 	if s.used {
 		bar = barUsed
 	}
-	c.barred[s.to] = s.until.Add(time.Duration(bar) * c.hold)
+	c.barred.set(s.to, s.until.Add(time.Duration(bar)*c.hold), now)
 	*s = slot{}
 }
 
@@ -302,31 +304,31 @@ func (c *clearance) began(p peer.ID, now time.Time) {
 // notice. An ask from a peer that an answer is still on its way to is
 // not answered, and counted: the ask then runs out, and the write goes.
 // A clearance whose answer could not be sent is released.
-func (r *Router) onAsk(u *uplink, p peer.ID) {
-	if u.clearance == nil {
+func (r *Router) onAsk(c *clearance, p peer.ID) {
+	if c == nil {
 		return
 	}
 	r.mu.Lock() // Close waits for r.wg once the state says closed
 	defer r.mu.Unlock()
-	if r.state == stateClosed || !u.answers.startSending(p) {
+	if r.state == stateClosed || !c.answers.startSending(p) {
 		return
 	}
-	clear, d := u.clearance.answer(p, time.Now())
+	clear, d := c.answer(p, time.Now())
 	frame := wire.EncodeClearToSend()
 	if !clear {
 		var err error
 		if frame, err = wire.EncodeBusy(d); err != nil { // d is at least a millisecond
-			u.answers.doneSending(p, err)
+			c.answers.doneSending(p, err)
 			return
 		}
 	}
 	r.wg.Go(func() {
-		ctx, cancel := context.WithTimeout(r.ctx, u.clearance.ttl)
+		ctx, cancel := context.WithTimeout(r.ctx, c.ttl)
 		defer cancel()
 		err := r.uc.Send(ctx, p, frame)
 		if err != nil && clear {
-			u.clearance.release(p)
+			c.release(p)
 		}
-		u.answers.doneSending(p, err)
+		c.answers.doneSending(p, err)
 	})
 }

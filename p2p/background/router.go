@@ -344,7 +344,6 @@ func (r *Router) pubsubHost(tr *tracer) (host.Host, error) {
 		}
 		if g.BusyHold > 0 && g.ClearWait > 0 {
 			u.clearance = newClearance(g.ClearWait, g.BusyHold, r.lazy.contains, r.IsMeshPeer, u.asks.receiving)
-			u.answers = &oneEach{sending: map[peer.ID]struct{}{}}
 			u.asks.started = u.clearance.began
 		}
 	}
@@ -520,10 +519,13 @@ func (r *Router) onUnicast(from peer.ID, data []byte) {
 			up.askers.answered(from, false)
 		}
 		return
-	case err == nil && (u.AskToSend || u.ClearToSend):
-		if up := r.up.Load(); up != nil && u.AskToSend {
-			r.onAsk(up, from)
-		} else if up != nil {
+	case err == nil && u.AskToSend:
+		if up := r.up.Load(); up != nil {
+			r.onAsk(up.clearance, from)
+		}
+		return
+	case err == nil && u.ClearToSend:
+		if up := r.up.Load(); up != nil {
 			up.askers.answered(from, true)
 		}
 		return

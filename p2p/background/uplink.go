@@ -54,7 +54,6 @@ type uplink struct {
 	notices   *busyNotices // nil: this node sends none (only full nodes do)
 	askers    *clearAsks   // nil: large writes go unasked (clear.go)
 	clearance *clearance   // nil: this node answers no asks
-	answers   *oneEach     // the answers on their way
 
 	waited, overtook, skipped, forgotten atomic.Uint64
 }
@@ -372,6 +371,6 @@ func (u *uplink) fill(s *Stats) {
 		s.AsksMuted = a.muted.Load()
 	}
 	if c := u.clearance; c != nil {
-		s.ClearancesGiven, s.ClearancesRefused, s.AnswersDropped = c.clears.Load(), c.refusals.Load(), u.answers.dropped.Load()
+		s.ClearancesGiven, s.ClearancesRefused, s.AnswersDropped = c.clears.Load(), c.refusals.Load(), c.answers.dropped.Load()
 	}
 }

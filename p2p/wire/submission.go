@@ -111,7 +111,8 @@ func OpenUnicast(networkID string, b []byte, max int) (Unicast, error) {
 }
 
 // CarriesEnvelope reports whether b, a background frame, carries an
-// envelope (a payload copy) rather than a proof or a busy notice alone,
+// envelope (a payload copy) rather than a proof, a busy notice, an ask
+// to send or its answer alone,
 // reading only its fields: neither the envelope nor its signature is
 // opened.
 func CarriesEnvelope(b []byte) (bool, error) {
@@ -173,9 +174,9 @@ func (f backgroundFrame) controls() int {
 
 // parseBackground splits a background frame into its fields. Only a
 // frame of the unicast protocol may hold a proof or ask for one, a busy
-// notice, an ask to send or its answer; on
-// gossip those fields are skipped unread, as older nodes skip them, so a
-// frame they would forward is never one this node rejects.
+// notice, an ask to send or its answer; on gossip those fields are
+// skipped unread, as older nodes skip them, so a frame they would
+// forward is never one this node rejects.
 func parseBackground(b []byte, max int, unicast bool) (backgroundFrame, error) {
 	var f backgroundFrame
 	if max <= 0 {
