@@ -64,8 +64,9 @@ type asks struct {
 	// not block (busy.go).
 	began func(peer.ID)
 	// started, if set, hears of every large frame, from anyone, counted
-	// or not, with its peer and when it began (clear.go).
-	started func(peer.ID, time.Time)
+	// or not, with its peer and when it began (clear.go); ended hears
+	// when such a frame was read whole, or its stream ended first.
+	started, ended func(peer.ID, time.Time)
 }
 
 func newAsks(g GossipParams, trusted func(peer.ID) bool) *asks {
@@ -216,6 +217,7 @@ type readStream struct {
 
 	hdr       []byte      // a frame's length, while it is read
 	remaining uint64      // bytes of the current frame still to come
+	large     atomic.Bool // the current frame is large (started heard of it)
 	counting  atomic.Bool // the current frame is in a.reads (set under a.mu)
 	since     time.Time
 	size      uint64 // the current counted frame's length
@@ -241,6 +243,15 @@ func (s *readStream) end() {
 	s.counting.Store(false)
 	delete(s.a.reads, s)
 	s.a.mu.Unlock()
+	s.endLarge(time.Now())
+}
+
+// endLarge tells ended that the current large frame is over, once (a
+// stream may be closed on another goroutine than the one reading it).
+func (s *readStream) endLarge(now time.Time) {
+	if s.large.CompareAndSwap(true, false) && s.a.ended != nil {
+		s.a.ended(s.from, now)
+	}
 }
 
 // follow moves the frame state over b, read at now.
@@ -254,6 +265,9 @@ func (s *readStream) follow(b []byte, now time.Time) {
 		s.remaining -= k
 		b = b[k:]
 		s.add(k)
+		if s.remaining == 0 {
+			s.endLarge(now)
+		}
 	}
 }
 
@@ -286,6 +300,7 @@ func (s *readStream) header(b []byte, now time.Time) []byte {
 	if n > 0 && size > 0 {
 		s.remaining = size
 		if size >= uint64(s.a.large) {
+			s.large.Store(true)
 			if s.a.started != nil {
 				s.a.started(s.from, now)
 			}

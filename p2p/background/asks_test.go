@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -86,9 +87,20 @@ func decodeFrame(t *testing.T, frame []byte) *pb.RPC {
 
 // The frames of a stream are followed whatever the reads cut them into:
 // a length split over two reads, a small frame and a large one in one
-// read, a large frame ending in the middle of a read.
+// read, a large frame ending in the middle of a read. Each large frame is
+// heard of once when it begins and once when it ends (clear.go), read
+// whole or cut off by its stream's end.
 func TestFramesAreFollowedAcrossReads(t *testing.T) {
 	a := newTestAsks(time.Second)
+	var events []string
+	a.started = func(peer.ID, time.Time) { events = append(events, "started") }
+	a.ended = func(peer.ID, time.Time) { events = append(events, "ended") }
+	heard := func(want ...string) {
+		t.Helper()
+		if !slices.Equal(events, want) {
+			t.Fatalf("heard %v, want %v", events, want)
+		}
+	}
 	s := &readStream{a: a}
 	large := binary.AppendUvarint(nil, 4*testLarge) // two bytes
 	inReads := func() bool { _, ok := a.reads[s]; return ok }
@@ -97,7 +109,9 @@ func TestFramesAreFollowedAcrossReads(t *testing.T) {
 	if inReads() {
 		t.Fatal("a small frame and half a length count as a large frame")
 	}
+	heard()
 	s.follow(large[1:], now)
+	heard("started")
 	if !inReads() || s.read != 0 {
 		t.Fatalf("a large frame's length read whole: counted %v, %d bytes", inReads(), s.read)
 	}
@@ -109,6 +123,13 @@ func TestFramesAreFollowedAcrossReads(t *testing.T) {
 	if inReads() || s.remaining != 1 {
 		t.Fatalf("the frame ended: still counted %v; next frame %d bytes, want 1", inReads(), s.remaining)
 	}
+	heard("started", "ended")
+	s.follow(append([]byte{'x'}, large...), now) // the small frame, and another large one begins
+	s.follow(make([]byte, testLarge), now)
+	heard("started", "ended", "started")
+	s.end() // its stream ends in the middle of it
+	s.end()
+	heard("started", "ended", "started", "ended")
 }
 
 // blockSender streams a frame of size bytes to b on pid, a chunk every

@@ -38,12 +38,13 @@ import (
 //     within the three BusyHolds a notice may hold a write;
 //   - a write waits for answers at most one ClearWait in all, holding
 //     its turn; a node that does not answer, or answers after half of
-//     it, is then not asked for askMute;
+//     it once the ask was written, is then not asked for askMute;
 //   - a validator cleared holds that node's other validators for at
-//     most one ClearWait until its frame begins and one BusyHold after,
-//     and is then let through, not cleared, for two BusyHolds (three if
-//     it sent nothing): no peer holds a clearance more than about half
-//     the time, whatever it sends;
+//     most one ClearWait until its frame begins and, after, until the
+//     frame has arrived, one BusyHold at most, and is then let through,
+//     not cleared, for two BusyHolds (three if it sent nothing): no peer
+//     holds a clearance more than about half the time, whatever it
+//     sends;
 //   - a peer outside the set holds, by the same rules, only the
 //     clearance for peers outside the set, and only if it is in this
 //     node's mesh: it can hold back only other full nodes' copies.
@@ -104,9 +105,12 @@ func newClearAsks(wait time.Duration, supports func(peer.ID) bool, send func(con
 // at most wait and at most budget (what is left of the write's). It
 // reports false when p said it is busy (the notice is heeded by then) or
 // done is closed; a peer that does not take asks, is muted, is already
-// being asked, or does not answer in time is written to. A peer that
-// answers in more than half of wait is muted all the same: an honest
-// answer takes a round trip, and a late one holds the turn.
+// being asked, or does not answer in time is written to. The peer is
+// muted when it had its chance and missed it: its stream failed, or it
+// left more than half of wait, counted from when the ask was written,
+// without an answer (an honest answer takes a round trip, and a late one
+// holds the turn). An ask that queued behind this node's own frames to
+// the peer is not held against it.
 func (a *clearAsks) ask(p peer.ID, budget time.Duration, done <-chan struct{}) bool {
 	if a == nil || budget <= 0 || !a.supports(p) {
 		return true
@@ -117,14 +121,17 @@ func (a *clearAsks) ask(p peer.ID, budget time.Duration, done <-chan struct{}) b
 	}
 	defer a.end(p)
 	a.asked.Add(1)
-	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), min(a.wait, budget))
 	defer cancel()
 	if err := a.send(ctx, p, wire.EncodeAskToSend()); err != nil {
 		a.unanswered.Add(1)
-		a.mute(p)
+		if ctx.Err() == nil { // the stream failed, not our queue
+			a.mute(p)
+		}
 		return true
 	}
+	sent := time.Now()
+	late := func() bool { return time.Since(sent) > a.wait/2 }
 	select {
 	case clear := <-answer:
 		if clear {
@@ -132,13 +139,15 @@ func (a *clearAsks) ask(p peer.ID, budget time.Duration, done <-chan struct{}) b
 		} else {
 			a.refused.Add(1)
 		}
-		if time.Since(start) > a.wait/2 {
-			a.mute(p) // answered, but slower than a round trip should take
+		if late() {
+			a.mute(p)
 		}
 		return clear
 	case <-ctx.Done():
 		a.unanswered.Add(1)
-		a.mute(p)
+		if late() {
+			a.mute(p)
+		}
 		return true
 	case <-done:
 		return false
@@ -296,6 +305,22 @@ func (c *clearance) began(p peer.ID, now time.Time) {
 	for _, s := range []*slot{&c.val, &c.other} {
 		if s.to == p && !s.used {
 			s.used, s.until = true, now.Add(c.hold)
+		}
+	}
+}
+
+// ended notes that a large frame from p was read whole at now, or its
+// stream ended first: its clearance, used, ends there and then, rather
+// than a hold after the frame began, so the next validator's copy need
+// not wait for a block already here. (A peer with two large frames
+// arriving at once, one on RainTree, loses its clearance with the first
+// to end, which only lets the next copy start sooner.)
+func (c *clearance) ended(p peer.ID, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range []*slot{&c.val, &c.other} {
+		if s.to == p && s.used && now.Before(s.until) {
+			s.until = now
 		}
 	}
 }

@@ -344,7 +344,7 @@ func (r *Router) pubsubHost(tr *tracer) (host.Host, error) {
 		}
 		if g.BusyHold > 0 && g.ClearWait > 0 {
 			u.clearance = newClearance(g.ClearWait, g.BusyHold, r.lazy.contains, r.IsMeshPeer, u.asks.receiving)
-			u.asks.started = u.clearance.began
+			u.asks.started, u.asks.ended = u.clearance.began, u.clearance.ended
 		}
 	}
 	if u.busy != nil {
