@@ -94,6 +94,9 @@ func (r *Router) onProof(from peer.ID, p wire.Proof) {
 		return
 	}
 	r.c.proofsAccepted.Add(1)
+	if r.have != nil {
+		r.have.forwarded(from) // our next block may go to it first
+	}
 }
 
 // checkProof verifies, on ring (the set the proof names, in ring order),
@@ -124,10 +127,11 @@ func checkProof(networkID string, ring []peer.ID, from peer.ID, p wire.Proof) er
 const forwardingWindow = time.Minute
 
 // blockParent is the parent a block goes to: Parent, unless it has not
-// sent us a copy of a message on gossip lately (as validators do when
-// they republish what RainTree brought them, and a validator that sits
-// on everything never does) and another connected validator of the mesh
-// has. Forwarding only makes a validator preferred, never suppresses
+// shown lately that it forwards (sent us a copy of a message on gossip,
+// as validators do when they republish what RainTree brought them,
+// advertised messages, or proved it started one of our blocks; a
+// validator that sits on everything does none of these) and another
+// connected validator has. Forwarding only makes a validator preferred, never suppresses
 // anything; one that forwards on gossip and sits on blocks is caught by
 // the proof.
 func (r *Router) blockParent() peer.ID {

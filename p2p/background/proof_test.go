@@ -10,6 +10,7 @@ import (
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -176,6 +177,9 @@ func TestAFullNodeHandsItsBlockOnWhenItsParentProvesNothing(t *testing.T) {
 				if f.r.Parent() != first {
 					t.Fatal("a parent that proved its block was passed over")
 				}
+				if !f.r.have.forwardedSince(first, time.Now().Add(-forwardingWindow)) {
+					t.Fatal("a parent that proved its block does not count as forwarding")
+				}
 				return
 			}
 			eventually(t, 5*time.Second, "the next parent getting the block", func() bool {
@@ -183,6 +187,9 @@ func TestAFullNodeHandsItsBlockOnWhenItsParentProvesNothing(t *testing.T) {
 				return len(d) == 1 && d[0].via == ViaSubmit
 			})
 			eventually(t, 5*time.Second, "the hand-over counted", func() bool { return f.r.Stats().Resubmitted == 1 })
+			if f.r.have.forwardedSince(first, time.Now().Add(-forwardingWindow)) {
+				t.Fatal("a parent that proved nothing counts as forwarding")
+			}
 			s := f.r.Stats()
 			if s.SubmitUnproven != 1 || s.ProofsAccepted != 0 || s.SubmitFallbacks != 0 {
 				t.Fatalf("unproven %d, proofs accepted %d, fallbacks %d; want 1, 0, 0", s.SubmitUnproven, s.ProofsAccepted, s.SubmitFallbacks)
@@ -342,6 +349,40 @@ func TestAValidatorForwardsWhenItSendsUsACopy(t *testing.T) {
 	h.gone(v)
 	if h.forwardedSince(v, start) {
 		t.Fatal("a validator that left the mesh still forwards")
+	}
+}
+
+// A validator that advertises messages of our topic in an IHAVE forwards
+// from then on, in our mesh or not (pubsub advertises only what it
+// accepted and so forwarded); an empty IHAVE, one for another topic, or
+// a peer outside the set shows nothing.
+func TestAValidatorForwardsWhenItAdvertisesMessages(t *testing.T) {
+	const topic = "t"
+	v, fn := peer.ID("validator"), peer.ID("full node")
+	ihave := func(topic string, ids ...string) *pb.ControlMessage {
+		return &pb.ControlMessage{Ihave: []*pb.ControlIHave{{TopicID: &topic, MessageIDs: ids}}}
+	}
+	id := strings.Repeat("m", 32)
+	for _, tt := range []struct {
+		name string
+		from peer.ID
+		ctl  *pb.ControlMessage
+		want bool
+	}{
+		{"a validator outside the mesh advertising our topic forwards", v, ihave(topic, id), true},
+		{"an IHAVE of another topic shows nothing", v, ihave("other", id), false},
+		{"an IHAVE with no IDs shows nothing", v, ihave(topic), false},
+		{"a full node advertising is no validator", fn, ihave(topic, id), false},
+		{"an RPC without control shows nothing", v, nil, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := testHaveSignals(topic, map[peer.ID]bool{v: true}, 16)
+			start := time.Now()
+			h.ihave(tt.from, tt.ctl)
+			if got := h.forwardedSince(tt.from, start); got != tt.want {
+				t.Fatalf("forwards = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }
 

@@ -57,10 +57,12 @@ type haveSignals struct {
 
 	mu   sync.Mutex
 	mesh map[peer.ID]struct{}
-	// forwardedAt is when each validator in the mesh last sent us a copy
-	// of a message (proof.go prefers such a one as a block's parent). An
-	// IDONTWANT does not count: pubsub sends one for what it receives,
-	// whether or not it passes it on.
+	// forwardedAt is when each validator last showed it forwards: it
+	// sent us a copy of a message (in the mesh), advertised messages in
+	// an IHAVE, or proved it started our block (proof.go prefers such a
+	// one as a block's parent). Only validators are kept, so there are at
+	// most as many as the set has. An IDONTWANT does not count: pubsub
+	// sends one for what it receives, whether or not it passes it on.
 	forwardedAt map[peer.ID]time.Time
 	ids         map[string]*haveEntry
 	order       []string // ids' keys, oldest first
@@ -136,8 +138,32 @@ func (h *haveSignals) gone(p peer.ID) {
 	}
 }
 
-// recv notes the IDONTWANTs of an incoming RPC.
-func (h *haveSignals) recv(rpc *pubsub.RPC) { h.idontwant(rpc.From(), rpc.GetControl()) }
+// recv notes the IDONTWANTs and IHAVEs of an incoming RPC.
+func (h *haveSignals) recv(rpc *pubsub.RPC) {
+	h.idontwant(rpc.From(), rpc.GetControl())
+	h.ihave(rpc.From(), rpc.GetControl())
+}
+
+// ihave notes that validator from, in our mesh or not, advertised
+// messages of our topic: pubsub advertises only what it accepted, which
+// it also forwarded or published, so a validator that sits on everything
+// never does. It only makes from a preferred parent for our blocks
+// (proof.go), where a proof still holds it to its word.
+func (h *haveSignals) ihave(from peer.ID, ctl *pb.ControlMessage) {
+	ours := func(c *pb.ControlIHave) bool { return c.GetTopicID() == h.topic && len(c.GetMessageIDs()) > 0 }
+	if !slices.ContainsFunc(ctl.GetIhave(), ours) || !h.validator(from) {
+		return
+	}
+	h.forwarded(from)
+}
+
+// forwarded notes that validator p forwards now: it advertised messages,
+// or proved it started our block.
+func (h *haveSignals) forwarded(p peer.ID) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.forwardedAt[p] = h.now()
+}
 
 // idontwant notes the IDONTWANTs in ctl, from peer from: at most
 // pubsub's own limit of IDs per IDONTWANT (GossipSubMaxIDontWantLength)
@@ -321,8 +347,8 @@ func (h *haveSignals) release(e *haveEntry, done <-chan struct{}) {
 	}
 }
 
-// forwardedSince reports whether validator p, in the mesh, sent us a
-// copy of a message at since or later.
+// forwardedSince reports whether validator p showed it forwards (a copy,
+// an IHAVE, a proof) at since or later.
 func (h *haveSignals) forwardedSince(p peer.ID, since time.Time) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
