@@ -167,13 +167,21 @@ func (l *testLog) Write(b []byte) (int, error) {
 }
 
 // A stock js-libp2p node (libp2p v2, @chainsafe/libp2p-gossipsub) that
-// knows a single validator of a lazy network takes part as a full node:
-// it gets every validator's broadcast, checked as the document says, and
-// its own broadcast reaches every validator.
+// knows a single validator takes part as a full node, with lazy gossip
+// (the default) and eager: it gets every validator's broadcast, checked
+// as the document says, and its own broadcast reaches every validator.
 func TestStockJSLibp2pFullNodeBehindOneValidator(t *testing.T) {
 	dir := jsInterop(t)
+	for _, lazy := range []bool{true, false} {
+		t.Run(map[bool]string{false: "eager", true: "lazy"}[lazy], func(t *testing.T) {
+			jsFullNodeBehindOneValidator(t, dir, func(c *p2p.Config) { c.Background.Gossip.LazyAmongValidators = lazy })
+		})
+	}
+}
+
+func jsFullNodeBehindOneValidator(t *testing.T, dir string, tweak func(*p2p.Config)) {
 	const netID = "module-test"
-	nodes := network(t, 9, 0, nil) // the default: lazy gossip
+	nodes := network(t, 9, 0, tweak)
 	entry := nodes[0]
 	js := startJSNode(t, dir, netID, fmt.Sprintf("%s/p2p/%s", entry.host.Addrs()[0], entry.host.ID()))
 	ready := js.next(t, "ready", 30*time.Second)
