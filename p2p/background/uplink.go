@@ -212,13 +212,19 @@ func (u *uplink) writeSmall(s network.Stream, frame []byte) (int, error) {
 	return writeInstead(s, frame, out, changed)
 }
 
-// take waits for the turn, at most hold: past that (writes ahead that
+// take waits for the turn, at most hold (none once the uplink closed):
+// past that (writes ahead that
 // take long, slow or hostile readers among their peers) it reports false
 // and the write goes beside the others, so no queue of slow peers can
 // hold a write longer than hold, nor past pubsub's write deadline. c
 // counts the write once as waited and once as overtaking, however often
 // it waits.
 func (u *uplink) take(c *turnCount) (bool, error) {
+	select {
+	case <-u.done: // a free turn would win the select below
+		return false, errUplinkClosed
+	default:
+	}
 	select {
 	case u.turn <- struct{}{}:
 		return true, nil

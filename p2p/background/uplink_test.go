@@ -177,6 +177,8 @@ func TestLargeWritesTakeTurnsForAtMostTheHold(t *testing.T) {
 	}
 }
 
+// A large write waiting for its turn ends when the uplink closes, and
+// one that comes after never begins, even with the turn free.
 func TestAWriteWaitingForItsTurnEndsAtClose(t *testing.T) {
 	a, b := newHost(t), newHost(t)
 	connect(t, a, b)
@@ -185,13 +187,18 @@ func TestAWriteWaitingForItsTurnEndsAtClose(t *testing.T) {
 	u := newTestUplink(t, time.Hour, done)
 	u.turn <- struct{}{} // someone else's turn, for an hour
 	errs := make(chan error, 1)
+	frame := rpcFrame(t, &pb.RPC{Publish: []*pb.Message{message('a')}})
 	go func() {
-		_, err := u.write(s, rpcFrame(t, &pb.RPC{Publish: []*pb.Message{message('a')}}))
+		_, err := u.write(s, frame)
 		errs <- err
 	}()
 	close(done)
 	if err := <-errs; !errors.Is(err, errUplinkClosed) {
 		t.Fatalf("err %v, want errUplinkClosed", err)
+	}
+	<-u.turn // the turn is free now
+	if n, err := u.write(s, frame); n != 0 || !errors.Is(err, errUplinkClosed) {
+		t.Fatalf("a write after close: wrote %d, err %v; want 0, errUplinkClosed", n, err)
 	}
 }
 
