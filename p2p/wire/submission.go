@@ -81,6 +81,10 @@ type Unicast struct {
 	// ClearToSend: the answer to an ask that the write may go now
 	// (EncodeClearToSend).
 	ClearToSend bool
+	// Repair: Message is a full node's copy of a broadcast for a
+	// validator it should have reached by now (EncodeRepair), to deliver,
+	// not to start.
+	Repair bool
 }
 
 // OpenUnicast opens a frame of the background router's unicast protocol:
@@ -92,8 +96,10 @@ func OpenUnicast(networkID string, b []byte, max int) (Unicast, error) {
 	switch {
 	case err != nil:
 		return Unicast{}, err
-	case f.controls() > 0 && (len(f.data) > 0 || len(f.handover.Parts) > 0 || len(f.handover.SetHash) > 0 || f.handover.WantProof):
+	case f.controls() > 0 && (len(f.data) > 0 || len(f.handover.Parts) > 0 || len(f.handover.SetHash) > 0 || f.handover.WantProof || f.repair):
 		return Unicast{}, fmt.Errorf("%w: background message: a proof, notice, ask or answer with a message", ErrMalformed)
+	case f.repair && (len(f.handover.Parts) > 0 || len(f.handover.SetHash) > 0 || f.handover.WantProof):
+		return Unicast{}, fmt.Errorf("%w: background message: a repair with a handover", ErrMalformed)
 	case f.controls() > 1:
 		return Unicast{}, fmt.Errorf("%w: background message: more than one of a proof, notice, ask and answer", ErrMalformed)
 	case f.proof != nil:
@@ -107,7 +113,10 @@ func OpenUnicast(networkID string, b []byte, max int) (Unicast, error) {
 	if err != nil {
 		return Unicast{}, err
 	}
-	return Unicast{Message: m, Handover: f.handover}, nil
+	if f.repair && m.IsUnicast() {
+		return Unicast{}, fmt.Errorf("%w: background message: a repair of a direct message", ErrMalformed)
+	}
+	return Unicast{Message: m, Handover: f.handover, Repair: f.repair}, nil
 }
 
 // CarriesEnvelope reports whether b, a background frame, carries an
@@ -149,6 +158,16 @@ func EncodeClearToSend() []byte {
 	return b
 }
 
+// EncodeRepair frames an encoded broadcast envelope for background
+// unicast as a repair: a copy for a validator that RainTree should have
+// reached by now, to deliver and publish on gossip, not to start.
+func EncodeRepair(envelope []byte) ([]byte, error) {
+	if len(envelope) == 0 {
+		return nil, ErrEmpty
+	}
+	return proto.Marshal(&BackgroundMessage{Data: envelope, Repair: true})
+}
+
 // backgroundFrame is a parsed background frame: the envelope (aliasing
 // the frame), a submission's handover, or a proof.
 type backgroundFrame struct {
@@ -158,6 +177,7 @@ type backgroundFrame struct {
 	busy     uint32 // milliseconds
 	ask      bool
 	clear    bool
+	repair   bool
 }
 
 // controls counts the frame's unicast controls: a proof, a busy notice,
@@ -174,7 +194,7 @@ func (f backgroundFrame) controls() int {
 
 // parseBackground splits a background frame into its fields. Only a
 // frame of the unicast protocol may hold a proof or ask for one, a busy
-// notice, an ask to send or its answer; on gossip those fields are
+// notice, an ask to send or its answer, or mark a repair; on gossip those fields are
 // skipped unread, as older nodes skip them, so a frame they would
 // forward is never one this node rejects.
 func parseBackground(b []byte, max int, unicast bool) (backgroundFrame, error) {
@@ -187,10 +207,13 @@ func parseBackground(b []byte, max int, unicast bool) (backgroundFrame, error) {
 	}
 	err := parseFields(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
 		switch {
-		case !unicast && num >= 4 && num <= 8:
+		case !unicast && num >= 4 && num <= 9:
 			return nil
-		case num >= 5 && num <= 8 && typ != protowire.VarintType:
+		case num >= 5 && num <= 9 && typ != protowire.VarintType:
 			return fmt.Errorf("%w: background message: field %d has wire type %d", ErrMalformed, num, typ)
+		case num == 9:
+			f.repair = x != 0
+			return nil
 		case num == 5:
 			f.handover.WantProof = x != 0
 			return nil

@@ -9,6 +9,9 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/rainp2p/rainp2p/p2p/identity"
 )
 
 func TestASubmissionCarriesItsPartsAndTheSameEnvelope(t *testing.T) {
@@ -158,6 +161,57 @@ func TestAnAskToSendAndItsAnswerTravelAlone(t *testing.T) {
 			}
 			if _, _, err := OpenSubmission(testNetwork, tt.frame, 0); !errors.Is(err, ErrEmpty) {
 				t.Errorf("OpenSubmission = %v, want ErrEmpty", err)
+			}
+		})
+	}
+}
+
+// A repair carries a broadcast alone: it opens with its message, and a
+// repair with anything else, of nothing, or of a direct message is
+// refused; gossip
+// skips the flag unread.
+func TestARepairCarriesABroadcastAlone(t *testing.T) {
+	m := sealed(t, testKey(t), "a transaction")
+	frame, err := EncodeRepair(m.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := OpenUnicast(testNetwork, frame, 0)
+	if err != nil || !u.Repair || u.Message == nil || u.Message.ID != m.ID || len(u.Handover.Parts) != 0 {
+		t.Fatalf("OpenUnicast = %+v, %v", u, err)
+	}
+	if got, err := OpenBackground(testNetwork, frame, 0); err != nil || got.ID != m.ID {
+		t.Fatalf("on gossip the flag is skipped: %v, %v", got, err)
+	}
+	if _, err := EncodeRepair(nil); !errors.Is(err, ErrEmpty) {
+		t.Errorf("EncodeRepair(nil) = %v, want ErrEmpty", err)
+	}
+	sub, err := EncodeSubmission(m.Raw, Handover{Parts: []Part{{Start: 1, Len: 2}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEnvelope(wrapperspb.String("to one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct, err := Seal(testNetwork, e, testKey(t), identity.Address{1}, time.Now(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name  string
+		frame []byte
+	}{
+		{"a repair with ring parts", append(sub, flagField(9)...)},
+		{"a repair asking for a proof", append(slices.Clone(frame), flagField(5)...)},
+		{"a repair with an ask", append(slices.Clone(frame), flagField(7)...)},
+		{"a repair alone", flagField(9)},
+		{"a repair of a direct message", append(protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), direct.Raw), flagField(9)...)},
+		{"a repair flag of the wrong wire type", append(protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), m.Raw), protowire.AppendBytes(protowire.AppendTag(nil, 9, protowire.BytesType), []byte{1})...)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if u, err := OpenUnicast(testNetwork, tt.frame, 0); !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrEmpty) {
+				t.Fatalf("OpenUnicast = %+v, %v; want ErrMalformed or ErrEmpty", u, err)
 			}
 		})
 	}

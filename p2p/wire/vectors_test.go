@@ -116,6 +116,7 @@ func vectors(t *testing.T) [][2]string {
 		{"busy_notice", marshal(&BackgroundMessage{BusyMs: 1500})},
 		{"ask_to_send", hex.EncodeToString(EncodeAskToSend())},
 		{"clear_to_send", hex.EncodeToString(EncodeClearToSend())},
+		{"repair_frame", hex.EncodeToString(repair(t, b.Raw))},
 		{"unicast_recipient", to.String()},
 		{"unicast_message_id", u.ID.String()},
 		{"unicast_envelope", hex.EncodeToString(u.Raw)},
@@ -198,6 +199,15 @@ func submission(t *testing.T, raw, setHash []byte) []byte {
 func proof(t *testing.T, p Proof) []byte {
 	t.Helper()
 	b, err := EncodeProof(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func repair(t *testing.T, envelope []byte) []byte {
+	t.Helper()
+	b, err := EncodeRepair(envelope)
 	if err != nil {
 		t.Fatal(err)
 	}

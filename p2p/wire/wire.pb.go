@@ -385,7 +385,13 @@ type BackgroundMessage struct {
 	AskToSend bool `protobuf:"varint,7,opt,name=ask_to_send,json=askToSend,proto3" json:"ask_to_send,omitempty"`
 	// On background unicast only, and then alone: the answer to
 	// ask_to_send that the sender may send its write now.
-	ClearToSend   bool `protobuf:"varint,8,opt,name=clear_to_send,json=clearToSend,proto3" json:"clear_to_send,omitempty"`
+	ClearToSend bool `protobuf:"varint,8,opt,name=clear_to_send,json=clearToSend,proto3" json:"clear_to_send,omitempty"`
+	// On background unicast only, with data alone: a full node's copy of a
+	// broadcast for a validator of its mesh that RainTree should have
+	// brought it by now, and that has not said it has it. The receiver
+	// delivers it and publishes it on gossip, and starts nothing on
+	// RainTree (docs/PROTOCOL.md section 5). Gossip skips it unread.
+	Repair        bool `protobuf:"varint,9,opt,name=repair,proto3" json:"repair,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -472,6 +478,13 @@ func (x *BackgroundMessage) GetAskToSend() bool {
 func (x *BackgroundMessage) GetClearToSend() bool {
 	if x != nil {
 		return x.ClearToSend
+	}
+	return false
+}
+
+func (x *BackgroundMessage) GetRepair() bool {
+	if x != nil {
+		return x.Repair
 	}
 	return false
 }
@@ -655,7 +668,7 @@ const file_wire_proto_rawDesc = "" +
 	"\areceipt\x18\v \x01(\fR\areceipt\x12,\n" +
 	"\x12receipt_span_start\x18\f \x01(\rR\x10receiptSpanStart\x12(\n" +
 	"\x10receipt_span_len\x18\r \x01(\rR\x0ereceiptSpanLen\x12#\n" +
-	"\rreceipt_level\x18\x0e \x01(\rR\freceiptLevel\"\xa1\x02\n" +
+	"\rreceipt_level\x18\x0e \x01(\rR\freceiptLevel\"\xb9\x02\n" +
 	"\x11BackgroundMessage\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x19\n" +
 	"\bset_hash\x18\x02 \x01(\fR\asetHash\x12,\n" +
@@ -665,7 +678,8 @@ const file_wire_proto_rawDesc = "" +
 	"want_proof\x18\x05 \x01(\bR\twantProof\x12\x17\n" +
 	"\abusy_ms\x18\x06 \x01(\rR\x06busyMs\x12\x1e\n" +
 	"\vask_to_send\x18\a \x01(\bR\taskToSend\x12\"\n" +
-	"\rclear_to_send\x18\b \x01(\bR\vclearToSend\"\xe2\x01\n" +
+	"\rclear_to_send\x18\b \x01(\bR\vclearToSend\x12\x16\n" +
+	"\x06repair\x18\t \x01(\bR\x06repair\"\xe2\x01\n" +
 	"\x0fSubmissionProof\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\fR\tmessageId\x12\x18\n" +
