@@ -300,10 +300,10 @@ func (s *readStream) header(b []byte, now time.Time) []byte {
 	if n > 0 && size > 0 {
 		s.remaining = size
 		if size >= uint64(s.a.large) {
-			s.large.Store(true)
 			if s.a.started != nil {
 				s.a.started(s.from, now)
 			}
+			s.large.Store(true) // after started: a Reset elsewhere ends it after it began
 			if s.a.trusted == nil || s.a.trusted(s.from) {
 				s.a.count(s, size, now)
 			}

@@ -89,6 +89,7 @@ type clearAsks struct {
 	mu      sync.Mutex
 	pending map[peer.ID]chan bool
 	quiet   deadlines // muted peers: not asked until then
+	unsent  deadlines // peers an ask could not be written to lately
 
 	asked, cleared, refused, unanswered, muted atomic.Uint64
 }
@@ -98,7 +99,7 @@ func newClearAsks(wait time.Duration, supports func(peer.ID) bool, send func(con
 		return nil
 	}
 	return &clearAsks{wait: wait, supports: supports, send: send,
-		pending: map[peer.ID]chan bool{}, quiet: deadlines{}}
+		pending: map[peer.ID]chan bool{}, quiet: deadlines{}, unsent: deadlines{}}
 }
 
 // ask asks p whether a large write may go now and waits for the answer,
@@ -109,8 +110,9 @@ func newClearAsks(wait time.Duration, supports func(peer.ID) bool, send func(con
 // muted when it had its chance and missed it: its stream failed, or it
 // left more than half of wait, counted from when the ask was written,
 // without an answer (an honest answer takes a round trip, and a late one
-// holds the turn). An ask that queued behind this node's own frames to
-// the peer is not held against it.
+// holds the turn). An ask that could not be written in time (it may
+// have queued behind this node's own frames to the peer) is held
+// against the peer only the second time within askMute.
 func (a *clearAsks) ask(p peer.ID, budget time.Duration, done <-chan struct{}) bool {
 	if a == nil || budget <= 0 || !a.supports(p) {
 		return true
@@ -125,7 +127,7 @@ func (a *clearAsks) ask(p peer.ID, budget time.Duration, done <-chan struct{}) b
 	defer cancel()
 	if err := a.send(ctx, p, wire.EncodeAskToSend()); err != nil {
 		a.unanswered.Add(1)
-		if ctx.Err() == nil { // the stream failed, not our queue
+		if ctx.Err() == nil || a.unsentAgain(p) { // the stream failed, or twice no room
 			a.mute(p)
 		}
 		return true
@@ -170,6 +172,21 @@ func (a *clearAsks) end(p peer.ID) {
 	a.mu.Lock()
 	delete(a.pending, p)
 	a.mu.Unlock()
+}
+
+// unsentAgain notes that an ask could not be written to p in time, and
+// reports whether one could not before, within askMute: the time may run
+// out behind this node's own frames to p once in a while, but a peer
+// that does not read its stream runs it out every time.
+func (a *clearAsks) unsentAgain(p peer.ID) bool {
+	now := time.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.unsent.on(p, now) {
+		return true
+	}
+	a.unsent.set(p, now.Add(askMute), now)
+	return false
 }
 
 // mute stops asking p for askMute: it did not answer in time, or took

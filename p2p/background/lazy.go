@@ -228,8 +228,8 @@ func closest(self peer.ID, ids []peer.ID) peer.ID {
 	return best
 }
 
-// preferForwarding makes a validator that forwards on gossip (forwards:
-// it sent us a copy of a message lately) the parent, when the current
+// preferForwarding makes a validator that forwards (forwards: it showed
+// so lately, proof.go's blockParent) the parent, when the current
 // one, current, does not: the eligible one whose hash with self is the
 // smallest. It returns the parent, current when none forwards.
 func (l *lazySet) preferForwarding(self peer.ID, net network.Network, current peer.ID, forwards func(peer.ID) bool) peer.ID {

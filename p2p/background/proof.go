@@ -93,10 +93,17 @@ func (r *Router) onProof(from peer.ID, p wire.Proof) {
 		r.c.proofsUnexpected.Add(1)
 		return
 	}
-	r.c.proofsAccepted.Add(1)
 	if r.have != nil {
 		r.have.forwarded(from) // our next block may go to it first
 	}
+	r.c.proofsAccepted.Add(1)
+}
+
+// aboveGossipThreshold reports whether pubsub still takes gossip from p:
+// its last score, if any, is at or above the gossip threshold.
+func (r *Router) aboveGossipThreshold(p peer.ID) bool {
+	sc, ok := r.Score(p)
+	return !ok || sc >= r.cfg.Scoring.GossipThreshold
 }
 
 // checkProof verifies, on ring (the set the proof names, in ring order),
@@ -122,8 +129,9 @@ func checkProof(networkID string, ring []peer.ID, from peer.ID, p wire.Proof) er
 	return wire.VerifyReceipt(pub, networkID, rc, p.Sig)
 }
 
-// forwardingWindow is how recently a validator must have sent us a copy
-// of a message on gossip to be preferred as a block's parent.
+// forwardingWindow is how recently a validator must have shown it
+// forwards (a copy, an IHAVE, a proof) to be preferred as a block's
+// parent.
 const forwardingWindow = time.Minute
 
 // blockParent is the parent a block goes to: Parent, unless it has not
@@ -141,8 +149,10 @@ func (r *Router) blockParent() peer.ID {
 	}
 	since := time.Now().Add(-forwardingWindow)
 	return r.lazy.preferForwarding(r.host.ID(), r.host.Network(), p, func(id peer.ID) bool {
-		// Only a validator that can be held to a proof is preferred.
-		return r.offersProofs(id) && r.have.forwardedSince(id, since)
+		// Only a validator that can be held to a proof is preferred, and
+		// not one pubsub ignores: an IHAVE is noted before pubsub's
+		// gossip threshold drops it.
+		return r.offersProofs(id) && r.have.forwardedSince(id, since) && r.aboveGossipThreshold(id)
 	})
 }
 
