@@ -117,31 +117,47 @@ func (d *headDials) close() {
 
 // hopsAfter is background.Config.HopsAfter: how many RainTree hops after
 // validator from the last validator of the set in force gets msg when
-// nothing fails. A validator's broadcast runs the tree rooted at it;
-// anyone else's the handover in parts from the start its signer's ID
-// gives (raintree.HandoverHops). A full node holds a message that long
-// for the validators in its mesh to say they have it (background
-// forward.go), so a wrong answer costs a copy or a few milliseconds of
-// repair, never the message.
+// nothing fails. A full node holds a message that long for the validators
+// in its mesh to say they have it (background forward.go), so a wrong
+// answer costs a copy or a few milliseconds of repair, never the message.
 func (m *Module) hopsAfter(msg *wire.Message, from peer.ID) (int, bool) {
+	hop, last, ok := m.planHop(msg, from)
+	return last - hop, ok
+}
+
+// hopOf is background.Config.HopOf: the RainTree hop at which validator p
+// gets msg when nothing fails. A full node repairs a validator of its
+// mesh that has not said it has msg a link after that hop (background
+// repair.go), so a wrong answer costs a copy or a few milliseconds.
+func (m *Module) hopOf(msg *wire.Message, p peer.ID) (int, bool) {
+	hop, _, ok := m.planHop(msg, p)
+	return hop, ok
+}
+
+// planHop is the hop at which validator p of the set in force gets a
+// small msg when nothing fails, and the hop of its last validator. A
+// validator's broadcast runs the tree rooted at it; anyone else's the
+// handover in parts from the start its signer's ID gives
+// (raintree.HandoverHops).
+func (m *Module) planHop(msg *wire.Message, p peer.ID) (hop, last int, ok bool) {
 	d, rt := m.depths.Load(), m.cfg.RainTree
 	if d == nil || rt.Mode != raintree.ModeCover || rt.Paces(len(msg.Raw)) {
-		return 0, false
+		return 0, 0, false
 	}
-	i, ok := d.set.IndexOfPeer(from)
+	i, ok := d.set.IndexOfPeer(p)
 	if !ok {
-		return 0, false
+		return 0, 0, false
 	}
 	n := d.set.Len()
 	if root, ok := d.set.IndexOf(msg.Origin); ok {
-		return d.tree - raintree.Hops(n, i-root, d.perHop), true
+		return raintree.Hops(n, i-root, d.perHop), d.tree, true
 	}
 	signer, err := msg.Signer()
 	if err != nil || !m.cfg.Background.Gossip.SubmitInParts {
-		return 0, false
+		return 0, 0, false
 	}
 	start := raintree.HandoverStart(n, []byte(signer))
-	return d.handover - raintree.HandoverHops(n, i-start, d.perHop), true
+	return raintree.HandoverHops(n, i-start, d.perHop), d.handover, true
 }
 
 // planDepths are the hops at which a small broadcast reaches the last

@@ -60,6 +60,21 @@ func (m *Module) broadcastLazy(ctx context.Context, rain *raintree.Router, bg *b
 	return nil
 }
 
+// takeRepair delivers a broadcast a full node of this validator's mesh
+// repaired (background.ViaRepair) the first time it is seen, having first
+// published it on gossip, which tells the mesh this node has it. It starts
+// nothing on RainTree: the validators below this one have full nodes of
+// their own to repair them.
+func (m *Module) takeRepair(from peer.ID, msg *wire.Message) {
+	if !m.firstSight(RouterBackground, from, msg) {
+		return
+	}
+	if _, bg, err := m.routers(); err == nil {
+		m.handToGossip(m.ctx, bg, msg)
+	}
+	m.hand(m.ctx, RouterBackground, from, msg, true)
+}
+
 // relaySubmission starts a broadcast a full node handed to this node
 // (background.ViaSubmit): on RainTree from a validator (see
 // relayOnRainTree), on gossip otherwise (a former validator the full node

@@ -201,7 +201,7 @@ func (m *Module) Start(ctx context.Context) (err error) {
 		}
 		bgCfg.Unicast.Trusted = m.isValidatorPeer
 		bgCfg.RainTreeValidator = m.cfg.Routers == RoutersBoth && set.Contains(m.cfg.Key.Address)
-		bgCfg.HopsAfter = m.hopsAfter
+		bgCfg.HopsAfter, bgCfg.HopOf = m.hopsAfter, m.hopOf
 		if m.bg, err = background.New(hintedHost{m.host, m}, bgCfg, m.onBackground); err != nil {
 			return fmt.Errorf("creating background router: %w", err)
 		}
@@ -590,8 +590,12 @@ func (m *Module) seal(env *wire.Envelope, to identity.Address) (*wire.Message, e
 }
 
 func (m *Module) onBackground(from peer.ID, msg *wire.Message, via background.Via, parts wire.Handover) {
-	if via == background.ViaSubmit {
+	switch via {
+	case background.ViaSubmit:
 		m.relaySubmission(from, msg, parts)
+		return
+	case background.ViaRepair:
+		m.takeRepair(from, msg)
 		return
 	}
 	m.deliver(m.ctx, RouterBackground, from, msg, via == background.ViaGossip)

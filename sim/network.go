@@ -667,11 +667,18 @@ func (sc *scenario) strategyConfig(s Strategy, n simNode) p2p.Config {
 		mc.Background.PubSub = background.PubSubKind(s.Gossip)
 		mc.Background.Gossip.LazyAmongValidators = s.Lazy
 	}
+	if s.Repair {
+		mc.Background.Gossip.RepairSlack = repairSlack
+	}
 	if s.RainTree == "" && s.Gossip == string(background.GossipSub) {
 		mc.Background.Gossip = background.StockGossipParams()
 	}
 	return mc
 }
+
+// repairSlack is the slack of the strategies with "repair": a link at
+// the simulator's default latency (ADR 0002, fourteenth session).
+const repairSlack = 10 * time.Millisecond
 
 // connect connects every pair of nodes that run, for runs without
 // --degree wiring.

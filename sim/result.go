@@ -225,6 +225,12 @@ type Repairs struct {
 	BlocksUnproven    uint64 `json:"blocks_unproven"`
 	BlocksResubmitted uint64 `json:"blocks_resubmitted"`
 	SubmitFallbacks   uint64 `json:"submit_fallbacks"`
+	// GossipRepairsSent are full nodes' copies to validators of their mesh
+	// that had not said they had a small message RainTree should have
+	// brought them (GossipParams.RepairSlack), GossipRepairsTaken those
+	// validators took.
+	GossipRepairsSent  uint64 `json:"gossip_repairs_sent"`
+	GossipRepairsTaken uint64 `json:"gossip_repairs_taken"`
 }
 
 // add counts one node's stats.
@@ -236,6 +242,8 @@ func (r *Repairs) add(s p2p.Stats) {
 	r.BlocksUnproven += s.Background.SubmitUnproven
 	r.BlocksResubmitted += s.Background.Resubmitted
 	r.SubmitFallbacks += s.Background.SubmitFallbacks
+	r.GossipRepairsSent += s.Background.RepairsSent
+	r.GossipRepairsTaken += s.Background.RepairsTaken
 }
 
 // Pacing are the background routers' counts of large gossip writes held

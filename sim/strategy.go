@@ -31,6 +31,10 @@ type Strategy struct {
 	// (raintree.Config.LevelsPerHop 1), instead of the default two levels
 	// per hop for messages below PaceBytes.
 	Ternary bool
+	// Repair has full nodes repair the validators of their mesh a link
+	// after the plan says they should have said they have a small message
+	// (background.GossipParams.RepairSlack, off by default; repairSlack).
+	Repair bool
 }
 
 // partDefault names the shipped configuration.
@@ -73,6 +77,9 @@ func (s Strategy) Name() string {
 	if s.Ternary {
 		parts = append(parts, partTernary)
 	}
+	if s.Repair {
+		parts = append(parts, partRepair)
+	}
 	return strings.Join(parts, "+")
 }
 
@@ -90,6 +97,7 @@ const (
 	partFloodSub  = "floodsub"
 	partLazy      = "lazy"
 	partTernary   = "ternary"
+	partRepair    = "repair"
 )
 
 // NetworkStrategies are the strategies RunNetwork compares by default.
@@ -128,17 +136,22 @@ func ParseStrategy(name string) (Strategy, error) {
 			s.Lazy = true
 		case partTernary:
 			s.Ternary = true
+		case partRepair:
+			s.Repair = true
 		case partGossipSub, partRandomSub, partFloodSub:
 			if s.Gossip != "" {
 				return fail("two gossip routers")
 			}
 			s.Gossip = p
 		default:
-			return fail("unknown part %q (want reference, cover, ack, gossipsub, randomsub, floodsub, lazy or ternary)", p)
+			return fail("unknown part %q (want reference, cover, ack, gossipsub, randomsub, floodsub, lazy, ternary or repair)", p)
 		}
 	}
 	if s.Lazy && (s.RainTree == "" || s.Gossip != partGossipSub) {
 		return fail("lazy needs a RainTree mode and gossipsub (validators gossip lazily because RainTree reaches them)")
+	}
+	if s.Repair && !s.Lazy {
+		return fail("repair needs lazy (full nodes repair what RainTree should have brought their validators)")
 	}
 	if s.Ternary && s.RainTree != partCover {
 		return fail("ternary needs cover mode (reference mode always runs one level per hop)")

@@ -17,6 +17,8 @@ func TestParseStrategy(t *testing.T) {
 		{in: "randomsub", want: "randomsub"},
 		{in: "lazy+gossipsub+ack+cover", want: "cover+ack+gossipsub+lazy"},
 		{in: "gossipsub+lazy", bad: true},
+		{in: "repair+lazy+gossipsub+ack+cover", want: "cover+ack+gossipsub+lazy+repair"},
+		{in: "cover+ack+gossipsub+repair", bad: true},
 		{in: "ternary+cover+ack", want: "cover+ack+ternary"},
 		{in: "reference+ternary", bad: true},
 		{in: "cover+floodsub+lazy", bad: true},

@@ -59,7 +59,9 @@ p2p.DefaultConfig), reference, cover (RainTree alone), gossipsub (stock
 parameters), randomsub, floodsub (gossip alone), reference+gossipsub,
 cover+gossipsub; "+ack" after cover enables RainTree ACKs, "+lazy" lazy
 gossip among validators (needs RainTree and gossipsub), "+ternary" one
-RainTree level per hop for every message.
+RainTree level per hop for every message, "+repair" full nodes' repairs
+of their validators (needs lazy; cover+ack+gossipsub+lazy+repair is the
+default with repairs on).
 
 Plan mode (--plan) runs the RainTree planner itself, without hosts, over up to
 millions of validators: delivery, payload messages and hop depth per strategy

@@ -317,8 +317,8 @@ func (r *Router) tellBusy(n *busyNotices, from peer.ID, frame []byte) {
 }
 
 // advertiseBusy lists BusyProtocolID on a node that heeds busy notices,
-// and ClearProtocolID on one that answers asks to send. A stream opened
-// on either is reset at once.
+// ClearProtocolID on one that answers asks to send, and RepairProtocolID
+// on one that takes repairs. A stream opened on any is reset at once.
 func (r *Router) advertiseBusy() {
 	u := r.up.Load()
 	if u != nil && u.busy != nil {
@@ -326,5 +326,8 @@ func (r *Router) advertiseBusy() {
 	}
 	if u != nil && u.clearance != nil {
 		r.host.SetStreamHandler(ClearProtocolID(r.cfg.NetworkID), func(s network.Stream) { _ = s.Reset() })
+	}
+	if r.takesRepairs() {
+		r.host.SetStreamHandler(RepairProtocolID(r.cfg.NetworkID), func(s network.Stream) { _ = s.Reset() })
 	}
 }

@@ -99,14 +99,15 @@ func (r *Router) hold(ctx context.Context, from peer.ID, m *wire.Message) {
 	}
 	defer r.held.Add(-int64(size))
 	r.c.held.Add(1)
-	rtt := r.meshRTT()
+	start, rtt := time.Now(), r.meshRTT()
 	d := r.cfg.Gossip.forwardDelay(size, rtt)
 	if r.cfg.HopsAfter != nil && !r.cfg.Gossip.large(size) {
 		if hops, ok := r.cfg.HopsAfter(m, from); ok {
 			d = r.cfg.Gossip.treeDelay(hops, rtt)
 		}
 	}
-	if r.have.wait(ctx, r.gossipID(m), from, d, r.cfg.Gossip.releaseGrace(size, rtt)) {
+	rep := r.repairsFor(m, from, rtt, start)
+	if r.have.wait(ctx, r.gossipID(m), from, d, r.cfg.Gossip.releaseGrace(size, rtt), rep) {
 		r.c.releasedEarly.Add(1)
 	}
 }

@@ -285,31 +285,49 @@ func (h *haveSignals) entry(id string) *haveEntry {
 
 // wait returns grace after every validator in the mesh other than from
 // has said it has message id (early, true), after d, or when ctx ends,
-// whichever is first.
-func (h *haveSignals) wait(ctx context.Context, id string, from peer.ID, d, grace time.Duration) (early bool) {
+// whichever is first. With rep, it repairs meanwhile the validators
+// still silent when their time comes (repair.go).
+func (h *haveSignals) wait(ctx context.Context, id string, from peer.ID, d, grace time.Duration, rep *repairs) (early bool) {
 	e, done := h.register(id, from)
 	if done == nil {
 		early, d = grace < d, min(d, grace)
+		rep = nil // nobody left to repair
 	} else {
 		defer h.release(e, done)
 	}
-	start := time.Now()
+	end := time.Now().Add(d)
 	t := time.NewTimer(d)
 	defer t.Stop()
+	var repairAt <-chan time.Time
+	if rep != nil {
+		repairAt = rep.timer()
+		defer rep.stop()
+	}
 	for {
 		select {
 		case <-done:
-			done = nil
-			if grace < d-time.Since(start) {
+			done, repairAt = nil, nil
+			if left := time.Until(end); grace < left {
 				t.Reset(grace)
 				early = true
 			}
+		case now := <-repairAt:
+			rep.fire(now, func(p peer.ID) bool { return h.waitsFor(e, p) })
+			repairAt = rep.timer()
 		case <-t.C:
 			return early
 		case <-ctx.Done():
 			return false
 		}
 	}
+}
+
+// waitsFor reports whether e's hold still waits for p's word.
+func (h *haveSignals) waitsFor(e *haveEntry, p peer.ID) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, ok := e.waiting[p]
+	return ok
 }
 
 // register returns id's entry and a channel closed once the validators in

@@ -92,7 +92,7 @@ func TestAHoldEndsOnceEveryValidatorInTheMeshHasTheMessage(t *testing.T) {
 		h.graft(v1, topic)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		if h.wait(ctx, a, sender, time.Hour, 0) {
+		if h.wait(ctx, a, sender, time.Hour, 0, nil) {
 			t.Fatal("released early without a signal")
 		}
 	})
@@ -123,7 +123,7 @@ func TestAWaitedForMessageIDIsNeverDropped(t *testing.T) {
 func holdInBackground(t *testing.T, h *haveSignals, id string, from peer.ID, d time.Duration) <-chan bool {
 	t.Helper()
 	early := make(chan bool, 1)
-	go func() { early <- h.wait(context.Background(), id, from, d, 0) }()
+	go func() { early <- h.wait(context.Background(), id, from, d, 0, nil) }()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		h.mu.Lock()
@@ -155,7 +155,7 @@ func TestHeardMessageIDsStayBoundedAndTheOverflowIsCounted(t *testing.T) {
 		t.Fatalf("%d IDs counted as dropped, want %d", got, 10-limit)
 	}
 	// The newest are kept: the last ID's hold ends at once.
-	if !h.wait(context.Background(), strings.Repeat("j", 32), "sender", time.Second, 0) {
+	if !h.wait(context.Background(), strings.Repeat("j", 32), "sender", time.Second, 0, nil) {
 		t.Fatal("the newest signal was forgotten")
 	}
 	// Expired IDs make room without being counted.

@@ -45,6 +45,10 @@ const (
 	// ViaSubmit is a broadcast a full node handed to this node directly
 	// (Submit) for it to start: the handler relays it.
 	ViaSubmit Via = "submit"
+	// ViaRepair is a broadcast a full node of this validator's mesh sent
+	// it because RainTree should have brought it by now (repair.go): the
+	// handler delivers it and publishes it on gossip.
+	ViaRepair Via = "repair"
 )
 
 // Handler receives every valid message addressed to this node, decoded and
@@ -529,6 +533,9 @@ func (r *Router) onUnicast(from peer.ID, data []byte) {
 			up.askers.answered(from, true)
 		}
 		return
+	case err == nil && u.Repair:
+		r.onRepair(from, m)
+		return
 	case err == nil && !m.IsUnicast() && r.cfg.lazyNetwork():
 		r.c.submissions.Add(1)
 		r.deliver(from, m, ViaSubmit, u.Handover)
@@ -700,6 +707,7 @@ func (r *Router) Close() error {
 		r.host.RemoveStreamHandler(SubmitProofProtocolID(r.cfg.NetworkID))
 		r.host.RemoveStreamHandler(BusyProtocolID(r.cfg.NetworkID))
 		r.host.RemoveStreamHandler(ClearProtocolID(r.cfg.NetworkID))
+		r.host.RemoveStreamHandler(RepairProtocolID(r.cfg.NetworkID))
 		r.proofs.Close()
 		r.cancel()
 		r.wg.Wait()

@@ -134,14 +134,22 @@ type Stats struct {
 	// (GossipParams.ClearWait), AsksCleared those the peer cleared,
 	// AsksRefused those it answered with a busy notice, and
 	// AsksUnanswered those not answered in time (or not sent), and
-	// AsksMuted the peers then not asked for a minute (no answer in time,
-	// or one that took more than half of ClearWait).
+	// AsksMuted the peers then not asked for a minute (their stream
+	// failed, they let half of ClearWait pass after an ask was written,
+	// or two asks to them could not be written within a minute).
 	AsksSent, AsksCleared, AsksRefused, AsksUnanswered, AsksMuted uint64
 	// ClearancesGiven counts the asks this node answered with a
 	// clearance, ClearancesRefused those it answered with a busy notice,
 	// and AnswersDropped the answers it did not send (one was already on
 	// its way to that peer, or the send failed).
 	ClearancesGiven, ClearancesRefused, AnswersDropped uint64
+	// RepairsSent counts the repairs this full node sent validators of
+	// its mesh that had not said they have a message RainTree should
+	// have brought them (GossipParams.RepairSlack), RepairErrors those
+	// whose send failed; RepairsTaken counts the repairs this validator
+	// took from its mesh, RepairsRefused those it dropped (not from a
+	// peer of its mesh, or not a validator of a lazy network).
+	RepairsSent, RepairErrors, RepairsTaken, RepairsRefused uint64
 	// Graylisted is how many peers were below the graylist threshold at
 	// the last score inspection, LowestScore the lowest score then.
 	Graylisted  uint64
@@ -182,6 +190,8 @@ type counters struct {
 	proofsUnexpected                  atomic.Uint64
 	proofsSent, proofsDropped         atomic.Uint64
 	submissions, laterFull, heldFull  atomic.Uint64
+	repairsSent, repairErrors         atomic.Uint64
+	repairsTaken, repairsRefused      atomic.Uint64
 	held                              atomic.Uint64
 	releasedEarly, signalsFull        atomic.Uint64
 	pingErrors                        atomic.Uint64
@@ -224,6 +234,10 @@ func (r *Router) Stats() Stats {
 		ProofsSent:              r.c.proofsSent.Load(),
 		ProofsDropped:           r.c.proofsDropped.Load(),
 		Submissions:             r.c.submissions.Load(),
+		RepairsSent:             r.c.repairsSent.Load(),
+		RepairErrors:            r.c.repairErrors.Load(),
+		RepairsTaken:            r.c.repairsTaken.Load(),
+		RepairsRefused:          r.c.repairsRefused.Load(),
 		PendingFull:             r.c.laterFull.Load(),
 		Held:                    r.c.held.Load(),
 		HeldFull:                r.c.heldFull.Load(),

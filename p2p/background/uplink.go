@@ -55,6 +55,12 @@ type uplink struct {
 	askers    *clearAsks   // nil: large writes go unasked (clear.go)
 	clearance *clearance   // nil: this node answers no asks
 
+	// repairedMu guards repaired: the peers this node sent a repair
+	// lately (repair.go), whose small frames it reads for the messages to
+	// leave out.
+	repairedMu sync.Mutex
+	repaired   deadlines
+
 	waited, overtook, skipped, forgotten atomic.Uint64
 }
 
@@ -71,7 +77,7 @@ func newUplink(g GossipParams, msgID func(*pb.Message) string, idLen int, done <
 	u := &uplink{
 		large: g.LargeBytes, hold: g.LargeWriteHold, idLen: idLen,
 		turn: make(chan struct{}, 1), done: done, msgID: msgID,
-		busy: newBusyWrites(g.BusyHold),
+		busy: newBusyWrites(g.BusyHold), repaired: deadlines{},
 	}
 	var err error
 	u.declined, err = lru.NewWithEvict(g.UnwantedMemory, func(declinedKey, struct{}) { u.forgotten.Add(1) })
@@ -109,6 +115,24 @@ func (u *uplink) noteDeclines(from peer.ID, ctl *pb.ControlMessage) {
 			u.declined.Add(declinedKey{from, id}, struct{}{})
 		}
 	}
+}
+
+// repairedWith notes that this node sent p message id in a repair: pubsub's
+// own copy to p is then left out as if p had declined it, for as long as
+// a held message may still be forwarded (until).
+func (u *uplink) repairedWith(p peer.ID, id string, until time.Time) {
+	u.declined.Add(declinedKey{p, id}, struct{}{})
+	u.repairedMu.Lock()
+	defer u.repairedMu.Unlock()
+	u.repaired.set(p, until, time.Now())
+}
+
+// repairedLately reports whether this node sent p a repair whose copy
+// pubsub may still forward.
+func (u *uplink) repairedLately(p peer.ID, now time.Time) bool {
+	u.repairedMu.Lock()
+	defer u.repairedMu.Unlock()
+	return u.repaired.on(p, now)
 }
 
 // declinedBy reports whether p has said it has the message id.
@@ -206,9 +230,15 @@ func (u *uplink) declinedAll(p peer.ID, frame []byte) func() bool {
 }
 
 // writeSmall writes frame, without its IWANTs while a large frame is
-// arriving (asks.go).
+// arriving (asks.go), and, to a peer repaired lately, without what it
+// was repaired with (repair.go).
 func (u *uplink) writeSmall(s network.Stream, frame []byte) (int, error) {
-	out, changed := u.asks.filter(frame, time.Now())
+	now := time.Now()
+	if p := s.Conn().RemotePeer(); u.repairedLately(p, now) {
+		out, changed := u.withoutDeclined(p, frame)
+		return writeInstead(s, frame, out, changed)
+	}
+	out, changed := u.asks.filter(frame, now)
 	return writeInstead(s, frame, out, changed)
 }
 
