@@ -213,7 +213,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		{"busy_sent", b.BusyNoticesSent}, {"busy_dropped", b.BusyNoticesDropped}, {"busy_heard", b.BusyNoticesHeard}, {"busy_held", b.LargeWritesHeldBusy},
 		{"ask_sent", b.AsksSent}, {"ask_cleared", b.AsksCleared}, {"ask_refused", b.AsksRefused}, {"ask_unanswered", b.AsksUnanswered}, {"ask_muted", b.AsksMuted},
 		{"clear_given", b.ClearancesGiven}, {"clear_refused", b.ClearancesRefused}, {"answer_dropped", b.AnswersDropped},
-		{"repair_sent", b.RepairsSent}, {"repair_error", b.RepairErrors}, {"repair_taken", b.RepairsTaken}, {"repair_refused", b.RepairsRefused},
+		{"repair_sent", b.RepairsSent}, {"repair_error", b.RepairErrors}, {"repair_skipped", b.RepairsSkipped}, {"repair_taken", b.RepairsTaken}, {"repair_refused", b.RepairsRefused},
 	} {
 		counter(lazyDesc, e.v, e.event)
 	}

@@ -226,13 +226,17 @@ type GossipParams struct {
 	// least half a link), after the copy came, so that a validator below
 	// a silent head has it about a link after the tree should have
 	// brought it rather than after the hold (repair.go); pubsub's own
-	// copy to it is left out. 0, the default, repairs nothing (validators
-	// take repairs either way). Off by default because it costs gossip
-	// payload for a gain that does not reach stock gossipsub's tail: at
-	// 100 nodes with 30% silent and 10ms (a link), the validators' p50 fell
-	// 14-18% and their p99 12-16% in two runs of three, for 7-17% more
-	// payload (0.45-0.50 of gossipsub's, against 0.40-0.45); healthy runs
-	// sent almost no repairs (ADR 0002, fourteenth session).
+	// copy to it is left out (which needs LargeWriteHold's uplink). A
+	// repair falls due before the hold ends or not at all; each goes on
+	// its own goroutine, at most 64 under way and 50 a second to one
+	// validator (burst 20), beyond which pubsub's copy goes instead. 0,
+	// the default, repairs nothing (validators take repairs either way).
+	// Off by default because it costs gossip payload for a gain that
+	// does not reach stock gossipsub's tail: at 100 nodes with 30% silent
+	// and 10ms (a link), the validators' p50 fell 14-15% in three runs and
+	// their p99 in two (73.9 to 59.7 ms, 69.2 to 66.0; 76.5 to 82.1 in the
+	// third), for 0.48-0.51 of gossipsub's payload against 0.42-0.48;
+	// healthy runs sent one or two repairs (ADR 0002, fourteenth session).
 	RepairSlack time.Duration
 	// MaxHeldBytes bounds the bytes of the messages a full node holds for
 	// their forward delay; a message beyond it is forwarded at once and
@@ -667,8 +671,8 @@ func (g GossipParams) validate() error {
 		return fmt.Errorf("BusyHold %v must be 0 or at least 1ms (notices count milliseconds)", g.BusyHold)
 	case g.ClearWait < 0 || g.ClearWait > 0 && g.LargeWriteHold > 0 && g.ClearWait > g.LargeWriteHold:
 		return fmt.Errorf("ClearWait %v must not be negative, nor above LargeWriteHold %v (a write holds its turn for the answer)", g.ClearWait, g.LargeWriteHold)
-	case g.RepairSlack < 0:
-		return fmt.Errorf("RepairSlack %v must not be negative", g.RepairSlack)
+	case g.LazyAmongValidators && (g.RepairSlack < 0 || g.RepairSlack > 0 && g.LargeWriteHold <= 0):
+		return fmt.Errorf("RepairSlack %v must not be negative, and needs LargeWriteHold (%v), whose uplink leaves pubsub's copy to a repaired validator out", g.RepairSlack, g.LargeWriteHold)
 	case g.LazyAmongValidators && g.MaxHeldBytes <= 0:
 		return fmt.Errorf("MaxHeldBytes %d must be positive", g.MaxHeldBytes)
 	case g.LazyAmongValidators && g.MaxHaveSignals <= 0:

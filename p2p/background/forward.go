@@ -106,7 +106,7 @@ func (r *Router) hold(ctx context.Context, from peer.ID, m *wire.Message) {
 			d = r.cfg.Gossip.treeDelay(hops, rtt)
 		}
 	}
-	rep := r.repairsFor(m, from, rtt, start)
+	rep := r.repairsFor(m, from, rtt, start, start.Add(d))
 	if r.have.wait(ctx, r.gossipID(m), from, d, r.cfg.Gossip.releaseGrace(size, rtt), rep) {
 		r.c.releasedEarly.Add(1)
 	}

@@ -81,6 +81,8 @@ func TestLazyGossipConfigIsValidated(t *testing.T) {
 		{"no submit fallback", func(g *GossipParams) { g.SubmitFallback = 0 }},
 		{"a large-message fallback below the fallback", func(g *GossipParams) { g.LargeSubmitFallback = g.SubmitFallback - 1 }},
 		{"no room for pending publications", func(g *GossipParams) { g.MaxPending = 0 }},
+		{"a negative repair slack", func(g *GossipParams) { g.RepairSlack = -time.Millisecond }},
+		{"repairs without the uplink that leaves pubsub's copy out", func(g *GossipParams) { g.RepairSlack, g.LargeWriteHold = time.Millisecond, 0 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+" is refused", func(t *testing.T) {

@@ -312,7 +312,9 @@ func (h *haveSignals) wait(ctx context.Context, id string, from peer.ID, d, grac
 				early = true
 			}
 		case now := <-repairAt:
-			rep.fire(now, func(p peer.ID) bool { return h.waitsFor(e, p) })
+			if ctx.Err() == nil {
+				rep.fire(now, func(p peer.ID) bool { return h.waitsFor(e, p) })
+			}
 			repairAt = rep.timer()
 		case <-t.C:
 			return early

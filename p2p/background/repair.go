@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -92,14 +93,25 @@ func (rp *repairs) fire(now time.Time, silent func(peer.ID) bool) {
 	}
 }
 
+// Bounds on a full node's repairs, below what a validator takes from one
+// peer (DefaultDirectRate, DefaultDirectBurst), whose busy notices, asks
+// and submissions share that budget: a repair over them is not sent, and
+// pubsub's own copy goes instead.
+const (
+	repairsPerSecond   = DefaultDirectRate / 2 // to one validator
+	repairBurst        = 20
+	maxRepairsInFlight = 64 // sends under way, over every validator
+)
+
 // repairsFor plans the repairs of small message m, which validator from
-// sent this full node at start, rtt being the round trip to the mesh's
-// validators: nil when there is nothing to plan (repairs off, a large
-// message, a plan it cannot read, no validator of the mesh that takes
+// sent this full node at start and pubsub may forward from holdEnd, rtt
+// being the round trip to the mesh's validators: nil when there is
+// nothing to plan (repairs off, a large message, no round trip measured
+// yet, a plan it cannot read, no validator of the mesh that takes
 // repairs).
-func (r *Router) repairsFor(m *wire.Message, from peer.ID, rtt time.Duration, start time.Time) *repairs {
+func (r *Router) repairsFor(m *wire.Message, from peer.ID, rtt time.Duration, start, holdEnd time.Time) *repairs {
 	g := r.cfg.Gossip
-	if g.RepairSlack <= 0 || r.cfg.HopOf == nil || g.large(len(m.Raw)) {
+	if g.RepairSlack <= 0 || r.cfg.HopOf == nil || g.large(len(m.Raw)) || rtt <= 0 {
 		return nil
 	}
 	fromHop, ok := r.cfg.HopOf(m, from)
@@ -107,40 +119,82 @@ func (r *Router) repairsFor(m *wire.Message, from peer.ID, rtt time.Duration, st
 		return nil
 	}
 	link := rtt / 2
-	slack := max(g.RepairSlack, link/2)
-	takes := r.supports(RepairProtocolID(r.cfg.NetworkID))
-	var due []dueRepair
-	for _, v := range r.have.meshValidators() {
-		if v == from || !takes(v) {
-			continue
-		}
-		if hop, ok := r.cfg.HopOf(m, v); ok {
-			due = append(due, dueRepair{to: v, at: start.Add(time.Duration(max(0, hop-fromHop))*link + slack)})
-		}
-	}
+	hopOf := func(v peer.ID) (int, bool) { return r.cfg.HopOf(m, v) }
+	due := repairTimes(r.have.meshValidators(), from, r.supports(RepairProtocolID(r.cfg.NetworkID)), hopOf,
+		fromHop, link, max(g.RepairSlack, link/2), start)
 	if len(due) == 0 {
 		return nil
 	}
-	slices.SortFunc(due, func(a, b dueRepair) int { return a.at.Compare(b.at) })
-	frame, err := wire.EncodeRepair(m.Raw)
-	if err != nil {
-		return nil
-	}
-	within := max(rtt, g.ForwardDelay)
-	id := r.gossipID(m)
+	var frame []byte // encoded at the first repair
+	within, id := max(rtt, g.ForwardDelay), r.gossipID(m)
+	strip := holdEnd.Add(g.MaxForwardDelay) // pubsub may forward the message until about then
 	return &repairs{due: due, send: func(v peer.ID) bool {
-		if !r.sendRepair(v, frame, within) {
-			return false
+		if frame == nil {
+			var err error
+			if frame, err = wire.EncodeRepair(m.Raw); err != nil {
+				return false
+			}
 		}
-		if u := r.up.Load(); u != nil { // pubsub's copy to v would be a second one
-			u.repairedWith(v, id, time.Now().Add(g.MaxForwardDelay))
-		}
-		return true
+		return r.repair(v, frame, id, within, strip)
 	}}
 }
 
+// repairTimes are the times at which each validator of mesh that takes
+// repairs, from aside, is due its repair unless it has said it has the
+// message: a link for each RainTree hop it gets it after from (at hop
+// fromHop; hopOf reads the plan), and the slack, after start; soonest
+// first, in mesh order among equals.
+func repairTimes(mesh []peer.ID, from peer.ID, takes func(peer.ID) bool, hopOf func(peer.ID) (int, bool),
+	fromHop int, link, slack time.Duration, start time.Time) []dueRepair {
+	var due []dueRepair
+	for _, v := range mesh {
+		if v == from || !takes(v) {
+			continue
+		}
+		if hop, ok := hopOf(v); ok {
+			due = append(due, dueRepair{to: v, at: start.Add(time.Duration(max(0, hop-fromHop))*link + slack)})
+		}
+	}
+	slices.SortStableFunc(due, func(a, b dueRepair) int { return a.at.Compare(b.at) })
+	return due
+}
+
+// repair sends frame, the repair of message id, to validator v on a
+// goroutine of its own, within d and without a dial (v is in the mesh),
+// unless v's repair budget or the sends under way are used up (counted);
+// once it went, pubsub's copy of id to v is left out until strip. It
+// reports whether the send started.
+func (r *Router) repair(v peer.ID, frame []byte, id string, d time.Duration, strip time.Time) bool {
+	if !r.repairBudget.allow(v) {
+		r.c.repairsSkipped.Add(1)
+		return false
+	}
+	select {
+	case r.repairSlots <- struct{}{}:
+	default:
+		r.c.repairsSkipped.Add(1)
+		return false
+	}
+	r.mu.Lock() // Close waits for r.wg once the state says closed
+	defer r.mu.Unlock()
+	if r.state == stateClosed {
+		<-r.repairSlots
+		return false
+	}
+	r.wg.Go(func() {
+		defer func() { <-r.repairSlots }()
+		if !r.sendRepair(v, frame, d) {
+			return
+		}
+		if u := r.up.Load(); u != nil { // pubsub's copy to v would be a second one
+			u.repairedWith(v, id, strip)
+		}
+	})
+	return true
+}
+
 // sendRepair sends frame, a repair, to validator v within d, without a
-// dial (v is in the mesh), and reports whether it went.
+// dial, and reports whether it went.
 func (r *Router) sendRepair(v peer.ID, frame []byte, d time.Duration) bool {
 	ctx, cancel := context.WithTimeout(network.WithNoDial(r.ctx, "repair"), d)
 	defer cancel()
@@ -166,8 +220,16 @@ func (r *Router) onRepair(from peer.ID, m *wire.Message) {
 }
 
 // takesRepairs reports whether this node lists RepairProtocolID: a
-// validator of a lazy network.
-func (r *Router) takesRepairs() bool { return r.cfg.lazy() }
+// validator of a lazy network whose host has a connection manager, which
+// is where pubsub marks the mesh (IsMeshPeer); without one it would
+// refuse every repair.
+func (r *Router) takesRepairs() bool {
+	switch r.host.ConnManager().(type) {
+	case *connmgr.NullConnMgr, connmgr.NullConnMgr:
+		return false
+	}
+	return r.cfg.lazy()
+}
 
 // RepairProtocolID names what a validator that takes repairs (repair.go)
 // lists in identify. No stream on it carries anything: a full node

@@ -86,6 +86,10 @@ type Router struct {
 	uc        *unicast.Router
 	c         counters
 	direct    *peerLimiter
+	// repairBudget bounds this full node's repairs to each validator, and
+	// repairSlots the sends under way (repair.go).
+	repairBudget *peerLimiter
+	repairSlots  chan struct{}
 
 	// scores is the last score snapshot; graylist carries peers to
 	// disconnect from the score inspector to disconnectLoop.
@@ -170,23 +174,25 @@ func New(h host.Host, cfg Config, handler Handler) (*Router, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Router{
-		host:       h,
-		self:       self,
-		cfg:        cfg,
-		handler:    handler,
-		log:        log.With("component", "background", "network", cfg.NetworkID),
-		topicName:  TopicName(cfg.NetworkID),
-		ctx:        ctx,
-		cancel:     cancel,
-		kick:       make(chan struct{}, 1),
-		bootstrap:  make(map[peer.ID]peer.AddrInfo),
-		static:     make(map[peer.ID]struct{}),
-		validators: make(map[peer.ID]struct{}),
-		dialing:    make(map[peer.ID]*dialer),
-		direct:     newPeerLimiter(cfg.DirectRate, cfg.DirectBurst, cfg.MaxRateLimitedPeers),
-		graylist:   make(chan []peer.ID, 1),
-		later:      newLaterQueue(max(cfg.Gossip.MaxPending, 1)),
-		proofs:     peerqueue.New[wire.Proof](cfg.Gossip.MaxProofQueuePerPeer, cfg.Gossip.MaxProofQueue),
+		host:         h,
+		self:         self,
+		cfg:          cfg,
+		handler:      handler,
+		log:          log.With("component", "background", "network", cfg.NetworkID),
+		topicName:    TopicName(cfg.NetworkID),
+		ctx:          ctx,
+		cancel:       cancel,
+		kick:         make(chan struct{}, 1),
+		bootstrap:    make(map[peer.ID]peer.AddrInfo),
+		static:       make(map[peer.ID]struct{}),
+		validators:   make(map[peer.ID]struct{}),
+		dialing:      make(map[peer.ID]*dialer),
+		direct:       newPeerLimiter(cfg.DirectRate, cfg.DirectBurst, cfg.MaxRateLimitedPeers),
+		repairBudget: newPeerLimiter(repairsPerSecond, repairBurst, cfg.MaxRateLimitedPeers),
+		repairSlots:  make(chan struct{}, maxRepairsInFlight),
+		graylist:     make(chan []peer.ID, 1),
+		later:        newLaterQueue(max(cfg.Gossip.MaxPending, 1)),
+		proofs:       peerqueue.New[wire.Proof](cfg.Gossip.MaxProofQueuePerPeer, cfg.Gossip.MaxProofQueue),
 	}
 	r.connClosed = &network.NotifyBundle{DisconnectedF: func(_ network.Network, c network.Conn) {
 		r.later.recipientLeft(c.RemotePeer(), time.Now())

@@ -146,10 +146,11 @@ type Stats struct {
 	// RepairsSent counts the repairs this full node sent validators of
 	// its mesh that had not said they have a message RainTree should
 	// have brought them (GossipParams.RepairSlack), RepairErrors those
-	// whose send failed; RepairsTaken counts the repairs this validator
+	// whose send failed, RepairsSkipped those not sent (over a
+	// validator's budget, or too many under way); RepairsTaken counts the repairs this validator
 	// took from its mesh, RepairsRefused those it dropped (not from a
 	// peer of its mesh, or not a validator of a lazy network).
-	RepairsSent, RepairErrors, RepairsTaken, RepairsRefused uint64
+	RepairsSent, RepairErrors, RepairsSkipped, RepairsTaken, RepairsRefused uint64
 	// Graylisted is how many peers were below the graylist threshold at
 	// the last score inspection, LowestScore the lowest score then.
 	Graylisted  uint64
@@ -191,6 +192,7 @@ type counters struct {
 	proofsSent, proofsDropped         atomic.Uint64
 	submissions, laterFull, heldFull  atomic.Uint64
 	repairsSent, repairErrors         atomic.Uint64
+	repairsSkipped                    atomic.Uint64
 	repairsTaken, repairsRefused      atomic.Uint64
 	held                              atomic.Uint64
 	releasedEarly, signalsFull        atomic.Uint64
@@ -236,6 +238,7 @@ func (r *Router) Stats() Stats {
 		Submissions:             r.c.submissions.Load(),
 		RepairsSent:             r.c.repairsSent.Load(),
 		RepairErrors:            r.c.repairErrors.Load(),
+		RepairsSkipped:          r.c.repairsSkipped.Load(),
 		RepairsTaken:            r.c.repairsTaken.Load(),
 		RepairsRefused:          r.c.repairsRefused.Load(),
 		PendingFull:             r.c.laterFull.Load(),

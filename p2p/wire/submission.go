@@ -59,8 +59,11 @@ func EncodeSubmission(envelope []byte, h Handover) ([]byte, error) {
 // (EncodeBusy) is ErrEmpty here.
 func OpenSubmission(networkID string, b []byte, max int) (*Message, Handover, error) {
 	u, err := OpenUnicast(networkID, b, max)
-	if err == nil && u.Message == nil {
+	switch {
+	case err == nil && u.Message == nil:
 		err = fmt.Errorf("%w: a proof or a busy notice, not a submission", ErrEmpty)
+	case err == nil && u.Repair:
+		err = fmt.Errorf("%w: a repair, not a submission", ErrMalformed)
 	}
 	return u.Message, u.Handover, err
 }

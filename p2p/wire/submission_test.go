@@ -183,6 +183,9 @@ func TestARepairCarriesABroadcastAlone(t *testing.T) {
 	if got, err := OpenBackground(testNetwork, frame, 0); err != nil || got.ID != m.ID {
 		t.Fatalf("on gossip the flag is skipped: %v, %v", got, err)
 	}
+	if _, _, err := OpenSubmission(testNetwork, frame, 0); !errors.Is(err, ErrMalformed) {
+		t.Errorf("OpenSubmission of a repair = %v, want ErrMalformed", err)
+	}
 	if _, err := EncodeRepair(nil); !errors.Is(err, ErrEmpty) {
 		t.Errorf("EncodeRepair(nil) = %v, want ErrEmpty", err)
 	}
