@@ -235,7 +235,8 @@ type GossipParams struct {
 	// does not reach stock gossipsub's tail: at 100 nodes with 30% silent
 	// and 10ms (a link), the validators' p50 fell 14-15% in three runs and
 	// their p99 in two (73.9 to 59.7 ms, 69.2 to 66.0; 76.5 to 82.1 in the
-	// third), for 0.48-0.51 of gossipsub's payload against 0.42-0.48;
+	// third; 69.3 to 73.3 in a rerun of the first after the review's
+	// fixes), for 0.45-0.51 of gossipsub's payload against 0.39-0.48;
 	// healthy runs sent one or two repairs (ADR 0002, fourteenth session).
 	RepairSlack time.Duration
 	// MaxHeldBytes bounds the bytes of the messages a full node holds for
