@@ -64,6 +64,10 @@ type Config struct {
 	// (a Go duration, default 2m): frames tagged with it are accepted that
 	// long after the node moves on.
 	RecentSetTTL string `json:"recent_set_ttl,omitempty"`
+	// RepairSlack turns on a full node's repairs of the validators of its
+	// mesh that RainTree should have reached (a Go duration, default off;
+	// background.GossipParams.RepairSlack, ADR 0002 item 14).
+	RepairSlack string `json:"repair_slack,omitempty"`
 	// Silent is fault injection: receive but never forward.
 	Silent bool `json:"silent,omitempty"`
 	// Resources overrides the resource manager's limits (bytes and counts,
@@ -255,6 +259,13 @@ func (n *Node) P2PConfig(log *slog.Logger) (p2p.Config, error) {
 			return c, fmt.Errorf("config recent_set_ttl: %w", err)
 		}
 		c.RainTree.RecentSetTTL = d
+	}
+	if n.Config.RepairSlack != "" {
+		d, err := time.ParseDuration(n.Config.RepairSlack)
+		if err != nil || d < 0 {
+			return c, fmt.Errorf("config repair_slack %q: want a non-negative duration (%v)", n.Config.RepairSlack, err)
+		}
+		c.Background.Gossip.RepairSlack = d
 	}
 	if n.Config.PubSub != "" {
 		k, err := background.ParsePubSubKind(n.Config.PubSub)

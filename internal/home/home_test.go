@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rainp2p/rainp2p/p2p"
 	"github.com/rainp2p/rainp2p/p2p/raintree"
@@ -47,6 +48,8 @@ func TestLoadRejectsBadHomes(t *testing.T) {
 		{"an unknown pubsub", `{"pubsub":"carrier-pigeon"}`, "pubsub"},
 		{"a bootstrap address without a peer id", `{"bootstrap":["/ip4/127.0.0.1/tcp/1"]}`, "bootstrap"},
 		{"a bad ack timeout", `{"ack_timeout":"soon"}`, "ack_timeout"},
+		{"a repair slack that is no duration", `{"repair_slack":"soon"}`, "repair_slack"},
+		{"a negative repair slack", `{"repair_slack":"-1ms"}`, "repair_slack"},
 	}
 	for _, tt := range tests {
 		t.Run("rejects "+tt.name, func(t *testing.T) {
@@ -68,6 +71,36 @@ func TestLoadRejectsBadHomes(t *testing.T) {
 	}
 	if _, err := Load(t.TempDir()); err == nil || !strings.Contains(err.Error(), "rainp2p init") {
 		t.Fatalf("empty dir: %v", err)
+	}
+}
+
+// repair_slack turns a full node's repairs on; left out, they stay off.
+func TestConfigRepairSlackTurnsRepairsOn(t *testing.T) {
+	for _, tt := range []struct {
+		config string
+		want   time.Duration
+	}{{`{}`, 0}, {`{"repair_slack":"10ms"}`, 10 * time.Millisecond}} {
+		dir := t.TempDir()
+		if _, err := Init(dir, p2p.DefaultNetworkID, DefaultConfig(), nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(tt.config), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		n, err := Load(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc, err := n.P2PConfig(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := pc.Background.Gossip.RepairSlack; got != tt.want {
+			t.Fatalf("%s: RepairSlack %v, want %v", tt.config, got, tt.want)
+		}
+		if err := pc.Validate(); err != nil {
+			t.Fatalf("%s: %v", tt.config, err)
+		}
 	}
 }
 
