@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/rainp2p/rainp2p/p2p"
+	"github.com/rainp2p/rainp2p/p2p/identity"
 )
 
 // The JavaScript side of these tests lives in interop/js: a codec of the
@@ -169,7 +170,8 @@ func (l *testLog) Write(b []byte) (int, error) {
 // A stock js-libp2p node (libp2p v2, @chainsafe/libp2p-gossipsub) that
 // knows a single validator takes part as a full node, with lazy gossip
 // (the default) and eager: it gets every validator's broadcast, checked
-// as the document says, and its own broadcast reaches every validator.
+// as the document says, its own broadcast reaches every validator, and
+// direct messages go both ways between it and its validator.
 func TestStockJSLibp2pFullNodeBehindOneValidator(t *testing.T) {
 	dir := jsInterop(t)
 	for _, lazy := range []bool{true, false} {
@@ -201,6 +203,32 @@ func jsFullNodeBehindOneValidator(t *testing.T, dir string, tweak func(*p2p.Conf
 		if got.Nonce != strconv.FormatUint(env.GetNonce(), 10) || got.From != n.key.Address.String() || got.Text != text {
 			t.Fatalf("validator %d's broadcast: the stock node got %+v, want nonce %d from %s", i, got, env.GetNonce(), n.key.Address)
 		}
+	}
+
+	// Direct sends both ways (section 5): framed envelopes addressed to
+	// the receiver, on the background unicast protocol.
+	jsAddr, err := identity.ParseAddress(ready.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := entry.mod.Send(ctx, jsAddr, wrapperspb.String("direct to js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := js.next(t, "direct", 20*time.Second); got.Nonce != strconv.FormatUint(env.GetNonce(), 10) || got.From != entry.key.Address.String() || got.Text != "direct to js" {
+		t.Fatalf("the stock node got %+v, want nonce %d from %s", got, env.GetNonce(), entry.key.Address)
+	}
+	js.command(t, map[string]any{"send": map[string]string{"to": entry.host.ID().String(), "text": "direct from js"}})
+	sent := js.next(t, "sent", 20*time.Second)
+	directNonce, err := strconv.ParseUint(sent.Nonce, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the validator to deliver the stock node's direct message", func() bool {
+		return len(entry.deliveries(directNonce)) == 1
+	})
+	if d := entry.deliveries(directNonce)[0]; d.From != jsAddr || d.Broadcast {
+		t.Fatalf("direct delivery from %s (broadcast %v), want a unicast from %s", d.From, d.Broadcast, jsAddr)
 	}
 
 	js.command(t, map[string]string{"publish": "from a stock js-libp2p node"})

@@ -9,11 +9,13 @@
 //
 // It writes one JSON object per line to stdout: {"event": "ready", ...}
 // once a peer it dialled has joined the topic, {"event": "message", ...}
-// for each valid broadcast it receives, {"event": "published", ...} for
-// each it sends, {"event": "error", ...}. It reads commands, one JSON
-// object per line, on stdin: {"publish": "text"} broadcasts a
-// google.protobuf.StringValue; {"quit": true}, or the end of stdin, stops
-// it.
+// for each valid broadcast it receives, {"event": "direct", ...} for each
+// valid direct message (section 5), {"event": "published", ...} and
+// {"event": "sent", ...} for what it sends, {"event": "error", ...}. It
+// reads commands, one JSON object per line, on stdin: {"publish": "text"}
+// broadcasts a google.protobuf.StringValue, {"send": {"to": PEER_ID,
+// "text": "text"}} sends one to that peer's address; {"quit": true}, or
+// the end of stdin, stops it.
 
 import { parseArgs } from 'node:util'
 import { createInterface } from 'node:readline'
@@ -26,9 +28,11 @@ import { gossipsub } from '@chainsafe/libp2p-gossipsub'
 import { TopicValidatorResult } from '@libp2p/interface'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
+import { peerIdFromString } from '@libp2p/peer-id'
 import {
-  StaleError, address, backgroundEnvelope, encodeBackground, gossipId, hex, maxRPCSize,
-  openBroadcast, seal, stringOf, stringValue, stringValueType, topicName
+  StaleError, address, backgroundEnvelope, concat, encodeBackground, gossipId, hex, maxRPCSize,
+  openBroadcast, openEnvelope, seal, splitFrames, stringOf, stringValue, stringValueType, topicName,
+  unicastFrame, unicastProtocol
 } from './rainp2p.mjs'
 
 // Node.js 20 lacks Promise.withResolvers (22 has it), which a package
@@ -49,6 +53,7 @@ if (!args.network) {
 const net = args.network
 const topic = topicName(net)
 const emit = (event) => process.stdout.write(JSON.stringify(event) + '\n')
+const textOf = (env) => env.typeUrl === stringValueType ? stringOf(env.value) : null
 
 const key = await generateKeyPair('Ed25519')
 const node = await createLibp2p({
@@ -86,10 +91,29 @@ pubsub.addEventListener('message', (evt) => {
   const o = opened.get(id)
   opened.delete(id)
   if (!o) return
-  const text = o.env.typeUrl === stringValueType ? stringOf(o.env.value) : null
-  emit({ event: 'message', id: hex(o.id), nonce: o.env.nonce.toString(), from: hex(o.from), text })
+  emit({ event: 'message', id: hex(o.id), nonce: o.env.nonce.toString(), from: hex(o.from), text: textOf(o.env) })
 })
 pubsub.subscribe(topic)
+
+// Section 5: direct sends to this node, one frame after another on
+// streams the sender opens; this node never writes on them.
+const self = address(key.publicKey)
+await node.handle(unicastProtocol(net), async ({ stream }) => {
+  let buf = new Uint8Array()
+  try {
+    for await (const chunk of stream.source) {
+      const { frames, rest } = splitFrames(concat(buf, chunk.subarray()))
+      buf = rest
+      for (const frame of frames) {
+        const o = await openEnvelope(net, backgroundEnvelope(frame), { self })
+        emit({ event: 'direct', id: hex(o.id), nonce: o.env.nonce.toString(), from: hex(o.from), text: textOf(o.env) })
+      }
+    }
+  } catch (err) {
+    emit({ event: 'error', error: `direct send: ${err.message}` })
+    stream.abort(err)
+  }
+})
 
 for (const addr of args.connect) {
   try {
@@ -120,6 +144,17 @@ for await (const line of lines) {
     continue
   }
   if (cmd.quit) break
+  if (cmd.send && typeof cmd.send.to === 'string' && typeof cmd.send.text === 'string') {
+    try {
+      const to = peerIdFromString(cmd.send.to)
+      const { env, id, raw } = await seal(net, key, stringValueType, stringValue(cmd.send.text), { recipient: address(to.publicKey) })
+      const stream = await node.dialProtocol(to, unicastProtocol(net))
+      await stream.sink([unicastFrame(raw)]) // and closes the write side
+      emit({ event: 'sent', id: hex(id), nonce: env.nonce.toString() })
+    } catch (err) {
+      emit({ event: 'error', error: `sending: ${err.message}` })
+    }
+  }
   if (typeof cmd.publish === 'string') {
     try {
       const { env, id, raw } = await seal(net, key, stringValueType, stringValue(cmd.publish))

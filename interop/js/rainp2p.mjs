@@ -212,19 +212,25 @@ export function parseEnvelope (raw) {
 export class StaleError extends Error {}
 
 /**
- * Opens a broadcast envelope received on gossip: rules 1 to 6 of section
- * 3.2. It returns the envelope, its message ID and its origin's address,
- * throws StaleError outside the replay window, and any other error for
- * an invalid envelope.
+ * Opens an envelope: rules 1 to 6 of section 3.2. With self (this node's
+ * 20-byte address) it is a direct message that must be addressed to it;
+ * without, a broadcast that must carry no recipient. It returns the
+ * envelope, its message ID and its origin's address, throws StaleError
+ * outside the replay window, and any other error for an invalid envelope.
  */
-export async function openBroadcast (net, raw, now = Date.now()) {
+export async function openEnvelope (net, raw, { self, now = Date.now() } = {}) {
   if (raw.length === 0 || raw.length > maxMessageSize) throw new Error(`envelope of ${raw.length} bytes`)
   const env = parseEnvelope(raw)
   env.typeUrl = strictUTF8.decode(env.typeUrlBytes)
   if (env.nonce === 0n) throw new Error('nonce 0')
   if (env.origin.length === 0 || env.signature.length === 0) throw new Error('unsigned')
   if (env.createdAt <= 0n) throw new Error('created_at not positive')
-  if (env.recipient.length !== 0) throw new Error('a broadcast with a recipient')
+  if (env.recipient.length !== 0 && (env.recipient.length !== 20 || env.recipient.every((b) => b === 0))) {
+    throw new Error('recipient is not an address')
+  }
+  if (self === undefined ? env.recipient.length !== 0 : !equal(env.recipient, self)) {
+    throw new Error(self === undefined ? 'a broadcast with a recipient' : 'misdirected')
+  }
   const origin = publicKeyFromProtobuf(env.origin)
   const id = messageId(net, env)
   if (!(await origin.verify(id, env.signature))) throw new Error('bad signature')
@@ -233,10 +239,51 @@ export async function openBroadcast (net, raw, now = Date.now()) {
   return { env, id, from: address(origin) }
 }
 
+/** openEnvelope for a broadcast received on gossip. */
+export const openBroadcast = (net, raw, now = Date.now()) => openEnvelope(net, raw, { now })
+
+const equal = (a, b) => a.length === b.length && a.every((x, i) => x === b[i])
+
 // --- section 4: background gossip --------------------------------------
 
 /** A BackgroundMessage carrying only data: what goes on the topic. */
 export const encodeBackground = (raw) => bytesField(1, raw)
+
+// --- section 5: unicast framing -----------------------------------------
+
+/** Section 2: the background direct-send protocol of network net. */
+export const unicastProtocol = (net) => `/rainp2p/${net}/background/unicast/1.0.0`
+
+/** A direct send's frame: uvarint(len) || BackgroundMessage{data: raw}. */
+export function unicastFrame (raw) {
+  const payload = encodeBackground(raw)
+  return concat(varint(payload.length), payload)
+}
+
+/**
+ * Splits the bytes read so far on a unicast stream into whole frames:
+ * returns them and the bytes of the frame still to come. A frame longer
+ * than the limit (maxMessageSize + 256) is an error.
+ */
+export function splitFrames (buf) {
+  const frames = []
+  for (;;) {
+    let len
+    let n
+    try {
+      [len, n] = readVarint(buf, 0)
+    } catch (err) {
+      if (buf.length >= 10) throw err // no length is that long
+      return { frames, rest: buf } // the length itself is not whole yet
+    }
+    if (len === 0n || len > BigInt(maxMessageSize + 256)) throw new Error(`frame of ${len} bytes`)
+    if (buf.length - n < Number(len)) return { frames, rest: buf }
+    frames.push(buf.subarray(n, n + Number(len)))
+    buf = buf.subarray(n + Number(len))
+  }
+}
+
+export { concat }
 
 /** The envelope in a BackgroundMessage (fields 2 and 3 ignored). */
 export function backgroundEnvelope (data) {
