@@ -53,17 +53,7 @@ func TestLoadRejectsBadHomes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run("rejects "+tt.name, func(t *testing.T) {
-			dir := t.TempDir()
-			if _, err := Init(dir, p2p.DefaultNetworkID, DefaultConfig(), nil); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(tt.config), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			n, err := Load(dir)
-			if err == nil {
-				_, err = n.P2PConfig(nil)
-			}
+			_, err := p2pConfigOf(t, tt.config)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("got %v, want an error naming %q", err, tt.want)
 			}
@@ -74,24 +64,31 @@ func TestLoadRejectsBadHomes(t *testing.T) {
 	}
 }
 
+// p2pConfigOf is the p2p config of a new home whose config.json is
+// config, or the error loading it gave.
+func p2pConfigOf(t *testing.T, config string) (p2p.Config, error) {
+	t.Helper()
+	dir := t.TempDir()
+	if _, err := Init(dir, p2p.DefaultNetworkID, DefaultConfig(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n, err := Load(dir)
+	if err != nil {
+		return p2p.Config{}, err
+	}
+	return n.P2PConfig(nil)
+}
+
 // repair_slack turns a full node's repairs on; left out, they stay off.
 func TestConfigRepairSlackTurnsRepairsOn(t *testing.T) {
 	for _, tt := range []struct {
 		config string
 		want   time.Duration
 	}{{`{}`, 0}, {`{"repair_slack":"10ms"}`, 10 * time.Millisecond}} {
-		dir := t.TempDir()
-		if _, err := Init(dir, p2p.DefaultNetworkID, DefaultConfig(), nil); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(tt.config), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		n, err := Load(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pc, err := n.P2PConfig(nil)
+		pc, err := p2pConfigOf(t, tt.config)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -50,7 +50,7 @@ import (
 // repairs are the repairs one held message may send.
 type repairs struct {
 	due  []dueRepair // by time
-	send func(peer.ID) bool
+	send func(peer.ID)
 	t    *time.Timer
 }
 
@@ -128,14 +128,14 @@ func (r *Router) repairsFor(m *wire.Message, from peer.ID, rtt time.Duration, st
 	var frame []byte // encoded at the first repair
 	within, id := max(rtt, g.ForwardDelay), r.gossipID(m)
 	strip := holdEnd.Add(g.MaxForwardDelay) // pubsub may forward the message until about then
-	return &repairs{due: due, send: func(v peer.ID) bool {
+	return &repairs{due: due, send: func(v peer.ID) {
 		if frame == nil {
 			var err error
 			if frame, err = wire.EncodeRepair(m.Raw); err != nil {
-				return false
+				return
 			}
 		}
-		return r.repair(v, frame, id, within, strip)
+		r.repair(v, frame, id, within, strip)
 	}}
 }
 
@@ -162,24 +162,23 @@ func repairTimes(mesh []peer.ID, from peer.ID, takes func(peer.ID) bool, hopOf f
 // repair sends frame, the repair of message id, to validator v on a
 // goroutine of its own, within d and without a dial (v is in the mesh),
 // unless v's repair budget or the sends under way are used up (counted);
-// once it went, pubsub's copy of id to v is left out until strip. It
-// reports whether the send started.
-func (r *Router) repair(v peer.ID, frame []byte, id string, d time.Duration, strip time.Time) bool {
+// once it went, pubsub's copy of id to v is left out until strip.
+func (r *Router) repair(v peer.ID, frame []byte, id string, d time.Duration, strip time.Time) {
 	if !r.repairBudget.allow(v) {
 		r.c.repairsSkipped.Add(1)
-		return false
+		return
 	}
 	select {
 	case r.repairSlots <- struct{}{}:
 	default:
 		r.c.repairsSkipped.Add(1)
-		return false
+		return
 	}
 	r.mu.Lock() // Close waits for r.wg once the state says closed
 	defer r.mu.Unlock()
 	if r.state == stateClosed {
 		<-r.repairSlots
-		return false
+		return
 	}
 	r.wg.Go(func() {
 		defer func() { <-r.repairSlots }()
@@ -190,7 +189,6 @@ func (r *Router) repair(v peer.ID, frame []byte, id string, d time.Duration, str
 			u.repairedWith(v, id, strip)
 		}
 	})
-	return true
 }
 
 // sendRepair sends frame, a repair, to validator v within d, without a

@@ -2,6 +2,7 @@ package background
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -39,17 +40,14 @@ func TestAHoldRepairsOnlyTheValidatorsStillSilentWhenDue(t *testing.T) {
 				var got []peer.ID
 				var at []time.Duration
 				rep := &repairs{
-					due: []dueRepair{{v1, start.Add(10 * time.Millisecond)}, {v2, start.Add(20 * time.Millisecond)}, {v3, start.Add(30 * time.Millisecond)}},
-					send: func(p peer.ID) bool {
-						got, at = append(got, p), append(at, time.Since(start))
-						return true
-					},
+					due:  []dueRepair{{v1, start.Add(10 * time.Millisecond)}, {v2, start.Add(20 * time.Millisecond)}, {v3, start.Add(30 * time.Millisecond)}},
+					send: func(p peer.ID) { got, at = append(got, p), append(at, time.Since(start)) },
 				}
 				for p, d := range tt.spoke {
 					time.AfterFunc(d, func() { h.idontwant(p, dontWant(id)) })
 				}
 				h.wait(context.Background(), id, from, time.Second, 0, rep)
-				if !slicesEqual(got, tt.want) {
+				if !slices.Equal(got, tt.want) {
 					t.Fatalf("repaired %v, want %v", got, tt.want)
 				}
 				for i, p := range got {
@@ -98,18 +96,6 @@ func TestARepairIsDueALinkPerHopAfterTheSenderAndTheSlack(t *testing.T) {
 			}
 		})
 	}
-}
-
-func slicesEqual(a, b []peer.ID) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // On real routers: a full node holding a validator's small message

@@ -60,6 +60,10 @@ type uplink struct {
 	// leave out.
 	repairedMu sync.Mutex
 	repaired   deadlines
+	// repairsEnd is the latest of repaired's deadlines (Unix nanoseconds),
+	// so that a small write past it, every one when repairs are off, takes
+	// no lock.
+	repairsEnd atomic.Int64
 
 	waited, overtook, skipped, forgotten atomic.Uint64
 }
@@ -125,11 +129,17 @@ func (u *uplink) repairedWith(p peer.ID, id string, until time.Time) {
 	u.repairedMu.Lock()
 	defer u.repairedMu.Unlock()
 	u.repaired.set(p, until, time.Now())
+	if n := until.UnixNano(); n > u.repairsEnd.Load() {
+		u.repairsEnd.Store(n) // under repairedMu: no other writer
+	}
 }
 
 // repairedLately reports whether this node sent p a repair whose copy
 // pubsub may still forward.
 func (u *uplink) repairedLately(p peer.ID, now time.Time) bool {
+	if now.UnixNano() >= u.repairsEnd.Load() {
+		return false
+	}
 	u.repairedMu.Lock()
 	defer u.repairedMu.Unlock()
 	return u.repaired.on(p, now)
