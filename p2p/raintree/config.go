@@ -251,8 +251,10 @@ type Config struct {
 	// OnTreeSent, if set, is called when this node is done sending the
 	// tree frames of a message one receipt (an origination, a frame, a
 	// handover) called for: for small messages once its last hop is
-	// written (each frame within SendTimeout; frames that wait on a dial
-	// or a stalled stream delay it), at once when it called for none;
+	// written, or HopHold after that hop began when a frame to a
+	// connected target is still being written (a target that stalls its
+	// stream delays it by HopHold, not SendTimeout; a frame waiting on a
+	// dial holds nothing), at once when it called for none;
 	// for paced ones (see PaceBytes) when none waits in the uplink queue
 	// any more. It runs on a router goroutine (a sender, a worker, a
 	// timer) or the caller's of Broadcast, Relay or RelayParts, so it

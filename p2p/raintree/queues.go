@@ -150,7 +150,7 @@ func (r *Router) work() {
 // passed: on a shared uplink, frames sent together share it, so the
 // frames whose parts have the most levels still to run go first and
 // arrive sooner. The last hop's batch ends the chain (Config.OnTreeSent)
-// once its frames are written, each within SendTimeout.
+// once its frames are written or HopHold passed, the same way.
 type hopBatch struct {
 	msg     *wire.Message
 	left    atomic.Int32
@@ -163,8 +163,8 @@ type hopBatch struct {
 // a handover) calls for, a hop at a time: the frames of ds's first hop
 // (its leading run of one level; callers list hops in order, highest
 // level first) at once, the rest once those to connected targets are
-// written or HopHold passed. When the last hop is written, or there were
-// no frames, Config.OnTreeSent is called. Paced frames have their own order and
+// written or HopHold passed. When the last hop is written or HopHold
+// passed, or there were no frames, Config.OnTreeSent is called. Paced frames have their own order and
 // notice (uplink.go).
 func (r *Router) sendHops(msg *wire.Message, ds []delegation) {
 	if len(ds) == 0 {
@@ -193,10 +193,10 @@ func (r *Router) sendHops(msg *wire.Message, ds []delegation) {
 	}
 	b := &hopBatch{msg: msg, next: ds[k:]}
 	b.left.Store(int32(held))
-	if held > 0 && len(b.next) > 0 {
-		// The last hop is not timed: what waits on it is only the notice,
-		// and a timer per receipt would be a goroutine per receipt when
-		// they fire together.
+	if held > 0 {
+		// The last hop is timed too: what waits on it is the notice, and
+		// with it the node's gossip, which a target that stalls its stream
+		// must not hold back for SendTimeout.
 		b.timer = r.clock.AfterFunc(r.cfg.HopHold, func() { r.nextHop(b) })
 	}
 	for i, d := range hop {

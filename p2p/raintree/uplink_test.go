@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -201,6 +202,39 @@ func TestAStalledTargetHoldsTheNextHopBackOnlyForHopHold(t *testing.T) {
 	}
 }
 
+// Attack: a last-hop target that stops reading holds a node's notice that
+// its tree frames have left (Config.OnTreeSent, after which its gossip
+// goes out) back for HopHold, not for SendTimeout.
+func TestAStalledLastHopTargetHoldsOnTreeSentBackOnlyForHopHold(t *testing.T) {
+	const n, origin = 9, 0
+	var notified atomic.Bool
+	c := newTCPClusterEach(t, n, func(i int) func(*Config) {
+		return func(cfg *Config) {
+			cfg.LevelsPerHop, cfg.SkipDisconnectedAfter, cfg.SendTimeout = 1, 0, time.Minute
+			if i == origin {
+				cfg.OnTreeSent = func(*wire.Message) { notified.Store(true) }
+			}
+		}
+	})
+	var last []int // the origin's last hop
+	for _, tg := range OriginTargets(ModeCover, n, origin, 1) {
+		if tg.Level == 1 {
+			last = append(last, tg.Index)
+		}
+	}
+	stallTarget(t, c, origin, last[0])
+	env, _ := newEnvelope(t, c.nodes[origin].key, "past a stalled last hop")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	start := time.Now()
+	go func() { _ = c.nodes[origin].router.Broadcast(ctx, env) }()
+	eventually(t, 20*time.Second, notified.Load, "OnTreeSent never ran on the origin")
+	// The stalled frame takes the unicast write timeout (10 s) to fail.
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Errorf("OnTreeSent came %v after the broadcast, waiting on the stalled last-hop frame; HopHold is %v", waited, DefaultHopHold)
+	}
+}
+
 // A Broadcast whose next hop is held when the router closes returns, the
 // held frames reporting ErrClosed, rather than waiting on them forever.
 func TestABroadcastWithAHopHeldReturnsWhenTheRouterCloses(t *testing.T) {
@@ -232,7 +266,14 @@ func TestABroadcastWithAHopHeldReturnsWhenTheRouterCloses(t *testing.T) {
 // waits.
 func stallFirstTarget(t *testing.T, c *cluster, origin int) {
 	t.Helper()
-	first := c.nodes[OriginTargets(ModeCover, len(c.nodes), origin, 1)[0].Index]
+	stallTarget(t, c, origin, OriginTargets(ModeCover, len(c.nodes), origin, 1)[0].Index)
+}
+
+// stallTarget makes node target a connected peer that stops reading
+// RainTree frames, with origin's stream to it full.
+func stallTarget(t *testing.T, c *cluster, origin, target int) {
+	t.Helper()
+	first := c.nodes[target]
 	_ = first.router.Close()
 	first.router = nil
 	streams := make(chan network.Stream, 4)
