@@ -320,7 +320,8 @@ func TestTheProofWaitFollowsTheBlocksSize(t *testing.T) {
 // A validator in the mesh that sends us a copy of a message, first or
 // again, forwards from then on; an IDONTWANT is no sign of it (pubsub
 // sends one for what it receives, forwarded or not), and a validator
-// that left the mesh, or a peer that is not a validator, never forwards.
+// pruned from the mesh still does until it disconnects; a peer that is
+// not a validator never forwards.
 func TestAValidatorForwardsWhenItSendsUsACopy(t *testing.T) {
 	const topic = "t"
 	v, w, other := peer.ID("validator"), peer.ID("another validator"), peer.ID("full node")
@@ -346,9 +347,13 @@ func TestAValidatorForwardsWhenItSendsUsACopy(t *testing.T) {
 	if h.forwardedSince(v, time.Now().Add(time.Minute)) {
 		t.Fatal("a validator forwards beyond when it last did")
 	}
+	h.prune(v, topic)
+	if !h.forwardedSince(v, start) {
+		t.Fatal("a validator pruned from the mesh lost what it showed of its forwarding")
+	}
 	h.gone(v)
 	if h.forwardedSince(v, start) {
-		t.Fatal("a validator that left the mesh still forwards")
+		t.Fatal("a validator that disconnected still forwards")
 	}
 }
 

@@ -118,21 +118,31 @@ func (h *haveSignals) graft(p peer.ID, topic string) {
 	}
 }
 
+// prune takes a peer out of the mesh and stops holds waiting for it. What
+// it showed of its forwarding stays: a validator pruned from a full mesh
+// still forwards, and an IHAVE or a proof never needed the mesh.
 func (h *haveSignals) prune(p peer.ID, topic string) {
 	if topic != h.topic {
 		return
 	}
-	h.gone(p)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.leftLocked(p)
 }
 
-// gone forgets a peer that left the mesh (pruned, or disconnected: pubsub
-// then drops it from the mesh without a Prune event), and stops holds
+// gone forgets a peer that disconnected (pubsub then drops it from the
+// mesh without a Prune event), its forwarding included, and stops holds
 // waiting for it.
 func (h *haveSignals) gone(p peer.ID) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	delete(h.mesh, p)
+	h.leftLocked(p)
 	delete(h.forwardedAt, p)
+}
+
+// leftLocked takes p out of the mesh and off every hold. h.mu is held.
+func (h *haveSignals) leftLocked(p peer.ID) {
+	delete(h.mesh, p)
 	for e := range h.holds {
 		h.spoke(e, p)
 	}
