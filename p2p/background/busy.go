@@ -101,21 +101,6 @@ func (b *busyWrites) notice(p peer.ID, d time.Duration, now time.Time) {
 	}
 }
 
-// lift ends p's notice at now, and wakes the writes held for it: p
-// cleared a write it was busy for.
-func (b *busyWrites) lift(p peer.ID, now time.Time) {
-	if b == nil {
-		return
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if e := b.peers[p]; e != nil {
-		e.until = now
-		close(e.wake)
-		e.wake = make(chan struct{})
-	}
-}
-
 // none reports whether no peer's notice is remembered (nor heeded: b is
 // nil), so no write can be held.
 func (b *busyWrites) none() bool {

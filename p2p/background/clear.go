@@ -2,7 +2,6 @@ package background
 
 import (
 	"context"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,11 +90,8 @@ type clearAsks struct {
 	pending map[peer.ID]chan bool
 	quiet   deadlines // muted peers: not asked until then
 	unsent  deadlines // peers an ask could not be written to lately
-	// given are the peers that cleared a write unasked, each until a
-	// wait from then: the next write to it goes without asking.
-	given deadlines
 
-	asked, cleared, refused, unanswered, muted, unasked atomic.Uint64
+	asked, cleared, refused, unanswered, muted atomic.Uint64
 }
 
 func newClearAsks(wait time.Duration, supports func(peer.ID) bool, send func(context.Context, peer.ID, []byte) error) *clearAsks {
@@ -103,7 +99,7 @@ func newClearAsks(wait time.Duration, supports func(peer.ID) bool, send func(con
 		return nil
 	}
 	return &clearAsks{wait: wait, supports: supports, send: send,
-		pending: map[peer.ID]chan bool{}, quiet: deadlines{}, unsent: deadlines{}, given: deadlines{}}
+		pending: map[peer.ID]chan bool{}, quiet: deadlines{}, unsent: deadlines{}}
 }
 
 // ask asks p whether a large write may go now and waits for the answer,
@@ -160,15 +156,10 @@ func (a *clearAsks) ask(p peer.ID, budget time.Duration, done <-chan struct{}) b
 	}
 }
 
-// begin registers an ask to p at now, unless p is muted or being asked,
-// or cleared the write unasked (which this uses up).
+// begin registers an ask to p at now, unless p is muted or being asked.
 func (a *clearAsks) begin(p peer.ID, now time.Time) (chan bool, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.given.on(p, now) {
-		delete(a.given, p)
-		return nil, false
-	}
 	if _, ok := a.pending[p]; ok || a.quiet.on(p, now) {
 		return nil, false
 	}
@@ -209,33 +200,20 @@ func (a *clearAsks) mute(p peer.ID) {
 }
 
 // answered hands p's answer to the ask waiting for it, if any: clear, or
-// a busy notice (heeded before this is called). A clearance no ask waits
-// for is p passing one on (clearance.passOnLocked): the next write to p
-// within a wait goes without asking, and answered reports it, for the
-// caller to lift p's notice. p can only hasten writes to itself, which
-// answering an ask would do as well.
-func (a *clearAsks) answered(p peer.ID, clear bool) (unasked bool) {
+// a busy notice (heeded before this is called).
+func (a *clearAsks) answered(p peer.ID, clear bool) {
 	if a == nil {
-		return false
+		return
 	}
-	now := time.Now()
 	a.mu.Lock()
 	ch := a.pending[p]
-	if ch == nil && clear {
-		a.given.set(p, now.Add(a.wait), now)
-	}
 	a.mu.Unlock()
-	if ch == nil {
-		if clear {
-			a.unasked.Add(1)
+	if ch != nil {
+		select {
+		case ch <- clear:
+		default:
 		}
-		return clear
 	}
-	select {
-	case ch <- clear:
-	default:
-	}
-	return false
 }
 
 // clearance is a node's answers to asks: one validator at a time is
@@ -247,32 +225,15 @@ type clearance struct {
 	trusted   func(peer.ID) bool   // the validators
 	eligible  func(peer.ID) bool   // who else may hold a clearance: this node's mesh peers
 	receiving func(time.Time) bool // a counted frame is arriving (asks.go)
-	// passTo, if set, sends p a clearance it did not ask for (Router.passOn);
-	// it must not block.
-	passTo func(p peer.ID)
 
 	mu         sync.Mutex
 	val, other slot
 	barred     deadlines // after a clearance: let through, not cleared, until then
-	// waiting are the peers refused, oldest first, each until its notice
-	// runs out: when the frame they were refused for ends, the first that
-	// may have the clearance is cleared unasked (passOnLocked).
-	waiting []waiter
 
 	answers oneEach // the answers on their way
 
-	clears, refusals, passedOn, waitersDropped atomic.Uint64
+	clears, refusals atomic.Uint64
 }
-
-// waiter is a refused peer, and when its notice runs out.
-type waiter struct {
-	p     peer.ID
-	until time.Time
-}
-
-// maxWaiters bounds clearance.waiting: a full node's mesh is smaller, and
-// a refused peer beyond it waits out its notice, as all did before.
-const maxWaiters = 16
 
 // slot is one clearance: whom, until when, and whether its frame began.
 type slot struct {
@@ -299,88 +260,31 @@ const (
 // validator waits only for another validator's clearance; anyone else
 // also for any other peer's.
 func (c *clearance) answer(p peer.ID, now time.Time) (bool, time.Duration) {
-	receiving := c.receiving(now) // before c.mu: asks.go's lock is not taken under it
+	if c.receiving(now) {
+		c.refusals.Add(1)
+		return false, c.hold
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	d, held := c.hold, receiving
-	if !held {
-		d, held = c.heldLocked(p, now)
-	}
-	if held {
-		c.refusals.Add(1)
-		c.waitLocked(p, now.Add(d))
-		return false, d
-	}
-	c.clearLocked(p, now)
-	return true, 0
-}
-
-// heldLocked reports whether another peer's clearance keeps p waiting at
-// now, and for how long. c.mu is held.
-func (c *clearance) heldLocked(p peer.ID, now time.Time) (time.Duration, bool) {
 	c.settle(&c.val, now)
 	c.settle(&c.other, now)
-	ahead := []*slot{&c.val}
+	mine, ahead := &c.val, []*slot{&c.val}
 	if !c.trusted(p) {
-		ahead = append(ahead, &c.other)
+		mine, ahead = &c.other, []*slot{&c.val, &c.other}
 	}
 	for _, s := range ahead {
 		if s.to != "" && s.to != p {
+			c.refusals.Add(1)
 			// Rounded up: notices count whole milliseconds, and one that
 			// ran out a little early would bring the ask back too soon.
-			return (s.until.Sub(now) + time.Millisecond - 1).Truncate(time.Millisecond), true
+			return false, (s.until.Sub(now) + time.Millisecond - 1).Truncate(time.Millisecond)
 		}
 	}
-	return 0, false
-}
-
-// clearLocked clears p at now: it takes its slot, unless it is barred or,
-// outside the set, not eligible, and is let through either way. c.mu is
-// held.
-func (c *clearance) clearLocked(p peer.ID, now time.Time) {
 	c.clears.Add(1)
-	mine := &c.val
-	if !c.trusted(p) {
-		mine = &c.other
-	}
 	if mine.to != p && !c.barred.on(p, now) && (mine == &c.val || c.eligible(p)) {
 		*mine = slot{to: p, until: now.Add(c.ttl)}
 	}
-}
-
-// waitLocked notes that p, refused, waits until until; a peer that could
-// never hold a slot is not noted. c.mu is held.
-func (c *clearance) waitLocked(p peer.ID, until time.Time) {
-	if !c.trusted(p) && !c.eligible(p) {
-		return
-	}
-	c.waiting = slices.DeleteFunc(c.waiting, func(w waiter) bool { return w.p == p })
-	if len(c.waiting) >= maxWaiters {
-		c.waitersDropped.Add(1)
-		return
-	}
-	c.waiting = append(c.waiting, waiter{p: p, until: until})
-}
-
-// passOnLocked clears, unasked, the waiting peers whose notices still
-// run and that no clearance keeps waiting (the first that takes a slot
-// keeps the rest waiting), and returns them: a frame they were refused
-// for has ended. c.mu is held.
-func (c *clearance) passOnLocked(now time.Time) []peer.ID {
-	c.waiting = slices.DeleteFunc(c.waiting, func(w waiter) bool { return !now.Before(w.until) })
-	var cleared []peer.ID
-	for i := 0; i < len(c.waiting); {
-		p := c.waiting[i].p
-		if _, held := c.heldLocked(p, now); held {
-			i++
-			continue
-		}
-		c.waiting = slices.Delete(c.waiting, i, i+1)
-		c.passedOn.Add(1)
-		c.clearLocked(p, now)
-		cleared = append(cleared, p)
-	}
-	return cleared
+	return true, 0
 }
 
 // release ends p's clearance if its frame has not begun: the answer
@@ -425,26 +329,16 @@ func (c *clearance) began(p peer.ID, now time.Time) {
 // ended notes that a large frame from p was read whole at now, or its
 // stream ended first: its clearance, used, ends there and then, rather
 // than a hold after the frame began, so the next validator's copy need
-// not wait for a block already here; and unless a validator's block
-// still arrives, the peers refused while it arrived are cleared (passTo)
-// rather than left to wait out their notices. (A peer with two large
-// frames arriving at once, one on RainTree, loses its clearance with the
-// first to end, which only lets the next copy start sooner.)
+// not wait for a block already here. (A peer with two large frames
+// arriving at once, one on RainTree, loses its clearance with the first
+// to end, which only lets the next copy start sooner.)
 func (c *clearance) ended(p peer.ID, now time.Time) {
-	receiving := c.receiving(now) // before c.mu: asks.go's lock is not taken under it
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, s := range []*slot{&c.val, &c.other} {
 		if s.to == p && s.used && now.Before(s.until) {
 			s.until = now
 		}
-	}
-	var cleared []peer.ID
-	if !receiving && len(c.waiting) > 0 && c.passTo != nil {
-		cleared = c.passOnLocked(now)
-	}
-	c.mu.Unlock()
-	for _, q := range cleared {
-		c.passTo(q)
 	}
 }
 
@@ -456,32 +350,18 @@ func (r *Router) onAsk(c *clearance, p peer.ID) {
 	if c == nil {
 		return
 	}
-	r.sendAnswer(c, p, func() (bool, time.Duration) { return c.answer(p, time.Now()) })
-}
-
-// passOn sends p a clearance it did not ask for, which it takes as the
-// answer to the ask its notice would have brought (clearAsks.unasked).
-func (r *Router) passOn(c *clearance, p peer.ID) {
-	if !r.sendAnswer(c, p, func() (bool, time.Duration) { return true, 0 }) {
-		c.release(p)
-	}
-}
-
-// sendAnswer sends p the answer decide gives, on its own goroutine, at
-// most one at a time to p, and reports whether it is on its way.
-func (r *Router) sendAnswer(c *clearance, p peer.ID, decide func() (bool, time.Duration)) bool {
 	r.mu.Lock() // Close waits for r.wg once the state says closed
 	defer r.mu.Unlock()
 	if r.state == stateClosed || !c.answers.startSending(p) {
-		return false
+		return
 	}
-	clear, d := decide()
+	clear, d := c.answer(p, time.Now())
 	frame := wire.EncodeClearToSend()
 	if !clear {
 		var err error
 		if frame, err = wire.EncodeBusy(d); err != nil { // d is at least a millisecond
 			c.answers.doneSending(p, err)
-			return false
+			return
 		}
 	}
 	r.wg.Go(func() {
@@ -493,5 +373,4 @@ func (r *Router) sendAnswer(c *clearance, p peer.ID, decide func() (bool, time.D
 		}
 		c.answers.doneSending(p, err)
 	})
-	return true
 }

@@ -355,8 +355,6 @@ func (r *Router) pubsubHost(tr *tracer) (host.Host, error) {
 		if g.BusyHold > 0 && g.ClearWait > 0 {
 			u.clearance = newClearance(g.ClearWait, g.BusyHold, r.lazy.contains, r.IsMeshPeer, u.asks.receiving)
 			u.asks.started, u.asks.ended = u.clearance.began, u.clearance.ended
-			c := u.clearance
-			c.passTo = func(p peer.ID) { r.passOn(c, p) }
 		}
 	}
 	if u.busy != nil {
@@ -537,8 +535,8 @@ func (r *Router) onUnicast(from peer.ID, data []byte) {
 		}
 		return
 	case err == nil && u.ClearToSend:
-		if up := r.up.Load(); up != nil && up.askers.answered(from, true) {
-			up.busy.lift(from, time.Now())
+		if up := r.up.Load(); up != nil {
+			up.askers.answered(from, true)
 		}
 		return
 	case err == nil && u.Repair:

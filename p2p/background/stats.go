@@ -138,19 +138,11 @@ type Stats struct {
 	// failed, they let half of ClearWait pass after an ask was written,
 	// or two asks to them could not be written within a minute).
 	AsksSent, AsksCleared, AsksRefused, AsksUnanswered, AsksMuted uint64
-	// ClearedUnasked counts the clearances this node's peers passed on to
-	// it unasked, once the clearance it had waited for ended.
-	ClearedUnasked uint64
 	// ClearancesGiven counts the asks this node answered with a
 	// clearance, ClearancesRefused those it answered with a busy notice,
 	// and AnswersDropped the answers it did not send (one was already on
 	// its way to that peer, or the send failed).
 	ClearancesGiven, ClearancesRefused, AnswersDropped uint64
-	// ClearancesPassedOn counts the peers this node cleared unasked when
-	// the clearance they had been refused for ended with its frame, and
-	// ClearWaitersDropped the refused peers it could not note for that
-	// (at most 16 wait), which wait out their notices instead.
-	ClearancesPassedOn, ClearWaitersDropped uint64
 	// RepairsSent counts the repairs this full node sent validators of
 	// its mesh that had not said they have a message RainTree should
 	// have brought them (GossipParams.RepairSlack), RepairErrors those

@@ -414,10 +414,9 @@ func (u *uplink) fill(s *Stats) {
 	}
 	if a := u.askers; a != nil {
 		s.AsksSent, s.AsksCleared, s.AsksRefused, s.AsksUnanswered = a.asked.Load(), a.cleared.Load(), a.refused.Load(), a.unanswered.Load()
-		s.AsksMuted, s.ClearedUnasked = a.muted.Load(), a.unasked.Load()
+		s.AsksMuted = a.muted.Load()
 	}
 	if c := u.clearance; c != nil {
 		s.ClearancesGiven, s.ClearancesRefused, s.AnswersDropped = c.clears.Load(), c.refusals.Load(), c.answers.dropped.Load()
-		s.ClearancesPassedOn, s.ClearWaitersDropped = c.passedOn.Load(), c.waitersDropped.Load()
 	}
 }
