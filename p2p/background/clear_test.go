@@ -343,6 +343,56 @@ func TestAPeerThatNeverAnswersIsAskedOnceAndWrittenTo(t *testing.T) {
 	}
 }
 
+// Attack on real hosts: a peer that lists ClearProtocolID and stops
+// reading its background unicast stream, once that stream is full, lets
+// no ask through: two asks that cannot be written within a minute mute
+// it, and the write after them goes unasked.
+func TestAPeerThatStopsReadingIsMutedAfterTwoUnwrittenAsks(t *testing.T) {
+	const net = "clear-deaf"
+	cfg := testConfig(net)
+	cfg.Gossip.ClearWait = 300 * time.Millisecond
+	cfg.RainTreeValidator = true
+	v := startNodeOn(t, newHostWithConnManager(t), cfg)
+	deaf := newHost(t)
+	held := make(chan network.Stream, 4)
+	deaf.SetStreamHandler(ClearProtocolID(net), func(s network.Stream) { _ = s.Reset() })
+	deaf.SetStreamHandler(UnicastProtocolID(net), func(s network.Stream) { held <- s }) // never read
+	t.Cleanup(func() {
+		for {
+			select {
+			case s := <-held:
+				_ = s.Reset()
+			default:
+				return
+			}
+		}
+	})
+	connect(t, v.h, deaf)
+	awaitListed(t, v.h, deaf.ID(), ClearProtocolID(net))
+	// Frames past the stream's window (yamux's 256 KiB) fill it: three
+	// frames of 64 KiB are written, the fourth is not.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var written atomic.Int32
+	go func() {
+		for ctx.Err() == nil {
+			if v.r.uc.Send(ctx, deaf.ID(), make([]byte, cfg.MaxMessageSize)) == nil {
+				written.Add(1)
+			}
+		}
+	}()
+	eventually(t, 10*time.Second, "three frames written to the deaf peer", func() bool { return written.Load() >= 3 })
+	askers := v.r.up.Load().askers
+	for i := range 3 {
+		if !askers.ask(deaf.ID(), cfg.Gossip.ClearWait, nil) {
+			t.Fatalf("ask %d held the write", i)
+		}
+	}
+	if st := v.r.Stats(); st.AsksSent != 2 || st.AsksUnanswered != 2 || st.AsksMuted != 1 {
+		t.Fatalf("%d asks sent, %d unanswered, %d peers muted; want 2, 2, 1", st.AsksSent, st.AsksUnanswered, st.AsksMuted)
+	}
+}
+
 // On real routers: a validator receiving a block (on RainTree, here a
 // followed stream from another validator) tells a full node that asks to
 // push it a large frame that it is busy; the push goes once the notice
