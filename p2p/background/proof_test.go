@@ -1,10 +1,15 @@
 package background
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,9 +17,12 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	manet "github.com/multiformats/go-multiaddr/net"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/rainp2p/rainp2p/p2p/wire"
 )
@@ -542,4 +550,105 @@ func TestAFullNodeThatReadsNoProofsHoldsUpOnlyItsOwn(t *testing.T) {
 	}
 	v.r.SendProof(f.h.ID(), *p)
 	eventually(t, 5*time.Second, "the honest full node's proof", func() bool { return f.r.Stats().ProofsUnexpected == 1 })
+}
+
+// Attack on real hosts: IHAVEs for our topic, on a real gossipsub stream,
+// from a peer outside the validator set show nothing of its forwarding,
+// however many it sends, so they cannot make it a block's parent; the
+// same IHAVE from a validator does. Each IHAVE is known to have been
+// heard once pubsub answers it with an IWANT (the IDs are unknown).
+func TestIHavesFromOutsideTheSetShowNoForwarding(t *testing.T) {
+	const net = "ihave-attack"
+	cfg := testConfig(net)
+	cfg.Gossip.LazyAmongValidators = true
+	f := startNode(t, cfg)
+	hostile, validator := rawGossipPeer(t), rawGossipPeer(t)
+	f.r.SetValidatorIDs(nil, []peer.ID{validator.h.ID()})
+	start := time.Now()
+	topic := TopicName(net)
+	for i, p := range []struct {
+		*rawPeer
+		want bool
+	}{{hostile, false}, {validator, true}} {
+		connect(t, p.h, f.h)
+		select { // pubsub answers a peer once it has greeted it
+		case <-p.greeted:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("pubsub never greeted %s", p.h.ID())
+		}
+		for k := range 3 {
+			id := fmt.Sprintf("%031d%d", i, k) // 32 bytes: our message-ID length
+			ihave := &pb.ControlMessage{Ihave: []*pb.ControlIHave{{TopicID: &topic, MessageIDs: []string{id}}}}
+			sendRPC(t, p.h, f.h.ID(), &pb.RPC{Control: ihave})
+			select {
+			case iw := <-p.iwants:
+				if !slices.Contains(iw.GetMessageIDs(), id) {
+					t.Fatalf("pubsub asked %v for %q's IHAVE of %q", iw.GetMessageIDs(), p.h.ID(), id)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("pubsub never answered %s's IHAVE %d", p.h.ID(), k)
+			}
+		}
+		if got := f.r.have.forwardedSince(p.h.ID(), start); got != p.want {
+			t.Fatalf("after its IHAVEs, %s forwards = %v, want %v", p.h.ID(), got, p.want)
+		}
+	}
+}
+
+// rawPeer is a host that speaks gossipsub's protocols by hand: it notes
+// the first RPC it reads (pubsub's greeting) and hands on the IWANTs.
+type rawPeer struct {
+	h       host.Host
+	greeted chan struct{}
+	iwants  chan *pb.ControlIWant
+}
+
+func rawGossipPeer(t *testing.T) *rawPeer {
+	t.Helper()
+	p := &rawPeer{h: newHost(t), greeted: make(chan struct{}), iwants: make(chan *pb.ControlIWant, 64)}
+	var greet sync.Once
+	read := func(s network.Stream) {
+		defer s.Reset()
+		r := bufio.NewReader(s)
+		for {
+			n, err := binary.ReadUvarint(r)
+			if err != nil {
+				return
+			}
+			b := make([]byte, n)
+			if _, err := io.ReadFull(r, b); err != nil {
+				return
+			}
+			var rpc pb.RPC
+			if proto.Unmarshal(b, &rpc) != nil {
+				return
+			}
+			greet.Do(func() { close(p.greeted) })
+			for _, iw := range rpc.GetControl().GetIwant() {
+				select {
+				case p.iwants <- iw:
+				default:
+				}
+			}
+		}
+	}
+	for _, id := range []protocol.ID{pubsub.GossipSubID_v12, pubsub.GossipSubID_v11} {
+		p.h.SetStreamHandler(id, read)
+	}
+	return p
+}
+
+// sendRPC writes rpc to peer to on a new gossipsub stream from h.
+func sendRPC(t *testing.T, h host.Host, to peer.ID, rpc *pb.RPC) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := h.NewStream(ctx, to, pubsub.GossipSubID_v12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Write(rpcFrame(t, rpc)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Reset() })
 }
