@@ -152,11 +152,11 @@ func (r *Router) work() {
 // arrive sooner. The last hop's batch ends the chain (Config.OnTreeSent)
 // once its frames are written or HopHold passed, the same way.
 type hopBatch struct {
-	msg     *wire.Message
-	left    atomic.Int32
-	next    []delegation
-	release sync.Once
-	timer   Timer
+	msg      *wire.Message
+	left     atomic.Int32
+	next     []delegation
+	release  sync.Once
+	released atomic.Bool
 }
 
 // sendHops sends the frames ds that one receipt of msg (or its origin, or
@@ -197,7 +197,7 @@ func (r *Router) sendHops(msg *wire.Message, ds []delegation) {
 		// The last hop is timed too: what waits on it is the notice, and
 		// with it the node's gossip, which a target that stalls its stream
 		// must not hold back for SendTimeout.
-		b.timer = r.clock.AfterFunc(r.cfg.HopHold, func() { r.nextHop(b) })
+		r.hops.hold(b, r.cfg.HopHold)
 	}
 	for i, d := range hop {
 		if i < held {
@@ -214,9 +214,6 @@ func (r *Router) sendHops(msg *wire.Message, ds []delegation) {
 // hop once every frame of d's hop is.
 func (r *Router) written(d delegation) {
 	if d.batch != nil && d.batch.left.Add(-1) == 0 {
-		if d.batch.timer != nil {
-			d.batch.timer.Stop()
-		}
 		r.nextHop(d.batch)
 	}
 }
@@ -225,6 +222,7 @@ func (r *Router) written(d delegation) {
 // Once the router is closing, the held frames only report ErrClosed.
 func (r *Router) nextHop(b *hopBatch) {
 	b.release.Do(func() {
+		b.released.Store(true)
 		if r.ctx.Err() != nil {
 			for _, d := range b.next {
 				d.report(ErrClosed)
@@ -238,7 +236,7 @@ func (r *Router) nextHop(b *hopBatch) {
 // treeSent tells Config.OnTreeSent that this node's tree frames of msg
 // have left.
 func (r *Router) treeSent(msg *wire.Message) {
-	if r.cfg.OnTreeSent != nil {
+	if r.cfg.OnTreeSent != nil && r.ctx.Err() == nil { // a hop's timer may outlast Close
 		r.cfg.OnTreeSent(msg)
 	}
 }

@@ -187,6 +187,7 @@ type Router struct {
 	handler  Handler
 	log      *slog.Logger
 	clock    Clock
+	hops     *hopTimer // held hops' HopHold (queues.go)
 	uni      *unicast.Router
 	ackUni   *unicast.Router // ACKs, on their own protocol
 	proofUni *unicast.Router // proofs of forwarding (forwarded.go)
@@ -322,6 +323,7 @@ func NewRouter(h host.Host, self identity.Address, set *validators.Set, cfg Conf
 		// A delivery of each slot may pin a message of MaxMessageSize.
 		deliveries: make(chan delivery, cfg.DeliveryQueueLen),
 	}
+	r.hops = &hopTimer{clock: clock, due: r.nextHop}
 	// Frames can arrive as soon as the stream handlers are set; holding mu
 	// makes every use of r.uni and r.ackUni (all behind mu or started
 	// below) see the assignments.
@@ -598,6 +600,7 @@ func (r *Router) Close() error {
 	}
 	r.timerGen++
 	r.mu.Unlock()
+	r.hops.close()
 	r.ackq.Close()
 	r.cancel()
 	r.in.close()
