@@ -68,6 +68,16 @@ func (t *ackTracker[T]) Ack(key ackKey) (T, bool) {
 	return t.Remove(ids[0])
 }
 
+// Peek returns the oldest frame waiting under key, leaving it waiting.
+func (t *ackTracker[T]) Peek(key ackKey) (T, bool) {
+	ids := t.byKey[key]
+	if len(ids) == 0 {
+		var zero T
+		return zero, false
+	}
+	return t.entries[ids[0]].value, true
+}
+
 // Remove forgets the frame with the given id, e.g. because sending it
 // failed, and reports whether it was still waiting.
 func (t *ackTracker[T]) Remove(id uint64) (T, bool) {

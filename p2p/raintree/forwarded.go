@@ -141,12 +141,11 @@ func (r *Router) onForwarded(from peer.ID, m *wire.RainTreeMessage) {
 	if !ok {
 		ackWait := key
 		ackWait.proof = false
-		if d, ok = r.acks.Ack(ackWait); ok && d.lateACK {
-			// Proven already: a second proof settles nothing.
-			r.acks.Add(ackWait, r.clock.Now().Add(r.cfg.ACKTimeout), d)
-			r.armLocked()
-			ok = false
-		} else if ok {
+		if w, waiting := r.acks.Peek(ackWait); waiting && w.lateACK {
+			// Proven already: a second proof settles nothing, and the
+			// late ACK's wait keeps its deadline (a head repeating its
+			// proof would otherwise hold the frame for ever).
+		} else if d, ok = r.acks.Ack(ackWait); ok {
 			r.expectLateACKLocked(ackWait, d)
 		}
 	}
@@ -233,6 +232,9 @@ func (r *Router) passLaggard(d delegation, to peer.ID) bool {
 	r.c.skippedLaggards.Add(1)
 	alone := d
 	alone.target.Span = Span{Start: d.target.Index, Len: 1}
+	// d's first attempt is reported by whoever sends d (sendTree): a
+	// second report would find a waiting Broadcast's results full.
+	alone.result = nil
 	r.enqueue(alone)
 	r.redelegate(d)
 	return true

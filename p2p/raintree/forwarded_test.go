@@ -432,3 +432,70 @@ func TestARootProvesAFullNodesBlockOnceWithATargetsReceipt(t *testing.T) {
 		})
 	}
 }
+
+// A laggard passed over gets a frame of itself alone, which reports to no
+// Broadcast: the frame it replaces reports its first attempt once. When
+// the alone frame reported too, a Broadcast that stopped reading (its ctx
+// ended) left the uplink's sender blocked on its full results, no paced
+// frame left again, and Close waited for ever.
+func TestAPassedOverLaggardReportsNoSecondResult(t *testing.T) {
+	const n, origin, laggard = 9, 0, 3
+	c := newMockCluster(t, n, pacedTernary)
+	r := c.nodes[origin].router
+	r.mu.Lock()
+	r.laggards[c.set.At(laggard).PeerID] = r.clock.Now()
+	r.mu.Unlock()
+	env, id := newEnvelope(t, c.nodes[origin].key, "block")
+	// What a Broadcast leaves behind when its ctx ends at once: results
+	// nobody reads.
+	if _, _, err := r.originate(env, true, nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() bool { return r.Stats().SkippedLaggards == 1 }, "the laggard was not passed over")
+	eventually(t, 10*time.Second, func() bool { return len(c.missing(id, others(n, origin))) == 0 },
+		"validators %v never got the block past the laggard", c.missing(id, others(n, origin)))
+	done := make(chan struct{})
+	go func() { _ = r.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close still waiting: the uplink's sender is blocked on a result nobody reads")
+	}
+}
+
+// Attack: a head that proves a frame before acknowledging it, and then
+// repeats the proof, settles nothing more, and keeps the frame's wait for
+// its late ACK no longer than ACKTimeout after the first proof.
+func TestARepeatedProofKeepsALateACKWaitNoLonger(t *testing.T) {
+	clock := newFakeClock()
+	c := newMockCluster(t, 9, func(cfg *Config) {
+		pacedTernary(cfg)
+		cfg.Clock, cfg.ACKTimeout, cfg.SkipDisconnectedAfter = clock, time.Second, time.Hour
+	})
+	env, id := newEnvelopeAt(t, c.nodes[0].key, "pinned", clock.Now())
+	sender, head := c.nodes[3].router, c.nodes[4].host.ID()
+	d := delegation{view: sender.cur, mode: ModeCover, target: Target{Index: 4, Level: 1, Span: Span{Start: 4, Len: 2}}, msg: env, sentAt: clock.Now()}
+	key := ackKey{peer: head, msgID: id, level: 1, span: d.target.Span}
+	sender.mu.Lock()
+	sender.acks.Add(key, clock.Now().Add(time.Hour), d) // a frame sent, its ACK awaited
+	sender.armLocked()
+	sender.mu.Unlock()
+	sig, err := wire.SignReceipt(c.nodes[5].key, testNetwork, wire.Receipt{ID: id, SpanStart: 5, SpanLen: 1, Level: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proof := &wire.RainTreeMessage{Kind: wire.RainTreeKind_RAIN_TREE_KIND_FORWARDED, MessageId: id[:], Level: 1,
+		SpanStart: 4, SpanLen: 2, Receipt: sig, ReceiptSpanStart: 5, ReceiptSpanLen: 1, ReceiptLevel: 1}
+	sender.onForwarded(head, proof)
+	for range 30 { // 27 s, each repeat just before the ACK's wait would run out
+		clock.Advance(900 * time.Millisecond)
+		sender.onForwarded(head, proof)
+	}
+	sender.mu.Lock()
+	waits := len(sender.acks.byKey[key])
+	sender.mu.Unlock()
+	if s := sender.Stats(); waits != 0 || s.ProofsReceived != 1 || s.ProofsUnexpected != 30 {
+		t.Fatalf("after 27 s of repeated proofs (ACKTimeout 1 s): %d waits held, %d proofs taken, %d unexpected; want 0, 1, 30",
+			waits, s.ProofsReceived, s.ProofsUnexpected)
+	}
+}

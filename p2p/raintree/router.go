@@ -913,11 +913,7 @@ func (r *Router) onBroadcast(from peer.ID, m *wire.RainTreeMessage) {
 		r.invalid(&r.c.badSignature, from, "a unicast envelope broadcast", wire.ErrMisdirected)
 		return
 	}
-	key := seenKey{id: msg.ID, level: level}
-	if mode == ModeCover {
-		key = seenKey{id: msg.ID, span: span}
-	}
-	verdict := r.observe(key, msg)
+	verdict := r.observe(frameKey(msg.ID, mode, level, span, propagate, view), msg)
 	if verdict == dedup.TooOld || verdict == dedup.TooNew {
 		r.drop(&r.c.stale, from, "outside the replay window", fmt.Errorf("%v", verdict))
 		return
@@ -958,6 +954,25 @@ func (r *Router) onBroadcast(from peer.ID, m *wire.RainTreeMessage) {
 	}
 	r.sendHops(msg, ds)
 	r.deliver(from, msg, true, propagate && len(targets) == 0)
+}
+
+// frameKey is what the seen memory remembers a frame of message id by:
+// the part of the tree it hands out (its span in cover mode, its level in
+// reference mode, capped where the plan stops telling levels apart), and
+// only the message for a frame this node does not pass on (a level-0
+// copy, or one on a set it cannot plan on). What it does not use, a
+// sender may set as it likes; each distinct key is one more entry charged
+// to the message's origin, and enough of them would evict the origin's
+// entries and raise its floor over its own honest frames.
+func frameKey(id wire.MessageID, mode Mode, level int, span Span, propagate bool, view *setView) seenKey {
+	switch {
+	case !propagate:
+		return seenKey{id: id}
+	case mode == ModeCover:
+		return seenKey{id: id, span: span}
+	default:
+		return seenKey{id: id, level: min(level, Levels(view.set.Len())+1)}
+	}
 }
 
 func (r *Router) onUnicast(from peer.ID, m *wire.RainTreeMessage) {

@@ -1177,3 +1177,50 @@ func ownGoroutines(t *testing.T) int {
 	}
 	return n
 }
+
+// Attack: a validator replays another origin's message in frames whose
+// unused fields it makes up (the span of a copy that hands nothing out,
+// a reference-mode level past the plan). Each used to be a seen entry of
+// its own, charged to the honest origin, and enough of them evicted the
+// origin's entries and raised its floor: its older, in-window tree frame
+// was then dropped as stale. Now they are one entry.
+func TestMadeUpFieldsOfAReplayedFrameCannotRaiseItsOriginsFloor(t *testing.T) {
+	const n, cache, origin, victim, attacker = 9, 16, 0, 3, 1
+	for _, tt := range []struct {
+		name   string
+		mode   Mode
+		replay func(i int) *wire.RainTreeMessage // frame i of cache+1, before Data, MessageId, SetHash
+		honest *wire.RainTreeMessage
+	}{
+		{"level-0 copies with made-up spans, cover mode", ModeCover,
+			func(i int) *wire.RainTreeMessage {
+				return &wire.RainTreeMessage{Level: 0, SpanStart: uint32(i), SpanLen: uint32(i)}
+			},
+			&wire.RainTreeMessage{Level: 2, SpanStart: victim, SpanLen: 3}},
+		{"frames with levels past the plan, reference mode", ModeReference,
+			func(i int) *wire.RainTreeMessage { return &wire.RainTreeMessage{Level: uint32(10 + i)} },
+			&wire.RainTreeMessage{Level: 2}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newMockCluster(t, n, func(cfg *Config) { cfg.SeenCacheSize, cfg.Mode = cache, tt.mode })
+			now := time.Now()
+			older, olderID := newEnvelopeAt(t, c.nodes[origin].key, "older", now)
+			newer, newerID := newEnvelopeAt(t, c.nodes[origin].key, "newer", now.Add(time.Millisecond))
+			r := c.nodes[victim].router
+			frame := func(m *wire.RainTreeMessage, env *wire.Message, id wire.MessageID) *wire.RainTreeMessage {
+				m.Kind, m.Data, m.MessageId, m.SetHash = wire.RainTreeKind_RAIN_TREE_KIND_BROADCAST, env.Raw, id[:], []byte(r.cur.hash)
+				return m
+			}
+			for i := range cache + 1 {
+				r.onBroadcast(c.nodes[attacker].host.ID(), frame(tt.replay(i), newer, newerID))
+			}
+			if got := r.Stats().Duplicates; got != cache {
+				t.Errorf("%d of the %d replays counted as duplicates, want all but the first", got, cache+1)
+			}
+			r.onBroadcast(c.nodes[origin].host.ID(), frame(tt.honest, older, olderID))
+			if s := r.Stats(); s.Dropped.Stale != 0 {
+				t.Fatalf("the origin's own in-window frame was dropped as stale (%d)", s.Dropped.Stale)
+			}
+		})
+	}
+}
