@@ -305,7 +305,8 @@ func (r *Router) tellBusy(n *busyNotices, from peer.ID, frame []byte) {
 			continue
 		}
 		r.wg.Go(func() {
-			ctx, cancel := context.WithTimeout(r.ctx, n.sendTimeout())
+			// Mesh peers are connected; one that left is not dialled.
+			ctx, cancel := context.WithTimeout(network.WithNoDial(r.ctx, "busy notice"), n.sendTimeout())
 			defer cancel()
 			err := r.uc.Send(ctx, p, frame)
 			if err != nil {

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/rainp2p/rainp2p/p2p/wire"
@@ -287,14 +288,18 @@ func (c *clearance) answer(p peer.ID, now time.Time) (bool, time.Duration) {
 	return true, 0
 }
 
-// release ends p's clearance if its frame has not begun: the answer
-// that cleared it was not sent.
-func (c *clearance) release(p peer.ID) {
+// release ends p's clearance at now if its frame has not begun: the
+// answer that cleared it was not sent. p is barred as for a clearance it
+// did not use: a peer whose answers can never be sent (it stalls every
+// stream) would otherwise take the clearance again with its next ask,
+// and hold it nearly all the time.
+func (c *clearance) release(p peer.ID, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, s := range []*slot{&c.val, &c.other} {
 		if s.to == p && !s.used {
 			*s = slot{}
+			c.barred.set(p, now.Add(barUnused*c.hold), now)
 		}
 	}
 }
@@ -365,11 +370,12 @@ func (r *Router) onAsk(c *clearance, p peer.ID) {
 		}
 	}
 	r.wg.Go(func() {
-		ctx, cancel := context.WithTimeout(r.ctx, c.ttl)
+		// The asker was connected a moment ago; one that left is not dialled.
+		ctx, cancel := context.WithTimeout(network.WithNoDial(r.ctx, "answer to an ask"), c.ttl)
 		defer cancel()
 		err := r.uc.Send(ctx, p, frame)
 		if err != nil && clear {
-			c.release(p)
+			c.release(p, time.Now())
 		}
 		c.answers.doneSending(p, err)
 	})

@@ -120,6 +120,29 @@ func TestAFullNodeClearsOneValidatorAtATime(t *testing.T) {
 	}
 }
 
+// Attack: a validator whose clearances can never be sent (it stalls every
+// stream the node opens to it) loses each one when its send fails, and is
+// then let through without one, like a peer cleared that sent nothing: it
+// cannot take the clearance again with its next ask and keep the other
+// validators waiting nearly all the time.
+func TestAClearanceThatCouldNotBeSentIsNotTakenAgainAtOnce(t *testing.T) {
+	const ttl, hold = 500 * time.Millisecond, time.Second
+	const v1, v2 = peer.ID("v1"), peer.ID("v2")
+	start := time.Unix(1000, 0)
+	c := newClearance(ttl, hold, func(peer.ID) bool { return true }, func(peer.ID) bool { return true }, func(time.Time) bool { return false })
+	at := func(d time.Duration) time.Time { return start.Add(d) }
+	if clear, _ := c.answer(v1, at(0)); !clear {
+		t.Fatal("the first validator to ask was not cleared")
+	}
+	c.release(v1, at(ttl)) // the answer's send ran out of time
+	if clear, _ := c.answer(v1, at(ttl)); !clear {
+		t.Fatal("a validator whose answer was lost is not let through")
+	}
+	if clear, busy := c.answer(v2, at(ttl+time.Millisecond)); !clear {
+		t.Fatalf("v1 took the clearance again with its next ask: v2 told busy for %v", busy)
+	}
+}
+
 // A writer's ask waits for its answer at most ClearWait: a clearance or
 // no answer lets the write go (and a peer that did not answer is not
 // asked again for askMute), a busy notice holds it; a peer that does not
