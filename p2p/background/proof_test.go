@@ -219,6 +219,69 @@ func TestAFullNodeHandsItsBlockOnWhenItsParentProvesNothing(t *testing.T) {
 	}
 }
 
+// Attack on real hosts: a parent that takes a full node's block stream
+// and never reads it holds the block no longer than the proof it would
+// be allowed (SubmitProofWait per MiB), not the unicast write timeout
+// (10 s): the block then goes to the next parent, as for a parent that
+// proves nothing, and the one that did not read is passed over.
+func TestAParentThatDoesNotReadTheBlockIsPassedOver(t *testing.T) {
+	const net = "proof"
+	cfg := testConfig(net)
+	cfg.MaxMessageSize = 2 << 20 // a block beyond the stream's window (yamux's 256 KiB)
+	cfg.Gossip.LazyAmongValidators = true
+	cfg.Gossip.LargeBytes = 1 << 10
+	cfg.Gossip.SubmitProofWait = 300 * time.Millisecond
+	cfg.Gossip.LargeSubmitFallback = time.Hour
+	cfg.Gossip.UnprovenParentTTL = 24 * time.Hour
+	forward := func(v *node, _ peer.ID, msg *wire.Message) {
+		go v.r.Republish(context.Background(), msg) //nolint:errcheck // the test checks the outcome
+	}
+	a, b := startValidator(t, cfg, forward), startValidator(t, cfg, forward)
+	f := startNode(t, cfg)
+	f.r.SetValidatorIDs([]byte("the set"), []peer.ID{a.h.ID(), b.h.ID(), keyID(t, nil), keyID(t, nil), keyID(t, nil)})
+	connect(t, f.h, a.h)
+	connect(t, f.h, b.h)
+	var first peer.ID
+	eventually(t, 5*time.Second, "f's parent", func() bool { first = f.r.Parent(); return first != "" })
+	parent, next := a, b
+	if first == b.h.ID() {
+		parent, next = b, a
+	}
+	waitReady(t, f, 2)
+	waitOffersProofs(t, f, a, b)
+	held := make(chan network.Stream, 4)
+	parent.h.SetStreamHandler(UnicastProtocolID(net), func(s network.Stream) { held <- s }) // never read
+	t.Cleanup(func() {
+		for {
+			select {
+			case s := <-held:
+				_ = s.Reset()
+			default:
+				return
+			}
+		}
+	})
+
+	msg := envelope(t, f, strings.Repeat("b", 1<<20))
+	start := time.Now()
+	if err := f.r.Submit(context.Background(), msg); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Submit took %v on a parent that does not read", took)
+	}
+	eventually(t, 5*time.Second, "the next parent getting the block", func() bool {
+		d := next.in.deliveries(msg)
+		return len(d) == 1 && d[0].via == ViaSubmit
+	})
+	if s := f.r.Stats(); s.Resubmitted != 1 || s.SubmitErrors < 1 || s.SubmitFallbacks != 0 {
+		t.Fatalf("handed on %d times, %d submit errors, %d fallbacks; want 1, at least 1, 0", s.Resubmitted, s.SubmitErrors, s.SubmitFallbacks)
+	}
+	if got := f.r.Parent(); got != next.h.ID() {
+		t.Fatalf("the parent is %s after it did not read its block, want the next one", got)
+	}
+}
+
 // keyID is key's peer ID, or a fresh key's for nil.
 func keyID(t *testing.T, key crypto.PrivKey) peer.ID {
 	t.Helper()
