@@ -66,7 +66,6 @@ func (t *hopTimer) fire() {
 		t.queue[0] = timedHop{}
 		t.queue = t.queue[1:]
 	}
-	t.timer = nil
 	if len(t.queue) > 0 {
 		t.armLocked(now)
 	}

@@ -259,6 +259,7 @@ func (r *Router) enqueue(d delegation) {
 	if r.closed {
 		r.mu.Unlock()
 		d.report(ErrClosed)
+		r.written(d) // its hop goes on, and reports ErrClosed for the rest
 		return
 	}
 	q := r.out[to]
@@ -304,6 +305,7 @@ func (r *Router) drain(to peer.ID, q *outQueue) {
 			r.mu.Unlock()
 			for _, d := range left {
 				d.report(ErrClosed)
+				r.written(d)
 			}
 			return
 		}

@@ -260,6 +260,49 @@ func TestABroadcastWithAHopHeldReturnsWhenTheRouterCloses(t *testing.T) {
 	}
 }
 
+// Broadcasts whose first-hop frames wait in a target's queue behind a
+// stalled one return when the router closes, the frames left in the
+// queue counted as written so that their held hops report ErrClosed too.
+func TestBroadcastsQueuedBehindAStalledFrameReturnWhenTheRouterCloses(t *testing.T) {
+	const n, origin = 9, 0
+	c := newTCPCluster(t, n, func(cfg *Config) {
+		cfg.LevelsPerHop, cfg.SkipDisconnectedAfter, cfg.SendTimeout, cfg.HopHold = 1, 0, time.Minute, time.Minute
+	})
+	stallFirstTarget(t, c, origin)
+	r := c.nodes[origin].router
+	stalled := c.set.At(OriginTargets(ModeCover, n, origin, 1)[0].Index).PeerID
+	const broadcasts = 3
+	done := make(chan error, broadcasts)
+	for i := range broadcasts {
+		env, _ := newEnvelope(t, c.nodes[origin].key, fmt.Sprintf("queued %d", i))
+		go func() { done <- r.Broadcast(context.Background(), env) }()
+	}
+	queued := func() int {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if q := r.out[stalled]; q != nil {
+			return len(q.items)
+		}
+		return 0
+	}
+	// One frame is being written (behind the stream's full window), the
+	// others wait in the queue.
+	eventually(t, 10*time.Second, func() bool { return queued() == broadcasts-1 }, "%d frames queued for the stalled target", queued())
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range broadcasts {
+		select {
+		case err := <-done:
+			if !errors.Is(err, ErrClosed) {
+				t.Errorf("Broadcast = %v, want ErrClosed", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a Broadcast still waiting after Close")
+		}
+	}
+}
+
 // stallFirstTarget makes origin's first first-hop target a connected peer
 // that stops reading RainTree frames, and fills the stream to it with a
 // frame larger than the stream's window, so that origin's next frame to it
