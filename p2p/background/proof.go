@@ -231,9 +231,7 @@ func (r *Router) handTo(parent peer.ID, msg *wire.Message, attempt int, prove bo
 		return
 	}
 	due := time.Now()
-	ctx, cancel := r.cfg.Gossip.parentSend(r.ctx, len(msg.Raw), prove)
-	defer cancel()
-	if err := r.sendSubmission(ctx, parent, msg, wire.Handover{WantProof: prove}); err != nil {
+	if err := r.sendSubmission(r.ctx, parent, msg, wire.Handover{WantProof: prove}); err != nil {
 		r.c.submitErrors.Add(1)
 		r.log.Debug("handing a block to the next parent failed", "parent", parent, "err", err)
 	} else {

@@ -220,10 +220,10 @@ func TestAFullNodeHandsItsBlockOnWhenItsParentProvesNothing(t *testing.T) {
 }
 
 // Attack on real hosts: a parent that takes a full node's block stream
-// and never reads it holds the block no longer than the proof it would
-// be allowed (SubmitProofWait per MiB), not the unicast write timeout
-// (10 s): the block then goes to the next parent, as for a parent that
-// proves nothing, and the one that did not read is passed over.
+// and never reads it holds the block for the unicast write timeout, and
+// then the block goes to the next parent, as for a parent that proves
+// nothing, and the one that did not read is passed over; it used to be
+// published on gossip, the parent kept for the next block.
 func TestAParentThatDoesNotReadTheBlockIsPassedOver(t *testing.T) {
 	const net = "proof"
 	cfg := testConfig(net)
@@ -233,6 +233,7 @@ func TestAParentThatDoesNotReadTheBlockIsPassedOver(t *testing.T) {
 	cfg.Gossip.SubmitProofWait = 300 * time.Millisecond
 	cfg.Gossip.LargeSubmitFallback = time.Hour
 	cfg.Gossip.UnprovenParentTTL = 24 * time.Hour
+	cfg.Unicast.WriteTimeout = time.Second
 	forward := func(v *node, _ peer.ID, msg *wire.Message) {
 		go v.r.Republish(context.Background(), msg) //nolint:errcheck // the test checks the outcome
 	}
@@ -268,12 +269,13 @@ func TestAParentThatDoesNotReadTheBlockIsPassedOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	if took := time.Since(start); took > 5*time.Second {
-		t.Errorf("Submit took %v on a parent that does not read", took)
+		t.Errorf("Submit took %v on a parent that does not read (write timeout 1 s)", took)
 	}
 	eventually(t, 5*time.Second, "the next parent getting the block", func() bool {
 		d := next.in.deliveries(msg)
 		return len(d) == 1 && d[0].via == ViaSubmit
 	})
+	eventually(t, 5*time.Second, "the hand-over counted", func() bool { return f.r.Stats().Resubmitted == 1 })
 	if s := f.r.Stats(); s.Resubmitted != 1 || s.SubmitErrors < 1 || s.SubmitFallbacks != 0 {
 		t.Fatalf("handed on %d times, %d submit errors, %d fallbacks; want 1, at least 1, 0", s.Resubmitted, s.SubmitErrors, s.SubmitFallbacks)
 	}

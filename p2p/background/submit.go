@@ -66,15 +66,14 @@ func (r *Router) SubmitInShares(ctx context.Context, msg *wire.Message, setHash 
 	if prove && !r.awaitBeforeSending(msg, whole, 0) {
 		return r.Broadcast(ctx, msg)
 	}
-	sendCtx, cancel := r.cfg.Gossip.parentSend(ctx, len(msg.Raw), prove)
-	failed, err := r.sendShares(sendCtx, msg, setHash, parent, shares, prove)
-	cancel()
+	failed, err := r.sendShares(ctx, msg, setHash, parent, shares, prove)
 	if err == nil && len(failed) > 0 {
 		err = r.sendSubmission(ctx, parent, msg, wire.Handover{SetHash: setHash, Parts: failed})
 	}
 	if err != nil && prove && ctx.Err() == nil && !errors.Is(err, ErrClosed) {
-		// The parent did not take the block in time, or at all: it is
-		// due at once, unproven, and goes to the next parent.
+		// The parent did not take the block (within the unicast write
+		// timeout, or at all): it is due at once, unproven, and goes to
+		// the next parent, which passes this one over.
 		r.c.submitErrors.Add(1)
 		r.log.Debug("handing a block to the parent failed; it goes to the next", "parent", parent, "err", err)
 		r.later.awaitProof(msg.ID, whole, time.Now())
@@ -483,21 +482,6 @@ func (h *pendingHeap) Pop() any {
 
 // submitFallback is how long a full node waits for its submitted broadcast
 // of size bytes to come back before it publishes it itself.
-// parentSend bounds the send of our block, of size bytes, to a parent:
-// one that does not read would otherwise hold it for the unicast write
-// timeout. A parent asked for a proof (prove) gets ProofWait to take the
-// block, as long as it then has to prove it; any other the fallback.
-func (g GossipParams) parentSend(ctx context.Context, size int, prove bool) (context.Context, context.CancelFunc) {
-	d := g.submitFallback(size)
-	if prove {
-		d = g.ProofWait(size)
-	}
-	if d <= 0 {
-		return context.WithCancel(ctx)
-	}
-	return context.WithTimeout(ctx, d)
-}
-
 func (g GossipParams) submitFallback(size int) time.Duration {
 	if g.large(size) {
 		return g.LargeSubmitFallback
