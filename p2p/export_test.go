@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"github.com/libp2p/go-libp2p/core/peer"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 
 	"github.com/rainp2p/rainp2p/p2p/wire"
 )
@@ -29,4 +30,9 @@ func BookLen(m *Module) int {
 	m.bookMu.Lock()
 	defer m.bookMu.Unlock()
 	return len(m.book)
+}
+
+// ResourceLimits is the resource manager's limit configuration for r.
+func ResourceLimits(r Resources, networkID string, maxFrame int) rcmgr.ConcreteLimitConfig {
+	return r.limits(networkID, maxFrame)
 }

@@ -153,8 +153,9 @@ func (r Resources) limits(networkID string, maxFrame int) rcmgr.ConcreteLimitCon
 			StreamsInbound: v(r.StreamsInbound),
 		},
 		PeerDefault: rcmgr.ResourceLimits{Memory: v64(r.PeerMemory), StreamsInbound: v(r.PeerStreamsInbound)},
-		// A stream holds at most one frame arriving and one being copied.
-		Stream:       rcmgr.ResourceLimits{Memory: v64(max(16<<20, 2*int64(maxFrame)+unicastChunkAndSmallBuffer))},
+		// A stream holds at most one frame arriving and one being copied,
+		// reserved at low priority for peers outside the set.
+		Stream:       rcmgr.ResourceLimits{Memory: v64(max(16<<20, lowPriority(2*int64(maxFrame)+unicastChunkAndSmallBuffer)))},
 		Protocol:     map[protocol.ID]rcmgr.ResourceLimits{},
 		ProtocolPeer: map[protocol.ID]rcmgr.ResourceLimits{},
 	}
@@ -163,6 +164,15 @@ func (r Resources) limits(networkID string, maxFrame int) rcmgr.ConcreteLimitCon
 		partial.ProtocolPeer[p] = rcmgr.ResourceLimits{Memory: v64(r.UnicastPeerMemory)}
 	}
 	return partial.Build(base)
+}
+
+// lowPriority is the limit under which a low-priority reservation (a
+// peer outside the set: unicast.Config.Trusted) of n bytes fits: the
+// resource manager grants those only up to (1+ReservationPriorityLow)/256
+// of a limit, about 40%.
+func lowPriority(n int64) int64 {
+	const share = 1 + int64(network.ReservationPriorityLow)
+	return (n*256 + share - 1) / share
 }
 
 // newResourceManager builds the resource manager for r, reporting its

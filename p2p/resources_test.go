@@ -5,13 +5,20 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/peer"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rainp2p/rainp2p/p2p"
+	"github.com/rainp2p/rainp2p/p2p/background"
 	"github.com/rainp2p/rainp2p/p2p/identity"
+	"github.com/rainp2p/rainp2p/p2p/unicast"
 	"github.com/rainp2p/rainp2p/p2p/validators"
+	"github.com/rainp2p/rainp2p/p2p/wire"
 )
 
 func TestResourceLimitsAreValidated(t *testing.T) {
@@ -125,5 +132,61 @@ func TestResourceFiguresAreExported(t *testing.T) {
 	}
 	if libp2p == 0 {
 		t.Error("no libp2p_rcmgr_* figures: the resource manager's own metrics are not on our registry")
+	}
+}
+
+// A peer outside the validator set may send a frame of the largest size
+// the module takes. Its reservations are low priority, which the
+// resource manager grants only up to about 40% of a limit, and the
+// stream's limit used to hold the two frames at full priority only: a
+// full node's block of 3.5 MiB was refused for memory.
+func TestAFullNodesLargestFrameFitsItsStreamsMemory(t *testing.T) {
+	const net = "frame-memory"
+	maxFrame := p2p.DefaultConfig().MaxMessageSize + wire.FrameOverhead
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(p2p.ResourceLimits(p2p.DefaultResources(), net, maxFrame)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	receiver, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.ResourceManager(rm), libp2p.DisableRelay())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = receiver.Close() })
+	sender, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sender.Close() })
+	ucfg := unicast.DefaultConfig(background.UnicastProtocolID(net))
+	ucfg.MaxMessageSize = maxFrame
+	got := make(chan int, 1)
+	in, err := unicast.New(receiver, ucfg, func(_ peer.ID, b []byte) { got <- len(b) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = in.Close() })
+	out, err := unicast.New(sender, ucfg, func(peer.ID, []byte) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = out.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := sender.Connect(ctx, peer.AddrInfo{ID: receiver.ID(), Addrs: receiver.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Send(ctx, receiver.ID(), make([]byte, maxFrame)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case n := <-got:
+		if n != maxFrame {
+			t.Fatalf("got a frame of %d bytes, want %d", n, maxFrame)
+		}
+	case <-ctx.Done():
+		t.Fatalf("the frame never arrived: %+v", in.Stats())
+	}
+	if s := in.Stats(); s.DroppedNoMemory != 0 {
+		t.Fatalf("%d frames dropped for memory", s.DroppedNoMemory)
 	}
 }

@@ -180,3 +180,43 @@ func TestAPeerThatWritesOnOurStreamIsStruck(t *testing.T) {
 		t.Fatalf("%d streams opened, want 2", n)
 	}
 }
+
+// Attack: a peer that takes our streams and neither reads nor closes them
+// makes each Send time out, and each timed-out Send retires its stream.
+// A retired stream, and the goroutine watching it, lasts only FrameTimeout
+// more: it used to last as long as the connection, one more for every
+// Send, until the protocol's stream limit refused streams to anyone.
+func TestStreamsRetiredOnAPeerThatNeverReadsDoNotPileUp(t *testing.T) {
+	ha, hb := newHost(t, transports[0].addr, nil), newHost(t, transports[0].addr, nil)
+	learn(ha, hb)
+	held := make(chan network.Stream, 64)
+	hb.SetStreamHandler(testProto, func(s network.Stream) { held <- s }) // never read, never closed
+	t.Cleanup(func() {
+		for {
+			select {
+			case s := <-held:
+				_ = s.Reset()
+			default:
+				return
+			}
+		}
+	})
+	ra := newRouter(t, ha, func(peer.ID, []byte) {}, func(c *Config) {
+		c.WriteTimeout, c.FrameTimeout = 200*time.Millisecond, 500*time.Millisecond
+	})
+	const sends = 10
+	for i := range sends {
+		if err := ra.Send(t.Context(), hb.ID(), make([]byte, 2<<20)); err == nil {
+			t.Fatalf("send %d went through to a peer that does not read", i)
+		}
+	}
+	tracked := func() int {
+		ra.mu.Lock()
+		defer ra.mu.Unlock()
+		return len(ra.streams)
+	}
+	if n := tracked(); n < 2 {
+		t.Fatalf("%d streams tracked right after %d timed-out sends; the test would prove nothing", n, sends)
+	}
+	waitFor(t, func() bool { return tracked() == 0 })
+}

@@ -315,10 +315,13 @@ func (r *Router) drop(p *outPeer, st *outStream) {
 
 // retire stops using st but lets the peer read what it already holds: only
 // the write side closes, and the watcher resets the stream once the peer
-// has ended its side.
+// has ended its side, or FrameTimeout has passed: a peer that neither
+// reads nor closes would otherwise keep a stream and a watcher for every
+// Send that timed out, for as long as the connection lasts.
 func (r *Router) retire(p *outPeer, st *outStream) {
 	st.dead.Store(true)
 	_ = st.s.CloseWrite()
+	_ = st.s.SetReadDeadline(time.Now().Add(r.cfg.FrameTimeout))
 	if p.cur == st {
 		p.cur = nil
 	}
