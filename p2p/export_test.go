@@ -4,6 +4,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 
+	"github.com/rainp2p/rainp2p/p2p/background"
 	"github.com/rainp2p/rainp2p/p2p/wire"
 )
 
@@ -35,4 +36,14 @@ func BookLen(m *Module) int {
 // ResourceLimits is the resource manager's limit configuration for r.
 func ResourceLimits(r Resources, networkID string, maxFrame int) rcmgr.ConcreteLimitConfig {
 	return r.limits(networkID, maxFrame)
+}
+
+// CloseWhile is Close that runs during once it holds the module's lock,
+// before it stops the routers, handing it the background router.
+func CloseWhile(m *Module, during func(bg *background.Router)) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	during(m.bg)
+	m.closed = true
+	return m.stopLocked()
 }

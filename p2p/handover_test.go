@@ -251,3 +251,47 @@ func TestAFullNodeKnowsHowManyRainTreeHopsAreStillToGo(t *testing.T) {
 		})
 	}
 }
+
+// Attack: a peer keeps handing a validator broadcasts over background
+// unicast while it closes. Close holds the module's lock while it waits
+// for the routers' handlers, so a handler that took that lock hung Close
+// for good; the handlers now read the routers without it.
+func TestASubmissionArrivingWhileAValidatorClosesDoesNotHangIt(t *testing.T) {
+	nodes := network(t, 4, 0, nil)
+	victim := nodes[1]
+	_, ah, _ := newHost(t)
+	t.Cleanup(func() { _ = ah.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := ah.Connect(ctx, peer.AddrInfo{ID: victim.host.ID(), Addrs: victim.host.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	u, err := unicast.New(ah, unicast.DefaultConfig(background.UnicastProtocolID("module-test")), func(peer.ID, []byte) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = u.Close() })
+	done := make(chan error, 1)
+	go func() {
+		done <- p2p.CloseWhile(victim.mod, func(bg *background.Router) {
+			frame, err := wire.EncodeBackground(signedElsewhere(t, "submitted while closing").Raw)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			before := bg.Stats().Unicast.FramesReceived
+			if err := u.Send(ctx, victim.host.ID(), frame); err != nil {
+				t.Error(err)
+				return
+			}
+			for bg.Stats().Unicast.FramesReceived == before && ctx.Err() == nil {
+				time.Sleep(time.Millisecond) // polling the count
+			}
+		})
+	}()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("Close still waiting for a handler that waits for Close's lock")
+	}
+}

@@ -69,7 +69,7 @@ func (m *Module) takeRepair(from peer.ID, msg *wire.Message) {
 	if !m.firstSight(RouterBackground, from, msg) {
 		return
 	}
-	if _, bg, err := m.routers(); err == nil {
+	if _, bg, err := m.liveRouters(); err == nil {
 		m.handToGossip(m.ctx, bg, msg)
 	}
 	m.hand(m.ctx, RouterBackground, from, msg, true)
@@ -88,7 +88,7 @@ func (m *Module) relaySubmission(from peer.ID, msg *wire.Message, parts wire.Han
 	if !first && (v != dedup.Duplicate || len(parts.Parts) == 0) {
 		return
 	}
-	rain, bg, err := m.routers()
+	rain, bg, err := m.liveRouters()
 	if err != nil {
 		return
 	}

@@ -95,11 +95,21 @@ type Module struct {
 	started    bool
 	closed     bool
 	notifiee   *network.NotifyBundle
+	// running, liveRain and liveBg are started && !closed, rain and bg for
+	// the routers' handlers (liveRouters), which must not take mu: Close
+	// holds it while it waits for them.
+	running  atomic.Bool
+	liveRain atomic.Pointer[raintree.Router]
+	liveBg   atomic.Pointer[background.Router]
 
 	// ctx ends when the Module closes; it unblocks deliveries waiting on a
 	// full channel. Set in New and never replaced, so it needs no lock.
 	ctx    context.Context
 	cancel context.CancelFunc
+	// carried are the deliveries a closed RainTree router left waiting
+	// (hand), each on a goroutine of its own until the application takes
+	// it or the Module closes.
+	carried carriers
 
 	// neighbours are the RainTree neighbours protected in the connection
 	// manager (empty unless this node is a validator).
@@ -213,6 +223,8 @@ func (m *Module) Start(ctx context.Context) (err error) {
 		return err
 	}
 	m.started = true
+	m.liveBg.Store(m.bg)
+	m.running.Store(true)
 	m.log.Info("p2p module started", "role", m.roleLocked(), "peer_id", m.host.ID(), "addrs", m.host.Addrs(), "validators", set.Len())
 	return nil
 }
@@ -298,9 +310,11 @@ func (m *Module) applySetLocked(set *validators.Set) error {
 		}
 		penalizer.Store(r)
 		m.rain, m.rainCancel = r, rcancel
+		m.liveRain.Store(r)
 	case isValidator:
 		m.rain.SetValidators(set)
 	case m.rain != nil:
+		m.liveRain.Store(nil)
 		m.rainCancel()
 		if err := m.rain.Close(); err != nil {
 			m.log.Warn("closing raintree router after leaving the validator set", "err", err)
@@ -518,6 +532,16 @@ func (m *Module) RouterFor(addr identity.Address) RouterName {
 	return RouterBackground
 }
 
+// liveRouters is routers for the routers' handlers, without m.mu: a
+// handler waiting for it while Close held it, waiting for the handler,
+// hung Close.
+func (m *Module) liveRouters() (*raintree.Router, *background.Router, error) {
+	if !m.running.Load() {
+		return nil, nil, ErrClosed
+	}
+	return m.liveRain.Load(), m.liveBg.Load(), nil
+}
+
 func (m *Module) routers() (*raintree.Router, *background.Router, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -647,14 +671,53 @@ func (m *Module) hand(ctx context.Context, r RouterName, relay peer.ID, msg *wir
 	}
 	select {
 	case m.out <- d:
+		m.countDelivered(r)
 	case <-ctx.Done():
-		return
+		// The router's deliveries ended (this node left the set) while
+		// the Module runs. The message is seen, so no other copy will
+		// bring it: it waits on, but not on the router's read loop.
+		if m.ctx.Err() == nil {
+			m.carried.carry(func() {
+				select {
+				case m.out <- d:
+					m.countDelivered(r)
+				case <-m.ctx.Done():
+				}
+			})
+		}
 	}
+}
+
+func (m *Module) countDelivered(r RouterName) {
 	if r == RouterRainTree {
 		m.delivered[0].Add(1)
 	} else {
 		m.delivered[1].Add(1)
 	}
+}
+
+// carriers runs goroutines that end with the Module, and waits for them.
+type carriers struct {
+	mu     sync.Mutex
+	wg     sync.WaitGroup
+	closed bool
+}
+
+// carry runs f on a goroutine of its own, unless the carriers closed.
+func (c *carriers) carry(f func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.wg.Go(f)
+	}
+}
+
+// close waits for the goroutines, and runs no more.
+func (c *carriers) close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.wg.Wait()
 }
 
 // addressOf derives a peer's address (identity.AddressFromPublicKey) from
@@ -687,6 +750,9 @@ func (m *Module) Close() error {
 func (m *Module) stopLocked() error {
 	var errs []error
 	m.cancel()
+	m.running.Store(false)
+	m.liveRain.Store(nil)
+	m.liveBg.Store(nil)
 	m.headDials.close()
 	if m.rain != nil {
 		errs = append(errs, m.rain.Close())
@@ -702,6 +768,7 @@ func (m *Module) stopLocked() error {
 	if m.ownsHost && m.host != nil {
 		errs = append(errs, m.host.Close())
 	}
+	m.carried.close()
 	return errors.Join(errs...)
 }
 

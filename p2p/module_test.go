@@ -424,4 +424,15 @@ func TestLeavingTheSetDoesNotWaitForAnIdleReader(t *testing.T) {
 	if mods[1].Role() != p2p.RoleFullNode {
 		t.Fatalf("role %s after leaving the set", mods[1].Role())
 	}
+	// The blocked delivery is not lost with its router: the message was
+	// seen, so no other copy would bring it.
+	select {
+	case d := <-mods[1].Deliveries():
+		var got wrapperspb.StringValue
+		if err := d.Envelope.GetContent().UnmarshalTo(&got); err != nil || got.GetValue() != "unread" {
+			t.Fatalf("delivered %v (%v), want the unread message", got.GetValue(), err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the delivery that waited when this node left the set was lost")
+	}
 }
