@@ -251,6 +251,24 @@ func TestAPeerWhoseAsksCannotBeWrittenTwiceIsMuted(t *testing.T) {
 	})
 }
 
+// neverRead makes h take streams on proto and never read them; they are
+// reset when the test ends.
+func neverRead(t *testing.T, h host.Host, proto protocol.ID) {
+	t.Helper()
+	held := make(chan network.Stream, 16)
+	h.SetStreamHandler(proto, func(s network.Stream) { held <- s })
+	t.Cleanup(func() {
+		for {
+			select {
+			case s := <-held:
+				_ = s.Reset()
+			default:
+				return
+			}
+		}
+	})
+}
+
 // bigFrame is a gossip RPC carrying one message of at least LargeBytes.
 func bigFrame(t *testing.T, id byte) []byte {
 	t.Helper()
@@ -377,19 +395,8 @@ func TestAPeerThatStopsReadingIsMutedAfterTwoUnwrittenAsks(t *testing.T) {
 	cfg.RainTreeValidator = true
 	v := startNodeOn(t, newHostWithConnManager(t), cfg)
 	deaf := newHost(t)
-	held := make(chan network.Stream, 4)
 	deaf.SetStreamHandler(ClearProtocolID(net), func(s network.Stream) { _ = s.Reset() })
-	deaf.SetStreamHandler(UnicastProtocolID(net), func(s network.Stream) { held <- s }) // never read
-	t.Cleanup(func() {
-		for {
-			select {
-			case s := <-held:
-				_ = s.Reset()
-			default:
-				return
-			}
-		}
-	})
+	neverRead(t, deaf, UnicastProtocolID(net))
 	connect(t, v.h, deaf)
 	awaitListed(t, v.h, deaf.ID(), ClearProtocolID(net))
 	// Frames past the stream's window (yamux's 256 KiB) fill it: three

@@ -250,18 +250,7 @@ func TestAParentThatDoesNotReadTheBlockIsPassedOver(t *testing.T) {
 	}
 	waitReady(t, f, 2)
 	waitOffersProofs(t, f, a, b)
-	held := make(chan network.Stream, 4)
-	parent.h.SetStreamHandler(UnicastProtocolID(net), func(s network.Stream) { held <- s }) // never read
-	t.Cleanup(func() {
-		for {
-			select {
-			case s := <-held:
-				_ = s.Reset()
-			default:
-				return
-			}
-		}
-	})
+	neverRead(t, parent.h, UnicastProtocolID(net))
 
 	msg := envelope(t, f, strings.Repeat("b", 1<<20))
 	start := time.Now()
