@@ -42,6 +42,9 @@ With --keep the network stays up after the check, with each node's admin
 URL printed, until Ctrl-C; the directory is kept too.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if timeout < 0 {
+				return fmt.Errorf("--timeout %v is negative (0 keeps the defaults)", timeout)
+			}
 			if timeout > 0 {
 				cfg.ReadyTimeout, cfg.Settle = timeout, timeout
 			}

@@ -36,6 +36,7 @@ func TestLocalnetRejectsBadInputBeforeStartingAnything(t *testing.T) {
 		{"unknown mode", []string{"--mode", "spiral"}, "mode"},
 		{"unknown background", []string{"--background", "meshsub"}, "background"},
 		{"stray argument", []string{"now"}, "unknown command"},
+		{"negative timeout", []string{"--timeout", "-1s"}, "negative"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -76,6 +76,9 @@ func runNode(ctx context.Context, dir, logLevel, adminAddr string, stderr interf
 	if adminAddr == "" {
 		adminAddr = n.Config.AdminAddr
 	}
+	if adminAddr == "" { // an empty admin_addr is the default, as every zero value
+		adminAddr = admin.DefaultAddr
+	}
 	adminCfg := admin.DefaultConfig()
 	if adminCfg.Token, err = admin.ReadToken(filepath.Join(dir, home.AdminTokenFile)); err != nil {
 		return err

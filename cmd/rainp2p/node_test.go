@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rainp2p/rainp2p/internal/home"
 )
@@ -80,5 +82,38 @@ func TestAdminURLIsRemovedOnlyIfItIsStillOurs(t *testing.T) {
 				t.Fatalf("file gone = %v, want %v", gone, tt.wantGone)
 			}
 		})
+	}
+}
+
+// An empty admin_addr in config.json is the default loopback address,
+// as every zero value there is, not an address without a port.
+func TestAnEmptyAdminAddrIsTheDefault(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "home")
+	if _, err := runInit(t, "--home", dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, home.ConfigFile), []byte(`{"admin_addr":""}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- runNode(ctx, dir, "", "", io.Discard) }()
+	deadline := time.After(30 * time.Second)
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, home.AdminURLFile)); err == nil && strings.HasPrefix(string(b), "http://127.0.0.1:") {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the node stopped before its admin API listened: %v", err)
+		case <-deadline:
+			t.Fatal("no admin URL after 30 s")
+		case <-time.After(10 * time.Millisecond): // polling for the file
+		}
+	}
+	cancel()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("runNode: %v", err)
 	}
 }

@@ -82,13 +82,9 @@ func showHome(ctx context.Context, dir string) (s shown, note string, err error)
 		}
 		return s, "", nil
 	}
-	cfg := home.DefaultConfig()
-	b, err := os.ReadFile(filepath.Join(dir, home.ConfigFile))
+	cfg, err := home.LoadConfig(dir)
 	if err != nil {
-		return s, "", fmt.Errorf("reading node config: %w", err)
-	}
-	if err := json.Unmarshal(b, &cfg); err != nil {
-		return s, "", fmt.Errorf("node config %s: %w", filepath.Join(dir, home.ConfigFile), err)
+		return s, "", err
 	}
 	addrs, unknown, err := home.DialAddrs(cfg, k.PeerID)
 	if err != nil {

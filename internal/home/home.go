@@ -21,6 +21,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/rainp2p/rainp2p/internal/admin"
+	"github.com/rainp2p/rainp2p/internal/jsonfile"
 	"github.com/rainp2p/rainp2p/p2p"
 	"github.com/rainp2p/rainp2p/p2p/background"
 	"github.com/rainp2p/rainp2p/p2p/identity"
@@ -93,6 +94,9 @@ func DefaultConfig() Config {
 // genesis.json already exists, and never overwrites one: each is created
 // exclusively.
 func Init(dir, networkID string, cfg Config, genesis *validators.Genesis) (*identity.Key, error) {
+	if strings.TrimSpace(networkID) == "" {
+		return nil, fmt.Errorf("%w: the network ID is empty", validators.ErrInvalid)
+	}
 	if err := checkFree(dir); err != nil {
 		return nil, err
 	}
@@ -190,15 +194,9 @@ func Load(dir string) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := DefaultConfig()
-	b, err := os.ReadFile(filepath.Join(dir, ConfigFile))
+	cfg, err := LoadConfig(dir)
 	if err != nil {
-		return nil, fmt.Errorf("reading node config: %w", err)
-	}
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cfg); err != nil {
-		return nil, fmt.Errorf("node config %s: %w", filepath.Join(dir, ConfigFile), err)
+		return nil, err
 	}
 	g, set, err := validators.LoadGenesis(filepath.Join(dir, GenesisFile))
 	if err != nil {
@@ -218,6 +216,21 @@ func Load(dir string) (*Node, error) {
 	return &Node{Dir: dir, Key: k, Config: cfg, Genesis: g, Set: set, Sets: sets, Height: h}, nil
 }
 
+// LoadConfig reads the home's config.json over DefaultConfig: a field it
+// does not know, or text after the object, is an error.
+func LoadConfig(dir string) (Config, error) {
+	cfg := DefaultConfig()
+	path := filepath.Join(dir, ConfigFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("reading node config: %w", err)
+	}
+	if err := jsonfile.Decode(b, &cfg); err != nil {
+		return cfg, fmt.Errorf("node config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
 // P2PConfig turns the home into a module configuration.
 func (n *Node) P2PConfig(log *slog.Logger) (p2p.Config, error) {
 	c := p2p.DefaultConfig()
@@ -227,8 +240,11 @@ func (n *Node) P2PConfig(log *slog.Logger) (p2p.Config, error) {
 	c.Height = n.Height
 	c.Logger = log
 	c.Silent = n.Config.Silent
-	if len(n.Config.ListenAddrs) > 0 {
-		c.ListenAddrs = n.Config.ListenAddrs
+	// An empty list is the default, loopback, not the module's every
+	// interface.
+	c.ListenAddrs = n.Config.ListenAddrs
+	if len(c.ListenAddrs) == 0 {
+		c.ListenAddrs = DefaultConfig().ListenAddrs
 	}
 	c.AnnounceAddrs = n.Config.AnnounceAddrs
 	if n.Config.Resources != nil {

@@ -50,6 +50,7 @@ func TestLoadRejectsBadHomes(t *testing.T) {
 		{"a bad ack timeout", `{"ack_timeout":"soon"}`, "ack_timeout"},
 		{"a repair slack that is no duration", `{"repair_slack":"soon"}`, "repair_slack"},
 		{"a negative repair slack", `{"repair_slack":"-1ms"}`, "repair_slack"},
+		{"text after the object", `{"mode":"cover"} {"mode":"bogus"}`, "text after the JSON value"},
 	}
 	for _, tt := range tests {
 		t.Run("rejects "+tt.name, func(t *testing.T) {
@@ -80,6 +81,36 @@ func p2pConfigOf(t *testing.T, config string) (p2p.Config, error) {
 		return p2p.Config{}, err
 	}
 	return n.P2PConfig(nil)
+}
+
+// An empty or null listen_addrs is the home's default, loopback only, not
+// the module's every interface.
+func TestAnEmptyListenListListensOnLoopback(t *testing.T) {
+	for _, config := range []string{`{"listen_addrs":[]}`, `{"listen_addrs":null}`} {
+		pc, err := p2pConfigOf(t, config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range pc.ListenAddrs {
+			if !strings.HasPrefix(a, "/ip4/127.0.0.1/") {
+				t.Fatalf("%s: listens on %v", config, pc.ListenAddrs)
+			}
+		}
+		if len(pc.ListenAddrs) == 0 {
+			t.Fatalf("%s: no listen address", config)
+		}
+	}
+}
+
+// An empty network ID is refused before anything is written.
+func TestInitRefusesAnEmptyNetworkID(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "home")
+	if _, err := Init(dir, " ", DefaultConfig(), nil); err == nil {
+		t.Fatal("Init took an empty network ID")
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("Init wrote %s for an empty network ID (%v)", dir, err)
+	}
 }
 
 // repair_slack turns a full node's repairs on; left out, they stay off.

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/rainp2p/rainp2p/internal/jsonfile"
 	"github.com/rainp2p/rainp2p/p2p/validators"
 )
 
@@ -95,10 +96,12 @@ func (s *Sets) readSet(path string, h uint64) (*validators.Set, error) {
 		return nil, fmt.Errorf("reading validator set: %w", err)
 	}
 	var g validators.Genesis
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&g); err != nil {
+	if err := jsonfile.Decode(b, &g); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", validators.ErrInvalid, path, err)
+	}
+	if h == s.genesis.Height {
+		// Save refuses it too: the genesis's set is genesis.json's.
+		return nil, fmt.Errorf("%w: %s: height %d is the genesis height; edit genesis.json instead", validators.ErrInvalid, path, h)
 	}
 	return s.check(path, h, &g)
 }

@@ -87,6 +87,7 @@ func TestBadSetFilesAreRefusedByName(t *testing.T) {
 		{"another network", "10.json", validators.Genesis{NetworkID: "other"}, "network"},
 		{"a height unlike the name", "10.json", validators.Genesis{Height: 11}, "says height 11"},
 		{"a height below genesis", "3.json", validators.Genesis{}, "below the genesis"},
+		{"the genesis height, which genesis.json holds", "5.json", validators.Genesis{}, "genesis height"},
 		{"no validators", "10.json", validators.Genesis{}, "no validators"},
 	}
 	for _, tt := range tests {

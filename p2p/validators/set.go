@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/rainp2p/rainp2p/internal/jsonfile"
 	"github.com/rainp2p/rainp2p/p2p/identity"
 )
 
@@ -221,9 +222,7 @@ func LoadGenesis(path string) (*Genesis, *Set, error) {
 		return nil, nil, fmt.Errorf("reading genesis: %w", err)
 	}
 	var g Genesis
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&g); err != nil {
+	if err := jsonfile.Decode(b, &g); err != nil {
 		return nil, nil, fmt.Errorf("%w: genesis %s: %v", ErrInvalid, path, err)
 	}
 	s, err := g.Set()
