@@ -1,6 +1,8 @@
 package identity
 
 import (
+	"bytes"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -222,12 +224,24 @@ func LoadKey(path string) (*Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: key file %s: %v", ErrBadKey, path, err)
 	}
+	// The key is the seed and its public half: a public half that is not
+	// the seed's would make the node sign as one key and present another.
+	if len(raw) < ed25519.PrivateKeySize || !bytes.Equal(ed25519.NewKeyFromSeed(raw[:ed25519.SeedSize]), raw[:ed25519.PrivateKeySize]) {
+		return nil, fmt.Errorf("%w: key file %s: the private key's public half is not its seed's", ErrBadKey, path)
+	}
 	k, err := KeyFromPrivate(priv)
 	if err != nil {
 		return nil, err
 	}
-	if kf.Address != "" && kf.Address != k.Address.String() {
-		return nil, fmt.Errorf("%w: key file %s: address %s does not match the private key (%s)", ErrBadKey, path, kf.Address, k.Address)
+	// Operators copy these from the file, so each must be the key's own.
+	for _, f := range []struct{ name, got, want string }{
+		{"address", kf.Address, k.Address.String()},
+		{"peer_id", kf.PeerID, k.PeerID.String()},
+		{"public_key", kf.PublicKey, PublicKeyHex(priv.GetPublic())},
+	} {
+		if f.got != "" && f.got != f.want {
+			return nil, fmt.Errorf("%w: key file %s: %s %s does not match the private key (%s)", ErrBadKey, path, f.name, f.got, f.want)
+		}
 	}
 	return k, nil
 }

@@ -3,8 +3,11 @@ package identity
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -143,5 +146,56 @@ func TestAddressFromPeerIDRefusesHashedIDs(t *testing.T) {
 	}
 	if _, err := AddressFromPeerID(id); !errors.Is(err, ErrBadKey) {
 		t.Fatalf("an ECDSA peer ID does not embed its key; got %v, want ErrBadKey", err)
+	}
+}
+
+// A key file whose public half, public_key, peer_id or address is not the
+// private key's own is refused: the node would run under one identity
+// while the operator copies another.
+func TestAKeyFileThatDisagreesWithItselfIsRefused(t *testing.T) {
+	k, _ := GenerateKey()
+	other, _ := GenerateKey()
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.json")
+	if err := k.Save(good); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kf keyFile
+	if err := json.Unmarshal(b, &kf); err != nil {
+		t.Fatal(err)
+	}
+	otherPub := PublicKeyHex(other.Private.GetPublic())
+	for _, tt := range []struct {
+		name   string
+		mutate func(*keyFile)
+		want   string
+	}{
+		{"another key's public_key", func(f *keyFile) { f.PublicKey = otherPub }, "public_key"},
+		{"another key's peer_id", func(f *keyFile) { f.PeerID = other.PeerID.String() }, "peer_id"},
+		{"another key's address", func(f *keyFile) { f.Address = other.Address.String() }, "address"},
+		{"a public half that is not the seed's, with no address to catch it", func(f *keyFile) {
+			f.Address, f.PeerID, f.PublicKey = "", "", ""
+			f.PrivateKey = f.PrivateKey[:64] + otherPub[len(otherPub)-64:]
+		}, "public half"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := kf
+			tt.mutate(&f)
+			out, err := json.Marshal(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(t.TempDir(), "key.json")
+			if err := os.WriteFile(path, out, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := LoadKey(path); !errors.Is(err, ErrBadKey) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("LoadKey = %v, want ErrBadKey naming %q", err, tt.want)
+			}
+		})
 	}
 }
