@@ -76,11 +76,10 @@ func (m *Module) dialHeads(set *validators.Set, targets []raintree.Target) {
 // dials. It holds at most 2 × wire.MaxParts heads (nine per set), and
 // starts afresh past that (after set changes).
 type headDials struct {
-	mu     sync.Mutex
-	every  time.Duration
-	last   map[peer.ID]time.Time
-	closed bool
-	wg     sync.WaitGroup
+	mu    sync.Mutex
+	every time.Duration
+	last  map[peer.ID]time.Time
+	runs  carriers
 }
 
 // due reports whether id may be dialled at now, and if so records it.
@@ -98,22 +97,11 @@ func (d *headDials) due(id peer.ID, now time.Time) bool {
 }
 
 // start runs dial in its own goroutine, unless close was called.
-func (d *headDials) start(dial func()) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if !d.closed {
-		d.wg.Go(dial)
-	}
-}
+func (d *headDials) start(dial func()) { d.runs.carry(dial) }
 
 // close refuses further dials and waits for those running; their context
 // must be cancelled first.
-func (d *headDials) close() {
-	d.mu.Lock()
-	d.closed = true
-	d.mu.Unlock()
-	d.wg.Wait()
-}
+func (d *headDials) close() { d.runs.close() }
 
 // hopsAfter is background.Config.HopsAfter: how many RainTree hops after
 // validator from the last validator of the set in force gets msg when

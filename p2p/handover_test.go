@@ -122,18 +122,9 @@ func TestAHandoverOfAnotherNodesBroadcastIsRefusedAndTheWholeRingRelaysIt(t *tes
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, ah, _ := newHost(t)
-	defer ah.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := ah.Connect(ctx, peer.AddrInfo{ID: victim.host.ID(), Addrs: victim.host.Addrs()}); err != nil {
-		t.Fatal(err)
-	}
-	u, err := unicast.New(ah, unicast.DefaultConfig(background.UnicastProtocolID("module-test")), func(peer.ID, []byte) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer u.Close()
+	u := backgroundUnicastTo(ctx, t, victim)
 	before := victim.mod.Stats()
 	if err := u.Send(ctx, victim.host.ID(), frame); err != nil {
 		t.Fatal(err)
@@ -259,18 +250,9 @@ func TestAFullNodeKnowsHowManyRainTreeHopsAreStillToGo(t *testing.T) {
 func TestASubmissionArrivingWhileAValidatorClosesDoesNotHangIt(t *testing.T) {
 	nodes := network(t, 4, 0, nil)
 	victim := nodes[1]
-	_, ah, _ := newHost(t)
-	t.Cleanup(func() { _ = ah.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := ah.Connect(ctx, peer.AddrInfo{ID: victim.host.ID(), Addrs: victim.host.Addrs()}); err != nil {
-		t.Fatal(err)
-	}
-	u, err := unicast.New(ah, unicast.DefaultConfig(background.UnicastProtocolID("module-test")), func(peer.ID, []byte) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = u.Close() })
+	u := backgroundUnicastTo(ctx, t, victim)
 	done := make(chan error, 1)
 	go func() {
 		done <- p2p.CloseWhile(victim.mod, func(bg *background.Router) {
@@ -294,4 +276,21 @@ func TestASubmissionArrivingWhileAValidatorClosesDoesNotHangIt(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("Close still waiting for a handler that waits for Close's lock")
 	}
+}
+
+// backgroundUnicastTo is a background unicast router on a fresh host
+// connected to n, as any peer could run; both end with the test.
+func backgroundUnicastTo(ctx context.Context, t *testing.T, n *node) *unicast.Router {
+	t.Helper()
+	_, h, _ := newHost(t)
+	t.Cleanup(func() { _ = h.Close() })
+	if err := h.Connect(ctx, peer.AddrInfo{ID: n.host.ID(), Addrs: n.host.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	u, err := unicast.New(h, unicast.DefaultConfig(background.UnicastProtocolID("module-test")), func(peer.ID, []byte) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = u.Close() })
+	return u
 }

@@ -696,7 +696,8 @@ func (m *Module) countDelivered(r RouterName) {
 	}
 }
 
-// carriers runs goroutines that end with the Module, and waits for them.
+// carriers runs goroutines that end with the Module (carried deliveries,
+// head dials), and waits for them.
 type carriers struct {
 	mu     sync.Mutex
 	wg     sync.WaitGroup

@@ -144,15 +144,8 @@ func TestAFullNodeHandsItsBlockOnWhenItsParentProvesNothing(t *testing.T) {
 			full.Store(f.r)
 			ring = []peer.ID{a.h.ID(), b.h.ID(), x, y, z}
 			f.r.SetValidatorIDs(setHash, ring)
-			connect(t, f.h, a.h)
-			connect(t, f.h, b.h)
-			eventually(t, 5*time.Second, "f's parent", func() bool { first = f.r.Parent(); return first != "" })
-			parent, next := a, b
-			if first == b.h.ID() {
-				parent, next = b, a
-			}
-			waitReady(t, f, 2)
-			waitOffersProofs(t, f, a, b)
+			var parent, next *node
+			first, parent, next = parentAndNext(t, f, a, b)
 
 			msg := envelope(t, f, strings.Repeat("b", 2<<10))
 			if err := f.r.Submit(context.Background(), msg); err != nil {
@@ -240,16 +233,7 @@ func TestAParentThatDoesNotReadTheBlockIsPassedOver(t *testing.T) {
 	a, b := startValidator(t, cfg, forward), startValidator(t, cfg, forward)
 	f := startNode(t, cfg)
 	f.r.SetValidatorIDs([]byte("the set"), []peer.ID{a.h.ID(), b.h.ID(), keyID(t, nil), keyID(t, nil), keyID(t, nil)})
-	connect(t, f.h, a.h)
-	connect(t, f.h, b.h)
-	var first peer.ID
-	eventually(t, 5*time.Second, "f's parent", func() bool { first = f.r.Parent(); return first != "" })
-	parent, next := a, b
-	if first == b.h.ID() {
-		parent, next = b, a
-	}
-	waitReady(t, f, 2)
-	waitOffersProofs(t, f, a, b)
+	_, parent, next := parentAndNext(t, f, a, b)
 	neverRead(t, parent.h, UnicastProtocolID(net))
 
 	msg := envelope(t, f, strings.Repeat("b", 1<<20))
@@ -271,6 +255,23 @@ func TestAParentThatDoesNotReadTheBlockIsPassedOver(t *testing.T) {
 	if got := f.r.Parent(); got != next.h.ID() {
 		t.Fatalf("the parent is %s after it did not read its block, want the next one", got)
 	}
+}
+
+// parentAndNext connects the full node f to the validators a and b, and
+// returns, once f is ready and knows both offer proofs, the parent f
+// chose and the other.
+func parentAndNext(t *testing.T, f, a, b *node) (first peer.ID, parent, next *node) {
+	t.Helper()
+	connect(t, f.h, a.h)
+	connect(t, f.h, b.h)
+	eventually(t, 5*time.Second, "f's parent", func() bool { first = f.r.Parent(); return first != "" })
+	parent, next = a, b
+	if first == b.h.ID() {
+		parent, next = b, a
+	}
+	waitReady(t, f, 2)
+	waitOffersProofs(t, f, a, b)
+	return first, parent, next
 }
 
 // keyID is key's peer ID, or a fresh key's for nil.

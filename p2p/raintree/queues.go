@@ -155,8 +155,7 @@ type hopBatch struct {
 	msg      *wire.Message
 	left     atomic.Int32
 	next     []delegation
-	release  sync.Once
-	released atomic.Bool
+	released atomic.Bool // its next hop has gone (nextHop)
 }
 
 // sendHops sends the frames ds that one receipt of msg (or its origin, or
@@ -164,8 +163,8 @@ type hopBatch struct {
 // (its leading run of one level; callers list hops in order, highest
 // level first) at once, the rest once those to connected targets are
 // written or HopHold passed. When the last hop is written or HopHold
-// passed, or there were no frames, Config.OnTreeSent is called. Paced frames have their own order and
-// notice (uplink.go).
+// passed, or there were no frames, Config.OnTreeSent is called. Paced
+// frames have their own order and notice (uplink.go).
 func (r *Router) sendHops(msg *wire.Message, ds []delegation) {
 	if len(ds) == 0 {
 		r.treeSent(msg)
@@ -221,16 +220,16 @@ func (r *Router) written(d delegation) {
 // nextHop sends b's next hop (or ends the chain after the last), once.
 // Once the router is closing, the held frames only report ErrClosed.
 func (r *Router) nextHop(b *hopBatch) {
-	b.release.Do(func() {
-		b.released.Store(true)
-		if r.ctx.Err() != nil {
-			for _, d := range b.next {
-				d.report(ErrClosed)
-			}
-			return
+	if !b.released.CompareAndSwap(false, true) {
+		return
+	}
+	if r.ctx.Err() != nil {
+		for _, d := range b.next {
+			d.report(ErrClosed)
 		}
-		r.sendHops(b.msg, b.next)
-	})
+		return
+	}
+	r.sendHops(b.msg, b.next)
 }
 
 // treeSent tells Config.OnTreeSent that this node's tree frames of msg
